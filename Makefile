@@ -1,0 +1,40 @@
+# sandrun's everyday commands. `make help` lists them.
+GO        ?= go
+BIN       ?= bin
+FUZZTIME  ?= 10s
+
+.PHONY: help build test lint fmt-check vet run emulator fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build every program into ./bin
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+lint: vet fmt-check ## go vet and a gofmt check
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+test: lint ## lint, then every test with the race detector
+	$(GO) test -race -count=1 ./...
+
+fuzz: ## run each fuzz target for FUZZTIME
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+run: ## start the local cloud on loopback
+	$(GO) run ./cmd/sandrun emulator
+
+emulator: run
+
+clean: ## remove built programs
+	rm -rf $(BIN)

@@ -1,0 +1,360 @@
+// Package emulator is sandrun's local cloud: Pub/Sub, Cloud Storage,
+// Firestore and the Cloud Run Admin API v2, served on loopback so that the
+// official Google client libraries talk to them exactly as they talk to
+// Google. Production and local runs share one code path; only the endpoints
+// differ, and the environment that Suite.Env prints selects them.
+//
+// Pub/Sub is the official pstest fake, Cloud Storage is fake-gcs-server, and
+// Firestore and Cloud Run are sandrun's own (packages emulator/firestore and
+// emulator/cloudrun). Every service sits behind the fault injector of package
+// emulator/faults, and an admin endpoint lets a running suite be given faults
+// and have executions killed.
+//
+// The suite keeps everything in memory unless told otherwise; it is a
+// development and test tool and never talks to Google.
+package emulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sandrun/sandrun/emulator/cloudrun"
+	"github.com/sandrun/sandrun/emulator/faults"
+	"github.com/sandrun/sandrun/emulator/firestore"
+)
+
+// The environment variables a client needs to reach the suite. The first
+// three are honoured by the official Google clients themselves.
+const (
+	EnvPubSub    = "PUBSUB_EMULATOR_HOST"
+	EnvStorage   = "STORAGE_EMULATOR_HOST"
+	EnvFirestore = "FIRESTORE_EMULATOR_HOST"
+	// EnvCloudRun is sandrun's own: host:port of the Cloud Run Admin API v2.
+	EnvCloudRun = "CLOUDRUN_EMULATOR_HOST"
+	// EnvAdmin is host:port of the suite's admin endpoint (faults, kills).
+	EnvAdmin = "SANDRUN_EMULATOR_ADMIN"
+	// EnvProject names the project the suite's clients should use.
+	EnvProject = "GOOGLE_CLOUD_PROJECT"
+)
+
+// DefaultProject is the project the local cloud pretends to be.
+const DefaultProject = "sandrun-local"
+
+// Config says how to start the suite. The zero value starts every service on
+// a free loopback port, in memory.
+type Config struct {
+	// Project defaults to DefaultProject.
+	Project string
+	// Host is the address to listen on (default 127.0.0.1). The suite is
+	// unauthenticated: keep it on loopback.
+	Host string
+	// Ports of each service; 0 picks a free port.
+	PubSubPort, StoragePort, FirestorePort, CloudRunPort, AdminPort int
+	// StorageDir keeps Cloud Storage objects on disk there; empty keeps them
+	// in memory.
+	StorageDir string
+	// Buckets are created when the suite starts.
+	Buckets []string
+	// CloudRun configures the Cloud Run fake. The suite adds its own
+	// environment (the emulator hosts and project) to CloudRun.Env so that a
+	// task finds the local cloud as a Cloud Run job finds Google's.
+	CloudRun cloudrun.Config
+	// Logger receives the suite's own events (default: discard).
+	Logger *slog.Logger
+}
+
+// Suite is a running local cloud.
+type Suite struct {
+	Project string
+	// Addresses (host:port) of each service.
+	PubSubAddr, StorageAddr, FirestoreAddr, CloudRunAddr, AdminAddr string
+
+	// Faults is the injector every service consults.
+	Faults *faults.Injector
+	// PubSub is the pstest fake, for tests that inspect messages.
+	PubSub    *pstest.Server
+	Storage   *fakestorage.Server
+	Firestore *firestore.Server
+	CloudRun  *cloudrun.Server
+
+	logger  *slog.Logger
+	grpcs   []*grpc.Server
+	https   []*http.Server
+	serving chan error
+}
+
+// Start serves the four services and the admin endpoint. It returns once all
+// of them accept connections; Close stops them.
+func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
+	if cfg.Project == "" {
+		cfg.Project = DefaultProject
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Suite{
+		Project: cfg.Project,
+		Faults:  faults.New(),
+		logger:  cfg.Logger,
+		serving: make(chan error, 5),
+	}
+	// Listen everywhere first: the Cloud Run fake hands every address to the
+	// tasks it starts, so all of them must be known before it exists.
+	var listeners []net.Listener
+	defer func() {
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			s.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	listen := func(port int) (net.Listener, error) {
+		l, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(port)))
+		if err == nil {
+			listeners = append(listeners, l)
+		}
+		return l, err
+	}
+	pubsubL, err := listen(cfg.PubSubPort)
+	if err != nil {
+		return nil, fmt.Errorf("listen for pubsub: %w", err)
+	}
+	storageL, err := listen(cfg.StoragePort)
+	if err != nil {
+		return nil, fmt.Errorf("listen for storage: %w", err)
+	}
+	firestoreL, err := listen(cfg.FirestorePort)
+	if err != nil {
+		return nil, fmt.Errorf("listen for firestore: %w", err)
+	}
+	cloudrunL, err := listen(cfg.CloudRunPort)
+	if err != nil {
+		return nil, fmt.Errorf("listen for cloud run: %w", err)
+	}
+	adminL, err := listen(cfg.AdminPort)
+	if err != nil {
+		return nil, fmt.Errorf("listen for admin: %w", err)
+	}
+	s.PubSubAddr = pubsubL.Addr().String()
+	s.StorageAddr = storageL.Addr().String()
+	s.FirestoreAddr = firestoreL.Addr().String()
+	s.CloudRunAddr = cloudrunL.Addr().String()
+	s.AdminAddr = adminL.Addr().String()
+
+	// Pub/Sub: pstest owns the topics and subscriptions; its service is
+	// registered again on a server of ours so that faults reach it.
+	s.PubSub = pstest.NewServerWithAddress(net.JoinHostPort(cfg.Host, "0"))
+	pubsubG := s.newGRPCServer(faults.PubSub)
+	pubsubpb.RegisterPublisherServer(pubsubG, &s.PubSub.GServer)
+	pubsubpb.RegisterSubscriberServer(pubsubG, &s.PubSub.GServer)
+	pubsubpb.RegisterSchemaServiceServer(pubsubG, &s.PubSub.GServer)
+	s.serveGRPC(pubsubG, pubsubL)
+
+	// Cloud Storage: fake-gcs-server without a listener of its own, behind
+	// the fault middleware. ExternalURL makes the resumable-upload sessions
+	// it hands out point back here.
+	storageURL := "http://" + s.StorageAddr
+	s.Storage, err = fakestorage.NewServerWithOptions(fakestorage.Options{
+		NoListener:  true,
+		Scheme:      "http",
+		Host:        cfg.Host,
+		ExternalURL: storageURL,
+		PublicHost:  s.StorageAddr,
+		StorageRoot: cfg.StorageDir,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start storage: %w", err)
+	}
+	for _, b := range cfg.Buckets {
+		s.Storage.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: b, VersioningEnabled: false})
+	}
+	s.serveHTTP(&http.Server{Handler: s.Faults.HTTPMiddleware(faults.Storage, s.Storage.HTTPHandler()), ReadHeaderTimeout: 10 * time.Second}, storageL)
+
+	// Firestore.
+	s.Firestore = firestore.New(firestore.Options{})
+	firestoreG := s.newGRPCServer(faults.Firestore)
+	s.Firestore.Register(firestoreG)
+	s.serveGRPC(firestoreG, firestoreL)
+
+	// Cloud Run: tasks see the suite as a Cloud Run job sees Google.
+	runCfg := cfg.CloudRun
+	runCfg.Env = append(append([]string(nil), runCfg.Env...), s.Env()...)
+	if runCfg.Logger == nil {
+		runCfg.Logger = cfg.Logger
+	}
+	s.CloudRun = cloudrun.New(runCfg)
+	cloudrunG := s.newGRPCServer(faults.CloudRun)
+	s.CloudRun.Register(cloudrunG)
+	s.serveGRPC(cloudrunG, cloudrunL)
+
+	s.serveHTTP(&http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}, adminL)
+	listeners = nil // the servers own them now
+	s.logger.Info("local cloud started", "event", "emulator.started", "pubsub", s.PubSubAddr,
+		"storage", s.StorageAddr, "firestore", s.FirestoreAddr, "cloudrun", s.CloudRunAddr, "admin", s.AdminAddr)
+	return s, nil
+}
+
+// newGRPCServer returns a gRPC server whose calls pass the fault injector and
+// whose handlers cannot take the process down with a panic.
+func (s *Suite) newGRPCServer(service string) *grpc.Server {
+	g := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(recoverUnary(s.logger, service), s.Faults.UnaryInterceptor(service)),
+		grpc.ChainStreamInterceptor(recoverStream(s.logger, service), s.Faults.StreamInterceptor(service)),
+		grpc.MaxRecvMsgSize(64<<20),
+	)
+	s.grpcs = append(s.grpcs, g)
+	return g
+}
+
+func (s *Suite) serveGRPC(g *grpc.Server, l net.Listener) {
+	go func() { s.serving <- g.Serve(l) }()
+}
+
+func (s *Suite) serveHTTP(h *http.Server, l net.Listener) {
+	s.https = append(s.https, h)
+	go func() {
+		err := h.Serve(l)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.serving <- err
+	}()
+}
+
+func recoverUnary(logger *slog.Logger, service string) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				logger.Error("handler panicked", "event", "emulator.panic", "service", service, "method", info.FullMethod, "panic", fmt.Sprint(p))
+				err = status.Errorf(codes.Internal, "%s panicked: %v", info.FullMethod, p)
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+func recoverStream(logger *slog.Logger, service string) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				logger.Error("handler panicked", "event", "emulator.panic", "service", service, "method", info.FullMethod, "panic", fmt.Sprint(p))
+				err = status.Errorf(codes.Internal, "%s panicked: %v", info.FullMethod, p)
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+// Env returns the environment a client needs to use the suite, as
+// KEY=VALUE lines in a stable order.
+func (s *Suite) Env() []string {
+	return []string{
+		EnvProject + "=" + s.Project,
+		EnvPubSub + "=" + s.PubSubAddr,
+		EnvStorage + "=http://" + s.StorageAddr,
+		EnvFirestore + "=" + s.FirestoreAddr,
+		EnvCloudRun + "=" + s.CloudRunAddr,
+		EnvAdmin + "=" + s.AdminAddr,
+	}
+}
+
+// ExportLines returns Env as shell export lines, ready for eval.
+func (s *Suite) ExportLines() string {
+	var b strings.Builder
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&b, "export %s=%s\n", k, v)
+	}
+	return b.String()
+}
+
+// SetEnv sets the suite's environment in this process, so that clients
+// created afterwards in it use the suite.
+func (s *Suite) SetEnv() error {
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := os.Setenv(k, v); err != nil {
+			return fmt.Errorf("set %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// Close stops every service and ends every process the Cloud Run fake
+// started. It waits for them until ctx ends.
+func (s *Suite) Close(ctx context.Context) error {
+	var errs []error
+	// Processes first: they are clients of the other services.
+	if s.CloudRun != nil {
+		if err := s.CloudRun.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close cloud run: %w", err))
+		}
+	}
+	for _, h := range s.https {
+		if err := h.Shutdown(ctx); err != nil {
+			h.Close()
+		}
+	}
+	if s.Firestore != nil {
+		// Open Listen streams end here, which lets GracefulStop finish.
+		s.Firestore.Close()
+	}
+	for _, g := range s.grpcs {
+		stopGRPC(ctx, g)
+	}
+	if s.PubSub != nil {
+		if err := s.PubSub.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close pubsub: %w", err))
+		}
+	}
+	if s.Storage != nil {
+		s.Storage.Stop()
+	}
+	for range len(s.grpcs) + len(s.https) {
+		if err := <-s.serving; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errs = append(errs, err)
+		}
+	}
+	s.grpcs, s.https = nil, nil
+	return errors.Join(errs...)
+}
+
+// stopGRPC drains a server gracefully, and forcefully once ctx ends or a
+// stream (a subscriber's pull) would keep it open.
+func stopGRPC(ctx context.Context, g *grpc.Server) {
+	done := make(chan struct{})
+	go func() {
+		g.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	g.Stop()
+	<-done
+}

@@ -1,0 +1,38 @@
+// Package emulatortest starts sandrun's local cloud for a test with one call.
+package emulatortest
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandrun/sandrun/emulator"
+)
+
+// Start serves the local cloud on free loopback ports for the duration of the
+// test, points this process's Google clients at it (t.Setenv, so the test
+// cannot be parallel), and stops it, with every process it started, when the
+// test ends. Register clients' Close with t.Cleanup after calling Start so
+// that they close first.
+func Start(t testing.TB, cfg emulator.Config) *emulator.Suite {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := emulator.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start local cloud: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("close local cloud: %v", err)
+		}
+	})
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	return s
+}

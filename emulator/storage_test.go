@@ -1,0 +1,188 @@
+package emulator_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"testing"
+
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/iterator"
+
+	"github.com/sandrun/sandrun/emulator"
+	"github.com/sandrun/sandrun/emulator/emulatortest"
+)
+
+const bucket = "sandrun-test"
+
+func newStorage(t *testing.T) *storage.BucketHandle {
+	t.Helper()
+	c, err := storage.NewClient(context.Background())
+	if err != nil {
+		t.Fatalf("storage client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.Bucket(bucket)
+}
+
+// randomBytes returns n reproducible pseudo-random bytes.
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func write(t *testing.T, w *storage.Writer, data []byte) error {
+	t.Helper()
+	if _, err := io.Copy(w, bytes.NewReader(data)); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+func TestStorageLargeObjectRoundTrip(t *testing.T) {
+	emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}})
+	b := newStorage(t)
+	ctx := context.Background()
+
+	// 50 MB is above the client's default 16 MiB chunk, so it travels as a
+	// resumable upload in several chunks.
+	data := randomBytes(50 << 20)
+	w := b.Object("big").NewWriter(ctx)
+	if w.ChunkSize != 16<<20 {
+		t.Fatalf("client's default chunk size is %d; the test assumes 16 MiB", w.ChunkSize)
+	}
+	if err := write(t, w, data); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	if w.Attrs().Size != int64(len(data)) {
+		t.Fatalf("stored size %d, want %d", w.Attrs().Size, len(data))
+	}
+	r, err := b.Object("big").NewReader(ctx)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		t.Fatalf("download: %v", err)
+	}
+	if n != int64(len(data)) || !bytes.Equal(h.Sum(nil), sha256Sum(data)) {
+		t.Fatalf("downloaded %d bytes that differ from the %d uploaded", n, len(data))
+	}
+
+	// Ranged reads, including one running past the end.
+	for _, rg := range []struct{ off, length int64 }{{0, 10}, {17 << 20, 1 << 20}, {int64(len(data)) - 5, 100}} {
+		rr, err := b.Object("big").NewRangeReader(ctx, rg.off, rg.length)
+		if err != nil {
+			t.Fatalf("range %d+%d: %v", rg.off, rg.length, err)
+		}
+		got, err := io.ReadAll(rr)
+		rr.Close()
+		if err != nil {
+			t.Fatalf("range %d+%d: %v", rg.off, rg.length, err)
+		}
+		end := min(rg.off+rg.length, int64(len(data)))
+		if !bytes.Equal(got, data[rg.off:end]) {
+			t.Fatalf("range %d+%d: got %d bytes that differ", rg.off, rg.length, len(got))
+		}
+	}
+}
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
+func TestStoragePreconditionsListAndDelete(t *testing.T) {
+	emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}})
+	b := newStorage(t)
+	ctx := context.Background()
+
+	obj := b.Object("sessions/s1/checkpoint")
+	if err := write(t, obj.If(storage.Conditions{DoesNotExist: true}).NewWriter(ctx), []byte("v1")); err != nil {
+		t.Fatalf("create-only write of a new object: %v", err)
+	}
+	err := write(t, obj.If(storage.Conditions{DoesNotExist: true}).NewWriter(ctx), []byte("v2"))
+	if !isPreconditionFailed(err) {
+		t.Fatalf("create-only write of an existing object: %v, want 412", err)
+	}
+	attrs, err := obj.Attrs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = write(t, obj.If(storage.Conditions{GenerationMatch: attrs.Generation + 1}).NewWriter(ctx), []byte("stale"))
+	if !isPreconditionFailed(err) {
+		t.Fatalf("write with a wrong generation: %v, want 412", err)
+	}
+	if err := write(t, obj.If(storage.Conditions{GenerationMatch: attrs.Generation}).NewWriter(ctx), []byte("v2")); err != nil {
+		t.Fatalf("write with the current generation: %v", err)
+	}
+	r, err := obj.NewReader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if string(got) != "v2" {
+		t.Fatalf("content %q, want v2 (the stale writes must have changed nothing)", got)
+	}
+
+	for _, name := range []string{"sessions/s1/results/r1", "sessions/s10/checkpoint", "sessions/s2/checkpoint"} {
+		if err := write(t, b.Object(name).NewWriter(ctx), []byte(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := list(t, b, "sessions/s1/"); !slices.Equal(got, []string{"sessions/s1/checkpoint", "sessions/s1/results/r1"}) {
+		t.Fatalf("list sessions/s1/: %v", got)
+	}
+	for _, name := range list(t, b, "sessions/s1/") {
+		if err := b.Object(name).Delete(ctx); err != nil {
+			t.Fatalf("delete %s: %v", name, err)
+		}
+	}
+	if got := list(t, b, "sessions/s1/"); len(got) != 0 {
+		t.Fatalf("objects left after delete: %v", got)
+	}
+	if _, err := obj.NewReader(ctx); !errors.Is(err, storage.ErrObjectNotExist) {
+		t.Fatalf("read of a deleted object: %v, want ErrObjectNotExist", err)
+	}
+	if err := obj.Delete(ctx); !errors.Is(err, storage.ErrObjectNotExist) {
+		t.Fatalf("delete of a deleted object: %v, want ErrObjectNotExist", err)
+	}
+	if got := list(t, b, "sessions/"); !slices.Equal(got, []string{"sessions/s10/checkpoint", "sessions/s2/checkpoint"}) {
+		t.Fatalf("other sessions' objects: %v", got)
+	}
+}
+
+func isPreconditionFailed(err error) bool {
+	var e *googleapi.Error
+	return errors.As(err, &e) && e.Code == http.StatusPreconditionFailed
+}
+
+func list(t *testing.T, b *storage.BucketHandle, prefix string) []string {
+	t.Helper()
+	var names []string
+	it := b.Objects(context.Background(), &storage.Query{Prefix: prefix})
+	for {
+		a, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("list %s: %v", prefix, err)
+		}
+		names = append(names, a.Name)
+	}
+}

@@ -1,0 +1,147 @@
+// Package cli is the sandrun command line: it parses arguments and wires the
+// packages that do the work. Every command is a function of its arguments and
+// output streams, so tests run it as a user would.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// command is one subcommand of sandrun.
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *Env, args []string) error
+}
+
+// Env is what a command may touch of the outside world.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Stdin          io.Reader
+	// Getenv reads the environment (os.Getenv in production).
+	Getenv func(string) string
+}
+
+// exitError carries an exit code other than 1 out of a command.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return "exit status " + strconv.Itoa(e.code) }
+
+func commands() map[string]command {
+	return map[string]command{
+		"emulator": {"serve the local cloud (Pub/Sub, Cloud Storage, Firestore, Cloud Run) on loopback", runEmulator},
+	}
+}
+
+// Main runs sandrun with args (without the program name) and returns the
+// process exit code.
+func Main(ctx context.Context, env *Env, args []string) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(env.Stderr, cmds)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "sandrun: unknown command %q\n\n", args[0])
+		usage(env.Stderr, cmds)
+		return 2
+	}
+	err := cmd.run(ctx, env, args[1:])
+	var exit exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &exit):
+		return exit.code
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(env.Stderr, "sandrun %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+// errUsage reports bad arguments after the flag set has printed why.
+var errUsage = errors.New("usage")
+
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "sandrun runs shell commands, files and processes for AI agents in sandboxes on Cloud Run Jobs.")
+	fmt.Fprintln(w, "\nUsage: sandrun COMMAND [flags]\n\nCommands:")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'sandrun COMMAND --help' for a command's flags and environment variables.")
+}
+
+// flagSet is a command's flags, each of which may take its default from an
+// environment variable.
+type flagSet struct {
+	*flag.FlagSet
+	fromEnv [][2]string // flag name, environment variable
+}
+
+func newFlagSet(env *Env, name, synopsis string) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "Usage: sandrun %s\n\nFlags (an environment variable named in brackets sets the default):\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// env makes the environment variable key set the default of flag name.
+func (fs *flagSet) env(name, key string) {
+	f := fs.Lookup(name)
+	f.Usage += " [" + key + "]"
+	fs.fromEnv = append(fs.fromEnv, [2]string{name, key})
+}
+
+// parse applies the environment, then the arguments. A bad value in either
+// is a usage error that says which one was wrong.
+func (fs *flagSet) parse(env *Env, args []string) error {
+	for _, p := range fs.fromEnv {
+		if v := env.Getenv(p[1]); v != "" {
+			if err := fs.Set(p[0], v); err != nil {
+				fmt.Fprintf(env.Stderr, "invalid value %q of %s: %v\n", v, p[1], err)
+				return errUsage
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// OSEnv is the Env of a real process.
+func OSEnv() *Env {
+	return &Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv}
+}

@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sandrun/sandrun/emulator"
+	"github.com/sandrun/sandrun/emulator/cloudrun"
+	"github.com/sandrun/sandrun/emulator/faults"
+)
+
+// emulatorConfig is what `sandrun emulator` and `sandrun dev` share to start
+// the local cloud.
+type emulatorConfig struct {
+	project    string
+	host       string
+	basePort   int
+	storageDir string
+	startDelay time.Duration
+	images     listFlag
+}
+
+// define registers the local cloud's flags on fs.
+func (c *emulatorConfig) define(fs *flagSet) {
+	fs.StringVar(&c.project, "project", emulator.DefaultProject, "project the local cloud pretends to be")
+	fs.env("project", "SANDRUN_PROJECT")
+	fs.StringVar(&c.host, "host", "127.0.0.1", "address to serve on; the local cloud is unauthenticated, keep it on loopback")
+	fs.env("host", "SANDRUN_EMULATOR_HOST")
+	fs.IntVar(&c.basePort, "base-port", 8681, "first of five consecutive ports: Pub/Sub, Cloud Storage, Firestore, Cloud Run, admin; 0 picks free ports")
+	fs.env("base-port", "SANDRUN_EMULATOR_BASE_PORT")
+	fs.StringVar(&c.storageDir, "storage-dir", "", "keep Cloud Storage objects in this directory (default: in memory)")
+	fs.env("storage-dir", "SANDRUN_EMULATOR_STORAGE_DIR")
+	fs.DurationVar(&c.startDelay, "start-delay", 0, "delay before each Cloud Run execution starts, modelling a cold start")
+	fs.env("start-delay", "SANDRUN_EMULATOR_START_DELAY")
+	fs.Var(&c.images, "image", "IMAGE=PATH: run the local program PATH for the container image IMAGE (repeatable)")
+}
+
+// config turns the flags into the suite's configuration.
+func (c *emulatorConfig) config(logger *slog.Logger, buckets ...string) (emulator.Config, error) {
+	images := map[string]string{}
+	for _, kv := range c.images {
+		image, path, ok := strings.Cut(kv, "=")
+		if !ok || image == "" || path == "" {
+			return emulator.Config{}, fmt.Errorf("--image %q: want IMAGE=PATH", kv)
+		}
+		images[image] = path
+	}
+	cfg := emulator.Config{
+		Project:    c.project,
+		Host:       c.host,
+		StorageDir: c.storageDir,
+		Buckets:    buckets,
+		Logger:     logger,
+		CloudRun: cloudrun.Config{
+			Images:     images,
+			Env:        []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
+			StartDelay: c.startDelay,
+			Output:     os.Stderr,
+			Logger:     logger,
+		},
+	}
+	if c.basePort != 0 {
+		cfg.PubSubPort, cfg.StoragePort, cfg.FirestorePort, cfg.CloudRunPort, cfg.AdminPort =
+			c.basePort, c.basePort+1, c.basePort+2, c.basePort+3, c.basePort+4
+	}
+	return cfg, nil
+}
+
+func runEmulator(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "fault":
+			return runEmulatorFault(ctx, env, args[1:])
+		case "kill":
+			return runEmulatorKill(ctx, env, args[1:])
+		}
+	}
+	fs := newFlagSet(env, "emulator", `emulator [flags]
+       sandrun emulator fault add|list|clear [flags]
+       sandrun emulator kill [EXECUTION]
+
+Serves Pub/Sub, Cloud Storage, Firestore and the Cloud Run Admin API v2 on
+loopback until interrupted, and prints the environment that points the
+official Google clients at them, as export lines for eval. Stopping it
+(SIGINT or SIGTERM) ends every process it started.`)
+	var c emulatorConfig
+	c.define(fs)
+	if err := fs.parse(env, args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	cfg, err := c.config(logger)
+	if err != nil {
+		return err
+	}
+	suite, err := emulator.Start(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("start local cloud: %w", err)
+	}
+	fmt.Fprint(env.Stdout, suite.ExportLines())
+	<-ctx.Done()
+	logger.Info("stopping local cloud", "event", "emulator.stopping")
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return suite.Close(closeCtx)
+}
+
+// adminClient reaches the running local cloud named by SANDRUN_EMULATOR_ADMIN.
+func adminClient(env *Env) (*emulator.AdminClient, error) {
+	addr := env.Getenv(emulator.EnvAdmin)
+	if addr == "" {
+		return nil, fmt.Errorf("%s is not set: run `eval \"$(sandrun emulator)\"` or set it to the admin address it printed", emulator.EnvAdmin)
+	}
+	return &emulator.AdminClient{Addr: addr}, nil
+}
+
+func runEmulatorFault(ctx context.Context, env *Env, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprintln(env.Stderr, "Usage: sandrun emulator fault add|list|clear [flags]")
+		return errUsage
+	}
+	admin, err := adminClient(env)
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "add":
+		fs := newFlagSet(env, "emulator fault add", "emulator fault add --service S [--method M] [--rate R --code C | --http-status N] [--latency D] [--times N]")
+		var r faults.Rule
+		var latency time.Duration
+		fs.StringVar(&r.Service, "service", "", "pubsub, storage, firestore or cloudrun")
+		fs.StringVar(&r.Method, "method", "", "gRPC method (Commit) or, for storage, HTTP method or path part; empty matches all")
+		fs.Float64Var(&r.Rate, "rate", 0, "probability from 0 to 1 that a matching call fails")
+		fs.StringVar(&r.Code, "code", "", "gRPC code of the failure, such as ABORTED (default UNAVAILABLE)")
+		fs.IntVar(&r.HTTPStatus, "http-status", 0, "HTTP status of a failing storage call (default 503)")
+		fs.DurationVar(&latency, "latency", 0, "latency added to every matching call")
+		fs.IntVar(&r.Times, "times", 0, "stop after injecting this many errors (0: no limit)")
+		if err := fs.parse(env, args[1:]); err != nil {
+			return err
+		}
+		r.Latency = faults.Duration(latency)
+		return admin.AddFault(ctx, r)
+	case "list":
+		rules, err := admin.Faults(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			fmt.Fprintf(env.Stdout, "%-9s method=%q rate=%v code=%q http_status=%d latency=%v times=%d matched=%d injected=%d\n",
+				r.Rule.Service, r.Rule.Method, r.Rule.Rate, r.Rule.Code, r.Rule.HTTPStatus, time.Duration(r.Rule.Latency), r.Rule.Times, r.Matched, r.Injected)
+		}
+		return nil
+	case "clear":
+		fs := newFlagSet(env, "emulator fault clear", "emulator fault clear [--service S]")
+		service := fs.String("service", "", "clear only this service's rules")
+		if err := fs.parse(env, args[1:]); err != nil {
+			return err
+		}
+		return admin.ClearFaults(ctx, *service)
+	default:
+		fmt.Fprintf(env.Stderr, "sandrun emulator fault: unknown subcommand %q (want add, list or clear)\n", args[0])
+		return errUsage
+	}
+}
+
+func runEmulatorKill(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 1 {
+		fmt.Fprintln(env.Stderr, "Usage: sandrun emulator kill [EXECUTION]  (no name: a random running execution)")
+		return errUsage
+	}
+	admin, err := adminClient(env)
+	if err != nil {
+		return err
+	}
+	name := ""
+	if len(args) == 1 {
+		name = args[0]
+	}
+	killed, err := admin.KillExecution(ctx, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, killed)
+	return nil
+}
