@@ -1,0 +1,62 @@
+// Package shell runs one command of a sandrun session the way a terminal
+// would, while keeping no shell alive between commands.
+//
+// A session's shell state (working directory and exported environment) is
+// a State value that the caller keeps and persists: it survives the host
+// process being replaced because it is plain data. Each command runs in a
+// fresh bash started from that State, and bash writes the State it ends
+// with to a state file before it exits. So `cd /tmp && export A=1` in one
+// command and `pwd; echo $A` in the next print /tmp and 1, and `unset A`
+// persists as well. What a fresh shell does not keep does not persist:
+// shell options, functions, aliases and unexported variables.
+//
+// # How state is captured
+//
+// bash -c is given a small one-line wrapper script (see wrapper.go) and the
+// command's script as a positional parameter, never in the environment, so
+// the script cannot leak into the saved environment. The wrapper installs
+// an EXIT trap, cd's to the start directory and evals the script in the
+// same shell, so that cd, export and unset act on the shell whose state is
+// saved. The trap writes $PWD and the output of `env -0` to the state file,
+// NUL-separated, which is exact for values holding newlines, '=' or quotes.
+// An EXIT trap runs whichever way the shell ends: end of script, exit N, a
+// syntax error, set -e, an error in a sourced file, or a fatal signal such
+// as the SIGTERM of a timeout. The wrapper writes nothing to the command's
+// stdout or stderr and exits with the command's exact status.
+//
+// A long-lived shell fed commands over a pipe was rejected: output framing
+// and exit codes need in-band markers that a command can forge or break,
+// one hung command wedges the session, and a crash loses the state anyway.
+// A fresh process per command costs a few milliseconds and makes every
+// command independent.
+//
+// The state is not saved when bash cannot run its trap: the command exec'd
+// another program, bash was SIGKILLed, or the command replaced the EXIT
+// trap and then left with exit or an error. Result.StateSaved is false and
+// the session keeps the state the command started from. bash's own
+// bookkeeping (PWD, SHLVL, _) and exported functions are not saved; OLDPWD
+// is, so `cd -` works across commands.
+//
+// # Processes
+//
+// bash leads a process group of its own. A timeout or the context ending
+// sends SIGTERM to the whole group, then SIGKILL after a grace period, and
+// Wait returns once the group is gone. Processes still in the group after
+// bash exited normally (`server &`) are reported as Result.Leftovers and
+// are left running: they are the caller's background processes. A process
+// that leaves the group (setsid) is not tracked. Output goes straight to
+// the caller's files, so no goroutine copies it and a background process
+// holding them open cannot delay the result.
+//
+// # What this package never does
+//
+// It never passes the caller's environment to a command (the executor's
+// holds credentials): a command's environment is exactly State.Env plus
+// Command.Env. It never runs a command through the session's PATH to find
+// bash or env. It never keeps a process alive between commands, never kills
+// leftovers of a command that ended by itself, and never stores State
+// anywhere: persisting it is the caller's job.
+//
+// Leftovers are found by scanning /proc: the package is for Linux. On other
+// systems it builds, but reports no Leftovers.
+package shell

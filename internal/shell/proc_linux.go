@@ -1,0 +1,121 @@
+package shell
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// groupMembers returns the live processes whose process group is pgid, in
+// increasing order, by scanning /proc. Zombies are not live: an orphan is
+// reparented to init, which in a container may never reap it.
+func groupMembers(pgid int) ([]int, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil {
+			continue // not a process
+		}
+		if g, live := procGroup(pid); live && g == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids, nil
+}
+
+// procGroup reads the process group of pid from /proc/pid/stat and whether
+// the process is alive (gone, zombie or dead is not).
+func procGroup(pid int) (pgid int, live bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false // exited since the directory listing
+	}
+	// "pid (comm) state ppid pgrp ...": comm may hold spaces and ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := bytes.Fields(data[i+1:])
+	if len(fields) < 3 {
+		return 0, false
+	}
+	switch fields[0][0] {
+	case 'Z', 'X', 'x':
+		return 0, false
+	}
+	g, err := strconv.Atoi(string(fields[2]))
+	if err != nil {
+		return 0, false
+	}
+	return g, true
+}
+
+// awaitGroupExit returns once no live process is left in group pgid, or at
+// deadline. It waits on pidfds, which become readable when a process exits
+// even if it is not our child, so it does not poll; members forked
+// meanwhile are caught by scanning again.
+func awaitGroupExit(pgid int, deadline time.Time) {
+	for {
+		pids, err := groupMembers(pgid)
+		if err != nil || len(pids) == 0 || !time.Now().Before(deadline) {
+			return
+		}
+		if err := awaitExit(pids, deadline); err != nil {
+			// No pidfds (old kernel, fd limit): fall back to a short
+			// sleep before scanning again.
+			time.Sleep(min(10*time.Millisecond, time.Until(deadline)))
+		}
+	}
+}
+
+// awaitExit waits until every process in pids has exited, or deadline.
+func awaitExit(pids []int, deadline time.Time) error {
+	fds := make([]unix.PollFd, 0, len(pids))
+	defer func() {
+		for _, p := range fds {
+			unix.Close(int(p.Fd))
+		}
+	}()
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if errors.Is(err, unix.ESRCH) {
+			continue // already gone
+		}
+		if err != nil {
+			return fmt.Errorf("pidfd_open %d: %w", pid, err)
+		}
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
+	pending := slices.Clone(fds)
+	for len(pending) > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil
+		}
+		_, err := unix.Poll(pending, int(left.Milliseconds())+1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll pidfds: %w", err)
+		}
+		pending = slices.DeleteFunc(pending, func(p unix.PollFd) bool { return p.Revents != 0 })
+	}
+	return nil
+}

@@ -1,0 +1,20 @@
+//go:build !linux
+
+package shell
+
+import (
+	"syscall"
+	"time"
+)
+
+// groupMembers cannot list a process group without /proc: Leftovers stay
+// empty off Linux, which sandrun supports for development builds only.
+func groupMembers(pgid int) ([]int, error) { return nil, nil }
+
+// awaitGroupExit polls until signal 0 finds nobody in the group (zombies
+// included), or deadline.
+func awaitGroupExit(pgid int, deadline time.Time) {
+	for time.Now().Before(deadline) && syscall.Kill(-pgid, 0) == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,489 @@
+package shell
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Command is one request to run a script in a session.
+type Command struct {
+	// Script is bash source, run as is in the session's shell state.
+	Script string
+	// Env is added for this command only. After the command, each of these
+	// variables goes back to its session value (or absence) unless the
+	// command gave it a different value or unset it.
+	Env map[string]string
+	// Dir is where this command starts, for this command only; a relative
+	// Dir resolves against the session cwd. It must exist. The session cwd
+	// after the command is unchanged by Dir, unless the command cd'ed
+	// somewhere else.
+	Dir string
+	// Timeout bounds the command; 0 means none. When it expires the whole
+	// process group gets SIGTERM, then SIGKILL after KillGrace.
+	Timeout time.Duration
+	// KillGrace is how long a terminated group has between SIGTERM and
+	// SIGKILL; 0 means DefaultKillGrace.
+	KillGrace time.Duration
+	// Stdin is the command's standard input; nil means /dev/null. An
+	// *os.File is handed to the process as is: to keep writing to a
+	// command (or to a background process it leaves), pass the read end of
+	// an os.Pipe and keep the write end. Any other reader is copied by a
+	// goroutine that is cut off StdinWaitDelay after bash exits.
+	Stdin io.Reader
+	// Stdout and Stderr receive the command's output; nil means /dev/null.
+	// They are files, not writers, so that no goroutine copies output (a
+	// background child holding them open cannot delay the result, and
+	// memory does not grow with output) and so that the caller can read
+	// the output so far while the command runs. They may be the same file.
+	Stdout, Stderr *os.File
+	// Credential, if set, runs the command as this user and group. The
+	// state file is then chowned to it, and spoolDir must be searchable
+	// by it.
+	Credential *syscall.Credential
+}
+
+// Result tells how a command ended and the session state it left.
+type Result struct {
+	// ExitCode is bash's exit status: 128+n when a signal n killed it (as
+	// a shell reports it in $?), TimeoutExitCode when the Timeout or the
+	// context's deadline ended it.
+	ExitCode int
+	// Signal names the signal that killed bash ("SIGKILL"), if one did.
+	Signal string
+	// TimedOut is set when Timeout or the context's deadline ended the
+	// command; Canceled when the context was canceled otherwise.
+	TimedOut bool
+	Canceled bool
+	// Duration is from start to bash's exit.
+	Duration time.Duration
+	// State is the session state after the command. When StateSaved is
+	// false it is the state the command started from.
+	State State
+	// StateSaved reports whether the command's shell saved its state. It
+	// does not when the shell could not run its EXIT trap: the command
+	// exec'd another program, bash was killed by SIGKILL, or the command
+	// replaced the EXIT trap and then left with exit or an error. Also when
+	// the command exported more environment than exec accepts.
+	StateSaved bool
+	// CwdFallback reports that the session cwd no longer existed and the
+	// command started in the fallback directory instead.
+	CwdFallback bool
+	// Leftovers are the pids of the command's process group still alive
+	// after bash exited (`server &`), in increasing order. Run does not kill
+	// them, except on timeout or cancellation, where the whole group is
+	// ended before Wait returns.
+	Leftovers []int
+}
+
+const (
+	// TimeoutExitCode is the ExitCode of a command that timed out, as
+	// coreutils timeout reports it.
+	TimeoutExitCode = 124
+	// DefaultKillGrace is the grace between SIGTERM and SIGKILL.
+	DefaultKillGrace = 2 * time.Second
+	// StdinWaitDelay bounds how long a non-file Stdin is still copied
+	// after bash exits.
+	StdinWaitDelay = 100 * time.Millisecond
+	// killWait bounds how long Wait waits for a SIGKILLed group to vanish
+	// (a process stuck in uninterruptible sleep does not die at once).
+	killWait = 5 * time.Second
+)
+
+// Running is a command that has started. Its methods are safe for
+// concurrent use.
+type Running struct {
+	cmd       *exec.Cmd
+	pgid      int
+	started   time.Time
+	grace     time.Duration
+	stateFile *os.File
+	session   State // the state the command started from
+	command   Command
+	startDir  string
+	fallback  bool
+
+	exited   chan struct{} // closed once bash has been reaped
+	exitedAt time.Time
+	waitErr  error
+
+	// reason is written and read by the supervise goroutine only.
+	reason stopReason
+
+	done chan struct{} // closed once res and err are final
+	res  Result
+	err  error
+}
+
+type stopReason int
+
+const (
+	notStopped stopReason = iota
+	stoppedTimeout
+	stoppedCanceled
+)
+
+// Run runs cmd in the session state st and waits for it. See Start.
+func Run(ctx context.Context, spoolDir string, st State, cmd Command) (Result, error) {
+	r, err := Start(ctx, spoolDir, st, cmd)
+	if err != nil {
+		return Result{}, err
+	}
+	return r.Wait()
+}
+
+// Start runs cmd in a fresh bash that begins in the session state st: its
+// cwd, and exactly st.Env as environment (nothing of the caller's
+// environment). The command runs in a process group of its own, led by
+// bash, so that Signal, a timeout or ctx reach everything it started
+// without leaving the group.
+//
+// If st.Cwd is empty or no longer a directory, the command starts in the
+// fallback directory: st.Env["HOME"] if that is a directory, else "/".
+//
+// spoolDir holds the command's state file for as long as it runs; Wait
+// removes it. Canceling ctx (or its deadline) ends the command as a timeout
+// does.
+//
+// Start returns an error wrapping ErrInvalid for a State or Command it
+// refuses, one wrapping fs.ErrNotExist for a Dir that does not exist, and
+// others when bash cannot be started.
+func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Running, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if st.Cwd != "" && !filepath.IsAbs(st.Cwd) {
+		return nil, fmt.Errorf("session cwd %q is not absolute: %w", st.Cwd, ErrInvalid)
+	}
+	if err := validateEnv("session env", st.Env); err != nil {
+		return nil, err
+	}
+	if err := validateEnv("command env", cmd.Env); err != nil {
+		return nil, err
+	}
+	tools, err := findTools()
+	if err != nil {
+		return nil, err
+	}
+
+	fallback := fallbackDir(st)
+	startDir, cwdFallback := st.Cwd, false
+	if !isDir(st.Cwd) {
+		startDir, cwdFallback = fallback, st.Cwd != ""
+	}
+	if cmd.Dir != "" {
+		dir := cmd.Dir
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(startDir, dir)
+		}
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return nil, fmt.Errorf("command dir: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("command dir %s: %w", dir, syscall.ENOTDIR)
+		}
+		startDir = filepath.Clean(dir)
+	}
+
+	stateFile, err := os.CreateTemp(spoolDir, "state-*")
+	if err != nil {
+		return nil, fmt.Errorf("create state file: %w", err)
+	}
+	cleanup := func() {
+		stateFile.Close()
+		os.Remove(stateFile.Name())
+	}
+	if c := cmd.Credential; c != nil {
+		if err := stateFile.Chown(int(c.Uid), int(c.Gid)); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("hand state file to uid %d: %w", c.Uid, err)
+		}
+	}
+
+	c := &exec.Cmd{
+		Path: tools.bash,
+		Args: []string{"bash", "-c", wrapperScript, "bash",
+			stateFile.Name(), tools.env, startDir, fallback, cmd.Script},
+		// Never nil: a nil Env would make os/exec pass the caller's own
+		// environment, credentials included.
+		Env: commandEnv(st.Env, cmd.Env),
+		// The wrapper cd's to the start directory itself; starting in /
+		// keeps bash from complaining about a cwd its user cannot read.
+		Dir:         "/",
+		Stdout:      cmd.Stdout,
+		Stderr:      cmd.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: cmd.Credential},
+	}
+	if cmd.Stdin != nil {
+		c.Stdin = cmd.Stdin
+		if _, isFile := cmd.Stdin.(*os.File); !isFile {
+			c.WaitDelay = StdinWaitDelay
+		}
+	}
+	grace := cmd.KillGrace
+	if grace <= 0 {
+		grace = DefaultKillGrace
+	}
+	r := &Running{
+		cmd:       c,
+		grace:     grace,
+		stateFile: stateFile,
+		session:   st.Clone(),
+		command:   cmd,
+		startDir:  startDir,
+		fallback:  cwdFallback,
+		exited:    make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	r.started = time.Now()
+	if err := c.Start(); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("start bash: %w", err)
+	}
+	r.pgid = c.Process.Pid
+	go r.reap()
+	go r.supervise(ctx, cmd.Timeout)
+	return r, nil
+}
+
+// Pid returns bash's pid, which is also the command's process group id.
+func (r *Running) Pid() int { return r.pgid }
+
+// Done is closed when the result is final; Wait then returns at once.
+func (r *Running) Done() <-chan struct{} { return r.done }
+
+// Signal sends sig to the command's whole process group. It returns
+// os.ErrProcessDone once bash has exited: what remains of the group then
+// belongs to the caller as Leftovers.
+func (r *Running) Signal(sig syscall.Signal) error {
+	select {
+	case <-r.exited:
+		return os.ErrProcessDone
+	default:
+	}
+	// bash is not reaped yet, so the group id cannot have been reused.
+	if err := syscall.Kill(-r.pgid, sig); err != nil {
+		return fmt.Errorf("signal process group %d: %w", r.pgid, err)
+	}
+	return nil
+}
+
+// Wait waits for the command to end and returns its Result. A non-nil
+// error (a malformed state file) comes with a Result that still tells how
+// the command ended, with the State it started from.
+func (r *Running) Wait() (Result, error) {
+	<-r.done
+	return r.res, r.err
+}
+
+func (r *Running) reap() {
+	r.waitErr = r.cmd.Wait()
+	r.exitedAt = time.Now()
+	close(r.exited)
+}
+
+// supervise ends the command on timeout or cancellation, then builds the
+// result once bash is gone.
+func (r *Running) supervise(ctx context.Context, timeout time.Duration) {
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-r.exited:
+	case <-expired:
+		r.stopUnlessExited(stoppedTimeout)
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			r.stopUnlessExited(stoppedTimeout)
+		} else {
+			r.stopUnlessExited(stoppedCanceled)
+		}
+	}
+	<-r.exited
+	r.res, r.err = r.result()
+	r.stateFile.Close()
+	os.Remove(r.stateFile.Name())
+	close(r.done)
+}
+
+// stopUnlessExited stops the command unless bash exited at the same time:
+// a finished command's leftovers are the caller's, not the timeout's.
+func (r *Running) stopUnlessExited(reason stopReason) {
+	select {
+	case <-r.exited:
+	default:
+		r.stop(reason)
+	}
+}
+
+// stop ends the whole group: SIGTERM, then up to the grace period for
+// bash and everything in its group to exit (bash runs its EXIT trap on
+// SIGTERM, so the state is usually saved), then SIGKILL for what is left.
+// It returns once the group is gone or killWait has passed.
+func (r *Running) stop(reason stopReason) {
+	r.reason = reason
+	deadline := time.Now().Add(r.grace)
+	_ = syscall.Kill(-r.pgid, syscall.SIGTERM)
+	t := time.NewTimer(r.grace)
+	select {
+	case <-r.exited:
+	case <-t.C:
+	}
+	t.Stop()
+	awaitGroupExit(r.pgid, deadline)
+
+	select {
+	case <-r.exited:
+		// bash is reaped: the group id stays reserved only while members
+		// remain, so kill only if there are some.
+		if members, _ := groupMembers(r.pgid); len(members) == 0 {
+			return
+		}
+	default:
+	}
+	_ = syscall.Kill(-r.pgid, syscall.SIGKILL)
+	<-r.exited
+	awaitGroupExit(r.pgid, time.Now().Add(killWait))
+}
+
+func (r *Running) result() (Result, error) {
+	res := Result{
+		Duration:    r.exitedAt.Sub(r.started),
+		CwdFallback: r.fallback,
+		State:       r.session.Clone(),
+	}
+	if r.cmd.ProcessState == nil {
+		return res, fmt.Errorf("wait for bash: %w", r.waitErr)
+	}
+	ws, _ := r.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Signaled():
+		res.ExitCode = 128 + int(ws.Signal())
+		res.Signal = unix.SignalName(ws.Signal())
+	default:
+		res.ExitCode = ws.ExitStatus()
+	}
+	switch r.reason {
+	case stoppedTimeout:
+		res.TimedOut, res.ExitCode = true, TimeoutExitCode
+	case stoppedCanceled:
+		res.Canceled = true
+	}
+
+	members, err := groupMembers(r.pgid)
+	if err != nil {
+		return res, fmt.Errorf("list leftovers of process group %d: %w", r.pgid, err)
+	}
+	res.Leftovers = members
+
+	data, err := io.ReadAll(io.NewSectionReader(r.stateFile, 0, maxStateSize+1))
+	if err != nil {
+		return res, fmt.Errorf("read state file %s: %w", r.stateFile.Name(), err)
+	}
+	if len(data) > maxStateSize {
+		return res, fmt.Errorf("state file %s: larger than %d bytes: %w", r.stateFile.Name(), maxStateSize, ErrMalformedState)
+	}
+	after, err := parseState(data)
+	switch {
+	case errors.Is(err, errIncomplete):
+		return res, nil
+	case err != nil:
+		return res, fmt.Errorf("state file %s: %w", r.stateFile.Name(), err)
+	}
+	res.State, res.StateSaved = r.forgetCommandOnly(after), true
+	return res, nil
+}
+
+// forgetCommandOnly takes out of the state a command left what only the
+// Command asked for: its Env and Dir. A value the command itself changed
+// stays.
+func (r *Running) forgetCommandOnly(after State) State {
+	for name, value := range r.command.Env {
+		if got, ok := after.Env[name]; !ok || got != value {
+			continue // unset or changed by the command: that persists
+		}
+		if orig, ok := r.session.Env[name]; ok {
+			after.Env[name] = orig
+		} else {
+			delete(after.Env, name)
+		}
+	}
+	if r.command.Dir != "" && after.Cwd == r.startDir {
+		after.Cwd = r.session.Cwd
+	}
+	return after
+}
+
+// commandEnv is the environment bash starts with: the session's, then the
+// command's on top, without the variables bash maintains itself.
+func commandEnv(session, command map[string]string) []string {
+	merged := maps.Clone(session)
+	if merged == nil {
+		merged = map[string]string{}
+	}
+	maps.Copy(merged, command)
+	env := make([]string, 0, len(merged))
+	for _, name := range slices.Sorted(maps.Keys(merged)) {
+		if dropped[name] {
+			continue
+		}
+		env = append(env, name+"="+merged[name])
+	}
+	return env
+}
+
+func fallbackDir(st State) string {
+	if home := st.Env["HOME"]; filepath.IsAbs(home) && isDir(home) {
+		return filepath.Clean(home)
+	}
+	return "/"
+}
+
+func isDir(path string) bool {
+	if path == "" {
+		return false
+	}
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
+type tools struct{ bash, env string }
+
+// findTools locates bash and env in the system directories once. The
+// session's PATH is not used: it is the command's to change, and the
+// caller's is not the sandbox's.
+var findTools = sync.OnceValues(func() (tools, error) {
+	bash, err := firstExecutable("/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash")
+	if err != nil {
+		return tools{}, fmt.Errorf("find bash: %w", err)
+	}
+	env, err := firstExecutable("/usr/bin/env", "/bin/env")
+	if err != nil {
+		return tools{}, fmt.Errorf("find env: %w", err)
+	}
+	return tools{bash: bash, env: env}, nil
+})
+
+func firstExecutable(paths ...string) (string, error) {
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("none of %v is executable: %w", paths, os.ErrNotExist)
+}

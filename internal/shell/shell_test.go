@@ -1,0 +1,674 @@
+package shell
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// session is a test session: its own home, spool directory and State,
+// which each run advances as the executor would.
+type session struct {
+	t     *testing.T
+	spool string
+	home  string
+	st    State
+}
+
+func newSession(t *testing.T) *session {
+	t.Helper()
+	root := t.TempDir()
+	s := &session{t: t, spool: filepath.Join(root, "spool"), home: filepath.Join(root, "home")}
+	for _, d := range []string{s.spool, s.home} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.st = State{Cwd: s.home, Env: map[string]string{
+		"PATH": "/usr/local/bin:/usr/bin:/bin",
+		"HOME": s.home,
+		"LANG": "C.UTF-8",
+	}}
+	return s
+}
+
+// output is the stdout and stderr of one run.
+type output struct{ stdout, stderr string }
+
+// run runs script with cmd's other fields, checks that the spool directory
+// is left empty, and moves the session to the state the command left.
+func (s *session) run(script string, cmd Command) (Result, output) {
+	s.t.Helper()
+	res, out, err := s.tryRun(context.Background(), script, cmd)
+	if err != nil {
+		s.t.Fatalf("Run(%q): %v", script, err)
+	}
+	return res, out
+}
+
+func (s *session) tryRun(ctx context.Context, script string, cmd Command) (Result, output, error) {
+	s.t.Helper()
+	stdout, stderr := s.outFile("stdout"), s.outFile("stderr")
+	cmd.Script, cmd.Stdout, cmd.Stderr = script, stdout, stderr
+	res, err := Run(ctx, s.spool, s.st, cmd)
+	if err == nil {
+		s.st = res.State
+	}
+	if left, _ := os.ReadDir(s.spool); len(left) != 0 {
+		s.t.Errorf("spool directory not cleaned: %v", left)
+	}
+	return res, output{readFile(s.t, stdout.Name()), readFile(s.t, stderr.Name())}, err
+}
+
+func (s *session) outFile(name string) *os.File {
+	s.t.Helper()
+	f, err := os.CreateTemp(s.t.TempDir(), name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// killLeftovers ends processes a command left behind and waits until they
+// are gone, so that no test leaves a process running.
+func killLeftovers(t *testing.T, pids []int) {
+	t.Helper()
+	t.Cleanup(func() {
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if err := awaitExit(pids, time.Now().Add(10*time.Second)); err != nil {
+			t.Errorf("await leftovers: %v", err)
+		}
+		for _, pid := range pids {
+			if alive(pid) {
+				t.Errorf("leftover %d still alive", pid)
+			}
+		}
+	})
+}
+
+// alive reports whether pid is a running (not zombie) process.
+func alive(pid int) bool {
+	_, live := procGroup(pid)
+	return live
+}
+
+func TestStatePersistsAcrossCommands(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	s.run(`mkdir -p work/sub && cd work/sub && export A=1 B='two words' && C=notexported`, Command{})
+	_, out := s.run(`pwd; echo "$A|$B|${C-unset}"`, Command{})
+	want := filepath.Join(s.home, "work/sub") + "\n1|two words|unset\n"
+	if out.stdout != want {
+		t.Fatalf("stdout = %q, want %q", out.stdout, want)
+	}
+	s.run(`unset A; cd ..`, Command{})
+	_, out = s.run(`pwd; echo "${A-unset}"`, Command{})
+	if want := filepath.Join(s.home, "work") + "\nunset\n"; out.stdout != want {
+		t.Fatalf("after unset: stdout = %q, want %q", out.stdout, want)
+	}
+	if _, ok := s.st.Env["A"]; ok {
+		t.Errorf("A still in state: %v", s.st.Env)
+	}
+	for _, name := range []string{"PWD", "SHLVL", "_"} {
+		if _, ok := s.st.Env[name]; ok {
+			t.Errorf("bash bookkeeping %s saved in state", name)
+		}
+	}
+}
+
+func TestOldpwdPersists(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	s.run(`cd /usr`, Command{})
+	s.run(`cd /etc`, Command{})
+	_, out := s.run(`cd - >/dev/null; pwd`, Command{})
+	if out.stdout != "/usr\n" {
+		t.Fatalf("cd - went to %q, want /usr", out.stdout)
+	}
+}
+
+func TestSymlinkedCwdKeepsLogicalPath(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	s.run(`mkdir real && ln -s real link && cd link`, Command{})
+	_, out := s.run(`pwd`, Command{})
+	if want := filepath.Join(s.home, "link") + "\n"; out.stdout != want {
+		t.Fatalf("pwd = %q, want %q", out.stdout, want)
+	}
+}
+
+func TestOutputIsExact(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, script, stdout, stderr string
+	}{
+		{"empty", `true`, "", ""},
+		{"no trailing newline", `printf abc; printf err >&2`, "abc", "err"},
+		{"binary", `printf '\000\001\377\n\r'`, "\x00\x01\xff\n\r", ""},
+		{"unicode", `echo "héllo 世界"`, "héllo 世界\n", ""},
+		{"xtrace shows only the command", `set -x; printf x`, "x", "++ printf x\n"},
+		{"lineno counts from the command", "echo $LINENO\necho $LINENO", "1\n2\n", ""},
+		{"no positional parameters", `echo "$# $0"`, "0 bash\n", ""},
+		{"user trap output", `trap 'echo bye' EXIT; echo hi`, "hi\nbye\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSession(t)
+			_, out := s.run(tt.script, Command{})
+			if out.stdout != tt.stdout || out.stderr != tt.stderr {
+				t.Fatalf("got stdout %q stderr %q, want %q and %q", out.stdout, out.stderr, tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+// TestBehavesLikeBashC compares a command with the same script run by a
+// plain `bash -c` in the same directory, environment and kind of files:
+// the wrapper must add nothing to the output and change no exit status.
+func TestBehavesLikeBashC(t *testing.T) {
+	t.Parallel()
+	scripts := []string{
+		`nosuchcommand-xyz`,
+		"echo one\nnosuchcommand-xyz\necho three",
+		`if then fi (`,
+		"echo a\n( echo b",
+		`set -u; echo $nosuchvar`,
+		`echo ${nope:?is required}`,
+		`cd /nonexistent`,
+		`exit 300`,
+		`return 5`,
+		`printf 'no newline'; printf 'err' >&2; exit 9`,
+		`echo "$#" "$0" "${BASH_ARGV[*]-}"`,
+		`cat; echo $?`,
+		`shopt -p expand_aliases; set -o | grep -E '^(errexit|nounset|xtrace) '`,
+	}
+	for _, script := range scripts {
+		t.Run(script, func(t *testing.T) {
+			t.Parallel()
+			s := newSession(t)
+			res, out := s.run(script, Command{})
+			wantCode, want := plainBash(t, s, script)
+			// The one documented difference: bash names eval, not -c,
+			// as the source of a syntax error.
+			out.stderr = strings.ReplaceAll(out.stderr, "bash: eval: line", "bash: -c: line")
+			if res.ExitCode != wantCode || out != want {
+				t.Fatalf("got code %d %+v\nwant code %d %+v", res.ExitCode, out, wantCode, want)
+			}
+		})
+	}
+}
+
+// plainBash runs script with `bash -c` as the session would start it.
+func plainBash(t *testing.T, s *session, script string) (int, output) {
+	t.Helper()
+	stdout, stderr := s.outFile("plain-stdout"), s.outFile("plain-stderr")
+	c := exec.Command("/bin/bash", "-c", script)
+	c.Args[0] = "bash"
+	c.Dir, c.Env, c.Stdout, c.Stderr = s.st.Cwd, commandEnv(s.st.Env, nil), stdout, stderr
+	err := c.Run()
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		t.Fatal(err)
+	}
+	return c.ProcessState.ExitCode(), output{readFile(t, stdout.Name()), readFile(t, stderr.Name())}
+}
+
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		script     string
+		code       int
+		signal     string
+		stateSaved bool
+	}{
+		{"true", `true`, 0, "", true},
+		{"false", `false`, 1, "", true},
+		{"last status", `(exit 42)`, 42, "", true},
+		{"exit", `cd /; exit 7; echo unreachable`, 7, "", true},
+		{"syntax error", `if then fi (`, 2, "", true},
+		{"set -e", `set -e; false; echo unreachable`, 1, "", true},
+		{"killed", `kill -9 $$`, 128 + 9, "SIGKILL", false},
+		{"exec", `exec sh -c 'exit 3'`, 3, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSession(t)
+			res, out := s.run(tt.script, Command{})
+			if res.ExitCode != tt.code || res.Signal != tt.signal || res.StateSaved != tt.stateSaved {
+				t.Fatalf("got code %d signal %q saved %v, want %d %q %v (stderr %q)",
+					res.ExitCode, res.Signal, res.StateSaved, tt.code, tt.signal, tt.stateSaved, out.stderr)
+			}
+			if strings.Contains(out.stdout, "unreachable") {
+				t.Errorf("script went on after it should have stopped")
+			}
+			if res.TimedOut || res.Canceled || len(res.Leftovers) != 0 {
+				t.Errorf("unexpected result %+v", res)
+			}
+		})
+	}
+}
+
+func TestStateSavedWhicheverWayTheShellEnds(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, script string }{
+		{"exit", `cd /usr && export V=x && exit 3`},
+		{"set -e", `set -e; cd /usr; export V=x; false`},
+		{"error in sourced file", `printf 'cd /usr; export V=x\nif (' >bad.sh; set -e; . ./bad.sh`},
+		{"options that break naive traps", `set -euxvC -o pipefail; cd /usr; export V=x; unset PWD`},
+		{"own exit trap", `trap 'echo bye' EXIT; cd /usr; export V=x`},
+		{"empty PATH", `cd /usr; export V=x PATH=`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSession(t)
+			res, out := s.run(tt.script, Command{})
+			if !res.StateSaved || s.st.Cwd != "/usr" || s.st.Env["V"] != "x" {
+				t.Fatalf("saved %v cwd %q V %q; stderr %q", res.StateSaved, s.st.Cwd, s.st.Env["V"], out.stderr)
+			}
+		})
+	}
+}
+
+func TestStateNotSavedKeepsPrevious(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	s.run(`export KEEP=1`, Command{})
+	before := s.st.Clone()
+	res, _ := s.run(`cd /usr; export KEEP=2; exec true`, Command{})
+	if res.StateSaved {
+		t.Fatal("exec'd shell cannot have saved its state")
+	}
+	if s.st.Cwd != before.Cwd || s.st.Env["KEEP"] != "1" {
+		t.Fatalf("state = %+v, want %+v", s.st, before)
+	}
+}
+
+func TestPerCommandEnvAndDirDoNotPersist(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	if err := os.Mkdir(filepath.Join(s.home, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.run(`export SHARED=session`, Command{})
+
+	_, out := s.run(`pwd; echo "$ONLY $SHARED"`, Command{
+		Dir: "sub",
+		Env: map[string]string{"ONLY": "command", "SHARED": "command"},
+	})
+	if want := filepath.Join(s.home, "sub") + "\ncommand command\n"; out.stdout != want {
+		t.Fatalf("stdout = %q, want %q", out.stdout, want)
+	}
+	if s.st.Cwd != s.home || s.st.Env["SHARED"] != "session" {
+		t.Fatalf("command-only Dir/Env leaked: %+v", s.st)
+	}
+	if _, ok := s.st.Env["ONLY"]; ok {
+		t.Fatalf("command-only ONLY leaked: %+v", s.st.Env)
+	}
+
+	// What the command itself changes persists.
+	s.run(`export ONLY=mine; cd /usr`, Command{Dir: "sub", Env: map[string]string{"ONLY": "command"}})
+	if s.st.Cwd != "/usr" || s.st.Env["ONLY"] != "mine" {
+		t.Fatalf("command's own changes lost: cwd %q ONLY %q", s.st.Cwd, s.st.Env["ONLY"])
+	}
+	s.run(`unset SHARED`, Command{Env: map[string]string{"SHARED": "command"}})
+	if _, ok := s.st.Env["SHARED"]; ok {
+		t.Fatalf("command's unset lost: %v", s.st.Env)
+	}
+}
+
+func TestCommandDirMustExist(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	_, _, err := s.tryRun(context.Background(), `true`, Command{Dir: "missing"})
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("err = %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestInvalidInputRefused(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		st   State
+		cmd  Command
+	}{
+		{"bad name", State{Env: map[string]string{"A-B": "x"}}, Command{}},
+		{"NUL in value", State{Env: map[string]string{"A": "x\x00y"}}, Command{}},
+		{"reserved name", State{}, Command{Env: map[string]string{"__sandrun_state": "/etc/passwd"}}},
+		{"relative cwd", State{Cwd: "rel"}, Command{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Run(context.Background(), t.TempDir(), tt.st, tt.cmd)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestEnvValuesRoundTrip(t *testing.T) {
+	t.Parallel()
+	values := map[string]string{
+		"NL":      "line1\nline2\n",
+		"EQ":      "a=b==c",
+		"QUOTES":  `it's "quoted" \ $HOME`,
+		"UNI":     "héllo 世界 🚀",
+		"EMPTY":   "",
+		"CONTROL": "\t\x01\x7f",
+	}
+	s := newSession(t)
+	for k, v := range values {
+		s.st.Env[k] = v
+	}
+	// Values given by the caller survive a command.
+	s.run(`true`, Command{})
+	// Values set by a command survive too.
+	s.run(`export MADE="$NL$QUOTES"`, Command{})
+	values["MADE"] = values["NL"] + values["QUOTES"]
+	for k, v := range values {
+		if got, ok := s.st.Env[k]; !ok || got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+		_, out := s.run(`printf %s "$`+k+`"`, Command{})
+		if out.stdout != v {
+			t.Errorf("$%s in the next command = %q, want %q", k, out.stdout, v)
+		}
+	}
+}
+
+func TestCallerEnvironmentNotInherited(t *testing.T) {
+	t.Setenv("SANDRUN_TEST_SECRET", "hunter2")
+	s := newSession(t)
+	_, out := s.run(`env`, Command{})
+	if strings.Contains(out.stdout, "hunter2") {
+		t.Fatalf("caller's environment leaked into the command:\n%s", out.stdout)
+	}
+	if _, ok := s.st.Env["SANDRUN_TEST_SECRET"]; ok {
+		t.Fatal("caller's environment leaked into the state")
+	}
+}
+
+func TestDeletedCwdFallsBack(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	s.run(`mkdir gone && cd gone && rmdir ../gone`, Command{})
+	if want := filepath.Join(s.home, "gone"); s.st.Cwd != want {
+		t.Fatalf("cwd = %q, want %q", s.st.Cwd, want)
+	}
+	res, out := s.run(`pwd`, Command{})
+	if !res.CwdFallback {
+		t.Error("CwdFallback not reported")
+	}
+	if out.stdout != s.home+"\n" || out.stderr != "" {
+		t.Fatalf("stdout %q stderr %q, want %q and nothing", out.stdout, out.stderr, s.home+"\n")
+	}
+	if s.st.Cwd != s.home {
+		t.Fatalf("cwd after fallback = %q, want %q", s.st.Cwd, s.home)
+	}
+}
+
+func TestTimeoutKillsWholeGroup(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	// The grandchild is a child of the inner bash, not of the command's
+	// shell, but is in the command's process group.
+	res, _ := s.run(`cd /usr; bash -c 'sleep 600 & echo $! >'"$HOME"'/gc.pid; wait'; echo unreachable`,
+		Command{Timeout: time.Second})
+	if !res.TimedOut || res.ExitCode != TimeoutExitCode {
+		t.Fatalf("result %+v, want a timeout", res)
+	}
+	if len(res.Leftovers) != 0 {
+		t.Fatalf("leftovers after timeout: %v", res.Leftovers)
+	}
+	gc, err := strconv.Atoi(strings.TrimSpace(readFile(t, filepath.Join(s.home, "gc.pid"))))
+	if err != nil {
+		t.Fatalf("grandchild did not start within the timeout: %v", err)
+	}
+	if alive(gc) {
+		t.Fatalf("grandchild %d survived the timeout", gc)
+	}
+	// bash runs its EXIT trap on SIGTERM, so the cd survives.
+	if !res.StateSaved || s.st.Cwd != "/usr" {
+		t.Errorf("state after SIGTERM: saved %v cwd %q", res.StateSaved, s.st.Cwd)
+	}
+}
+
+func TestTimeoutEscalatesToSIGKILL(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	// An ignored SIGTERM is inherited through exec, so sleep ignores it too.
+	res, _ := s.run(`trap '' TERM; sleep 600`, Command{Timeout: 200 * time.Millisecond, KillGrace: 200 * time.Millisecond})
+	if !res.TimedOut || res.Signal != "SIGKILL" || len(res.Leftovers) != 0 {
+		t.Fatalf("result %+v, want a timeout ended by SIGKILL", res)
+	}
+}
+
+func TestContextCancelEndsCommand(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout := s.outFile("stdout")
+	r, err := Start(ctx, s.spool, s.st, Command{Script: `sleep 600`, Stdout: stdout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	res, err := r.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Canceled || res.TimedOut || res.Signal != "SIGTERM" || res.ExitCode != 128+15 {
+		t.Fatalf("result %+v, want canceled by SIGTERM", res)
+	}
+}
+
+func TestContextDeadlineIsTimeout(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	res, _, err := s.tryRun(ctx, `sleep 600`, Command{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.TimedOut || res.ExitCode != TimeoutExitCode {
+		t.Fatalf("result %+v, want a timeout", res)
+	}
+}
+
+func TestSignalRunningCommand(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	r, err := Start(context.Background(), s.spool, s.st, Command{Script: `sleep 600`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Pid() <= 0 {
+		t.Fatalf("Pid() = %d", r.Pid())
+	}
+	if err := r.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Signal != "SIGKILL" || len(res.Leftovers) != 0 {
+		t.Fatalf("result %+v, want killed with no leftovers", res)
+	}
+	<-r.Done()
+	if err := r.Signal(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Fatalf("Signal after exit = %v, want os.ErrProcessDone", err)
+	}
+}
+
+func TestBackgroundProcessIsLeftover(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	res, out := s.run(`sleep 600 & echo $!`, Command{})
+	killLeftovers(t, res.Leftovers)
+	pid, err := strconv.Atoi(strings.TrimSpace(out.stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Leftovers) != 1 || res.Leftovers[0] != pid {
+		t.Fatalf("Leftovers = %v, want [%d]", res.Leftovers, pid)
+	}
+	if !alive(pid) {
+		t.Fatal("Run killed the background process")
+	}
+	// The result did not wait for the background process.
+	if res.Duration > 30*time.Second {
+		t.Fatalf("Duration = %v", res.Duration)
+	}
+}
+
+func TestStdin(t *testing.T) {
+	t.Parallel()
+	t.Run("reader", func(t *testing.T) {
+		t.Parallel()
+		s := newSession(t)
+		_, out := s.run(`cat`, Command{Stdin: strings.NewReader("from a reader")})
+		if out.stdout != "from a reader" {
+			t.Fatalf("stdout = %q", out.stdout)
+		}
+	})
+	t.Run("nil is /dev/null", func(t *testing.T) {
+		t.Parallel()
+		s := newSession(t)
+		_, out := s.run(`cat; echo done`, Command{})
+		if out.stdout != "done\n" {
+			t.Fatalf("stdout = %q", out.stdout)
+		}
+	})
+	t.Run("pipe the caller keeps writing", func(t *testing.T) {
+		t.Parallel()
+		s := newSession(t)
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pr.Close(); pw.Close() })
+		stdout := s.outFile("stdout")
+		r, err := Start(context.Background(), s.spool, s.st, Command{Script: `read -r line; echo "got $line"`, Stdin: pr, Stdout: stdout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pw.WriteString("hello\n"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, stdout.Name()); got != "got hello\n" {
+			t.Fatalf("stdout = %q", got)
+		}
+	})
+}
+
+func TestLargeOutputGoesToFilesWithFlatMemory(t *testing.T) {
+	// Not parallel: it measures the allocations of the whole test binary.
+	s := newSession(t)
+	stdout, stderr := s.outFile("stdout"), s.outFile("stderr")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	res, err := Run(context.Background(), s.spool, s.st, Command{
+		Script: `head -c 10485760 /dev/urandom; head -c 10485760 /dev/zero >&2`,
+		Stdout: stdout, Stderr: stderr,
+	})
+	runtime.ReadMemStats(&after)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	// 20 MiB went through; Run itself must allocate next to nothing.
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Errorf("Run allocated %d bytes for 20 MiB of output", grew)
+	}
+	for _, f := range []*os.File{stdout, stderr} {
+		fi, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() != 10<<20 {
+			t.Errorf("%s: %d bytes, want %d", f.Name(), fi.Size(), 10<<20)
+		}
+	}
+}
+
+func TestCredential(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	const nobody = 65534
+	s := newSession(t)
+	// Let nobody reach its home and the spool directory.
+	for dir := s.home; dir != "/"; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(dir, fi.Mode().Perm()|0o001); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Chmod(s.spool, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(s.home, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	cred := &syscall.Credential{Uid: nobody, Gid: nobody}
+	_, out := s.run(`id -u; touch mine; cd /tmp; export WHO=nobody`, Command{Credential: cred})
+	if out.stdout != "65534\n" || out.stderr != "" {
+		t.Fatalf("stdout %q stderr %q", out.stdout, out.stderr)
+	}
+	if s.st.Cwd != "/tmp" || s.st.Env["WHO"] != "nobody" {
+		t.Fatalf("state not saved as nobody: %+v", s.st)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(s.home, "mine"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != nobody {
+		t.Fatalf("file owned by %d, want %d", st.Uid, nobody)
+	}
+}
+
+func TestWrapperIsOneLine(t *testing.T) {
+	if strings.Contains(wrapperScript, "\n") {
+		t.Fatal("the wrapper must be one line so that the command's LINENO starts at 1")
+	}
+}

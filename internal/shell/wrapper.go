@@ -1,0 +1,77 @@
+package shell
+
+import "strings"
+
+// saveScript writes the state file. It runs from the EXIT trap, so it sees
+// the shell as the command left it whichever way the shell ends (end of
+// script, exit N, set -e, a fatal signal such as the SIGTERM of a timeout),
+// and once more right after the command in case the command replaced the
+// trap with its own. A flag makes the second run a no-op.
+//
+// It must neither fail nor print:
+//   - options the command may have set are reset first: -u would abort on
+//     an unset PWD, -e on any failure, -C (noclobber) would refuse to
+//     truncate the file, -x and -v would trace into the command's stderr;
+//   - everything runs inside { } 2>/dev/null, so even the trace of the
+//     `set` that turns tracing off goes nowhere;
+//   - env is run by absolute path, so a command that emptied PATH or
+//     defined a function named env still gets its state saved;
+//   - if the command unset or mangled PWD, the physical cwd is used.
+//
+// The trailer is written only if everything before it succeeded; Wait
+// treats a file without it as "not saved".
+const saveScript = `{ [[ -n ${__sandrun_saved-} ]] || { __sandrun_saved=1; ` +
+	`builtin set +euxv +o noclobber; ` +
+	`[[ ${PWD-} == /* ]] || PWD=$(builtin pwd -P) || PWD=/; ` +
+	`builtin printf 'sandrun-state-v1\0%s\0' "$PWD" >"$__sandrun_state" && ` +
+	`"$__sandrun_env" -0 >>"$__sandrun_state" && ` +
+	`builtin printf 'end\0' >>"$__sandrun_state"; }; } 2>/dev/null`
+
+// wrapperStatements make up the script given to `bash -c`. Its positional
+// parameters are:
+//
+//	$1 state file, $2 absolute path of env, $3 start directory,
+//	$4 fallback directory, $5 the command's script.
+//
+// The statements are joined into one line so that the command's first line
+// is LINENO 1, as it would be under `bash -c "$script"`, and error messages
+// name the right line.
+var wrapperStatements = []string{
+	`__sandrun_state=$1 __sandrun_env=$2 __sandrun_save=` + shellQuote(saveScript),
+	// readonly: the command cannot redirect the state file or change what
+	// the trap runs.
+	`builtin readonly __sandrun_state __sandrun_env __sandrun_save`,
+	`builtin trap -- "$__sandrun_save" EXIT`,
+	// The process starts in /, which every user can enter, and cd's here
+	// quietly; Start already checked that the directory exists, so the
+	// fallbacks only catch one the command's user may not enter. cd would
+	// set OLDPWD to /, so the session's OLDPWD (or its absence) is put back,
+	// exported as bash has it, so that the command's own cd saves it.
+	`if [[ -n ${OLDPWD+x} ]]; then __sandrun_old=$OLDPWD; ` +
+		`builtin cd -- "$3" 2>/dev/null || builtin cd -- "$4" 2>/dev/null || builtin cd /; ` +
+		`OLDPWD=$__sandrun_old; builtin unset __sandrun_old; ` +
+		`else builtin cd -- "$3" 2>/dev/null || builtin cd -- "$4" 2>/dev/null || builtin cd /; ` +
+		`builtin unset OLDPWD; builtin export OLDPWD; fi`,
+	// The script arrives as a positional parameter, never through the
+	// environment, so it cannot leak into the saved env; the positional
+	// parameters are then cleared so that the command sees $# = 0. The
+	// script stays in a shell variable that is never exported: prefixing
+	// the eval'd text with an unset would show in bash's syntax errors,
+	// which quote the offending line.
+	`__sandrun_cmd=$5`,
+	`builtin shift $#`,
+	`builtin eval -- "$__sandrun_cmd"`,
+	// $? is still the command's status here. Tracing is turned off without
+	// a trace of its own, so that set -x in the command does not show the
+	// wrapper's last statements.
+	`{ __sandrun_rc=$?; builtin set +xv; } 2>/dev/null`,
+	`builtin eval -- "$__sandrun_save"`,
+	`builtin exit "$__sandrun_rc"`,
+}
+
+var wrapperScript = strings.Join(wrapperStatements, "; ")
+
+// shellQuote returns s as one single-quoted bash word.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
