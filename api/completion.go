@@ -1,0 +1,64 @@
+package api
+
+import (
+	"encoding/base64"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Attributes are the Pub/Sub attributes a request is published with.
+func (r *Request) Attributes() map[string]string {
+	return map[string]string{AttrSessionID: r.SessionID, AttrRequestID: r.RequestID, AttrOp: string(r.Op)}
+}
+
+// Attributes are the Pub/Sub attributes a completion is published with.
+func (c *Completion) Attributes() map[string]string {
+	return map[string]string{AttrSessionID: c.SessionID, AttrRequestID: c.RequestID, AttrOp: string(c.Op), AttrStatus: string(c.Status)}
+}
+
+// Fail turns c into an error completion with code and message. No command
+// ran to an end, so the exit code is -1 unless one was already set.
+func (c *Completion) Fail(code ErrorCode, message string) {
+	c.Status = StatusError
+	c.Error = &Error{Code: code, Message: message}
+	if c.ExitCode == 0 {
+		c.ExitCode = -1
+	}
+}
+
+// ErrorCompletion answers a request that could not be run.
+func ErrorCompletion(requestID, sessionID string, op Op, code ErrorCode, message string) *Completion {
+	c := &Completion{RequestID: requestID, SessionID: sessionID, Op: op}
+	c.Fail(code, message)
+	return c
+}
+
+// InlineOutput is how output travels in a completion: as text when it is
+// valid UTF-8, else as base64.
+func InlineOutput(b []byte) (string, Encoding) {
+	if utf8.Valid(b) {
+		return string(b), ""
+	}
+	return base64.StdEncoding.EncodeToString(b), EncodingBase64
+}
+
+// StdoutData returns the inline stdout as bytes, decoding base64 if needed.
+func (c *Completion) StdoutData() ([]byte, error) { return decodeOutput("stdout", c.Stdout, c.StdoutEncoding) }
+
+// StderrData returns the inline stderr as bytes, decoding base64 if needed.
+func (c *Completion) StderrData() ([]byte, error) { return decodeOutput("stderr", c.Stderr, c.StderrEncoding) }
+
+func decodeOutput(field, s string, enc Encoding) ([]byte, error) {
+	switch enc {
+	case "":
+		return []byte(s), nil
+	case EncodingBase64:
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", field, err)
+		}
+		return b, nil
+	default:
+		return nil, fmt.Errorf("%s has unknown encoding %q", field, enc)
+	}
+}
