@@ -1,0 +1,24 @@
+// Package session owns a session's durable state: its document and inbox in
+// Firestore, and its objects in Cloud Storage (checkpoints and full outputs).
+//
+// Every state change is a Firestore transaction, so that the dispatcher, the
+// session's host and the reaper can race without losing or repeating a
+// request:
+//
+//   - The dispatcher enqueues a request: one transaction de-duplicates it by
+//     request_id (the inbox document's id), gives it the session's next
+//     sequence number, and claims a host launch when the session has no live
+//     host and no launch in flight.
+//   - A host takes the session's lease, which raises the session's epoch.
+//     Every later write of that host checks that the epoch is still its own
+//     (fencing): a host that lost its lease cannot write anything.
+//   - A host records a completion in the inbox document before publishing it
+//     (outbox), so a lost publish is found and repeated, and a request that
+//     was running when its host died is answered HOST_LOST, never re-run.
+//   - A host leaves only in a transaction that finds no queued request, so a
+//     request that arrives while it leaves is either served by it or sees no
+//     host and gets a new one.
+//
+// The package never runs user commands and never publishes to Pub/Sub: it
+// returns what must be published, and callers publish.
+package session

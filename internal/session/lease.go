@@ -1,0 +1,226 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+
+	"github.com/sandrun/sandrun/api"
+)
+
+// Lease is a host's right to act for a session. Every write made under it
+// checks that the session's epoch is still Epoch.
+type Lease struct {
+	SessionID string
+	Execution string
+	Epoch     int64
+	// Expires is when the lease lapses unless renewed.
+	Expires time.Time
+	// Acquired is when the host took the lease.
+	Acquired time.Time
+	// LaunchRequestedAt is when the launch this host answers was claimed
+	// (zero when the host was not launched for a claim).
+	LaunchRequestedAt time.Time
+	// Checkpoint and Shell are the session's state when the lease was taken.
+	Checkpoint *Checkpoint
+	Shell      Shell
+}
+
+// Acquire takes the session's lease for execution for ttl. It fails with
+// ErrLeaseHeld while another host's lease is live, ErrDestroyed or
+// ErrNotFound when there is no session to host.
+func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl time.Duration) (*Lease, error) {
+	ref := s.sessionRef(sessionID)
+	var lease *Lease
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		doc, err := getSession(tx, ref)
+		if err != nil {
+			return err
+		}
+		switch {
+		case doc == nil:
+			return ErrNotFound
+		case doc.Status == StatusDestroyed:
+			return ErrDestroyed
+		}
+		now := s.now()
+		if doc.hostLive(now) && doc.Host.Execution != execution {
+			return ErrLeaseHeld
+		}
+		doc.Epoch++
+		lease = &Lease{SessionID: sessionID, Execution: execution, Epoch: doc.Epoch, Expires: now.Add(ttl), Acquired: now,
+			Checkpoint: doc.Checkpoint, Shell: doc.Shell}
+		if doc.Launch != nil {
+			lease.LaunchRequestedAt = doc.Launch.RequestedAt
+		}
+		doc.Host = &Host{Execution: execution, Epoch: doc.Epoch, LeaseExpires: lease.Expires, StartedAt: now}
+		doc.Launch = nil
+		return tx.Set(ref, doc)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("acquire lease of session %s for %s: %w", sessionID, execution, err)
+	}
+	return lease, nil
+}
+
+// fenced runs f in a transaction after checking that lease is current.
+func (s *Store) fenced(ctx context.Context, lease *Lease, f func(tx *firestore.Transaction, doc *Doc, now time.Time) error) error {
+	ref := s.sessionRef(lease.SessionID)
+	return s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		doc, err := getSession(tx, ref)
+		if err != nil {
+			return err
+		}
+		if doc == nil || doc.Epoch != lease.Epoch || doc.Host == nil || doc.Host.Epoch != lease.Epoch {
+			return ErrLeaseLost
+		}
+		return f(tx, doc, s.now())
+	})
+}
+
+// Renew extends the lease by ttl from now.
+func (s *Store) Renew(ctx context.Context, lease *Lease, ttl time.Duration) error {
+	var expires time.Time
+	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
+		expires = now.Add(ttl)
+		return tx.Update(s.sessionRef(lease.SessionID), []firestore.Update{{Path: "host.lease_expires", Value: expires}})
+	})
+	if err != nil {
+		return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, err)
+	}
+	lease.Expires = expires
+	return nil
+}
+
+// Release gives the lease up, unless requests are queued (ErrWorkPending):
+// a host leaves only when no request would be stranded.
+func (s *Store) Release(ctx context.Context, lease *Lease) error {
+	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
+		if doc.Queued > 0 {
+			return ErrWorkPending
+		}
+		return tx.Update(s.sessionRef(lease.SessionID), []firestore.Update{{Path: "host", Value: nil}})
+	})
+	if err != nil {
+		return fmt.Errorf("release lease of session %s: %w", lease.SessionID, err)
+	}
+	return nil
+}
+
+// queuedQuery lists a session's queued items in sequence order.
+func (s *Store) queuedQuery(sessionID string) firestore.Query {
+	return s.sessionRef(sessionID).Collection(inboxCollection).
+		Where("status", "==", ItemQueued).OrderBy("seq", firestore.Asc)
+}
+
+// NextQueued returns the session's queued item with the lowest sequence
+// number, or nil when none is queued.
+func (s *Store) NextQueued(ctx context.Context, sessionID string) (*Item, error) {
+	it := s.queuedQuery(sessionID).Limit(1).Documents(ctx)
+	defer it.Stop()
+	snap, err := it.Next()
+	if errors.Is(err, iterator.Done) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read inbox of session %s: %w", sessionID, err)
+	}
+	var item Item
+	if err := snap.DataTo(&item); err != nil {
+		return nil, fmt.Errorf("decode inbox item %s: %w", snap.Ref.Path, err)
+	}
+	return &item, nil
+}
+
+// WatchQueued signals on the returned channel whenever the session's queued
+// items change, until ctx ends. A host waits on it instead of polling.
+func (s *Store) WatchQueued(ctx context.Context, sessionID string) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() {
+		it := s.queuedQuery(sessionID).Snapshots(ctx)
+		defer it.Stop()
+		for {
+			if _, err := it.Next(); err != nil {
+				// The iterator ends with ctx; on any other error the host falls
+				// back to its own periodic look.
+				return
+			}
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch
+}
+
+// Start marks a queued item running under the lease. It returns the item as
+// stored, or ok=false when the item is no longer queued.
+func (s *Store) Start(ctx context.Context, lease *Lease, requestID string) (item *Item, ok bool, err error) {
+	iref := s.itemRef(lease.SessionID, requestID)
+	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
+		it, err := getItem(tx, iref)
+		if err != nil {
+			return err
+		}
+		if it == nil || it.Status != ItemQueued {
+			item, ok = it, false
+			return nil
+		}
+		it.Status, it.StartedAt, it.Epoch, it.Execution = ItemRunning, now, lease.Epoch, lease.Execution
+		item, ok = it, true
+		if err := tx.Update(s.sessionRef(lease.SessionID), []firestore.Update{{Path: "queued", Value: firestore.Increment(-1)}}); err != nil {
+			return err
+		}
+		return tx.Set(iref, *it)
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("start request %s of session %s: %w", requestID, lease.SessionID, err)
+	}
+	return item, ok, nil
+}
+
+// Finish records the completion of a running item under the lease, with the
+// shell state it left (nil keeps the session's), and returns the completion
+// bytes to publish. A completion is recorded once: finishing an item that is
+// already done returns what was recorded.
+func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, shell *Shell) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
+	}
+	iref := s.itemRef(lease.SessionID, c.RequestID)
+	var recorded []byte
+	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
+		it, err := getItem(tx, iref)
+		if err != nil {
+			return err
+		}
+		if it == nil {
+			return fmt.Errorf("inbox item %s: %w", c.RequestID, ErrNotFound)
+		}
+		if it.Status == ItemDone {
+			recorded = []byte(it.Completion)
+			return nil
+		}
+		it.Status, it.Completion, it.FinishedAt = ItemDone, string(b), now
+		recorded = b
+		updates := []firestore.Update{{Path: "updated_at", Value: now}, {Path: "expire_at", Value: now.Add(s.cfg.TTL)}}
+		if shell != nil {
+			updates = append(updates, firestore.Update{Path: "shell", Value: *shell})
+		}
+		if err := tx.Update(s.sessionRef(lease.SessionID), updates); err != nil {
+			return err
+		}
+		return tx.Set(iref, *it)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finish request %s of session %s: %w", c.RequestID, lease.SessionID, err)
+	}
+	return recorded, nil
+}

@@ -1,0 +1,110 @@
+package session
+
+import "time"
+
+// Collection and field names in Firestore.
+const (
+	sessionsCollection = "sessions"
+	inboxCollection    = "inbox"
+)
+
+// Session statuses.
+const (
+	StatusActive    = "active"
+	StatusDestroyed = "destroyed"
+)
+
+// Inbox item statuses: queued → running → done, or queued → done when the
+// request was answered without running (errors, session.get).
+const (
+	ItemQueued  = "queued"
+	ItemRunning = "running"
+	ItemDone    = "done"
+)
+
+// Doc is the session document sessions/{session_id}.
+type Doc struct {
+	Status    string    `firestore:"status"`
+	CreatedAt time.Time `firestore:"created_at"`
+	// UpdatedAt is the last activity: a request accepted or finished.
+	UpdatedAt time.Time `firestore:"updated_at"`
+	// ExpireAt is when an idle session is destroyed (Firestore TTL field).
+	ExpireAt time.Time `firestore:"expire_at"`
+	// NextSeq is the sequence number the next accepted request gets.
+	NextSeq int64 `firestore:"next_seq"`
+	// Queued counts inbox items waiting for a host.
+	Queued int64 `firestore:"queued"`
+	// Epoch rises with every lease taken; a host acts only while the
+	// session's epoch is the one its lease carries.
+	Epoch int64 `firestore:"epoch"`
+	// Host is the session's host, or nil when it has none.
+	Host *Host `firestore:"host"`
+	// Launch is a host launch claimed and not yet served, or nil.
+	Launch *Launch `firestore:"launch"`
+	// Checkpoint is the last workspace checkpoint, or nil.
+	Checkpoint *Checkpoint `firestore:"checkpoint"`
+	// Shell is the shell state after the last finished command.
+	Shell Shell `firestore:"shell"`
+	// PurgePending marks a destroyed session whose Cloud Storage objects
+	// may not all be deleted yet.
+	PurgePending bool `firestore:"purge_pending"`
+}
+
+// Host is the lease of the execution hosting a session.
+type Host struct {
+	Execution    string    `firestore:"execution"`
+	Epoch        int64     `firestore:"epoch"`
+	LeaseExpires time.Time `firestore:"lease_expires"`
+	StartedAt    time.Time `firestore:"started_at"`
+}
+
+// Launch is a host launch claimed by the dispatcher or the reaper.
+type Launch struct {
+	ID          string    `firestore:"id"`
+	RequestedAt time.Time `firestore:"requested_at"`
+	// Execution is filled in once the Cloud Run execution exists.
+	Execution string `firestore:"execution"`
+	// Attempts counts launches since the session last had a host.
+	Attempts int `firestore:"attempts"`
+}
+
+// Checkpoint names the object that holds a workspace checkpoint.
+type Checkpoint struct {
+	Object     string    `firestore:"object"`
+	Generation int64     `firestore:"generation"`
+	Bytes      int64     `firestore:"bytes"`
+	Epoch      int64     `firestore:"epoch"`
+	CreatedAt  time.Time `firestore:"created_at"`
+}
+
+// Shell is what a shell keeps between commands.
+type Shell struct {
+	Cwd string            `firestore:"cwd"`
+	Env map[string]string `firestore:"env"`
+}
+
+// Item is an inbox document sessions/{session_id}/inbox/{request_id}.
+type Item struct {
+	RequestID string `firestore:"request_id"`
+	SessionID string `firestore:"session_id"`
+	Op        string `firestore:"op"`
+	Seq       int64  `firestore:"seq"`
+	Status    string `firestore:"status"`
+	// Request is the request's JSON as received.
+	Request string `firestore:"request"`
+	// Traceparent is the request's trace context, if any.
+	Traceparent string    `firestore:"traceparent"`
+	AcceptedAt  time.Time `firestore:"accepted_at"`
+	StartedAt   time.Time `firestore:"started_at"`
+	FinishedAt  time.Time `firestore:"finished_at"`
+	// Epoch and Execution name the host that took the item.
+	Epoch     int64  `firestore:"epoch"`
+	Execution string `firestore:"execution"`
+	// Completion is the completion's JSON once the item is done; every
+	// publish of it sends these bytes.
+	Completion string `firestore:"completion"`
+	Published  bool   `firestore:"published"`
+	// ExpireAt lets Firestore's TTL remove the item once the session's
+	// retention has passed.
+	ExpireAt time.Time `firestore:"expire_at"`
+}
