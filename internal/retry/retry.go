@@ -1,0 +1,74 @@
+// Package retry decides, in one place, which failures of Google Cloud calls
+// are worth another try, and retries them with capped exponential backoff.
+package retry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Policy is how often and how long to retry one kind of dependency.
+type Policy struct {
+	Initial    time.Duration
+	Max        time.Duration
+	MaxElapsed time.Duration
+}
+
+// Policies per dependency. Pub/Sub and Firestore calls are short and cheap
+// to repeat; a launch may wait on Cloud Run's quota for a while.
+var (
+	Firestore = Policy{Initial: 20 * time.Millisecond, Max: 2 * time.Second, MaxElapsed: 30 * time.Second}
+	PubSub    = Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second, MaxElapsed: 60 * time.Second}
+	Storage   = Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, MaxElapsed: 60 * time.Second}
+	CloudRun  = Policy{Initial: 250 * time.Millisecond, Max: 10 * time.Second, MaxElapsed: 60 * time.Second}
+)
+
+// Transient reports whether err may go away on its own, so that the call
+// that failed is worth repeating.
+func Transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if s, ok := status.FromError(err); ok {
+		switch s.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Internal:
+			return true
+		}
+		return false
+	}
+	var g *googleapi.Error
+	if errors.As(err, &g) {
+		return g.Code == http.StatusTooManyRequests || g.Code == http.StatusRequestTimeout || g.Code >= 500
+	}
+	// Anything else is sandrun's own error (a decoding failure, a lost
+	// lease): repeating the call would repeat the failure.
+	return false
+}
+
+// Do calls f until it succeeds, fails permanently, ctx ends or the policy's
+// time runs out. Each retry is logged once with its attempt number.
+func Do(ctx context.Context, p Policy, logger *slog.Logger, what string, f func(context.Context) error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = p.Initial, p.Max, p.MaxElapsed
+	attempt := 0
+	return backoff.RetryNotify(func() error {
+		attempt++
+		err := f(ctx)
+		if err != nil && !Transient(err) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
+		if logger != nil {
+			logger.Warn("retrying", "event", "retry", "what", what, "attempt", attempt, "wait_seconds", wait.Seconds(), "error", err.Error())
+		}
+	})
+}
