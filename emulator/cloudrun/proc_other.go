@@ -1,0 +1,18 @@
+//go:build unix && !linux
+
+package cloudrun
+
+import "syscall"
+
+// sysProcAttr puts a task process in a session (and process group) of its
+// own. Without Linux's parent-death signal, a crashed emulator may leave
+// task processes behind.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setsid: true}
+}
+
+// signalTask sends sig to the process group of the task whose main process is
+// pid. Processes it moved into other process groups are not reached.
+func signalTask(pid int, sig syscall.Signal) {
+	_ = syscall.Kill(-pid, sig)
+}

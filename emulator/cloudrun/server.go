@@ -1,0 +1,274 @@
+package cloudrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// StartDelayAnnotation, set on a job to a Go duration ("3s"), overrides
+// Config.StartDelay for that job's executions.
+const StartDelayAnnotation = "emulator.sandrun.dev/start-delay"
+
+// DefaultStopGrace is Cloud Run's time between SIGTERM and SIGKILL.
+const DefaultStopGrace = 10 * time.Second
+
+// Config says how the server runs tasks. The zero value works: no image has a
+// program (so only containers that set a command can run), tasks start at
+// once and get Cloud Run's 10 s to stop.
+type Config struct {
+	// Images maps a container image reference to the local executable that
+	// stands for it, as the image's entrypoint.
+	Images map[string]string
+	// Env is the environment every task process starts with (before the
+	// job's env and the run's overrides), e.g. PATH, HOME and the emulator
+	// hosts. A task gets nothing of the server's own environment.
+	Env []string
+	// WorkDir is where each task attempt gets its own fresh working
+	// directory and log files (default: a temporary directory that the
+	// server creates and Close removes).
+	WorkDir string
+	// StartDelay models Cloud Run's cold start: how long every execution
+	// waits before its tasks start. A job overrides it with the annotation
+	// StartDelayAnnotation.
+	StartDelay time.Duration
+	// StopGrace is the time between SIGTERM and SIGKILL when a task is
+	// cancelled or times out (default DefaultStopGrace).
+	StopGrace time.Duration
+	// Output, if set, receives each task's stdout and stderr lines, prefixed
+	// with the execution and task, in addition to the task's log files.
+	Output io.Writer
+	// Logger receives the emulator's own events (default: discard).
+	Logger *slog.Logger
+}
+
+// Server is the Cloud Run Admin API v2 fake: it serves the Jobs, Executions,
+// Tasks and Operations services and runs each task as a local process. All
+// its methods are safe for concurrent use.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	// spawn starts a task's process; the fuzz test replaces it so that no
+	// fuzzed request can start one.
+	spawn func(*exec.Cmd) error
+
+	wg      sync.WaitGroup // execution runners, task attempts and job deletions
+	closing chan struct{}  // closed by Close
+	outMu   sync.Mutex     // serializes writes to cfg.Output
+
+	// mu guards everything below and every job, execution, task and
+	// operation reachable from it.
+	mu          sync.Mutex
+	closed      bool
+	workDir     string // created on first use when cfg.WorkDir is empty
+	ownsWorkDir bool
+	jobs        map[string]*job       // by full name
+	executions  map[string]*execution // by full name
+	// active holds the executions whose runner has not finished, including
+	// those of deleted jobs, which are no longer in executions.
+	active map[*execution]struct{}
+	ops    map[string]*operation // by full name
+}
+
+// New returns a server configured by cfg. It starts nothing until a job runs.
+func New(cfg Config) *Server {
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = DefaultStopGrace
+	}
+	if cfg.StartDelay < 0 {
+		cfg.StartDelay = 0
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Images = maps.Clone(cfg.Images)
+	cfg.Env = slices.Clone(cfg.Env)
+	return &Server{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		spawn:      (*exec.Cmd).Start,
+		closing:    make(chan struct{}),
+		workDir:    cfg.WorkDir,
+		jobs:       make(map[string]*job),
+		executions: make(map[string]*execution),
+		active:     make(map[*execution]struct{}),
+		ops:        make(map[string]*operation),
+	}
+}
+
+// Register registers the Jobs, Executions, Tasks and Operations services on r.
+// Methods the emulator does not implement (IAM) answer Unimplemented.
+func (s *Server) Register(r grpc.ServiceRegistrar) {
+	runpb.RegisterJobsServer(r, jobsAPI{s: s})
+	runpb.RegisterExecutionsServer(r, executionsAPI{s: s})
+	runpb.RegisterTasksServer(r, tasksAPI{s: s})
+	longrunningpb.RegisterOperationsServer(r, operationsAPI{s: s})
+}
+
+// KillExecution sends SIGKILL to every running task of the named execution,
+// to the whole process group and session, as a crash of its hosts would. The
+// tasks fail ("Container terminated on signal 9.") and are retried if their
+// job allows it. It fails when the execution does not exist or has no
+// running task.
+func (s *Server) KillExecution(name string) error {
+	if _, err := parseExecution(name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	e := s.executions[name]
+	var pids []int
+	if e != nil {
+		for _, t := range e.tasks {
+			if t.proc != nil {
+				pids = append(pids, t.proc.pid)
+			}
+		}
+	}
+	s.mu.Unlock()
+	switch {
+	case e == nil:
+		return status.Errorf(codes.NotFound, "execution %s not found", name)
+	case len(pids) == 0:
+		return status.Errorf(codes.FailedPrecondition, "execution %s has no running task to kill", name)
+	}
+	for _, pid := range pids {
+		signalTask(pid, syscall.SIGKILL)
+	}
+	s.log.Info("killed execution", "event", "cloudrun.execution.killed", "execution", name, "processes", len(pids))
+	return nil
+}
+
+// RunningExecutions returns the names of the executions that have at least
+// one task process running, sorted.
+func (s *Server) RunningExecutions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for name, e := range s.executions {
+		if slices.ContainsFunc(e.tasks, func(t *task) bool { return t.proc != nil }) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Close cancels every execution, which ends every task process (whole process
+// groups and sessions: SIGTERM, then SIGKILL after StopGrace), waits for them
+// and for every goroutine of the server, and removes the work directory if
+// the server created it. If ctx ends first, the remaining processes are
+// killed at once and Close still waits for them (which takes moments), then
+// reports ctx's error. Requests after Close fail with Unavailable.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
+	}
+	for e := range s.active {
+		s.requestCancelLocked(e, "the emulator shut down")
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n := s.killAll()
+		<-done
+		err = fmt.Errorf("close cloud run emulator: %w (killed %d task processes without grace)", ctx.Err(), n)
+	}
+
+	s.mu.Lock()
+	dir, owned := s.workDir, s.ownsWorkDir
+	s.ownsWorkDir = false
+	s.mu.Unlock()
+	if owned {
+		if rmErr := os.RemoveAll(dir); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("remove work dir: %w", rmErr))
+		}
+	}
+	s.log.Info("cloud run emulator closed", "event", "cloudrun.closed")
+	return err
+}
+
+// killAll sends SIGKILL to every running task and returns how many it hit.
+func (s *Server) killAll() int {
+	s.mu.Lock()
+	var pids []int
+	for e := range s.active {
+		for _, t := range e.tasks {
+			if t.proc != nil {
+				pids = append(pids, t.proc.pid)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, pid := range pids {
+		signalTask(pid, syscall.SIGKILL)
+	}
+	return len(pids)
+}
+
+// checkOpenLocked fails once the server is closed: nothing new may start.
+func (s *Server) checkOpenLocked() error {
+	if s.closed {
+		return status.Error(codes.Unavailable, "the Cloud Run emulator is shut down")
+	}
+	return nil
+}
+
+// workDirLocked returns the root of the task directories, creating a
+// temporary one on first use when Config.WorkDir is empty.
+func (s *Server) workDirLocked() (string, error) {
+	if s.workDir != "" {
+		return s.workDir, nil
+	}
+	dir, err := os.MkdirTemp("", "sandrun-cloudrun-")
+	if err != nil {
+		return "", fmt.Errorf("create work dir: %w", err)
+	}
+	s.workDir, s.ownsWorkDir = dir, true
+	return dir, nil
+}
+
+func newUID() string { return uuid.NewString() }
+
+// etagOf is a fingerprint of m: any change to m changes it.
+func etagOf(m proto.Message) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	h := fnv.New64a()
+	h.Write(b)
+	return fmt.Sprintf("\"%016x\"", h.Sum64())
+}
+
+// checkEtag fails when the caller sent an etag that is not current.
+func checkEtag(what, name, sent, current string) error {
+	if sent != "" && sent != current {
+		return status.Errorf(codes.Aborted, "etag %s does not match the current etag of %s %s; read it again", sent, what, name)
+	}
+	return nil
+}
