@@ -1,0 +1,241 @@
+// Package dispatcher is the Pub/Sub queue worker in front of the session
+// hosts. For each message it decodes and validates the request, enqueues it
+// in its session's inbox (de-duplicated, in order) and launches a host when
+// the session has none. It answers what needs no host, and sends what is not
+// a request to the dead-letter topic.
+//
+// The dispatcher never runs user commands, and holds no state of its own:
+// run as many as load needs.
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/retry"
+	"github.com/sandrun/sandrun/internal/session"
+)
+
+// Launcher starts a host execution for a session.
+type Launcher interface {
+	Launch(ctx context.Context, sessionID, launchID string, env map[string]string) (string, error)
+}
+
+// Config tunes the dispatcher. Zero fields take the defaults below.
+type Config struct {
+	// MaxOutstanding bounds the messages in hand at once (flow control).
+	MaxOutstanding int
+	// HandleTimeout bounds the handling of one message.
+	HandleTimeout time.Duration
+	// ShutdownTimeout bounds the wait for messages in hand once the
+	// dispatcher is told to stop.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxOutstanding  = 200
+	DefaultHandleTimeout   = 2 * time.Minute
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// Dispatcher handles requests from one subscription.
+type Dispatcher struct {
+	cfg      Config
+	store    *session.Store
+	queue    *queue.Queue
+	launcher Launcher
+	sub      *pubsub.Subscriber
+	logger   *slog.Logger
+}
+
+// New returns a dispatcher reading sub.
+func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queue, launcher Launcher, logger *slog.Logger) *Dispatcher {
+	if cfg.MaxOutstanding <= 0 {
+		cfg.MaxOutstanding = DefaultMaxOutstanding
+	}
+	if cfg.HandleTimeout <= 0 {
+		cfg.HandleTimeout = DefaultHandleTimeout
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, sub: sub, logger: logger}
+}
+
+// Run pulls and handles messages until ctx ends, then stops pulling and
+// waits for the messages in hand, up to the shutdown timeout.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.sub.ReceiveSettings.MaxOutstandingMessages = d.cfg.MaxOutstanding
+	d.sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Timeout: d.cfg.ShutdownTimeout, Behavior: pubsub.ShutdownBehaviorWaitForProcessing}
+	d.logger.Info("dispatcher started", "event", "dispatcher.started", "subscription", d.sub.String())
+	err := d.sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
+		// A message in hand is finished even when shutdown begins: its own
+		// deadline, not the receive loop's, bounds it.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.HandleTimeout)
+		defer cancel()
+		if err := d.Handle(hctx, m); err != nil {
+			d.logger.Error("request not handled; Pub/Sub will redeliver it", "event", "request.nacked", "message_id", m.ID,
+				"session_id", m.Attributes[api.AttrSessionID], "request_id", m.Attributes[api.AttrRequestID], "error", err.Error())
+			m.Nack()
+			return
+		}
+		m.Ack()
+	})
+	d.logger.Info("dispatcher stopped", "event", "dispatcher.stopped")
+	if err != nil {
+		return fmt.Errorf("receive from %s: %w", d.sub.String(), err)
+	}
+	return nil
+}
+
+// Handle does everything a message needs and returns nil when it may be
+// acknowledged; an error means it must be delivered again.
+func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
+	start := time.Now()
+	req, err := api.ParseRequest(m.Data)
+	if err == nil {
+		err = checkAttributes(&req, m)
+	}
+	if err != nil {
+		var rerr *api.RequestError
+		if !errors.As(err, &rerr) {
+			return err
+		}
+		return d.reject(ctx, m, rerr)
+	}
+	traceparent := m.Attributes[api.AttrTraceparent]
+
+	var acc session.Accepted
+	err = retry.Do(ctx, retry.Firestore, d.logger, "enqueue request "+req.RequestID, func(ctx context.Context) error {
+		var err error
+		acc, err = d.store.Enqueue(ctx, &req, m.Data, traceparent)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	log := d.logger.With("session_id", req.SessionID, "request_id", req.RequestID, "op", string(req.Op))
+	switch {
+	case acc.Duplicate:
+		log.Info("duplicate request ignored", "event", "request.duplicate", "status", acc.Item.Status)
+		if acc.Item.Status == session.ItemDone && !acc.Item.Published {
+			return d.publish(ctx, &acc.Item)
+		}
+		return nil
+	case acc.Answer != nil:
+		if err := d.publish(ctx, &acc.Item); err != nil {
+			return err
+		}
+	}
+	if acc.Purge {
+		if err := d.store.Purge(ctx, req.SessionID); err != nil {
+			// The reaper purges what is left; the request is answered.
+			log.Warn("purge of destroyed session failed", "event", "session.purge_failed", "error", err.Error())
+		}
+	}
+	if acc.Launch != nil {
+		d.launch(ctx, log, req.SessionID, acc.Launch, traceparent)
+	}
+	log.Info("request accepted", "event", "request.accepted", "seq", acc.Item.Seq, "status", acc.Item.Status,
+		"launch", acc.Launch != nil, "duration_seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// checkAttributes rejects a request whose attributes contradict its body:
+// ordering and routing rely on them agreeing.
+func checkAttributes(req *api.Request, m *pubsub.Message) error {
+	for attr, want := range map[string]string{api.AttrSessionID: req.SessionID, api.AttrRequestID: req.RequestID, api.AttrOp: string(req.Op)} {
+		if got, ok := m.Attributes[attr]; ok && got != want {
+			return &api.RequestError{Reason: "attribute_mismatch", Code: api.CodeInvalidArgument, RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op,
+				Message: fmt.Sprintf("attribute %s differs from the request's %s", attr, attr)}
+		}
+	}
+	if m.OrderingKey != "" && m.OrderingKey != req.SessionID {
+		return &api.RequestError{Reason: "attribute_mismatch", Code: api.CodeInvalidArgument, RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op,
+			Message: "ordering key differs from session_id; publish with ordering key = session_id"}
+	}
+	return nil
+}
+
+// reject answers an invalid request, or dead-letters a message that cannot
+// be answered because it names no request id.
+func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.RequestError) error {
+	log := d.logger.With("message_id", m.ID, "reason", rerr.Reason)
+	if !rerr.Answerable() {
+		log.Warn("message dead-lettered", "event", "request.dead_lettered", "error", rerr.Message)
+		return d.queue.DeadLetter(ctx, m, rerr.Reason)
+	}
+	c := api.ErrorCompletion(rerr.RequestID, rerr.SessionID, rerr.Op, rerr.Code, rerr.Message)
+	log = log.With("session_id", rerr.SessionID, "request_id", rerr.RequestID)
+	log.Warn("request rejected", "event", "request.rejected", "error_code", string(rerr.Code), "error", rerr.Message)
+	if !api.ValidSessionID(rerr.SessionID) {
+		// No session can record it; answering again gives the same answer.
+		data, err := json.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
+		}
+		return d.queue.PublishCompletion(ctx, data, "")
+	}
+	var item session.Item
+	var dup bool
+	err := retry.Do(ctx, retry.Firestore, d.logger, "record rejection of "+rerr.RequestID, func(ctx context.Context) error {
+		var err error
+		item, dup, err = d.store.Reject(ctx, c, m.Data)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if dup && (item.Status != session.ItemDone || item.Published) {
+		return nil
+	}
+	return d.publish(ctx, &item)
+}
+
+// publish sends an item's recorded completion and marks it published.
+func (d *Dispatcher) publish(ctx context.Context, item *session.Item) error {
+	if err := d.queue.PublishCompletion(ctx, []byte(item.Completion), item.Traceparent); err != nil {
+		return err
+	}
+	if err := d.store.MarkPublished(ctx, item.SessionID, item.RequestID); err != nil {
+		// Published already; the reaper would publish once more, with the
+		// same content, which callers de-duplicate.
+		d.logger.Warn("completion published but not marked", "event", "completion.mark_failed", "session_id", item.SessionID, "request_id", item.RequestID, "error", err.Error())
+	}
+	return nil
+}
+
+// launch starts a host for the session. A launch that fails is withdrawn so
+// that the reaper tries again; the request stays queued either way.
+func (d *Dispatcher) launch(ctx context.Context, log *slog.Logger, sessionID string, l *session.Launch, traceparent string) {
+	env := map[string]string{}
+	if traceparent != "" {
+		env["SANDRUN_TRACEPARENT"] = traceparent
+	}
+	var execution string
+	err := retry.Do(ctx, retry.CloudRun, d.logger, "launch host for session "+sessionID, func(ctx context.Context) error {
+		var err error
+		execution, err = d.launcher.Launch(ctx, sessionID, l.ID, env)
+		return err
+	})
+	if err != nil {
+		log.Error("host launch failed", "event", "host.launch_failed", "attempt", l.Attempts, "error", err.Error())
+		if err := d.store.LaunchFailed(ctx, sessionID, l.ID); err != nil {
+			log.Error("withdrawing the failed launch failed", "event", "host.launch_withdraw_failed", "error", err.Error())
+		}
+		return
+	}
+	log.Info("host launched", "event", "host.launched", "execution_id", execution, "attempt", l.Attempts)
+	if err := d.store.RecordLaunch(ctx, sessionID, l.ID, execution); err != nil {
+		log.Warn("recording the launch failed", "event", "host.launch_record_failed", "execution_id", execution, "error", err.Error())
+	}
+}
