@@ -184,18 +184,19 @@ func (s *Server) putJobLocked(name jobName, spec *runpb.Job, now time.Time) *job
 	pb := spec
 	pb.Name = name.String()
 	pb.UpdateTime = timestamppb.New(now)
-	pb.TerminalCondition = readyCondition(now)
 	j := s.jobs[pb.Name]
 	if j == nil {
 		j = &job{}
 		pb.Uid = newUID()
 		pb.Generation = 1
 		pb.CreateTime = pb.UpdateTime
+		pb.TerminalCondition = readyCondition(now)
 		s.jobs[pb.Name] = j
 	} else {
 		pb.Uid = j.pb.Uid
 		pb.Generation = j.pb.Generation + 1
 		pb.CreateTime = j.pb.CreateTime
+		pb.TerminalCondition = j.pb.TerminalCondition // still Ready, since then
 	}
 	pb.ObservedGeneration = pb.Generation
 	pb.Etag = etagOf(pb)

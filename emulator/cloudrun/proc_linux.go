@@ -12,7 +12,11 @@ import (
 // sysProcAttr puts a task process in a session (and process group) of its
 // own, so that everything it starts can be found and ended with it, and has
 // the kernel kill it if the emulator dies, so that a crashed emulator leaves
-// no orphans.
+// no orphans. The parent-death signal reaches the task's main process only
+// (its descendants outlive a crashed emulator unless they die with it), and,
+// as Linux ties it to the thread that started the process, it also fires if
+// that thread ends, which the Go runtime does only to a thread whose goroutine
+// exits while locked to it.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -176,7 +177,8 @@ func (s *Server) RunningExecutions() []string {
 // and for every goroutine of the server, and removes the work directory if
 // the server created it. If ctx ends first, the remaining processes are
 // killed at once and Close still waits for them (which takes moments), then
-// reports ctx's error. Requests after Close fail with Unavailable.
+// reports ctx's error. After Close, requests that would change anything
+// fail with Unavailable; reads still answer.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closed {
@@ -245,7 +247,13 @@ func (s *Server) checkOpenLocked() error {
 // temporary one on first use when Config.WorkDir is empty.
 func (s *Server) workDirLocked() (string, error) {
 	if s.workDir != "" {
-		return s.workDir, nil
+		// Absolute, so that log URIs are valid file:// URIs.
+		dir, err := filepath.Abs(s.workDir)
+		if err != nil {
+			return "", fmt.Errorf("work dir %s: %w", s.workDir, err)
+		}
+		s.workDir = dir
+		return dir, nil
 	}
 	dir, err := os.MkdirTemp("", "sandrun-cloudrun-")
 	if err != nil {
