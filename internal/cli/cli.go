@@ -12,7 +12,8 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"strings"
+
+	"github.com/sandrun/sandrun/internal/config"
 )
 
 // command is one subcommand of sandrun.
@@ -75,7 +76,12 @@ func Main(ctx context.Context, env *Env, args []string) int {
 }
 
 // errUsage reports bad arguments after the flag set has printed why.
-var errUsage = errors.New("usage")
+var errUsage = config.ErrUsage
+
+// newFlagSet returns a command's flag set.
+func newFlagSet(env *Env, name, synopsis string) *config.FlagSet {
+	return config.New(name, "sandrun "+synopsis, env.Stderr)
+}
 
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "sandrun runs shell commands, files and processes for AI agents in sandboxes on Cloud Run Jobs.")
@@ -90,56 +96,6 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 	fmt.Fprintln(w, "\nRun 'sandrun COMMAND --help' for a command's flags and environment variables.")
 }
-
-// flagSet is a command's flags, each of which may take its default from an
-// environment variable.
-type flagSet struct {
-	*flag.FlagSet
-	fromEnv [][2]string // flag name, environment variable
-}
-
-func newFlagSet(env *Env, name, synopsis string) *flagSet {
-	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "Usage: sandrun %s\n\nFlags (an environment variable named in brackets sets the default):\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// env makes the environment variable key set the default of flag name.
-func (fs *flagSet) env(name, key string) {
-	f := fs.Lookup(name)
-	f.Usage += " [" + key + "]"
-	fs.fromEnv = append(fs.fromEnv, [2]string{name, key})
-}
-
-// parse applies the environment, then the arguments. A bad value in either
-// is a usage error that says which one was wrong.
-func (fs *flagSet) parse(env *Env, args []string) error {
-	for _, p := range fs.fromEnv {
-		if v := env.Getenv(p[1]); v != "" {
-			if err := fs.Set(p[0], v); err != nil {
-				fmt.Fprintf(env.Stderr, "invalid value %q of %s: %v\n", v, p[1], err)
-				return errUsage
-			}
-		}
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	return nil
-}
-
-// listFlag is a repeatable string flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // OSEnv is the Env of a real process.
 func OSEnv() *Env {

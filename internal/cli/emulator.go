@@ -11,6 +11,7 @@ import (
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/emulator/faults"
+	"github.com/sandrun/sandrun/internal/config"
 )
 
 // emulatorConfig is what `sandrun emulator` and `sandrun dev` share to start
@@ -21,21 +22,21 @@ type emulatorConfig struct {
 	basePort   int
 	storageDir string
 	startDelay time.Duration
-	images     listFlag
+	images     config.List
 }
 
 // define registers the local cloud's flags on fs.
-func (c *emulatorConfig) define(fs *flagSet) {
+func (c *emulatorConfig) define(fs *config.FlagSet) {
 	fs.StringVar(&c.project, "project", emulator.DefaultProject, "project the local cloud pretends to be")
-	fs.env("project", "SANDRUN_PROJECT")
+	fs.Env("project", "SANDRUN_PROJECT")
 	fs.StringVar(&c.host, "host", "127.0.0.1", "address to serve on; the local cloud is unauthenticated, keep it on loopback")
-	fs.env("host", "SANDRUN_EMULATOR_HOST")
+	fs.Env("host", "SANDRUN_EMULATOR_HOST")
 	fs.IntVar(&c.basePort, "base-port", 8681, "first of five consecutive ports: Pub/Sub, Cloud Storage, Firestore, Cloud Run, admin; 0 picks free ports")
-	fs.env("base-port", "SANDRUN_EMULATOR_BASE_PORT")
+	fs.Env("base-port", "SANDRUN_EMULATOR_BASE_PORT")
 	fs.StringVar(&c.storageDir, "storage-dir", "", "keep Cloud Storage objects in this directory (default: in memory)")
-	fs.env("storage-dir", "SANDRUN_EMULATOR_STORAGE_DIR")
+	fs.Env("storage-dir", "SANDRUN_EMULATOR_STORAGE_DIR")
 	fs.DurationVar(&c.startDelay, "start-delay", 0, "delay before each Cloud Run execution starts, modelling a cold start")
-	fs.env("start-delay", "SANDRUN_EMULATOR_START_DELAY")
+	fs.Env("start-delay", "SANDRUN_EMULATOR_START_DELAY")
 	fs.Var(&c.images, "image", "IMAGE=PATH: run the local program PATH for the container image IMAGE (repeatable)")
 }
 
@@ -89,7 +90,7 @@ official Google clients at them, as export lines for eval. Stopping it
 (SIGINT or SIGTERM) ends every process it started.`)
 	var c emulatorConfig
 	c.define(fs)
-	if err := fs.parse(env, args); err != nil {
+	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(env.Stderr, nil))
@@ -139,7 +140,7 @@ func runEmulatorFault(ctx context.Context, env *Env, args []string) error {
 		fs.IntVar(&r.HTTPStatus, "http-status", 0, "HTTP status of a failing storage call (default 503)")
 		fs.DurationVar(&latency, "latency", 0, "latency added to every matching call")
 		fs.IntVar(&r.Times, "times", 0, "stop after injecting this many errors (0: no limit)")
-		if err := fs.parse(env, args[1:]); err != nil {
+		if err := fs.Parse(env.Getenv, args[1:]); err != nil {
 			return err
 		}
 		r.Latency = faults.Duration(latency)
@@ -157,7 +158,7 @@ func runEmulatorFault(ctx context.Context, env *Env, args []string) error {
 	case "clear":
 		fs := newFlagSet(env, "emulator fault clear", "emulator fault clear [--service S]")
 		service := fs.String("service", "", "clear only this service's rules")
-		if err := fs.parse(env, args[1:]); err != nil {
+		if err := fs.Parse(env.Getenv, args[1:]); err != nil {
 			return err
 		}
 		return admin.ClearFaults(ctx, *service)

@@ -1,0 +1,61 @@
+// Package gcp connects sandrun's programs to the Google Cloud services they
+// use. The official clients find the local cloud themselves through the
+// *_EMULATOR_HOST variables; Cloud Run's client is configured by package
+// jobrunner the same way. Nothing here differs between production and the
+// local cloud but the endpoints.
+package gcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/storage"
+)
+
+// Clients are the connections a program holds.
+type Clients struct {
+	Project   string
+	Firestore *firestore.Client
+	Storage   *storage.Client
+	PubSub    *pubsub.Client
+}
+
+// Connect opens clients for project. The Firestore database is the
+// project's default one.
+func Connect(ctx context.Context, project string) (*Clients, error) {
+	if project == "" {
+		return nil, errors.New("connect to Google Cloud: no project given")
+	}
+	c := &Clients{Project: project}
+	var err error
+	if c.Firestore, err = firestore.NewClient(ctx, project); err != nil {
+		return nil, fmt.Errorf("connect to Firestore: %w", err)
+	}
+	if c.Storage, err = storage.NewClient(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connect to Cloud Storage: %w", err)
+	}
+	if c.PubSub, err = pubsub.NewClient(ctx, project); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connect to Pub/Sub: %w", err)
+	}
+	return c, nil
+}
+
+// Close closes every client that was opened.
+func (c *Clients) Close() error {
+	var errs []error
+	if c.PubSub != nil {
+		errs = append(errs, c.PubSub.Close())
+	}
+	if c.Storage != nil {
+		errs = append(errs, c.Storage.Close())
+	}
+	if c.Firestore != nil {
+		errs = append(errs, c.Firestore.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,148 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/shell"
+)
+
+// exec runs a command in the session's shell and fills the completion. It
+// returns the shell state to keep, or nil to keep the current one.
+func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *shell.State {
+	stdout, err := os.Create(filepath.Join(h.spool, req.RequestID+".stdout"))
+	if err != nil {
+		c.Fail(api.CodeInternal, "create output file: "+err.Error())
+		return nil
+	}
+	defer os.Remove(stdout.Name())
+	defer stdout.Close()
+	stderr, err := os.Create(filepath.Join(h.spool, req.RequestID+".stderr"))
+	if err != nil {
+		c.Fail(api.CodeInternal, "create output file: "+err.Error())
+		return nil
+	}
+	defer os.Remove(stderr.Name())
+	defer stderr.Close()
+
+	res, err := shell.Run(ctx, h.spool, h.state.Clone(), shell.Command{
+		Script: req.Command, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout(),
+		Stdout: stdout, Stderr: stderr,
+	})
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		c.Fail(api.CodeNotFound, fmt.Sprintf("cwd %q does not exist", req.Cwd))
+		return nil
+	case errors.Is(err, shell.ErrInvalid):
+		c.Fail(api.CodeInvalidArgument, err.Error())
+		return nil
+	case err != nil && res.Duration == 0:
+		c.Fail(api.CodeInternal, "start command: "+err.Error())
+		return nil
+	case err != nil:
+		// The command ran; only its saved state was unreadable.
+		h.logger.Warn("shell state unreadable; keeping the previous state", "event", "shell.state_unreadable", "request_id", req.RequestID, "error", err.Error())
+	}
+
+	c.ExitCode = res.ExitCode
+	if err := h.attachOutput(ctx, c, req.RequestID, "stdout", stdout); err != nil {
+		c.Fail(api.CodeInternal, err.Error())
+	}
+	if err := h.attachOutput(ctx, c, req.RequestID, "stderr", stderr); err != nil {
+		c.Fail(api.CodeInternal, err.Error())
+	}
+	for _, pid := range res.Leftovers {
+		// The command's group lives on (`server &`); it ends with the host.
+		if pgid, err := syscall.Getpgid(pid); err == nil {
+			h.leftovers[pgid] = true
+		}
+	}
+	switch {
+	case res.TimedOut:
+		c.Fail(api.CodeTimeout, fmt.Sprintf("the command ran longer than its timeout of %v and was killed", req.Timeout()))
+	case res.Canceled:
+		c.Fail(api.CodeHostLost, "the host was stopped while the command ran")
+	}
+	c.Cwd = res.State.Cwd
+	if !res.StateSaved {
+		return nil
+	}
+	return &res.State
+}
+
+// attachOutput puts the start of an output file in the completion and, when
+// it does not fit, the whole file in an object that the completion names.
+func (h *Host) attachOutput(ctx context.Context, c *api.Completion, requestID, stream string, f *os.File) error {
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	size := info.Size()
+	head := make([]byte, min(size, api.InlineOutputBytes))
+	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	if size > api.InlineOutputBytes {
+		head = trimPartialRune(head)
+	}
+	text, enc := api.InlineOutput(head)
+	var object string
+	if size > api.InlineOutputBytes {
+		name := session.OutputObject(h.cfg.SessionID, requestID, stream)
+		if err := h.upload(ctx, name, f); err != nil {
+			return fmt.Errorf("keep whole %s: %w", stream, err)
+		}
+		object = h.store.ObjectURI(name)
+	}
+	if stream == "stdout" {
+		c.Stdout, c.StdoutEncoding, c.StdoutBytes, c.StdoutObject = text, enc, size, object
+	} else {
+		c.Stderr, c.StderrEncoding, c.StderrBytes, c.StderrObject = text, enc, size, object
+	}
+	return nil
+}
+
+// trimPartialRune drops an incomplete UTF-8 sequence that a cut left at the
+// end of b, so that text output cut short stays text.
+func trimPartialRune(b []byte) []byte {
+	for i := 1; i <= utf8.UTFMax && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				return b[:len(b)-i]
+			}
+			break
+		}
+	}
+	return b
+}
+
+// upload copies a file into a new object.
+func (h *Host) upload(ctx context.Context, name string, f *os.File) error {
+	w := h.store.CreateObject(ctx, name, "application/octet-stream")
+	if _, err := io.Copy(w, io.NewSectionReader(f, 0, 1<<62)); err != nil {
+		w.Close()
+		return fmt.Errorf("upload %s: %w", name, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("upload %s: %w", name, err)
+	}
+	return nil
+}
+
+// killLeftovers ends the process groups that commands left running: they
+// live as long as their host.
+func (h *Host) killLeftovers() {
+	for pgid := range h.leftovers {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		delete(h.leftovers, pgid)
+	}
+}

@@ -1,0 +1,418 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/retry"
+	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/shell"
+)
+
+// Config says which session to host and how.
+type Config struct {
+	// SessionID is the session to host.
+	SessionID string
+	// Execution names this host (the Cloud Run execution and task).
+	Execution string
+	// Workspace is the session's working tree: what a checkpoint keeps.
+	Workspace string
+	// BaseEnv is the environment a new session's commands start with.
+	BaseEnv map[string]string
+	// IdleTimeout is how long the host waits for a request before it
+	// checkpoints and leaves.
+	IdleTimeout time.Duration
+	// LeaseTTL is how long the lease lasts without renewal; the host
+	// renews it every LeaseTTL/3.
+	LeaseTTL time.Duration
+	// CheckpointInterval is how often a busy host checkpoints between
+	// requests, so that a crash loses at most that much work.
+	CheckpointInterval time.Duration
+	// PollInterval bounds how long a new request can wait unnoticed if the
+	// inbox listener misses it.
+	PollInterval time.Duration
+}
+
+// recordTimeout bounds recording and publishing one completion.
+const recordTimeout = 30 * time.Second
+
+// Defaults of Config.
+const (
+	DefaultIdleTimeout        = 2 * time.Minute
+	DefaultLeaseTTL           = 15 * time.Second
+	DefaultCheckpointInterval = time.Minute
+	DefaultPollInterval       = 2 * time.Second
+)
+
+// Publisher publishes recorded completions.
+type Publisher interface {
+	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
+}
+
+// Host serves one session.
+type Host struct {
+	cfg    Config
+	store  *session.Store
+	pub    Publisher
+	logger *slog.Logger
+
+	lease *session.Lease
+	state shell.State
+	// spool holds command output files and the shell's state files.
+	spool string
+	// restoreSeconds is reported on the first request the host serves.
+	restoreSeconds float64
+	served         int
+	dirty          bool
+	lastCheckpoint time.Time
+	checkpoints    int
+
+	// leaseLost is closed when the host learns it lost its lease.
+	leaseLost chan struct{}
+	lostOnce  sync.Once
+	// leftovers are process groups that commands left running.
+	leftovers map[int]bool
+}
+
+// ErrLeaseLost is returned by Run when the host stopped because another
+// took its session.
+var ErrLeaseLost = session.ErrLeaseLost
+
+// Run hosts the session until it is idle, destroyed, or ctx ends (the
+// execution was cancelled). It returns nil when the host left cleanly or had
+// nothing to do.
+func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, logger *slog.Logger) error {
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
+	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{}), leftovers: map[int]bool{}}
+	return h.run(ctx)
+}
+
+func (h *Host) run(ctx context.Context) error {
+	start := time.Now()
+	var lease *session.Lease
+	err := retry.Do(ctx, retry.Firestore, h.logger, "acquire lease", func(ctx context.Context) error {
+		var err error
+		lease, err = h.store.Acquire(ctx, h.cfg.SessionID, h.cfg.Execution, h.cfg.LeaseTTL)
+		return err
+	})
+	switch {
+	case errors.Is(err, session.ErrLeaseHeld), errors.Is(err, session.ErrDestroyed), errors.Is(err, session.ErrNotFound):
+		h.logger.Info("nothing to host", "event", "host.not_needed", "reason", err.Error())
+		return nil
+	case err != nil:
+		return err
+	}
+	h.lease = lease
+	h.logger = h.logger.With("epoch", lease.Epoch)
+	h.logger.Info("lease acquired", "event", "host.lease_acquired", "duration_seconds", time.Since(start).Seconds())
+
+	// Everything below stops at once when the lease is lost.
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-h.leaseLost:
+			cancel()
+		case <-hctx.Done():
+		}
+	}()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); h.heartbeat(hctx) }()
+	defer wg.Wait()
+	defer cancel()
+
+	spool, err := os.MkdirTemp("", "sandrun-spool-")
+	if err != nil {
+		return fmt.Errorf("create spool directory: %w", err)
+	}
+	h.spool = spool
+	defer os.RemoveAll(spool)
+	defer h.killLeftovers()
+
+	lost, err := h.store.FailOrphans(hctx, lease)
+	if err != nil {
+		return h.stop(err)
+	}
+	for _, u := range lost {
+		h.publish(hctx, u.SessionID, u.RequestID, u.Completion, "")
+	}
+	if err := h.restore(hctx); err != nil {
+		return h.stop(err)
+	}
+	return h.stop(h.serve(hctx, ctx))
+}
+
+// stop turns the end of the host into Run's result.
+func (h *Host) stop(err error) error {
+	if h.isLost() || errors.Is(err, session.ErrLeaseLost) {
+		h.logger.Warn("lease lost: stopped", "event", "host.lease_lost")
+		return ErrLeaseLost
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		h.logger.Error("host failed", "event", "host.failed", "error", err.Error())
+		return err
+	}
+	return nil
+}
+
+// heartbeat renews the lease until ctx ends. If the lease is lost, or
+// cannot be renewed before it lapses, the host must stop.
+func (h *Host) heartbeat(ctx context.Context) {
+	t := time.NewTicker(h.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithDeadline(ctx, h.lease.Expires)
+		err := h.store.Renew(rctx, h.lease, h.cfg.LeaseTTL)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, session.ErrLeaseLost):
+			h.markLost()
+			return
+		case time.Now().After(h.lease.Expires):
+			h.logger.Error("lease lapsed before it could be renewed", "event", "host.lease_lapsed", "error", err.Error())
+			h.markLost()
+			return
+		default:
+			h.logger.Warn("lease renewal failed; retrying", "event", "host.renew_failed", "error", err.Error())
+		}
+	}
+}
+
+func (h *Host) markLost() { h.lostOnce.Do(func() { close(h.leaseLost) }) }
+
+func (h *Host) isLost() bool {
+	select {
+	case <-h.leaseLost:
+		return true
+	default:
+		return false
+	}
+}
+
+// serve runs queued requests in order until the host is idle and may leave,
+// or ctx ends. parent is the execution's own context: it ends when Cloud
+// Run cancels the execution.
+func (h *Host) serve(ctx, parent context.Context) error {
+	wake := h.store.WatchQueued(ctx, h.cfg.SessionID)
+	idleSince := time.Now()
+	poll := time.NewTicker(h.cfg.PollInterval)
+	defer poll.Stop()
+	for {
+		if ctx.Err() != nil {
+			if h.isLost() {
+				return nil
+			}
+			return h.leave(parent, true)
+		}
+		item, err := h.store.NextQueued(ctx, h.cfg.SessionID)
+		if err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
+			item = nil
+		}
+		if item != nil {
+			destroyed, err := h.serveItem(ctx, item)
+			if err != nil {
+				return err
+			}
+			if destroyed {
+				return nil
+			}
+			idleSince = time.Now()
+			if time.Since(h.lastCheckpoint) > h.cfg.CheckpointInterval && h.dirty {
+				if err := h.checkpoint(ctx); err != nil {
+					h.logger.Warn("checkpoint failed", "event", "checkpoint.failed", "error", err.Error())
+				}
+			}
+			continue
+		}
+		idleLeft := h.cfg.IdleTimeout - time.Since(idleSince)
+		if idleLeft <= 0 {
+			err := h.leave(ctx, false)
+			if errors.Is(err, session.ErrWorkPending) {
+				idleSince = time.Now()
+				continue
+			}
+			return err
+		}
+		idle := time.NewTimer(idleLeft)
+		select {
+		case <-wake:
+		case <-poll.C:
+		case <-idle.C:
+		case <-ctx.Done():
+		}
+		idle.Stop()
+	}
+}
+
+// leave checkpoints the workspace and gives the lease up. Unless forced (the
+// execution is ending), it fails with ErrWorkPending when a request arrived
+// meanwhile, and the host serves on.
+func (h *Host) leave(ctx context.Context, forced bool) error {
+	if forced {
+		// The execution is being stopped: Cloud Run allows a few seconds.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 8*time.Second)
+		defer cancel()
+	}
+	if h.dirty {
+		if err := h.checkpoint(ctx); err != nil {
+			return fmt.Errorf("checkpoint before leaving: %w", err)
+		}
+	}
+	err := h.store.Release(ctx, h.lease)
+	if errors.Is(err, session.ErrWorkPending) {
+		if !forced {
+			return session.ErrWorkPending
+		}
+		// Queued requests find no host and the reaper launches one.
+		h.logger.Warn("leaving with queued requests", "event", "host.left_with_work")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	h.logger.Info("host left", "event", "host.left", "forced", forced, "served", h.served)
+	return nil
+}
+
+// serveItem runs one request and records and publishes its completion. It
+// reports whether the request destroyed the session.
+func (h *Host) serveItem(ctx context.Context, queued *session.Item) (destroyed bool, err error) {
+	item, ok, err := h.store.Start(ctx, h.lease, queued.RequestID)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return false, nil
+	}
+	var req api.Request
+	c := &api.Completion{RequestID: item.RequestID, SessionID: item.SessionID, Op: api.Op(item.Op), Status: api.StatusOK, ExecutionID: h.cfg.Execution}
+	if err := json.Unmarshal([]byte(item.Request), &req); err != nil {
+		c.Fail(api.CodeInternal, "the recorded request could not be decoded: "+err.Error())
+	}
+	c.ColdStart = item.AcceptedAt.Before(h.lease.Acquired)
+	if c.ColdStart && !h.lease.LaunchRequestedAt.IsZero() {
+		c.Timing.LaunchSeconds = h.lease.Acquired.Sub(h.lease.LaunchRequestedAt).Seconds()
+	}
+	if h.served == 0 {
+		c.Timing.RestoreSeconds = h.restoreSeconds
+	}
+	h.served++
+
+	var newState *shell.State
+	started := time.Now()
+	if c.Error == nil {
+		switch req.Op {
+		case api.OpExec:
+			newState = h.exec(ctx, &req, c)
+		case api.OpSessionDestroy:
+			destroyed = true
+		case api.OpSessionGet, api.OpSessionCreate:
+			c.Session = &api.SessionInfo{SessionID: h.cfg.SessionID, Status: session.StatusActive, Host: h.cfg.Execution, Cwd: h.state.Cwd}
+		default:
+			c.Fail(api.CodeNotSupported, fmt.Sprintf("op %s is not served by this host", req.Op))
+		}
+	}
+	finished := time.Now()
+	c.DurationSeconds = finished.Sub(started).Seconds()
+	c.Timing.AcceptedAt, c.Timing.StartedAt, c.Timing.FinishedAt = item.AcceptedAt, item.StartedAt, finished
+	c.Timing.QueueSeconds = item.StartedAt.Sub(item.AcceptedAt).Seconds()
+	c.Timing.RunSeconds = c.DurationSeconds
+	c.Timing.TotalSeconds = finished.Sub(item.AcceptedAt).Seconds()
+	if c.Cwd == "" {
+		c.Cwd = h.state.Cwd
+	}
+
+	var keep *session.Shell
+	if newState != nil {
+		h.state = *newState
+		keep = &session.Shell{Cwd: h.state.Cwd, Env: h.state.Env}
+		h.dirty = true
+	}
+	// The answer is recorded even when the execution is being stopped:
+	// fencing, not the context, keeps a host that lost its lease from
+	// writing.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	data, err := h.store.Finish(rctx, h.lease, c, keep)
+	if err != nil {
+		return false, err
+	}
+	h.publish(rctx, item.SessionID, item.RequestID, data, item.Traceparent)
+	h.logger.Info("request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
+		"status", string(c.Status), "exit_code", c.ExitCode, "duration_seconds", c.DurationSeconds, "cold_start", c.ColdStart)
+	if destroyed {
+		return true, h.destroy(ctx)
+	}
+	return false, nil
+}
+
+// destroy ends the session after its destroy request was answered.
+func (h *Host) destroy(ctx context.Context) error {
+	h.killLeftovers()
+	_, answered, err := h.store.Destroy(ctx, h.cfg.SessionID, "session.destroy")
+	if err != nil {
+		return err
+	}
+	for _, u := range answered {
+		h.publish(ctx, u.SessionID, u.RequestID, u.Completion, "")
+	}
+	if err := h.store.Purge(ctx, h.cfg.SessionID); err != nil {
+		h.logger.Warn("purge failed; the reaper will finish it", "event", "session.purge_failed", "error", err.Error())
+	}
+	h.logger.Info("session destroyed", "event", "session.destroyed")
+	return nil
+}
+
+// publish sends a recorded completion and marks it published. A failure is
+// logged, not returned: the completion is recorded, and the reaper publishes
+// what stays unmarked.
+func (h *Host) publish(ctx context.Context, sessionID, requestID string, data []byte, traceparent string) {
+	if err := h.pub.PublishCompletion(ctx, data, traceparent); err != nil {
+		h.logger.Warn("publish failed; the reaper will publish it", "event", "completion.publish_failed", "request_id", requestID, "error", err.Error())
+		return
+	}
+	if err := h.store.MarkPublished(ctx, sessionID, requestID); err != nil {
+		h.logger.Warn("mark published failed", "event", "completion.mark_failed", "request_id", requestID, "error", err.Error())
+	}
+}
+
+// workspaceDir returns the workspace, created if missing.
+func (h *Host) workspaceDir() (string, error) {
+	dir, err := filepath.Abs(h.cfg.Workspace)
+	if err != nil {
+		return "", fmt.Errorf("workspace %s: %w", h.cfg.Workspace, err)
+	}
+	return dir, nil
+}
