@@ -143,7 +143,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 		}
 	}
 	if acc.Launch != nil {
-		d.launch(ctx, log, req.SessionID, acc.Launch, traceparent)
+		Launch(ctx, d.store, d.launcher, log, req.SessionID, acc.Launch, traceparent)
 	}
 	log.Info("request accepted", "event", "request.accepted", "seq", acc.Item.Seq, "status", acc.Item.Status,
 		"launch", acc.Launch != nil, "duration_seconds", time.Since(start).Seconds())
@@ -214,28 +214,34 @@ func (d *Dispatcher) publish(ctx context.Context, item *session.Item) error {
 	return nil
 }
 
-// launch starts a host for the session. A launch that fails is withdrawn so
-// that the reaper tries again; the request stays queued either way.
-func (d *Dispatcher) launch(ctx context.Context, log *slog.Logger, sessionID string, l *session.Launch, traceparent string) {
+// Launch starts a host for a session whose launch was claimed, and records
+// the execution. A launch that fails is withdrawn so that the reaper tries
+// again; the session's requests stay queued either way. The reaper launches
+// through it too. log should carry the session id.
+func Launch(ctx context.Context, store *session.Store, launcher Launcher, log *slog.Logger, sessionID string, l *session.Launch, traceparent string) {
 	env := map[string]string{}
 	if traceparent != "" {
-		env["SANDRUN_TRACEPARENT"] = traceparent
+		env[EnvTraceparent] = traceparent
 	}
 	var execution string
-	err := retry.Do(ctx, retry.CloudRun, d.logger, "launch host for session "+sessionID, func(ctx context.Context) error {
+	err := retry.Do(ctx, retry.CloudRun, log, "launch host for session "+sessionID, func(ctx context.Context) error {
 		var err error
-		execution, err = d.launcher.Launch(ctx, sessionID, l.ID, env)
+		execution, err = launcher.Launch(ctx, sessionID, l.ID, env)
 		return err
 	})
 	if err != nil {
 		log.Error("host launch failed", "event", "host.launch_failed", "attempt", l.Attempts, "error", err.Error())
-		if err := d.store.LaunchFailed(ctx, sessionID, l.ID); err != nil {
+		if err := store.LaunchFailed(ctx, sessionID, l.ID); err != nil {
 			log.Error("withdrawing the failed launch failed", "event", "host.launch_withdraw_failed", "error", err.Error())
 		}
 		return
 	}
 	log.Info("host launched", "event", "host.launched", "execution_id", execution, "attempt", l.Attempts)
-	if err := d.store.RecordLaunch(ctx, sessionID, l.ID, execution); err != nil {
+	if err := store.RecordLaunch(ctx, sessionID, l.ID, execution); err != nil {
 		log.Warn("recording the launch failed", "event", "host.launch_record_failed", "execution_id", execution, "error", err.Error())
 	}
 }
+
+// EnvTraceparent carries the trace context of the request that launched a
+// host into the host's environment.
+const EnvTraceparent = "SANDRUN_TRACEPARENT"

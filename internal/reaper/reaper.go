@@ -1,0 +1,291 @@
+// Package reaper recovers sandrun from what dies or goes missing: hosts
+// whose lease lapsed (their running requests are answered HOST_LOST and
+// queued ones get a new host), sessions stranded without a host, completions
+// recorded but never published, sessions idle past their TTL, destroyed
+// sessions whose objects remain, and executions that host no live session.
+//
+// Each pass is idempotent and safe to run from many places at once: every
+// change is a transaction on the session's state. The reaper never runs
+// user commands.
+package reaper
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/sandrun/sandrun/internal/dispatcher"
+	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/session"
+)
+
+// Runner launches, lists and cancels host executions.
+type Runner interface {
+	dispatcher.Launcher
+	Running(ctx context.Context) ([]jobrunner.Execution, error)
+	Cancel(ctx context.Context, name string) error
+}
+
+// Publisher publishes recorded completions.
+type Publisher interface {
+	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
+}
+
+// Config tunes the reaper. Zero fields take the defaults below.
+type Config struct {
+	// Interval between passes of Run.
+	Interval time.Duration
+	// PublishAfter is how long a recorded completion may stay unpublished
+	// before the reaper publishes it (its host normally does at once).
+	PublishAfter time.Duration
+	// MaxLaunchAttempts is how many launches a stranded session gets before
+	// its queued requests are answered LAUNCH_FAILED.
+	MaxLaunchAttempts int
+	// TTL is how long a session may stay idle before it is destroyed.
+	TTL time.Duration
+	// OrphanAfter is how old an execution hosting no session must be before
+	// it is cancelled (a launch records its execution a moment after
+	// starting it).
+	OrphanAfter time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultInterval          = 10 * time.Second
+	DefaultPublishAfter      = 30 * time.Second
+	DefaultMaxLaunchAttempts = 3
+	DefaultOrphanAfter       = 2 * time.Minute
+)
+
+// Reaper runs recovery passes.
+type Reaper struct {
+	cfg    Config
+	store  *session.Store
+	pub    Publisher
+	runner Runner
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+// New returns a reaper.
+func New(cfg Config, store *session.Store, pub Publisher, runner Runner, logger *slog.Logger) *Reaper {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.PublishAfter <= 0 {
+		cfg.PublishAfter = DefaultPublishAfter
+	}
+	if cfg.MaxLaunchAttempts <= 0 {
+		cfg.MaxLaunchAttempts = DefaultMaxLaunchAttempts
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = session.DefaultTTL
+	}
+	if cfg.OrphanAfter <= 0 {
+		cfg.OrphanAfter = DefaultOrphanAfter
+	}
+	return &Reaper{cfg: cfg, store: store, pub: pub, runner: runner, logger: logger, now: time.Now}
+}
+
+// Report counts what one pass did.
+type Report struct {
+	HostsRecovered  int `json:"hosts_recovered"`
+	HostLost        int `json:"host_lost"`
+	Launched        int `json:"launched"`
+	LaunchFailed    int `json:"launch_failed"`
+	Republished     int `json:"republished"`
+	Destroyed       int `json:"destroyed"`
+	Purged          int `json:"purged"`
+	OrphansCanceled int `json:"orphans_cancelled"`
+}
+
+// Run makes a pass every interval until ctx ends.
+func (r *Reaper) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		if _, err := r.Once(ctx); err != nil && ctx.Err() == nil {
+			r.logger.Error("reaper pass failed", "event", "reaper.failed", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Once makes one pass over everything the reaper recovers. It goes on past
+// a step that fails and returns the errors joined.
+func (r *Reaper) Once(ctx context.Context) (Report, error) {
+	start := r.now()
+	var rep Report
+	errs := []error{
+		r.recoverHosts(ctx, &rep),
+		r.relaunchStranded(ctx, &rep),
+		r.republish(ctx, &rep),
+		r.destroyStale(ctx, &rep),
+		r.purge(ctx, &rep),
+		r.cancelOrphans(ctx, &rep),
+	}
+	err := errors.Join(errs...)
+	r.logger.Info("reaper pass", "event", "reaper.pass", "duration_seconds", r.now().Sub(start).Seconds(),
+		"hosts_recovered", rep.HostsRecovered, "host_lost", rep.HostLost, "launched", rep.Launched, "launch_failed", rep.LaunchFailed,
+		"republished", rep.Republished, "destroyed", rep.Destroyed, "purged", rep.Purged, "orphans_cancelled", rep.OrphansCanceled)
+	return rep, err
+}
+
+func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) int {
+	n := 0
+	for _, u := range us {
+		if err := r.pub.PublishCompletion(ctx, u.Completion, ""); err != nil {
+			r.logger.Warn("publish failed; next pass retries", "event", "completion.publish_failed", "session_id", u.SessionID, "request_id", u.RequestID, "error", err.Error())
+			continue
+		}
+		if err := r.store.MarkPublished(ctx, u.SessionID, u.RequestID); err != nil {
+			r.logger.Warn("mark published failed", "event", "completion.mark_failed", "session_id", u.SessionID, "request_id", u.RequestID, "error", err.Error())
+		}
+		n++
+	}
+	return n
+}
+
+func (r *Reaper) launch(ctx context.Context, sessionID string, l *session.Launch, rep *Report) {
+	dispatcher.Launch(ctx, r.store, r.runner, r.logger.With("session_id", sessionID), sessionID, l, "")
+	rep.Launched++
+}
+
+// recoverHosts takes sessions from hosts whose lease lapsed.
+func (r *Reaper) recoverHosts(ctx context.Context, rep *Report) error {
+	ids, err := r.store.ExpiredHosts(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		rec, err := r.store.RecoverHost(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !rec.Recovered {
+			continue
+		}
+		rep.HostsRecovered++
+		rep.HostLost += len(rec.Lost)
+		r.logger.Warn("host lost", "event", "host.lost", "session_id", id, "requests_lost", len(rec.Lost))
+		r.publishAll(ctx, rec.Lost)
+		if rec.Launch != nil {
+			r.launch(ctx, id, rec.Launch, rep)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// relaunchStranded gives sessions with queued requests and no host one.
+func (r *Reaper) relaunchStranded(ctx context.Context, rep *Report) error {
+	ids, err := r.store.Stranded(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		l, failed, err := r.store.Relaunch(ctx, id, r.cfg.MaxLaunchAttempts)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(failed) > 0 {
+			rep.LaunchFailed += len(failed)
+			r.logger.Error("session given up: no host could be launched", "event", "host.launch_given_up", "session_id", id, "requests", len(failed))
+			r.publishAll(ctx, failed)
+		}
+		if l != nil {
+			r.launch(ctx, id, l, rep)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// republish publishes completions whose publish was lost.
+func (r *Reaper) republish(ctx context.Context, rep *Report) error {
+	us, err := r.store.Unpublished(ctx, r.now().Add(-r.cfg.PublishAfter), 500)
+	if err != nil {
+		return err
+	}
+	rep.Republished += r.publishAll(ctx, us)
+	return nil
+}
+
+// destroyStale destroys sessions idle past their TTL.
+func (r *Reaper) destroyStale(ctx context.Context, rep *Report) error {
+	ids, err := r.store.Stale(ctx, r.now().Add(-r.cfg.TTL))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		host, answered, err := r.store.Destroy(ctx, id, "idle past its time to live")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.Destroyed++
+		r.logger.Info("stale session destroyed", "event", "session.expired", "session_id", id)
+		r.publishAll(ctx, answered)
+		if host != "" {
+			if err := r.runner.Cancel(ctx, host); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// purge deletes the objects of destroyed sessions.
+func (r *Reaper) purge(ctx context.Context, rep *Report) error {
+	ids, err := r.store.PurgePending(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := r.store.Purge(ctx, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.Purged++
+	}
+	return errors.Join(errs...)
+}
+
+// cancelOrphans cancels executions that host no live session, which also
+// ends their background processes.
+func (r *Reaper) cancelOrphans(ctx context.Context, rep *Report) error {
+	running, err := r.runner.Running(ctx)
+	if err != nil {
+		return err
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	hosted, err := r.store.Hosted(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	cutoff := r.now().Add(-r.cfg.OrphanAfter)
+	for _, e := range running {
+		if hosted[e.Name] || e.CreatedAt.After(cutoff) {
+			continue
+		}
+		if err := r.runner.Cancel(ctx, e.Name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.OrphansCanceled++
+		r.logger.Warn("orphaned execution cancelled", "event", "execution.orphan_cancelled", "execution_id", e.Name, "session_id", e.SessionID)
+	}
+	return errors.Join(errs...)
+}
