@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -78,12 +79,20 @@ func TestTaskProcessesDieWithTheTask(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("only Linux reaches processes outside the task's process group")
 	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("needs bash")
+	}
 	h := newHarness(t, Config{})
 	dir := t.TempDir()
-	// With job control on (set -m), sh puts each background job in a process
-	// group of its own: only the task's session holds it.
-	h.createJob(t, "leaves", shellJob(fmt.Sprintf(`set -m; sleep 600 & echo $! > %s/bg; exit 0`, dir)))
-	h.createJob(t, "stays", shellJob(fmt.Sprintf(`set -m; sleep 600 & echo $! > %s/bg2; sleep 600`, dir)))
+	// With job control on (set -m), bash puts each background job in a
+	// process group of its own: only the task's session holds it.
+	bashJob := func(script string) *runpb.Job {
+		j := shellJob(script)
+		j.Template.Template.Containers[0].Command = []string{"bash", "-c"}
+		return j
+	}
+	h.createJob(t, "leaves", bashJob(fmt.Sprintf(`set -m; sleep 600 & echo $! > %s/bg; exit 0`, dir)))
+	h.createJob(t, "stays", bashJob(fmt.Sprintf(`set -m; sleep 600 & echo $! > %s/bg2; sleep 600`, dir)))
 
 	// The main process exits: what it left behind dies with the container.
 	e := h.runAndWait(t, "leaves", nil)
@@ -295,4 +304,39 @@ func TestCloseRemovesItsOwnWorkDir(t *testing.T) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// crashHelperEnv, when set, makes TestCrashedEmulatorLeavesNoOrphans the
+// emulator that crashes: it runs a task and waits to be killed.
+const crashHelperEnv = "CLOUDRUN_TEST_CRASH_HELPER_DIR"
+
+func TestCrashedEmulatorLeavesNoOrphans(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the parent-death signal is Linux's")
+	}
+	if dir := os.Getenv(crashHelperEnv); dir != "" {
+		h := newHarness(t, Config{})
+		h.createJob(t, "orphan", shellJob(fmt.Sprintf(`echo $$ > %s/pid.tmp && mv %[1]s/pid.tmp %[1]s/pid && exec sleep 600`, dir)))
+		h.runJob(t, "orphan", nil)
+		select {} // until killed
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashedEmulatorLeavesNoOrphans$")
+	cmd.Env = append(os.Environ(), crashHelperEnv+"="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	pid := readPID(t, filepath.Join(dir, "pid"))
+	if processGone(pid) {
+		t.Fatalf("task process %d is not running", pid)
+	}
+	if err := cmd.Process.Kill(); err != nil { // the emulator crashes
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	eventually(t, 5*time.Second, "the task dies with its emulator", func() bool { return processGone(pid) })
 }
