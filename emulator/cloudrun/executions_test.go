@@ -2,6 +2,7 @@ package cloudrun
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -129,7 +130,19 @@ func TestFailingTask(t *testing.T) {
 }
 
 func TestImages(t *testing.T) {
-	h := newHarness(t, Config{Images: map[string]string{"example/hello": "sh"}})
+	script := filepath.Join(t.TempDir(), "entrypoint")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"entrypoint $*\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	relative, err := filepath.Rel(cwd, script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, Config{Images: map[string]string{"example/hello": "sh", "example/script": relative}})
 	tests := []struct {
 		image   string
 		command []string
@@ -137,6 +150,8 @@ func TestImages(t *testing.T) {
 		want    string // "" for success, else part of the failure message
 	}{
 		{image: "example/hello", args: []string{"-c", "echo from the image"}},
+		{image: "example/script", args: []string{"a", "b"}},
+		{image: "example/hello", command: []string{"./relative"}, want: `executable "./relative"`},
 		{image: "example/hello", command: []string{"true"}},
 		{image: "example/unknown", command: []string{"true"}},
 		{image: "example/unknown", want: `image "example/unknown" has no local program`},
@@ -156,6 +171,11 @@ func TestImages(t *testing.T) {
 			t.Errorf("%+v: failed: %s", tt, msg)
 		case tt.want != "" && (e.GetFailedCount() != 1 || !strings.Contains(msg, "Application failed to start: "+tt.want)):
 			t.Errorf("%+v: Completed message %q, want one about %q", tt, msg, tt.want)
+		case tt.image == "example/script":
+			task := h.listTasks(t, e.GetName())[0]
+			if got := readFile(t, logPath(t, task.GetLogUri(), "stdout.log")); got != "entrypoint a b\n" {
+				t.Errorf("the image's program printed %q", got)
+			}
 		}
 	}
 }

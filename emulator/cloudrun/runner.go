@@ -120,7 +120,7 @@ func (s *Server) runAttempt(e *execution, t *task) attemptResult {
 		"CLOUD_RUN_TASK_COUNT=" + strconv.Itoa(int(e.plan.taskCount)),
 		"CLOUD_RUN_TASK_ATTEMPT=" + strconv.Itoa(int(attempt)),
 	})
-	path, argv, err := s.resolveProgram(e.plan.container, env)
+	path, argv, err := s.resolveProgram(e.plan.container, env, filepath.Join(dir, "work"))
 	if err != nil {
 		return notStarted(t, err)
 	}
@@ -291,10 +291,11 @@ func exitResult(t *task, state *os.ProcessState, cause stopCause) attemptResult 
 }
 
 // resolveProgram finds what a task runs: the container's command (looked up
-// in the task's PATH, as Docker does) replaces the image's entrypoint, which
-// is the local program Config.Images maps the image to; the container's args
+// in the task's PATH, as Docker does; a relative path is relative to the
+// task's working directory work) replaces the image's entrypoint, which is
+// the local program Config.Images maps the image to; the container's args
 // follow. It returns the executable and the whole argv.
-func (s *Server) resolveProgram(c *runpb.Container, env []string) (string, []string, error) {
+func (s *Server) resolveProgram(c *runpb.Container, env []string, work string) (string, []string, error) {
 	entrypoint := c.GetCommand()
 	if len(entrypoint) == 0 {
 		prog := s.cfg.Images[c.GetImage()]
@@ -303,7 +304,7 @@ func (s *Server) resolveProgram(c *runpb.Container, env []string) (string, []str
 		}
 		entrypoint = []string{prog}
 	}
-	path, err := lookPath(entrypoint[0], envValue(env, "PATH"))
+	path, err := lookPath(entrypoint[0], envValue(env, "PATH"), work)
 	if err != nil {
 		return "", nil, err
 	}
@@ -312,13 +313,18 @@ func (s *Server) resolveProgram(c *runpb.Container, env []string) (string, []str
 }
 
 // lookPath finds an executable as a container runtime does: a name with a
-// slash is used as it is, any other is searched in the PATH directories.
-func lookPath(file, path string) (string, error) {
+// slash is a path (relative ones from dir), any other is searched in the PATH
+// directories.
+func lookPath(file, path, dir string) (string, error) {
 	if strings.Contains(file, "/") {
-		if err := checkExecutable(file); err != nil {
+		p := file
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := checkExecutable(p); err != nil {
 			return "", fmt.Errorf("executable %q: %w", file, err)
 		}
-		return file, nil
+		return p, nil
 	}
 	for _, dir := range filepath.SplitList(path) {
 		if !filepath.IsAbs(dir) {

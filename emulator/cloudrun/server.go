@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -37,7 +38,8 @@ const DefaultStopGrace = 10 * time.Second
 // once and get Cloud Run's 10 s to stop.
 type Config struct {
 	// Images maps a container image reference to the local executable that
-	// stands for it, as the image's entrypoint.
+	// stands for it, as the image's entrypoint: a path (relative to the
+	// emulator's working directory) or a name looked up in the task's PATH.
 	Images map[string]string
 	// Env is the environment every task process starts with (before the
 	// job's env and the run's overrides), e.g. PATH, HOME and the emulator
@@ -101,6 +103,15 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Images = maps.Clone(cfg.Images)
+	for image, prog := range cfg.Images {
+		// A relative path names a program of this machine from here, not
+		// from the task's working directory.
+		if strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
+			if abs, err := filepath.Abs(prog); err == nil {
+				cfg.Images[image] = abs
+			}
+		}
+	}
 	cfg.Env = slices.Clone(cfg.Env)
 	return &Server{
 		cfg:        cfg,
