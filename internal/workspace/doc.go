@@ -1,0 +1,29 @@
+// Package workspace checkpoints a session's workspace directory into one
+// archive and restores it, so that a session's files outlive the host
+// process that serves it.
+//
+// The archive is a tar stream compressed with gzip at its fastest level
+// (see Level), written to any io.Writer (a Cloud Storage object writer)
+// and read from any io.Reader. Both directions stream: memory does not
+// grow with file sizes or the size of the tree. Only the standard library
+// is used; klauspost/compress would roughly double gzip throughput and
+// could be swapped in behind the same API if checkpoints become the
+// bottleneck.
+//
+// It keeps regular files (content, permission bits, mtime), directories
+// (permission bits) and symlinks (as links). It leaves out sockets, named
+// pipes and devices, which cannot be carried to another host, and says so
+// in Stats. Owners are not kept: restored files belong to the user that
+// restores them.
+//
+// # What this package never does
+//
+// Checkpoint never follows a symlink: a link in the workspace is archived
+// as a link, whatever it points to. Restore treats the archive as hostile,
+// because the commands of a session wrote the tree: it never writes
+// outside its target directory, never writes through a symlink (not even
+// one the archive itself created inside the target), and never creates
+// hard links, devices or FIFOs; it refuses such an archive with an error
+// naming the entry. Restore never merges into a directory that holds
+// anything. Neither function knows where the archive is stored.
+package workspace
