@@ -37,7 +37,10 @@ func (e exitError) Error() string { return "exit status " + strconv.Itoa(e.code)
 
 func commands() map[string]command {
 	return map[string]command{
-		"emulator": {"serve the local cloud (Pub/Sub, Cloud Storage, Firestore, Cloud Run) on loopback", runEmulator},
+		"emulator":   {"serve the local cloud (Pub/Sub, Cloud Storage, Firestore, Cloud Run) on loopback", runEmulator},
+		"dispatcher": {"run the dispatcher (the Pub/Sub queue worker)", runDispatcher},
+		"reaper":     {"run the reaper (recovery of lost hosts, publishes, stale sessions)", runReaper},
+		"executor":   {"run the session host (the Cloud Run job's entrypoint)", runExecutor},
 	}
 }
 

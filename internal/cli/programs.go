@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/sandrun/sandrun/internal/config"
+	"github.com/sandrun/sandrun/internal/dispatcher"
+	"github.com/sandrun/sandrun/internal/logging"
+	"github.com/sandrun/sandrun/internal/reaper"
+	"github.com/sandrun/sandrun/internal/system"
+)
+
+// defineLogLevel registers the log level flag of a long-running program.
+func defineLogLevel(fs *config.FlagSet) *string {
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Env("log-level", "SANDRUN_LOG_LEVEL")
+	return level
+}
+
+func newLogger(env *Env, level string) (*slog.Logger, error) {
+	l, err := logging.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	return logging.New(env.Stderr, l), nil
+}
+
+func runDispatcher(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "dispatcher", `dispatcher [flags]
+
+Pulls requests from the requests subscription, validates and de-duplicates
+them, appends them to their session's inbox in order, and launches session
+hosts as Cloud Run Jobs executions. Stops pulling on SIGTERM and finishes the
+messages in hand.`)
+	var sys system.Config
+	sys.Define(fs)
+	var dc dispatcher.Config
+	fs.IntVar(&dc.MaxOutstanding, "max-outstanding", dispatcher.DefaultMaxOutstanding, "messages in hand at once (flow control)")
+	fs.Env("max-outstanding", "SANDRUN_MAX_OUTSTANDING")
+	fs.DurationVar(&dc.ShutdownTimeout, "shutdown-timeout", dispatcher.DefaultShutdownTimeout, "how long a stopping dispatcher waits for the messages in hand")
+	fs.Env("shutdown-timeout", "SANDRUN_SHUTDOWN_TIMEOUT")
+	level := defineLogLevel(fs)
+	if err := fs.Parse(env.Getenv, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(env, *level)
+	if err != nil {
+		return err
+	}
+	return system.RunDispatcher(ctx, &sys, dc, logger)
+}
+
+func runReaper(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "reaper", `reaper [--once] [flags]
+
+Recovers from dead hosts (HOST_LOST), relaunches hosts for sessions with
+queued work, re-publishes lost completions, destroys sessions idle past their
+TTL, and cancels orphaned executions: in a loop, or one pass with --once.`)
+	var sys system.Config
+	sys.Define(fs)
+	var rc reaper.Config
+	once := fs.Bool("once", false, "make one pass and exit (for a scheduler)")
+	fs.DurationVar(&rc.Interval, "interval", reaper.DefaultInterval, "time between passes")
+	fs.Env("interval", "SANDRUN_REAPER_INTERVAL")
+	fs.DurationVar(&rc.PublishAfter, "publish-after", reaper.DefaultPublishAfter, "age after which an unpublished completion is re-published")
+	fs.Env("publish-after", "SANDRUN_PUBLISH_AFTER")
+	fs.IntVar(&rc.MaxLaunchAttempts, "max-launch-attempts", reaper.DefaultMaxLaunchAttempts, "launches a session gets before its requests are answered LAUNCH_FAILED")
+	fs.Env("max-launch-attempts", "SANDRUN_MAX_LAUNCH_ATTEMPTS")
+	fs.DurationVar(&rc.OrphanAfter, "orphan-after", reaper.DefaultOrphanAfter, "age after which an execution hosting no session is cancelled")
+	fs.Env("orphan-after", "SANDRUN_ORPHAN_AFTER")
+	level := defineLogLevel(fs)
+	if err := fs.Parse(env.Getenv, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(env, *level)
+	if err != nil {
+		return err
+	}
+	return system.RunReaper(ctx, &sys, rc, *once, logger)
+}
+
+func runExecutor(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "executor", `executor [flags]
+
+The session host: the entrypoint of the Cloud Run job. One execution hosts
+the session named by SANDRUN_SESSION_ID until it is idle.`)
+	var sys system.Config
+	sys.Define(fs)
+	var hc system.HostConfig
+	hc.DefineHost(fs)
+	level := defineLogLevel(fs)
+	if err := fs.Parse(env.Getenv, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(env, *level)
+	if err != nil {
+		return err
+	}
+	return system.RunHost(ctx, &sys, hc, logger)
+}

@@ -1,0 +1,72 @@
+// Package logging makes the structured JSON loggers of sandrun's programs:
+// one event per line, with the keys Cloud Logging reads (severity, message,
+// timestamp) and sandrun's own stable keys (event, session_id,
+// execution_id, request_id, command, duration_seconds, exit_code).
+package logging
+
+import (
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// New returns a JSON logger writing to w at the given level.
+func New(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: cloudLogging}))
+}
+
+// cloudLogging renames the standard keys to those Cloud Logging reads from a
+// JSON line.
+func cloudLogging(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
+	}
+	switch a.Key {
+	case slog.TimeKey:
+		a.Key = "timestamp"
+	case slog.MessageKey:
+		a.Key = "message"
+	case slog.LevelKey:
+		a.Key = "severity"
+		switch lvl := a.Value.Any().(slog.Level); {
+		case lvl >= slog.LevelError:
+			a.Value = slog.StringValue("ERROR")
+		case lvl >= slog.LevelWarn:
+			a.Value = slog.StringValue("WARNING")
+		case lvl >= slog.LevelInfo:
+			a.Value = slog.StringValue("INFO")
+		default:
+			a.Value = slog.StringValue("DEBUG")
+		}
+	}
+	return a
+}
+
+// ParseLevel reads debug, info, warn or error.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+// maxCommand bounds how much of a command a log line carries.
+const maxCommand = 200
+
+// secretAssignment matches NAME=value where the name suggests a secret.
+var secretAssignment = regexp.MustCompile(`(?i)\b([A-Z0-9_]*(?:SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|CREDENTIAL|PRIVATE)[A-Z0-9_]*)=("[^"]*"|'[^']*'|\S+)`)
+
+// Command returns a command as a log line may show it: cut to a bounded
+// length, with values assigned to names that look secret replaced by ***.
+func Command(cmd string) string {
+	s := secretAssignment.ReplaceAllString(cmd, "$1=***")
+	if len(s) > maxCommand {
+		n := maxCommand
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
+}

@@ -1,0 +1,195 @@
+// Package system wires sandrun's programs from their configuration. The
+// same code starts each program in its own process (cmd/dispatcher,
+// cmd/reaper, cmd/executor) and all of them in one process (`sandrun dev`),
+// so tests and the local cloud wire exactly as production does.
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sandrun/sandrun/internal/config"
+	"github.com/sandrun/sandrun/internal/dispatcher"
+	"github.com/sandrun/sandrun/internal/gcp"
+	"github.com/sandrun/sandrun/internal/host"
+	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/reaper"
+	"github.com/sandrun/sandrun/internal/session"
+)
+
+// Config is what every program of a deployment agrees on.
+type Config struct {
+	Project string
+	Region  string
+	// Job is the Cloud Run job whose executions host sessions.
+	Job string
+	// Bucket holds the sessions' objects.
+	Bucket string
+	Names  queue.Names
+	// TTL is how long an idle session lives.
+	TTL time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultProject = "sandrun-local"
+	DefaultRegion  = "us-central1"
+	DefaultJob     = "sandrun-executor"
+	DefaultBucket  = "sandrun-local"
+)
+
+// Define registers the shared flags, each with its environment variable.
+func (c *Config) Define(fs *config.FlagSet) {
+	project := os.Getenv("GOOGLE_CLOUD_PROJECT")
+	if project == "" {
+		project = DefaultProject
+	}
+	fs.StringVar(&c.Project, "project", project, "Google Cloud project (default: $GOOGLE_CLOUD_PROJECT, else sandrun-local)")
+	fs.Env("project", "SANDRUN_PROJECT")
+	fs.StringVar(&c.Region, "region", DefaultRegion, "region of the Cloud Run job")
+	fs.Env("region", "SANDRUN_REGION")
+	fs.StringVar(&c.Job, "job", DefaultJob, "Cloud Run job whose executions host sessions")
+	fs.Env("job", "SANDRUN_JOB")
+	fs.StringVar(&c.Bucket, "bucket", DefaultBucket, "Cloud Storage bucket of the sessions' checkpoints and outputs")
+	fs.Env("bucket", "SANDRUN_BUCKET")
+	d := queue.DefaultNames()
+	fs.StringVar(&c.Names.Requests, "requests-topic", d.Requests, "Pub/Sub topic of requests")
+	fs.Env("requests-topic", "SANDRUN_REQUESTS_TOPIC")
+	fs.StringVar(&c.Names.Completions, "completions-topic", d.Completions, "Pub/Sub topic of completions")
+	fs.Env("completions-topic", "SANDRUN_COMPLETIONS_TOPIC")
+	fs.StringVar(&c.Names.DeadLetters, "dead-letter-topic", d.DeadLetters, "Pub/Sub topic of messages that are not requests")
+	fs.Env("dead-letter-topic", "SANDRUN_DEAD_LETTER_TOPIC")
+	fs.StringVar(&c.Names.Dispatcher, "subscription", d.Dispatcher, "the dispatcher's subscription to the requests topic")
+	fs.Env("subscription", "SANDRUN_SUBSCRIPTION")
+	c.Names.DeadLetterSubscription = d.DeadLetterSubscription
+	fs.DurationVar(&c.TTL, "session-ttl", session.DefaultTTL, "how long an idle session lives before it is destroyed")
+	fs.Env("session-ttl", "SANDRUN_SESSION_TTL")
+}
+
+// JobName is the full name of the host job.
+func (c *Config) JobName() string { return jobrunner.JobName(c.Project, c.Region, c.Job) }
+
+// services are the connections a program of the system holds.
+type services struct {
+	clients *gcp.Clients
+	store   *session.Store
+	queue   *queue.Queue
+}
+
+func connect(ctx context.Context, c *Config, logger *slog.Logger) (*services, error) {
+	clients, err := gcp.Connect(ctx, c.Project)
+	if err != nil {
+		return nil, err
+	}
+	return &services{
+		clients: clients,
+		store:   session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: c.Bucket, TTL: c.TTL}),
+		queue:   queue.New(clients.PubSub, c.Names, logger),
+	}, nil
+}
+
+func (s *services) close() {
+	s.queue.Stop()
+	s.clients.Close()
+}
+
+// RunDispatcher runs a dispatcher until ctx ends.
+func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger *slog.Logger) error {
+	s, err := connect(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	runner, err := jobrunner.New(ctx, c.JobName())
+	if err != nil {
+		return err
+	}
+	defer runner.Close()
+	sub := s.clients.PubSub.Subscriber(c.Names.Dispatcher)
+	return dispatcher.New(dc, sub, s.store, s.queue, runner, logger).Run(ctx)
+}
+
+// RunReaper runs the reaper until ctx ends, or makes one pass when once.
+func RunReaper(ctx context.Context, c *Config, rc reaper.Config, once bool, logger *slog.Logger) error {
+	s, err := connect(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	runner, err := jobrunner.New(ctx, c.JobName())
+	if err != nil {
+		return err
+	}
+	defer runner.Close()
+	rc.TTL = c.TTL
+	r := reaper.New(rc, s.store, s.queue, runner, logger)
+	if once {
+		_, err := r.Once(ctx)
+		return err
+	}
+	return r.Run(ctx)
+}
+
+// HostConfig is the executor's own configuration.
+type HostConfig struct {
+	host.Config
+	// WorkspacesDir, when set, holds each session's workspace in a
+	// directory named after it; otherwise Workspace is used as is.
+	WorkspacesDir string
+}
+
+// DefineHost registers the executor's flags.
+func (h *HostConfig) DefineHost(fs *config.FlagSet) {
+	fs.StringVar(&h.SessionID, "session", "", "the session to host (set by the launch)")
+	fs.Env("session", jobrunner.EnvSessionID)
+	fs.StringVar(&h.Execution, "execution", "", "this execution's id (set by Cloud Run)")
+	fs.Env("execution", "CLOUD_RUN_EXECUTION")
+	fs.StringVar(&h.Workspace, "workspace", "/workspace", "the session's working tree, kept by checkpoints")
+	fs.Env("workspace", "SANDRUN_WORKSPACE")
+	fs.StringVar(&h.WorkspacesDir, "workspaces-dir", "", "if set, each session's workspace is DIR/SESSION_ID (local runs)")
+	fs.Env("workspaces-dir", "SANDRUN_WORKSPACES_DIR")
+	fs.DurationVar(&h.IdleTimeout, "idle-timeout", host.DefaultIdleTimeout, "how long an idle host waits for a request before it checkpoints and exits")
+	fs.Env("idle-timeout", "SANDRUN_IDLE_TIMEOUT")
+	fs.DurationVar(&h.LeaseTTL, "lease-ttl", host.DefaultLeaseTTL, "how long a host's lease lasts unrenewed; a dead host's requests are answered HOST_LOST after it")
+	fs.Env("lease-ttl", "SANDRUN_LEASE_TTL")
+	fs.DurationVar(&h.CheckpointInterval, "checkpoint-interval", host.DefaultCheckpointInterval, "how often a busy host checkpoints between requests")
+	fs.Env("checkpoint-interval", "SANDRUN_CHECKPOINT_INTERVAL")
+}
+
+// RunHost hosts one session until it is idle or ctx ends.
+func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger) error {
+	if hc.SessionID == "" {
+		return errors.New("no session to host: set SANDRUN_SESSION_ID")
+	}
+	if hc.Execution == "" {
+		hostname, _ := os.Hostname()
+		hc.Execution = "local-" + hostname + "-" + fmt.Sprint(os.Getpid())
+	}
+	if hc.WorkspacesDir != "" {
+		hc.Workspace = filepath.Join(hc.WorkspacesDir, hc.SessionID)
+	}
+	hc.BaseEnv = BaseEnv(hc.SessionID)
+	s, err := connect(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return host.Run(ctx, hc.Config, s.store, s.queue, logger)
+}
+
+// BaseEnv is the environment a new session's commands start with. It holds
+// nothing of the executor's own environment, which has credentials.
+func BaseEnv(sessionID string) map[string]string {
+	return map[string]string{
+		"PATH":               "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"LANG":               "C.UTF-8",
+		"TERM":               "dumb",
+		"SANDRUN_SESSION_ID": sessionID,
+	}
+}
