@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -120,6 +121,10 @@ type Running struct {
 
 	// reason is written and read by the supervise goroutine only.
 	reason stopReason
+	// killed is set once Signal sent SIGKILL: the group is then awaited
+	// before Leftovers are listed, so that processes already dying are
+	// not reported as left running.
+	killed atomic.Bool
 
 	done chan struct{} // closed once res and err are final
 	res  Result
@@ -274,6 +279,9 @@ func (r *Running) Signal(sig syscall.Signal) error {
 	default:
 	}
 	// bash is not reaped yet, so the group id cannot have been reused.
+	if sig == syscall.SIGKILL {
+		r.killed.Store(true)
+	}
 	if err := syscall.Kill(-r.pgid, sig); err != nil {
 		return fmt.Errorf("signal process group %d: %w", r.pgid, err)
 	}
@@ -315,6 +323,9 @@ func (r *Running) supervise(ctx context.Context, timeout time.Duration) {
 		}
 	}
 	<-r.exited
+	if r.killed.Load() {
+		awaitGroupExit(r.pgid, time.Now().Add(killWait))
+	}
 	r.res, r.err = r.result()
 	r.stateFile.Close()
 	os.Remove(r.stateFile.Name())

@@ -2,30 +2,33 @@ package shell
 
 import "strings"
 
-// saveScript writes the state file. It runs from the EXIT trap, so it sees
-// the shell as the command left it whichever way the shell ends (end of
-// script, exit N, set -e, a fatal signal such as the SIGTERM of a timeout),
-// and once more right after the command in case the command replaced the
-// trap with its own. A flag makes the second run a no-op.
+// saveFunction defines __sandrun_save, which writes the state file. The
+// EXIT trap calls it, so it sees the shell as the command left it
+// whichever way the shell ends (end of script, exit N, set -e, a fatal
+// signal such as the SIGTERM of a timeout); the wrapper also calls it right
+// after the command, in case the command replaced the trap with its own. A
+// flag makes the second call a no-op.
 //
-// It must neither fail nor print:
+// It is a function, parsed with the wrapper before the command runs, so
+// aliases the command defines cannot change it, and readonly, so the
+// command cannot redefine it. It must neither fail nor print:
 //   - options the command may have set are reset first: -u would abort on
 //     an unset PWD, -e on any failure, -C (noclobber) would refuse to
 //     truncate the file, -x and -v would trace into the command's stderr;
-//   - everything runs inside { } 2>/dev/null, so even the trace of the
-//     `set` that turns tracing off goes nowhere;
+//   - its body runs inside { } 2>/dev/null, and the calls do too, so even
+//     the trace of the `set` that turns tracing off goes nowhere;
 //   - env is run by absolute path, so a command that emptied PATH or
 //     defined a function named env still gets its state saved;
 //   - if the command unset or mangled PWD, the physical cwd is used.
 //
 // The trailer is written only if everything before it succeeded; Wait
 // treats a file without it as "not saved".
-const saveScript = `{ [[ -n ${__sandrun_saved-} ]] || { __sandrun_saved=1; ` +
+const saveFunction = `__sandrun_save() { { [[ -n ${__sandrun_saved-} ]] || { __sandrun_saved=1; ` +
 	`builtin set +euxv +o noclobber; ` +
 	`[[ ${PWD-} == /* ]] || PWD=$(builtin pwd -P) || PWD=/; ` +
 	`builtin printf 'sandrun-state-v1\0%s\0' "$PWD" >"$__sandrun_state" && ` +
 	`"$__sandrun_env" -0 >>"$__sandrun_state" && ` +
-	`builtin printf 'end\0' >>"$__sandrun_state"; }; } 2>/dev/null`
+	`builtin printf 'end\0' >>"$__sandrun_state"; }; } 2>/dev/null; }`
 
 // wrapperStatements make up the script given to `bash -c`. Its positional
 // parameters are:
@@ -35,13 +38,17 @@ const saveScript = `{ [[ -n ${__sandrun_saved-} ]] || { __sandrun_saved=1; ` +
 //
 // The statements are joined into one line so that the command's first line
 // is LINENO 1, as it would be under `bash -c "$script"`, and error messages
-// name the right line.
+// name the right line. bash parses the whole line before running any of
+// it, so nothing the command does changes how the wrapper's own statements
+// are read.
 var wrapperStatements = []string{
-	`__sandrun_state=$1 __sandrun_env=$2 __sandrun_save=` + shellQuote(saveScript),
 	// readonly: the command cannot redirect the state file or change what
 	// the trap runs.
-	`builtin readonly __sandrun_state __sandrun_env __sandrun_save`,
-	`builtin trap -- "$__sandrun_save" EXIT`,
+	`__sandrun_state=$1 __sandrun_env=$2`,
+	`builtin readonly __sandrun_state __sandrun_env`,
+	saveFunction,
+	`builtin readonly -f __sandrun_save`,
+	`builtin trap -- '{ __sandrun_save; } 2>/dev/null' EXIT`,
 	// The process starts in /, which every user can enter, and cd's here
 	// quietly; Start already checked that the directory exists, so the
 	// fallbacks only catch one the command's user may not enter. cd would
@@ -64,14 +71,8 @@ var wrapperStatements = []string{
 	// $? is still the command's status here. Tracing is turned off without
 	// a trace of its own, so that set -x in the command does not show the
 	// wrapper's last statements.
-	`{ __sandrun_rc=$?; builtin set +xv; } 2>/dev/null`,
-	`builtin eval -- "$__sandrun_save"`,
+	`{ __sandrun_rc=$?; builtin set +xv; __sandrun_save; } 2>/dev/null`,
 	`builtin exit "$__sandrun_rc"`,
 }
 
 var wrapperScript = strings.Join(wrapperStatements, "; ")
-
-// shellQuote returns s as one single-quoted bash word.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
