@@ -41,6 +41,9 @@ func commands() map[string]command {
 		"dispatcher": {"run the dispatcher (the Pub/Sub queue worker)", runDispatcher},
 		"reaper":     {"run the reaper (recovery of lost hosts, publishes, stale sessions)", runReaper},
 		"executor":   {"run the session host (the Cloud Run job's entrypoint)", runExecutor},
+		"exec":       {"run a shell command in a session and print its output", runExec},
+		"session":    {"create, get or destroy a session", runSession},
+		"dev":        {"run sandrun on the local cloud: emulators, dispatcher, reaper, hosts", runDev},
 	}
 }
 

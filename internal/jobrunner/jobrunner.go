@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"sort"
+	"strings"
 	"time"
 
 	run "cloud.google.com/go/run/apiv2"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // EmulatorHostEnv names the variable that points the runner at the local
@@ -82,7 +85,8 @@ func (r *Runner) Close() error {
 func (r *Runner) Job() string { return r.job }
 
 // Launch starts an execution of the job that hosts the session, with env
-// added to the container's environment, and returns the execution's name
+// added to the container's environment, and returns the execution's id (the
+// last segment of its name, as the execution sees it in CLOUD_RUN_EXECUTION)
 // without waiting for it to start.
 func (r *Runner) Launch(ctx context.Context, sessionID, launchID string, env map[string]string) (string, error) {
 	vars := []*runpb.EnvVar{
@@ -111,12 +115,21 @@ func (r *Runner) Launch(ctx context.Context, sessionID, launchID string, env map
 	if meta == nil || meta.GetName() == "" {
 		return "", fmt.Errorf("launch host for session %s: the operation %s names no execution", sessionID, op.Name())
 	}
-	return meta.GetName(), nil
+	return path.Base(meta.GetName()), nil
+}
+
+// fullName turns an execution id into the execution's resource name.
+func (r *Runner) fullName(id string) string {
+	if strings.Contains(id, "/") {
+		return id
+	}
+	return r.job + "/executions/" + id
 }
 
 // Execution is what the runner reports of one execution.
 type Execution struct {
-	Name      string
+	// ID is the execution's id (the last segment of its name).
+	ID        string
 	Running   bool
 	CreatedAt time.Time
 	// SessionID is the session the execution was launched for, read from
@@ -124,17 +137,17 @@ type Execution struct {
 	SessionID string
 }
 
-// Get returns an execution.
-func (r *Runner) Get(ctx context.Context, name string) (Execution, error) {
-	e, err := r.execs.GetExecution(ctx, &runpb.GetExecutionRequest{Name: name})
+// Get returns an execution, named by id or full name.
+func (r *Runner) Get(ctx context.Context, id string) (Execution, error) {
+	e, err := r.execs.GetExecution(ctx, &runpb.GetExecutionRequest{Name: r.fullName(id)})
 	if err != nil {
-		return Execution{}, fmt.Errorf("get execution %s: %w", name, err)
+		return Execution{}, fmt.Errorf("get execution %s: %w", id, err)
 	}
 	return describe(e), nil
 }
 
 func describe(e *runpb.Execution) Execution {
-	x := Execution{Name: e.GetName(), Running: e.GetCompletionTime() == nil, CreatedAt: e.GetCreateTime().AsTime()}
+	x := Execution{ID: path.Base(e.GetName()), Running: e.GetCompletionTime() == nil, CreatedAt: e.GetCreateTime().AsTime()}
 	for _, c := range e.GetTemplate().GetContainers() {
 		for _, v := range c.GetEnv() {
 			if v.GetName() == EnvSessionID {
@@ -163,13 +176,65 @@ func (r *Runner) Running(ctx context.Context) ([]Execution, error) {
 	}
 }
 
-// Cancel stops an execution, ending its processes. An execution that is
-// gone or already finished is not an error.
-func (r *Runner) Cancel(ctx context.Context, name string) error {
-	_, err := r.execs.CancelExecution(ctx, &runpb.CancelExecutionRequest{Name: name})
+// Cancel stops an execution, named by id or full name, ending its
+// processes. An execution that is gone or already finished is not an error.
+func (r *Runner) Cancel(ctx context.Context, id string) error {
+	_, err := r.execs.CancelExecution(ctx, &runpb.CancelExecutionRequest{Name: r.fullName(id)})
 	switch status.Code(err) {
 	case codes.OK, codes.NotFound, codes.FailedPrecondition:
 		return nil
 	}
-	return fmt.Errorf("cancel execution %s: %w", name, err)
+	return fmt.Errorf("cancel execution %s: %w", id, err)
+}
+
+// JobSpec describes the host job, for local runs that create it themselves
+// (Terraform creates it in production).
+type JobSpec struct {
+	Image string
+	// Command replaces the image's entrypoint when set.
+	Command []string
+	Args    []string
+	Env     map[string]string
+	// TaskTimeout bounds one host's life.
+	TaskTimeout time.Duration
+	// Annotations of the job (the local cloud reads a start delay here).
+	Annotations map[string]string
+}
+
+// EnsureJob creates the runner's job from spec unless it exists.
+func (r *Runner) EnsureJob(ctx context.Context, spec JobSpec) error {
+	parent, id := path.Dir(path.Dir(r.job)), path.Base(r.job)
+	var env []*runpb.EnvVar
+	names := make([]string, 0, len(spec.Env))
+	for k := range spec.Env {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		env = append(env, &runpb.EnvVar{Name: k, Values: &runpb.EnvVar_Value{Value: spec.Env[k]}})
+	}
+	op, err := r.jobs.CreateJob(ctx, &runpb.CreateJobRequest{
+		Parent: parent, JobId: id,
+		Job: &runpb.Job{
+			Annotations: spec.Annotations,
+			Template: &runpb.ExecutionTemplate{
+				TaskCount: 1,
+				Template: &runpb.TaskTemplate{
+					Containers: []*runpb.Container{{Image: spec.Image, Command: spec.Command, Args: spec.Args, Env: env}},
+					Timeout:    durationpb.New(spec.TaskTimeout),
+					Retries:    &runpb.TaskTemplate_MaxRetries{MaxRetries: 0},
+				},
+			},
+		},
+	})
+	if status.Code(err) == codes.AlreadyExists {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", r.job, err)
+	}
+	if _, err := op.Wait(ctx); err != nil {
+		return fmt.Errorf("create job %s: %w", r.job, err)
+	}
+	return nil
 }

@@ -1,0 +1,279 @@
+// Package client is how a Go backend uses sandrun: it publishes requests to
+// the requests topic (ordering key = session_id) and hands back each
+// request's completion from the completions topic, once, however often
+// Pub/Sub delivers it.
+//
+//	c, err := client.New(ctx, client.Config{Project: "my-project"})
+//	...
+//	defer c.Close()
+//	done, err := c.Do(ctx, &api.Request{RequestID: uuid.NewString(), SessionID: "s1", Op: api.OpExec, Command: "ls"})
+//
+// Against the local cloud, set PUBSUB_EMULATOR_HOST and
+// STORAGE_EMULATOR_HOST as `sandrun emulator` prints them; the Google clients
+// underneath honour them.
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/option"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sandrun/sandrun/api"
+)
+
+// Config says where sandrun is.
+type Config struct {
+	// Project is the Google Cloud project of the topics.
+	Project string
+	// RequestsTopic and CompletionsTopic default to sandrun-requests and
+	// sandrun-completions.
+	RequestsTopic    string
+	CompletionsTopic string
+	// Subscription is an existing subscription to the completions topic
+	// that this client alone reads. When empty, New creates a temporary
+	// one (deleted by Close, and expiring by itself if Close never runs).
+	Subscription string
+	// Filter, for a temporary subscription, selects the completions it
+	// receives, as in `attributes.session_id = "s1"`.
+	Filter string
+}
+
+// Client publishes requests and awaits their completions. It is safe for
+// concurrent use.
+type Client struct {
+	ps        *pubsub.Client
+	publisher *pubsub.Publisher
+	subName   string
+	temporary bool
+
+	mu        sync.Mutex
+	waiters   map[string]chan *api.Completion
+	delivered *recentSet
+
+	cancel  context.CancelFunc
+	done    chan struct{}
+	recvErr error
+}
+
+// New connects to sandrun's topics and starts receiving completions.
+func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Client, error) {
+	if cfg.Project == "" {
+		return nil, errors.New("sandrun client: no project given")
+	}
+	if cfg.RequestsTopic == "" {
+		cfg.RequestsTopic = "sandrun-requests"
+	}
+	if cfg.CompletionsTopic == "" {
+		cfg.CompletionsTopic = "sandrun-completions"
+	}
+	ps, err := pubsub.NewClient(ctx, cfg.Project, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("sandrun client: connect to Pub/Sub: %w", err)
+	}
+	c := &Client{ps: ps, waiters: map[string]chan *api.Completion{}, delivered: newRecentSet(100000), done: make(chan struct{})}
+	c.publisher = ps.Publisher(cfg.RequestsTopic)
+	c.publisher.EnableMessageOrdering = true
+	// A request is awaited: send it at once rather than after the default
+	// batching delay.
+	c.publisher.PublishSettings.DelayThreshold = time.Millisecond
+
+	c.subName = cfg.Subscription
+	if c.subName == "" {
+		c.subName, err = createTemporarySubscription(ctx, ps, cfg)
+		if err != nil {
+			c.publisher.Stop()
+			ps.Close()
+			return nil, err
+		}
+		c.temporary = true
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	go c.receive(rctx)
+	return c, nil
+}
+
+func createTemporarySubscription(ctx context.Context, ps *pubsub.Client, cfg Config) (string, error) {
+	suffix := make([]byte, 6)
+	rand.Read(suffix)
+	name := fmt.Sprintf("projects/%s/subscriptions/sandrun-client-%s", cfg.Project, hex.EncodeToString(suffix))
+	topic := cfg.CompletionsTopic
+	if !strings.Contains(topic, "/") {
+		topic = fmt.Sprintf("projects/%s/topics/%s", cfg.Project, topic)
+	}
+	_, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: name, Topic: topic, Filter: cfg.Filter, AckDeadlineSeconds: 30,
+		// Pub/Sub's shortest expiry: an abandoned subscription goes away.
+		ExpirationPolicy: &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(24 * time.Hour)},
+	})
+	if err != nil {
+		return "", fmt.Errorf("sandrun client: create subscription to %s: %w", topic, err)
+	}
+	return name, nil
+}
+
+func (c *Client) receive(ctx context.Context) {
+	defer close(c.done)
+	sub := c.ps.Subscriber(c.subName)
+	err := sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
+		m.Ack()
+		var done api.Completion
+		if err := json.Unmarshal(m.Data, &done); err != nil || done.RequestID == "" {
+			return // not a completion; nothing awaits it
+		}
+		c.deliver(&done)
+	})
+	c.mu.Lock()
+	c.recvErr = err
+	c.mu.Unlock()
+}
+
+// deliver hands a completion to its waiter, once per request id.
+func (c *Client) deliver(done *api.Completion) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.delivered.add(done.RequestID) {
+		return // a repeat: the first one was handed over already
+	}
+	if w, ok := c.waiters[done.RequestID]; ok {
+		w <- done
+		delete(c.waiters, done.RequestID)
+	}
+}
+
+// Send publishes a request without waiting for its completion.
+func (c *Client) Send(ctx context.Context, req *api.Request) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode request %s: %w", req.RequestID, err)
+	}
+	msg := &pubsub.Message{Data: data, Attributes: req.Attributes(), OrderingKey: req.SessionID}
+	if _, err := c.publisher.Publish(ctx, msg).Get(ctx); err != nil {
+		// A failed publish pauses the session's ordering key; resume it so
+		// that the caller may retry.
+		c.publisher.ResumePublish(req.SessionID)
+		return fmt.Errorf("publish request %s: %w", req.RequestID, err)
+	}
+	return nil
+}
+
+// Do publishes a request and waits for its completion until ctx ends.
+func (c *Client) Do(ctx context.Context, req *api.Request) (*api.Completion, error) {
+	wait := c.expect(req.RequestID)
+	if err := c.Send(ctx, req); err != nil {
+		c.forget(req.RequestID)
+		return nil, err
+	}
+	return c.await(ctx, req.RequestID, wait)
+}
+
+// expect registers interest in a request's completion before it is sent,
+// so that a fast completion is not missed.
+func (c *Client) expect(requestID string) chan *api.Completion {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := make(chan *api.Completion, 1)
+	c.waiters[requestID] = w
+	return w
+}
+
+func (c *Client) forget(requestID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.waiters, requestID)
+}
+
+func (c *Client) await(ctx context.Context, requestID string, w chan *api.Completion) (*api.Completion, error) {
+	select {
+	case done := <-w:
+		return done, nil
+	case <-ctx.Done():
+		c.forget(requestID)
+		return nil, fmt.Errorf("await completion of request %s: %w", requestID, ctx.Err())
+	case <-c.done:
+		c.mu.Lock()
+		err := c.recvErr
+		c.mu.Unlock()
+		return nil, fmt.Errorf("await completion of request %s: receiving stopped: %v", requestID, err)
+	}
+}
+
+// ReadObject streams a Cloud Storage object that a completion names
+// (gs://bucket/name), such as the whole output of a long command.
+func ReadObject(ctx context.Context, uri string, opts ...option.ClientOption) (io.ReadCloser, error) {
+	bucket, name, ok := strings.Cut(strings.TrimPrefix(uri, "gs://"), "/")
+	if !strings.HasPrefix(uri, "gs://") || !ok {
+		return nil, fmt.Errorf("read object: %q is not a gs://bucket/name", uri)
+	}
+	gcs, err := storage.NewClient(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("read object: connect to Cloud Storage: %w", err)
+	}
+	r, err := gcs.Bucket(bucket).Object(name).NewReader(ctx)
+	if err != nil {
+		gcs.Close()
+		return nil, fmt.Errorf("read object %s: %w", uri, err)
+	}
+	return objectReader{r, gcs}, nil
+}
+
+type objectReader struct {
+	*storage.Reader
+	gcs *storage.Client
+}
+
+func (o objectReader) Close() error { return errors.Join(o.Reader.Close(), o.gcs.Close()) }
+
+// Close stops receiving, deletes a temporary subscription and closes the
+// connections.
+func (c *Client) Close() error {
+	c.cancel()
+	<-c.done
+	c.publisher.Stop()
+	var errs []error
+	if c.temporary {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.ps.SubscriptionAdminClient.DeleteSubscription(ctx, &pubsubpb.DeleteSubscriptionRequest{Subscription: c.subName}); err != nil {
+			errs = append(errs, fmt.Errorf("delete subscription %s: %w", c.subName, err))
+		}
+	}
+	errs = append(errs, c.ps.Close())
+	return errors.Join(errs...)
+}
+
+// recentSet remembers up to max strings, forgetting the oldest first.
+type recentSet struct {
+	max   int
+	seen  map[string]bool
+	order []string
+}
+
+func newRecentSet(max int) *recentSet { return &recentSet{max: max, seen: map[string]bool{}} }
+
+// add reports whether s was new.
+func (r *recentSet) add(s string) bool {
+	if r.seen[s] {
+		return false
+	}
+	r.seen[s] = true
+	r.order = append(r.order, s)
+	if len(r.order) > r.max {
+		delete(r.seen, r.order[0])
+		r.order = r.order[1:]
+	}
+	return true
+}

@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sandrun/sandrun/emulator"
+	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/system"
+)
+
+func runDev(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "dev", `dev [flags]
+
+Runs sandrun on one machine: the local cloud, the dispatcher, the reaper,
+and session hosts as local processes started by the Cloud Run fake. Other
+sandrun commands (exec, session) find it through $SANDRUN_HOME/dev.env while
+it runs. Stop it with Ctrl-C: every process it started ends.`)
+	var ec emulatorConfig
+	ec.define(fs)
+	home := fs.String("home", stateDir(env), "directory for session workspaces and dev.env")
+	fs.Env("home", "SANDRUN_HOME")
+	idle := fs.Duration("idle-timeout", 2*time.Minute, "how long an idle host waits before it checkpoints and exits")
+	fs.Env("idle-timeout", "SANDRUN_IDLE_TIMEOUT")
+	leaseTTL := fs.Duration("lease-ttl", 10*time.Second, "host lease; a dead host's requests are answered HOST_LOST after it")
+	fs.Env("lease-ttl", "SANDRUN_LEASE_TTL")
+	reaperInterval := fs.Duration("reaper-interval", 2*time.Second, "time between reaper passes")
+	fs.Env("reaper-interval", "SANDRUN_REAPER_INTERVAL")
+	level := defineLogLevel(fs)
+	if err := fs.Parse(env.Getenv, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(env, *level)
+	if err != nil {
+		return err
+	}
+	executor, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the sandrun program to run as executor: %w", err)
+	}
+	if err := os.MkdirAll(*home, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", *home, err)
+	}
+
+	cfg, err := ec.config(logger)
+	if err != nil {
+		return err
+	}
+	suite, err := emulator.Start(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("start local cloud: %w", err)
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		suite.Close(closeCtx)
+	}()
+	if err := suite.SetEnv(); err != nil {
+		return err
+	}
+	sys := system.Config{Project: ec.project, Region: system.DefaultRegion, Job: system.DefaultJob, Bucket: system.DefaultBucket, TTL: 7 * 24 * time.Hour}
+	sys.Names = queue.DefaultNames()
+	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
+		Executor: executor, ExecutorArgs: []string{"executor"}, StateDir: *home,
+		IdleTimeout: *idle, LeaseTTL: *leaseTTL, ReaperInterval: *reaperInterval,
+		StartDelay: ec.startDelay, LogLevel: *level, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+
+	envFile := devEnvFile(&Env{Getenv: func(k string) string {
+		if k == "SANDRUN_HOME" {
+			return *home
+		}
+		return ""
+	}})
+	var lines strings.Builder
+	lines.WriteString(suite.ExportLines())
+	for _, kv := range local.Env() {
+		lines.WriteString("export " + kv + "\n")
+	}
+	if err := os.WriteFile(envFile, []byte(lines.String()), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", envFile, err)
+	}
+	defer os.Remove(envFile)
+
+	fmt.Fprintf(env.Stdout, `sandrun is running on the local cloud.
+
+Try it from another terminal:
+  go run ./cmd/sandrun exec -- echo hello
+  go run ./cmd/sandrun exec -- 'cd /tmp && export A=1'
+  go run ./cmd/sandrun exec -- 'pwd; echo $A'
+
+Other clients (Python, Go) reach it with the environment in
+  %s
+(eval "$(cat %s)"). Press Ctrl-C to stop.
+`, envFile, filepath.Clean(envFile))
+	<-ctx.Done()
+	fmt.Fprintln(env.Stderr, "stopping sandrun ...")
+	return nil
+}

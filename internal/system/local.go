@@ -1,0 +1,153 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/api/googleapi"
+
+	"github.com/sandrun/sandrun/internal/dispatcher"
+	"github.com/sandrun/sandrun/internal/gcp"
+	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/reaper"
+)
+
+// ExecutorImage is the image name of the host job on the local cloud.
+const ExecutorImage = "sandrun-executor"
+
+// LocalConfig says how to run the system on a local cloud.
+type LocalConfig struct {
+	// Executor is the program the host job runs, with ExecutorArgs.
+	Executor     string
+	ExecutorArgs []string
+	// StateDir holds the sessions' workspaces.
+	StateDir string
+	// Host settings passed to every host through the job's environment.
+	IdleTimeout time.Duration
+	LeaseTTL    time.Duration
+	// ReaperInterval is the time between reaper passes.
+	ReaperInterval time.Duration
+	// Reaper and Dispatcher tune those programs.
+	Reaper     reaper.Config
+	Dispatcher dispatcher.Config
+	// StartDelay models a cold start on every execution.
+	StartDelay time.Duration
+	// LogLevel of the hosts.
+	LogLevel string
+	Logger   *slog.Logger
+}
+
+// Local is the system running on a local cloud.
+type Local struct {
+	Config Config
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+}
+
+// StartLocal runs the dispatcher and the reaper against a running local
+// cloud whose environment is already set in this process: it creates the
+// topics, subscriptions, bucket and host job, whose command is
+// cfg.Executor. Close stops them.
+func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "info"
+	}
+	clients, err := gcp.Connect(ctx, sys.Project)
+	if err != nil {
+		return nil, err
+	}
+	defer clients.Close()
+	err = clients.Storage.Bucket(sys.Bucket).Create(ctx, sys.Project, nil)
+	if e := (*googleapi.Error)(nil); err != nil && !(errors.As(err, &e) && e.Code == http.StatusConflict) {
+		return nil, fmt.Errorf("create bucket %s: %w", sys.Bucket, err)
+	}
+	if err := queue.Provision(ctx, clients.PubSub, sys.Names); err != nil {
+		return nil, err
+	}
+	runner, err := jobrunner.New(ctx, sys.JobName())
+	if err != nil {
+		return nil, err
+	}
+	defer runner.Close()
+	env := map[string]string{
+		"SANDRUN_PROJECT":           sys.Project,
+		"SANDRUN_REGION":            sys.Region,
+		"SANDRUN_JOB":               sys.Job,
+		"SANDRUN_BUCKET":            sys.Bucket,
+		"SANDRUN_REQUESTS_TOPIC":    sys.Names.Requests,
+		"SANDRUN_COMPLETIONS_TOPIC": sys.Names.Completions,
+		"SANDRUN_DEAD_LETTER_TOPIC": sys.Names.DeadLetters,
+		"SANDRUN_SESSION_TTL":       sys.TTL.String(),
+		"SANDRUN_WORKSPACES_DIR":    filepath.Join(cfg.StateDir, "workspaces"),
+		"SANDRUN_LOG_LEVEL":         cfg.LogLevel,
+	}
+	if cfg.IdleTimeout > 0 {
+		env["SANDRUN_IDLE_TIMEOUT"] = cfg.IdleTimeout.String()
+	}
+	if cfg.LeaseTTL > 0 {
+		env["SANDRUN_LEASE_TTL"] = cfg.LeaseTTL.String()
+	}
+	// The job's command is the executor program itself: on the local
+	// cloud a container's command runs as a local program.
+	spec := jobrunner.JobSpec{Image: ExecutorImage, Command: []string{cfg.Executor}, Args: cfg.ExecutorArgs, Env: env, TaskTimeout: 24 * time.Hour}
+	if cfg.StartDelay > 0 {
+		spec.Annotations = map[string]string{"emulator.sandrun.dev/start-delay": cfg.StartDelay.String()}
+	}
+	if err := runner.EnsureJob(ctx, spec); err != nil {
+		return nil, err
+	}
+
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l := &Local{Config: sys, cancel: cancel}
+	l.run(func() error { return RunDispatcher(rctx, &l.Config, cfg.Dispatcher, cfg.Logger) })
+	rc := cfg.Reaper
+	if cfg.ReaperInterval > 0 {
+		rc.Interval = cfg.ReaperInterval
+	}
+	l.run(func() error { return RunReaper(rctx, &l.Config, rc, false, cfg.Logger) })
+	return l, nil
+}
+
+func (l *Local) run(f func() error) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if err := f(); err != nil {
+			l.mu.Lock()
+			l.errs = append(l.errs, err)
+			l.mu.Unlock()
+		}
+	}()
+}
+
+// Close stops the dispatcher and the reaper and waits for them.
+func (l *Local) Close() error {
+	l.cancel()
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Join(l.errs...)
+}
+
+// Env is the environment that points a client at the local system, on top
+// of the local cloud's own.
+func (l *Local) Env() []string {
+	return []string{
+		"SANDRUN_PROJECT=" + l.Config.Project,
+		"SANDRUN_BUCKET=" + l.Config.Bucket,
+		"SANDRUN_REQUESTS_TOPIC=" + l.Config.Names.Requests,
+		"SANDRUN_COMPLETIONS_TOPIC=" + l.Config.Names.Completions,
+	}
+}
