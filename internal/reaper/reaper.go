@@ -277,15 +277,15 @@ func (r *Reaper) cancelOrphans(ctx context.Context, rep *Report) error {
 	var errs []error
 	cutoff := r.now().Add(-r.cfg.OrphanAfter)
 	for _, e := range running {
-		if hosted[e.Name] || e.CreatedAt.After(cutoff) {
+		if hosted[e.ID] || e.CreatedAt.After(cutoff) {
 			continue
 		}
-		if err := r.runner.Cancel(ctx, e.Name); err != nil {
+		if err := r.runner.Cancel(ctx, e.ID); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		rep.OrphansCanceled++
-		r.logger.Warn("orphaned execution cancelled", "event", "execution.orphan_cancelled", "execution_id", e.Name, "session_id", e.SessionID)
+		r.logger.Warn("orphaned execution cancelled", "event", "execution.orphan_cancelled", "execution_id", e.ID, "session_id", e.SessionID)
 	}
 	return errors.Join(errs...)
 }

@@ -249,7 +249,7 @@ func (s *Store) PurgePending(ctx context.Context) ([]string, error) {
 	return s.sessionIDs(ctx, q, "sessions to purge")
 }
 
-// Hosted lists the executions that sessions' hosts and launches name.
+// Hosted lists the execution ids that sessions' hosts and launches name.
 func (s *Store) Hosted(ctx context.Context) (map[string]bool, error) {
 	it := s.fs.Collection(sessionsCollection).Where("status", "==", StatusActive).Documents(ctx)
 	defer it.Stop()
