@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"slices"
@@ -160,7 +161,7 @@ func (rs *restorer) entry(hdr *tar.Header, tr io.Reader) error {
 			return nil
 		}
 		return chmodDir(rs.root, name, mode)
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // tar.Reader already turned the old TypeRegA into this
 		return rs.file(name, mode, hdr, tr)
 	case tar.TypeSymlink:
 		if err := rs.root.Symlink(hdr.Linkname, name); err != nil {
@@ -268,7 +269,18 @@ func setMtime(f *os.File, mtime time.Time) error {
 	if err != nil {
 		return err
 	}
-	tv := unix.Timeval{Sec: mtime.Unix(), Usec: int64(mtime.Nanosecond() / 1000)}
+	// UnixNano covers years 1678 to 2262; an archive's mtime outside that
+	// is clamped rather than wrapped.
+	var ns int64
+	switch {
+	case mtime.Before(time.Unix(0, math.MinInt64)):
+		ns = math.MinInt64
+	case mtime.After(time.Unix(0, math.MaxInt64)):
+		ns = math.MaxInt64
+	default:
+		ns = mtime.UnixNano()
+	}
+	tv := unix.NsecToTimeval(ns)
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = unix.Futimes(int(fd), []unix.Timeval{tv, tv})

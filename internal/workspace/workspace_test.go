@@ -681,3 +681,14 @@ func gunzipTB(tb testing.TB, b []byte) []byte {
 	}
 	return out
 }
+
+func TestRestoreClampsFarMtimes(t *testing.T) {
+	t.Parallel()
+	far := fileEntry("future", "x")
+	far.hdr.ModTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	past := fileEntry("past", "x")
+	past.hdr.ModTime = time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := restoreContained(t, buildArchive(t, []hostile{far, past}, nil)); err != nil {
+		t.Fatal(err)
+	}
+}
