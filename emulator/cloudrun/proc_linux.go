@@ -34,7 +34,13 @@ func signalTask(pid int, sig syscall.Signal) {
 	}
 }
 
-// sessionMembers lists the processes of session sid, from /proc.
+// taskAlive reports whether any process of the task whose main process was
+// pid is still alive (zombies, which only wait to be reaped, do not count).
+func taskAlive(pid int) bool {
+	return len(sessionMembers(pid)) > 0
+}
+
+// sessionMembers lists the live processes of session sid, from /proc.
 func sessionMembers(sid int) []int {
 	dir, err := os.ReadDir("/proc")
 	if err != nil {
@@ -57,7 +63,7 @@ func sessionMembers(sid int) []int {
 		if i < 0 {
 			continue
 		}
-		if f := bytes.Fields(stat[i+1:]); len(f) > 3 && bytes.Equal(f[3], want) {
+		if f := bytes.Fields(stat[i+1:]); len(f) > 3 && bytes.Equal(f[3], want) && string(f[0]) != "Z" {
 			pids = append(pids, pid)
 		}
 	}

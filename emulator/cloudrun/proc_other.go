@@ -2,7 +2,10 @@
 
 package cloudrun
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 // sysProcAttr puts a task process in a session (and process group) of its
 // own. Without Linux's parent-death signal, a crashed emulator may leave
@@ -15,4 +18,10 @@ func sysProcAttr() *syscall.SysProcAttr {
 // pid. Processes it moved into other process groups are not reached.
 func signalTask(pid int, sig syscall.Signal) {
 	_ = syscall.Kill(-pid, sig)
+}
+
+// taskAlive reports whether the process group of the task whose main process
+// was pid still has a member.
+func taskAlive(pid int) bool {
+	return !errors.Is(syscall.Kill(-pid, 0), syscall.ESRCH)
 }

@@ -29,6 +29,10 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // the pipe open forever.
 const outputDrainTimeout = time.Second
 
+// teardownTimeout bounds how long a task's killed processes are waited for.
+// They die at once unless the kernel is stuck (uninterruptible sleep).
+const teardownTimeout = 2 * time.Second
+
 // runExecution is the life of one execution, top to bottom: wait out the
 // cold start, run the tasks (at most parallelism at once, retrying failed
 // attempts), then finish, which completes the operations that follow it.
@@ -419,9 +423,13 @@ func (s *Server) startProcess(path string, argv, env []string, dir, prefix strin
 
 // teardown ends what is left of a task once its main process has exited, as
 // Cloud Run tears down a container: every process of its group and session
-// is killed, the output drained, the files closed.
+// is killed and waited for (briefly: they are not our children), the output
+// drained, the files closed. So once a task has ended, so have its processes.
 func (p *taskProc) teardown() {
 	signalTask(p.pid, syscall.SIGKILL)
+	for wait := time.Now().Add(teardownTimeout); taskAlive(p.pid) && time.Now().Before(wait); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	deadline := time.Now().Add(outputDrainTimeout)
 	for _, r := range p.readers {
 		_ = r.SetReadDeadline(deadline)

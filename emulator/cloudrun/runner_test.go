@@ -41,9 +41,7 @@ func TestCancelEndsTheWholeProcessGroup(t *testing.T) {
 	op := h.runJob(t, "sleeper", nil)
 	name := mustMetadata(t, op).GetName()
 	pids := family(t, dir)
-	if got := h.srv.RunningExecutions(); !slices.Contains(got, name) {
-		t.Errorf("running executions %v lack %s", got, name)
-	}
+	waitRunning(t, h.srv, name)
 
 	start := time.Now()
 	cop, err := h.execs.CancelExecution(t.Context(), &runpb.CancelExecutionRequest{Name: name})
@@ -100,7 +98,7 @@ func TestTaskProcessesDieWithTheTask(t *testing.T) {
 		t.Fatalf("execution = %v", e)
 	}
 	bg := readPID(t, filepath.Join(dir, "bg"))
-	if !processGone(bg) {
+	if !processGone(bg) { // the execution ends once its processes have
 		t.Errorf("background process %d outlived its task", bg)
 	}
 
@@ -111,7 +109,9 @@ func TestTaskProcessesDieWithTheTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.wait(t, op)
-	eventually(t, time.Second, "background process ends", func() bool { return processGone(bg2) })
+	if !processGone(bg2) {
+		t.Errorf("background process %d outlived its cancelled task", bg2)
+	}
 }
 
 func TestKillExecutionFailsTasksAndRetries(t *testing.T) {
@@ -124,6 +124,7 @@ func TestKillExecutionFailsTasksAndRetries(t *testing.T) {
 	op := h.runJob(t, "victim", nil)
 	name := mustMetadata(t, op).GetName()
 	pid := readPID(t, filepath.Join(dir, "pid"))
+	waitRunning(t, h.srv, name)
 	if err := h.srv.KillExecution(name); err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +143,7 @@ func TestKillExecutionFailsTasksAndRetries(t *testing.T) {
 	op = h.runJob(t, "victim2", nil)
 	name = mustMetadata(t, op).GetName()
 	readPID(t, filepath.Join(dir, "pid"))
+	waitRunning(t, h.srv, name)
 	if err := h.srv.KillExecution(name); err != nil {
 		t.Fatal(err)
 	}
@@ -339,4 +341,11 @@ func TestCrashedEmulatorLeavesNoOrphans(t *testing.T) {
 	}
 	cmd.Wait()
 	eventually(t, 5*time.Second, "the task dies with its emulator", func() bool { return processGone(pid) })
+}
+
+// waitRunning waits until the server counts execution name as running: its
+// task may write files before the server has recorded its process.
+func waitRunning(t *testing.T, srv *Server, name string) {
+	t.Helper()
+	eventually(t, 5*time.Second, name+" is running", func() bool { return slices.Contains(srv.RunningExecutions(), name) })
 }
