@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReadmeQuickStart does what the README tells a new user: start
+// `sandrun dev`, then run `sandrun exec -- echo hello` from another shell.
+func TestReadmeQuickStart(t *testing.T) {
+	home := t.TempDir()
+	// A clean environment, as a new terminal has: no emulator variables.
+	environ := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SANDRUN_HOME=" + home}
+
+	dev := exec.Command(sandrunBin, "dev", "--base-port", "0", "--log-level", "warn")
+	dev.Env = environ
+	stdout, err := dev.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devErr bytes.Buffer
+	dev.Stderr = &devErr
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- dev.Wait() }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			dev.Process.Kill()
+			<-exited
+		}
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "sandrun is running") {
+				ready <- true
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("sandrun dev ended before it was ready: %s", devErr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("sandrun dev not ready after a minute: %s", devErr.String())
+	}
+
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(sandrunBin, args...)
+		cmd.Env = environ
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatalf("run sandrun %v: %v", args, err)
+		}
+		return out.String(), errOut.String(), code
+	}
+	if out, errOut, code := run("exec", "--", "echo", "hello"); out != "hello\n" || code != 0 {
+		t.Fatalf("sandrun exec -- echo hello: stdout %q, exit %d, stderr %s\ndev: %s", out, code, errOut, devErr.String())
+	}
+	if out, _, code := run("exec", "--", "echo oops >&2; exit 7"); out != "" || code != 7 {
+		t.Fatalf("exit code: stdout %q exit %d, want 7", out, code)
+	}
+	if _, errOut, code := run("exec", "--session", "../x", "--", "true"); code != 1 || !strings.Contains(errOut, "session_id") {
+		t.Fatalf("unsafe session: exit %d, stderr %q", code, errOut)
+	}
+
+	// Ctrl-C stops everything it started, and its environment file goes.
+	dev.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			t.Fatalf("sandrun dev exited with %v: %s", err, devErr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("sandrun dev did not stop within a minute of Ctrl-C")
+	}
+	if _, err := os.Stat(filepath.Join(home, "dev.env")); !os.IsNotExist(err) {
+		t.Errorf("dev.env left behind: %v", err)
+	}
+	if left := processesWithEnv("SANDRUN_WORKSPACES_DIR=" + filepath.Join(home, "workspaces")); len(left) > 0 {
+		t.Errorf("hosts left running after sandrun dev stopped: %v", left)
+	}
+}
+
+// processesWithEnv lists the pids of live processes whose environment holds kv.
+func processesWithEnv(kv string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, v := range bytes.Split(b, []byte{0}) {
+			if string(v) == kv && syscall.Kill(pid, 0) == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}

@@ -1,0 +1,287 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/google/uuid"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/client"
+	"github.com/sandrun/sandrun/emulator"
+	"github.com/sandrun/sandrun/emulator/cloudrun"
+	"github.com/sandrun/sandrun/emulator/emulatortest"
+	"github.com/sandrun/sandrun/internal/logging"
+	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/system"
+)
+
+// sandrunBin is the sandrun program built for these tests.
+var sandrunBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sandrun-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sandrunBin = filepath.Join(dir, "sandrun")
+	build := exec.Command("go", "build", "-o", sandrunBin, "github.com/sandrun/sandrun/cmd/sandrun")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build sandrun:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// options change how a test's system runs.
+type options struct {
+	idleTimeout time.Duration
+	leaseTTL    time.Duration
+	startDelay  time.Duration
+}
+
+// world is sandrun running on a local cloud for one test.
+type world struct {
+	t      *testing.T
+	suite  *emulator.Suite
+	sys    system.Config
+	client *client.Client
+	// store reads session state (Firestore only).
+	store *session.Store
+	ps    *pubsub.Client
+	fs    *firestore.Client
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs the system on a fresh local cloud until the test ends.
+func start(t *testing.T, o options) *world {
+	t.Helper()
+	if o.idleTimeout == 0 {
+		o.idleTimeout = time.Minute
+	}
+	if o.leaseTTL == 0 {
+		o.leaseTTL = 3 * time.Second
+	}
+	logs := &syncBuffer{}
+	suite := emulatortest.Start(t, emulator.Config{CloudRun: cloudrun.Config{
+		Env:       []string{"PATH=" + os.Getenv("PATH")},
+		StopGrace: 2 * time.Second,
+		Output:    logs,
+	}})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
+	})
+	sys := system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
+		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL}
+	ctx := context.Background()
+	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
+		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: t.TempDir(),
+		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, ReaperInterval: 500 * time.Millisecond,
+		StartDelay: o.startDelay, Logger: logging.New(logs, -4), LogLevel: "debug",
+	})
+	if err != nil {
+		t.Fatalf("start sandrun: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := local.Close(); err != nil {
+			t.Errorf("stop sandrun: %v", err)
+		}
+	})
+	w := &world{t: t, suite: suite, sys: sys, logs: logs}
+	w.client, err = client.New(ctx, client.Config{Project: sys.Project})
+	if err != nil {
+		t.Fatalf("sandrun client: %v", err)
+	}
+	t.Cleanup(func() { w.client.Close() })
+	w.ps, err = pubsub.NewClient(ctx, sys.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.ps.Close() })
+	w.fs, err = firestore.NewClient(ctx, sys.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.fs.Close() })
+	w.store = session.NewStore(w.fs, nil, session.Config{Bucket: sys.Bucket})
+	return w
+}
+
+// do sends a request and waits for its completion.
+func (w *world) do(req *api.Request) *api.Completion {
+	w.t.Helper()
+	if req.RequestID == "" {
+		req.RequestID = uuid.NewString()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done, err := w.client.Do(ctx, req)
+	if err != nil {
+		w.t.Fatalf("%s %q in session %s: %v", req.Op, req.Command, req.SessionID, err)
+	}
+	return done
+}
+
+// exec runs a command and fails the test unless it completed ok.
+func (w *world) exec(sessionID, command string) *api.Completion {
+	w.t.Helper()
+	done := w.do(&api.Request{SessionID: sessionID, Op: api.OpExec, Command: command})
+	if done.Status != api.StatusOK {
+		w.t.Fatalf("exec %q: %s %+v (stderr %q)", command, done.Status, done.Error, done.Stderr)
+	}
+	return done
+}
+
+// publishRaw publishes message data as a backend might, right or wrong.
+func (w *world) publishRaw(data []byte, attrs map[string]string, orderingKey string) {
+	w.t.Helper()
+	p := w.ps.Publisher(w.sys.Names.Requests)
+	p.EnableMessageOrdering = orderingKey != ""
+	defer p.Stop()
+	if _, err := p.Publish(context.Background(), &pubsub.Message{Data: data, Attributes: attrs, OrderingKey: orderingKey}).Get(context.Background()); err != nil {
+		w.t.Fatalf("publish: %v", err)
+	}
+}
+
+// tap is a subscription that records every message of a topic.
+type tap struct {
+	mu   sync.Mutex
+	msgs []*pubsub.Message
+	cond chan struct{}
+}
+
+// subscribe records every message published to topic from now on.
+func (w *world) subscribe(topic string) *tap {
+	w.t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("projects/%s/subscriptions/tap-%s", w.sys.Project, uuid.NewString()[:8])
+	if _, err := w.ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: name, Topic: fmt.Sprintf("projects/%s/topics/%s", w.sys.Project, topic), AckDeadlineSeconds: 30,
+	}); err != nil {
+		w.t.Fatalf("create tap: %v", err)
+	}
+	tp := &tap{cond: make(chan struct{}, 1)}
+	rctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		w.ps.Subscriber(name).Receive(rctx, func(ctx context.Context, m *pubsub.Message) {
+			m.Ack()
+			tp.mu.Lock()
+			tp.msgs = append(tp.msgs, m)
+			tp.mu.Unlock()
+			select {
+			case tp.cond <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	w.t.Cleanup(func() { cancel(); <-stopped })
+	return tp
+}
+
+// waitFor waits until match holds for the tap's messages, or fails.
+func (tp *tap) waitFor(t *testing.T, what string, timeout time.Duration, match func([]*pubsub.Message) bool) []*pubsub.Message {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		tp.mu.Lock()
+		msgs := append([]*pubsub.Message(nil), tp.msgs...)
+		tp.mu.Unlock()
+		if match(msgs) {
+			return msgs
+		}
+		select {
+		case <-tp.cond:
+		case <-deadline:
+			t.Fatalf("timed out after %v waiting for %s; have %d messages", timeout, what, len(msgs))
+		}
+	}
+}
+
+// decodeCompletions decodes the tap's messages as completions.
+func decodeCompletions(t *testing.T, msgs []*pubsub.Message) []api.Completion {
+	t.Helper()
+	var out []api.Completion
+	for _, m := range msgs {
+		var c api.Completion
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			t.Fatalf("completion is not JSON: %q", m.Data)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// byRequest counts messages per request_id attribute.
+func byRequest(msgs []*pubsub.Message) map[string][]*pubsub.Message {
+	out := map[string][]*pubsub.Message{}
+	for _, m := range msgs {
+		id := m.Attributes[api.AttrRequestID]
+		out[id] = append(out[id], m)
+	}
+	return out
+}
+
+// waitDoc waits until the Firestore document at path exists and its data
+// satisfies cond, watching it with a listener.
+func (w *world) waitDoc(path, what string, timeout time.Duration, cond func(map[string]any) bool) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	it := w.fs.Doc(path).Snapshots(ctx)
+	defer it.Stop()
+	for {
+		snap, err := it.Next()
+		if err != nil {
+			w.t.Fatalf("waiting for %s to %s: %v", path, what, err)
+		}
+		if snap.Exists() && cond(snap.Data()) {
+			return
+		}
+	}
+}
+
+// waitNoHost waits until the session's host went idle and left.
+func (w *world) waitNoHost(sessionID string) {
+	w.t.Helper()
+	w.waitDoc("sessions/"+sessionID, "lose its host", time.Minute, func(d map[string]any) bool { return d["host"] == nil })
+}
+
+func trimLines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }
