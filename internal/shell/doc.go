@@ -24,6 +24,11 @@
 // as the SIGTERM of a timeout. The wrapper writes nothing to the command's
 // stdout or stderr and exits with the command's exact status.
 //
+// Two traces of the eval show: bash names "eval" instead of "-c" in a
+// syntax error, and set -x prefixes the command's trace with "++" instead
+// of "+". Everything else (output, exit status, LINENO, $0, $#) is what
+// `bash -c "$script"` would give; the tests compare the two.
+//
 // A long-lived shell fed commands over a pipe was rejected: output framing
 // and exit codes need in-band markers that a command can forge or break,
 // one hung command wedges the session, and a crash loses the state anyway.
