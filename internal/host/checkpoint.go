@@ -34,8 +34,9 @@ func (h *Host) restore(ctx context.Context) error {
 	if h.state.Env["HOME"] == "" {
 		h.state.Env["HOME"] = dir
 	}
-	if s := h.lease.Shell; s.Cwd != "" || len(s.Env) > 0 {
-		h.state = shell.State{Cwd: s.Cwd, Env: s.Env}.Clone()
+	if !h.lease.Shell.Empty() {
+		cwd, env := h.lease.Shell.Values()
+		h.state = shell.State{Cwd: cwd, Env: env}
 	}
 	h.lastCheckpoint = time.Now()
 	cp := h.lease.Checkpoint

@@ -41,6 +41,18 @@ type Config struct {
 	PollInterval time.Duration
 }
 
+// maxStateBytes bounds a session's shell state (cwd and exported
+// environment), which lives in the session's Firestore document.
+const maxStateBytes = 256 << 10
+
+func stateSize(st *shell.State) int {
+	n := len(st.Cwd)
+	for k, v := range st.Env {
+		n += len(k) + len(v) + 2
+	}
+	return n
+}
+
 // recordTimeout bounds recording and publishing one completion.
 const recordTimeout = 30 * time.Second
 
@@ -354,10 +366,15 @@ func (h *Host) serveItem(ctx context.Context, queued *session.Item) (destroyed b
 		c.Cwd = h.state.Cwd
 	}
 
+	if newState != nil && stateSize(newState) > maxStateBytes {
+		c.Fail(api.CodeResourceExhausted, fmt.Sprintf("the command left %d bytes of working directory and exported environment; a session keeps at most %d, so the state it started with is kept", stateSize(newState), maxStateBytes))
+		newState = nil
+	}
 	var keep *session.Shell
 	if newState != nil {
 		h.state = *newState
-		keep = &session.Shell{Cwd: h.state.Cwd, Env: h.state.Env}
+		sh := session.NewShell(h.state.Cwd, h.state.Env)
+		keep = &sh
 		h.dirty = true
 	}
 	// The answer is recorded even when the execution is being stopped:

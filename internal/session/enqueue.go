@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -220,7 +221,8 @@ func (d *Doc) destroy(now time.Time) {
 
 // info describes the session for a completion.
 func (d *Doc) info(id string) *api.SessionInfo {
-	si := &api.SessionInfo{SessionID: id, Status: d.Status, CreatedAt: d.CreatedAt, LastActiveAt: d.UpdatedAt, Queued: int(d.Queued), Cwd: d.Shell.Cwd}
+	cwd, _ := d.Shell.Values()
+	si := &api.SessionInfo{SessionID: id, Status: d.Status, CreatedAt: d.CreatedAt, LastActiveAt: d.UpdatedAt, Queued: int(d.Queued), Cwd: strings.ToValidUTF8(cwd, "\uFFFD")}
 	if d.Host != nil {
 		si.Host = d.Host.Execution
 	}

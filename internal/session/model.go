@@ -1,6 +1,9 @@
 package session
 
-import "time"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 // Collection and field names in Firestore.
 const (
@@ -77,10 +80,56 @@ type Checkpoint struct {
 	CreatedAt  time.Time `firestore:"created_at"`
 }
 
-// Shell is what a shell keeps between commands.
+// Shell is what a shell keeps between commands. Firestore strings are
+// UTF-8, while a shell's values are any bytes: values that are not valid
+// UTF-8 are kept as bytes instead. Use NewShell and Values.
 type Shell struct {
-	Cwd string            `firestore:"cwd"`
-	Env map[string]string `firestore:"env"`
+	Cwd      string            `firestore:"cwd"`
+	CwdBytes []byte            `firestore:"cwd_bytes,omitempty"`
+	Env      map[string]string `firestore:"env"`
+	EnvBytes map[string][]byte `firestore:"env_bytes,omitempty"`
+}
+
+// NewShell records a shell's working directory and environment.
+func NewShell(cwd string, env map[string]string) Shell {
+	sh := Shell{Env: make(map[string]string, len(env))}
+	if utf8.ValidString(cwd) {
+		sh.Cwd = cwd
+	} else {
+		sh.CwdBytes = []byte(cwd)
+	}
+	for k, v := range env {
+		if utf8.ValidString(v) {
+			sh.Env[k] = v
+			continue
+		}
+		if sh.EnvBytes == nil {
+			sh.EnvBytes = map[string][]byte{}
+		}
+		sh.EnvBytes[k] = []byte(v)
+	}
+	return sh
+}
+
+// Values returns the working directory and environment NewShell recorded.
+func (sh Shell) Values() (cwd string, env map[string]string) {
+	cwd = sh.Cwd
+	if sh.CwdBytes != nil {
+		cwd = string(sh.CwdBytes)
+	}
+	env = make(map[string]string, len(sh.Env)+len(sh.EnvBytes))
+	for k, v := range sh.Env {
+		env[k] = v
+	}
+	for k, v := range sh.EnvBytes {
+		env[k] = string(v)
+	}
+	return cwd, env
+}
+
+// Empty reports whether nothing was recorded.
+func (sh Shell) Empty() bool {
+	return sh.Cwd == "" && sh.CwdBytes == nil && len(sh.Env) == 0 && len(sh.EnvBytes) == 0
 }
 
 // Item is an inbox document sessions/{session_id}/inbox/{request_id}.
