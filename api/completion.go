@@ -16,19 +16,17 @@ func (c *Completion) Attributes() map[string]string {
 	return map[string]string{AttrSessionID: c.SessionID, AttrRequestID: c.RequestID, AttrOp: string(c.Op), AttrStatus: string(c.Status)}
 }
 
-// Fail turns c into an error completion with code and message. No command
-// ran to an end, so the exit code is -1 unless one was already set.
+// Fail turns c into an error completion with code and message. It leaves
+// the exit code as it is: a command that ran keeps its own.
 func (c *Completion) Fail(code ErrorCode, message string) {
 	c.Status = StatusError
 	c.Error = &Error{Code: code, Message: message}
-	if c.ExitCode == 0 {
-		c.ExitCode = -1
-	}
 }
 
-// ErrorCompletion answers a request that could not be run.
+// ErrorCompletion answers a request that could not be run: its exit code
+// is -1.
 func ErrorCompletion(requestID, sessionID string, op Op, code ErrorCode, message string) *Completion {
-	c := &Completion{RequestID: requestID, SessionID: sessionID, Op: op}
+	c := &Completion{RequestID: requestID, SessionID: sessionID, Op: op, ExitCode: -1}
 	c.Fail(code, message)
 	return c
 }

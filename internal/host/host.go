@@ -329,7 +329,8 @@ func (h *Host) serveItem(ctx context.Context, queued *session.Item) (destroyed b
 		return false, nil
 	}
 	var req api.Request
-	c := &api.Completion{RequestID: item.RequestID, SessionID: item.SessionID, Op: api.Op(item.Op), Status: api.StatusOK, ExecutionID: h.cfg.Execution}
+	// Until a command runs to an end, nothing has an exit code.
+	c := &api.Completion{RequestID: item.RequestID, SessionID: item.SessionID, Op: api.Op(item.Op), Status: api.StatusOK, ExecutionID: h.cfg.Execution, ExitCode: -1}
 	if err := json.Unmarshal([]byte(item.Request), &req); err != nil {
 		c.Fail(api.CodeInternal, "the recorded request could not be decoded: "+err.Error())
 	}
@@ -349,8 +350,9 @@ func (h *Host) serveItem(ctx context.Context, queued *session.Item) (destroyed b
 		case api.OpExec:
 			newState = h.exec(ctx, &req, c)
 		case api.OpSessionDestroy:
-			destroyed = true
+			destroyed, c.ExitCode = true, 0
 		case api.OpSessionGet, api.OpSessionCreate:
+			c.ExitCode = 0
 			c.Session = &api.SessionInfo{SessionID: h.cfg.SessionID, Status: session.StatusActive, Host: h.cfg.Execution, Cwd: h.state.Cwd}
 		default:
 			c.Fail(api.CodeNotSupported, fmt.Sprintf("op %s is not served by this host", req.Op))

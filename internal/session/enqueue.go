@@ -81,6 +81,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			// Reading a session neither creates nor wakes it.
 			c := &api.Completion{RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op, Status: api.StatusOK, ExitCode: 0}
 			if doc == nil || doc.Status == StatusDestroyed {
+				c.ExitCode = -1
 				c.Fail(api.CodeNotFound, fmt.Sprintf("session %s does not exist", req.SessionID))
 			} else {
 				c.Session = doc.info(req.SessionID)
@@ -97,6 +98,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			// Nothing runs and nothing waits: destroy it here, no host needed.
 			c := &api.Completion{RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op, Status: api.StatusOK, ExitCode: 0}
 			if doc == nil || doc.Status == StatusDestroyed {
+				c.ExitCode = -1
 				c.Fail(api.CodeNotFound, fmt.Sprintf("session %s does not exist", req.SessionID))
 				return s.answer(tx, iref, &item, c, &acc)
 			}
