@@ -24,6 +24,7 @@ import (
 type Runner interface {
 	dispatcher.Launcher
 	Running(ctx context.Context) ([]jobrunner.Execution, error)
+	Get(ctx context.Context, id string) (jobrunner.Execution, error)
 	Cancel(ctx context.Context, name string) error
 }
 
@@ -183,26 +184,42 @@ func (r *Reaper) recoverHosts(ctx context.Context, rep *Report) error {
 	return errors.Join(errs...)
 }
 
-// relaunchStranded gives sessions with queued requests and no host one.
+// relaunchStranded gives sessions with queued requests and no host one. A
+// launch whose execution already ended without taking the session's lease
+// (it crashed at start) is withdrawn first, rather than waited out.
 func (r *Reaper) relaunchStranded(ctx context.Context, rep *Report) error {
-	ids, err := r.store.Stranded(ctx)
+	waiting, err := r.store.Waiting(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, id := range ids {
-		l, failed, err := r.store.Relaunch(ctx, id, r.cfg.MaxLaunchAttempts)
+	for _, w := range waiting {
+		if w.Launch != nil {
+			if w.Launch.Execution == "" {
+				continue // still being launched
+			}
+			e, err := r.runner.Get(ctx, w.Launch.Execution)
+			if err != nil || e.Running {
+				continue
+			}
+			r.logger.Warn("host ended before it served its session", "event", "host.launch_died", "session_id", w.SessionID, "execution_id", w.Launch.Execution)
+			if err := r.store.LaunchFailed(ctx, w.SessionID, w.Launch.ID); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		l, failed, err := r.store.Relaunch(ctx, w.SessionID, r.cfg.MaxLaunchAttempts)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		if len(failed) > 0 {
 			rep.LaunchFailed += len(failed)
-			r.logger.Error("session given up: no host could be launched", "event", "host.launch_given_up", "session_id", id, "requests", len(failed))
+			r.logger.Error("session given up: no host could be launched", "event", "host.launch_given_up", "session_id", w.SessionID, "requests", len(failed))
 			r.publishAll(ctx, failed)
 		}
 		if l != nil {
-			r.launch(ctx, id, l, rep)
+			r.launch(ctx, w.SessionID, l, rep)
 		}
 	}
 	return errors.Join(errs...)

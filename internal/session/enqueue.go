@@ -206,11 +206,8 @@ func (s *Store) revive(old *Doc, now time.Time) *Doc {
 
 // claimLaunch records that a launch is under way and returns it.
 func (d *Doc) claimLaunch(now time.Time) *Launch {
-	attempts := 1
-	if d.Launch != nil {
-		attempts = d.Launch.Attempts + 1
-	}
-	d.Launch = &Launch{ID: uuid.NewString(), RequestedAt: now, Attempts: attempts}
+	d.LaunchAttempts++
+	d.Launch = &Launch{ID: uuid.NewString(), RequestedAt: now, Attempts: d.LaunchAttempts}
 	return d.Launch
 }
 

@@ -210,7 +210,8 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, she
 		}
 		it.Status, it.Completion, it.FinishedAt = ItemDone, string(b), now
 		recorded = b
-		updates := []firestore.Update{{Path: "updated_at", Value: now}, {Path: "expire_at", Value: now.Add(s.cfg.TTL)}}
+		// A finished request proves the host works: launches count afresh.
+		updates := []firestore.Update{{Path: "updated_at", Value: now}, {Path: "expire_at", Value: now.Add(s.cfg.TTL)}, {Path: "launch_attempts", Value: 0}}
 		if shell != nil {
 			updates = append(updates, firestore.Update{Path: "shell", Value: *shell})
 		}

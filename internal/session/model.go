@@ -44,6 +44,9 @@ type Doc struct {
 	Host *Host `firestore:"host"`
 	// Launch is a host launch claimed and not yet served, or nil.
 	Launch *Launch `firestore:"launch"`
+	// LaunchAttempts counts launches since a host last finished a request,
+	// so that a session whose hosts keep dying is given up on.
+	LaunchAttempts int `firestore:"launch_attempts"`
 	// Checkpoint is the last workspace checkpoint, or nil.
 	Checkpoint *Checkpoint `firestore:"checkpoint"`
 	// Shell is the shell state after the last finished command.
@@ -67,7 +70,7 @@ type Launch struct {
 	RequestedAt time.Time `firestore:"requested_at"`
 	// Execution is filled in once the Cloud Run execution exists.
 	Execution string `firestore:"execution"`
-	// Attempts counts launches since the session last had a host.
+	// Attempts is the session's LaunchAttempts with this launch.
 	Attempts int `firestore:"attempts"`
 }
 

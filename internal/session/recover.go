@@ -149,18 +149,23 @@ func (s *Store) ExpiredHosts(ctx context.Context) ([]string, error) {
 	return s.sessionIDs(ctx, q, "sessions with expired hosts")
 }
 
-// Stranded lists sessions with queued requests, no host and no launch in
-// flight.
-func (s *Store) Stranded(ctx context.Context) ([]string, error) {
-	q := s.fs.Collection(sessionsCollection).Where("queued", ">", 0)
-	it := q.Documents(ctx)
+// Waiting is a session with queued requests and no host.
+type Waiting struct {
+	SessionID string
+	// Launch is the launch in flight, or nil when none is.
+	Launch *Launch
+}
+
+// Waiting lists active sessions with queued requests and no live host.
+func (s *Store) Waiting(ctx context.Context) ([]Waiting, error) {
+	it := s.fs.Collection(sessionsCollection).Where("queued", ">", 0).Documents(ctx)
 	defer it.Stop()
-	var ids []string
+	var out []Waiting
 	now := s.now()
 	for {
 		snap, err := it.Next()
 		if errors.Is(err, iterator.Done) {
-			return ids, nil
+			return out, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("list sessions with queued requests: %w", err)
@@ -169,16 +174,21 @@ func (s *Store) Stranded(ctx context.Context) ([]string, error) {
 		if err := snap.DataTo(&d); err != nil {
 			return nil, fmt.Errorf("decode session %s: %w", snap.Ref.ID, err)
 		}
-		if d.Status == StatusActive && d.Host == nil && !s.launchInFlight(&d, now) {
-			ids = append(ids, snap.Ref.ID)
+		if d.Status != StatusActive || d.Host != nil {
+			continue
 		}
+		w := Waiting{SessionID: snap.Ref.ID}
+		if s.launchInFlight(&d, now) {
+			w.Launch = d.Launch
+		}
+		out = append(out, w)
 	}
 }
 
-// Relaunch claims a launch for a stranded session; it returns nil when the
-// session is no longer stranded. After maxAttempts launches without a host,
-// it instead answers every queued request LAUNCH_FAILED and returns them in
-// failed.
+// Relaunch claims a launch for a session with queued requests, no host and
+// no launch in flight; it returns nil when there is nothing to do. After
+// maxAttempts launches without a finished request, it instead answers every
+// queued request LAUNCH_FAILED and returns them in failed.
 func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int) (launch *Launch, failed []Unpublished, err error) {
 	ref := s.sessionRef(sessionID)
 	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -191,12 +201,12 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 		if doc.Status != StatusActive || doc.Queued == 0 || doc.hostLive(now) || s.launchInFlight(doc, now) {
 			return nil
 		}
-		if doc.Launch == nil || doc.Launch.Attempts < maxAttempts {
+		if doc.LaunchAttempts < maxAttempts {
 			launch = doc.claimLaunch(now)
 			return tx.Set(ref, doc)
 		}
 		// Give up: every queued request gets its one outcome.
-		attempts := doc.Launch.Attempts
+		attempts := doc.LaunchAttempts
 		failed, err = answerAll(tx, s.queuedQuery(sessionID), now, func(it *Item) *api.Completion {
 			return api.ErrorCompletion(it.RequestID, sessionID, api.Op(it.Op), api.CodeLaunchFailed,
 				fmt.Sprintf("no host could be started for session %s after %d attempts", sessionID, attempts))
@@ -204,7 +214,7 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 		if err != nil {
 			return err
 		}
-		doc.Queued, doc.Launch = 0, nil
+		doc.Queued, doc.Launch, doc.LaunchAttempts = 0, nil, 0
 		return tx.Set(ref, doc)
 	})
 	if err != nil {
