@@ -157,7 +157,8 @@ func (r *Reaper) launch(ctx context.Context, sessionID string, l *session.Launch
 	rep.Launched++
 }
 
-// recoverHosts takes sessions from hosts whose lease lapsed.
+// recoverHosts takes sessions from hosts whose lease lapsed; the
+// relaunch step that follows gives them new hosts.
 func (r *Reaper) recoverHosts(ctx context.Context, rep *Report) error {
 	ids, err := r.store.ExpiredHosts(ctx)
 	if err != nil {
@@ -177,9 +178,6 @@ func (r *Reaper) recoverHosts(ctx context.Context, rep *Report) error {
 		rep.HostLost += len(rec.Lost)
 		r.logger.Warn("host lost", "event", "host.lost", "session_id", id, "requests_lost", len(rec.Lost))
 		r.publishAll(ctx, rec.Lost)
-		if rec.Launch != nil {
-			r.launch(ctx, id, rec.Launch, rep)
-		}
 	}
 	return errors.Join(errs...)
 }

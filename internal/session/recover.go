@@ -101,17 +101,14 @@ func (s *Store) FailOrphans(ctx context.Context, lease *Lease) ([]Unpublished, e
 type Recovery struct {
 	// Lost are the HOST_LOST completions recorded, to publish.
 	Lost []Unpublished
-	// Launch is set when queued requests need a new host: the caller
-	// launches it as the dispatcher would.
-	Launch *Launch
 	// Recovered is false when the host turned out to be live.
 	Recovered bool
 }
 
 // RecoverHost takes the session from a host whose lease lapsed: it raises
 // the epoch (so the old host, if it still runs, can write nothing), answers
-// its running requests HOST_LOST, and claims a new launch when requests are
-// queued.
+// its running requests HOST_LOST and leaves the session without a host, so
+// that queued requests get a new one (see Relaunch).
 func (s *Store) RecoverHost(ctx context.Context, sessionID string) (Recovery, error) {
 	ref := s.sessionRef(sessionID)
 	var rec Recovery
@@ -131,9 +128,6 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (Recovery, er
 			return err
 		}
 		doc.Host = nil
-		if doc.Queued > 0 && !s.launchInFlight(doc, now) {
-			rec.Launch = doc.claimLaunch(now)
-		}
 		rec.Lost, rec.Recovered = lost, true
 		return tx.Set(ref, doc)
 	})
