@@ -1,0 +1,446 @@
+package firestore
+
+import (
+	"context"
+
+	"math"
+	"strconv"
+	"time"
+
+	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// write is a validated pb.Write.
+type write struct {
+	name       string
+	delete     bool
+	update     bool                 // the write replaces or merges fields
+	fields     map[string]*pb.Value // the update's fields
+	mask       []fieldPath          // with hasMask: the only paths the update touches
+	hasMask    bool
+	transforms []transform
+	exists     *bool                  // precondition: the document must (not) exist
+	updateTime *timestamppb.Timestamp // precondition: the document's update time
+}
+
+type transform struct {
+	path fieldPath
+	op   *pb.DocumentTransform_FieldTransform
+}
+
+// parseWrite validates w, a write in database db.
+func parseWrite(db string, w *pb.Write) (*write, error) {
+	if w == nil {
+		return nil, status.Error(codes.InvalidArgument, "write is missing")
+	}
+	out := &write{}
+	var rawTransforms []*pb.DocumentTransform_FieldTransform
+	switch op := w.Operation.(type) {
+	case *pb.Write_Update:
+		if op.Update == nil {
+			return nil, status.Error(codes.InvalidArgument, "update write has no document")
+		}
+		out.name, out.update, out.fields = op.Update.Name, true, op.Update.Fields
+		if err := checkFields(out.fields, 0); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "document %q: %s", out.name, status.Convert(err).Message())
+		}
+		if w.UpdateMask != nil {
+			out.hasMask = true
+			for _, s := range w.UpdateMask.FieldPaths {
+				p, err := parseFieldPath(s)
+				if err != nil {
+					return nil, status.Errorf(codes.InvalidArgument, "update mask of %q: %s", out.name, status.Convert(err).Message())
+				}
+				out.mask = append(out.mask, p)
+			}
+		}
+		rawTransforms = w.UpdateTransforms
+	case *pb.Write_Delete:
+		out.name, out.delete = op.Delete, true
+	case *pb.Write_Transform:
+		if op.Transform == nil {
+			return nil, status.Error(codes.InvalidArgument, "transform write has no transform")
+		}
+		out.name = op.Transform.Document
+		rawTransforms = op.Transform.FieldTransforms
+	default:
+		return nil, status.Error(codes.InvalidArgument, "write has no operation (update, delete or transform)")
+	}
+	docDB, err := parseDocumentName(out.name)
+	if err != nil {
+		return nil, err
+	}
+	if docDB != db {
+		return nil, status.Errorf(codes.InvalidArgument, "document %q is not in database %q", out.name, db)
+	}
+	if !out.update && (w.UpdateMask != nil || len(w.UpdateTransforms) > 0) {
+		return nil, status.Errorf(codes.InvalidArgument, "write to %q: update_mask and update_transforms need an update operation", out.name)
+	}
+	for _, ft := range rawTransforms {
+		t, err := parseTransform(out.name, ft)
+		if err != nil {
+			return nil, err
+		}
+		for _, prev := range out.transforms {
+			if t.path.hasPrefix(prev.path) || prev.path.hasPrefix(t.path) {
+				return nil, status.Errorf(codes.InvalidArgument, "write to %q transforms field %s more than once", out.name, t.path)
+			}
+		}
+		for _, m := range out.mask {
+			if t.path.hasPrefix(m) || m.hasPrefix(t.path) {
+				return nil, status.Errorf(codes.InvalidArgument, "write to %q both updates and transforms field %s", out.name, t.path)
+			}
+		}
+		out.transforms = append(out.transforms, t)
+	}
+	if pc := w.CurrentDocument; pc != nil {
+		switch c := pc.ConditionType.(type) {
+		case *pb.Precondition_Exists:
+			out.exists = &c.Exists
+		case *pb.Precondition_UpdateTime:
+			if err := c.UpdateTime.CheckValid(); err != nil {
+				return nil, status.Errorf(codes.InvalidArgument, "write to %q: invalid update_time precondition: %v", out.name, err)
+			}
+			out.updateTime = c.UpdateTime
+		}
+	}
+	return out, nil
+}
+
+func parseTransform(name string, ft *pb.DocumentTransform_FieldTransform) (transform, error) {
+	if ft == nil {
+		return transform{}, status.Errorf(codes.InvalidArgument, "write to %q has an empty field transform", name)
+	}
+	p, err := parseFieldPath(ft.FieldPath)
+	if err != nil {
+		return transform{}, status.Errorf(codes.InvalidArgument, "transform of %q: %s", name, status.Convert(err).Message())
+	}
+	bad := func(what string) (transform, error) {
+		return transform{}, status.Errorf(codes.InvalidArgument, "transform of field %s in %q: %s", p, name, what)
+	}
+	switch t := ft.TransformType.(type) {
+	case *pb.DocumentTransform_FieldTransform_SetToServerValue:
+		if t.SetToServerValue != pb.DocumentTransform_FieldTransform_REQUEST_TIME {
+			return bad("unknown server value " + t.SetToServerValue.String())
+		}
+	case *pb.DocumentTransform_FieldTransform_Increment:
+		if typeRank(t.Increment) != rankNumber {
+			return bad("increment needs an integer or double")
+		}
+	case *pb.DocumentTransform_FieldTransform_Maximum:
+		if typeRank(t.Maximum) != rankNumber {
+			return bad("maximum needs an integer or double")
+		}
+	case *pb.DocumentTransform_FieldTransform_Minimum:
+		if typeRank(t.Minimum) != rankNumber {
+			return bad("minimum needs an integer or double")
+		}
+	case *pb.DocumentTransform_FieldTransform_AppendMissingElements:
+		for _, e := range t.AppendMissingElements.GetValues() {
+			if err := checkValue(e, 1, true); err != nil {
+				return bad(status.Convert(err).Message())
+			}
+		}
+	case *pb.DocumentTransform_FieldTransform_RemoveAllFromArray:
+		for _, e := range t.RemoveAllFromArray.GetValues() {
+			if err := checkValue(e, 1, true); err != nil {
+				return bad(status.Convert(err).Message())
+			}
+		}
+	default:
+		return bad("no transform type set")
+	}
+	return transform{path: p, op: ft}, nil
+}
+
+// checkPrecondition tests w's precondition against the document as it is
+// before w (nil if missing), with Firestore's codes: AlreadyExists for a
+// create over an existing document, NotFound for an update of a missing
+// one, FailedPrecondition for an update-time mismatch.
+func checkPrecondition(w *write, old *pb.Document) error {
+	if w.exists != nil {
+		switch {
+		case *w.exists && old == nil:
+			return status.Errorf(codes.NotFound, "No document to update: %s", w.name)
+		case !*w.exists && old != nil:
+			return status.Errorf(codes.AlreadyExists, "Document already exists: %s", w.name)
+		}
+	}
+	if w.updateTime != nil {
+		if old == nil || !proto.Equal(old.UpdateTime, w.updateTime) {
+			return status.Errorf(codes.FailedPrecondition,
+				"the stored version of %s does not match the required base version (update_time %s)",
+				w.name, w.updateTime.AsTime().Format(time.RFC3339Nano))
+		}
+	}
+	return nil
+}
+
+// applyWrite computes the document after w on old (nil if missing) at
+// commit time t. It returns old itself when the write changes nothing, so
+// that the update time stays (Firestore leaves it alone for no-op writes),
+// and nil for a delete. It never mutates old.
+func applyWrite(w *write, old *pb.Document, t time.Time) (*pb.Document, []*pb.Value, error) {
+	if w.delete {
+		return nil, nil, nil
+	}
+	var fields map[string]*pb.Value
+	switch {
+	case w.update && !w.hasMask:
+		fields = cloneFields(w.fields)
+	case w.update:
+		fields = cloneFields(old.GetFields())
+		for _, p := range w.mask {
+			if v, ok := getField(w.fields, p); ok {
+				setField(fields, p, proto.Clone(v).(*pb.Value))
+			} else {
+				deleteField(fields, p)
+			}
+		}
+	default: // transform only
+		fields = cloneFields(old.GetFields())
+	}
+	ts := timestamppb.New(t)
+	results := make([]*pb.Value, 0, len(w.transforms))
+	for _, tr := range w.transforms {
+		cur, _ := getField(fields, tr.path)
+		next, result := applyTransform(tr.op, cur, ts)
+		setField(fields, tr.path, next)
+		results = append(results, result)
+	}
+	if size := documentSize(w.name, fields); size > maxDocumentBytes {
+		return nil, nil, status.Errorf(codes.InvalidArgument,
+			"Document '%s' cannot be written because its size (%s bytes) exceeds the maximum allowed size of %s bytes.",
+			w.name, commas(size), commas(maxDocumentBytes))
+	}
+	if old != nil && proto.Equal(&pb.MapValue{Fields: old.Fields}, &pb.MapValue{Fields: fields}) {
+		return old, results, nil
+	}
+	doc := &pb.Document{Name: w.name, Fields: fields, CreateTime: ts, UpdateTime: ts}
+	if old != nil {
+		doc.CreateTime = old.CreateTime
+	}
+	return doc, results, nil
+}
+
+func cloneFields(fields map[string]*pb.Value) map[string]*pb.Value {
+	out := make(map[string]*pb.Value, len(fields))
+	for k, v := range fields {
+		out[k] = proto.Clone(v).(*pb.Value)
+	}
+	return out
+}
+
+// applyTransform returns the field's new value and the transform result
+// reported to the client.
+func applyTransform(ft *pb.DocumentTransform_FieldTransform, cur *pb.Value, now *timestamppb.Timestamp) (next, result *pb.Value) {
+	null := &pb.Value{ValueType: &pb.Value_NullValue{}}
+	switch t := ft.TransformType.(type) {
+	case *pb.DocumentTransform_FieldTransform_SetToServerValue:
+		v := &pb.Value{ValueType: &pb.Value_TimestampValue{TimestampValue: now}}
+		return v, v
+	case *pb.DocumentTransform_FieldTransform_Increment:
+		v := increment(cur, t.Increment)
+		return v, v
+	case *pb.DocumentTransform_FieldTransform_Maximum:
+		v := extreme(cur, t.Maximum, 1)
+		return v, v
+	case *pb.DocumentTransform_FieldTransform_Minimum:
+		v := extreme(cur, t.Minimum, -1)
+		return v, v
+	case *pb.DocumentTransform_FieldTransform_AppendMissingElements:
+		var out []*pb.Value
+		if typeRank(cur) == rankArray {
+			out = append(out, cur.GetArrayValue().GetValues()...)
+		}
+		for _, e := range t.AppendMissingElements.GetValues() {
+			if !containsValue(out, e) {
+				out = append(out, proto.Clone(e).(*pb.Value))
+			}
+		}
+		return &pb.Value{ValueType: &pb.Value_ArrayValue{ArrayValue: &pb.ArrayValue{Values: out}}}, null
+	case *pb.DocumentTransform_FieldTransform_RemoveAllFromArray:
+		var out []*pb.Value
+		if typeRank(cur) == rankArray {
+			for _, e := range cur.GetArrayValue().GetValues() {
+				if !containsValue(t.RemoveAllFromArray.GetValues(), e) {
+					out = append(out, e)
+				}
+			}
+		}
+		return &pb.Value{ValueType: &pb.Value_ArrayValue{ArrayValue: &pb.ArrayValue{Values: out}}}, null
+	default: // rejected by parseTransform
+		return cur, null
+	}
+}
+
+func containsValue(list []*pb.Value, v *pb.Value) bool {
+	for _, e := range list {
+		if equalValues(e, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// increment follows Firestore: a non-numeric or missing field becomes the
+// operand; integer plus integer stays integer, saturating at the int64
+// limits; anything with a double is a double.
+func increment(cur, by *pb.Value) *pb.Value {
+	if typeRank(cur) != rankNumber {
+		return proto.Clone(by).(*pb.Value)
+	}
+	ci, cInt := cur.ValueType.(*pb.Value_IntegerValue)
+	bi, bInt := by.ValueType.(*pb.Value_IntegerValue)
+	if cInt && bInt {
+		a, b := ci.IntegerValue, bi.IntegerValue
+		sum := a + b
+		switch {
+		case a > 0 && b > 0 && sum < 0:
+			sum = math.MaxInt64
+		case a < 0 && b < 0 && sum >= 0:
+			sum = math.MinInt64
+		}
+		return &pb.Value{ValueType: &pb.Value_IntegerValue{IntegerValue: sum}}
+	}
+	return &pb.Value{ValueType: &pb.Value_DoubleValue{DoubleValue: toFloat(cur) + toFloat(by)}}
+}
+
+// extreme implements maximum (sign 1) and minimum (sign -1): a non-numeric
+// field becomes the operand, NaN wins, and on a tie the stored value (and
+// its type) stays.
+func extreme(cur, operand *pb.Value, sign int) *pb.Value {
+	switch {
+	case typeRank(cur) != rankNumber:
+		return proto.Clone(operand).(*pb.Value)
+	case isNaN(cur):
+		return cur
+	case isNaN(operand):
+		return proto.Clone(operand).(*pb.Value)
+	case compareNumbers(cur, operand)*sign >= 0:
+		return cur
+	default:
+		return proto.Clone(operand).(*pb.Value)
+	}
+}
+
+func toFloat(v *pb.Value) float64 {
+	if i, ok := v.GetValueType().(*pb.Value_IntegerValue); ok {
+		return float64(i.IntegerValue)
+	}
+	return v.GetDoubleValue()
+}
+
+// commas formats n with thousands separators, as Firestore's size errors do.
+func commas(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// Commit applies writes atomically, optionally ending a transaction.
+func (s *Server) Commit(ctx context.Context, req *pb.CommitRequest) (*pb.CommitResponse, error) {
+	db, err := parseDatabase(req.GetDatabase())
+	if err != nil {
+		return nil, err
+	}
+	writes := make([]*write, 0, len(req.GetWrites()))
+	for _, w := range req.GetWrites() {
+		pw, err := parseWrite(db, w)
+		if err != nil {
+			return nil, err
+		}
+		writes = append(writes, pw)
+	}
+	var tx *txn
+	if id := req.GetTransaction(); len(id) > 0 {
+		// Taking the transaction out of the table ends it whatever happens:
+		// a failed commit is not retried with the same ID.
+		if tx, err = s.txns.take(db, id); err != nil {
+			return nil, err
+		}
+		if tx.readOnly && len(writes) > 0 {
+			return nil, status.Error(codes.InvalidArgument, "cannot write in a read-only transaction")
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	return s.commit(writes, tx)
+}
+
+// commit applies writes as one new version, after checking that tx (if
+// any) read nothing that has changed since. Holding the store lock for the
+// whole check-and-apply makes commits atomic and serializable.
+func (s *Server) commit(writes []*write, tx *txn) (*pb.CommitResponse, error) {
+	st := s.store
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if tx != nil && !tx.readOnly {
+		if err := tx.validate(st); err != nil {
+			return nil, err
+		}
+	}
+	t := st.nextCommitTime()
+	ts := timestamppb.New(t)
+	pending := map[string]*pb.Document{}
+	results := make([]*pb.WriteResult, len(writes))
+	for i, w := range writes {
+		old, ok := pending[w.name]
+		if !ok {
+			old, _ = st.get(w.name, st.version)
+		}
+		if err := checkPrecondition(w, old); err != nil {
+			return nil, err
+		}
+		doc, transformResults, err := applyWrite(w, old, t)
+		if err != nil {
+			return nil, err
+		}
+		if doc != old {
+			pending[w.name] = doc
+		}
+		wr := &pb.WriteResult{UpdateTime: ts, TransformResults: transformResults}
+		if doc != nil {
+			wr.UpdateTime = doc.UpdateTime
+		}
+		results[i] = wr
+	}
+	st.install(pending, t)
+	return &pb.CommitResponse{WriteResults: results, CommitTime: ts}, nil
+}
+
+// BatchWrite applies each write on its own, not atomically, and reports a
+// status per write; the BulkWriter uses it.
+func (s *Server) BatchWrite(ctx context.Context, req *pb.BatchWriteRequest) (*pb.BatchWriteResponse, error) {
+	db, err := parseDatabase(req.GetDatabase())
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.BatchWriteResponse{}
+	for _, w := range req.GetWrites() {
+		if err := ctx.Err(); err != nil {
+			return nil, status.FromContextError(err).Err()
+		}
+		var res *pb.CommitResponse
+		pw, err := parseWrite(db, w)
+		if err == nil {
+			res, err = s.commit([]*write{pw}, nil)
+		}
+		if err != nil {
+			resp.WriteResults = append(resp.WriteResults, &pb.WriteResult{})
+			resp.Status = append(resp.Status, status.Convert(err).Proto())
+			continue
+		}
+		resp.WriteResults = append(resp.WriteResults, res.WriteResults[0])
+		resp.Status = append(resp.Status, &spb.Status{Code: int32(codes.OK)})
+	}
+	return resp, nil
+}

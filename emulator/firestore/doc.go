@@ -1,0 +1,47 @@
+// Package firestore is sandrun's own Firestore: an in-memory server of the
+// google.firestore.v1.Firestore gRPC service that the official client
+// library (cloud.google.com/go/firestore) talks to when
+// FIRESTORE_EMULATOR_HOST points at it. It exists because Google's
+// emulator needs a JVM and gcloud, which the local cloud does without.
+//
+// # What it owns
+//
+// Documents of any project and database, kept as a multi-version history
+// (store.go): every commit is one new version with a strictly increasing,
+// microsecond-precision commit time. On top of it:
+//
+//   - reads: BatchGetDocuments, GetDocument, ListDocuments (with missing
+//     documents), ListCollectionIds, each at the latest version, at a
+//     read_time, or in a transaction (reads.go);
+//   - writes: Commit and BatchWrite with update masks, preconditions
+//     (exists, update_time), field transforms (server time, increment,
+//     maximum, minimum, array union and remove), the 1 MiB document limit
+//     counted by Firestore's storage-size rules, and the usual name, field
+//     path and value validation (commit.go, values.go, names.go);
+//   - transactions: read-write transactions are optimistic. They read the
+//     latest data and remember every document version and query result
+//     they saw; Commit, under the store lock, aborts with ABORTED if any of
+//     it changed, which makes the client retry. Read-only transactions read
+//     one snapshot (transaction.go);
+//   - queries: RunQuery and RunAggregationQuery (COUNT, SUM, AVG) with
+//     field, unary and composite (AND, OR) filters, orders with Firestore's
+//     implicit orders, cursors, offset, limit, projections and collection
+//     group queries, comparing values in Firestore's type order (query.go);
+//   - Listen: the watch protocol for document and query targets, with
+//     resume tokens that name a store version so that a client whose stream
+//     broke gets exactly the changes it missed (listen.go).
+//
+// # What it does not emulate
+//
+// Security rules and authentication (every caller is the owner), indexes
+// (every query runs without one, so no query fails for a missing index),
+// per-document write rate limits, contention between read-write
+// transactions at read time (Firestore locks pessimistically; this server
+// aborts at commit instead), vector search (find_nearest), query explain,
+// pipelines (ExecutePipeline), PartitionQuery, the Write streaming RPC,
+// existence filters and bloom filters in Listen, and persistence: stop the
+// server and the data is gone. Read times reach back only as far as
+// Options.History. Methods not implemented answer Unimplemented.
+//
+// It must never be pointed at by production code: it keeps no data safe.
+package firestore

@@ -1,0 +1,89 @@
+package firestore
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"strconv"
+	"sync"
+	"time"
+
+	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// DefaultHistory is how long old document versions are kept when
+// Options.History is zero.
+const DefaultHistory = time.Minute
+
+// Options configures a Server. The zero value is ready to use.
+type Options struct {
+	// Now is the clock commit times come from (default time.Now). Commit
+	// times are truncated to microseconds and always strictly increase,
+	// whatever the clock does.
+	Now func() time.Time
+	// History is how long superseded document versions are kept, which
+	// bounds how far back read_time reads, read-only transactions and
+	// Listen resumption can reach (default DefaultHistory). Longer history
+	// costs memory in proportion to the write rate.
+	History time.Duration
+}
+
+// Server is an in-memory google.firestore.v1.Firestore service. It serves
+// any project and database; each database starts empty. Methods it does
+// not implement answer Unimplemented.
+type Server struct {
+	pb.UnimplementedFirestoreServer
+
+	store *store
+	txns  *txnTable
+	epoch uint64 // tells this server's resume tokens from another's
+
+	mu      sync.Mutex
+	closed  bool
+	done    chan struct{} // closed by Close
+	streams map[*listenStream]struct{}
+	wg      sync.WaitGroup // running Listen handlers
+}
+
+// New returns an empty Firestore server.
+func New(opts Options) *Server {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.History <= 0 {
+		opts.History = DefaultHistory
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Server{
+		store:   newStore(opts.Now, opts.History),
+		txns:    newTxnTable(opts.Now),
+		epoch:   binary.BigEndian.Uint64(b[:]),
+		done:    make(chan struct{}),
+		streams: map[*listenStream]struct{}{},
+	}
+}
+
+// Register adds the Firestore service to a gRPC server.
+func (s *Server) Register(r grpc.ServiceRegistrar) {
+	pb.RegisterFirestoreServer(r, s)
+}
+
+// Close ends open Listen streams (with Unavailable, so clients reconnect
+// elsewhere or give up) and waits for their handlers to return. Other RPCs
+// are not affected; stop the gRPC server to end those. Close is safe to
+// call more than once.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+func itoa(i int) string { return strconv.Itoa(i) }
