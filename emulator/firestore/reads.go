@@ -62,7 +62,12 @@ func (s *Server) BatchGetDocuments(req *pb.BatchGetDocumentsRequest, stream pb.F
 	}
 	readTime := timestamp(st.timeOf(view.version))
 	resps := make([]*pb.BatchGetDocumentsResponse, 0, len(req.GetDocuments()))
+	answered := map[string]bool{} // like Firestore, answer a repeated name once
 	for _, name := range req.GetDocuments() {
+		if answered[name] {
+			continue
+		}
+		answered[name] = true
 		doc, ver := st.get(name, view.version)
 		view.record(name, ver)
 		resp := &pb.BatchGetDocumentsResponse{ReadTime: readTime}
