@@ -245,6 +245,7 @@ func (s *Server) addTarget(db string, t *pb.Target, targets map[int32]*watchTarg
 			v, ok := s.tokenVersion(rt.ResumeToken)
 			resumeFrom, resuming = v, ok && v >= st.floor() && v <= st.version
 			if !resuming {
+				s.resets.Add(1)
 				msgs = append(msgs, targetChange(pb.TargetChange_RESET, id, nil))
 			}
 		}
@@ -252,6 +253,7 @@ func (s *Server) addTarget(db string, t *pb.Target, targets map[int32]*watchTarg
 		if v, err := readTimeVersion(st, rt.ReadTime); err == nil {
 			resumeFrom, resuming = v, true
 		} else {
+			s.resets.Add(1)
 			msgs = append(msgs, targetChange(pb.TargetChange_RESET, id, nil))
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
@@ -44,6 +45,8 @@ type Server struct {
 	done    chan struct{} // closed by Close
 	streams map[*listenStream]struct{}
 	wg      sync.WaitGroup // running Listen handlers
+
+	resets atomic.Int64 // Listen resumptions answered with RESET, for tests
 }
 
 // New returns an empty Firestore server.

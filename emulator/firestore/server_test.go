@@ -67,7 +67,12 @@ type testEnv struct {
 // then the server's streams, then the gRPC server.
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	srv := New(Options{})
+	return newTestEnvWith(t, Options{})
+}
+
+func newTestEnvWith(t *testing.T, opts Options) *testEnv {
+	t.Helper()
+	srv := New(opts)
 	g := grpc.NewServer()
 	srv.Register(g)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
