@@ -1,0 +1,109 @@
+# Session coordination: sessions/{session_id} and
+# sessions/{session_id}/inbox/{request_id} (internal/session). The programs
+# use the project's (default) database.
+resource "google_firestore_database" "sessions" {
+  name        = "(default)"
+  location_id = local.firestore_location
+  type        = "FIRESTORE_NATIVE"
+
+  # The default of new databases, stated so that a change is deliberate:
+  # sandrun's transactions read then write one session document, and under
+  # pessimistic locking a contending writer waits for the lock.
+  concurrency_mode            = "PESSIMISTIC"
+  app_engine_integration_mode = "DISABLED"
+
+  # The sessions' state outlives a `terraform destroy` unless removed by hand.
+  deletion_policy = "ABANDON"
+
+  depends_on = [google_project_service.apis]
+}
+
+# TTL policies and index exemptions, one resource per field. expire_at is
+# set on every session document and inbox item (internal/session); Firestore
+# deletes a document within about a day of that time. Timestamp fields that
+# only ever grow make index hot spots, and nothing queries expire_at, so it
+# is not indexed. The large fields that nothing queries are not indexed
+# either: indexing them only costs writes.
+locals {
+  firestore_fields = {
+    sessions_expire_at = { collection = "sessions", field = "expire_at", ttl = true }
+    sessions_shell     = { collection = "sessions", field = "shell", ttl = false }
+    inbox_expire_at    = { collection = "inbox", field = "expire_at", ttl = true }
+    inbox_request      = { collection = "inbox", field = "request", ttl = false }
+    inbox_completion   = { collection = "inbox", field = "completion", ttl = false }
+  }
+}
+
+resource "google_firestore_field" "fields" {
+  for_each = local.firestore_fields
+
+  database = google_firestore_database.sessions.name
+  # For a subcollection, collection is the collection group id: the inbox
+  # policies cover every session's inbox.
+  collection = each.value.collection
+  field      = each.value.field
+
+  # An empty index_config removes the field's single-field indexes.
+  index_config {}
+
+  dynamic "ttl_config" {
+    for_each = each.value.ttl ? [1] : []
+    content {}
+  }
+}
+
+# Composite indexes of sandrun's queries; single-field filters use the
+# automatic indexes.
+
+# Stale: sessions where status == "active" and updated_at < cutoff.
+resource "google_firestore_index" "sessions_status_updated_at" {
+  database    = google_firestore_database.sessions.name
+  collection  = "sessions"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "updated_at"
+    order      = "ASCENDING"
+  }
+}
+
+# A host's queue: one session's inbox where status == "queued", by seq.
+resource "google_firestore_index" "inbox_status_seq" {
+  database    = google_firestore_database.sessions.name
+  collection  = "inbox"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "seq"
+    order      = "ASCENDING"
+  }
+}
+
+# Unpublished: every inbox (collection group) where status == "done" and
+# published == false and finished_at < cutoff.
+resource "google_firestore_index" "inbox_unpublished" {
+  database    = google_firestore_database.sessions.name
+  collection  = "inbox"
+  query_scope = "COLLECTION_GROUP"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "published"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "finished_at"
+    order      = "ASCENDING"
+  }
+}

@@ -1,0 +1,328 @@
+# Who may do what. One service account per program and one for backends,
+# each granted only what its code calls, on the resource itself wherever
+# IAM allows it. docs/deploy.md ("Least privilege") explains each grant and
+# what an untrusted command in the sandbox can still reach.
+#
+# Where a grant cannot be on the resource:
+# - Firestore has no per-collection or per-document IAM: its grants are on the
+#   project, narrowed by a condition to sandrun's database.
+# - Pub/Sub checks subscriptions.create on the project, and has no IAM
+#   conditions: the backend's temporary subscriptions need project grants.
+# - Cloud Storage grants are on the bucket, narrowed by a condition to the
+#   sessions/ prefix (a per-session prefix cannot be expressed: one service
+#   account serves every session).
+
+resource "google_service_account" "dispatcher" {
+  account_id   = "${var.name_prefix}-dispatcher"
+  display_name = "sandrun dispatcher"
+  description  = "Pulls requests, enqueues them in Firestore, launches session hosts."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_service_account" "executor" {
+  account_id   = "${var.name_prefix}-executor"
+  display_name = "sandrun executor (session host)"
+  description  = "Runs one session's requests. Untrusted commands in the sandbox can obtain this account's token."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_service_account" "reaper" {
+  account_id   = "${var.name_prefix}-reaper"
+  display_name = "sandrun reaper"
+  description  = "Recovers lost hosts, republishes, destroys stale sessions; Cloud Scheduler runs the reaper job as it."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_service_account" "backend" {
+  account_id   = "${var.name_prefix}-backend"
+  display_name = "sandrun backend"
+  description  = "For backends: publishes requests, reads completions and their output objects."
+
+  depends_on = [google_project_service.apis]
+}
+
+# --- custom roles -------------------------------------------------------------
+# The predefined roles that would fit each carry more: roles/datastore.user
+# can delete any document, roles/storage.objectUser can also rewrite object
+# metadata. These hold exactly the permissions sandrun's calls check.
+
+# Transactions (beginTransaction, commit), gets, queries, creates and
+# updates. sandrun never deletes a Firestore document: TTL policies do.
+resource "google_project_iam_custom_role" "session_state" {
+  role_id     = "${local.role_prefix}SessionState"
+  title       = "sandrun session state"
+  description = "Read and write sandrun's session documents; no deletes."
+  permissions = [
+    "datastore.databases.get",
+    "datastore.entities.create",
+    "datastore.entities.get",
+    "datastore.entities.list",
+    "datastore.entities.update",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# The host's objects: create-only writes, reads of checkpoints, deletes of
+# replaced checkpoints, and the listing that purging a destroyed session
+# does.
+resource "google_project_iam_custom_role" "session_objects" {
+  role_id     = "${local.role_prefix}SessionObjects"
+  title       = "sandrun session objects"
+  description = "Create, read, list and delete session objects."
+  permissions = [
+    "storage.objects.create",
+    "storage.objects.delete",
+    "storage.objects.get",
+    "storage.objects.list",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# Purging a destroyed session: list its prefix, delete what is there.
+resource "google_project_iam_custom_role" "session_purger" {
+  role_id     = "${local.role_prefix}SessionPurger"
+  title       = "sandrun session purger"
+  description = "List and delete session objects."
+  permissions = [
+    "storage.objects.delete",
+    "storage.objects.list",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# client.New without a Subscription creates one on the completions topic,
+# reads it, and deletes it on Close.
+resource "google_project_iam_custom_role" "temporary_subscriptions" {
+  count = var.backend_temporary_subscriptions ? 1 : 0
+
+  role_id     = "${local.role_prefix}TemporarySubscriptions"
+  title       = "sandrun temporary subscriptions"
+  description = "Create, consume and delete Pub/Sub subscriptions."
+  permissions = [
+    "pubsub.subscriptions.consume",
+    "pubsub.subscriptions.create",
+    "pubsub.subscriptions.delete",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# --- dispatcher ---------------------------------------------------------------
+
+resource "google_pubsub_subscription_iam_member" "dispatcher_requests" {
+  subscription = google_pubsub_subscription.dispatcher.name
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.dispatcher.member
+}
+
+# Error completions for invalid requests, and dead letters.
+resource "google_pubsub_topic_iam_member" "dispatcher_publishes" {
+  for_each = {
+    completions  = google_pubsub_topic.completions.name
+    dead_letters = google_pubsub_topic.dead_letters.name
+  }
+
+  topic  = each.value
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.dispatcher.member
+}
+
+resource "google_project_iam_member" "dispatcher_firestore" {
+  project = var.project
+  role    = google_project_iam_custom_role.session_state.name
+  member  = google_service_account.dispatcher.member
+
+  condition {
+    title      = "sandrun database only"
+    expression = local.firestore_condition
+  }
+}
+
+# A session.destroy the dispatcher answers itself purges the objects.
+resource "google_storage_bucket_iam_member" "dispatcher_objects" {
+  bucket = google_storage_bucket.sessions.name
+  role   = google_project_iam_custom_role.session_purger.name
+  member = google_service_account.dispatcher.member
+
+  condition {
+    title      = "sessions prefix only"
+    expression = local.sessions_objects_condition
+  }
+}
+
+# RunJob with environment overrides on the executor job, and nothing else.
+resource "google_cloud_run_v2_job_iam_member" "dispatcher_launches" {
+  location = google_cloud_run_v2_job.executor.location
+  name     = google_cloud_run_v2_job.executor.name
+  role     = "roles/run.jobsExecutorWithOverrides"
+  member   = google_service_account.dispatcher.member
+}
+
+# --- executor -----------------------------------------------------------------
+
+resource "google_pubsub_topic_iam_member" "executor_completions" {
+  topic  = google_pubsub_topic.completions.name
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.executor.member
+}
+
+resource "google_project_iam_member" "executor_firestore" {
+  project = var.project
+  role    = google_project_iam_custom_role.session_state.name
+  member  = google_service_account.executor.member
+
+  condition {
+    title      = "sandrun database only"
+    expression = local.firestore_condition
+  }
+}
+
+resource "google_storage_bucket_iam_member" "executor_objects" {
+  bucket = google_storage_bucket.sessions.name
+  role   = google_project_iam_custom_role.session_objects.name
+  member = google_service_account.executor.member
+
+  condition {
+    title      = "sessions prefix only"
+    expression = local.sessions_objects_condition
+  }
+}
+
+# --- reaper -------------------------------------------------------------------
+
+resource "google_pubsub_topic_iam_member" "reaper_completions" {
+  topic  = google_pubsub_topic.completions.name
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.reaper.member
+}
+
+resource "google_project_iam_member" "reaper_firestore" {
+  project = var.project
+  role    = google_project_iam_custom_role.session_state.name
+  member  = google_service_account.reaper.member
+
+  condition {
+    title      = "sandrun database only"
+    expression = local.firestore_condition
+  }
+}
+
+resource "google_storage_bucket_iam_member" "reaper_objects" {
+  bucket = google_storage_bucket.sessions.name
+  role   = google_project_iam_custom_role.session_purger.name
+  member = google_service_account.reaper.member
+
+  condition {
+    title      = "sessions prefix only"
+    expression = local.sessions_objects_condition
+  }
+}
+
+# Relaunches (RunJob with overrides) and cancels (executions.cancel) hosts.
+resource "google_cloud_run_v2_job_iam_member" "reaper_launches" {
+  location = google_cloud_run_v2_job.executor.location
+  name     = google_cloud_run_v2_job.executor.name
+  role     = "roles/run.jobsExecutorWithOverrides"
+  member   = google_service_account.reaper.member
+}
+
+# Lists the executor job's executions to find orphans.
+resource "google_cloud_run_v2_job_iam_member" "reaper_lists" {
+  location = google_cloud_run_v2_job.executor.location
+  name     = google_cloud_run_v2_job.executor.name
+  role     = "roles/run.viewer"
+  member   = google_service_account.reaper.member
+}
+
+# Cloud Scheduler starts the reaper job with the reaper's own token.
+resource "google_cloud_run_v2_job_iam_member" "reaper_runs_reaper" {
+  location = google_cloud_run_v2_job.reaper.location
+  name     = google_cloud_run_v2_job.reaper.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.reaper.member
+}
+
+# --- backend ------------------------------------------------------------------
+
+resource "google_pubsub_topic_iam_member" "backend_requests" {
+  topic  = google_pubsub_topic.requests.name
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.backend.member
+}
+
+resource "google_pubsub_subscription_iam_member" "backend_completions" {
+  subscription = google_pubsub_subscription.backend.name
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.backend.member
+}
+
+# Attaching a new subscription to a topic checks
+# pubsub.topics.attachSubscription on the topic; on a topic, that is all
+# roles/pubsub.subscriber grants.
+resource "google_pubsub_topic_iam_member" "backend_attach" {
+  count = var.backend_temporary_subscriptions ? 1 : 0
+
+  topic  = google_pubsub_topic.completions.name
+  role   = "roles/pubsub.subscriber"
+  member = google_service_account.backend.member
+}
+
+# Creating a subscription is checked on the project, and the new
+# subscription's name is random, so reading and deleting it cannot be
+# granted on it in advance. This lets the backend read or delete any
+# subscription in the project: see docs/deploy.md.
+resource "google_project_iam_member" "backend_temporary_subscriptions" {
+  count = var.backend_temporary_subscriptions ? 1 : 0
+
+  project = var.project
+  role    = google_project_iam_custom_role.temporary_subscriptions[0].name
+  member  = google_service_account.backend.member
+}
+
+# Full outputs that a completion names (sessions/S/results/R/stdout|stderr),
+# read by name; no listing, no checkpoints.
+resource "google_storage_bucket_iam_member" "backend_results" {
+  bucket = google_storage_bucket.sessions.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.backend.member
+
+  condition {
+    title      = "completion outputs only"
+    expression = "resource.name.startsWith(\"${local.objects_prefix}\") && resource.name.extract(\"/objects/sessions/{session}/results/\") != \"\""
+  }
+}
+
+resource "google_service_account_iam_member" "backend_impersonators" {
+  for_each = toset(var.backend_impersonators)
+
+  service_account_id = google_service_account.backend.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = each.value
+}
+
+# --- service agents -------------------------------------------------------------
+
+locals {
+  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# Dead-lettering is done by Pub/Sub itself, as its service agent: it must
+# publish to the dead-letter topic and acknowledge on the source
+# subscription.
+resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letters" {
+  topic  = google_pubsub_topic.dead_letters.name
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_dispatcher" {
+  subscription = google_pubsub_subscription.dispatcher.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}

@@ -1,0 +1,69 @@
+locals {
+  # Resource names. With the default prefix they are the programs' defaults
+  # (internal/queue.DefaultNames, internal/system.DefaultJob), so that
+  # `sandrun exec --project P` reaches this deployment without more flags.
+  names = {
+    requests_topic          = "${var.name_prefix}-requests"
+    completions_topic       = "${var.name_prefix}-completions"
+    dead_letter_topic       = "${var.name_prefix}-dead-letters"
+    dispatcher_subscription = "${var.name_prefix}-dispatcher"
+    dead_letter_sub         = "${var.name_prefix}-dead-letters"
+    backend_subscription    = "${var.name_prefix}-backend"
+    executor_job            = "${var.name_prefix}-executor"
+    reaper_job              = "${var.name_prefix}-reaper"
+    dispatcher_pool         = "${var.name_prefix}-dispatcher"
+    repository              = var.name_prefix
+  }
+
+  bucket_name        = coalesce(var.bucket_name, "${var.project}-${var.name_prefix}-sessions")
+  firestore_location = coalesce(var.firestore_location, var.region)
+
+  # Custom role ids take no hyphens.
+  role_prefix = replace(var.name_prefix, "-", "_")
+
+  registry = "${var.region}-docker.pkg.dev/${var.project}/${google_artifact_registry_repository.images.repository_id}"
+  images = {
+    dispatcher = coalesce(var.dispatcher_image, "${local.registry}/dispatcher:${var.image_tag}")
+    reaper     = coalesce(var.reaper_image, "${local.registry}/reaper:${var.image_tag}")
+    executor   = coalesce(var.executor_image, "${local.registry}/executor:${var.image_tag}")
+  }
+
+  # The settings every program reads (internal/system.Config.Define). Each
+  # program takes only what it needs, but one set keeps them in agreement.
+  common_env = {
+    SANDRUN_PROJECT           = var.project
+    SANDRUN_REGION            = var.region
+    SANDRUN_JOB               = local.names.executor_job
+    SANDRUN_BUCKET            = google_storage_bucket.sessions.name
+    SANDRUN_REQUESTS_TOPIC    = google_pubsub_topic.requests.name
+    SANDRUN_COMPLETIONS_TOPIC = google_pubsub_topic.completions.name
+    SANDRUN_DEAD_LETTER_TOPIC = google_pubsub_topic.dead_letters.name
+    SANDRUN_SUBSCRIPTION      = google_pubsub_subscription.dispatcher.name
+    SANDRUN_SESSION_TTL       = "${var.session_ttl_hours}h"
+    SANDRUN_LOG_LEVEL         = var.log_level
+  }
+
+  # The executor's own settings (internal/system.HostConfig.DefineHost).
+  executor_env = merge(local.common_env, {
+    SANDRUN_IDLE_TIMEOUT        = "${var.idle_timeout_seconds}s"
+    SANDRUN_LEASE_TTL           = "${var.lease_ttl_seconds}s"
+    SANDRUN_CHECKPOINT_INTERVAL = "${var.checkpoint_interval_seconds}s"
+    SANDRUN_WORKSPACE           = "/workspace"
+  })
+
+  dispatcher_env = merge(local.common_env, {
+    SANDRUN_MAX_OUTSTANDING = tostring(var.dispatcher_max_outstanding)
+  })
+
+  reaper_env = local.common_env
+
+  # IAM condition pieces. Object names in conditions are
+  # projects/_/buckets/BUCKET/objects/NAME; a list request is checked on the
+  # bucket, with the prefix it asks for as an API attribute.
+  objects_prefix = "projects/_/buckets/${google_storage_bucket.sessions.name}/objects/sessions/"
+  sessions_objects_condition = join(" || ", [
+    "resource.name.startsWith(\"${local.objects_prefix}\")",
+    "(resource.type == \"storage.googleapis.com/Bucket\" && api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\").startsWith(\"sessions/\"))",
+  ])
+  firestore_condition = "resource.name == \"projects/${var.project}/databases/${google_firestore_database.sessions.name}\""
+}

@@ -1,0 +1,185 @@
+# The three programs on Cloud Run.
+
+# The sandbox: one execution hosts one session. The dispatcher and the
+# reaper start executions with RunJob, overriding SANDRUN_SESSION_ID and
+# SANDRUN_LAUNCH_ID.
+resource "google_cloud_run_v2_job" "executor" {
+  name                = local.names.executor_job
+  location            = var.region
+  deletion_protection = var.deletion_protection
+
+  template {
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account = google_service_account.executor.email
+      timeout         = "${var.executor_task_timeout_hours * 3600}s"
+
+      # A failed host is not retried by Cloud Run: the reaper answers its
+      # running request HOST_LOST (never re-running it) and launches a new
+      # host for queued ones.
+      max_retries = 0
+
+      # The second generation runs a full Linux kernel interface (job
+      # control, /proc, background processes), which user commands expect.
+      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
+
+      containers {
+        name  = "executor"
+        image = local.images.executor
+
+        resources {
+          limits = {
+            cpu    = var.executor_cpu
+            memory = var.executor_memory
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.executor_env
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.apis,
+    google_project_iam_member.executor_firestore,
+    google_storage_bucket_iam_member.executor_objects,
+    google_pubsub_topic_iam_member.executor_completions,
+  ]
+}
+
+# The dispatcher pulls; it serves no HTTP, so it runs as a worker pool (Cloud
+# Run's resource for pull-based work, in beta in provider 6.50) with a fixed
+# number of instances and CPU always allocated.
+resource "google_cloud_run_v2_worker_pool" "dispatcher" {
+  name                = local.names.dispatcher_pool
+  location            = var.region
+  launch_stage        = "BETA"
+  deletion_protection = var.deletion_protection
+
+  scaling {
+    scaling_mode          = "MANUAL"
+    manual_instance_count = var.dispatcher_instances
+  }
+
+  template {
+    service_account = google_service_account.dispatcher.email
+
+    containers {
+      name  = "dispatcher"
+      image = local.images.dispatcher
+
+      resources {
+        limits = {
+          cpu    = var.dispatcher_cpu
+          memory = var.dispatcher_memory
+        }
+      }
+
+      dynamic "env" {
+        for_each = local.dispatcher_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+    }
+  }
+
+  # Without its grants the dispatcher would start, fail to pull and restart
+  # until IAM caught up.
+  depends_on = [
+    google_project_service.apis,
+    google_pubsub_subscription_iam_member.dispatcher_requests,
+    google_pubsub_topic_iam_member.dispatcher_publishes,
+    google_project_iam_member.dispatcher_firestore,
+    google_storage_bucket_iam_member.dispatcher_objects,
+    google_cloud_run_v2_job_iam_member.dispatcher_launches,
+  ]
+}
+
+# The reaper makes one pass per execution (--once), started by Cloud
+# Scheduler.
+resource "google_cloud_run_v2_job" "reaper" {
+  name                = local.names.reaper_job
+  location            = var.region
+  deletion_protection = var.deletion_protection
+
+  template {
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account = google_service_account.reaper.email
+      timeout         = "${var.reaper_timeout_seconds}s"
+
+      # The next scheduled pass is the retry.
+      max_retries = 0
+
+      containers {
+        name  = "reaper"
+        image = local.images.reaper
+        args  = ["--once"]
+
+        resources {
+          limits = {
+            cpu    = "1"
+            memory = var.reaper_memory
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.reaper_env
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.apis,
+    google_pubsub_topic_iam_member.reaper_completions,
+    google_project_iam_member.reaper_firestore,
+    google_storage_bucket_iam_member.reaper_objects,
+    google_cloud_run_v2_job_iam_member.reaper_launches,
+    google_cloud_run_v2_job_iam_member.reaper_lists,
+  ]
+}
+
+# Runs the reaper job through the Cloud Run Admin API as the reaper's own
+# service account, which may run that one job.
+resource "google_cloud_scheduler_job" "reaper" {
+  name             = local.names.reaper_job
+  region           = var.region
+  description      = "One sandrun reaper pass: HOST_LOST answers, relaunches, lost publishes, stale sessions, orphaned executions."
+  schedule         = var.reaper_schedule
+  time_zone        = "Etc/UTC"
+  attempt_deadline = "60s"
+
+  # A missed pass is made up by the next one.
+  retry_config {
+    retry_count = 0
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = "https://run.googleapis.com/v2/projects/${var.project}/locations/${var.region}/jobs/${google_cloud_run_v2_job.reaper.name}:run"
+
+    oauth_token {
+      service_account_email = google_service_account.reaper.email
+      scope                 = "https://www.googleapis.com/auth/cloud-platform"
+    }
+  }
+
+  depends_on = [google_cloud_run_v2_job_iam_member.reaper_runs_reaper]
+}

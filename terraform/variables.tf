@@ -1,0 +1,295 @@
+# Inputs of a sandrun deployment. Only project and image_tag have no default;
+# every other default matches the programs' own defaults (`sandrun <program>
+# --help`), so that a backend using sandrun's default names needs no flags.
+
+variable "project" {
+  type        = string
+  description = "Google Cloud project to deploy into. A project of its own is best: some grants (Firestore, temporary subscriptions) cannot be narrower than the project."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the Cloud Run workloads, the bucket, the image repository and the scheduler."
+  default     = "us-central1"
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name. The default, sandrun, gives the names the programs use by default (sandrun-requests, sandrun-executor, ...)."
+  default     = "sandrun"
+
+  validation {
+    # Service account ids are at most 30 characters and the longest suffix
+    # is "-dispatcher".
+    condition     = can(regex("^[a-z][a-z0-9-]{0,17}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2 to 19 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every resource that takes labels."
+  default     = {}
+}
+
+# --- images -----------------------------------------------------------------
+
+variable "image_tag" {
+  type        = string
+  description = "Tag of the images that deploy/cloudbuild.yaml pushed (its _TAG substitution), such as a commit hash. Cloud Run resolves a tag once, when a revision or job is deployed, so every release needs a new tag."
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a Docker tag other than latest: a moving tag would not roll out."
+  }
+}
+
+variable "dispatcher_image" {
+  type        = string
+  description = "Full reference of the dispatcher image; null means REGION-docker.pkg.dev/PROJECT/NAME_PREFIX/dispatcher:IMAGE_TAG."
+  default     = null
+}
+
+variable "reaper_image" {
+  type        = string
+  description = "Full reference of the reaper image; null means REGION-docker.pkg.dev/PROJECT/NAME_PREFIX/reaper:IMAGE_TAG."
+  default     = null
+}
+
+variable "executor_image" {
+  type        = string
+  description = "Full reference of the executor (sandbox) image; null means REGION-docker.pkg.dev/PROJECT/NAME_PREFIX/executor:IMAGE_TAG."
+  default     = null
+}
+
+# --- state --------------------------------------------------------------------
+
+variable "bucket_name" {
+  type        = string
+  description = "Name of the bucket of the sessions' checkpoints and outputs; null means PROJECT-NAME_PREFIX-sessions."
+  default     = null
+}
+
+variable "state_retention_days" {
+  type        = number
+  description = "Age in days after which Cloud Storage deletes any object under sessions/ (checkpoints, outputs, logs). Must cover session_ttl_hours."
+  default     = 7
+
+  validation {
+    condition     = var.state_retention_days >= 1 && floor(var.state_retention_days) == var.state_retention_days
+    error_message = "state_retention_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "firestore_location" {
+  type        = string
+  description = "Location of the Firestore database (a region such as us-central1, or a multi-region such as nam5); null means var.region."
+  default     = null
+}
+
+variable "bucket_force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete the sessions bucket with its objects in it."
+  default     = false
+}
+
+variable "deletion_protection" {
+  type        = bool
+  description = "Refuse to destroy the Cloud Run job, worker pool and reaper through Terraform. They hold no state, so the default allows it."
+  default     = false
+}
+
+# --- sessions and hosts -------------------------------------------------------
+
+variable "session_ttl_hours" {
+  type        = number
+  description = "Hours an idle session lives before the reaper destroys it (SANDRUN_SESSION_TTL); Firestore's TTL removes its documents after that."
+  default     = 168
+
+  validation {
+    condition     = var.session_ttl_hours >= 1 && floor(var.session_ttl_hours) == var.session_ttl_hours
+    error_message = "session_ttl_hours must be a whole number of hours, at least 1."
+  }
+}
+
+variable "idle_timeout_seconds" {
+  type        = number
+  description = "Seconds a host without requests and without background processes waits before it checkpoints and exits (SANDRUN_IDLE_TIMEOUT)."
+  default     = 120
+
+  validation {
+    condition     = var.idle_timeout_seconds >= 5
+    error_message = "idle_timeout_seconds must be at least 5."
+  }
+}
+
+variable "lease_ttl_seconds" {
+  type        = number
+  description = "Seconds a host's lease lasts unrenewed (SANDRUN_LEASE_TTL). A dead host's running requests are answered HOST_LOST by the first reaper pass after it."
+  default     = 15
+
+  validation {
+    condition     = var.lease_ttl_seconds >= 5
+    error_message = "lease_ttl_seconds must be at least 5."
+  }
+}
+
+variable "checkpoint_interval_seconds" {
+  type        = number
+  description = "Seconds between checkpoints of a busy host (SANDRUN_CHECKPOINT_INTERVAL)."
+  default     = 60
+
+  validation {
+    condition     = var.checkpoint_interval_seconds >= 10
+    error_message = "checkpoint_interval_seconds must be at least 10."
+  }
+}
+
+variable "executor_cpu" {
+  type        = string
+  description = "CPU limit of one sandbox (one session host), in Cloud Run units: 1, 2, 4, 6 or 8."
+  default     = "2"
+
+  validation {
+    condition     = contains(["1", "2", "4", "6", "8"], var.executor_cpu)
+    error_message = "executor_cpu must be 1, 2, 4, 6 or 8."
+  }
+}
+
+variable "executor_memory" {
+  type        = string
+  description = "Memory limit of one sandbox. Cloud Run's file system is in memory, so the workspace counts against it: leave room for sandrun's 500 MB files."
+  default     = "4Gi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.executor_memory))
+    error_message = "executor_memory must be a quantity in Mi or Gi, such as 4Gi."
+  }
+}
+
+variable "executor_task_timeout_hours" {
+  type        = number
+  description = "Hours one host may live before Cloud Run stops it; a later request starts a new host from the last checkpoint. Cloud Run allows at most 24."
+  default     = 24
+
+  validation {
+    condition     = var.executor_task_timeout_hours >= 1 && var.executor_task_timeout_hours <= 24
+    error_message = "executor_task_timeout_hours must be between 1 and 24."
+  }
+}
+
+variable "max_hosts" {
+  type        = number
+  description = "Session hosts (running executions of the executor job) above which the hosts alert fires. Cloud Run has no per-job cap to set: the hard limit is the region's 1000 running executions per project."
+  default     = 100
+
+  validation {
+    condition     = var.max_hosts >= 1 && var.max_hosts <= 1000
+    error_message = "max_hosts must be between 1 and 1000 (Cloud Run's limit of running executions per project and region)."
+  }
+}
+
+# --- dispatcher and reaper ----------------------------------------------------
+
+variable "dispatcher_instances" {
+  type        = number
+  description = "Dispatcher instances. Each pulls with streaming pull; Pub/Sub keeps each session's requests in order across them."
+  default     = 1
+
+  validation {
+    condition     = var.dispatcher_instances >= 1
+    error_message = "dispatcher_instances must be at least 1: without a dispatcher no request is served."
+  }
+}
+
+variable "dispatcher_max_outstanding" {
+  type        = number
+  description = "Messages one dispatcher holds at once (SANDRUN_MAX_OUTSTANDING)."
+  default     = 200
+}
+
+variable "dispatcher_cpu" {
+  type        = string
+  description = "CPU limit of one dispatcher instance."
+  default     = "1"
+}
+
+variable "dispatcher_memory" {
+  type        = string
+  description = "Memory limit of one dispatcher instance."
+  default     = "512Mi"
+}
+
+variable "reaper_schedule" {
+  type        = string
+  description = "Cron schedule (UTC) of the reaper's passes. Every minute is Cloud Scheduler's finest; it bounds how late HOST_LOST answers, relaunches and re-publishes come."
+  default     = "* * * * *"
+}
+
+variable "reaper_timeout_seconds" {
+  type        = number
+  description = "Seconds one reaper pass may take before Cloud Run stops it."
+  default     = 300
+}
+
+variable "reaper_memory" {
+  type        = string
+  description = "Memory limit of the reaper."
+  default     = "512Mi"
+}
+
+variable "log_level" {
+  type        = string
+  description = "Log level of every program (SANDRUN_LOG_LEVEL)."
+  default     = "info"
+
+  validation {
+    condition     = contains(["debug", "info", "warn", "error"], var.log_level)
+    error_message = "log_level must be debug, info, warn or error."
+  }
+}
+
+# --- backend --------------------------------------------------------------------
+
+variable "backend_temporary_subscriptions" {
+  type        = bool
+  description = "Let the backend service account create, read and delete its own subscriptions to the completions topic, as sandrun's Go client and `sandrun exec` do. Pub/Sub has no IAM conditions, so this is granted on the project: see docs/deploy.md."
+  default     = true
+}
+
+variable "backend_impersonators" {
+  type        = list(string)
+  description = "Principals (user:..., group:..., serviceAccount:...) allowed to act as the backend service account, for example to run `sandrun exec` with the backend's rights."
+  default     = []
+}
+
+# --- alerts -----------------------------------------------------------------------
+
+variable "notification_channels" {
+  type        = list(string)
+  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts notify. Empty: incidents only show in the console."
+  default     = []
+}
+
+variable "success_rate_objective" {
+  type        = number
+  description = "Fraction of requests a host must answer with status ok over 10 minutes; below it the success-rate alert fires."
+  default     = 0.995
+
+  validation {
+    condition     = var.success_rate_objective > 0 && var.success_rate_objective < 1
+    error_message = "success_rate_objective must be between 0 and 1."
+  }
+}
+
+variable "dispatch_latency_p99_seconds" {
+  type        = number
+  description = "p99 of the dispatcher's handling of a request (validate, enqueue, launch) above which the latency alert fires."
+  default     = 5
+}
+
+variable "error_logs_per_minute" {
+  type        = number
+  description = "ERROR log entries per minute from sandrun's programs above which the error-rate alert fires."
+  default     = 5
+}
