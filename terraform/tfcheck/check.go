@@ -61,7 +61,20 @@ func CheckDir(dir string, schema *Schema) ([]Diagnostic, error) {
 		files[name] = src
 		diags = append(diags, CheckFormat(name, src)...)
 	}
-	return append(diags, CheckModule(files, schema)...), nil
+	diags = append(diags, CheckModule(files, schema)...)
+	sortDiagnostics(diags)
+	return diags, nil
+}
+
+// sortDiagnostics orders diagnostics by file and position.
+func sortDiagnostics(diags []Diagnostic) {
+	sort.SliceStable(diags, func(i, j int) bool {
+		a, b := diags[i].Range, diags[j].Range
+		if a.Filename != b.Filename {
+			return a.Filename < b.Filename
+		}
+		return a.Start.Byte < b.Start.Byte
+	})
 }
 
 // CheckModule checks the meaning of one module, given as file name to
@@ -112,13 +125,7 @@ func CheckModule(files map[string][]byte, schema *Schema) []Diagnostic {
 	}
 	m.checkCycles()
 	m.checkUnused()
-	sort.SliceStable(m.diags, func(i, j int) bool {
-		a, b := m.diags[i].Range, m.diags[j].Range
-		if a.Filename != b.Filename {
-			return a.Filename < b.Filename
-		}
-		return a.Start.Byte < b.Start.Byte
-	})
+	sortDiagnostics(m.diags)
 	return m.diags
 }
 
