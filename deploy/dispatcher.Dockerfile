@@ -1,0 +1,29 @@
+# The dispatcher: a static Go binary on an empty base, run as a non-root user.
+#
+#   docker build -f deploy/dispatcher.Dockerfile -t dispatcher .    (from the repository root)
+#
+# Bases are pinned by exact version tag (see docs/deploy.md, "Images");
+# scratch is no image at all.
+
+FROM golang:1.26.8 AS build
+WORKDIR /src
+# Modules first, so that a source change reuses the downloaded modules.
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+# CGO_ENABLED=0: a static binary that needs no libc in the final image.
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/dispatcher ./cmd/dispatcher \
+    && mkdir -p /out/tmp && chmod 1777 /out/tmp
+
+FROM scratch
+# The Google clients need CA certificates for TLS; the Go runtime wants a
+# writable /tmp.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /out/tmp /tmp
+COPY --from=build /out/dispatcher /dispatcher
+# 65532 is the conventional "nonroot" id of distroless images; the empty base
+# has no passwd file, and none is needed.
+USER 65532:65532
+# Exec form: the dispatcher is PID 1 and gets SIGTERM itself, to stop pulling
+# and finish the messages in hand.
+ENTRYPOINT ["/dispatcher"]

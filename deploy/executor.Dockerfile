@@ -1,0 +1,72 @@
+# The sandbox: the image of the executor job. One container hosts one
+# session; the executor runs the session's commands in it with bash, as the
+# same unprivileged user (uid 1000), so that the files a checkpoint restores
+# belong to the user who runs the next command.
+#
+#   docker build -f deploy/executor.Dockerfile -t executor .    (from the repository root)
+#
+# What it holds and why, and its size: docs/deploy.md, "Images". Bases are
+# pinned by exact version tag.
+
+FROM golang:1.26.8 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/executor ./cmd/executor
+
+# Node's official image on Debian 12: Node.js 22 (LTS) with npm, where
+# Debian's own nodejs is 18 (end of life). Its user "node" is uid 1000.
+FROM node:22.12.0-bookworm-slim
+
+# The C toolchain. build-essential (gcc, g++, make, libc headers) is about
+# half of what this layer adds; build with
+# --build-arg TOOLCHAIN="gcc libc6-dev make" for a C-only toolchain.
+ARG TOOLCHAIN=build-essential
+
+# Manuals, info pages and translations are a fifth of the installed size of
+# the packages below and no command needs them.
+RUN printf '%s\n' \
+        'path-exclude=/usr/share/doc/*' \
+        'path-include=/usr/share/doc/*/copyright' \
+        'path-exclude=/usr/share/man/*' \
+        'path-exclude=/usr/share/info/*' \
+        'path-exclude=/usr/share/locale/*' \
+        'path-include=/usr/share/locale/locale.alias' \
+        > /etc/dpkg/dpkg.cfg.d/01-sandbox-nodoc
+
+# What agents' commands expect to find. tini is PID 1: it forwards Cloud
+# Run's SIGTERM to the executor and reaps the orphaned processes that
+# background jobs leave behind.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        bash \
+        ca-certificates \
+        coreutils \
+        curl \
+        git \
+        jq \
+        less \
+        procps \
+        python3 \
+        python3-venv \
+        tini \
+        unzip \
+        xz-utils \
+        ${TOOLCHAIN} \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/* \
+    && rm -rf /opt/yarn-* /usr/local/bin/yarn /usr/local/bin/yarnpkg
+
+# uid 1000 is named sandbox; /workspace is the session's working tree,
+# saved by checkpoints.
+RUN groupmod --new-name sandbox node \
+    && usermod --login sandbox --home /home/sandbox --move-home node \
+    && mkdir /workspace \
+    && chown 1000:1000 /workspace
+
+COPY --from=build /out/executor /usr/local/bin/executor
+
+ENV SANDRUN_WORKSPACE=/workspace
+WORKDIR /workspace
+USER 1000:1000
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/executor"]
