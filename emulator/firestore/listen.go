@@ -106,8 +106,12 @@ func (s *Server) Listen(stream pb.Firestore_ListenServer) error {
 	}
 	defer s.removeStream(ls)
 	ctx := stream.Context()
+	// The receiver cannot be waited for: gRPC unblocks its Recv only once
+	// this handler has returned. quit lets it exit without a reader.
 	reqs := make(chan *pb.ListenRequest)
 	recvErr := make(chan error, 1)
+	quit := make(chan struct{})
+	defer close(quit)
 	go func() {
 		for {
 			req, err := stream.Recv()
@@ -117,7 +121,7 @@ func (s *Server) Listen(stream pb.Firestore_ListenServer) error {
 			}
 			select {
 			case reqs <- req:
-			case <-ctx.Done():
+			case <-quit:
 				return
 			}
 		}
