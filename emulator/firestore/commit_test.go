@@ -325,3 +325,48 @@ func TestBulkWriter(t *testing.T) {
 		t.Fatalf("%d documents after bulk write, want 10", len(refs))
 	}
 }
+
+func TestReadTime(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	d := e.client.Doc("rt/d")
+	wr1, err := d.Set(ctx, map[string]any{"v": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Set(ctx, map[string]any{"v": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Doc("rt/e").Set(ctx, map[string]any{"v": 3}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := e.client.Doc("rt/d").WithReadOptions(fs.ReadTime(wr1.UpdateTime)).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Data()["v"] != int64(1) {
+		t.Fatalf("read at %v: %v", wr1.UpdateTime, old.Data())
+	}
+	q := e.client.Collection("rt").Query
+	snaps, err := q.WithReadOptions(fs.ReadTime(wr1.UpdateTime)).Documents(ctx).GetAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snaps) != 1 || snaps[0].Data()["v"] != int64(1) {
+		t.Fatalf("query at read time returned %d documents", len(snaps))
+	}
+	_, err = e.client.Doc("rt/d").WithReadOptions(fs.ReadTime(wr1.UpdateTime.Add(-time.Hour))).Get(ctx)
+	wantCode(t, err, codes.FailedPrecondition)
+
+	// GetDocument, which the high-level client does not use.
+	g := e.gapic(t)
+	doc, err := g.GetDocument(ctx, &pb.GetDocumentRequest{Name: d.Path, Mask: &pb.DocumentMask{FieldPaths: []string{"v"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Fields["v"].GetIntegerValue() != 2 {
+		t.Fatalf("GetDocument: %v", doc)
+	}
+	_, err = g.GetDocument(ctx, &pb.GetDocumentRequest{Name: dbPath + "/documents/rt/missing"})
+	wantCode(t, err, codes.NotFound)
+}

@@ -130,15 +130,25 @@ func (s *Server) Listen(stream pb.Firestore_ListenServer) error {
 	targets := map[int32]*watchTarget{}
 	var pending []*pb.ListenResponse // target changes to send before the next sync
 	dirty := false
+	var synced int64 // the version the client's targets are up to date with
+	touches := func(name string) bool {
+		for _, wt := range targets {
+			if wt.touches(name) {
+				return true
+			}
+		}
+		return false
+	}
 	for {
 		s.store.mu.RLock()
 		changed := s.store.changed
 		s.store.mu.RUnlock()
 		if dirty || len(pending) > 0 {
-			if err := s.sync(stream, targets, pending); err != nil {
+			v, err := s.sync(stream, targets, pending)
+			if err != nil {
 				return err
 			}
-			pending, dirty = nil, false
+			pending, dirty, synced = nil, false, v
 		}
 		select {
 		case req := <-reqs:
@@ -149,7 +159,9 @@ func (s *Server) Listen(stream pb.Firestore_ListenServer) error {
 			pending = append(pending, msgs...)
 			dirty = true
 		case <-changed:
-			dirty = len(targets) > 0
+			// Re-evaluate targets only for commits that touched them;
+			// otherwise the client is as current at the latest version.
+			dirty, synced = s.store.changedSince(synced, touches)
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
 				return nil // the client closed its side: it has stopped listening
@@ -271,6 +283,15 @@ func (s *Server) addTarget(db string, t *pb.Target, targets map[int32]*watchTarg
 	return msgs, nil
 }
 
+// touches reports whether a change to document name can change the
+// target's results.
+func (wt *watchTarget) touches(name string) bool {
+	if wt.query != nil {
+		return wt.query.inScope(name)
+	}
+	return slices.Contains(wt.docs, name)
+}
+
 // results returns the target's documents at version v, as sent to clients.
 // Callers hold st.mu.
 func (wt *watchTarget) results(st *store, v int64) []*pb.Document {
@@ -336,7 +357,7 @@ func (wt *watchTarget) diff(st *store, v int64, readTime *timestamppb.Timestamp,
 // sync sends pending target changes, then every target's changes up to
 // the latest version, then the global NO_CHANGE that lets the client show
 // a consistent snapshot.
-func (s *Server) sync(stream pb.Firestore_ListenServer, targets map[int32]*watchTarget, pending []*pb.ListenResponse) error {
+func (s *Server) sync(stream pb.Firestore_ListenServer, targets map[int32]*watchTarget, pending []*pb.ListenResponse) (int64, error) {
 	st := s.store
 	st.mu.RLock()
 	v := st.version
@@ -361,7 +382,7 @@ func (s *Server) sync(stream pb.Firestore_ListenServer, targets map[int32]*watch
 	}
 	st.mu.RUnlock()
 	if !changed {
-		return nil
+		return v, nil
 	}
 	msgs = append(msgs, &pb.ListenResponse{ResponseType: &pb.ListenResponse_TargetChange{TargetChange: &pb.TargetChange{
 		TargetChangeType: pb.TargetChange_NO_CHANGE,
@@ -370,10 +391,10 @@ func (s *Server) sync(stream pb.Firestore_ListenServer, targets map[int32]*watch
 	}}})
 	for _, m := range msgs {
 		if err := stream.Send(m); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return v, nil
 }
 
 func targetChange(kind pb.TargetChange_TargetChangeType, id int32, readTime *timestamppb.Timestamp) *pb.ListenResponse {

@@ -187,7 +187,6 @@ func (s *store) prune(now time.Time) {
 	}
 	dropped := s.commits[:i-1]
 	floor := s.commits[i-1].version
-	s.commits = append([]commitRecord(nil), s.commits[i-1:]...)
 	for _, c := range dropped {
 		for _, name := range c.names {
 			h := s.docs[name]
@@ -204,4 +203,27 @@ func (s *store) prune(now time.Time) {
 			}
 		}
 	}
+	// Reslicing (not copying) keeps pruning cheap; append reallocates the
+	// array now and then, which frees the dropped prefix.
+	clear(dropped)
+	s.commits = s.commits[i-1:]
+}
+
+// changedSince reports whether a commit after version from changed a
+// document that touches reports as relevant, and the latest version.
+// When the history no longer reaches back to from it answers true.
+func (s *store) changedSince(from int64, touches func(name string) bool) (bool, int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if from < s.floor() {
+		return true, s.version
+	}
+	for v := from + 1; v <= s.version; v++ {
+		for _, name := range s.commits[v-s.floor()].names {
+			if touches(name) {
+				return true, s.version
+			}
+		}
+	}
+	return false, s.version
 }
