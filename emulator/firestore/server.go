@@ -73,10 +73,16 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 	pb.RegisterFirestoreServer(r, s)
 }
 
+// closeWait bounds how long Close waits for Listen handlers. A handler
+// blocked sending to a client that stopped reading cannot notice Close;
+// stopping the gRPC server ends it.
+const closeWait = 5 * time.Second
+
 // Close ends open Listen streams (with Unavailable, so clients reconnect
-// elsewhere or give up) and waits for their handlers to return. Other RPCs
-// are not affected; stop the gRPC server to end those. Close is safe to
-// call more than once.
+// elsewhere or give up) and waits for their handlers to return, up to a
+// few seconds for a handler stuck sending to a client that does not read.
+// Other RPCs are not affected; stop the gRPC server to end those. Close is
+// safe to call more than once. The server has no other goroutines.
 func (s *Server) Close() {
 	s.mu.Lock()
 	if !s.closed {
@@ -84,7 +90,17 @@ func (s *Server) Close() {
 		close(s.done)
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
+	ended := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(ended)
+	}()
+	timer := time.NewTimer(closeWait)
+	defer timer.Stop()
+	select {
+	case <-ended:
+	case <-timer.C:
+	}
 }
 
 func timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
