@@ -331,7 +331,7 @@ func (h *Host) serveItem(ctx context.Context, queued *session.Item) (destroyed b
 	var req api.Request
 	// Until a command runs to an end, nothing has an exit code.
 	c := &api.Completion{RequestID: item.RequestID, SessionID: item.SessionID, Op: api.Op(item.Op), Status: api.StatusOK, ExecutionID: h.cfg.Execution, ExitCode: -1}
-	if err := json.Unmarshal([]byte(item.Request), &req); err != nil {
+	if err := json.Unmarshal(item.Request, &req); err != nil {
 		c.Fail(api.CodeInternal, "the recorded request could not be decoded: "+err.Error())
 	}
 	c.ColdStart = item.AcceptedAt.Before(h.lease.Acquired)

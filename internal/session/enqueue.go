@@ -73,7 +73,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		now := s.now()
 		item := Item{
 			RequestID: req.RequestID, SessionID: req.SessionID, Op: string(req.Op),
-			Request: string(raw), Traceparent: traceparent, AcceptedAt: now,
+			Request: raw, Traceparent: traceparent, AcceptedAt: now,
 			ExpireAt: now.Add(s.cfg.TTL),
 		}
 
@@ -179,7 +179,7 @@ func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item
 			return nil
 		}
 		now := s.now()
-		item = Item{RequestID: c.RequestID, SessionID: c.SessionID, Op: string(c.Op), Request: string(raw), AcceptedAt: now, ExpireAt: now.Add(s.cfg.TTL)}
+		item = Item{RequestID: c.RequestID, SessionID: c.SessionID, Op: string(c.Op), Request: raw, AcceptedAt: now, ExpireAt: now.Add(s.cfg.TTL)}
 		var acc Accepted
 		if err := s.answer(tx, ref, &item, c, &acc); err != nil {
 			return err

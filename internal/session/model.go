@@ -142,8 +142,9 @@ type Item struct {
 	Op        string `firestore:"op"`
 	Seq       int64  `firestore:"seq"`
 	Status    string `firestore:"status"`
-	// Request is the request's JSON as received.
-	Request string `firestore:"request"`
+	// Request is the request's JSON as received (bytes: a rejected one
+	// need not be valid UTF-8).
+	Request []byte `firestore:"request"`
 	// Traceparent is the request's trace context, if any.
 	Traceparent string    `firestore:"traceparent"`
 	AcceptedAt  time.Time `firestore:"accepted_at"`
