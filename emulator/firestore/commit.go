@@ -2,6 +2,7 @@ package firestore
 
 import (
 	"context"
+	"crypto/rand"
 
 	"math"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -373,24 +375,27 @@ func (s *Server) Commit(ctx context.Context, req *pb.CommitRequest) (*pb.CommitR
 	if err := ctx.Err(); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
-	return s.commit(writes, tx)
+	resp, _, err := s.commit(writes, tx)
+	return resp, err
 }
 
 // commit applies writes as one new version, after checking that tx (if
 // any) read nothing that has changed since. Holding the store lock for the
-// whole check-and-apply makes commits atomic and serializable.
-func (s *Server) commit(writes []*write, tx *txn) (*pb.CommitResponse, error) {
+// whole check-and-apply makes commits atomic and serializable. It also
+// returns each written document as the commit left it (nil if deleted).
+func (s *Server) commit(writes []*write, tx *txn) (*pb.CommitResponse, map[string]*pb.Document, error) {
 	st := s.store
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if tx != nil && !tx.readOnly {
 		if err := tx.validate(st); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	t := st.nextCommitTime()
 	ts := timestamppb.New(t)
 	pending := map[string]*pb.Document{}
+	final := map[string]*pb.Document{}
 	results := make([]*pb.WriteResult, len(writes))
 	for i, w := range writes {
 		old, ok := pending[w.name]
@@ -398,15 +403,16 @@ func (s *Server) commit(writes []*write, tx *txn) (*pb.CommitResponse, error) {
 			old, _ = st.get(w.name, st.version)
 		}
 		if err := checkPrecondition(w, old); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		doc, transformResults, err := applyWrite(w, old, t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if doc != old {
 			pending[w.name] = doc
 		}
+		final[w.name] = doc
 		wr := &pb.WriteResult{UpdateTime: ts, TransformResults: transformResults}
 		if doc != nil {
 			wr.UpdateTime = doc.UpdateTime
@@ -414,7 +420,7 @@ func (s *Server) commit(writes []*write, tx *txn) (*pb.CommitResponse, error) {
 		results[i] = wr
 	}
 	st.install(pending, t)
-	return &pb.CommitResponse{WriteResults: results, CommitTime: ts}, nil
+	return &pb.CommitResponse{WriteResults: results, CommitTime: ts}, final, nil
 }
 
 // BatchWrite applies each write on its own, not atomically, and reports a
@@ -432,7 +438,7 @@ func (s *Server) BatchWrite(ctx context.Context, req *pb.BatchWriteRequest) (*pb
 		var res *pb.CommitResponse
 		pw, err := parseWrite(db, w)
 		if err == nil {
-			res, err = s.commit([]*write{pw}, nil)
+			res, _, err = s.commit([]*write{pw}, nil)
 		}
 		if err != nil {
 			resp.WriteResults = append(resp.WriteResults, &pb.WriteResult{})
@@ -443,4 +449,95 @@ func (s *Server) BatchWrite(ctx context.Context, req *pb.BatchWriteRequest) (*pb
 		resp.Status = append(resp.Status, &spb.Status{Code: int32(codes.OK)})
 	}
 	return resp, nil
+}
+
+// CreateDocument creates one document, with a generated ID if none is
+// given.
+func (s *Server) CreateDocument(ctx context.Context, req *pb.CreateDocumentRequest) (*pb.Document, error) {
+	db, err := parseParent(req.GetParent())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID(req.GetCollectionId()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid collection_id %q: %s", req.GetCollectionId(), err)
+	}
+	id := req.GetDocumentId()
+	if id == "" {
+		id = autoID()
+	}
+	name := req.GetParent() + "/" + req.GetCollectionId() + "/" + id
+	w := &pb.Write{
+		Operation:       &pb.Write_Update{Update: &pb.Document{Name: name, Fields: req.GetDocument().GetFields()}},
+		CurrentDocument: &pb.Precondition{ConditionType: &pb.Precondition_Exists{Exists: false}},
+	}
+	return s.writeOne(ctx, db, w, req.GetMask())
+}
+
+// UpdateDocument updates (or creates) one document.
+func (s *Server) UpdateDocument(ctx context.Context, req *pb.UpdateDocumentRequest) (*pb.Document, error) {
+	if req.GetDocument() == nil {
+		return nil, status.Error(codes.InvalidArgument, "document is missing")
+	}
+	db, err := parseDocumentName(req.GetDocument().GetName())
+	if err != nil {
+		return nil, err
+	}
+	w := &pb.Write{
+		Operation:       &pb.Write_Update{Update: req.GetDocument()},
+		UpdateMask:      req.GetUpdateMask(),
+		CurrentDocument: req.GetCurrentDocument(),
+	}
+	return s.writeOne(ctx, db, w, req.GetMask())
+}
+
+// DeleteDocument deletes one document.
+func (s *Server) DeleteDocument(ctx context.Context, req *pb.DeleteDocumentRequest) (*emptypb.Empty, error) {
+	db, err := parseDocumentName(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	w := &pb.Write{Operation: &pb.Write_Delete{Delete: req.GetName()}, CurrentDocument: req.GetCurrentDocument()}
+	pw, err := parseWrite(db, w)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	if _, _, err := s.commit([]*write{pw}, nil); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// writeOne commits a single write and returns the document it left,
+// restricted to mask.
+func (s *Server) writeOne(ctx context.Context, db string, w *pb.Write, mask *pb.DocumentMask) (*pb.Document, error) {
+	paths, err := maskPaths(mask)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := parseWrite(db, w)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	_, docs, err := s.commit([]*write{pw}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return masked(docs[pw.name], mask, paths), nil
+}
+
+// autoID returns a 20-character random document ID, like the clients'.
+func autoID() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 20)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
 }

@@ -370,3 +370,36 @@ func TestReadTime(t *testing.T) {
 	_, err = g.GetDocument(ctx, &pb.GetDocumentRequest{Name: dbPath + "/documents/rt/missing"})
 	wantCode(t, err, codes.NotFound)
 }
+
+func TestSingleDocumentRPCs(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	g := e.gapic(t)
+	doc, err := g.CreateDocument(ctx, &pb.CreateDocumentRequest{
+		Parent: dbPath + "/documents", CollectionId: "one",
+		Document: &pb.Document{Fields: map[string]*pb.Value{"a": {ValueType: &pb.Value_IntegerValue{IntegerValue: 1}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.CreateTime == nil || doc.Fields["a"].GetIntegerValue() != 1 || len(relPath(doc.Name)) != len("one/")+20 {
+		t.Fatalf("created %v", doc)
+	}
+	_, err = g.CreateDocument(ctx, &pb.CreateDocumentRequest{Parent: dbPath + "/documents", CollectionId: "one", DocumentId: relPath(doc.Name)[4:], Document: &pb.Document{}})
+	wantCode(t, err, codes.AlreadyExists)
+	upd, err := g.UpdateDocument(ctx, &pb.UpdateDocumentRequest{
+		Document:   &pb.Document{Name: doc.Name, Fields: map[string]*pb.Value{"b": {ValueType: &pb.Value_StringValue{StringValue: "x"}}}},
+		UpdateMask: &pb.DocumentMask{FieldPaths: []string{"b"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(upd.Fields) != 2 {
+		t.Fatalf("merged update left %v", upd.Fields)
+	}
+	if err := g.DeleteDocument(ctx, &pb.DeleteDocumentRequest{Name: doc.Name}); err != nil {
+		t.Fatal(err)
+	}
+	err = g.DeleteDocument(ctx, &pb.DeleteDocumentRequest{Name: doc.Name, CurrentDocument: &pb.Precondition{ConditionType: &pb.Precondition_Exists{Exists: true}}})
+	wantCode(t, err, codes.NotFound)
+}

@@ -13,7 +13,8 @@
 //   - reads: BatchGetDocuments, GetDocument, ListDocuments (with missing
 //     documents), ListCollectionIds, each at the latest version, at a
 //     read_time, or in a transaction (reads.go);
-//   - writes: Commit and BatchWrite with update masks, preconditions
+//   - writes: Commit, BatchWrite and the single-document CreateDocument,
+//     UpdateDocument and DeleteDocument, with update masks, preconditions
 //     (exists, update_time), field transforms (server time, increment,
 //     maximum, minimum, array union and remove), the 1 MiB document limit
 //     counted by Firestore's storage-size rules, and the usual name, field

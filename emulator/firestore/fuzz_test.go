@@ -90,6 +90,15 @@ func call(ctx context.Context, srv *Server, k int, msg proto.Message) error {
 	case *pb.BatchWriteRequest:
 		_, err := srv.BatchWrite(ctx, req)
 		return err
+	case *pb.CreateDocumentRequest:
+		_, err := srv.CreateDocument(ctx, req)
+		return err
+	case *pb.UpdateDocumentRequest:
+		_, err := srv.UpdateDocument(ctx, req)
+		return err
+	case *pb.DeleteDocumentRequest:
+		_, err := srv.DeleteDocument(ctx, req)
+		return err
 	case *pb.ListenRequest:
 		return srv.Listen(&fakeStream[pb.ListenRequest, pb.ListenResponse]{ctx: ctx, reqs: []*pb.ListenRequest{req, req}})
 	}
@@ -109,6 +118,9 @@ var requestKinds = []func() proto.Message{
 	func() proto.Message { return &pb.ListCollectionIdsRequest{} },
 	func() proto.Message { return &pb.BatchWriteRequest{} },
 	func() proto.Message { return &pb.ListenRequest{} },
+	func() proto.Message { return &pb.CreateDocumentRequest{} },
+	func() proto.Message { return &pb.UpdateDocumentRequest{} },
+	func() proto.Message { return &pb.DeleteDocumentRequest{} },
 }
 
 func kindOf(msg proto.Message) int {
@@ -242,6 +254,11 @@ func oddRequests() []proto.Message {
 			TargetType: &pb.Target_Documents{Documents: &pb.Target_DocumentsTarget{Documents: []string{docName, "bad"}}},
 			ResumeType: &pb.Target_ReadTime{}, TargetId: -3}}},
 		&pb.ListenRequest{Database: dbPath, TargetChange: &pb.ListenRequest_RemoveTarget{RemoveTarget: 9}},
+		&pb.CreateDocumentRequest{},
+		&pb.CreateDocumentRequest{Parent: dbPath + "/documents", CollectionId: "c", Mask: &pb.DocumentMask{FieldPaths: []string{"a"}}},
+		&pb.UpdateDocumentRequest{},
+		&pb.UpdateDocumentRequest{Document: &pb.Document{Name: docName}, UpdateMask: &pb.DocumentMask{}},
+		&pb.DeleteDocumentRequest{Name: docName, CurrentDocument: &pb.Precondition{}},
 	}
 }
 
