@@ -30,9 +30,9 @@ resource "google_project_service" "apis" {
   disable_on_destroy = false
 }
 
-# The project number names the Google-managed service agents.
+# The project number names the Google-managed service agents. Reading it
+# needs the Resource Manager API, which docs/deploy.md enables before the
+# first apply.
 data "google_project" "this" {
   project_id = var.project
-
-  depends_on = [google_project_service.apis]
 }

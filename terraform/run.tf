@@ -25,8 +25,9 @@ resource "google_cloud_run_v2_job" "executor" {
       # control, /proc, background processes), which user commands expect.
       execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
 
+      # The container is left unnamed: RunJob's environment overrides
+      # (jobrunner.Launch) name no container, and so apply to the only one.
       containers {
-        name  = "executor"
         image = local.images.executor
 
         resources {
@@ -124,7 +125,6 @@ resource "google_cloud_run_v2_job" "reaper" {
       max_retries = 0
 
       containers {
-        name  = "reaper"
         image = local.images.reaper
         args  = ["--once"]
 

@@ -85,18 +85,20 @@ func TestSchema(t *testing.T) {
 
 // config is the parsed configuration, for the tests of its properties.
 type config struct {
-	t      *testing.T
-	blocks []*hclsyntax.Block
+	t       *testing.T
+	blocks  []*hclsyntax.Block
+	sources map[string][]byte
 }
 
 func parse(t *testing.T) *config {
 	t.Helper()
-	c := &config{t: t}
+	c := &config{t: t, sources: map[string][]byte{}}
 	for _, name := range tfFiles(t) {
 		src, err := os.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)
 		}
+		c.sources[name] = src
 		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 		if diags.HasErrors() {
 			t.Fatalf("%s: %v", name, diags)
@@ -133,9 +135,10 @@ func (c *config) one(typ string, labels ...string) *hclsyntax.Block {
 	return bs[0]
 }
 
-// literal returns the constant value at a path of blocks and an argument,
-// such as "template.template.max_retries".
-func (c *config) literal(b *hclsyntax.Block, path string) cty.Value {
+// attr returns the argument at a path of nested blocks and an argument,
+// such as "template.template.max_retries", taking the first block of each
+// type on the way.
+func (c *config) attr(b *hclsyntax.Block, path string) *hclsyntax.Attribute {
 	c.t.Helper()
 	parts := strings.Split(path, ".")
 	body := b.Body
@@ -156,6 +159,20 @@ func (c *config) literal(b *hclsyntax.Block, path string) cty.Value {
 	if !ok {
 		c.t.Fatalf("%s %v: %s is not set", b.Type, b.Labels, path)
 	}
+	return a
+}
+
+// text returns the source of the expression at path.
+func (c *config) text(b *hclsyntax.Block, path string) string {
+	c.t.Helper()
+	r := c.attr(b, path).Expr.Range()
+	return string(r.SliceBytes(c.sources[r.Filename]))
+}
+
+// literal returns the constant value at path.
+func (c *config) literal(b *hclsyntax.Block, path string) cty.Value {
+	c.t.Helper()
+	a := c.attr(b, path)
 	v, diags := a.Expr.Value(nil)
 	if diags.HasErrors() {
 		c.t.Fatalf("%s %v: %s is not a constant: %v", b.Type, b.Labels, path, diags)
@@ -229,5 +246,125 @@ func TestFilesByConcern(t *testing.T) {
 		if _, err := os.Stat(file); err != nil {
 			t.Errorf("missing %s", file)
 		}
+	}
+}
+
+// TestDeploymentInvariants pins what issue 6 asks of the deployment, so
+// that a later edit cannot quietly drop it.
+func TestDeploymentInvariants(t *testing.T) {
+	c := parse(t)
+	str := func(v cty.Value) string { return v.AsString() }
+
+	sub := c.one("resource", "google_pubsub_subscription", "dispatcher")
+	if !c.literal(sub, "enable_message_ordering").True() {
+		t.Error("the dispatcher's subscription does not deliver in order")
+	}
+	if got := c.text(sub, "dead_letter_policy.dead_letter_topic"); got != "google_pubsub_topic.dead_letters.id" {
+		t.Errorf("dead-letter topic = %s", got)
+	}
+	c.attr(sub, "retry_policy.minimum_backoff")
+	c.attr(sub, "ack_deadline_seconds")
+	if got := str(c.literal(sub, "expiration_policy.ttl")); got != "" {
+		t.Errorf("the dispatcher's subscription expires after %q", got)
+	}
+
+	bucket := c.one("resource", "google_storage_bucket", "sessions")
+	if !c.literal(bucket, "uniform_bucket_level_access").True() {
+		t.Error("the bucket has no uniform bucket-level access")
+	}
+	if got := str(c.literal(bucket, "public_access_prevention")); got != "enforced" {
+		t.Errorf("public access prevention = %q", got)
+	}
+	if got := c.text(bucket, "lifecycle_rule.condition.age"); got != "var.state_retention_days" {
+		t.Errorf("lifecycle age = %s", got)
+	}
+	if got := str(c.literal(bucket, "lifecycle_rule.action.type")); got != "Delete" {
+		t.Errorf("lifecycle action = %q", got)
+	}
+	retention := c.one("variable", "state_retention_days")
+	if got, _ := c.literal(retention, "default").AsBigFloat().Int64(); got != 7 {
+		t.Errorf("state is kept %d days by default, want 7", got)
+	}
+
+	job := c.one("resource", "google_cloud_run_v2_job", "executor")
+	if got, _ := c.literal(job, "template.template.max_retries").AsBigFloat().Int64(); got != 0 {
+		t.Errorf("the executor job retries %d times; the reaper relaunches instead", got)
+	}
+	c.attr(job, "template.template.timeout")
+	if got := c.text(job, "template.template.service_account"); got != "google_service_account.executor.email" {
+		t.Errorf("the executor runs as %s", got)
+	}
+	limits := c.text(job, "template.template.containers.resources.limits")
+	for _, want := range []string{"cpu", "memory"} {
+		if !strings.Contains(limits, want) {
+			t.Errorf("the sandbox has no %s limit", want)
+		}
+	}
+	c.one("resource", "google_cloud_run_v2_worker_pool", "dispatcher")
+	if got := c.text(c.one("resource", "google_cloud_run_v2_job", "reaper"), "template.template.containers.args"); got != `["--once"]` {
+		t.Errorf("the reaper job runs with args %s, want [\"--once\"]", got)
+	}
+	c.one("resource", "google_cloud_scheduler_job", "reaper")
+
+	for _, sa := range []string{"dispatcher", "executor", "reaper", "backend"} {
+		c.one("resource", "google_service_account", sa)
+	}
+
+	// Project-wide grants are the exceptions iam.tf explains; every other
+	// grant is on a resource.
+	allowed := map[string]bool{
+		"dispatcher_firestore": true, "executor_firestore": true, "reaper_firestore": true,
+		"backend_temporary_subscriptions": true, "build_logs": true,
+	}
+	for _, b := range c.all("resource", "google_project_iam_member") {
+		name := b.Labels[1]
+		if !allowed[name] {
+			t.Errorf("google_project_iam_member.%s: a new project-wide grant; grant it on the resource", name)
+		}
+		if strings.HasSuffix(name, "_firestore") {
+			if got := c.text(b, "condition.expression"); got != "local.firestore_condition" {
+				t.Errorf("google_project_iam_member.%s is not narrowed to sandrun's database (%s)", name, got)
+			}
+		}
+	}
+	for _, typ := range []string{"google_project_iam_member", "google_storage_bucket_iam_member", "google_pubsub_topic_iam_member",
+		"google_pubsub_subscription_iam_member", "google_cloud_run_v2_job_iam_member"} {
+		for _, b := range c.all("resource", typ) {
+			role := c.text(b, "role")
+			for _, broad := range []string{"roles/owner", "roles/editor", "roles/datastore.user", "roles/storage.admin", "roles/storage.objectAdmin",
+				"roles/pubsub.admin", "roles/pubsub.editor", "roles/run.admin", "roles/run.developer", "roles/iam."} {
+				if strings.Contains(role, broad) {
+					t.Errorf("%s.%s grants %s", typ, b.Labels[1], role)
+				}
+			}
+		}
+	}
+	for _, name := range []string{"executor_objects", "dispatcher_objects", "reaper_objects", "backend_results"} {
+		c.attr(c.one("resource", "google_storage_bucket_iam_member", name), "condition.expression")
+	}
+
+	var fields string
+	for _, b := range c.all("locals") {
+		if _, ok := b.Body.Attributes["firestore_fields"]; ok {
+			fields = c.text(b, "firestore_fields")
+		}
+	}
+	for _, want := range []string{
+		`sessions_expire_at = { collection = "sessions", field = "expire_at", ttl = true }`,
+		`inbox_expire_at    = { collection = "inbox", field = "expire_at", ttl = true }`,
+	} {
+		if !strings.Contains(fields, want) {
+			t.Errorf("no TTL policy %s", want)
+		}
+	}
+	for _, idx := range []string{"sessions_status_updated_at", "inbox_status_seq", "inbox_unpublished"} {
+		c.one("resource", "google_firestore_index", idx)
+	}
+
+	for _, alert := range []string{"success_rate", "dispatch_latency", "error_rate"} {
+		c.one("resource", "google_monitoring_alert_policy", alert)
+	}
+	for _, out := range []string{"requests_topic", "completions_topic", "completions_subscription", "bucket", "backend_service_account"} {
+		c.one("output", out)
 	}
 }
