@@ -43,7 +43,7 @@ func TestTransactionCounter(t *testing.T) {
 						return err
 					}
 					return tx.Update(counter, []fs.Update{{Path: "n", Value: n.(int64) + 1}})
-				}, fs.MaxAttempts(1000))
+				}, fs.MaxAttempts(1000)) // aborts are optimistic here (about 1 in 12 attempts); never give up
 				if err != nil {
 					errs <- err
 					return
