@@ -56,7 +56,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 	var acc Accepted
 	sref := s.sessionRef(req.SessionID)
 	iref := s.itemRef(req.SessionID, req.RequestID)
-	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		acc = Accepted{}
 		prev, err := getItem(tx, iref)
 		if err != nil {
@@ -169,7 +169,7 @@ func (s *Store) answer(tx *firestore.Transaction, ref *firestore.DocumentRef, it
 // request id was seen before, the earlier item and duplicate=true.
 func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item Item, duplicate bool, err error) {
 	ref := s.itemRef(c.SessionID, c.RequestID)
-	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		prev, err := getItem(tx, ref)
 		if err != nil {
 			return err
@@ -232,7 +232,7 @@ func (d *Doc) info(id string) *api.SessionInfo {
 // the claim was superseded.
 func (s *Store) RecordLaunch(ctx context.Context, sessionID, launchID, execution string) error {
 	ref := s.sessionRef(sessionID)
-	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		doc, err := getSession(tx, ref)
 		if err != nil || doc == nil || doc.Launch == nil || doc.Launch.ID != launchID {
 			return err
@@ -249,7 +249,7 @@ func (s *Store) RecordLaunch(ctx context.Context, sessionID, launchID, execution
 // started, so that the reaper may claim another.
 func (s *Store) LaunchFailed(ctx context.Context, sessionID, launchID string) error {
 	ref := s.sessionRef(sessionID)
-	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		doc, err := getSession(tx, ref)
 		if err != nil || doc == nil || doc.Launch == nil || doc.Launch.ID != launchID {
 			return err

@@ -37,7 +37,7 @@ type Lease struct {
 func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl time.Duration) (*Lease, error) {
 	ref := s.sessionRef(sessionID)
 	var lease *Lease
-	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		doc, err := getSession(tx, ref)
 		if err != nil {
 			return err
@@ -71,7 +71,7 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 // fenced runs f in a transaction after checking that lease is current.
 func (s *Store) fenced(ctx context.Context, lease *Lease, f func(tx *firestore.Transaction, doc *Doc, now time.Time) error) error {
 	ref := s.sessionRef(lease.SessionID)
-	return s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	return s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		doc, err := getSession(tx, ref)
 		if err != nil {
 			return err

@@ -112,7 +112,7 @@ type Recovery struct {
 func (s *Store) RecoverHost(ctx context.Context, sessionID string) (Recovery, error) {
 	ref := s.sessionRef(sessionID)
 	var rec Recovery
-	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		rec = Recovery{}
 		doc, err := getSession(tx, ref)
 		if err != nil || doc == nil {
@@ -185,7 +185,7 @@ func (s *Store) Waiting(ctx context.Context) ([]Waiting, error) {
 // queued request LAUNCH_FAILED and returns them in failed.
 func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int) (launch *Launch, failed []Unpublished, err error) {
 	ref := s.sessionRef(sessionID)
-	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		launch, failed = nil, nil
 		doc, err := getSession(tx, ref)
 		if err != nil || doc == nil {
@@ -301,7 +301,7 @@ func (s *Store) sessionIDs(ctx context.Context, q firestore.Query, what string) 
 // completions to publish.
 func (s *Store) Destroy(ctx context.Context, sessionID, reason string) (host string, answered []Unpublished, err error) {
 	ref := s.sessionRef(sessionID)
-	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		host, answered = "", nil
 		doc, err := getSession(tx, ref)
 		if err != nil || doc == nil || doc.Status == StatusDestroyed {
@@ -338,7 +338,7 @@ func (s *Store) Purge(ctx context.Context, sessionID string) error {
 		return fmt.Errorf("purge session %s: %w", sessionID, err)
 	}
 	ref := s.sessionRef(sessionID)
-	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		doc, err := getSession(tx, ref)
 		if err != nil || doc == nil || doc.Status != StatusDestroyed || !doc.PurgePending {
 			return err

@@ -10,6 +10,8 @@ import (
 	"cloud.google.com/go/storage"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/sandrun/sandrun/internal/retry"
 )
 
 // Errors callers branch on.
@@ -154,4 +156,14 @@ func (d *Doc) hostLive(now time.Time) bool {
 // that its host may still come.
 func (s *Store) launchInFlight(d *Doc, now time.Time) bool {
 	return d.Launch != nil && now.Sub(d.Launch.RequestedAt) < s.cfg.LaunchTimeout
+}
+
+// runTx runs f in a Firestore transaction, retrying it when it aborts on a
+// conflicting write. The retries are sandrun's own, quick and capped by
+// retry.Firestore and ctx, rather than the client's, which wait up to
+// seconds between attempts: a host's lease renewal cannot wait that long.
+func (s *Store) runTx(ctx context.Context, f func(context.Context, *firestore.Transaction) error) error {
+	return retry.Do(ctx, retry.Firestore, nil, "transaction", func(ctx context.Context) error {
+		return s.fs.RunTransaction(ctx, f, firestore.MaxAttempts(1))
+	})
 }
