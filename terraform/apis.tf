@@ -1,4 +1,5 @@
-# The APIs sandrun and this configuration call. serviceusage and
+# The APIs sandrun and this configuration call (iamcredentials: impersonating
+# the backend service account, docs/deploy.md step 6). serviceusage and
 # cloudresourcemanager must be on before Terraform can enable the others
 # (docs/deploy.md enables them with gcloud first); they are listed so that
 # Terraform keeps them on.
@@ -10,6 +11,7 @@ locals {
     "cloudscheduler.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",

@@ -167,6 +167,28 @@ resource "google_logging_metric" "errors" {
   depends_on = [google_project_service.apis]
 }
 
+# Failed reaper passes. With --once the reaper returns a failed pass as its
+# exit status, written by cli.Main as a plain line "sandrun reaper: ..." on
+# stderr, not as a JSON event.
+resource "google_logging_metric" "reaper_failures" {
+  name        = "${var.name_prefix}-reaper-failures"
+  description = "Reaper passes that failed (the reaper job's \"sandrun reaper: ...\" error line)."
+  filter = join(" AND ", [
+    "resource.type=\"cloud_run_job\"",
+    "resource.labels.job_name=\"${local.names.reaper_job}\"",
+    "textPayload:\"sandrun reaper:\"",
+  ])
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "sandrun reaper failures"
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
 # --- alert policies -------------------------------------------------------------
 
 # Fewer than success_rate_objective of the host's answers are ok. Error
@@ -283,6 +305,43 @@ resource "google_monitoring_alert_policy" "error_rate" {
   documentation {
     mime_type = "text/markdown"
     content   = "Break the metric ${google_logging_metric.errors.name} down by event: host.launch_failed (Cloud Run refused RunJob: quota, image), reaper.failed, host.failed and request.nacked each name what failed in their error field."
+  }
+}
+
+# Reaper passes keep failing: HOST_LOST answers, relaunches and lost
+# publishes wait for a pass that works.
+resource "google_monitoring_alert_policy" "reaper_failures" {
+  display_name          = "sandrun: reaper passes failing"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  severity              = "ERROR"
+
+  conditions {
+    display_name = "more than 2 failed passes in 10 minutes"
+
+    condition_threshold {
+      filter          = "metric.type=\"${local.metric_prefix}${google_logging_metric.reaper_failures.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 2
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "600s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "The reaper job's executions end in error. Read its log (job ${local.names.reaper_job}): the line \"sandrun reaper: ...\" names the steps that failed. Right after the first deployment, the Firestore indexes may still be building."
   }
 }
 

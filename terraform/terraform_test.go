@@ -361,7 +361,7 @@ func TestDeploymentInvariants(t *testing.T) {
 		c.one("resource", "google_firestore_index", idx)
 	}
 
-	for _, alert := range []string{"success_rate", "dispatch_latency", "error_rate"} {
+	for _, alert := range []string{"success_rate", "dispatch_latency", "error_rate", "reaper_failures", "hosts"} {
 		c.one("resource", "google_monitoring_alert_policy", alert)
 	}
 	for _, out := range []string{"requests_topic", "completions_topic", "completions_subscription", "bucket", "backend_service_account"} {
