@@ -337,6 +337,7 @@ func TestCheckFormat(t *testing.T) {
 		{name: "equals not aligned", src: "resource \"a\" \"b\" {\n  name = \"x\"\n  sizes = 1\n}\n", want: `this line would read "  name  = \"x\""`},
 		{name: "indentation", src: "resource \"a\" \"b\" {\n    name = \"x\"\n}\n", want: `this line would read "  name = \"x\""`},
 		{name: "interpolation only", src: "resource \"a\" \"b\" {\n  name = \"${var.x}\"\n}\n", want: `this line would read "  name = var.x"`},
+		{name: "interpolation on its own lines", src: "resource \"a\" \"b\" {\n  name = \"${\n    var.x\n  }\"\n}\n", want: `this line would read "  name = var.x"`},
 		{name: "interpolation with text is kept", src: "resource \"a\" \"b\" {\n  name = \"${var.x}-y\"\n}\n"},
 		{name: "legacy type", src: "variable \"x\" {\n  type = \"string\"\n}\n", want: `this line would read "  type = string"`},
 		{name: "unquoted label", src: "resource a \"b\" {\n}\n", want: `this line would read "resource \"a\" \"b\" {"`},

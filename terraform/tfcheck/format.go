@@ -75,15 +75,12 @@ func unwrapInterpolation(tokens hclwrite.Tokens) hclwrite.Tokens {
 	}
 	inside := tokens[2 : n-2]
 	quotes := 0
-	multiline := false
 	for _, t := range inside {
 		switch t.Type {
 		case hclsyntax.TokenOQuote:
 			quotes++
 		case hclsyntax.TokenCQuote:
 			quotes--
-		case hclsyntax.TokenNewline:
-			multiline = true
 		case hclsyntax.TokenTemplateInterp, hclsyntax.TokenTemplateSeqEnd, hclsyntax.TokenQuotedLit:
 			if quotes == 0 {
 				return tokens
@@ -95,6 +92,13 @@ func unwrapInterpolation(tokens hclwrite.Tokens) hclwrite.Tokens {
 	}
 	for len(inside) > 0 && inside[len(inside)-1].Type == hclsyntax.TokenNewline {
 		inside = inside[:len(inside)-1]
+	}
+	if len(inside) == 0 {
+		return tokens
+	}
+	multiline := false
+	for _, t := range inside {
+		multiline = multiline || t.Type == hclsyntax.TokenNewline
 	}
 	if multiline && !(inside[0].Type == hclsyntax.TokenOParen && inside[len(inside)-1].Type == hclsyntax.TokenCParen) {
 		out := hclwrite.Tokens{{Type: hclsyntax.TokenOParen, Bytes: []byte("(")}}
