@@ -83,6 +83,60 @@ func TestSchema(t *testing.T) {
 	}
 }
 
+// TestSchemaCatchesMistakes breaks a copy of this configuration in ways
+// that `terraform validate` would refuse, and checks that the checker,
+// reading the real provider schema, refuses them too.
+func TestSchemaCatchesMistakes(t *testing.T) {
+	s := schema(t)
+	tests := []struct {
+		name, file, old, new, want string
+	}{
+		{"misspelled argument", "run.tf", "max_retries = 0", "max_retry = 0", `unsupported argument "max_retry" (did you mean "max_retries"?)`},
+		{"block as argument", "pubsub.tf", "  retry_policy {", "  retry_policy = {", `"retry_policy" is a block, not an argument`},
+		{"missing required argument", "storage.tf", "  location      = var.region\n", "", `missing required argument "location"`},
+		{"computed attribute", "iam.tf", `  display_name = "sandrun backend"`, `  email = "x@example.com"`, `"email" is computed by the provider and cannot be set`},
+		{"unknown resource type", "build.tf", `resource "google_artifact_registry_repository" "images"`, `resource "google_artifact_repository" "images"`, `unknown resource type "google_artifact_repository"`},
+		{"unknown attribute reference", "outputs.tf", "google_storage_bucket.sessions.name", "google_storage_bucket.sessions.bucket", `google_storage_bucket.sessions has no attribute "bucket"`},
+		{"wrong type", "firestore.tf", `query_scope = "COLLECTION_GROUP"`, `query_scope = ["COLLECTION_GROUP"]`, "query_scope: wrong type: want string"},
+		{"too many blocks", "run.tf", "    task_count  = 1\n    parallelism = 1\n", "    task_count  = 1\n    parallelism = 1\n\n    template {\n      max_retries = 0\n    }\n", `allows at most 1 "template" block(s), has 2`},
+		{"undeclared variable", "locals.tf", "var.log_level", "var.loglevel", `reference to undeclared variable "loglevel" (did you mean "log_level"?)`},
+		{"dynamic block of an argument", "run.tf", `dynamic "env" {`, `dynamic "envs" {`, `dynamic block of unsupported block type "envs" (did you mean "env"?)`},
+		{"for_each over a list", "apis.tf", "for_each = local.services", "for_each = tolist(local.services)", "for_each is a list"},
+		{"cycle", "locals.tf", "SANDRUN_JOB               = local.names.executor_job", "SANDRUN_JOB               = google_cloud_run_v2_job.executor.name", "dependency cycle"},
+		{"not formatted", "versions.tf", "      source  = ", "      source = ", "not formatted as terraform fmt would leave it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, name := range tfFiles(t) {
+				src, err := os.ReadFile(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if name == tt.file {
+					if !strings.Contains(string(src), tt.old) {
+						t.Fatalf("%s has no %q", name, tt.old)
+					}
+					src = []byte(strings.Replace(string(src), tt.old, tt.new, 1))
+				}
+				if err := os.WriteFile(filepath.Join(dir, name), src, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			diags, err := tfcheck.CheckDir(dir, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range diags {
+				if strings.Contains(d.Message, tt.want) {
+					return
+				}
+			}
+			t.Errorf("no diagnostic contains %q; got %v", tt.want, diags)
+		})
+	}
+}
+
 // config is the parsed configuration, for the tests of its properties.
 type config struct {
 	t       *testing.T
