@@ -107,6 +107,7 @@ func TestSchemaCatchesMistakes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			for _, name := range tfFiles(t) {
 				src, err := os.ReadFile(name)
