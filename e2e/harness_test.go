@@ -94,7 +94,7 @@ func start(t *testing.T, o options) *world {
 		o.idleTimeout = time.Minute
 	}
 	if o.leaseTTL == 0 {
-		o.leaseTTL = 3 * time.Second
+		o.leaseTTL = 10 * time.Second
 	}
 	logs := &syncBuffer{}
 	suite := emulatortest.Start(t, emulator.Config{CloudRun: cloudrun.Config{
@@ -281,7 +281,7 @@ func (w *world) waitDoc(path, what string, timeout time.Duration, cond func(map[
 // waitNoHost waits until the session's host went idle and left.
 func (w *world) waitNoHost(sessionID string) {
 	w.t.Helper()
-	w.waitDoc("sessions/"+sessionID, "lose its host", time.Minute, func(d map[string]any) bool { return d["host"] == nil })
+	w.waitDoc("sessions/"+sessionID+"/runtime/lease", "lose its host", time.Minute, func(d map[string]any) bool { return d["execution"] == "" })
 }
 
 func trimLines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }

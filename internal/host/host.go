@@ -302,16 +302,12 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 			return fmt.Errorf("checkpoint before leaving: %w", err)
 		}
 	}
-	err := h.store.Release(ctx, h.lease)
-	if errors.Is(err, session.ErrWorkPending) {
-		if !forced {
+	// Forced, the host leaves even with requests queued: they find no
+	// host and the reaper launches one.
+	if err := h.store.Release(ctx, h.lease, forced); err != nil {
+		if errors.Is(err, session.ErrWorkPending) {
 			return session.ErrWorkPending
 		}
-		// Queued requests find no host and the reaper launches one.
-		h.logger.Warn("leaving with queued requests", "event", "host.left_with_work")
-		return nil
-	}
-	if err != nil {
 		return err
 	}
 	h.logger.Info("host left", "event", "host.left", "forced", forced, "served", h.served)

@@ -166,18 +166,18 @@ func (r *Reaper) recoverHosts(ctx context.Context, rep *Report) error {
 	}
 	var errs []error
 	for _, id := range ids {
-		rec, err := r.store.RecoverHost(ctx, id)
+		lost, recovered, err := r.store.RecoverHost(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if !rec.Recovered {
+		if !recovered {
 			continue
 		}
 		rep.HostsRecovered++
-		rep.HostLost += len(rec.Lost)
-		r.logger.Warn("host lost", "event", "host.lost", "session_id", id, "requests_lost", len(rec.Lost))
-		r.publishAll(ctx, rec.Lost)
+		rep.HostLost += len(lost)
+		r.logger.Warn("host lost", "event", "host.lost", "session_id", id, "requests_lost", len(lost))
+		r.publishAll(ctx, lost)
 	}
 	return errors.Join(errs...)
 }

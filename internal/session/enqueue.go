@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -38,7 +39,7 @@ type Accepted struct {
 func (s *Store) Enqueue(ctx context.Context, req *api.Request, raw []byte, traceparent string) (Accepted, error) {
 	for {
 		acc, err := s.enqueue(ctx, req, raw, traceparent)
-		if err == errPurgeFirst {
+		if errors.Is(err, errPurgeFirst) {
 			// A destroyed session is revived only once its old objects are
 			// gone, so a purge can never delete the new session's.
 			if err := s.Purge(ctx, req.SessionID); err != nil {
@@ -50,19 +51,14 @@ func (s *Store) Enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 	}
 }
 
-var errPurgeFirst = fmt.Errorf("purge the destroyed session first")
+var errPurgeFirst = errors.New("purge the destroyed session first")
 
 func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, traceparent string) (Accepted, error) {
 	var acc Accepted
-	sref := s.sessionRef(req.SessionID)
-	iref := s.itemRef(req.SessionID, req.RequestID)
+	sref, iref := s.sessionRef(req.SessionID), s.itemRef(req.SessionID, req.RequestID)
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		acc = Accepted{}
-		prev, err := getItem(tx, iref)
-		if err != nil {
-			return err
-		}
-		doc, err := getSession(tx, sref)
+		prev, err := txGet[Item](tx, iref)
 		if err != nil {
 			return err
 		}
@@ -70,70 +66,92 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			acc.Item, acc.Duplicate = *prev, true
 			return nil
 		}
+		doc, err := txGet[Doc](tx, sref)
+		if err != nil {
+			return err
+		}
+		lease, err := txGet[LeaseDoc](tx, s.leaseRef(req.SessionID))
+		if err != nil {
+			return err
+		}
 		now := s.now()
 		item := Item{
 			RequestID: req.RequestID, SessionID: req.SessionID, Op: string(req.Op),
-			Request: raw, Traceparent: traceparent, AcceptedAt: now,
-			ExpireAt: now.Add(s.cfg.TTL),
+			Request: raw, Traceparent: traceparent, AcceptedAt: now, ExpireAt: now.Add(s.cfg.TTL),
+		}
+		exists := doc != nil && doc.Status == StatusActive
+		answer := func(c *api.Completion) error { return s.answer(tx, iref, &item, c, &acc) }
+		ok := func() *api.Completion {
+			return &api.Completion{RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op, Status: api.StatusOK}
+		}
+		notFound := func() *api.Completion {
+			return api.ErrorCompletion(req.RequestID, req.SessionID, req.Op, api.CodeNotFound, fmt.Sprintf("session %s does not exist", req.SessionID))
 		}
 
 		if req.Op == api.OpSessionGet {
 			// Reading a session neither creates nor wakes it.
-			c := &api.Completion{RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op, Status: api.StatusOK, ExitCode: 0}
-			if doc == nil || doc.Status == StatusDestroyed {
-				c.ExitCode = -1
-				c.Fail(api.CodeNotFound, fmt.Sprintf("session %s does not exist", req.SessionID))
-			} else {
-				c.Session = doc.info(req.SessionID)
+			if !exists {
+				return answer(notFound())
 			}
-			return s.answer(tx, iref, &item, c, &acc)
+			c := ok()
+			if c.Session, err = s.info(tx, req.SessionID, doc, lease); err != nil {
+				return err
+			}
+			return answer(c)
 		}
-
 		if doc != nil && doc.Status == StatusDestroyed && doc.PurgePending {
 			return errPurgeFirst
 		}
-		live := doc != nil && doc.Status == StatusActive && (doc.hostLive(now) || s.launchInFlight(doc, now) || doc.Queued > 0)
-
-		if req.Op == api.OpSessionDestroy && !live {
-			// Nothing runs and nothing waits: destroy it here, no host needed.
-			c := &api.Completion{RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op, Status: api.StatusOK, ExitCode: 0}
-			if doc == nil || doc.Status == StatusDestroyed {
-				c.ExitCode = -1
-				c.Fail(api.CodeNotFound, fmt.Sprintf("session %s does not exist", req.SessionID))
-				return s.answer(tx, iref, &item, c, &acc)
+		if req.Op == api.OpSessionDestroy {
+			if !exists {
+				return answer(notFound())
 			}
-			doc.destroy(now)
-			c.Session = doc.info(req.SessionID)
-			if err := tx.Set(sref, doc); err != nil {
+			queued, err := s.hasQueued(tx, req.SessionID)
+			if err != nil {
 				return err
 			}
-			acc.Purge = true
-			return s.answer(tx, iref, &item, c, &acc)
+			if !lease.live(now) && !s.launchInFlight(doc, lease, now) && !queued {
+				// Nothing runs and nothing waits: destroy it here, no host needed.
+				c := ok()
+				if c.Session, err = s.info(tx, req.SessionID, doc, lease); err != nil {
+					return err
+				}
+				if err := s.destroy(tx, req.SessionID, doc, lease, now); err != nil {
+					return err
+				}
+				c.Session.Status = StatusDestroyed
+				acc.Purge = true
+				return answer(c)
+			}
+			// Otherwise it waits its turn in the inbox, and the host ends
+			// the session.
 		}
 
-		if doc == nil || doc.Status == StatusDestroyed {
+		if !exists {
 			doc = s.revive(doc, now)
 		}
 		doc.UpdatedAt, doc.ExpireAt = now, now.Add(s.cfg.TTL)
+		needHost := !lease.live(now) && !s.launchInFlight(doc, lease, now)
 
 		if req.Op == api.OpSessionCreate {
-			// Creating a session warms it: a host is launched now so that the
-			// first command does not wait for one.
-			c := &api.Completion{RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op, Status: api.StatusOK, ExitCode: 0}
-			if !doc.hostLive(now) && !s.launchInFlight(doc, now) {
+			// Creating a session warms it: a host is launched now so that
+			// the first command does not wait for one.
+			if needHost {
 				acc.Launch = doc.claimLaunch(now)
 			}
-			c.Session = doc.info(req.SessionID)
+			c := ok()
+			if c.Session, err = s.info(tx, req.SessionID, doc, lease); err != nil {
+				return err
+			}
 			if err := tx.Set(sref, doc); err != nil {
 				return err
 			}
-			return s.answer(tx, iref, &item, c, &acc)
+			return answer(c)
 		}
 
 		item.Seq, item.Status = doc.NextSeq, ItemQueued
 		doc.NextSeq++
-		doc.Queued++
-		if !doc.hostLive(now) && !s.launchInFlight(doc, now) {
+		if needHost {
 			acc.Launch = doc.claimLaunch(now)
 		}
 		if err := tx.Set(sref, doc); err != nil {
@@ -143,7 +161,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		return tx.Create(iref, item)
 	})
 	if err != nil {
-		if err == errPurgeFirst {
+		if errors.Is(err, errPurgeFirst) {
 			return Accepted{}, err
 		}
 		return Accepted{}, fmt.Errorf("enqueue request %s of session %s: %w", req.RequestID, req.SessionID, err)
@@ -163,6 +181,30 @@ func (s *Store) answer(tx *firestore.Transaction, ref *firestore.DocumentRef, it
 	return tx.Create(ref, *item)
 }
 
+// info describes the session for a completion, reading in tx what it needs.
+func (s *Store) info(tx *firestore.Transaction, id string, d *Doc, lease *LeaseDoc) (*api.SessionInfo, error) {
+	st, err := txGet[StateDoc](tx, s.stateRef(id))
+	if err != nil {
+		return nil, err
+	}
+	si := &api.SessionInfo{SessionID: id, Status: d.Status, CreatedAt: d.CreatedAt, LastActiveAt: d.UpdatedAt}
+	if st != nil {
+		cwd, _ := st.Shell.Values()
+		si.Cwd = strings.ToValidUTF8(cwd, "\uFFFD")
+	}
+	if lease.live(s.now()) {
+		si.Host = lease.Execution
+	}
+	it := tx.Documents(s.queuedQuery(id))
+	defer it.Stop()
+	snaps, err := it.GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("count queued requests of session %s: %w", id, err)
+	}
+	si.Queued = len(snaps)
+	return si, nil
+}
+
 // Reject records the error completion of a request that is invalid but
 // names a valid session and request id, so that a redelivery of it is
 // answered the same way. It returns the completion to publish, or, when the
@@ -170,7 +212,7 @@ func (s *Store) answer(tx *firestore.Transaction, ref *firestore.DocumentRef, it
 func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item Item, duplicate bool, err error) {
 	ref := s.itemRef(c.SessionID, c.RequestID)
 	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		prev, err := getItem(tx, ref)
+		prev, err := txGet[Item](tx, ref)
 		if err != nil {
 			return err
 		}
@@ -194,38 +236,42 @@ func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item
 }
 
 // revive starts a new life for a session that never existed or was
-// destroyed. Its epoch and sequence continue, so fencing and ordering hold
-// across lives.
+// destroyed. Its sequence continues, so ordering holds across lives.
 func (s *Store) revive(old *Doc, now time.Time) *Doc {
 	d := &Doc{Status: StatusActive, CreatedAt: now}
 	if old != nil {
-		d.Epoch, d.NextSeq = old.Epoch, old.NextSeq
+		d.NextSeq = old.NextSeq
 	}
 	return d
 }
 
 // claimLaunch records that a launch is under way and returns it.
 func (d *Doc) claimLaunch(now time.Time) *Launch {
+	if d.LaunchAttempts == 0 {
+		d.AttemptsSince = now
+	}
 	d.LaunchAttempts++
 	d.Launch = &Launch{ID: uuid.NewString(), RequestedAt: now, Attempts: d.LaunchAttempts}
 	return d.Launch
 }
 
-// destroy ends the session's life; the caller purges its objects.
-func (d *Doc) destroy(now time.Time) {
-	d.Status, d.UpdatedAt, d.ExpireAt = StatusDestroyed, now, now
-	d.Host, d.Launch, d.Checkpoint, d.Shell, d.Queued = nil, nil, nil, Shell{}, 0
-	d.PurgePending = true
-}
-
-// info describes the session for a completion.
-func (d *Doc) info(id string) *api.SessionInfo {
-	cwd, _ := d.Shell.Values()
-	si := &api.SessionInfo{SessionID: id, Status: d.Status, CreatedAt: d.CreatedAt, LastActiveAt: d.UpdatedAt, Queued: int(d.Queued), Cwd: strings.ToValidUTF8(cwd, "\uFFFD")}
-	if d.Host != nil {
-		si.Host = d.Host.Execution
+// destroy ends the session's life in tx: the session document says so, the
+// host (if any) is fenced off, and the hosts' state is dropped. The caller
+// purges the objects.
+func (s *Store) destroy(tx *firestore.Transaction, id string, d *Doc, lease *LeaseDoc, now time.Time) error {
+	d.Status, d.UpdatedAt, d.ExpireAt = StatusDestroyed, now, now.Add(s.cfg.TTL)
+	d.Launch, d.LaunchAttempts, d.PurgePending = nil, 0, true
+	if err := tx.Set(s.sessionRef(id), d); err != nil {
+		return err
 	}
-	return si
+	var epoch int64
+	if lease != nil {
+		epoch = lease.Epoch
+	}
+	if err := tx.Set(s.leaseRef(id), LeaseDoc{Epoch: epoch + 1, ExpireAt: now.Add(s.cfg.TTL)}); err != nil {
+		return err
+	}
+	return tx.Delete(s.stateRef(id))
 }
 
 // RecordLaunch notes the execution that a claimed launch started, unless
@@ -233,7 +279,7 @@ func (d *Doc) info(id string) *api.SessionInfo {
 func (s *Store) RecordLaunch(ctx context.Context, sessionID, launchID, execution string) error {
 	ref := s.sessionRef(sessionID)
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		doc, err := getSession(tx, ref)
+		doc, err := txGet[Doc](tx, ref)
 		if err != nil || doc == nil || doc.Launch == nil || doc.Launch.ID != launchID {
 			return err
 		}
@@ -246,15 +292,16 @@ func (s *Store) RecordLaunch(ctx context.Context, sessionID, launchID, execution
 }
 
 // LaunchFailed withdraws a launch claim whose execution could not be
-// started, so that the reaper may claim another.
+// started or died before taking the lease, so that another may be claimed.
 func (s *Store) LaunchFailed(ctx context.Context, sessionID, launchID string) error {
 	ref := s.sessionRef(sessionID)
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		doc, err := getSession(tx, ref)
+		doc, err := txGet[Doc](tx, ref)
 		if err != nil || doc == nil || doc.Launch == nil || doc.Launch.ID != launchID {
 			return err
 		}
-		// Keep the attempt count; only the time says no launch is in flight.
+		// Keep the claim's record; only its time says it is no longer in
+		// flight.
 		return tx.Update(ref, []firestore.Update{{Path: "launch.requested_at", Value: time.Time{}}})
 	})
 	if err != nil {

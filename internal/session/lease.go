@@ -35,10 +35,17 @@ type Lease struct {
 // ErrLeaseHeld while another host's lease is live, ErrDestroyed or
 // ErrNotFound when there is no session to host.
 func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl time.Duration) (*Lease, error) {
-	ref := s.sessionRef(sessionID)
 	var lease *Lease
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		doc, err := getSession(tx, ref)
+		doc, err := txGet[Doc](tx, s.sessionRef(sessionID))
+		if err != nil {
+			return err
+		}
+		ld, err := txGet[LeaseDoc](tx, s.leaseRef(sessionID))
+		if err != nil {
+			return err
+		}
+		st, err := txGet[StateDoc](tx, s.stateRef(sessionID))
 		if err != nil {
 			return err
 		}
@@ -49,18 +56,23 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 			return ErrDestroyed
 		}
 		now := s.now()
-		if doc.hostLive(now) && doc.Host.Execution != execution {
+		if ld.live(now) && ld.Execution != execution {
 			return ErrLeaseHeld
 		}
-		doc.Epoch++
-		lease = &Lease{SessionID: sessionID, Execution: execution, Epoch: doc.Epoch, Expires: now.Add(ttl), Acquired: now,
-			Checkpoint: doc.Checkpoint, Shell: doc.Shell}
+		next := LeaseDoc{Execution: execution, LeaseExpires: now.Add(ttl), StartedAt: now, ExpireAt: now.Add(s.cfg.TTL)}
+		if ld != nil {
+			next.Epoch = ld.Epoch
+		}
+		next.Epoch++
+		lease = &Lease{SessionID: sessionID, Execution: execution, Epoch: next.Epoch, Expires: next.LeaseExpires, Acquired: now}
 		if doc.Launch != nil {
+			next.LaunchID = doc.Launch.ID
 			lease.LaunchRequestedAt = doc.Launch.RequestedAt
 		}
-		doc.Host = &Host{Execution: execution, Epoch: doc.Epoch, LeaseExpires: lease.Expires, StartedAt: now}
-		doc.Launch = nil
-		return tx.Set(ref, doc)
+		if st != nil {
+			lease.Checkpoint, lease.Shell = st.Checkpoint, st.Shell
+		}
+		return tx.Set(s.leaseRef(sessionID), next)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("acquire lease of session %s for %s: %w", sessionID, execution, err)
@@ -68,27 +80,27 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 	return lease, nil
 }
 
-// fenced runs f in a transaction after checking that lease is current.
-func (s *Store) fenced(ctx context.Context, lease *Lease, f func(tx *firestore.Transaction, doc *Doc, now time.Time) error) error {
-	ref := s.sessionRef(lease.SessionID)
+// fenced runs f in a transaction after checking, in it, that lease is
+// current. f may read more before it writes.
+func (s *Store) fenced(ctx context.Context, lease *Lease, f func(tx *firestore.Transaction, now time.Time) error) error {
 	return s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		doc, err := getSession(tx, ref)
+		ld, err := txGet[LeaseDoc](tx, s.leaseRef(lease.SessionID))
 		if err != nil {
 			return err
 		}
-		if doc == nil || doc.Epoch != lease.Epoch || doc.Host == nil || doc.Host.Epoch != lease.Epoch {
+		if ld == nil || ld.Epoch != lease.Epoch || ld.Execution != lease.Execution {
 			return ErrLeaseLost
 		}
-		return f(tx, doc, s.now())
+		return f(tx, s.now())
 	})
 }
 
 // Renew extends the lease by ttl from now.
 func (s *Store) Renew(ctx context.Context, lease *Lease, ttl time.Duration) error {
 	var expires time.Time
-	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
+	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
 		expires = now.Add(ttl)
-		return tx.Update(s.sessionRef(lease.SessionID), []firestore.Update{{Path: "host.lease_expires", Value: expires}})
+		return tx.Update(s.leaseRef(lease.SessionID), []firestore.Update{{Path: "lease_expires", Value: expires}, {Path: "expire_at", Value: now.Add(s.cfg.TTL)}})
 	})
 	if err != nil {
 		return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, err)
@@ -98,24 +110,26 @@ func (s *Store) Renew(ctx context.Context, lease *Lease, ttl time.Duration) erro
 }
 
 // Release gives the lease up, unless requests are queued (ErrWorkPending):
-// a host leaves only when no request would be stranded.
-func (s *Store) Release(ctx context.Context, lease *Lease) error {
-	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
-		if doc.Queued > 0 {
-			return ErrWorkPending
+// a host leaves only when no request would be stranded. With force it
+// leaves anyway (the execution is ending), and queued requests get a new
+// host from the reaper.
+func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
+	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
+		if !force {
+			queued, err := s.hasQueued(tx, lease.SessionID)
+			if err != nil {
+				return err
+			}
+			if queued {
+				return ErrWorkPending
+			}
 		}
-		return tx.Update(s.sessionRef(lease.SessionID), []firestore.Update{{Path: "host", Value: nil}})
+		return tx.Update(s.leaseRef(lease.SessionID), []firestore.Update{{Path: "execution", Value: ""}, {Path: "lease_expires", Value: time.Time{}}})
 	})
 	if err != nil {
 		return fmt.Errorf("release lease of session %s: %w", lease.SessionID, err)
 	}
 	return nil
-}
-
-// queuedQuery lists a session's queued items in sequence order.
-func (s *Store) queuedQuery(sessionID string) firestore.Query {
-	return s.sessionRef(sessionID).Collection(inboxCollection).
-		Where("status", "==", ItemQueued).OrderBy("seq", firestore.Asc)
 }
 
 // NextQueued returns the session's queued item with the lowest sequence
@@ -146,8 +160,8 @@ func (s *Store) WatchQueued(ctx context.Context, sessionID string) <-chan struct
 		defer it.Stop()
 		for {
 			if _, err := it.Next(); err != nil {
-				// The iterator ends with ctx; on any other error the host falls
-				// back to its own periodic look.
+				// The iterator ends with ctx; on any other error the host
+				// falls back to its own periodic look.
 				return
 			}
 			select {
@@ -163,8 +177,8 @@ func (s *Store) WatchQueued(ctx context.Context, sessionID string) <-chan struct
 // stored, or ok=false when the item is no longer queued.
 func (s *Store) Start(ctx context.Context, lease *Lease, requestID string) (item *Item, ok bool, err error) {
 	iref := s.itemRef(lease.SessionID, requestID)
-	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
-		it, err := getItem(tx, iref)
+	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
+		it, err := txGet[Item](tx, iref)
 		if err != nil {
 			return err
 		}
@@ -174,9 +188,6 @@ func (s *Store) Start(ctx context.Context, lease *Lease, requestID string) (item
 		}
 		it.Status, it.StartedAt, it.Epoch, it.Execution = ItemRunning, now, lease.Epoch, lease.Execution
 		item, ok = it, true
-		if err := tx.Update(s.sessionRef(lease.SessionID), []firestore.Update{{Path: "queued", Value: firestore.Increment(-1)}}); err != nil {
-			return err
-		}
 		return tx.Set(iref, *it)
 	})
 	if err != nil {
@@ -196,8 +207,8 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, she
 	}
 	iref := s.itemRef(lease.SessionID, c.RequestID)
 	var recorded []byte
-	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
-		it, err := getItem(tx, iref)
+	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
+		it, err := txGet[Item](tx, iref)
 		if err != nil {
 			return err
 		}
@@ -210,13 +221,13 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, she
 		}
 		it.Status, it.Completion, it.FinishedAt = ItemDone, string(b), now
 		recorded = b
-		// A finished request proves the host works: launches count afresh.
-		updates := []firestore.Update{{Path: "updated_at", Value: now}, {Path: "expire_at", Value: now.Add(s.cfg.TTL)}, {Path: "launch_attempts", Value: 0}}
 		if shell != nil {
-			updates = append(updates, firestore.Update{Path: "shell", Value: *shell})
-		}
-		if err := tx.Update(s.sessionRef(lease.SessionID), updates); err != nil {
-			return err
+			// Merge names whole fields: the shell replaces the old one (an
+			// unset variable goes), the checkpoint stays.
+			state := map[string]any{"shell": *shell, "expire_at": now.Add(s.cfg.TTL)}
+			if err := tx.Set(s.stateRef(lease.SessionID), state, firestore.Merge([]string{"shell"}, []string{"expire_at"})); err != nil {
+				return err
+			}
 		}
 		return tx.Set(iref, *it)
 	})

@@ -5,10 +5,17 @@ import (
 	"unicode/utf8"
 )
 
-// Collection and field names in Firestore.
+// Collection and document names in Firestore.
 const (
 	sessionsCollection = "sessions"
 	inboxCollection    = "inbox"
+	// runtimeCollection holds, per session, the host lease and the state
+	// hosts keep. They live apart from the session document so that a
+	// host's frequent writes (lease renewals, shell state after every
+	// command) never conflict with the dispatcher's enqueueing.
+	runtimeCollection = "runtime"
+	leaseDoc          = "lease"
+	stateDoc          = "state"
 )
 
 // Session statuses.
@@ -17,7 +24,7 @@ const (
 	StatusDestroyed = "destroyed"
 )
 
-// Inbox item statuses: queued → running → done, or queued → done when the
+// Inbox item statuses: queued → running → done, or straight to done when the
 // request was answered without running (errors, session.get).
 const (
 	ItemQueued  = "queued"
@@ -25,43 +32,28 @@ const (
 	ItemDone    = "done"
 )
 
-// Doc is the session document sessions/{session_id}.
+// Doc is the session document sessions/{session_id}, which the dispatcher
+// writes.
 type Doc struct {
 	Status    string    `firestore:"status"`
 	CreatedAt time.Time `firestore:"created_at"`
-	// UpdatedAt is the last activity: a request accepted or finished.
+	// UpdatedAt is the last activity: a request accepted.
 	UpdatedAt time.Time `firestore:"updated_at"`
 	// ExpireAt is when an idle session is destroyed (Firestore TTL field).
 	ExpireAt time.Time `firestore:"expire_at"`
 	// NextSeq is the sequence number the next accepted request gets.
 	NextSeq int64 `firestore:"next_seq"`
-	// Queued counts inbox items waiting for a host.
-	Queued int64 `firestore:"queued"`
-	// Epoch rises with every lease taken; a host acts only while the
-	// session's epoch is the one its lease carries.
-	Epoch int64 `firestore:"epoch"`
-	// Host is the session's host, or nil when it has none.
-	Host *Host `firestore:"host"`
-	// Launch is a host launch claimed and not yet served, or nil.
+	// Launch is the last host launch claimed, or nil. It is in flight while
+	// no host has taken the lease for it and it is recent.
 	Launch *Launch `firestore:"launch"`
-	// LaunchAttempts counts launches since a host last finished a request,
-	// so that a session whose hosts keep dying is given up on.
-	LaunchAttempts int `firestore:"launch_attempts"`
-	// Checkpoint is the last workspace checkpoint, or nil.
-	Checkpoint *Checkpoint `firestore:"checkpoint"`
-	// Shell is the shell state after the last finished command.
-	Shell Shell `firestore:"shell"`
+	// LaunchAttempts counts launches since AttemptsSince; the reaper starts
+	// counting afresh once a request finished after AttemptsSince, so that a
+	// session whose hosts keep dying is given up on.
+	LaunchAttempts int       `firestore:"launch_attempts"`
+	AttemptsSince  time.Time `firestore:"attempts_since"`
 	// PurgePending marks a destroyed session whose Cloud Storage objects
 	// may not all be deleted yet.
 	PurgePending bool `firestore:"purge_pending"`
-}
-
-// Host is the lease of the execution hosting a session.
-type Host struct {
-	Execution    string    `firestore:"execution"`
-	Epoch        int64     `firestore:"epoch"`
-	LeaseExpires time.Time `firestore:"lease_expires"`
-	StartedAt    time.Time `firestore:"started_at"`
 }
 
 // Launch is a host launch claimed by the dispatcher or the reaper.
@@ -72,6 +64,37 @@ type Launch struct {
 	Execution string `firestore:"execution"`
 	// Attempts is the session's LaunchAttempts with this launch.
 	Attempts int `firestore:"attempts"`
+}
+
+// LeaseDoc is sessions/{session_id}/runtime/lease: the session's host, if
+// any, and the fencing epoch.
+type LeaseDoc struct {
+	// Epoch rises with every lease taken and every host taken away; a host
+	// acts only while the epoch is the one its lease carries.
+	Epoch int64 `firestore:"epoch"`
+	// Execution hosts the session while LeaseExpires is in the future; it
+	// is empty when the session has no host.
+	Execution    string    `firestore:"execution"`
+	LeaseExpires time.Time `firestore:"lease_expires"`
+	StartedAt    time.Time `firestore:"started_at"`
+	// LaunchID is the launch the host answered.
+	LaunchID string    `firestore:"launch_id"`
+	ExpireAt time.Time `firestore:"expire_at"`
+}
+
+// live reports whether the lease names a host whose lease has not lapsed.
+func (l *LeaseDoc) live(now time.Time) bool {
+	return l != nil && l.Execution != "" && l.LeaseExpires.After(now)
+}
+
+// StateDoc is sessions/{session_id}/runtime/state: what hosts keep of the
+// session between them.
+type StateDoc struct {
+	// Shell is the shell state after the last finished command.
+	Shell Shell `firestore:"shell"`
+	// Checkpoint is the last workspace checkpoint, or nil.
+	Checkpoint *Checkpoint `firestore:"checkpoint"`
+	ExpireAt   time.Time   `firestore:"expire_at"`
 }
 
 // Checkpoint names the object that holds a workspace checkpoint.

@@ -42,10 +42,17 @@ func CheckpointObject(lease *Lease, seq int) string {
 // deletes the object of the one it replaces.
 func (s *Store) CommitCheckpoint(ctx context.Context, lease *Lease, cp Checkpoint) error {
 	var old *Checkpoint
-	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
-		old = doc.Checkpoint
+	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
+		st, err := txGet[StateDoc](tx, s.stateRef(lease.SessionID))
+		if err != nil {
+			return err
+		}
+		if st != nil {
+			old = st.Checkpoint
+		}
 		cp.Epoch, cp.CreatedAt = lease.Epoch, now
-		return tx.Update(s.sessionRef(lease.SessionID), []firestore.Update{{Path: "checkpoint", Value: cp}})
+		state := map[string]any{"checkpoint": cp, "expire_at": now.Add(s.cfg.TTL)}
+		return tx.Set(s.stateRef(lease.SessionID), state, firestore.Merge([]string{"checkpoint"}, []string{"expire_at"}))
 	})
 	if err != nil {
 		return fmt.Errorf("commit checkpoint %s of session %s: %w", cp.Object, lease.SessionID, err)

@@ -86,7 +86,7 @@ func (s *Store) failRunning(tx *firestore.Transaction, sessionID string, epoch i
 // that earlier hosts of the session left running.
 func (s *Store) FailOrphans(ctx context.Context, lease *Lease) ([]Unpublished, error) {
 	var lost []Unpublished
-	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, doc *Doc, now time.Time) error {
+	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
 		var err error
 		lost, err = s.failRunning(tx, lease.SessionID, lease.Epoch, now)
 		return err
@@ -97,50 +97,56 @@ func (s *Store) FailOrphans(ctx context.Context, lease *Lease) ([]Unpublished, e
 	return lost, nil
 }
 
-// Recovery is what RecoverHost did for a session whose host's lease lapsed.
-type Recovery struct {
-	// Lost are the HOST_LOST completions recorded, to publish.
-	Lost []Unpublished
-	// Recovered is false when the host turned out to be live.
-	Recovered bool
-}
-
 // RecoverHost takes the session from a host whose lease lapsed: it raises
 // the epoch (so the old host, if it still runs, can write nothing), answers
 // its running requests HOST_LOST and leaves the session without a host, so
-// that queued requests get a new one (see Relaunch).
-func (s *Store) RecoverHost(ctx context.Context, sessionID string) (Recovery, error) {
-	ref := s.sessionRef(sessionID)
-	var rec Recovery
-	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		rec = Recovery{}
-		doc, err := getSession(tx, ref)
-		if err != nil || doc == nil {
+// that queued requests get a new one (see Relaunch). It returns the
+// completions to publish, and recovered=false when the host turned out to be
+// live or gone already.
+func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpublished, recovered bool, err error) {
+	ref := s.leaseRef(sessionID)
+	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		lost, recovered = nil, false
+		ld, err := txGet[LeaseDoc](tx, ref)
+		if err != nil || ld == nil {
 			return err
 		}
 		now := s.now()
-		if doc.Host == nil || doc.hostLive(now) {
+		if ld.Execution == "" || ld.live(now) {
 			return nil
 		}
-		doc.Epoch++
-		lost, err := s.failRunning(tx, sessionID, doc.Epoch, now)
-		if err != nil {
+		epoch := ld.Epoch + 1
+		if lost, err = s.failRunning(tx, sessionID, epoch, now); err != nil {
 			return err
 		}
-		doc.Host = nil
-		rec.Lost, rec.Recovered = lost, true
-		return tx.Set(ref, doc)
+		recovered = true
+		return tx.Set(ref, LeaseDoc{Epoch: epoch, ExpireAt: now.Add(s.cfg.TTL)})
 	})
 	if err != nil {
-		return Recovery{}, fmt.Errorf("recover session %s from its lost host: %w", sessionID, err)
+		return nil, false, fmt.Errorf("recover session %s from its lost host: %w", sessionID, err)
 	}
-	return rec, nil
+	return lost, recovered, nil
 }
+
+// sessionOf returns the session id of a document below sessions/{id}/C/.
+func sessionOf(ref *firestore.DocumentRef) string { return ref.Parent.Parent.ID }
 
 // ExpiredHosts lists sessions whose host's lease lapsed before now.
 func (s *Store) ExpiredHosts(ctx context.Context) ([]string, error) {
-	q := s.fs.Collection(sessionsCollection).Where("host.lease_expires", "<", s.now())
-	return s.sessionIDs(ctx, q, "sessions with expired hosts")
+	q := s.fs.CollectionGroup(runtimeCollection).Where("lease_expires", ">", time.Unix(1, 0)).Where("lease_expires", "<", s.now())
+	it := q.Select().Documents(ctx)
+	defer it.Stop()
+	var ids []string
+	for {
+		snap, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return ids, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list sessions with expired hosts: %w", err)
+		}
+		ids = append(ids, sessionOf(snap.Ref))
+	}
 }
 
 // Waiting is a session with queued requests and no host.
@@ -152,28 +158,41 @@ type Waiting struct {
 
 // Waiting lists active sessions with queued requests and no live host.
 func (s *Store) Waiting(ctx context.Context) ([]Waiting, error) {
-	it := s.fs.Collection(sessionsCollection).Where("queued", ">", 0).Documents(ctx)
+	it := s.fs.CollectionGroup(inboxCollection).Where("status", "==", ItemQueued).Select().Documents(ctx)
 	defer it.Stop()
+	seen := map[string]bool{}
 	var out []Waiting
-	now := s.now()
 	for {
 		snap, err := it.Next()
 		if errors.Is(err, iterator.Done) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list sessions with queued requests: %w", err)
+			return nil, fmt.Errorf("list queued requests: %w", err)
 		}
-		var d Doc
-		if err := snap.DataTo(&d); err != nil {
-			return nil, fmt.Errorf("decode session %s: %w", snap.Ref.ID, err)
-		}
-		if d.Status != StatusActive || d.Host != nil {
+		id := sessionOf(snap.Ref)
+		if seen[id] {
 			continue
 		}
-		w := Waiting{SessionID: snap.Ref.ID}
-		if s.launchInFlight(&d, now) {
-			w.Launch = d.Launch
+		seen[id] = true
+		doc, err := get[Doc](ctx, s.sessionRef(id))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		ld, err := get[LeaseDoc](ctx, s.leaseRef(id))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		now := s.now()
+		if doc.Status != StatusActive || ld.live(now) {
+			continue
+		}
+		w := Waiting{SessionID: id}
+		if s.launchInFlight(doc, ld, now) {
+			w.Launch = doc.Launch
 		}
 		out = append(out, w)
 	}
@@ -181,19 +200,34 @@ func (s *Store) Waiting(ctx context.Context) ([]Waiting, error) {
 
 // Relaunch claims a launch for a session with queued requests, no host and
 // no launch in flight; it returns nil when there is nothing to do. After
-// maxAttempts launches without a finished request, it instead answers every
-// queued request LAUNCH_FAILED and returns them in failed.
+// maxAttempts launches with no request finished since, it instead answers
+// every queued request LAUNCH_FAILED and returns them in failed.
 func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int) (launch *Launch, failed []Unpublished, err error) {
 	ref := s.sessionRef(sessionID)
 	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		launch, failed = nil, nil
-		doc, err := getSession(tx, ref)
+		doc, err := txGet[Doc](tx, ref)
 		if err != nil || doc == nil {
 			return err
 		}
+		ld, err := txGet[LeaseDoc](tx, s.leaseRef(sessionID))
+		if err != nil {
+			return err
+		}
 		now := s.now()
-		if doc.Status != StatusActive || doc.Queued == 0 || doc.hostLive(now) || s.launchInFlight(doc, now) {
+		if doc.Status != StatusActive || ld.live(now) || s.launchInFlight(doc, ld, now) {
 			return nil
+		}
+		queued, err := s.hasQueued(tx, sessionID)
+		if err != nil || !queued {
+			return err
+		}
+		progressed, err := s.finishedSince(tx, sessionID, doc.AttemptsSince)
+		if err != nil {
+			return err
+		}
+		if progressed {
+			doc.LaunchAttempts = 0
 		}
 		if doc.LaunchAttempts < maxAttempts {
 			launch = doc.claimLaunch(now)
@@ -208,13 +242,29 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 		if err != nil {
 			return err
 		}
-		doc.Queued, doc.Launch, doc.LaunchAttempts = 0, nil, 0
+		doc.Launch, doc.LaunchAttempts = nil, 0
 		return tx.Set(ref, doc)
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("relaunch session %s: %w", sessionID, err)
 	}
 	return launch, failed, nil
+}
+
+// finishedSince reports, in tx, whether a request of the session finished
+// after t.
+func (s *Store) finishedSince(tx *firestore.Transaction, sessionID string, t time.Time) (bool, error) {
+	q := s.sessionRef(sessionID).Collection(inboxCollection).Where("finished_at", ">", t).Limit(1)
+	it := tx.Documents(q)
+	defer it.Stop()
+	_, err := it.Next()
+	if errors.Is(err, iterator.Done) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for finished requests of session %s: %w", sessionID, err)
+	}
+	return true, nil
 }
 
 // Unpublished lists completions recorded before cutoff and not yet marked
@@ -255,27 +305,38 @@ func (s *Store) PurgePending(ctx context.Context) ([]string, error) {
 
 // Hosted lists the execution ids that sessions' hosts and launches name.
 func (s *Store) Hosted(ctx context.Context) (map[string]bool, error) {
-	it := s.fs.Collection(sessionsCollection).Where("status", "==", StatusActive).Documents(ctx)
-	defer it.Stop()
 	out := map[string]bool{}
+	it := s.fs.CollectionGroup(runtimeCollection).Where("execution", ">", "").Documents(ctx)
+	defer it.Stop()
 	for {
 		snap, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list hosts: %w", err)
+		}
+		var ld LeaseDoc
+		if err := snap.DataTo(&ld); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
+		}
+		out[ld.Execution] = true
+	}
+	it2 := s.fs.Collection(sessionsCollection).Where("launch.execution", ">", "").Documents(ctx)
+	defer it2.Stop()
+	for {
+		snap, err := it2.Next()
 		if errors.Is(err, iterator.Done) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list active sessions: %w", err)
+			return nil, fmt.Errorf("list launches: %w", err)
 		}
 		var d Doc
 		if err := snap.DataTo(&d); err != nil {
 			return nil, fmt.Errorf("decode session %s: %w", snap.Ref.ID, err)
 		}
-		if d.Host != nil {
-			out[d.Host.Execution] = true
-		}
-		if d.Launch != nil && d.Launch.Execution != "" {
-			out[d.Launch.Execution] = true
-		}
+		out[d.Launch.Execution] = true
 	}
 }
 
@@ -296,15 +357,18 @@ func (s *Store) sessionIDs(ctx context.Context, q firestore.Query, what string) 
 }
 
 // Destroy ends a session's life whatever runs in it: the host, if any, loses
-// its lease, and queued requests are answered ABORTED. The caller cancels
-// the session's execution and purges its objects. It returns the recorded
-// completions to publish.
+// its lease, and unfinished requests are answered ABORTED. The caller
+// cancels the returned execution (the host, or a launch) and purges the
+// session's objects. It returns the recorded completions to publish.
 func (s *Store) Destroy(ctx context.Context, sessionID, reason string) (host string, answered []Unpublished, err error) {
-	ref := s.sessionRef(sessionID)
 	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		host, answered = "", nil
-		doc, err := getSession(tx, ref)
+		doc, err := txGet[Doc](tx, s.sessionRef(sessionID))
 		if err != nil || doc == nil || doc.Status == StatusDestroyed {
+			return err
+		}
+		ld, err := txGet[LeaseDoc](tx, s.leaseRef(sessionID))
+		if err != nil {
 			return err
 		}
 		now := s.now()
@@ -316,14 +380,13 @@ func (s *Store) Destroy(ctx context.Context, sessionID, reason string) (host str
 		if err != nil {
 			return err
 		}
-		if doc.Host != nil {
-			host = doc.Host.Execution
-		} else if doc.Launch != nil {
+		switch {
+		case ld != nil && ld.Execution != "":
+			host = ld.Execution
+		case doc.Launch != nil:
 			host = doc.Launch.Execution
 		}
-		doc.Epoch++
-		doc.destroy(now)
-		return tx.Set(ref, doc)
+		return s.destroy(tx, sessionID, doc, ld, now)
 	})
 	if err != nil {
 		return "", nil, fmt.Errorf("destroy session %s: %w", sessionID, err)
@@ -339,7 +402,7 @@ func (s *Store) Purge(ctx context.Context, sessionID string) error {
 	}
 	ref := s.sessionRef(sessionID)
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		doc, err := getSession(tx, ref)
+		doc, err := txGet[Doc](tx, ref)
 		if err != nil || doc == nil || doc.Status != StatusDestroyed || !doc.PurgePending {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/storage"
+	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -78,84 +79,90 @@ func (s *Store) sessionRef(id string) *firestore.DocumentRef {
 	return s.fs.Collection(sessionsCollection).Doc(id)
 }
 
+func (s *Store) leaseRef(id string) *firestore.DocumentRef {
+	return s.sessionRef(id).Collection(runtimeCollection).Doc(leaseDoc)
+}
+
+func (s *Store) stateRef(id string) *firestore.DocumentRef {
+	return s.sessionRef(id).Collection(runtimeCollection).Doc(stateDoc)
+}
+
 func (s *Store) itemRef(sessionID, requestID string) *firestore.DocumentRef {
 	return s.sessionRef(sessionID).Collection(inboxCollection).Doc(requestID)
 }
 
-// getSession reads a session document in a transaction; a missing one is
-// (nil, nil).
-func getSession(tx *firestore.Transaction, ref *firestore.DocumentRef) (*Doc, error) {
-	snap, err := tx.Get(ref)
-	if status.Code(err) == codes.NotFound {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read session %s: %w", ref.ID, err)
-	}
-	var d Doc
-	if err := snap.DataTo(&d); err != nil {
-		return nil, fmt.Errorf("decode session %s: %w", ref.ID, err)
-	}
-	return &d, nil
+// queuedQuery lists a session's queued items in sequence order.
+func (s *Store) queuedQuery(sessionID string) firestore.Query {
+	return s.sessionRef(sessionID).Collection(inboxCollection).
+		Where("status", "==", ItemQueued).OrderBy("seq", firestore.Asc)
 }
 
-// getItem reads an inbox item in a transaction; a missing one is (nil, nil).
-func getItem(tx *firestore.Transaction, ref *firestore.DocumentRef) (*Item, error) {
+// txGet reads a document in a transaction into a new T; a missing document
+// is (nil, nil).
+func txGet[T any](tx *firestore.Transaction, ref *firestore.DocumentRef) (*T, error) {
 	snap, err := tx.Get(ref)
 	if status.Code(err) == codes.NotFound {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read inbox item %s: %w", ref.Path, err)
+		return nil, fmt.Errorf("read %s: %w", ref.Path, err)
 	}
-	var it Item
-	if err := snap.DataTo(&it); err != nil {
-		return nil, fmt.Errorf("decode inbox item %s: %w", ref.Path, err)
+	v := new(T)
+	if err := snap.DataTo(v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", ref.Path, err)
 	}
-	return &it, nil
+	return v, nil
+}
+
+// get reads a document outside a transaction; a missing one is ErrNotFound.
+func get[T any](ctx context.Context, ref *firestore.DocumentRef) (*T, error) {
+	snap, err := ref.Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("%s: %w", ref.Path, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ref.Path, err)
+	}
+	v := new(T)
+	if err := snap.DataTo(v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", ref.Path, err)
+	}
+	return v, nil
+}
+
+// hasQueued reports, in tx, whether the session has a queued item. Being a
+// query of the transaction, a queued item added before the commit aborts
+// it, so a decision made on "nothing queued" holds.
+func (s *Store) hasQueued(tx *firestore.Transaction, sessionID string) (bool, error) {
+	it := tx.Documents(s.queuedQuery(sessionID).Limit(1))
+	defer it.Stop()
+	_, err := it.Next()
+	if errors.Is(err, iterator.Done) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for queued requests of session %s: %w", sessionID, err)
+	}
+	return true, nil
 }
 
 // Session returns the session document.
 func (s *Store) Session(ctx context.Context, id string) (*Doc, error) {
-	snap, err := s.sessionRef(id).Get(ctx)
-	if status.Code(err) == codes.NotFound {
-		return nil, fmt.Errorf("session %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read session %s: %w", id, err)
-	}
-	var d Doc
-	if err := snap.DataTo(&d); err != nil {
-		return nil, fmt.Errorf("decode session %s: %w", id, err)
-	}
-	return &d, nil
+	return get[Doc](ctx, s.sessionRef(id))
 }
 
 // Item returns an inbox item.
 func (s *Store) Item(ctx context.Context, sessionID, requestID string) (*Item, error) {
-	snap, err := s.itemRef(sessionID, requestID).Get(ctx)
-	if status.Code(err) == codes.NotFound {
-		return nil, fmt.Errorf("request %s of session %s: %w", requestID, sessionID, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read request %s of session %s: %w", requestID, sessionID, err)
-	}
-	var it Item
-	if err := snap.DataTo(&it); err != nil {
-		return nil, fmt.Errorf("decode request %s of session %s: %w", requestID, sessionID, err)
-	}
-	return &it, nil
+	return get[Item](ctx, s.itemRef(sessionID, requestID))
 }
 
-// hostLive reports whether d has a host whose lease has not expired.
-func (d *Doc) hostLive(now time.Time) bool {
-	return d.Host != nil && d.Host.LeaseExpires.After(now)
-}
-
-// launchInFlight reports whether d has a launch claimed recently enough
-// that its host may still come.
-func (s *Store) launchInFlight(d *Doc, now time.Time) bool {
-	return d.Launch != nil && now.Sub(d.Launch.RequestedAt) < s.cfg.LaunchTimeout
+// launchInFlight reports whether d has a launch claimed recently enough that
+// its host may still come, and that no host has answered yet.
+func (s *Store) launchInFlight(d *Doc, lease *LeaseDoc, now time.Time) bool {
+	if d == nil || d.Launch == nil || now.Sub(d.Launch.RequestedAt) >= s.cfg.LaunchTimeout {
+		return false
+	}
+	return lease == nil || lease.LaunchID != d.Launch.ID
 }
 
 // runTx runs f in a Firestore transaction, retrying it when it aborts on a
