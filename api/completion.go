@@ -41,10 +41,14 @@ func InlineOutput(b []byte) (string, Encoding) {
 }
 
 // StdoutData returns the inline stdout as bytes, decoding base64 if needed.
-func (c *Completion) StdoutData() ([]byte, error) { return decodeOutput("stdout", c.Stdout, c.StdoutEncoding) }
+func (c *Completion) StdoutData() ([]byte, error) {
+	return decodeOutput("stdout", c.Stdout, c.StdoutEncoding)
+}
 
 // StderrData returns the inline stderr as bytes, decoding base64 if needed.
-func (c *Completion) StderrData() ([]byte, error) { return decodeOutput("stderr", c.Stderr, c.StderrEncoding) }
+func (c *Completion) StderrData() ([]byte, error) {
+	return decodeOutput("stderr", c.Stderr, c.StderrEncoding)
+}
 
 func decodeOutput(field, s string, enc Encoding) ([]byte, error) {
 	switch enc {
