@@ -188,7 +188,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	for _, b := range cfg.Buckets {
 		s.Storage.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: b, VersioningEnabled: false})
 	}
-	s.serveHTTP(&http.Server{Handler: s.Faults.HTTPMiddleware(faults.Storage, s.Storage.HTTPHandler()), ReadHeaderTimeout: 10 * time.Second}, storageL)
+	s.serveHTTP(&http.Server{Handler: s.StorageHandler(), ReadHeaderTimeout: 10 * time.Second}, storageL)
 
 	// Firestore.
 	s.Firestore = firestore.New(firestore.Options{})
@@ -224,6 +224,27 @@ func (s *Suite) newGRPCServer(service string) *grpc.Server {
 	)
 	s.grpcs = append(s.grpcs, g)
 	return g
+}
+
+// StorageHandler is the Cloud Storage endpoint as served: fake-gcs-server
+// behind the fault injector, unable to take the suite down with a panic.
+func (s *Suite) StorageHandler() http.Handler {
+	return recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.Storage.HTTPHandler()))
+}
+
+func recoverHTTP(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				logger.Error("handler panicked", "event", "emulator.panic", "service", faults.Storage, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+				http.Error(w, fmt.Sprintf("storage emulator panicked: %v", p), http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Suite) serveGRPC(g *grpc.Server, l net.Listener) {
