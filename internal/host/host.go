@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
@@ -386,7 +387,8 @@ func (h *Host) serveItem(ctx context.Context, queued *session.Item) (destroyed b
 	}
 	h.publish(rctx, item.SessionID, item.RequestID, data, item.Traceparent)
 	h.logger.Info("request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
-		"status", string(c.Status), "exit_code", c.ExitCode, "duration_seconds", c.DurationSeconds, "cold_start", c.ColdStart)
+		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
+		"duration_seconds", c.DurationSeconds, "cold_start", c.ColdStart)
 	if destroyed {
 		return true, h.destroy(ctx)
 	}
