@@ -23,6 +23,7 @@ import (
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
+	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/session"
@@ -55,6 +56,8 @@ type options struct {
 	idleTimeout time.Duration
 	leaseTTL    time.Duration
 	startDelay  time.Duration
+	// ownDispatcher leaves the dispatcher to the test (see runDispatcher).
+	ownDispatcher bool
 }
 
 // world is sandrun running on a local cloud for one test.
@@ -114,6 +117,7 @@ func start(t *testing.T, o options) *world {
 		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: t.TempDir(),
 		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, ReaperInterval: 500 * time.Millisecond,
 		StartDelay: o.startDelay, Logger: logging.New(logs, -4), LogLevel: "debug",
+		NoDispatcher: o.ownDispatcher,
 	})
 	if err != nil {
 		t.Fatalf("start sandrun: %v", err)
@@ -282,6 +286,27 @@ func (w *world) waitDoc(path, what string, timeout time.Duration, cond func(map[
 func (w *world) waitNoHost(sessionID string) {
 	w.t.Helper()
 	w.waitDoc("sessions/"+sessionID+"/runtime/lease", "lose its host", time.Minute, func(d map[string]any) bool { return d["execution"] == "" })
+}
+
+// runDispatcher runs a dispatcher until the returned stop is called, which
+// stops it as SIGTERM does and waits for it to finish what it holds.
+func (w *world) runDispatcher() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- system.RunDispatcher(ctx, &w.sys, dispatcher.Config{}, logging.New(w.logs, -4))
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				w.t.Errorf("dispatcher: %v", err)
+			}
+		})
+	}
+	w.t.Cleanup(stop)
+	return stop
 }
 
 func trimLines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }

@@ -197,3 +197,55 @@ func TestBadInputIsAnsweredOrDeadLettered(t *testing.T) {
 		t.Fatalf("after bad input: %q", got.Stdout)
 	}
 }
+
+// TestDispatcherStopsWithoutLosingRequests stops the dispatcher (as SIGTERM
+// does) while requests flow, starts another, and every request runs exactly
+// once, in order.
+func TestDispatcherStopsWithoutLosingRequests(t *testing.T) {
+	w := start(t, options{ownDispatcher: true})
+	completions := w.subscribe(w.sys.Names.Completions)
+	stopFirst := w.runDispatcher()
+	const sessions, commands = 10, 30
+	p := w.ps.Publisher(w.sys.Names.Requests)
+	p.EnableMessageOrdering = true
+	defer p.Stop()
+	var results []*pubsub.PublishResult
+	for c := range commands {
+		for s := range sessions {
+			sid := fmt.Sprintf("restart-%02d", s)
+			req := api.Request{RequestID: fmt.Sprintf("%s-%02d", sid, c), SessionID: sid, Op: api.OpExec, Command: fmt.Sprintf("echo %d >> ~/order", c)}
+			data, _ := json.Marshal(req)
+			results = append(results, p.Publish(context.Background(), &pubsub.Message{Data: data, Attributes: req.Attributes(), OrderingKey: sid}))
+		}
+	}
+	for _, r := range results {
+		if _, err := r.Get(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	completions.waitFor(t, "a third of the completions", time.Minute, func(ms []*pubsub.Message) bool {
+		return len(byRequest(ms)) >= sessions*commands/3
+	})
+	stopFirst()
+	w.runDispatcher()
+	msgs := completions.waitFor(t, "every completion", 3*time.Minute, func(ms []*pubsub.Message) bool {
+		return len(byRequest(ms)) >= sessions*commands
+	})
+	for id, ms := range byRequest(msgs) {
+		for _, c := range decodeCompletions(t, ms) {
+			if c.Status != api.StatusOK {
+				t.Errorf("request %s: %s %+v", id, c.Status, c.Error)
+			}
+		}
+	}
+	var want strings.Builder
+	for c := range commands {
+		fmt.Fprintf(&want, "%d\n", c)
+	}
+	for s := range sessions {
+		sid := fmt.Sprintf("restart-%02d", s)
+		if got := w.exec(sid, "cat ~/order"); got.Stdout != want.String() {
+			t.Errorf("session %s ran %q", sid, strings.ReplaceAll(got.Stdout, "\n", " "))
+		}
+	}
+}

@@ -37,6 +37,9 @@ type LocalConfig struct {
 	// Reaper and Dispatcher tune those programs.
 	Reaper     reaper.Config
 	Dispatcher dispatcher.Config
+	// NoDispatcher leaves the dispatcher out, for tests that run, stop and
+	// restart their own with RunDispatcher.
+	NoDispatcher bool
 	// StartDelay models a cold start on every execution.
 	StartDelay time.Duration
 	// LogLevel of the hosts.
@@ -111,7 +114,9 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l := &Local{Config: sys, cancel: cancel}
-	l.run(func() error { return RunDispatcher(rctx, &l.Config, cfg.Dispatcher, cfg.Logger) })
+	if !cfg.NoDispatcher {
+		l.run(func() error { return RunDispatcher(rctx, &l.Config, cfg.Dispatcher, cfg.Logger) })
+	}
 	rc := cfg.Reaper
 	if cfg.ReaperInterval > 0 {
 		rc.Interval = cfg.ReaperInterval
