@@ -58,7 +58,8 @@ func ValidRequestID(id string) bool { return requestIDPattern.MatchString(id) }
 // Reasons of a RequestError: stable words for logs and for the reason
 // attribute of a dead letter.
 const (
-	// ReasonTooLarge: the message, the command or the env is over its limit.
+	// ReasonTooLarge: the message, the command, the env or the cwd is over
+	// its limit.
 	ReasonTooLarge = "too_large"
 	// ReasonInvalidUTF8: the message data is not valid UTF-8.
 	ReasonInvalidUTF8 = "invalid_utf8"
@@ -415,9 +416,10 @@ func (r *Request) validateExec() error {
 		return r.fail(ReasonInvalidField, CodeInvalidArgument, "command contains a NUL byte")
 	case r.TimeoutSeconds < 0 || r.TimeoutSeconds > MaxTimeout.Seconds():
 		return r.fail(ReasonInvalidField, CodeInvalidArgument, "timeout_seconds %v is outside 0..%v", r.TimeoutSeconds, MaxTimeout.Seconds())
-	}
-	if err := checkPath("cwd", r.Cwd); err != nil {
-		return r.fail(ReasonInvalidField, CodeInvalidArgument, "%v", err)
+	case len(r.Cwd) > MaxPathBytes:
+		return r.fail(ReasonTooLarge, CodeInvalidArgument, "cwd is %d bytes; the limit is %d", len(r.Cwd), MaxPathBytes)
+	case strings.IndexByte(r.Cwd, 0) >= 0:
+		return r.fail(ReasonInvalidField, CodeInvalidArgument, "cwd contains a NUL byte")
 	}
 	names := make([]string, 0, len(r.Env))
 	size := 0
@@ -438,17 +440,6 @@ func (r *Request) validateExec() error {
 		case strings.IndexByte(r.Env[k], 0) >= 0:
 			return r.fail(ReasonInvalidField, CodeInvalidArgument, "env %s contains a NUL byte", clip(k, maxQuoted))
 		}
-	}
-	return nil
-}
-
-// checkPath rejects paths no file system can hold.
-func checkPath(field, p string) error {
-	switch {
-	case len(p) > MaxPathBytes:
-		return fmt.Errorf("%s is %d bytes; the limit is %d", field, len(p), MaxPathBytes)
-	case strings.IndexByte(p, 0) >= 0:
-		return fmt.Errorf("%s contains a NUL byte", field)
 	}
 	return nil
 }

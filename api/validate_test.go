@@ -168,7 +168,7 @@ func parseCases() []parseCase {
 		{name: "NUL in command", data: obj(rid, sid, opExec, q("command", "echo a\x00b")), reason: ReasonInvalidField, requestID: "r1", msg: "command contains a NUL byte"},
 		{name: "NUL in env value", data: obj(rid, sid, opExec, echo, `"env":{"A":"x\u0000y"}`), reason: ReasonInvalidField, requestID: "r1", msg: "env A contains a NUL byte"},
 		{name: "NUL in cwd", data: obj(rid, sid, opExec, echo, q("cwd", "/tmp\x00")), reason: ReasonInvalidField, requestID: "r1", msg: "cwd contains a NUL byte"},
-		{name: "cwd one byte too long", data: obj(rid, sid, opExec, echo, q("cwd", long('d', MaxPathBytes+1))), reason: ReasonInvalidField, requestID: "r1", msg: "cwd is 4097 bytes"},
+		{name: "cwd one byte too long", data: obj(rid, sid, opExec, echo, q("cwd", long('d', MaxPathBytes+1))), reason: ReasonTooLarge, requestID: "r1", msg: "cwd is 4097 bytes"},
 		{name: "env value too long", data: obj(rid, sid, opExec, echo, fmt.Sprintf(`"env":{"A":%q}`, long('v', MaxEnvBytes+1))), reason: ReasonTooLarge, requestID: "r1", msg: "env is"},
 		{name: "env one byte over its limit in total", data: obj(rid, sid, opExec, echo, fmt.Sprintf(`"env":{"A":%q,"B":%q}`, long('v', MaxEnvBytes/2), long('v', MaxEnvBytes/2-1))), reason: ReasonTooLarge, requestID: "r1",
 			msg: fmt.Sprintf("env is %d bytes; the limit is %d", MaxEnvBytes+1, MaxEnvBytes), schemaBlind: true},
