@@ -1,6 +1,7 @@
-# Session coordination: sessions/{session_id} and
-# sessions/{session_id}/inbox/{request_id} (internal/session). The programs
-# use the project's (default) database.
+# Session coordination (internal/session): sessions/{session_id}, written by
+# the dispatcher; sessions/{session_id}/inbox/{request_id}; and
+# sessions/{session_id}/runtime/{lease,state}, written by the session's
+# host. The programs use the project's (default) database.
 resource "google_firestore_database" "sessions" {
   name        = "(default)"
   location_id = local.firestore_location
@@ -27,10 +28,23 @@ resource "google_firestore_database" "sessions" {
 locals {
   firestore_fields = {
     sessions_expire_at = { collection = "sessions", field = "expire_at", ttl = true }
-    sessions_shell     = { collection = "sessions", field = "shell", ttl = false }
     inbox_expire_at    = { collection = "inbox", field = "expire_at", ttl = true }
     inbox_request      = { collection = "inbox", field = "request", ttl = false }
     inbox_completion   = { collection = "inbox", field = "completion", ttl = false }
+    runtime_expire_at  = { collection = "runtime", field = "expire_at", ttl = true }
+    runtime_shell      = { collection = "runtime", field = "shell", ttl = false }
+  }
+
+  # Fields the reaper queries across every session (collection group
+  # queries), which need single-field indexes of collection group scope
+  # besides the automatic ones of collection scope.
+  firestore_group_fields = {
+    # Sessions with queued requests: inbox where status == "queued".
+    inbox_status = { collection = "inbox", field = "status" }
+    # Lapsed hosts: runtime where lease_expires is past.
+    runtime_lease_expires = { collection = "runtime", field = "lease_expires" }
+    # Live hosts, for orphaned executions: runtime where execution > "".
+    runtime_execution = { collection = "runtime", field = "execution" }
   }
 }
 
@@ -49,6 +63,25 @@ resource "google_firestore_field" "fields" {
   dynamic "ttl_config" {
     for_each = each.value.ttl ? [1] : []
     content {}
+  }
+}
+
+resource "google_firestore_field" "group_indexed" {
+  for_each = local.firestore_group_fields
+
+  database   = google_firestore_database.sessions.name
+  collection = each.value.collection
+  field      = each.value.field
+
+  index_config {
+    indexes {
+      query_scope = "COLLECTION"
+      order       = "ASCENDING"
+    }
+    indexes {
+      query_scope = "COLLECTION_GROUP"
+      order       = "ASCENDING"
+    }
   }
 }
 
