@@ -46,7 +46,8 @@ type ErrorCode string
 const (
 	// CodeInvalidArgument: the request breaks a rule of this contract.
 	CodeInvalidArgument ErrorCode = "INVALID_ARGUMENT"
-	// CodeNotFound: the session, file or process named does not exist.
+	// CodeNotFound: the session named does not exist (session.get,
+	// session.destroy), or the exec's cwd does not.
 	CodeNotFound ErrorCode = "NOT_FOUND"
 	// CodeTimeout: the command ran past its timeout and was killed.
 	CodeTimeout ErrorCode = "TIMEOUT"
@@ -58,15 +59,16 @@ const (
 	CodeResourceExhausted ErrorCode = "RESOURCE_EXHAUSTED"
 	// CodeLaunchFailed: no host could be started for the session.
 	CodeLaunchFailed ErrorCode = "LAUNCH_FAILED"
-	// CodeAborted: the request was ended by another request (a kill or a
-	// session destroy) before it finished.
+	// CodeAborted: the session was destroyed (by a session.destroy, or for
+	// being idle too long) before the request finished.
 	CodeAborted ErrorCode = "ABORTED"
 	// CodeInternal: sandrun failed; the message says where.
 	CodeInternal ErrorCode = "INTERNAL"
 )
 
 // Request is one operation for one session, published as the JSON message
-// data. Fields that an operation does not use must be left out.
+// data. Fields that an operation does not use must be left out:
+// ParseRequest rejects a session operation that carries any exec field.
 type Request struct {
 	// RequestID is the caller's idempotency key: the same RequestID delivered
 	// twice executes once.
@@ -79,7 +81,9 @@ type Request struct {
 	Command string `json:"command,omitempty"`
 	// TimeoutSeconds bounds an exec (default DefaultTimeout, at most MaxTimeout).
 	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
-	// Env is added to the environment of this command only.
+	// Env is added to the environment of this command only. Names are shell
+	// variable names that do not begin with ReservedEnvPrefix; values hold
+	// no NUL.
 	Env map[string]string `json:"env,omitempty"`
 	// Cwd is the directory of this command only, relative to the session's
 	// working directory when not absolute.
@@ -91,9 +95,14 @@ type Request struct {
 // completion published for a request has the same content.
 type Completion struct {
 	RequestID string `json:"request_id"`
+	// SessionID and Op are the request's. In the error completion of a
+	// request rejected for them, they are what could be read (cut to 256
+	// and 64 bytes), so SessionID may be invalid or empty there.
 	SessionID string `json:"session_id"`
 	Op        Op     `json:"op"`
-	Status    Status `json:"status"`
+	// Status is ok when the operation ran (for exec, ExitCode says how the
+	// command ended), error when it did not run to an end.
+	Status Status `json:"status"`
 	// Error is set when Status is error.
 	Error *Error `json:"error,omitempty"`
 
