@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -17,6 +18,10 @@ import (
 // except for the rules JSON Schema cannot state.
 //
 //	go test -run='^$' -fuzz=FuzzParseRequest -fuzztime=60s ./api
+//
+// With Go 1.26, a bare "context deadline exceeded" at the end of -fuzztime,
+// with no failing input written, is the fuzz coordinator's own race
+// (go.dev/issue/75804, fixed in Go 1.27), not a finding.
 func FuzzParseRequest(f *testing.F) {
 	for _, tc := range parseCases() {
 		if len(tc.data) <= 1024 {
@@ -25,8 +30,17 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, err := ParseRequest(data)
-		schemaErr := schemaCheck(t, "request", data)
-		judged := schemaErr != errValidatorPanicked
+		// The schema is judged by a validator that computes numbers exactly,
+		// which takes long for a huge exponent and fails beyond one (see
+		// errValidatorPanicked). ParseRequest reads such numbers as float64
+		// and is tested on them in TestParseRequest; here they are left out
+		// of the comparison with the schema.
+		var schemaErr error
+		judged := !hugeExponent.Match(data)
+		if judged {
+			schemaErr = schemaCheck(t, "request", data)
+			judged = schemaErr != errValidatorPanicked
+		}
 		if err != nil {
 			var rerr *RequestError
 			if !errors.As(err, &rerr) {
@@ -68,6 +82,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// hugeExponent finds a JSON number whose exponent has five digits or more.
+var hugeExponent = regexp.MustCompile(`[0-9][eE][+-]?0*[1-9][0-9]{4,}`)
 
 // schemaBlind reports whether e is about a rule the request schema cannot
 // state: a size in bytes, invalid UTF-8 (a JSON reader replaces it), or a
