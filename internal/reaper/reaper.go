@@ -99,6 +99,7 @@ type Report struct {
 	Destroyed       int `json:"destroyed"`
 	Purged          int `json:"purged"`
 	OrphansCanceled int `json:"orphans_cancelled"`
+	ProcessesLost   int `json:"processes_lost"`
 }
 
 // Run makes a pass every interval until ctx ends.
@@ -129,11 +130,12 @@ func (r *Reaper) Once(ctx context.Context) (Report, error) {
 		r.destroyStale(ctx, &rep),
 		r.purge(ctx, &rep),
 		r.cancelOrphans(ctx, &rep),
+		r.settleProcesses(ctx, &rep),
 	}
 	err := errors.Join(errs...)
 	r.logger.Info("reaper pass", "event", "reaper.pass", "duration_seconds", r.now().Sub(start).Seconds(),
 		"hosts_recovered", rep.HostsRecovered, "host_lost", rep.HostLost, "launched", rep.Launched, "launch_failed", rep.LaunchFailed,
-		"republished", rep.Republished, "destroyed", rep.Destroyed, "purged", rep.Purged, "orphans_cancelled", rep.OrphansCanceled)
+		"republished", rep.Republished, "destroyed", rep.Destroyed, "purged", rep.Purged, "orphans_cancelled", rep.OrphansCanceled, "processes_lost", rep.ProcessesLost)
 	return rep, err
 }
 
@@ -303,4 +305,12 @@ func (r *Reaper) cancelOrphans(ctx context.Context, rep *Report) error {
 		r.logger.Warn("orphaned execution cancelled", "event", "execution.orphan_cancelled", "execution_id", e.ID, "session_id", e.SessionID)
 	}
 	return errors.Join(errs...)
+}
+
+// settleProcesses marks the background processes of hosts that are gone as
+// lost in the sessions' registries.
+func (r *Reaper) settleProcesses(ctx context.Context, rep *Report) error {
+	n, err := r.store.SettleProcesses(ctx)
+	rep.ProcessesLost += n
+	return err
 }

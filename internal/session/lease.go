@@ -132,23 +132,26 @@ func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 	return nil
 }
 
-// NextQueued returns the session's queued item with the lowest sequence
-// number, or nil when none is queued.
-func (s *Store) NextQueued(ctx context.Context, sessionID string) (*Item, error) {
-	it := s.queuedQuery(sessionID).Limit(1).Documents(ctx)
+// Queued returns up to limit of the session's queued items, in sequence
+// order.
+func (s *Store) Queued(ctx context.Context, sessionID string, limit int) ([]Item, error) {
+	it := s.queuedQuery(sessionID).Limit(limit).Documents(ctx)
 	defer it.Stop()
-	snap, err := it.Next()
-	if errors.Is(err, iterator.Done) {
-		return nil, nil
+	var items []Item
+	for {
+		snap, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return items, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read inbox of session %s: %w", sessionID, err)
+		}
+		var item Item
+		if err := snap.DataTo(&item); err != nil {
+			return nil, fmt.Errorf("decode inbox item %s: %w", snap.Ref.Path, err)
+		}
+		items = append(items, item)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read inbox of session %s: %w", sessionID, err)
-	}
-	var item Item
-	if err := snap.DataTo(&item); err != nil {
-		return nil, fmt.Errorf("decode inbox item %s: %w", snap.Ref.Path, err)
-	}
-	return &item, nil
 }
 
 // WatchQueued signals on the returned channel whenever the session's queued
