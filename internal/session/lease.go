@@ -239,3 +239,13 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, she
 	}
 	return recorded, nil
 }
+
+// NextQueued returns the session's queued item with the lowest sequence
+// number, or nil when none is queued.
+func (s *Store) NextQueued(ctx context.Context, sessionID string) (*Item, error) {
+	items, err := s.Queued(ctx, sessionID, 1)
+	if err != nil || len(items) == 0 {
+		return nil, err
+	}
+	return &items[0], nil
+}
