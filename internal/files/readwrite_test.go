@@ -249,9 +249,10 @@ func TestWriteCreatesParentsWithDirMode(t *testing.T) {
 // different sizes while readers read it: every read sees one whole
 // content, never a mix or a prefix.
 func TestWriteIsAtomic(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
-	contents := []string{strings.Repeat("a", 300<<10), strings.Repeat("b", 7), strings.Repeat("c", 64<<10)}
+	contents := []string{strings.Repeat("a", 96<<10), strings.Repeat("b", 7), strings.Repeat("c", 20<<10)}
 	o := Ops{Cwd: dir}
 	if _, err := o.Write(context.Background(), "f", []byte(contents[0]), WriteOptions{}); err != nil {
 		t.Fatal(err)
@@ -279,7 +280,7 @@ func TestWriteIsAtomic(t *testing.T) {
 			}
 		})
 	}
-	for i := range 200 {
+	for i := range 100 {
 		if _, err := o.Write(context.Background(), "f", []byte(contents[i%len(contents)]), WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}

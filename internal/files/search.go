@@ -99,7 +99,7 @@ func (o Ops) Search(ctx context.Context, path string, opt SearchOptions) (Search
 	s := searcher{ctx: ctx, re: re, max: max, br: bufio.NewReaderSize(nil, SearchLineBytes)}
 	switch {
 	case fi.Mode().IsRegular():
-		err = s.file(abs, path)
+		err = s.file(abs, path, 0)
 	case fi.IsDir():
 		matchName := !strings.Contains(include, "/")
 		w := walker{ctx: ctx, maxDepth: opt.MaxDepth, hidden: opt.Hidden, visit: func(a, rel string, d fs.DirEntry) error {
@@ -115,7 +115,7 @@ func (o Ops) Search(ctx context.Context, path string, opt SearchOptions) (Search
 					return nil
 				}
 			}
-			return s.file(a, rel)
+			return s.file(a, rel, syscall.O_NOFOLLOW)
 		}}
 		err = w.walk(abs, "", 1, true)
 	default:
@@ -140,15 +140,17 @@ type searcher struct {
 // the context.
 const ctxCheckLines = 1 << 14
 
-// file searches the file abs, reported as rel. It returns errStop when
-// MaxResults is reached and the context's error when it ends; a file that
-// cannot be read is skipped.
-func (s *searcher) file(abs, rel string) error {
+// file searches the file abs, reported as rel, opened with the extra
+// flags (O_NOFOLLOW for a file found by the walk: one swapped for a
+// symlink since is not followed). It returns errStop when MaxResults is
+// reached and the context's error when it ends; a file that cannot be
+// read is skipped.
+func (s *searcher) file(abs, rel string, flags int) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
 	// O_NONBLOCK: a file swapped for a named pipe must not block the open.
-	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NONBLOCK|flags, 0)
 	if err != nil {
 		s.res.FilesSkipped++
 		return nil

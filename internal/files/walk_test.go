@@ -101,6 +101,7 @@ func TestList(t *testing.T) {
 }
 
 func TestListManyEntries(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for i := range 1500 {
 		makeTree(t, dir, fmt.Sprintf("f%04d=", i))
