@@ -47,8 +47,9 @@ const (
 	DirMode fs.FileMode = 0o755
 )
 
-// Ops performs the file operations of one request. The zero value
-// resolves only absolute paths.
+// Ops performs the file operations of a session. It holds no state but
+// the working directory: a value is safe for concurrent use, and the host
+// can make one per request. The zero value resolves only absolute paths.
 type Ops struct {
 	// Cwd is the session's working directory, an absolute path. Relative
 	// paths resolve against it; List, Find and Search use it when their

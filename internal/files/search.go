@@ -53,8 +53,8 @@ type SearchResult struct {
 	Matches []Match
 	// Truncated reports that MaxResults cut the matches: there were more.
 	Truncated bool
-	// FilesSearched counts the files read; FilesSkipped those left out
-	// as binary, unreadable or not regular.
+	// FilesSearched counts the files read; FilesSkipped the regular
+	// files left out as binary or unreadable.
 	FilesSearched int
 	FilesSkipped  int
 }
