@@ -50,6 +50,12 @@ func (c *Completion) StderrData() ([]byte, error) {
 	return decodeOutput("stderr", c.Stderr, c.StderrEncoding)
 }
 
+// ContentData returns the inline content of a file.read as bytes,
+// decoding base64 if needed.
+func (c *Completion) ContentData() ([]byte, error) {
+	return decodeOutput("content", c.Content, c.ContentEncoding)
+}
+
 func decodeOutput(field, s string, enc Encoding) ([]byte, error) {
 	switch enc {
 	case "":

@@ -87,17 +87,28 @@ func FuzzParseRequest(f *testing.F) {
 var hugeExponent = regexp.MustCompile(`[0-9][eE][+-]?0*[1-9][0-9]{4,}`)
 
 // schemaBlind reports whether e is about a rule the request schema cannot
-// state: a size in bytes, invalid UTF-8 (a JSON reader replaces it), or a
-// name given twice in one object (a JSON reader keeps the last).
+// state: a size in bytes, invalid UTF-8 (a JSON reader replaces it), a
+// name given twice in one object (a JSON reader keeps the last), a regular
+// expression that RE2 does not compile, a malformed glob, or an object in
+// another session's transfers.
 func schemaBlind(e *RequestError) bool {
-	return e.Reason == ReasonTooLarge || e.Reason == ReasonInvalidUTF8 ||
-		e.Reason == ReasonNotARequest && strings.Contains(e.Message, "appears more than once")
+	switch {
+	case e.Reason == ReasonTooLarge || e.Reason == ReasonInvalidUTF8:
+		return true
+	case e.Reason == ReasonNotARequest:
+		return strings.Contains(e.Message, "appears more than once")
+	case e.Reason == ReasonInvalidField:
+		return strings.Contains(e.Message, "is not an RE2 regular expression") ||
+			strings.Contains(e.Message, "is not a well-formed glob") ||
+			strings.Contains(e.Message, "it must be in this session's")
+	}
+	return false
 }
 
 // onlyRounding reports whether the schema's verdict on data differs from
-// ParseRequest's only by the rounding of timeout_seconds to a float64 (a
-// literal just below 0 or above 86400 that rounds to 0 or 86400): data with
-// the rounded value in its place passes the schema.
+// ParseRequest's only by the rounding of timeout_seconds or grace_seconds
+// to a float64 (a literal just below 0 or above 86400 that rounds to 0 or
+// 86400): data with the rounded values in their place passes the schema.
 func onlyRounding(t *testing.T, data []byte, r *Request) bool {
 	var m map[string]any
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -105,10 +116,15 @@ func onlyRounding(t *testing.T, data []byte, r *Request) bool {
 	if dec.Decode(&m) != nil {
 		return false
 	}
-	if _, ok := m["timeout_seconds"].(json.Number); !ok {
+	rounded := false
+	for name, v := range map[string]float64{"timeout_seconds": r.TimeoutSeconds, "grace_seconds": r.GraceSeconds} {
+		if _, ok := m[name].(json.Number); ok {
+			m[name], rounded = v, true
+		}
+	}
+	if !rounded {
 		return false
 	}
-	m["timeout_seconds"] = r.TimeoutSeconds
-	rounded, err := json.Marshal(m)
-	return err == nil && schemaCheck(t, "request", rounded) == nil
+	again, err := json.Marshal(m)
+	return err == nil && schemaCheck(t, "request", again) == nil
 }

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -186,20 +188,25 @@ func parseCases() []parseCase {
 	// Session operations take no exec field, not even an empty one.
 	for _, op := range []Op{OpSessionCreate, OpSessionGet, OpSessionDestroy} {
 		for _, f := range []string{q("command", "ls"), q("command", ""), `"timeout_seconds":5`, `"timeout_seconds":0`, `"env":{"A":"1"}`, `"env":{}`, q("cwd", "/tmp"), q("cwd", "")} {
+			name, _, _ := strings.Cut(strings.TrimPrefix(f, `"`), `"`)
 			cases = append(cases, parseCase{name: fmt.Sprintf("%s with %s", op, f), data: obj(rid, sid, q("op", string(op)), f),
-				reason: ReasonInvalidField, requestID: "r1", msg: fmt.Sprintf("%s takes no command, timeout_seconds, env or cwd", op)})
+				reason: ReasonInvalidField, requestID: "r1", msg: fmt.Sprintf("%s does not take %s; it takes no field besides request_id, session_id and op", op, name)})
 		}
 	}
+
+	cases = append(cases, opCases()...)
 
 	// Operations not served, and unknown ones.
 	cases = append(cases, []parseCase{
 		{name: "browser.open", data: obj(rid, sid, q("op", "browser.open")), reason: ReasonNotSupported, code: CodeNotSupported, requestID: "r1",
 			msg: `op "browser.open" is not supported: sandboxes on Cloud Run Jobs have no display or browser`},
-		{name: "file.read", data: obj(rid, sid, q("op", "file.read")), reason: ReasonNotSupported, code: CodeNotSupported, requestID: "r1", msg: `op "file.read" is not served by this version of sandrun`},
-		{name: "process.kill", data: obj(rid, sid, q("op", "process.kill")), reason: ReasonNotSupported, code: CodeNotSupported, requestID: "r1", msg: "not served"},
-		{name: "shell.view", data: obj(rid, sid, q("op", "shell.view")), reason: ReasonNotSupported, code: CodeNotSupported, requestID: "r1", msg: "not served"},
+		{name: "browser.open with fields", data: obj(rid, sid, q("op", "browser.open"), q("path", "x")), reason: ReasonNotSupported, code: CodeNotSupported, requestID: "r1", msg: "no display or browser"},
+		{name: "unknown file op", data: obj(rid, sid, q("op", "file.frobnicate")), reason: ReasonUnknownOp, requestID: "r1", msg: `unknown op "file.frobnicate" (want exec, session.create|get|destroy, file.read|write|delete|exists|list|find|search|replace|upload|download, process.list|kill|logs|wait|write, shell.view)`},
+		{name: "unknown process op", data: obj(rid, sid, q("op", "process.start")), reason: ReasonUnknownOp, requestID: "r1", msg: `unknown op "process.start"`},
+		{name: "unknown shell op", data: obj(rid, sid, q("op", "shell.exec")), reason: ReasonUnknownOp, requestID: "r1", msg: `unknown op "shell.exec"`},
+		{name: "file op in capitals", data: obj(rid, sid, q("op", "FILE.READ"), q("path", "x")), reason: ReasonUnknownOp, requestID: "r1", msg: `unknown op "FILE.READ"`},
 		{name: "frobnicate", data: obj(rid, sid, q("op", "frobnicate")), reason: ReasonUnknownOp, requestID: "r1",
-			msg: `unknown op "frobnicate" (want exec, session.create, session.get or session.destroy)`},
+			msg: `unknown op "frobnicate" (want exec, session.create|get|destroy, file.read|`},
 		{name: "op in capitals", data: obj(rid, sid, q("op", "EXEC"), echo), reason: ReasonUnknownOp, requestID: "r1", msg: `unknown op "EXEC"`},
 		{name: "long unknown op", data: obj(rid, sid, q("op", long('o', 10000))), reason: ReasonUnknownOp, requestID: "r1", msg: `unknown op "` + long('o', maxQuoted) + `"`},
 		{name: "long invalid session_id", data: obj(rid, q("session_id", long('S', 10000)), opExec, echo), reason: ReasonInvalidSessionID, requestID: "r1", msg: `session_id "` + long('S', maxQuoted) + `" is`},
@@ -311,6 +318,14 @@ func TestValidate(t *testing.T) {
 		{RequestID: "r", SessionID: "s", Op: OpExec, Command: "ls"},
 		{RequestID: "r", SessionID: "s", Op: OpSessionGet},
 		{RequestID: "r", SessionID: "s", Op: OpExec, Command: "ls", Env: map[string]string{}},
+		{RequestID: "r", SessionID: "s", Op: OpExec, Command: "ls", Background: true, KeepStdin: true},
+		// A zero value is a field left out.
+		{RequestID: "r", SessionID: "s", Op: OpFileList, MaxDepth: 0, Recursive: false},
+		{RequestID: "r", SessionID: "s", Op: OpProcessLogs, PID: 1, Offset: 0, TailBytes: 5},
+		{RequestID: "r", SessionID: "s", Op: OpFileReplace, Path: "a", OldString: "x", ExpectedCount: 0, ReplaceAll: true},
+		{RequestID: "r", SessionID: "s", Op: OpProcessKill, PID: 3, All: false},
+		{RequestID: "r", SessionID: "s", Op: OpFileWrite, Path: "a", EncodedContent: base64.StdEncoding.EncodeToString(make([]byte, MaxInlineFileBytes)), Encoding: EncodingBase64},
+		{RequestID: "r", SessionID: "s", Op: OpFileWrite, Path: "a", EncodedContent: strings.Repeat("x", MaxInlineFileBytes)},
 	}
 	for _, r := range ok {
 		if err := r.Validate(); err != nil {
@@ -320,16 +335,30 @@ func TestValidate(t *testing.T) {
 	bad := []struct {
 		req    Request
 		reason string
+		code   ErrorCode
 	}{
-		{Request{}, ReasonInvalidRequestID},
-		{Request{RequestID: "r", SessionID: "s", Op: OpSessionCreate, Env: map[string]string{}}, ReasonInvalidField},
-		{Request{RequestID: "r", SessionID: "s", Op: OpSessionDestroy, TimeoutSeconds: 1}, ReasonInvalidField},
-		{Request{RequestID: "r", SessionID: "s", Op: OpExec, Command: "ls", Env: map[string]string{"A": "\x00"}}, ReasonInvalidField},
+		{Request{}, ReasonInvalidRequestID, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpSessionCreate, Env: map[string]string{}}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpSessionDestroy, TimeoutSeconds: 1}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpExec, Command: "ls", Env: map[string]string{"A": "\x00"}}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpExec, Command: "ls", TimeoutSeconds: math.NaN()}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpExec, Command: "ls", TTY: true}, ReasonNotSupported, CodeNotSupported},
+		{Request{RequestID: "r", SessionID: "s", Op: OpFileRead, Path: "a", Command: "x"}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpFileRead, Path: "a", Env: map[string]string{}}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpProcessKill}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpProcessKill, PID: -3}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpProcessKill, GraceSeconds: math.Inf(1), All: true}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpProcessWrite, PID: 1}, ReasonInvalidField, CodeInvalidArgument},
+		{Request{RequestID: "r", SessionID: "s", Op: OpFileWrite, Path: "a", Encoding: "utf8"}, ReasonInvalidField, CodeInvalidArgument},
+		// Content too large to fit a request message can still be a Go value.
+		{Request{RequestID: "r", SessionID: "s", Op: OpFileWrite, Path: "a", EncodedContent: base64.StdEncoding.EncodeToString(make([]byte, MaxInlineFileBytes+1)), Encoding: EncodingBase64},
+			ReasonTooLarge, CodeResourceExhausted},
+		{Request{RequestID: "r", SessionID: "s", Op: OpFileWrite, Path: "a", EncodedContent: strings.Repeat("x", MaxRequestBytes)}, ReasonTooLarge, CodeResourceExhausted},
 	}
 	for _, tc := range bad {
 		var rerr *RequestError
-		if err := tc.req.Validate(); !errors.As(err, &rerr) || rerr.Reason != tc.reason {
-			t.Errorf("Validate(%+v) = %v, want reason %s", tc.req, err, tc.reason)
+		if err := tc.req.Validate(); !errors.As(err, &rerr) || rerr.Reason != tc.reason || rerr.Code != tc.code {
+			t.Errorf("Validate(%.200v) = %v, want reason %s and code %s", tc.req, err, tc.reason, tc.code)
 		}
 	}
 }
