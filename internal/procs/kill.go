@@ -1,0 +1,230 @@
+package procs
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// killOp is one kill request (or Close) and the processes it reached.
+// Processes adopted from a member while it is being killed join it.
+type killOp struct {
+	sig       syscall.Signal
+	grace     time.Duration
+	reason    string
+	members   []*proc // guarded by Manager.mu
+	escalated bool    // guarded by Manager.mu: SIGKILL was sent
+}
+
+// Kill sends req.Signal to the processes req selects, then SIGKILL to
+// those still running after req.Grace, and returns the pids it signalled,
+// in start order. It waits until they ended (at most Grace plus a few
+// seconds for SIGKILL to take effect) or ctx ends; the escalation to
+// SIGKILL happens either way.
+//
+// A background process is signalled as its whole process group (bash leads
+// it), the foreground command likewise, through its Signaler; an adopted
+// leftover alone, through its pidfd (its group is bash's former one, which
+// the other leftovers of the same command share, each one listed and
+// killed on its own). Killing the foreground command is reported by its
+// End.
+//
+// A pid this host does not know is ErrNotFound; a bad request (no or
+// several selectors, a bad pattern, negative grace) ErrInvalid.
+func (m *Manager) Kill(ctx context.Context, req KillRequest) ([]int, error) {
+	selectors := 0
+	for _, set := range []bool{req.Pid != 0, req.Pattern != "", req.All} {
+		if set {
+			selectors++
+		}
+	}
+	if selectors != 1 {
+		return nil, fmt.Errorf("kill: give exactly one of pid, pattern and all: %w", ErrInvalid)
+	}
+	if req.Grace < 0 {
+		return nil, fmt.Errorf("kill: negative grace %v: %w", req.Grace, ErrInvalid)
+	}
+	var re *regexp.Regexp
+	if req.Pattern != "" {
+		var err error
+		if re, err = regexp.Compile(req.Pattern); err != nil {
+			return nil, fmt.Errorf("kill: pattern: %v: %w", err, ErrInvalid)
+		}
+	}
+	sig := req.Signal
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	op := &killOp{sig: sig, grace: req.Grace, reason: req.Reason}
+	if op.reason == "" {
+		op.reason = ReasonKilled
+	}
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("kill: %w", ErrClosed)
+	}
+	var targets []*proc
+	if req.Pid != 0 {
+		p, err := m.lookupLocked(req.Pid)
+		if err != nil {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("kill: %w", err)
+		}
+		targets = append(targets, p)
+	} else {
+		if m.fg != nil {
+			targets = append(targets, m.fg)
+		}
+		for _, p := range m.procs {
+			targets = append(targets, p)
+		}
+	}
+	infos := make([]ProcessInfo, 0, len(targets))
+	byPid := map[int]*proc{}
+	for _, p := range targets {
+		if p.status != StatusRunning || (re != nil && !re.MatchString(p.command)) {
+			continue
+		}
+		infos = append(infos, ProcessInfo{Pid: p.pid, StartedAt: p.started})
+		byPid[p.pid] = p
+	}
+	sortInfos(infos)
+	var pids []int
+	for _, info := range infos {
+		if m.killLocked(byPid[info.Pid], op, sig) {
+			pids = append(pids, info.Pid)
+		}
+	}
+	if len(op.members) > 0 {
+		m.wg.Add(1)
+		go m.escalate(op)
+	}
+	m.mu.Unlock()
+
+	m.awaitOp(ctx, op, time.Now().Add(op.grace+killWait))
+	return pids, nil
+}
+
+// killLocked sends sig to p on behalf of op and makes p op's member. It
+// reports whether the signal was sent.
+func (m *Manager) killLocked(p *proc, op *killOp, sig syscall.Signal) bool {
+	if !m.signalLocked(p, sig) {
+		return false
+	}
+	p.kill = op
+	op.members = append(op.members, p)
+	return true
+}
+
+// signalLocked sends sig to p: to its process group for a background
+// process or the foreground command, to it alone through its pidfd for an
+// adopted one. It reports whether the signal was sent; false means p is
+// gone or going.
+func (m *Manager) signalLocked(p *proc, sig syscall.Signal) bool {
+	if p.status != StatusRunning {
+		return false
+	}
+	var err error
+	switch p.kind {
+	case kindBackground:
+		err = p.run.Signal(sig)
+	case kindForeground:
+		err = p.sig.Signal(sig)
+	case kindAdopted:
+		err = signalPidfd(p.pidfd, sig)
+	}
+	if err != nil {
+		if !isGone(err) {
+			m.log.Warn("process not signalled", "event", "procs.signal_failed", "pid", p.pid, "signal", signalName(sig), "error", err.Error())
+		}
+		return false
+	}
+	p.lastSig = sig
+	return true
+}
+
+// escalate sends SIGKILL to op's members still running after its grace.
+func (m *Manager) escalate(op *killOp) {
+	defer m.wg.Done()
+	if op.sig == syscall.SIGKILL {
+		return
+	}
+	t := time.NewTimer(op.grace)
+	defer t.Stop()
+	for {
+		p := m.firstRunning(op)
+		if p == nil {
+			return
+		}
+		select {
+		case <-p.done:
+		case <-t.C:
+			m.mu.Lock()
+			op.escalated = true
+			for _, p := range op.members {
+				m.signalLocked(p, syscall.SIGKILL)
+			}
+			m.mu.Unlock()
+			return
+		case <-m.stop:
+			return
+		}
+	}
+}
+
+func (m *Manager) firstRunning(op *killOp) *proc {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range op.members {
+		if p.status == StatusRunning {
+			return p
+		}
+	}
+	return nil
+}
+
+// awaitOp waits until op's members ended, deadline passed or ctx ended.
+func (m *Manager) awaitOp(ctx context.Context, op *killOp, deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for {
+		p := m.firstRunning(op)
+		if p == nil {
+			return
+		}
+		select {
+		case <-p.done:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// inheritLocked makes a process adopted from a member of op (a leftover
+// of a command being killed) a member too: it gets op's signal, or
+// SIGKILL once op escalated.
+func (m *Manager) inheritLocked(p *proc, op *killOp) {
+	sig := op.sig
+	if op.escalated {
+		sig = syscall.SIGKILL
+	}
+	m.killLocked(p, op, sig)
+}
+
+func signalName(sig syscall.Signal) string {
+	if sig == 0 {
+		return ""
+	}
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}

@@ -1,0 +1,307 @@
+//go:build linux
+
+package procs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// BecomeSubreaper makes the calling process a child subreaper
+// (prctl(PR_SET_CHILD_SUBREAPER)): a process whose parent dies is then
+// reparented to it instead of to init. A Manager in such a process learns
+// the exit status of the leftovers it adopts (bash, their parent, is gone,
+// so they become its children) and reaps them, and it reaps the zombies of
+// the session's process groups that nobody tracks.
+//
+// It is process-wide and the host's decision, so it is a function to call
+// once from main, not something New does. Consequences:
+//
+//   - every orphan of every descendant comes to this process, including
+//     daemons that setsid away from the session's groups; those that die
+//     untracked stay zombies (a pid slot each) until this process exits;
+//   - nothing here ever waits for "any child": the Manager reaps exactly
+//     the processes it adopted, through their pidfds (waitid P_PIDFD), and
+//     zombies that are members, not leaders, of a session command's process
+//     group. os/exec's children (bash, which leads its group, and whatever
+//     else the host runs) are never touched, so their Wait still works.
+//
+// It returns an error wrapping errors.ErrUnsupported off Linux.
+func BecomeSubreaper() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+	}
+	return nil
+}
+
+// reapsOrphans reports whether orphans are reparented to this process: it
+// is a child subreaper, or it is init of its pid namespace.
+func reapsOrphans() bool {
+	if os.Getpid() == 1 {
+		return true
+	}
+	var on int32
+	if err := unix.Prctl(unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafe.Pointer(&on)), 0, 0, 0); err != nil {
+		return false
+	}
+	return on != 0
+}
+
+// procStat is what sandrun reads from /proc/PID/stat.
+type procStat struct {
+	state byte
+	ppid  int
+	pgrp  int
+	start uint64 // clock ticks after boot
+}
+
+// readStat reads /proc/PID/stat.
+func readStat(pid int) (procStat, error) {
+	// Plain syscalls: os.Open would register each /proc file with the
+	// poller, which doubles the cost of a scan.
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return procStat{}, err
+	}
+	var buf [1024]byte
+	n, err := unix.Read(fd, buf[:])
+	unix.Close(fd)
+	if err != nil {
+		return procStat{}, err
+	}
+	data := buf[:max(n, 0)]
+	// "pid (comm) state ppid pgrp session tty_nr tpgid flags minflt
+	// cminflt majflt cmajflt utime stime cutime cstime priority nice
+	// num_threads itrealvalue starttime ...": comm may hold spaces and ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	f := bytes.Fields(data[i+1:])
+	if len(f) < 20 || len(f[0]) != 1 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	var st procStat
+	st.state = f[0][0]
+	st.ppid, _ = strconv.Atoi(string(f[1]))
+	st.pgrp, _ = strconv.Atoi(string(f[2]))
+	st.start, _ = strconv.ParseUint(string(f[19]), 10, 64)
+	return st, nil
+}
+
+// userHZ is the unit of starttime in /proc/PID/stat: USER_HZ, 100 on
+// every architecture Linux supports today.
+const userHZ = 100
+
+// startedAt converts a starttime (clock ticks after boot) to wall time.
+func startedAt(ticks uint64) time.Time {
+	now := time.Now()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return now
+	}
+	since := time.Duration(ts.Nano()) - time.Duration(ticks)*(time.Second/userHZ)
+	return now.Add(-max(since, 0))
+}
+
+// maxCommandBytes bounds the command line read from /proc.
+const maxCommandBytes = 4096
+
+// readCommand returns the command line of pid, arguments joined by spaces,
+// or "[comm]" for a process without one.
+func readCommand(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err == nil && len(data) > 0 {
+		if len(data) > maxCommandBytes {
+			data = data[:maxCommandBytes]
+		}
+		return strings.ReplaceAll(strings.TrimRight(string(data), "\x00"), "\x00", " ")
+	}
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		return "[?]"
+	}
+	return "[" + strings.TrimSpace(string(comm)) + "]"
+}
+
+// openPidfd returns a pollable pidfd of pid. The process may have exited
+// already: the pidfd is then readable at once. ESRCH means it was reaped.
+func openPidfd(pid int) (*os.File, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	// Non-blocking, so os registers it with the runtime's poller: waiting
+	// for its exit parks a goroutine, not a thread.
+	return os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid)), nil
+}
+
+// pidfdExited reports whether the process of a pidfd has exited.
+func pidfdExited(fd uintptr) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(p, 0)
+	return err == nil && n > 0
+}
+
+// awaitPidfd blocks until the process of pidfd exits. It returns an error
+// when pidfd is closed meanwhile.
+func awaitPidfd(pidfd *os.File) error {
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(pidfdExited)
+}
+
+// signalPidfd sends sig to the process of pidfd, never to a process that
+// reused its pid.
+func signalPidfd(pidfd *os.File, sig syscall.Signal) error {
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.PidfdSendSignal(int(fd), sig, nil, 0)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// sigchldFields is the start of siginfo_t's union as waitid fills it for
+// a child: si_pid, si_uid, si_status.
+type sigchldFields struct {
+	pid    int32
+	uid    uint32
+	status int32
+}
+
+// sigchldOffset is where the union starts in siginfo_t: after three ints,
+// aligned as a pointer (16 on 64-bit systems, 12 on 32-bit ones).
+const sigchldOffset = (12 + unsafe.Sizeof(uintptr(0)) - 1) &^ (unsafe.Sizeof(uintptr(0)) - 1)
+
+// Codes of siginfo_t.si_code for SIGCHLD.
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
+
+// reapPidfd reaps the process of pidfd if it is this process's child and
+// has exited (waitid P_PIDFD, WEXITED|WNOHANG): it can only ever reap that
+// one process. known is false when the process is not a child (another
+// process reaps it) or has not exited.
+func reapPidfd(pidfd *os.File) (e exit, known bool) {
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return exit{}, false
+	}
+	var info unix.Siginfo
+	var werr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			_, _, errno := unix.Syscall6(unix.SYS_WAITID, unix.P_PIDFD, fd,
+				uintptr(unsafe.Pointer(&info)), unix.WEXITED|unix.WNOHANG, 0, 0)
+			if errno == unix.EINTR {
+				continue
+			}
+			if errno != 0 {
+				werr = errno
+			}
+			return
+		}
+	}); err != nil || werr != nil {
+		return exit{}, false
+	}
+	f := (*sigchldFields)(unsafe.Add(unsafe.Pointer(&info), sigchldOffset))
+	if f.pid == 0 {
+		return exit{}, false // WNOHANG: not exited yet
+	}
+	switch info.Code {
+	case cldExited:
+		return exit{code: int(f.status)}, true
+	case cldKilled, cldDumped:
+		sig := syscall.Signal(f.status)
+		return exit{code: 128 + int(sig), signal: unix.SignalName(sig)}, true
+	}
+	return exit{}, false
+}
+
+// reapGroupZombies reaps the zombie children of this process that are
+// members, but not leaders, of one of groups, except the pids in skip. It
+// returns how many it reaped.
+//
+// Such a zombie is never os/exec's: every command bash runs for a session
+// leads its own group (Setpgid), the host's other children stay in its
+// group, and no group id of a live session group can be handed to a new
+// process. While a process is our zombie only we can reap it, so its pid
+// still names it when its pidfd is opened.
+func reapGroupZombies(groups, skip map[int]bool) int {
+	if len(groups) == 0 {
+		return 0
+	}
+	d, err := os.Open("/proc")
+	if err != nil {
+		return 0
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return 0
+	}
+	self, reaped := os.Getpid(), 0
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil || skip[pid] {
+			continue
+		}
+		st, err := readStat(pid)
+		if err != nil || st.state != 'Z' || st.ppid != self || st.pgrp == pid || !groups[st.pgrp] {
+			continue
+		}
+		fd, err := openPidfd(pid)
+		if err != nil {
+			continue
+		}
+		if _, ok := reapPidfd(fd); ok {
+			reaped++
+		}
+		fd.Close()
+	}
+	return reaped
+}
+
+// dupFile returns a new descriptor of f's open file, closed on exec, so that
+// the Manager can read a file the host closes.
+func dupFile(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("dup %s: %w", f.Name(), derr)
+	}
+	return os.NewFile(uintptr(nfd), f.Name()), nil
+}
+
+// isGone reports whether err says that a process no longer exists.
+func isGone(err error) bool {
+	return errors.Is(err, unix.ESRCH) || errors.Is(err, os.ErrProcessDone)
+}
