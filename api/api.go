@@ -91,7 +91,8 @@ const (
 	CodeTimeout ErrorCode = "TIMEOUT"
 	// CodeHostLost: the host running the request died; it was not re-run.
 	CodeHostLost ErrorCode = "HOST_LOST"
-	// CodeNotSupported: the operation exists but this sandrun does not serve it.
+	// CodeNotSupported: sandrun cannot do what the request asks: a browser.*
+	// operation (sandboxes have no display), an exec with tty.
 	CodeNotSupported ErrorCode = "NOT_SUPPORTED"
 	// CodeResourceExhausted: a limit was reached (size, count, time), such
 	// as inline file content over MaxInlineFileBytes (the message says to

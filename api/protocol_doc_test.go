@@ -152,7 +152,16 @@ func checkDocCompletion(t *testing.T, where, body string) *Completion {
 	if !reflect.DeepEqual(shown, written) {
 		t.Errorf("%s: sandrun would write this completion as\n%s", where, again)
 	}
-	// Output shown whole is as long as the completion says.
+	// Output shown whole is as long as the completion says (process.logs
+	// and shell.view show a part of a longer log).
+	if c.Op == OpProcessLogs || c.Op == OpShellView {
+		return &c
+	}
+	if b, err := c.ContentData(); err != nil {
+		t.Errorf("%s: %v", where, err)
+	} else if c.EOF && c.Size < int64(len(b)) {
+		t.Errorf("%s: content is %d bytes, more than the file's size %d", where, len(b), c.Size)
+	}
 	for _, o := range []struct {
 		name   string
 		data   func() ([]byte, error)
@@ -185,12 +194,19 @@ func TestProtocolDocCoversContract(t *testing.T) {
 		ReasonInvalidOp, ReasonUnknownOp, ReasonNotSupported, ReasonInvalidField, ReasonAttributeMismatch} {
 		want = append(want, "| `"+r+"` |")
 	}
-	for _, op := range []Op{OpExec, OpSessionCreate, OpSessionGet, OpSessionDestroy} {
+	for _, op := range servedOps {
 		want = append(want, "### "+string(op))
 	}
-	for _, n := range []int{MaxRequestBytes, MaxCommandBytes, MaxEnvBytes, MaxPathBytes, InlineOutputBytes, int(DefaultTimeout.Seconds()), int(MaxTimeout.Seconds())} {
+	for _, n := range []int{MaxRequestBytes, MaxCommandBytes, MaxEnvBytes, MaxPathBytes, InlineOutputBytes, int(DefaultTimeout.Seconds()), int(MaxTimeout.Seconds()),
+		MaxInlineFileBytes, MaxProcessWriteBytes, MaxPatternBytes, MaxResults, DefaultMaxResults, MaxMatchLineBytes, MaxDepth} {
 		want = append(want, strconv.Itoa(n))
 	}
+	for _, s := range killSignals {
+		want = append(want, "`"+s+"`")
+	}
+	want = append(want, ttyMessage, "absent or 0 means "+strconv.Itoa(int(DefaultWaitTimeout.Seconds())), "absent or 0 means "+strconv.Itoa(int(DefaultKillGrace.Seconds())),
+		"sessions/SESSION_ID/transfers/REQUEST_ID/NAME", "STORAGE_EMULATOR_HOST", "google-cloud-storage", "SANDRUN_BUCKET",
+		"sessions/SESSION_ID/processes/", "`**`", "RE2", "control operation", "`lost`", "checkpoint", "HOME")
 	want = append(want, ReservedEnvPrefix, sessionIDPattern.String(), envNamePattern.String(),
 		"`"+AttrSessionID+"`", "`"+AttrRequestID+"`", "`"+AttrOp+"`", "`"+AttrStatus+"`", "`"+AttrTraceparent+"`",
 		"ordering key = `session_id`", "PUBSUB_EMULATOR_HOST", "sandrun emulator", "sandrun dev",
@@ -204,14 +220,16 @@ func TestProtocolDocCoversContract(t *testing.T) {
 	}
 }
 
-// The Python example is at least valid Python, where Python is at hand.
+// The Python examples are at least valid Python, where Python is at hand.
 func TestPythonExampleParses(t *testing.T) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Skip("no python3")
 	}
-	out, err := exec.Command(py, "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])", "examples/python/backend.py").CombinedOutput()
-	if err != nil {
-		t.Fatalf("examples/python/backend.py: %v\n%s", err, out)
+	for _, file := range []string{"examples/python/backend.py", "examples/python/transfer.py"} {
+		out, err := exec.Command(py, "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])", file).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", file, err, out)
+		}
 	}
 }

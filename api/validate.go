@@ -126,8 +126,8 @@ const (
 	ReasonInvalidOp = "invalid_op"
 	// ReasonUnknownOp: op is not an operation of the protocol.
 	ReasonUnknownOp = "unknown_op"
-	// ReasonNotSupported: op, or an exec with tty, is something this
-	// sandrun does not serve.
+	// ReasonNotSupported: the request asks for what sandrun cannot do: a
+	// browser.* op, an exec with tty.
 	ReasonNotSupported = "not_supported"
 	// ReasonInvalidField: a field breaks the rules of its op, or the op
 	// does not take it.
