@@ -71,8 +71,8 @@
 // Google services itself: Firestore and Cloud Storage are behind Registry
 // and LogSink. It never signals a process by a pid that may have been
 // reused, never kills a process it was not asked to (leftovers of a
-// command that ended by itself run on), and never reaps a child it did
-// not adopt.
+// command that ended by itself run on), and never reaps a child that is
+// not an adopted process or a zombie member of a session command's group.
 //
 // The package is for Linux (pidfds, /proc). Elsewhere it builds, and the
 // shell reports no leftovers, so nothing is adopted.
