@@ -37,8 +37,8 @@ type Foreground struct {
 // command and with what it left running.
 type ForegroundEnd struct {
 	// Killed reports that Kill (or Close) signalled it; Reason is the
-	// KillRequest's, Signal the last signal sent. The host answers its
-	// exec ABORTED then.
+	// KillRequest's, Signal the last signal sent ("TERM"). The host answers
+	// its exec ABORTED then.
 	Killed bool
 	Reason string
 	Signal string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,6 +48,9 @@ func (m *Manager) Kill(ctx context.Context, req KillRequest) ([]int, error) {
 	}
 	if req.Grace < 0 {
 		return nil, fmt.Errorf("kill: negative grace %v: %w", req.Grace, ErrInvalid)
+	}
+	if req.Grace == 0 {
+		req.Grace = DefaultKillGrace
 	}
 	var re *regexp.Regexp
 	if req.Pattern != "" {
@@ -219,12 +223,17 @@ func (m *Manager) inheritLocked(p *proc, op *killOp) {
 	m.killLocked(p, op, sig)
 }
 
+// signalName names sig as the protocol does: "TERM", "KILL".
 func signalName(sig syscall.Signal) string {
 	if sig == 0 {
 		return ""
 	}
 	if name := unix.SignalName(sig); name != "" {
-		return name
+		return shortSignal(name)
 	}
 	return fmt.Sprintf("signal %d", int(sig))
 }
+
+// shortSignal drops the "SIG" prefix of a signal's name ("SIGKILL", as
+// shell.Result names it).
+func shortSignal(name string) string { return strings.TrimPrefix(name, "SIG") }

@@ -81,7 +81,7 @@ func TestCloseEndsEverything(t *testing.T) {
 			t.Errorf("process %d still running", pid)
 		}
 	}
-	if info, _ := lastEnded(calls, stubborn.Pid); info.Signal != "SIGKILL" {
+	if info, _ := lastEnded(calls, stubborn.Pid); info.Signal != "KILL" {
 		t.Errorf("stubborn process ended by %q, want SIGKILL", info.Signal)
 	}
 	if info, _ := lastEnded(calls, exited.Pid); info.Status != StatusExited || code(info) != "4" {
@@ -220,13 +220,13 @@ func TestSubreaperLearnsExitStatus(t *testing.T) {
 	if _, err := m.Kill(context.Background(), KillRequest{Pid: sleep300.Pid, Grace: 10 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := m.Get(sleep300.Pid); got.Status != StatusKilled || code(got) != "143" || got.Signal != "SIGTERM" {
+	if got, _ := m.Get(sleep300.Pid); got.Status != StatusKilled || code(got) != "143" || got.Signal != "TERM" {
 		t.Errorf("killed leftover = %+v (exit %s), want killed, 143, SIGTERM", got, code(got))
 	}
 
 	sleep301 := byCmd["sleep 301"]
 	kill(t, sleep301.Pid, syscall.SIGKILL)
-	if got := wait(t, m, sleep301.Pid); got.Status != StatusExited || code(got) != "137" || got.Signal != "SIGKILL" {
+	if got := wait(t, m, sleep301.Pid); got.Status != StatusExited || code(got) != "137" || got.Signal != "KILL" {
 		t.Errorf("leftover killed by someone else = %+v (exit %s), want exited, 137, SIGKILL", got, code(got))
 	}
 	if e := reg.awaitEnded(t, sleep301.Pid); code(e) != "137" {

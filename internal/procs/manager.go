@@ -274,7 +274,7 @@ func (m *Manager) finishLocked(p *proc, e exit, known bool, reason string) {
 	p.finished = time.Now()
 	if known {
 		code := e.code
-		p.exitCode, p.signal = &code, e.signal
+		p.exitCode, p.signal = &code, shortSignal(e.signal)
 	}
 	switch {
 	case p.kill != nil:
@@ -457,9 +457,9 @@ func (m *Manager) Write(ctx context.Context, pid int, data []byte, closeStdin bo
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return n, fmt.Errorf("write to process %d: %w", pid, ctx.Err())
-		case errors.Is(err, syscall.EPIPE), errors.Is(err, os.ErrClosed):
+		case errors.Is(err, syscall.EPIPE), errors.Is(err, os.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
 			// Nobody reads the pipe any more: the process closed its
-			// stdin or ended.
+			// stdin, or it ended (closeStdin cut the write short).
 			p.stdin.Close()
 			p.stdinOpen.Store(false)
 			return n, fmt.Errorf("write to process %d: it closed its stdin: %w", pid, ErrNoStdin)

@@ -199,7 +199,7 @@ func TestKill(t *testing.T) {
 			t.Fatalf("Kill = %v, %v", pids, err)
 		}
 		got, _ := m.Get(p.Pid) // Kill returns once the process ended
-		if got.Status != StatusKilled || got.Signal != "SIGTERM" || code(got) != "143" || got.Reason != "killed by request r1" {
+		if got.Status != StatusKilled || got.Signal != "TERM" || code(got) != "143" || got.Reason != "killed by request r1" {
 			t.Fatalf("killed process = %+v (exit %s)", got, code(got))
 		}
 		if pids, err := m.Kill(ctx, KillRequest{Pid: p.Pid}); err != nil || len(pids) != 0 {
@@ -228,7 +228,7 @@ func TestKill(t *testing.T) {
 			t.Fatalf("Kill(all) = %v, %v; want [%d %d] in start order", pids, err, seven.Pid, other.Pid)
 		}
 		for _, pid := range pids {
-			if got, _ := k.Get(pid); got.Status != StatusKilled || got.Signal != "SIGKILL" {
+			if got, _ := k.Get(pid); got.Status != StatusKilled || got.Signal != "KILL" {
 				t.Errorf("process %d = %+v, want killed by SIGKILL", pid, got)
 			}
 		}
@@ -251,21 +251,22 @@ func TestKill(t *testing.T) {
 			t.Fatalf("Kill = %v, %v", pids, err)
 		}
 		got, _ := m.Get(p.Pid)
-		if got.Status != StatusKilled || got.Signal != "SIGKILL" || took < grace {
+		if got.Status != StatusKilled || got.Signal != "KILL" || took < grace {
 			t.Fatalf("after %v: %+v; want killed by SIGKILL after %v", took, got, grace)
 		}
 	})
 
-	t.Run("grace 0 kills at once", func(t *testing.T) {
+	t.Run("KILL at once", func(t *testing.T) {
 		t.Parallel()
 		fifo := mkfifo(t)
 		p := start(t, m, `trap '' TERM; echo > `+fifo+`; sleep 600`, false)
 		readFifo(t, fifo)
-		if _, err := m.Kill(ctx, KillRequest{Pid: p.Pid}); err != nil {
+		began := time.Now()
+		if _, err := m.Kill(ctx, KillRequest{Pid: p.Pid, Signal: syscall.SIGKILL}); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := m.Get(p.Pid); got.Status != StatusKilled || got.Signal != "SIGKILL" {
-			t.Fatalf("got %+v", got)
+		if got, _ := m.Get(p.Pid); got.Status != StatusKilled || got.Signal != "KILL" || time.Since(began) > DefaultKillGrace {
+			t.Fatalf("got %+v after %v", got, time.Since(began))
 		}
 	})
 
@@ -381,7 +382,7 @@ func TestForegroundLeftoversAreAdopted(t *testing.T) {
 		t.Fatalf("Kill = %v, %v", pids, err)
 	}
 	got, _ := m.Get(first.Pid)
-	if got.Status != StatusKilled || got.Signal != "SIGTERM" {
+	if got.Status != StatusKilled || got.Signal != "TERM" {
 		t.Fatalf("killed leftover = %+v", got)
 	}
 	if !reapsOrphans() && got.ExitCode != nil {
@@ -520,7 +521,7 @@ func TestKillForeground(t *testing.T) {
 		t.Fatalf("Kill = %v, %v; want [%d]", pids, err, run.Pid())
 	}
 	e := <-done
-	if !e.end.Killed || e.end.Reason != "killed by request r9" || e.end.Signal != "SIGTERM" || e.res.ExitCode != 143 {
+	if !e.end.Killed || e.end.Reason != "killed by request r9" || e.end.Signal != "TERM" || e.res.ExitCode != 143 {
 		t.Fatalf("End = %+v, exit %d", e.end, e.res.ExitCode)
 	}
 }
@@ -646,4 +647,26 @@ func atoi(t *testing.T, s string) int {
 		t.Fatalf("not a pid: %q", s)
 	}
 	return n
+}
+
+func TestWriteBlockedWhenTheProcessEnds(t *testing.T) {
+	t.Parallel()
+	m, _, _ := newManager(t, Config{})
+	p := start(t, m, `sleep 600`, true) // never reads its stdin
+	result := make(chan error, 1)
+	go func() {
+		_, err := m.Write(context.Background(), p.Pid, make([]byte, 1<<20), false)
+		result <- err
+	}()
+	if _, err := m.Kill(context.Background(), KillRequest{Pid: p.Pid, Signal: syscall.SIGKILL}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-result:
+		if !errors.Is(err, ErrNoStdin) {
+			t.Fatalf("Write = %v, want ErrNoStdin", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Write still blocked after its process ended")
+	}
 }

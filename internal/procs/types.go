@@ -52,8 +52,7 @@ const (
 	// DefaultCloseGrace is how long Close waits between SIGTERM and SIGKILL.
 	DefaultCloseGrace = 3 * time.Second
 	// DefaultKillGrace is the grace of a kill request that names none (the
-	// protocol's grace_seconds default); KillRequest.Grace itself is taken
-	// as given.
+	// protocol's grace_seconds default).
 	DefaultKillGrace = 5 * time.Second
 	// DefaultReadBytes bounds what Logs and View return per stream when the
 	// caller gives no bound (the protocol's inline output size).
@@ -97,9 +96,9 @@ type ProcessInfo struct {
 	// host that is a child subreaper (see BecomeSubreaper) learns it. A
 	// process killed by a signal has 128+n, as a shell reports it.
 	ExitCode *int
-	// Signal names the signal that ended the process ("SIGTERM") when it is
-	// known; for a killed process whose exit status is unknowable, the last
-	// signal the Manager sent it.
+	// Signal names the signal that ended the process as the protocol does
+	// ("TERM", "KILL") when it is known; for a killed process whose exit
+	// status is unknowable, the last signal the Manager sent it.
 	Signal string
 	// Reason says why a killed process was ended (the KillRequest's
 	// Reason, ReasonHostEnded, ReasonTimeout).
@@ -173,9 +172,8 @@ type KillRequest struct {
 	All bool
 	// Signal is sent first; 0 means SIGTERM.
 	Signal syscall.Signal
-	// Grace is how long the processes have to end before SIGKILL, taken as
-	// given: 0 sends SIGKILL right after Signal (callers default it to
-	// DefaultKillGrace).
+	// Grace is how long the processes have to end before SIGKILL; 0 means
+	// DefaultKillGrace (to kill at once, send SIGKILL).
 	Grace time.Duration
 	// Reason is recorded on the processes this ends; "" means ReasonKilled.
 	// A foreground command's End reports it (e.g. "killed by request r1").
