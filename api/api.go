@@ -244,10 +244,13 @@ type Completion struct {
 	Error *Error `json:"error,omitempty"`
 
 	// ExitCode is the command's exit status (128+n when killed by signal n,
-	// 124 on timeout); -1 when no command ran to an end.
+	// 124 on timeout), or for process.wait the process's; -1 when no
+	// command ran to an end; 0 for other operations that succeed.
 	ExitCode int `json:"exit_code"`
-	// Stdout and Stderr hold the output up to InlineOutputBytes each. When an
-	// output is not valid UTF-8 it is base64 and its encoding field says so.
+	// Stdout and Stderr hold the output up to InlineOutputBytes each: of an
+	// exec's command, of a log part for process.logs, of the last output of
+	// the foreground command for shell.view. When an output is not valid
+	// UTF-8 it is base64 and its encoding field says so.
 	Stdout         string   `json:"stdout"`
 	Stderr         string   `json:"stderr"`
 	StdoutEncoding Encoding `json:"stdout_encoding,omitempty"`

@@ -137,3 +137,30 @@ func TestCompletionJSONRoundTrip(t *testing.T) {
 		t.Fatalf("round trip changed the completion:\n%s\n%s", data, again)
 	}
 }
+
+// Completions of every op survive JSON unchanged, exists: false included,
+// and are read back exactly by a strict reader.
+func TestOpCompletionsJSONRoundTrip(t *testing.T) {
+	for name, in := range opCompletions() {
+		data, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out Completion
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&out); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		again, _ := json.Marshal(&out)
+		if !bytes.Equal(data, again) {
+			t.Errorf("%s: round trip changed the completion:\n%s\n%s", name, data, again)
+		}
+		if in.Op == OpFileExists && in.Status == StatusOK && !bytes.Contains(data, []byte(`"exists":`)) {
+			t.Errorf("%s: no exists in %s", name, data)
+		}
+		if in.Op != OpFileExists && bytes.Contains(data, []byte(`"exists"`)) {
+			t.Errorf("%s: exists in %s", name, data)
+		}
+	}
+}
