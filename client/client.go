@@ -49,12 +49,16 @@ type Config struct {
 	// Filter, for a temporary subscription, selects the completions it
 	// receives, as in `attributes.session_id = "s1"`.
 	Filter string
+	// Bucket is the deployment's bucket, where Stage puts files for
+	// file.upload (default sandrun-local, the local cloud's).
+	Bucket string
 }
 
 // Client publishes requests and awaits their completions. It is safe for
 // concurrent use.
 type Client struct {
 	ps        *pubsub.Client
+	cfg       Config
 	publisher *pubsub.Publisher
 	subName   string
 	temporary bool
@@ -79,11 +83,14 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Client,
 	if cfg.CompletionsTopic == "" {
 		cfg.CompletionsTopic = "sandrun-completions"
 	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = "sandrun-local"
+	}
 	ps, err := pubsub.NewClient(ctx, cfg.Project, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("sandrun client: connect to Pub/Sub: %w", err)
 	}
-	c := &Client{ps: ps, waiters: map[string]chan *api.Completion{}, delivered: newRecentSet(100000), done: make(chan struct{})}
+	c := &Client{ps: ps, cfg: cfg, waiters: map[string]chan *api.Completion{}, delivered: newRecentSet(100000), done: make(chan struct{})}
 	c.publisher = ps.Publisher(cfg.RequestsTopic)
 	c.publisher.EnableMessageOrdering = true
 	// A request is awaited: send it at once rather than after the default
@@ -209,6 +216,28 @@ func (c *Client) await(ctx context.Context, requestID string, w chan *api.Comple
 		c.mu.Unlock()
 		return nil, fmt.Errorf("await completion of request %s: receiving stopped: %v", requestID, err)
 	}
+}
+
+// Stage uploads what r holds to the object a file.upload request names:
+// gs://BUCKET/sessions/SESSION/transfers/REQUEST/NAME, streaming it, and
+// returns that name for the request's object field.
+func (c *Client) Stage(ctx context.Context, sessionID, requestID, name string, r io.Reader, opts ...option.ClientOption) (string, error) {
+	gcs, err := storage.NewClient(ctx, opts...)
+	if err != nil {
+		return "", fmt.Errorf("stage %s: connect to Cloud Storage: %w", name, err)
+	}
+	defer gcs.Close()
+	object := "sessions/" + sessionID + "/transfers/" + requestID + "/" + name
+	w := gcs.Bucket(c.cfg.Bucket).Object(object).NewWriter(ctx)
+	w.ContentType = "application/octet-stream"
+	if _, err := io.Copy(w, r); err != nil {
+		w.Close()
+		return "", fmt.Errorf("stage %s: %w", name, err)
+	}
+	if err := w.Close(); err != nil {
+		return "", fmt.Errorf("stage %s: %w", name, err)
+	}
+	return "gs://" + c.cfg.Bucket + "/" + object, nil
 }
 
 // ReadObject streams a Cloud Storage object that a completion names

@@ -43,6 +43,12 @@ func commands() map[string]command {
 		"executor":   {"run the session host (the Cloud Run job's entrypoint)", runExecutor},
 		"exec":       {"run a shell command in a session and print its output", runExec},
 		"session":    {"create, get or destroy a session", runSession},
+		"cp":         {"copy a file between this machine and a session (SESSION:PATH)", runCp},
+		"ls":         {"list a directory of a session", runLs},
+		"cat":        {"print a file of a session", runCat},
+		"ps":         {"list a session's processes", runPs},
+		"logs":       {"print a background process's output", runLogs},
+		"kill":       {"signal a session's processes", runKill},
 		"dev":        {"run sandrun on the local cloud: emulators, dispatcher, reaper, hosts", runDev},
 	}
 }

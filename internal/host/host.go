@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sandrun/sandrun/api"
-	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
@@ -83,6 +80,7 @@ type Host struct {
 	spool string
 	// restoreSeconds is reported on the first request the host serves.
 	restoreSeconds float64
+	// The serve loop alone touches these.
 	served         int
 	dirty          bool
 	lastCheckpoint time.Time
@@ -229,65 +227,6 @@ func (h *Host) isLost() bool {
 	}
 }
 
-// serve runs queued requests in order until the host is idle and may leave,
-// or ctx ends. parent is the execution's own context: it ends when Cloud
-// Run cancels the execution.
-func (h *Host) serve(ctx, parent context.Context) error {
-	wake := h.store.WatchQueued(ctx, h.cfg.SessionID)
-	idleSince := time.Now()
-	poll := time.NewTicker(h.cfg.PollInterval)
-	defer poll.Stop()
-	for {
-		if ctx.Err() != nil {
-			if h.isLost() {
-				return nil
-			}
-			return h.leave(parent, true)
-		}
-		item, err := h.store.NextQueued(ctx, h.cfg.SessionID)
-		if err != nil {
-			if ctx.Err() != nil {
-				continue
-			}
-			h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
-			item = nil
-		}
-		if item != nil {
-			destroyed, err := h.serveItem(ctx, item)
-			if err != nil {
-				return err
-			}
-			if destroyed {
-				return nil
-			}
-			idleSince = time.Now()
-			if time.Since(h.lastCheckpoint) > h.cfg.CheckpointInterval && h.dirty {
-				if err := h.checkpoint(ctx); err != nil {
-					h.logger.Warn("checkpoint failed", "event", "checkpoint.failed", "error", err.Error())
-				}
-			}
-			continue
-		}
-		idleLeft := h.cfg.IdleTimeout - time.Since(idleSince)
-		if idleLeft <= 0 {
-			err := h.leave(ctx, false)
-			if errors.Is(err, session.ErrWorkPending) {
-				idleSince = time.Now()
-				continue
-			}
-			return err
-		}
-		idle := time.NewTimer(idleLeft)
-		select {
-		case <-wake:
-		case <-poll.C:
-		case <-idle.C:
-		case <-ctx.Done():
-		}
-		idle.Stop()
-	}
-}
-
 // leave checkpoints the workspace and gives the lease up. Unless forced (the
 // execution is ending), it fails with ErrWorkPending when a request arrived
 // meanwhile, and the host serves on.
@@ -313,86 +252,6 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 	}
 	h.logger.Info("host left", "event", "host.left", "forced", forced, "served", h.served)
 	return nil
-}
-
-// serveItem runs one request and records and publishes its completion. It
-// reports whether the request destroyed the session.
-func (h *Host) serveItem(ctx context.Context, queued *session.Item) (destroyed bool, err error) {
-	item, ok, err := h.store.Start(ctx, h.lease, queued.RequestID)
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		return false, nil
-	}
-	var req api.Request
-	// Until a command runs to an end, nothing has an exit code.
-	c := &api.Completion{RequestID: item.RequestID, SessionID: item.SessionID, Op: api.Op(item.Op), Status: api.StatusOK, ExecutionID: h.cfg.Execution, ExitCode: -1}
-	if err := json.Unmarshal(item.Request, &req); err != nil {
-		c.Fail(api.CodeInternal, "the recorded request could not be decoded: "+err.Error())
-	}
-	c.ColdStart = item.AcceptedAt.Before(h.lease.Acquired)
-	if c.ColdStart && !h.lease.LaunchRequestedAt.IsZero() {
-		c.Timing.LaunchSeconds = h.lease.Acquired.Sub(h.lease.LaunchRequestedAt).Seconds()
-	}
-	if h.served == 0 {
-		c.Timing.RestoreSeconds = h.restoreSeconds
-	}
-	h.served++
-
-	var newState *shell.State
-	started := time.Now()
-	if c.Error == nil {
-		switch req.Op {
-		case api.OpExec:
-			newState = h.exec(ctx, &req, c)
-		case api.OpSessionDestroy:
-			destroyed, c.ExitCode = true, 0
-		case api.OpSessionGet, api.OpSessionCreate:
-			c.ExitCode = 0
-			c.Session = &api.SessionInfo{SessionID: h.cfg.SessionID, Status: session.StatusActive, Host: h.cfg.Execution, Cwd: h.state.Cwd}
-		default:
-			c.Fail(api.CodeNotSupported, fmt.Sprintf("op %s is not served by this host", req.Op))
-		}
-	}
-	finished := time.Now()
-	c.DurationSeconds = finished.Sub(started).Seconds()
-	c.Timing.AcceptedAt, c.Timing.StartedAt, c.Timing.FinishedAt = item.AcceptedAt, item.StartedAt, finished
-	c.Timing.QueueSeconds = item.StartedAt.Sub(item.AcceptedAt).Seconds()
-	c.Timing.RunSeconds = c.DurationSeconds
-	c.Timing.TotalSeconds = finished.Sub(item.AcceptedAt).Seconds()
-	if c.Cwd == "" {
-		c.Cwd = h.state.Cwd
-	}
-
-	if newState != nil && stateSize(newState) > maxStateBytes {
-		c.Fail(api.CodeResourceExhausted, fmt.Sprintf("the command left %d bytes of working directory and exported environment; a session keeps at most %d, so the state it started with is kept", stateSize(newState), maxStateBytes))
-		newState = nil
-	}
-	var keep *session.Shell
-	if newState != nil {
-		h.state = *newState
-		sh := session.NewShell(h.state.Cwd, h.state.Env)
-		keep = &sh
-		h.dirty = true
-	}
-	// The answer is recorded even when the execution is being stopped:
-	// fencing, not the context, keeps a host that lost its lease from
-	// writing.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	data, err := h.store.Finish(rctx, h.lease, c, keep)
-	if err != nil {
-		return false, err
-	}
-	h.publish(rctx, item.SessionID, item.RequestID, data, item.Traceparent)
-	h.logger.Info("request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
-		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
-		"duration_seconds", c.DurationSeconds, "cold_start", c.ColdStart)
-	if destroyed {
-		return true, h.destroy(ctx)
-	}
-	return false, nil
 }
 
 // destroy ends the session after its destroy request was answered.

@@ -1,0 +1,239 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/logging"
+	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/shell"
+)
+
+// queueWindow is how many queued items the serve loop looks at at once: a
+// control request behind that many others waits for them.
+const queueWindow = 100
+
+// finished is what a request's goroutine reports to the serve loop.
+type finished struct {
+	requestID  string
+	foreground bool
+	// state is the shell state a foreground command left, or nil to keep
+	// the session's.
+	state     *shell.State
+	destroyed bool
+	err       error
+}
+
+// serve runs the session's inbox until the host is idle and may leave, or
+// ctx ends. parent is the execution's own context: it ends when Cloud Run
+// cancels the execution.
+//
+// Requests run one at a time in inbox order (the foreground), except control
+// requests (process.*, shell.view), which run at once beside a foreground
+// command: a process.kill must not wait for the command it kills. A control
+// request never overtakes a request queued before it that has not started.
+func (h *Host) serve(ctx, parent context.Context) error {
+	wake := h.store.WatchQueued(ctx, h.cfg.SessionID)
+	done := make(chan finished)
+	inflight := map[string]bool{}
+	fg, fgOvertakable := "", false
+	idleSince := time.Now()
+	poll := time.NewTicker(h.cfg.PollInterval)
+	defer poll.Stop()
+
+	// drain waits for every request in flight; ctx's end has told them to
+	// stop.
+	drain := func() {
+		for len(inflight) > 0 {
+			f := <-done
+			delete(inflight, f.requestID)
+		}
+	}
+	for {
+		if ctx.Err() != nil {
+			drain()
+			if h.isLost() {
+				return nil
+			}
+			return h.leave(parent, true)
+		}
+		items, err := h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
+		if err != nil && ctx.Err() == nil {
+			h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
+		}
+		blocked := fg != "" && !fgOvertakable
+		for i := range items {
+			it := &items[i]
+			control := api.ControlOp(api.Op(it.Op))
+			switch {
+			case control && !blocked:
+			case !control && fg == "" && !blocked:
+			default:
+				blocked = blocked || !control
+				continue
+			}
+			started, ok, err := h.store.Start(ctx, h.lease, it.RequestID)
+			if err != nil {
+				drain()
+				return err
+			}
+			if !ok {
+				continue
+			}
+			inflight[started.RequestID] = true
+			if !control {
+				fg, fgOvertakable = started.RequestID, overtakable(started)
+				blocked = !fgOvertakable
+			}
+			first := h.served == 0
+			h.served++
+			go func() { done <- h.serveRequest(ctx, started, !control, first) }()
+		}
+
+		idle := fg == "" && len(inflight) == 0 && len(items) == 0
+		var idleC <-chan time.Time
+		var idleTimer *time.Timer
+		if idle {
+			left := h.cfg.IdleTimeout - time.Since(idleSince)
+			if left <= 0 {
+				err := h.leave(ctx, false)
+				if errors.Is(err, session.ErrWorkPending) {
+					idleSince = time.Now()
+					continue
+				}
+				return err
+			}
+			idleTimer = time.NewTimer(left)
+			idleC = idleTimer.C
+		}
+		select {
+		case f := <-done:
+			delete(inflight, f.requestID)
+			if f.foreground {
+				fg, fgOvertakable = "", false
+				if f.state != nil {
+					h.state, h.dirty = *f.state, true
+				}
+			}
+			if f.err != nil || f.destroyed {
+				drain()
+				return f.err
+			}
+			idleSince = time.Now()
+			if fg == "" && len(inflight) == 0 && h.dirty && time.Since(h.lastCheckpoint) > h.cfg.CheckpointInterval {
+				if err := h.checkpoint(ctx); err != nil {
+					h.logger.Warn("checkpoint failed", "event", "checkpoint.failed", "error", err.Error())
+				}
+			}
+		case <-wake:
+		case <-poll.C:
+		case <-idleC:
+		case <-ctx.Done():
+		}
+		if idleTimer != nil {
+			idleTimer.Stop()
+		}
+	}
+}
+
+// overtakable reports whether control requests may run beside a foreground
+// item: a command that runs for as long as it likes. Anything else is
+// quick, and later requests wait for it.
+func overtakable(it *session.Item) bool {
+	if api.Op(it.Op) != api.OpExec {
+		return false
+	}
+	var req api.Request
+	return json.Unmarshal(it.Request, &req) == nil && !req.Background
+}
+
+// serveRequest serves one started request: runs it, records its completion
+// and publishes it.
+func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground, first bool) finished {
+	f := finished{requestID: item.RequestID, foreground: foreground}
+	var req api.Request
+	// Until a command runs to an end, nothing has an exit code.
+	c := &api.Completion{RequestID: item.RequestID, SessionID: item.SessionID, Op: api.Op(item.Op), Status: api.StatusOK, ExecutionID: h.cfg.Execution, ExitCode: -1}
+	if err := json.Unmarshal(item.Request, &req); err != nil {
+		c.Fail(api.CodeInternal, "the recorded request could not be decoded: "+err.Error())
+	}
+	c.ColdStart = item.AcceptedAt.Before(h.lease.Acquired)
+	if c.ColdStart && !h.lease.LaunchRequestedAt.IsZero() {
+		c.Timing.LaunchSeconds = h.lease.Acquired.Sub(h.lease.LaunchRequestedAt).Seconds()
+	}
+	if first {
+		c.Timing.RestoreSeconds = h.restoreSeconds
+	}
+
+	started := time.Now()
+	if c.Error == nil {
+		f.state, f.destroyed = h.execute(ctx, &req, c)
+	}
+	end := time.Now()
+	c.DurationSeconds = end.Sub(started).Seconds()
+	c.Timing.AcceptedAt, c.Timing.StartedAt, c.Timing.FinishedAt = item.AcceptedAt, item.StartedAt, end
+	c.Timing.QueueSeconds = item.StartedAt.Sub(item.AcceptedAt).Seconds()
+	c.Timing.RunSeconds = c.DurationSeconds
+	c.Timing.TotalSeconds = end.Sub(item.AcceptedAt).Seconds()
+	if foreground && c.Cwd == "" {
+		c.Cwd = h.state.Cwd
+		if f.state != nil {
+			c.Cwd = f.state.Cwd
+		}
+	}
+	if f.state != nil && stateSize(f.state) > maxStateBytes {
+		c.Fail(api.CodeResourceExhausted, fmt.Sprintf("the command left %d bytes of working directory and exported environment; a session keeps at most %d, so the state it started with is kept", stateSize(f.state), maxStateBytes))
+		f.state = nil
+	}
+	var keep *session.Shell
+	if f.state != nil {
+		sh := session.NewShell(f.state.Cwd, f.state.Env)
+		keep = &sh
+	}
+	// The answer is recorded even when the execution is being stopped:
+	// fencing, not the context, keeps a host that lost its lease from
+	// writing.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	data, err := h.store.Finish(rctx, h.lease, c, keep)
+	if err != nil {
+		f.err = err
+		return f
+	}
+	h.publish(rctx, item.SessionID, item.RequestID, data, item.Traceparent)
+	h.logger.Info("request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
+		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
+		"duration_seconds", c.DurationSeconds, "cold_start", c.ColdStart)
+	if f.destroyed {
+		f.err = h.destroy(ctx)
+	}
+	return f
+}
+
+// execute runs the operation of a request into its completion. It returns
+// the shell state an exec left, and whether the request destroyed the
+// session.
+func (h *Host) execute(ctx context.Context, req *api.Request, c *api.Completion) (state *shell.State, destroyed bool) {
+	switch req.Op {
+	case api.OpExec:
+		return h.exec(ctx, req, c), false
+	case api.OpSessionDestroy:
+		c.ExitCode = 0
+		return nil, true
+	case api.OpFileRead, api.OpFileWrite, api.OpFileDelete, api.OpFileExists, api.OpFileList,
+		api.OpFileFind, api.OpFileSearch, api.OpFileReplace, api.OpFileUpload, api.OpFileDownload:
+		h.fileOp(ctx, req, c)
+		return nil, false
+	case api.OpSessionGet, api.OpSessionCreate:
+		c.ExitCode = 0
+		c.Session = &api.SessionInfo{SessionID: h.cfg.SessionID, Status: session.StatusActive, Host: h.cfg.Execution, Cwd: h.state.Cwd}
+		return nil, false
+	default:
+		c.Fail(api.CodeNotSupported, fmt.Sprintf("op %s is not served by this host", req.Op))
+		return nil, false
+	}
+}
