@@ -289,15 +289,26 @@ func (m *Manager) reapOrphans() {
 	for g := range m.groups {
 		groups[g] = true
 	}
-	skip := map[int]bool{}
-	for _, p := range m.procs {
-		if p.kind == kindAdopted && p.status == StatusRunning {
-			skip[p.pid] = true // its watcher reaps it, learning its status
-		}
-	}
 	m.mu.Unlock()
-	if n := reapGroupZombies(groups, skip); n > 0 {
-		m.log.Debug("reaped orphaned zombies", "event", "procs.reaped", "count", n)
+	reaped := 0
+	for _, pid := range groupZombies(groups) {
+		pidfd, err := openPidfd(pid)
+		if err != nil {
+			continue
+		}
+		// Decided under the lock that adoption holds: a process adopted
+		// meanwhile is its watcher's to reap, so that its status is known.
+		m.mu.Lock()
+		if p := m.procs[pid]; p == nil || p.kind != kindAdopted || p.status != StatusRunning {
+			if _, ok := reapPidfd(pidfd); ok {
+				reaped++
+			}
+		}
+		m.mu.Unlock()
+		pidfd.Close()
+	}
+	if reaped > 0 {
+		m.log.Debug("reaped orphaned zombies", "event", "procs.reaped", "count", reaped)
 	}
 }
 

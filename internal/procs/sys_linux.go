@@ -237,48 +237,41 @@ func reapPidfd(pidfd *os.File) (e exit, known bool) {
 	return exit{}, false
 }
 
-// reapGroupZombies reaps the zombie children of this process that are
-// members, but not leaders, of one of groups, except the pids in skip. It
-// returns how many it reaped.
+// groupZombies returns the zombie children of this process that are
+// members, but not leaders, of one of groups.
 //
 // Such a zombie is never os/exec's: every command bash runs for a session
 // leads its own group (Setpgid), the host's other children stay in its
 // group, and no group id of a live session group can be handed to a new
 // process. While a process is our zombie only we can reap it, so its pid
 // still names it when its pidfd is opened.
-func reapGroupZombies(groups, skip map[int]bool) int {
+func groupZombies(groups map[int]bool) []int {
 	if len(groups) == 0 {
-		return 0
+		return nil
 	}
 	d, err := os.Open("/proc")
 	if err != nil {
-		return 0
+		return nil
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return 0
+		return nil
 	}
-	self, reaped := os.Getpid(), 0
+	self := os.Getpid()
+	var pids []int
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
-		if err != nil || skip[pid] {
+		if err != nil {
 			continue
 		}
 		st, err := readStat(pid)
 		if err != nil || st.state != 'Z' || st.ppid != self || st.pgrp == pid || !groups[st.pgrp] {
 			continue
 		}
-		fd, err := openPidfd(pid)
-		if err != nil {
-			continue
-		}
-		if _, ok := reapPidfd(fd); ok {
-			reaped++
-		}
-		fd.Close()
+		pids = append(pids, pid)
 	}
-	return reaped
+	return pids
 }
 
 // dupFile returns a new descriptor of f's open file, closed on exec, so that

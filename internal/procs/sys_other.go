@@ -35,7 +35,7 @@ func openPidfd(pid int) (*os.File, error)                  { return nil, errNoPi
 func awaitPidfd(pidfd *os.File) error                      { return errNoPidfd }
 func signalPidfd(pidfd *os.File, sig syscall.Signal) error { return errNoPidfd }
 func reapPidfd(pidfd *os.File) (exit, bool)                { return exit{}, false }
-func reapGroupZombies(groups, skip map[int]bool) int       { return 0 }
+func groupZombies(groups map[int]bool) []int               { return nil }
 
 // dupFile returns a new descriptor of f's open file.
 func dupFile(f *os.File) (*os.File, error) {
