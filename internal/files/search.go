@@ -21,11 +21,9 @@ type SearchOptions struct {
 	// against each line without its line ending ("\n" or "\r\n").
 	Pattern string
 	// Include, when not empty, is a glob (FindOptions.Pattern's syntax)
-	// that limits the search to the files it matches. A glob with a "/"
-	// is matched against the file's path relative to the root; one
-	// without is matched against the file's name, at any depth, as
-	// ripgrep's --glob and .gitignore do ("*.py" searches every Python
-	// file of the tree).
+	// that limits the search to the files whose path relative to the root
+	// it matches, as the protocol defines globs: "*.py" is the Python
+	// files of the root itself, "**/*.py" those at any depth.
 	Include string
 	// MaxDepth, Hidden and MaxResults are Find's; MaxResults counts
 	// matching lines.
@@ -101,19 +99,12 @@ func (o Ops) Search(ctx context.Context, path string, opt SearchOptions) (Search
 	case fi.Mode().IsRegular():
 		err = s.file(abs, path, 0)
 	case fi.IsDir():
-		matchName := !strings.Contains(include, "/")
 		w := walker{ctx: ctx, maxDepth: opt.MaxDepth, hidden: opt.Hidden, visit: func(a, rel string, d fs.DirEntry) error {
 			if !d.Type().IsRegular() {
 				return nil
 			}
-			if include != "" {
-				name := rel
-				if matchName {
-					name = d.Name()
-				}
-				if !doublestar.MatchUnvalidated(include, name) {
-					return nil
-				}
+			if include != "" && !doublestar.MatchUnvalidated(include, rel) {
+				return nil
 			}
 			return s.file(a, rel, syscall.O_NOFOLLOW)
 		}}

@@ -52,16 +52,17 @@ func TestSearch(t *testing.T) {
 		{name: "case-insensitive", opt: SearchOptions{Pattern: "(?i)^func foo"}, want: []m{{"a.go", 2, "func Foo() {}"}}},
 		{name: "line endings are not part of the line", opt: SearchOptions{Pattern: `\):$`}, want: []m{{"b/c.py", 1, "def foo():"}}},
 		{name: "a long line is matched on its first part only", opt: SearchOptions{Pattern: "needle"}, want: []m{{"long.txt", 3, "needle"}}},
-		{name: "include by name at any depth", opt: SearchOptions{Pattern: "foo", Include: "*.py"}, want: []m{
+		{name: "include at any depth", opt: SearchOptions{Pattern: "foo", Include: "**/*.py"}, want: []m{
 			{"b/c.py", 1, "def foo():"}, {"b/d/e.py", 1, "import foo"}}},
+		{name: "include of the root's own files", opt: SearchOptions{Pattern: "foo", Include: "*.py"}, want: nil},
 		{name: "include by path", opt: SearchOptions{Pattern: "foo", Include: "b/*.py"}, want: []m{{"b/c.py", 1, "def foo():"}}},
 		{name: "include with doublestar", opt: SearchOptions{Pattern: "foo", Include: "b/**/*.py"}, want: []m{
 			{"b/c.py", 1, "def foo():"}, {"b/d/e.py", 1, "import foo"}}},
 		{name: "hidden", opt: SearchOptions{Pattern: "hidden|git", Hidden: true}, want: []m{{".git/config", 1, "foo git"}, {".hidden.txt", 1, "foo hidden"}}},
 		{name: "no hidden", opt: SearchOptions{Pattern: "hidden|git"}},
-		{name: "max depth", opt: SearchOptions{Pattern: "foo", Include: "*.py", MaxDepth: 2}, want: []m{{"b/c.py", 1, "def foo():"}}},
+		{name: "max depth", opt: SearchOptions{Pattern: "foo", Include: "**/*.py", MaxDepth: 2}, want: []m{{"b/c.py", 1, "def foo():"}}},
 		{name: "max results", opt: SearchOptions{Pattern: "foo", MaxResults: 2}, want: []m{{"a.go", 3, "// foo bar"}, {"b/c.py", 1, "def foo():"}}, truncated: true},
-		{name: "max results exactly all", opt: SearchOptions{Pattern: "foo", Include: "*.py", MaxResults: 2}, want: []m{
+		{name: "max results exactly all", opt: SearchOptions{Pattern: "foo", Include: "**/*.py", MaxResults: 2}, want: []m{
 			{"b/c.py", 1, "def foo():"}, {"b/d/e.py", 1, "import foo"}}},
 		{name: "a file root", path: "b/c.py", opt: SearchOptions{Pattern: "return"}, want: []m{{"b/c.py", 2, "    return 1"}}},
 		{name: "a file root through a symlink", path: "link.txt", opt: SearchOptions{Pattern: "package"}, want: []m{{"link.txt", 1, "package a"}}},
@@ -185,7 +186,7 @@ func searchTree(tb testing.TB, n int) string {
 func TestSearchTree(t *testing.T) {
 	t.Parallel()
 	dir := searchTree(t, 200)
-	got, err := Ops{Cwd: dir}.Search(context.Background(), "", SearchOptions{Pattern: `needle\(\d+\)`, Include: "*.go"})
+	got, err := Ops{Cwd: dir}.Search(context.Background(), "", SearchOptions{Pattern: `needle\(\d+\)`, Include: "**/*.go"})
 	if err != nil || len(got.Matches) != 20 || got.FilesSearched != 200 || got.Truncated {
 		t.Fatalf("Search: %d matches, %d files, %v", len(got.Matches), got.FilesSearched, err)
 	}
