@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,6 +72,8 @@ type world struct {
 	ps    *pubsub.Client
 	fs    *firestore.Client
 	logs  *syncBuffer
+	// stateDir holds the hosts' workspaces.
+	stateDir string
 }
 
 type syncBuffer struct {
@@ -113,8 +116,9 @@ func start(t *testing.T, o options) *world {
 	sys := system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
 		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL}
 	ctx := context.Background()
+	stateDir := t.TempDir()
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
-		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: t.TempDir(),
+		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: stateDir,
 		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, ReaperInterval: 500 * time.Millisecond,
 		StartDelay: o.startDelay, Logger: logging.New(logs, -4), LogLevel: "debug",
 		NoDispatcher: o.ownDispatcher,
@@ -127,8 +131,8 @@ func start(t *testing.T, o options) *world {
 			t.Errorf("stop sandrun: %v", err)
 		}
 	})
-	w := &world{t: t, suite: suite, sys: sys, logs: logs}
-	w.client, err = client.New(ctx, client.Config{Project: sys.Project})
+	w := &world{t: t, suite: suite, sys: sys, logs: logs, stateDir: stateDir}
+	w.client, err = client.New(ctx, client.Config{Project: sys.Project, Bucket: sys.Bucket})
 	if err != nil {
 		t.Fatalf("sandrun client: %v", err)
 	}
@@ -307,6 +311,48 @@ func (w *world) runDispatcher() (stop func()) {
 	}
 	w.t.Cleanup(stop)
 	return stop
+}
+
+// hostPID returns the pid of the executor hosting the session: the one
+// process whose environment names both this world's workspaces and the
+// session (user commands see neither the former).
+func (w *world) hostPID(t *testing.T, sessionID string) int {
+	t.Helper()
+	ws := processesWithEnv("SANDRUN_WORKSPACES_DIR=" + filepath.Join(w.stateDir, "workspaces"))
+	ss := map[int]bool{}
+	for _, pid := range processesWithEnv("SANDRUN_SESSION_ID=" + sessionID) {
+		ss[pid] = true
+	}
+	var pids []int
+	for _, pid := range ws {
+		if ss[pid] {
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) != 1 {
+		t.Fatalf("hosts of session %s: %v", sessionID, pids)
+	}
+	return pids[0]
+}
+
+// peakRSS reads a process's peak resident memory in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
 }
 
 func trimLines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }

@@ -8,17 +8,22 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"unicode/utf8"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
 )
 
 // exec runs a command in the session's shell and fills the completion. It
-// returns the shell state to keep, or nil to keep the current one.
+// returns the shell state to keep, or nil to keep the current one. A
+// command with Background starts as a background process instead.
 func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *shell.State {
+	if req.Background {
+		h.startBackground(req, c)
+		return nil
+	}
 	stdout, err := os.Create(filepath.Join(h.spool, req.RequestID+".stdout"))
 	if err != nil {
 		c.Fail(api.CodeInternal, "create output file: "+err.Error())
@@ -34,21 +39,26 @@ func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *s
 	defer os.Remove(stderr.Name())
 	defer stderr.Close()
 
-	res, err := shell.Run(ctx, h.spool, h.state.Clone(), shell.Command{
+	running, err := shell.Start(ctx, h.spool, h.state.Clone(), shell.Command{
 		Script: req.Command, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout(),
 		Stdout: stdout, Stderr: stderr,
 	})
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		c.Fail(api.CodeNotFound, fmt.Sprintf("cwd %q does not exist", req.Cwd))
+	if err != nil {
+		failStart(c, req, err)
 		return nil
-	case errors.Is(err, shell.ErrInvalid):
-		c.Fail(api.CodeInvalidArgument, err.Error())
-		return nil
-	case err != nil && res.Duration == 0:
-		c.Fail(api.CodeInternal, "start command: "+err.Error())
-		return nil
-	case err != nil:
+	}
+	// The process manager shows the command to process.list and shell.view
+	// and lets process.kill end it; it adopts what the command leaves
+	// running as background processes.
+	fg, fgErr := h.procs.BeginForeground(procs.ForegroundSpec{Process: running, Command: req.Command, Stdout: stdout, Stderr: stderr})
+	res, err := running.Wait()
+	var end procs.ForegroundEnd
+	if fgErr == nil {
+		end = fg.End(res)
+	} else {
+		h.logger.Warn("foreground command not tracked", "event", "procs.foreground_untracked", "request_id", req.RequestID, "error", fgErr.Error())
+	}
+	if err != nil {
 		// The command ran; only its saved state was unreadable.
 		h.logger.Warn("shell state unreadable; keeping the previous state", "event", "shell.state_unreadable", "request_id", req.RequestID, "error", err.Error())
 	}
@@ -60,13 +70,9 @@ func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *s
 	if err := h.attachOutput(ctx, c, req.RequestID, "stderr", stderr); err != nil {
 		c.Fail(api.CodeInternal, err.Error())
 	}
-	for _, pid := range res.Leftovers {
-		// The command's group lives on (`server &`); it ends with the host.
-		if pgid, err := syscall.Getpgid(pid); err == nil {
-			h.leftovers[pgid] = true
-		}
-	}
 	switch {
+	case end.Killed:
+		c.Fail(api.CodeAborted, fmt.Sprintf("the command was ended by SIG%s (%s)", end.Signal, end.Reason))
 	case res.TimedOut:
 		c.Fail(api.CodeTimeout, fmt.Sprintf("the command ran longer than its timeout of %v and was killed", req.Timeout()))
 	case res.Canceled:
@@ -77,6 +83,30 @@ func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *s
 		return nil
 	}
 	return &res.State
+}
+
+// failStart answers a command that could not be started.
+func failStart(c *api.Completion, req *api.Request, err error) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		c.Fail(api.CodeNotFound, fmt.Sprintf("cwd %q does not exist", req.Cwd))
+	case errors.Is(err, shell.ErrInvalid):
+		c.Fail(api.CodeInvalidArgument, err.Error())
+	default:
+		c.Fail(api.CodeInternal, "start command: "+err.Error())
+	}
+}
+
+// startBackground starts an exec with Background as a background process
+// and answers with its pid at once.
+func (h *Host) startBackground(req *api.Request, c *api.Completion) {
+	info, err := h.procs.Start(h.state.Clone(), shell.Command{Script: req.Command, Env: req.Env, Dir: req.Cwd}, req.KeepStdin)
+	if err != nil {
+		failStart(c, req, err)
+		return
+	}
+	c.ExitCode, c.PID = 0, info.Pid
+	c.Processes = []api.ProcessInfo{h.processInfo(info)}
 }
 
 // attachOutput puts the start of an output file in the completion and, when
@@ -136,13 +166,4 @@ func (h *Host) upload(ctx context.Context, name string, f *os.File) error {
 		return fmt.Errorf("upload %s: %w", name, err)
 	}
 	return nil
-}
-
-// killLeftovers ends the process groups that commands left running: they
-// live as long as their host.
-func (h *Host) killLeftovers() {
-	for pgid := range h.leftovers {
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		delete(h.leftovers, pgid)
-	}
 }

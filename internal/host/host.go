@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
@@ -37,6 +38,10 @@ type Config struct {
 	// PollInterval bounds how long a new request can wait unnoticed if the
 	// inbox listener misses it.
 	PollInterval time.Duration
+	// MaxLifetime bounds how long a host stays up for its session's
+	// background processes alone; past it, an otherwise idle host ends them
+	// and leaves.
+	MaxLifetime time.Duration
 }
 
 // maxStateBytes bounds a session's shell state (cwd and exported
@@ -60,6 +65,7 @@ const (
 	DefaultLeaseTTL           = 15 * time.Second
 	DefaultCheckpointInterval = time.Minute
 	DefaultPollInterval       = 2 * time.Second
+	DefaultMaxLifetime        = time.Hour
 )
 
 // Publisher publishes recorded completions.
@@ -89,8 +95,9 @@ type Host struct {
 	// leaseLost is closed when the host learns it lost its lease.
 	leaseLost chan struct{}
 	lostOnce  sync.Once
-	// leftovers are process groups that commands left running.
-	leftovers map[int]bool
+	// procs runs the session's background processes and tracks the
+	// foreground command.
+	procs *procs.Manager
 }
 
 // ErrLeaseLost is returned by Run when the host stopped because another
@@ -113,8 +120,11 @@ func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, l
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.MaxLifetime <= 0 {
+		cfg.MaxLifetime = DefaultMaxLifetime
+	}
 	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
-	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{}), leftovers: map[int]bool{}}
+	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{})}
 	return h.run(ctx)
 }
 
@@ -159,7 +169,11 @@ func (h *Host) run(ctx context.Context) error {
 	}
 	h.spool = spool
 	defer os.RemoveAll(spool)
-	defer h.killLeftovers()
+	if err := h.newProcs(); err != nil {
+		return h.stop(err)
+	}
+	// Processes live as long as their host.
+	defer h.closeProcs(ctx)
 
 	lost, err := h.store.FailOrphans(hctx, lease)
 	if err != nil {
@@ -236,6 +250,9 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 8*time.Second)
 		defer cancel()
+		// Its processes end first, so that the checkpoint sees the files
+		// they leave.
+		h.closeProcs(ctx)
 	}
 	if h.dirty {
 		if err := h.checkpoint(ctx); err != nil {
@@ -256,7 +273,7 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 
 // destroy ends the session after its destroy request was answered.
 func (h *Host) destroy(ctx context.Context) error {
-	h.killLeftovers()
+	h.closeProcs(ctx)
 	_, answered, err := h.store.Destroy(ctx, h.cfg.SessionID, "session.destroy")
 	if err != nil {
 		return err

@@ -61,6 +61,7 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			}
 			return h.leave(parent, true)
 		}
+		live := h.procs.LiveChanged()
 		items, err := h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
 		if err != nil && ctx.Err() == nil {
 			h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
@@ -94,7 +95,20 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			go func() { done <- h.serveRequest(ctx, started, !control, first) }()
 		}
 
-		idle := fg == "" && len(inflight) == 0 && len(items) == 0
+		// A host with live background processes stays, so that a later
+		// request reaches them, up to its maximum lifetime.
+		quiet := fg == "" && len(inflight) == 0 && len(items) == 0
+		if quiet && h.procs.Live() > 0 && time.Since(h.lease.Acquired) > h.cfg.MaxLifetime {
+			h.logger.Info("host reached its maximum lifetime; its processes end", "event", "host.max_lifetime", "processes", h.procs.Live())
+			h.closeProcs(ctx)
+			// A fresh manager serves what comes until the host leaves.
+			if err := h.newProcs(); err != nil {
+				drain()
+				return err
+			}
+			continue
+		}
+		idle := quiet && h.procs.Live() == 0
 		var idleC <-chan time.Time
 		var idleTimer *time.Timer
 		if idle {
@@ -131,6 +145,9 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			}
 		case <-wake:
 		case <-poll.C:
+		case <-live:
+			// A background process ended (or began): the host may be idle.
+			idleSince = time.Now()
 		case <-idleC:
 		case <-ctx.Done():
 		}
@@ -227,6 +244,9 @@ func (h *Host) execute(ctx context.Context, req *api.Request, c *api.Completion)
 	case api.OpFileRead, api.OpFileWrite, api.OpFileDelete, api.OpFileExists, api.OpFileList,
 		api.OpFileFind, api.OpFileSearch, api.OpFileReplace, api.OpFileUpload, api.OpFileDownload:
 		h.fileOp(ctx, req, c)
+		return nil, false
+	case api.OpProcessList, api.OpProcessKill, api.OpProcessLogs, api.OpProcessWait, api.OpProcessWrite, api.OpShellView:
+		h.processOp(ctx, req, c)
 		return nil, false
 	case api.OpSessionGet, api.OpSessionCreate:
 		c.ExitCode = 0

@@ -18,6 +18,7 @@ import (
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/host"
 	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/session"
@@ -158,6 +159,8 @@ func (h *HostConfig) DefineHost(fs *config.FlagSet) {
 	fs.Env("idle-timeout", "SANDRUN_IDLE_TIMEOUT")
 	fs.DurationVar(&h.LeaseTTL, "lease-ttl", host.DefaultLeaseTTL, "how long a host's lease lasts unrenewed; a dead host's requests are answered HOST_LOST after it")
 	fs.Env("lease-ttl", "SANDRUN_LEASE_TTL")
+	fs.DurationVar(&h.MaxLifetime, "max-lifetime", host.DefaultMaxLifetime, "how long a host stays up for its session's background processes alone")
+	fs.Env("max-lifetime", "SANDRUN_MAX_LIFETIME")
 	fs.DurationVar(&h.CheckpointInterval, "checkpoint-interval", host.DefaultCheckpointInterval, "how often a busy host checkpoints between requests")
 	fs.Env("checkpoint-interval", "SANDRUN_CHECKPOINT_INTERVAL")
 }
@@ -175,6 +178,11 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 		hc.Workspace = filepath.Join(hc.WorkspacesDir, hc.SessionID)
 	}
 	hc.BaseEnv = BaseEnv(hc.SessionID)
+	// Orphans of the session's commands come to the host, which learns how
+	// its background processes end and reaps them.
+	if err := procs.BecomeSubreaper(); err != nil {
+		logger.Warn("not a child subreaper; adopted processes' exit codes stay unknown", "event", "host.no_subreaper", "error", err.Error())
+	}
 	s, err := connect(ctx, c, logger)
 	if err != nil {
 		return err
