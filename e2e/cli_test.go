@@ -85,6 +85,41 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Fatalf("unsafe session: exit %d, stderr %q", code, errOut)
 	}
 
+	// Files both ways, small ones in the request and a large one through
+	// Cloud Storage, then ls and cat.
+	local := t.TempDir()
+	small, large := filepath.Join(local, "small.txt"), filepath.Join(local, "large.bin")
+	os.WriteFile(small, []byte("small file\n"), 0o640)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 300<<10/16)
+	os.WriteFile(large, big, 0o644)
+	for _, args := range [][]string{{"cp", small, ":docs/small.txt"}, {"cp", large, "default:large.bin"}} {
+		if _, errOut, code := run(args...); code != 0 {
+			t.Fatalf("sandrun %v: exit %d: %s", args, code, errOut)
+		}
+	}
+	if out, errOut, code := run("cat", "docs/small.txt"); out != "small file\n" || code != 0 {
+		t.Fatalf("sandrun cat: %q exit %d: %s", out, code, errOut)
+	}
+	if out, _, code := run("ls", "-r"); code != 0 || !strings.Contains(out, "-rw-r----- ") && !strings.Contains(out, "0640") || !strings.Contains(out, "docs/small.txt") || !strings.Contains(out, "large.bin") {
+		t.Fatalf("sandrun ls -r: exit %d\n%s", code, out)
+	}
+	back := filepath.Join(local, "back.bin")
+	if _, errOut, code := run("cp", ":large.bin", back); code != 0 {
+		t.Fatalf("sandrun cp back: exit %d: %s", code, errOut)
+	}
+	if got, _ := os.ReadFile(back); !bytes.Equal(got, big) {
+		t.Fatalf("the large file came back as %d different bytes", len(got))
+	}
+	if out, _, code := run("exec", "--", "sleep 300 &"); code != 0 || out != "" {
+		t.Fatalf("start a background sleep: exit %d %q", code, out)
+	}
+	if out, _, code := run("ps"); code != 0 || !strings.Contains(out, "sleep 300") {
+		t.Fatalf("sandrun ps: exit %d\n%s", code, out)
+	}
+	if out, _, code := run("kill", "--pattern", "sleep 300"); code != 0 || strings.TrimSpace(out) == "" {
+		t.Fatalf("sandrun kill: exit %d %q", code, out)
+	}
+
 	// Ctrl-C stops everything it started, and its environment file goes.
 	dev.Process.Signal(os.Interrupt)
 	select {

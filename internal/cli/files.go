@@ -62,7 +62,8 @@ func runCp(ctx context.Context, env *Env, args []string) error {
 
 Copies a file between this machine and a session: one of SRC and DST is
 SESSION:PATH (or :PATH for --session's session). Small files travel in the
-request; larger ones through Cloud Storage, streamed both ways.`)
+request, with their permission bits; larger ones through Cloud Storage,
+streamed both ways (a new file gets mode 0644).`)
 	var cf clientFlags
 	cf.define(fs)
 	sessionID := fs.String("session", defaultSession, "session of a :PATH argument")
@@ -101,14 +102,14 @@ func upload(ctx context.Context, cf *clientFlags, local string, to remotePath) e
 	if info.IsDir() {
 		return fmt.Errorf("%s is a directory; sandrun cp copies files", local)
 	}
-	mode := api.FormatMode(info.Mode().Perm())
-	req := &api.Request{RequestID: uuid.NewString(), SessionID: to.session, Path: to.path, Mode: mode}
+	req := &api.Request{RequestID: uuid.NewString(), SessionID: to.session, Path: to.path}
 	if info.Size() <= api.MaxInlineFileBytes {
 		data, err := io.ReadAll(f)
 		if err != nil {
 			return err
 		}
 		req.Op, req.EncodedContent, req.Encoding = api.OpFileWrite, base64.StdEncoding.EncodeToString(data), api.EncodingBase64
+		req.Mode = api.FormatMode(info.Mode().Perm())
 		_, err = cf.request(ctx, req)
 		return err
 	}
