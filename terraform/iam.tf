@@ -285,16 +285,32 @@ resource "google_project_iam_member" "backend_temporary_subscriptions" {
   member  = google_service_account.backend.member
 }
 
-# Full outputs that a completion names (sessions/S/results/R/stdout|stderr),
-# read by name; no listing, no checkpoints.
+# Objects that a completion names, read by name; no listing, no
+# checkpoints, no process logs: full outputs
+# (sessions/S/results/R/stdout|stderr) and file.download's files
+# (sessions/S/transfers/R/NAME).
 resource "google_storage_bucket_iam_member" "backend_results" {
   bucket = google_storage_bucket.sessions.name
   role   = "roles/storage.objectViewer"
   member = google_service_account.backend.member
 
   condition {
-    title      = "completion outputs only"
-    expression = "resource.name.startsWith(\"${local.objects_prefix}\") && resource.name.extract(\"/objects/sessions/{session}/results/\") != \"\""
+    title      = "completion outputs and transfers only"
+    expression = "resource.name.startsWith(\"${local.objects_prefix}\") && (resource.name.extract(\"/objects/sessions/{session}/results/\") != \"\" || resource.name.extract(\"/objects/sessions/{session}/transfers/\") != \"\")"
+  }
+}
+
+# file.upload: the backend stages a file as sessions/S/transfers/R/NAME
+# before it names it in the request. Create only: it cannot overwrite or
+# delete what is there.
+resource "google_storage_bucket_iam_member" "backend_transfers" {
+  bucket = google_storage_bucket.sessions.name
+  role   = "roles/storage.objectCreator"
+  member = google_service_account.backend.member
+
+  condition {
+    title      = "staging of uploads only"
+    expression = "resource.name.startsWith(\"${local.objects_prefix}\") && resource.name.extract(\"/objects/sessions/{session}/transfers/\") != \"\""
   }
 }
 
