@@ -123,11 +123,13 @@ func (r *Reaper) Run(ctx context.Context) error {
 func (r *Reaper) Once(ctx context.Context) (Report, error) {
 	start := r.now()
 	var rep Report
+	// Stale sessions go first, so that none is relaunched only to be
+	// destroyed.
 	errs := []error{
+		r.destroyStale(ctx, &rep),
 		r.recoverHosts(ctx, &rep),
 		r.relaunchStranded(ctx, &rep),
 		r.republish(ctx, &rep),
-		r.destroyStale(ctx, &rep),
 		r.purge(ctx, &rep),
 		r.cancelOrphans(ctx, &rep),
 		r.settleProcesses(ctx, &rep),

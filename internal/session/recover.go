@@ -120,7 +120,9 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpub
 			return err
 		}
 		recovered = true
-		return tx.Set(ref, LeaseDoc{Epoch: epoch, ExpireAt: now.Add(s.cfg.TTL)})
+		// LaunchID stays: the launch it names was answered, and is not in
+		// flight any more.
+		return tx.Set(ref, LeaseDoc{Epoch: epoch, LaunchID: ld.LaunchID, ExpireAt: now.Add(s.cfg.TTL)})
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("recover session %s from its lost host: %w", sessionID, err)
