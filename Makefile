@@ -3,7 +3,7 @@ GO        ?= go
 BIN       ?= bin
 FUZZTIME  ?= 10s
 
-.PHONY: help build test lint fmt-check vet run emulator fuzz clean
+.PHONY: help build test lint fmt-check vet run emulator fuzz bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,10 +31,14 @@ fuzz: ## run each fuzz target for FUZZTIME
 	  done; \
 	done
 
-run: ## start the local cloud on loopback
+run: ## start sandrun on the local cloud (sandrun dev)
+	$(GO) run ./cmd/sandrun dev
+
+emulator: ## start the local cloud alone
 	$(GO) run ./cmd/sandrun emulator
 
-emulator: run
+bench: ## measure sandrun against floors measured in the same run (sandrun bench)
+	$(GO) run ./cmd/sandrun bench
 
 clean: ## remove built programs
 	rm -rf $(BIN)

@@ -50,6 +50,7 @@ func commands() map[string]command {
 		"logs":       {"print a background process's output", runLogs},
 		"kill":       {"signal a session's processes", runKill},
 		"dev":        {"run sandrun on the local cloud: emulators, dispatcher, reaper, hosts", runDev},
+		"bench":      {"measure sandrun on the local cloud against floors measured in the same run", runBench},
 	}
 }
 

@@ -1,0 +1,234 @@
+// Package bench measures sandrun on the local cloud, each figure against a
+// floor measured in the same run on the same machine: this machine is shared
+// and noisy, so only ratios mean something from one run to the next.
+//
+// It starts the local cloud and the whole system (dispatcher, reaper, hosts
+// as local processes of the executor program) and talks to it as a backend
+// does. It never runs in tests: speed is measured here, not asserted there.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sandrun/sandrun/client"
+	"github.com/sandrun/sandrun/emulator"
+	"github.com/sandrun/sandrun/emulator/cloudrun"
+	"github.com/sandrun/sandrun/internal/gcp"
+	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/system"
+)
+
+// Config says what to measure and how long.
+type Config struct {
+	// Executor and ExecutorArgs are the host program (sandrun executor).
+	Executor     string
+	ExecutorArgs []string
+	// Quick shortens every measurement (a smoke run, a minute or two).
+	Quick bool
+	// Only, when not empty, names the measurements to run (see Names).
+	Only []string
+	// StartDelay models Cloud Run's cold start on every execution.
+	StartDelay time.Duration
+	// Out receives progress lines; Logger the system's own logs.
+	Out    io.Writer
+	Logger *slog.Logger
+}
+
+// Names are the measurements, in the order they run.
+var Names = []string{"warm", "cold", "throughput", "transfer", "checkpoint"}
+
+// Result is one figure with its floor.
+type Result struct {
+	Name string `json:"name"`
+	// Unit of P50, P99, Value and Floor: "ms", "MB/s", "req/s", "MB".
+	Unit  string  `json:"unit"`
+	P50   float64 `json:"p50,omitempty"`
+	P99   float64 `json:"p99,omitempty"`
+	Value float64 `json:"value,omitempty"`
+	// Floor is what the same work costs without sandrun, and Ratio the
+	// figure over it (the p50's for latencies): how many floors sandrun
+	// takes. For throughputs, Ratio is figure over floor (below 1).
+	Floor     float64 `json:"floor,omitempty"`
+	FloorName string  `json:"floor_name,omitempty"`
+	Ratio     float64 `json:"ratio,omitempty"`
+	Samples   int     `json:"samples,omitempty"`
+	Note      string  `json:"note,omitempty"`
+}
+
+// Report is one run.
+type Report struct {
+	StartedAt time.Time `json:"started_at"`
+	Quick     bool      `json:"quick"`
+	Machine   Machine   `json:"machine"`
+	Results   []Result  `json:"results"`
+}
+
+// runner holds what every measurement uses.
+type runner struct {
+	cfg     Config
+	suite   *emulator.Suite
+	sys     system.Config
+	clients *gcp.Clients
+	client  *client.Client
+	state   string
+	report  *Report
+	out     io.Writer
+}
+
+// Run starts the system on a fresh local cloud, makes the measurements and
+// returns them.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	state, err := os.MkdirTemp("", "sandrun-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(state)
+
+	suite, err := emulator.Start(ctx, emulator.Config{
+		Logger: cfg.Logger,
+		CloudRun: cloudrun.Config{
+			Env:       []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
+			StopGrace: 2 * time.Second,
+			Logger:    cfg.Logger,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start local cloud: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		suite.Close(cctx)
+	}()
+	if err := suite.SetEnv(); err != nil {
+		return nil, err
+	}
+	sys := system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
+		Bucket: "sandrun-bench", Names: queue.DefaultNames(), TTL: session.DefaultTTL}
+	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
+		Executor: cfg.Executor, ExecutorArgs: cfg.ExecutorArgs, StateDir: state,
+		IdleTimeout: 10 * time.Minute, LeaseTTL: 15 * time.Second, ReaperInterval: 2 * time.Second,
+		StartDelay: cfg.StartDelay, Logger: cfg.Logger, LogLevel: "warn",
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer local.Close()
+	clients, err := gcp.Connect(ctx, sys.Project)
+	if err != nil {
+		return nil, err
+	}
+	defer clients.Close()
+	c, err := client.New(ctx, client.Config{Project: sys.Project, Bucket: sys.Bucket})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+
+	r := &runner{cfg: cfg, suite: suite, sys: sys, clients: clients, client: c, state: state, out: cfg.Out,
+		report: &Report{StartedAt: time.Now().UTC(), Quick: cfg.Quick, Machine: describeMachine()}}
+	steps := map[string]func(context.Context) error{
+		"warm": r.warm, "cold": r.cold, "throughput": r.throughput, "transfer": r.transfer, "checkpoint": r.checkpoint,
+	}
+	for _, name := range Names {
+		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, name) {
+			continue
+		}
+		fmt.Fprintf(r.out, "measuring %s ...\n", name)
+		if err := steps[name](ctx); err != nil {
+			return r.report, fmt.Errorf("measure %s: %w", name, err)
+		}
+	}
+	return r.report, nil
+}
+
+// add records a result, computing its ratio.
+func (r *runner) add(res Result) {
+	switch {
+	case res.Floor > 0 && res.P50 > 0:
+		res.Ratio = res.P50 / res.Floor
+	case res.Floor > 0 && res.Value > 0:
+		res.Ratio = res.Value / res.Floor
+	}
+	r.report.Results = append(r.report.Results, res)
+	fmt.Fprintf(r.out, "  %s\n", res.line())
+}
+
+func (res Result) line() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-44s", res.Name)
+	if res.P50 > 0 {
+		fmt.Fprintf(&b, " p50 %9.2f %-5s p99 %9.2f", res.P50, res.Unit, res.P99)
+	} else {
+		fmt.Fprintf(&b, " %13.2f %-5s %13s", res.Value, res.Unit, "")
+	}
+	if res.Floor > 0 {
+		fmt.Fprintf(&b, "  floor %9.2f  ratio %7.2f", res.Floor, res.Ratio)
+	}
+	return b.String()
+}
+
+// WriteTable prints the report as a table.
+func (rep *Report) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "measurement\tunit\tp50\tp99\tvalue\tfloor\tratio\tfloor is\t")
+	num := func(v float64) string {
+		if v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", v)
+	}
+	for _, r := range rep.Results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Unit, num(r.P50), num(r.P99), num(r.Value), num(r.Floor), num(r.Ratio), r.FloorName)
+	}
+	tw.Flush()
+	for _, r := range rep.Results {
+		if r.Note != "" {
+			fmt.Fprintf(w, "- %s: %s\n", r.Name, r.Note)
+		}
+	}
+	fmt.Fprintf(w, "machine: %s\n", rep.Machine)
+}
+
+// WriteJSON writes the report to a file.
+func (rep *Report) WriteJSON(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// percentiles returns the p50 and p99 of durations, in milliseconds.
+func percentiles(ds []time.Duration) (p50, p99 float64) {
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(q float64) float64 {
+		i := int(q*float64(len(s)-1) + 0.5)
+		return float64(s[i]) / float64(time.Millisecond)
+	}
+	return at(0.50), at(0.99)
+}

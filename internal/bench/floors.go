@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/google/uuid"
+)
+
+// echo is the Pub/Sub floor: a message published to one topic, received by
+// a subscriber that publishes it to a second topic, and received from
+// there. Those are the two hops a request and its completion make, on the
+// same emulator, with nothing in between. When ordered, the first hop is
+// configured as sandrun's requests are: an ordered subscription, and the
+// same ordering key for the messages of one sender.
+type echo struct {
+	in, out *pubsub.Publisher
+	ordered bool
+	mu      sync.Mutex
+	waiters map[string]chan struct{}
+	stop    func()
+}
+
+func (r *runner) newEcho(ctx context.Context, ordered bool) (*echo, error) {
+	ps := r.clients.PubSub
+	id := "floor-" + uuid.NewString()[:8]
+	topic := func(s string) string { return fmt.Sprintf("projects/%s/topics/%s", r.sys.Project, s) }
+	sub := func(s string) string { return fmt.Sprintf("projects/%s/subscriptions/%s", r.sys.Project, s) }
+	for _, t := range []string{id + "-a", id + "-b"} {
+		if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic(t)}); err != nil {
+			return nil, err
+		}
+		if _, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub(t), Topic: topic(t),
+			AckDeadlineSeconds: 30, EnableMessageOrdering: ordered && t == id+"-a"}); err != nil {
+			return nil, err
+		}
+	}
+	e := &echo{in: ps.Publisher(id + "-a"), out: ps.Publisher(id + "-b"), ordered: ordered, waiters: map[string]chan struct{}{}}
+	e.in.EnableMessageOrdering = ordered
+	// The same publishing settings as sandrun's: no batching delay.
+	e.in.PublishSettings.DelayThreshold = time.Millisecond
+	e.out.PublishSettings.DelayThreshold = time.Millisecond
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		ps.Subscriber(id+"-a").Receive(rctx, func(ctx context.Context, m *pubsub.Message) {
+			m.Ack()
+			e.out.Publish(ctx, &pubsub.Message{Data: m.Data, Attributes: m.Attributes})
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		ps.Subscriber(id+"-b").Receive(rctx, func(ctx context.Context, m *pubsub.Message) {
+			m.Ack()
+			e.mu.Lock()
+			w := e.waiters[string(m.Data)]
+			delete(e.waiters, string(m.Data))
+			e.mu.Unlock()
+			if w != nil {
+				close(w)
+			}
+		})
+	}()
+	e.stop = func() { cancel(); wg.Wait(); e.in.Stop(); e.out.Stop() }
+	return e, nil
+}
+
+// roundTrip sends one message through both hops and waits for it. An
+// ordered echo uses sender as the ordering key.
+func (e *echo) roundTrip(ctx context.Context, sender string) (time.Duration, error) {
+	key := uuid.NewString()
+	w := make(chan struct{})
+	e.mu.Lock()
+	e.waiters[key] = w
+	e.mu.Unlock()
+	start := time.Now()
+	m := &pubsub.Message{Data: []byte(key)}
+	if e.ordered {
+		m.OrderingKey = sender
+	}
+	if _, err := e.in.Publish(ctx, m).Get(ctx); err != nil {
+		return 0, err
+	}
+	select {
+	case <-w:
+		return time.Since(start), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// pubsubFloor measures n sequential round trips.
+func (r *runner) pubsubFloor(ctx context.Context, n int, ordered bool) ([]time.Duration, error) {
+	e, err := r.newEcho(ctx, ordered)
+	if err != nil {
+		return nil, err
+	}
+	defer e.stop()
+	var ds []time.Duration
+	for i := 0; i < n+3; i++ {
+		d, err := e.roundTrip(ctx, "sender")
+		if err != nil {
+			return nil, err
+		}
+		if i >= 3 { // the first ones open streams
+			ds = append(ds, d)
+		}
+	}
+	return ds, nil
+}
+
+// pubsubThroughput measures round trips per second with workers senders,
+// each with one round trip in flight, for d.
+func (r *runner) pubsubThroughput(ctx context.Context, workers int, d time.Duration) (float64, error) {
+	e, err := r.newEcho(ctx, true)
+	if err != nil {
+		return 0, err
+	}
+	defer e.stop()
+	var done atomic.Int64
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := e.roundTrip(ctx, fmt.Sprint("sender-", i)); err == nil {
+					done.Add(1)
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds(), nil
+}
+
+// shellFloor runs script with a bare sh -c, output to a file as the host
+// keeps it, n times.
+func shellFloor(ctx context.Context, script string, n int) ([]time.Duration, error) {
+	f, err := os.CreateTemp("", "sandrun-bench-out-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	var ds []time.Duration
+	for range n {
+		f.Truncate(0)
+		f.Seek(0, 0)
+		cmd := exec.CommandContext(ctx, "sh", "-c", script)
+		cmd.Stdout, cmd.Stderr = f, f
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("sh -c %q: %w", script, err)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	return ds, nil
+}
+
+// Machine describes where the figures were taken.
+type Machine struct {
+	CPUs    int    `json:"cpus"`
+	Go      string `json:"go"`
+	Load    string `json:"load,omitempty"`
+	MemoryB int64  `json:"memory_bytes,omitempty"`
+}
+
+func (m Machine) String() string {
+	return fmt.Sprintf("%d CPUs, %.1f GiB, %s, load average %s", m.CPUs, float64(m.MemoryB)/(1<<30), m.Go, m.Load)
+}
+
+func describeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.Load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb)
+		m.MemoryB = kb << 10
+	}
+	return m
+}

@@ -1,0 +1,189 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sandrun/sandrun/api"
+)
+
+// megabyteCommand prints 1 MB.
+const megabyteCommand = `head -c 1000000 /dev/zero | tr '\0' x`
+
+// exec runs a command in a session and returns the time from publish to
+// completion received.
+func (r *runner) exec(ctx context.Context, sessionID, command string) (time.Duration, *api.Completion, error) {
+	req := &api.Request{RequestID: uuid.NewString(), SessionID: sessionID, Op: api.OpExec, Command: command}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	done, err := r.client.Do(ctx, req)
+	if err != nil {
+		return 0, nil, err
+	}
+	d := time.Since(start)
+	if done.Status != api.StatusOK || done.ExitCode != 0 {
+		return 0, nil, fmt.Errorf("%q in session %s: %s %+v exit %d", command, sessionID, done.Status, done.Error, done.ExitCode)
+	}
+	return d, done, nil
+}
+
+func (r *runner) iterations() int {
+	if r.cfg.Quick {
+		return 30
+	}
+	return 200
+}
+
+// warm measures requests to a session that already has a host.
+func (r *runner) warm(ctx context.Context) error {
+	n := r.iterations()
+	plain, err := r.pubsubFloor(ctx, n, false)
+	if err != nil {
+		return err
+	}
+	p50, p99 := percentiles(plain)
+	r.add(Result{Name: "floor: two Pub/Sub hops, unordered", Unit: "ms", P50: p50, P99: p99, Samples: len(plain)})
+	hops, err := r.pubsubFloor(ctx, n, true)
+	if err != nil {
+		return err
+	}
+	hopP50, hopP99 := percentiles(hops)
+	r.add(Result{Name: "floor: two Pub/Sub hops, first one ordered", Unit: "ms", P50: hopP50, P99: hopP99, Samples: len(hops),
+		Note: "as sandrun's requests are: one ordering key per session, on an ordered subscription"})
+	const s = "bench-warm"
+	if _, _, err := r.exec(ctx, s, "true"); err != nil { // the host starts
+		return err
+	}
+	for _, c := range []struct{ name, command string }{{"true", "true"}, {"1 MB of output", megabyteCommand}} {
+		sh, err := shellFloor(ctx, c.command, n)
+		if err != nil {
+			return err
+		}
+		shP50, _ := percentiles(sh)
+		var ds, toAccept, queued, ran, toReceive []time.Duration
+		for range n {
+			sent := time.Now()
+			d, done, err := r.exec(ctx, s, c.command)
+			if err != nil {
+				return err
+			}
+			received := sent.Add(d)
+			ds = append(ds, d)
+			// Where the time went, by the clocks of this one machine.
+			toAccept = append(toAccept, done.Timing.AcceptedAt.Sub(sent))
+			queued = append(queued, seconds(done.Timing.QueueSeconds))
+			ran = append(ran, seconds(done.Timing.RunSeconds))
+			toReceive = append(toReceive, received.Sub(done.Timing.FinishedAt))
+		}
+		p50, p99 := percentiles(ds)
+		a, _ := percentiles(toAccept)
+		q, _ := percentiles(queued)
+		rn, _ := percentiles(ran)
+		rc, _ := percentiles(toReceive)
+		r.add(Result{Name: "warm request: " + c.name, Unit: "ms", P50: p50, P99: p99, Samples: n,
+			Floor: hopP50 + shP50, FloorName: fmt.Sprintf("two Pub/Sub hops, ordered (%.2f) + sh -c (%.2f)", hopP50, shP50),
+			Note: fmt.Sprintf("p50s: publish to accepted %.1f ms, accepted to started %.1f, run %.1f, finished to received %.1f", a, q, rn, rc)})
+	}
+	return nil
+}
+
+// cold measures requests to new sessions, each of which gets a host.
+func (r *runner) cold(ctx context.Context) error {
+	n := 20
+	if r.cfg.Quick {
+		n = 5
+	}
+	var ds, launch []time.Duration
+	for i := range n {
+		d, done, err := r.exec(ctx, fmt.Sprintf("bench-cold-%03d", i), "true")
+		if err != nil {
+			return err
+		}
+		ds = append(ds, d)
+		launch = append(launch, time.Duration(done.Timing.LaunchSeconds*float64(time.Second)))
+	}
+	p50, p99 := percentiles(ds)
+	lp50, lp99 := percentiles(launch)
+	warmP50 := 0.0
+	for _, res := range r.report.Results {
+		if res.Name == "warm request: true" {
+			warmP50 = res.P50
+		}
+	}
+	note := fmt.Sprintf("starting the host (launch requested to lease taken): p50 %.1f ms, p99 %.1f ms", lp50, lp99)
+	if r.cfg.StartDelay > 0 {
+		note += fmt.Sprintf("; every execution waits a simulated cold start of %v", r.cfg.StartDelay)
+	}
+	r.add(Result{Name: "new-session request", Unit: "ms", P50: p50, P99: p99, Samples: n,
+		Floor: warmP50, FloorName: "a warm request (true)", Note: note})
+	return nil
+}
+
+// throughput measures completed requests per second across many sessions,
+// each with one request in flight at a time, against the echo floor with as
+// many round trips in flight.
+func (r *runner) throughput(ctx context.Context) error {
+	sessions := []int{1, 10, 100}
+	d := 10 * time.Second
+	if r.cfg.Quick {
+		sessions, d = []int{1, 10}, 3*time.Second
+	}
+	for _, k := range sessions {
+		floor, err := r.pubsubThroughput(ctx, k, d)
+		if err != nil {
+			return err
+		}
+		ids := make([]string, k)
+		var wg sync.WaitGroup
+		errs := make(chan error, k)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("bench-tput-%d-%03d", k, i)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, _, err := r.exec(ctx, ids[i], "true"); err != nil { // hosts start first
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return err
+		}
+		var done, failed atomic.Int64
+		rctx, cancel := context.WithTimeout(ctx, d)
+		start := time.Now()
+		for _, id := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for rctx.Err() == nil {
+					if _, _, err := r.exec(rctx, id, "true"); err == nil {
+						done.Add(1)
+					} else if rctx.Err() == nil {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		cancel()
+		rate := float64(done.Load()) / time.Since(start).Seconds()
+		res := Result{Name: fmt.Sprintf("throughput, %d sessions", k), Unit: "req/s", Value: rate,
+			Floor: floor, FloorName: fmt.Sprintf("two Pub/Sub hops, ordered, %d senders", k)}
+		if failed.Load() > 0 {
+			res.Note = fmt.Sprintf("%d requests failed", failed.Load())
+		}
+		r.add(res)
+	}
+	return nil
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -1,0 +1,137 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/client"
+	"github.com/sandrun/sandrun/internal/procfs"
+)
+
+// transfer measures file.upload and file.download through a session, and
+// the host's peak memory, against writing and reading the same bytes
+// straight to and from Cloud Storage.
+func (r *runner) transfer(ctx context.Context) error {
+	large := 500
+	if r.cfg.Quick {
+		large = 50
+	}
+	for _, mb := range []int{10, large} {
+		s := fmt.Sprintf("bench-transfer-%d", mb)
+		if _, _, err := r.exec(ctx, s, "true"); err != nil {
+			return err
+		}
+		size := int64(mb) << 20
+		floorUp, floorDown, err := r.rawObject(ctx, size)
+		if err != nil {
+			return err
+		}
+		up, down, err := r.roundTrip(ctx, s, size)
+		if err != nil {
+			return err
+		}
+		mbs := func(d time.Duration) float64 { return float64(mb) / d.Seconds() }
+		// Either way the bytes are written to Cloud Storage once and read
+		// from it once: that is the floor of both.
+		floor := floorUp + floorDown
+		peak := ""
+		if pid, err := r.hostPID(s); err == nil {
+			if b, err := procfs.PeakRSS(pid); err == nil {
+				peak = fmt.Sprintf("host peak memory %d MB", b>>20)
+				r.add(Result{Name: fmt.Sprintf("host peak memory, %d MB transfer", mb), Unit: "MB", Value: float64(b >> 20)})
+			}
+		}
+		r.add(Result{Name: fmt.Sprintf("upload %d MB (file.upload)", mb), Unit: "MB/s", Value: mbs(up),
+			Floor: mbs(floor), FloorName: "object write + read", Note: fmt.Sprintf("%.2f s; %s", up.Seconds(), peak)})
+		r.add(Result{Name: fmt.Sprintf("download %d MB (file.download)", mb), Unit: "MB/s", Value: mbs(down),
+			Floor: mbs(floor), FloorName: "object write + read", Note: fmt.Sprintf("%.2f s", down.Seconds())})
+	}
+	return nil
+}
+
+// roundTrip uploads size pseudo-random bytes into the session and
+// downloads them, checking they come back.
+func (r *runner) roundTrip(ctx context.Context, sessionID string, size int64) (up, down time.Duration, err error) {
+	reqID := uuid.NewString()
+	start := time.Now()
+	object, err := r.client.Stage(ctx, sessionID, reqID, "big.bin", io.LimitReader(rand.NewChaCha8([32]byte{1}), size))
+	if err != nil {
+		return 0, 0, err
+	}
+	done, err := r.client.Do(ctx, &api.Request{RequestID: reqID, SessionID: sessionID, Op: api.OpFileUpload, Path: "big.bin", Object: object})
+	if err != nil {
+		return 0, 0, err
+	}
+	if done.Status != api.StatusOK {
+		return 0, 0, fmt.Errorf("upload: %+v", done.Error)
+	}
+	up = time.Since(start)
+	start = time.Now()
+	done, err = r.client.Do(ctx, &api.Request{RequestID: uuid.NewString(), SessionID: sessionID, Op: api.OpFileDownload, Path: "big.bin"})
+	if err != nil {
+		return 0, 0, err
+	}
+	if done.Status != api.StatusOK {
+		return 0, 0, fmt.Errorf("download: %+v", done.Error)
+	}
+	rd, err := client.ReadObject(ctx, done.Object)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rd.Close()
+	n, err := io.Copy(io.Discard, rd)
+	if err != nil || n != size {
+		return 0, 0, fmt.Errorf("download: %d of %d bytes: %v", n, size, err)
+	}
+	return up, time.Since(start), nil
+}
+
+// rawObject writes and reads size bytes straight to and from an object.
+func (r *runner) rawObject(ctx context.Context, size int64) (write, read time.Duration, err error) {
+	obj := r.clients.Storage.Bucket(r.sys.Bucket).Object("floor/" + uuid.NewString())
+	defer obj.Delete(context.WithoutCancel(ctx))
+	start := time.Now()
+	w := obj.NewWriter(ctx)
+	if _, err := io.Copy(w, io.LimitReader(rand.NewChaCha8([32]byte{2}), size)); err != nil {
+		w.Close()
+		return 0, 0, err
+	}
+	if err := w.Close(); err != nil {
+		return 0, 0, err
+	}
+	write = time.Since(start)
+	start = time.Now()
+	rd, err := obj.NewReader(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rd.Close()
+	if _, err := io.Copy(io.Discard, rd); err != nil {
+		return 0, 0, err
+	}
+	return write, time.Since(start), nil
+}
+
+// hostPID finds the host of a session among the local processes: the one
+// whose environment names both this run's workspaces and the session.
+func (r *runner) hostPID(sessionID string) (int, error) {
+	ws := procfs.WithEnv("SANDRUN_WORKSPACES_DIR=" + filepath.Join(r.state, "workspaces"))
+	ss := map[int]bool{}
+	for _, pid := range procfs.WithEnv("SANDRUN_SESSION_ID=" + sessionID) {
+		ss[pid] = true
+	}
+	for _, pid := range ws {
+		if ss[pid] {
+			return pid, nil
+		}
+	}
+	return 0, errors.New("no host process found for session " + sessionID)
+}

@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sandrun/sandrun/internal/bench"
+)
+
+func runBench(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "bench", `bench [flags]
+
+Starts the local cloud and sandrun, and measures it: warm and new-session
+requests, throughput across sessions, file transfers with the host's peak
+memory, workspace checkpoints. Each figure comes with a floor measured in
+the same run (the same work without sandrun) and their ratio, because on a
+shared machine only ratios compare from one run to another. Prints a table
+and writes the results as JSON.`)
+	quick := fs.Bool("quick", false, "shorter runs (a smoke test of a minute or two)")
+	only := fs.String("only", "", "comma-separated measurements to run: "+strings.Join(bench.Names, ", "))
+	out := fs.String("json", "bench-results.json", "write the results as JSON to this file (empty: do not)")
+	startDelay := fs.Duration("start-delay", 0, "simulated cold start of every execution")
+	if err := fs.Parse(env.Getenv, args); err != nil {
+		return err
+	}
+	executor, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the sandrun program to run as executor: %w", err)
+	}
+	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, StartDelay: *startDelay, Out: env.Stderr}
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
+	}
+	start := time.Now()
+	report, err := bench.Run(ctx, cfg)
+	if report != nil && len(report.Results) > 0 {
+		fmt.Fprintln(env.Stdout)
+		report.WriteTable(env.Stdout)
+		fmt.Fprintf(env.Stdout, "took %v\n", time.Since(start).Round(time.Second))
+		if *out != "" {
+			if werr := report.WriteJSON(*out); werr != nil {
+				return werr
+			}
+			fmt.Fprintf(env.Stdout, "results written to %s\n", *out)
+		}
+	}
+	return err
+}
