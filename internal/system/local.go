@@ -37,9 +37,9 @@ type LocalConfig struct {
 	// Reaper and Dispatcher tune those programs.
 	Reaper     reaper.Config
 	Dispatcher dispatcher.Config
-	// NoDispatcher leaves the dispatcher out, for tests that run, stop and
-	// restart their own with RunDispatcher.
-	NoDispatcher bool
+	// NoDispatcher and NoReaper leave those programs out, for tests that
+	// run, stop and restart their own.
+	NoDispatcher, NoReaper bool
 	// StartDelay models a cold start on every execution.
 	StartDelay time.Duration
 	// LogLevel of the hosts.
@@ -121,7 +121,9 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 	if cfg.ReaperInterval > 0 {
 		rc.Interval = cfg.ReaperInterval
 	}
-	l.run(func() error { return RunReaper(rctx, &l.Config, rc, false, cfg.Logger) })
+	if !cfg.NoReaper {
+		l.run(func() error { return RunReaper(rctx, &l.Config, rc, false, cfg.Logger) })
+	}
 	return l, nil
 }
 
@@ -146,13 +148,17 @@ func (l *Local) Close() error {
 	return errors.Join(l.errs...)
 }
 
-// Env is the environment that points a client at the local system, on top
-// of the local cloud's own.
+// Env is the environment that points a client, or another dispatcher or
+// reaper, at the local system, on top of the local cloud's own.
 func (l *Local) Env() []string {
 	return []string{
 		"SANDRUN_PROJECT=" + l.Config.Project,
+		"SANDRUN_REGION=" + l.Config.Region,
+		"SANDRUN_JOB=" + l.Config.Job,
 		"SANDRUN_BUCKET=" + l.Config.Bucket,
 		"SANDRUN_REQUESTS_TOPIC=" + l.Config.Names.Requests,
 		"SANDRUN_COMPLETIONS_TOPIC=" + l.Config.Names.Completions,
+		"SANDRUN_DEAD_LETTER_TOPIC=" + l.Config.Names.DeadLetters,
+		"SANDRUN_SUBSCRIPTION=" + l.Config.Names.Dispatcher,
 	}
 }
