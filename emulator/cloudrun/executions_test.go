@@ -19,7 +19,7 @@ func TestRunJobWithEnvOverride(t *testing.T) {
 	out := &syncBuffer{}
 	h := newHarness(t, Config{Output: out})
 	dir := t.TempDir()
-	j := shellJob(`printf '%s %s %s %s\n' "$GREETING" "$NAME" "$CLOUD_RUN_JOB" "$CLOUD_RUN_TASK_ATTEMPT" > "$OUT/env"; echo "hello $NAME"; echo oops >&2`)
+	j := shellJob(`printf '%s %s %s %s\n' "$GREETING" "$NAME" "$CLOUD_RUN_JOB" "$CLOUD_RUN_TASK_ATTEMPT" > "$OUT/env"; printf '%s\n' "$CLOUD_RUN_EXECUTION" > "$OUT/execution"; echo "hello $NAME"; echo oops >&2`)
 	j.Labels = map[string]string{"team": "sandrun"}
 	j.Template.Template.Containers[0].Env = []*runpb.EnvVar{
 		{Name: "GREETING", Values: &runpb.EnvVar_Value{Value: "hi"}},
@@ -50,6 +50,10 @@ func TestRunJobWithEnvOverride(t *testing.T) {
 	}
 	if got := readFile(t, filepath.Join(dir, "env")); got != "hi override greeter 0\n" {
 		t.Errorf("the task saw %q, want %q", got, "hi override greeter 0\n")
+	}
+	// CLOUD_RUN_EXECUTION is the execution's ID, the last segment of its name.
+	if got, want := readFile(t, filepath.Join(dir, "execution")), e.GetName()[strings.LastIndex(e.GetName(), "/")+1:]+"\n"; got != want {
+		t.Errorf("the task saw CLOUD_RUN_EXECUTION %q, want %q", got, want)
 	}
 	if c := findCondition(t, e.GetConditions(), "Completed"); c.GetState() != runpb.Condition_CONDITION_SUCCEEDED {
 		t.Errorf("Completed = %v, want succeeded", c)
