@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -279,6 +281,150 @@ func TestFaultsReachOfficialClients(t *testing.T) {
 	}
 	if len(report) > 0 {
 		t.Fatalf("rules that matched no call: %s", strings.Join(report, ", "))
+	}
+}
+
+// TestPubSubErrorsReachTheOfficialClient injects gRPC errors into Publish:
+// a permanent one reaches the caller of the official publisher with its
+// code, and transient ones are retried by the publisher until it succeeds.
+func TestPubSubErrorsReachTheOfficialClient(t *testing.T) {
+	s := emulatortest.Start(t, emulator.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := &emulator.AdminClient{Addr: s.AdminAddr}
+	ps, err := pubsub.NewClient(ctx, s.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ps.Close() })
+	if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/" + s.Project + "/topics/t"}); err != nil {
+		t.Fatal(err)
+	}
+	sub := &pubsubpb.Subscription{Name: "projects/" + s.Project + "/subscriptions/s", Topic: "projects/" + s.Project + "/topics/t"}
+	if _, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	p := ps.Publisher("t")
+	defer p.Stop()
+
+	if err := admin.AddFault(ctx, faults.Rule{Service: faults.PubSub, Method: "Publish", Rate: 1, Code: "PERMISSION_DENIED", Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Publish(ctx, &pubsub.Message{Data: []byte("denied")}).Get(ctx)
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "injected fault") {
+		t.Fatalf("publish with an injected PERMISSION_DENIED: %v", err)
+	}
+
+	// The rule is spent: the next publish goes through, past two UNAVAILABLEs.
+	if err := admin.AddFault(ctx, faults.Rule{Service: faults.PubSub, Method: "Publish", Rate: 1, Code: "UNAVAILABLE", Times: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Publish(ctx, &pubsub.Message{Data: []byte("retried")}).Get(ctx); err != nil {
+		t.Fatalf("publish through two injected UNAVAILABLEs: %v", err)
+	}
+	rules, err := admin.Faults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) != 2 || rules[0].Injected != 1 || rules[1].Injected != 2 || rules[1].Matched < 3 {
+		t.Fatalf("fault rules after the publishes: %+v", rules)
+	}
+
+	// A failed publish stored nothing, a retried one stored its message
+	// once: the subscription sees "retried", then "end".
+	if _, err := p.Publish(ctx, &pubsub.Message{Data: []byte("end")}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	err = ps.Subscriber("s").Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+		m.Ack()
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, string(m.Data))
+		if slices.Contains(seen, "end") && slices.Contains(seen, "retried") {
+			rcancel()
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil || ctx.Err() != nil {
+		t.Fatalf("receive: %v (%v); received %q", err, ctx.Err(), seen)
+	}
+	if slices.Sort(seen); !slices.Equal(seen, []string{"end", "retried"}) {
+		t.Errorf("received %q, want end and retried once each", seen)
+	}
+}
+
+// TestLatencyDelaysOfficialClients injects latency into Firestore and Cloud
+// Storage calls and sees the official clients' calls take at least that
+// long.
+func TestLatencyDelaysOfficialClients(t *testing.T) {
+	const latency = 300 * time.Millisecond
+	s := emulatortest.Start(t, emulator.Config{Buckets: []string{"b"}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := &emulator.AdminClient{Addr: s.AdminAddr}
+	fs, err := firestore.NewClient(ctx, s.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	gcs, err := storage.NewClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gcs.Close() })
+
+	tests := []struct {
+		name string
+		rule faults.Rule
+		call func() error
+	}{
+		{"firestore commit", faults.Rule{Service: faults.Firestore, Method: "Commit"}, func() error {
+			_, err := fs.Doc("c/d").Set(ctx, map[string]any{"n": 1})
+			return err
+		}},
+		{"firestore get", faults.Rule{Service: faults.Firestore, Method: "BatchGetDocuments"}, func() error {
+			_, err := fs.Doc("c/d").Get(ctx)
+			return err
+		}},
+		{"storage write", faults.Rule{Service: faults.Storage, Method: "/upload/"}, func() error {
+			w := gcs.Bucket("b").Object("o").NewWriter(ctx)
+			io.WriteString(w, "data")
+			return w.Close()
+		}},
+		{"storage read", faults.Rule{Service: faults.Storage, Method: "GET"}, func() error {
+			r, err := gcs.Bucket("b").Object("o").NewReader(ctx)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			_, err = io.ReadAll(r)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		tt.rule.Latency = faults.Duration(latency)
+		if err := admin.AddFault(ctx, tt.rule); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		err := tt.call()
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if took < latency {
+			t.Errorf("%s took %v with %v of injected latency", tt.name, took, latency)
+		}
+		if err := admin.ClearFaults(ctx, tt.rule.Service); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
