@@ -57,8 +57,9 @@ type options struct {
 	idleTimeout time.Duration
 	leaseTTL    time.Duration
 	startDelay  time.Duration
-	// ownDispatcher leaves the dispatcher to the test (see runDispatcher).
-	ownDispatcher bool
+	// ownDispatcher leaves the dispatcher to the test (see runDispatcher
+	// and program); ownReaper the reaper.
+	ownDispatcher, ownReaper bool
 }
 
 // world is sandrun running on a local cloud for one test.
@@ -74,6 +75,7 @@ type world struct {
 	logs  *syncBuffer
 	// stateDir holds the hosts' workspaces.
 	stateDir string
+	local    *system.Local
 }
 
 type syncBuffer struct {
@@ -121,7 +123,7 @@ func start(t *testing.T, o options) *world {
 		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: stateDir,
 		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, ReaperInterval: 500 * time.Millisecond,
 		StartDelay: o.startDelay, Logger: logging.New(logs, -4), LogLevel: "debug",
-		NoDispatcher: o.ownDispatcher,
+		NoDispatcher: o.ownDispatcher, NoReaper: o.ownReaper,
 	})
 	if err != nil {
 		t.Fatalf("start sandrun: %v", err)
@@ -131,7 +133,7 @@ func start(t *testing.T, o options) *world {
 			t.Errorf("stop sandrun: %v", err)
 		}
 	})
-	w := &world{t: t, suite: suite, sys: sys, logs: logs, stateDir: stateDir}
+	w := &world{t: t, suite: suite, sys: sys, logs: logs, stateDir: stateDir, local: local}
 	w.client, err = client.New(ctx, client.Config{Project: sys.Project, Bucket: sys.Bucket})
 	if err != nil {
 		t.Fatalf("sandrun client: %v", err)

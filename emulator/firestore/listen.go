@@ -30,7 +30,9 @@ import (
 //     another server) gets a RESET and the full results instead.
 //
 // Each stream is one goroutine that sends (the handler) and one that
-// receives; the handler wakes on new requests and on commits.
+// receives; the handler wakes on new requests and on commits that change a
+// document its targets read (see watcher in store.go). A commit elsewhere
+// costs a stream nothing.
 
 // listenStream is one open Listen call.
 type listenStream struct {
@@ -45,6 +47,7 @@ type watchTarget struct {
 	once    bool
 	known   map[string]*pb.Document // documents the client holds, by name
 	current bool                    // CURRENT has been sent
+	in      *interest               // registered with the store while the target is on the stream
 }
 
 // tokenSize is the length of a resume token: the server's epoch, then a
@@ -127,41 +130,33 @@ func (s *Server) Listen(stream pb.Firestore_ListenServer) error {
 		}
 	}()
 
+	w := newWatcher()
 	targets := map[int32]*watchTarget{}
+	defer func() {
+		for _, wt := range targets {
+			s.store.unwatch(wt.in)
+		}
+	}()
 	var pending []*pb.ListenResponse // target changes to send before the next sync
 	dirty := false
-	var synced int64 // the version the client's targets are up to date with
-	touches := func(name string) bool {
-		for _, wt := range targets {
-			if wt.touches(name) {
-				return true
-			}
-		}
-		return false
-	}
 	for {
-		s.store.mu.RLock()
-		changed := s.store.changed
-		s.store.mu.RUnlock()
 		if dirty || len(pending) > 0 {
-			v, err := s.sync(stream, targets, pending)
-			if err != nil {
+			if err := s.sync(stream, w, targets, pending); err != nil {
 				return err
 			}
-			pending, dirty, synced = nil, false, v
+			pending, dirty = nil, false
 		}
 		select {
 		case req := <-reqs:
-			msgs, err := s.handleListenRequest(req, targets)
+			msgs, err := s.handleListenRequest(req, targets, w)
 			if err != nil {
 				return err
 			}
 			pending = append(pending, msgs...)
 			dirty = true
-		case <-changed:
-			// Re-evaluate targets only for commits that touched them;
-			// otherwise the client is as current at the latest version.
-			dirty, synced = s.store.changedSince(synced, touches)
+		case <-w.wake:
+			// A commit changed a document one of the targets reads.
+			dirty = true
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
 				return nil // the client closed its side: it has stopped listening
@@ -178,27 +173,29 @@ func (s *Server) Listen(stream pb.Firestore_ListenServer) error {
 }
 
 // handleListenRequest adds or removes a target and returns the target
-// changes that acknowledge it.
-func (s *Server) handleListenRequest(req *pb.ListenRequest, targets map[int32]*watchTarget) ([]*pb.ListenResponse, error) {
+// changes that acknowledge it. Added targets wake w.
+func (s *Server) handleListenRequest(req *pb.ListenRequest, targets map[int32]*watchTarget, w *watcher) ([]*pb.ListenResponse, error) {
 	db, err := parseDatabase(req.GetDatabase())
 	if err != nil {
 		return nil, err
 	}
 	switch tc := req.GetTargetChange().(type) {
 	case *pb.ListenRequest_RemoveTarget:
-		if _, ok := targets[tc.RemoveTarget]; !ok {
+		wt, ok := targets[tc.RemoveTarget]
+		if !ok {
 			return nil, status.Errorf(codes.InvalidArgument, "target %d is not on this stream", tc.RemoveTarget)
 		}
+		s.store.unwatch(wt.in)
 		delete(targets, tc.RemoveTarget)
 		return []*pb.ListenResponse{targetChange(pb.TargetChange_REMOVE, tc.RemoveTarget, nil)}, nil
 	case *pb.ListenRequest_AddTarget:
-		return s.addTarget(db, tc.AddTarget, targets)
+		return s.addTarget(db, tc.AddTarget, targets, w)
 	default:
 		return nil, status.Error(codes.InvalidArgument, "listen request has neither add_target nor remove_target")
 	}
 }
 
-func (s *Server) addTarget(db string, t *pb.Target, targets map[int32]*watchTarget) ([]*pb.ListenResponse, error) {
+func (s *Server) addTarget(db string, t *pb.Target, targets map[int32]*watchTarget, w *watcher) ([]*pb.ListenResponse, error) {
 	if t == nil {
 		return nil, status.Error(codes.InvalidArgument, "add_target is empty")
 	}
@@ -279,17 +276,26 @@ func (s *Server) addTarget(db string, t *pb.Target, targets map[int32]*watchTarg
 		}
 	}
 	st.mu.RUnlock()
+	// Registered before the handler's next sync reads the store, so every
+	// commit that sync does not see wakes the handler.
+	wt.in = wt.interest(w)
+	st.watch(wt.in)
 	targets[id] = wt
 	return msgs, nil
 }
 
-// touches reports whether a change to document name can change the
-// target's results.
-func (wt *watchTarget) touches(name string) bool {
-	if wt.query != nil {
-		return wt.query.inScope(name)
+// interest returns what the target reads, for the store to wake w on.
+func (wt *watchTarget) interest(w *watcher) *interest {
+	in := &interest{w: w}
+	switch q := wt.query; {
+	case q == nil:
+		in.keys = wt.docs
+	case q.allDescendants:
+		in.match = q.inScope
+	default:
+		in.keys = []string{q.parent + "/" + q.collection}
 	}
-	return slices.Contains(wt.docs, name)
+	return in
 }
 
 // results returns the target's documents at version v, as sent to clients.
@@ -310,13 +316,49 @@ func (wt *watchTarget) results(st *store, v int64) []*pb.Document {
 	return out
 }
 
+// incremental reports whether diff may look at changed documents only:
+// once the client holds the target's results, for a query in which a
+// document's membership does not depend on the others (no limit or
+// offset). Other targets are evaluated in full, which costs the size of
+// the collection (or the list of documents).
+func (wt *watchTarget) incremental() bool {
+	return wt.current && wt.query != nil && wt.query.limit < 0 && wt.query.offset == 0
+}
+
 // diff brings the client's view of the target up to version v and returns
-// the messages that do so.
-func (wt *watchTarget) diff(st *store, v int64, readTime *timestamppb.Timestamp, token []byte) []*pb.ListenResponse {
+// the messages that do so. changed names the documents committed since
+// the client's view was last brought up to date (a superset of those
+// that concern the target).
+func (wt *watchTarget) diff(st *store, v int64, changed map[string]struct{}, readTime *timestamppb.Timestamp, token []byte) []*pb.ListenResponse {
+	var results []*pb.Document // documents to report as they are at v
+	var gone []string          // known documents no longer in the results
+	if wt.incremental() {
+		q := wt.query
+		for name := range changed {
+			if !q.inScope(name) {
+				continue
+			}
+			if doc, _ := st.get(name, v); doc != nil && q.matchesDoc(doc) && q.withinCursors(doc) {
+				results = append(results, q.output(doc))
+			} else if wt.known[name] != nil {
+				gone = append(gone, name)
+			}
+		}
+		slices.SortFunc(results, func(a, b *pb.Document) int { return compareNames(a.Name, b.Name) })
+	} else {
+		results = wt.results(st, v)
+		now := make(map[string]bool, len(results))
+		for _, doc := range results {
+			now[doc.Name] = true
+		}
+		for name := range wt.known {
+			if !now[name] {
+				gone = append(gone, name)
+			}
+		}
+	}
 	var msgs []*pb.ListenResponse
-	now := map[string]bool{}
-	for _, doc := range wt.results(st, v) {
-		now[doc.Name] = true
+	for _, doc := range results {
 		old := wt.known[doc.Name]
 		if old != nil && old.UpdateTime.AsTime().Equal(doc.UpdateTime.AsTime()) {
 			continue
@@ -325,12 +367,6 @@ func (wt *watchTarget) diff(st *store, v int64, readTime *timestamppb.Timestamp,
 		msgs = append(msgs, &pb.ListenResponse{ResponseType: &pb.ListenResponse_DocumentChange{
 			DocumentChange: &pb.DocumentChange{Document: doc, TargetIds: []int32{wt.id}},
 		}})
-	}
-	var gone []string
-	for name := range wt.known {
-		if !now[name] {
-			gone = append(gone, name)
-		}
 	}
 	slices.SortFunc(gone, compareNames)
 	for _, name := range gone {
@@ -356,11 +392,13 @@ func (wt *watchTarget) diff(st *store, v int64, readTime *timestamppb.Timestamp,
 
 // sync sends pending target changes, then every target's changes up to
 // the latest version, then the global NO_CHANGE that lets the client show
-// a consistent snapshot.
-func (s *Server) sync(stream pb.Firestore_ListenServer, targets map[int32]*watchTarget, pending []*pb.ListenResponse) (int64, error) {
+// a consistent snapshot. It sends nothing if nothing changed. Once targets
+// leave the stream after their first sync.
+func (s *Server) sync(stream pb.Firestore_ListenServer, w *watcher, targets map[int32]*watchTarget, pending []*pb.ListenResponse) error {
 	st := s.store
 	st.mu.RLock()
 	v := st.version
+	changed := w.takeChanged()
 	readTime := timestamp(st.timeOf(v))
 	token := s.resumeToken(v)
 	msgs := pending
@@ -369,20 +407,25 @@ func (s *Server) sync(stream pb.Firestore_ListenServer, targets map[int32]*watch
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	changed := len(pending) > 0
+	send := len(pending) > 0
+	var done []*interest
 	for _, id := range ids {
 		wt := targets[id]
-		m := wt.diff(st, v, readTime, token)
-		changed = changed || len(m) > 0
+		m := wt.diff(st, v, changed, readTime, token)
+		send = send || len(m) > 0
 		msgs = append(msgs, m...)
 		if wt.once {
 			delete(targets, id)
+			done = append(done, wt.in)
 			msgs = append(msgs, targetChange(pb.TargetChange_REMOVE, id, nil))
 		}
 	}
 	st.mu.RUnlock()
-	if !changed {
-		return v, nil
+	if len(done) > 0 {
+		st.unwatch(done...)
+	}
+	if !send {
+		return nil
 	}
 	msgs = append(msgs, &pb.ListenResponse{ResponseType: &pb.ListenResponse_TargetChange{TargetChange: &pb.TargetChange{
 		TargetChangeType: pb.TargetChange_NO_CHANGE,
@@ -391,10 +434,10 @@ func (s *Server) sync(stream pb.Firestore_ListenServer, targets map[int32]*watch
 	}}})
 	for _, m := range msgs {
 		if err := stream.Send(m); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return v, nil
+	return nil
 }
 
 func targetChange(kind pb.TargetChange_TargetChangeType, id int32, readTime *timestamppb.Timestamp) *pb.ListenResponse {

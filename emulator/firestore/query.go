@@ -452,11 +452,16 @@ func (q *query) withinCursors(doc *pb.Document) bool {
 // in order, after cursors, offset and limit. Callers hold st.mu.
 func (q *query) run(st *store, v int64) []match {
 	var out []match
-	st.scan(q.parent+"/", v, func(doc *pb.Document, ver int64) {
+	add := func(doc *pb.Document, ver int64) {
 		if q.matchesDoc(doc) && q.withinCursors(doc) {
 			out = append(out, match{doc: doc, version: ver})
 		}
-	})
+	}
+	if q.allDescendants {
+		st.scan(q.parent+"/", v, add)
+	} else {
+		st.scanCollection(q.parent+"/"+q.collection, v, add)
+	}
 	slices.SortFunc(out, func(a, b match) int { return q.compare(a.doc, b.doc) })
 	if q.offset >= len(out) {
 		return nil

@@ -24,16 +24,21 @@ type store struct {
 	now       func() time.Time
 	retention time.Duration
 
-	mu      sync.RWMutex
-	docs    map[string]*history // by full document name
-	version int64               // the latest committed version
+	mu   sync.RWMutex
+	docs map[string]*history // by full document name
+	// colls indexes docs by collection path (a document's name up to its
+	// last '/'), so that a query reads only its own collection.
+	colls   map[string]map[string]*history
+	version int64 // the latest committed version
 	// commits describes each retained version, consecutive from the floor:
 	// commits[i].version == commits[0].version+i. Versions before the
 	// floor cannot be read.
 	commits []commitRecord
-	// changed is closed and replaced at every commit that changes a
-	// document, waking Listen streams.
-	changed chan struct{}
+	// Listen targets' interests (see watcher): by the collection path or
+	// document name they cover, and the collection group queries, which
+	// match checks.
+	interests map[string]map[*interest]struct{}
+	matchers  map[*interest]struct{}
 }
 
 type commitRecord struct {
@@ -57,8 +62,10 @@ func newStore(now func() time.Time, retention time.Duration) *store {
 		now:       now,
 		retention: retention,
 		docs:      map[string]*history{},
+		colls:     map[string]map[string]*history{},
 		commits:   []commitRecord{{version: 0, time: now().UTC().Truncate(time.Microsecond)}},
-		changed:   make(chan struct{}),
+		interests: map[string]map[*interest]struct{}{},
+		matchers:  map[*interest]struct{}{},
 	}
 }
 
@@ -128,6 +135,23 @@ func (s *store) scan(prefix string, v int64, fn func(doc *pb.Document, version i
 	}
 }
 
+// scanCollection calls fn for every document of collection coll (a
+// collection path: a parent's name, '/', a collection ID) that exists at
+// version v. Callers hold s.mu. Order is unspecified.
+func (s *store) scanCollection(coll string, v int64, fn func(doc *pb.Document, version int64)) {
+	for _, h := range s.colls[coll] {
+		if doc, ver := h.at(v); doc != nil {
+			fn(doc, ver)
+		}
+	}
+}
+
+// collectionOf returns the path of the collection that holds document
+// name.
+func collectionOf(name string) string {
+	return name[:strings.LastIndexByte(name, '/')]
+}
+
 // scanNames calls fn for the names of all documents that exist at version
 // v and start with prefix. Callers hold s.mu.
 func (s *store) scanNames(prefix string, v int64, fn func(name string)) {
@@ -162,15 +186,17 @@ func (s *store) install(changes map[string]*pb.Document, t time.Time) int64 {
 			}
 			h = &history{}
 			s.docs[name] = h
+			coll := collectionOf(name)
+			if s.colls[coll] == nil {
+				s.colls[coll] = map[string]*history{}
+			}
+			s.colls[coll][name] = h
 		}
 		h.versions = append(h.versions, docVersion{version: v, doc: doc})
 		names = append(names, name)
 	}
 	s.commits = append(s.commits, commitRecord{version: v, time: t, names: names})
-	if len(names) > 0 {
-		close(s.changed)
-		s.changed = make(chan struct{})
-	}
+	s.wake(names)
 	s.prune(t)
 	return v
 }
@@ -200,6 +226,11 @@ func (s *store) prune(now time.Time) {
 			}
 			if len(h.versions) == 1 && h.versions[0].doc == nil && h.versions[0].version <= floor {
 				delete(s.docs, name)
+				coll := collectionOf(name)
+				delete(s.colls[coll], name)
+				if len(s.colls[coll]) == 0 {
+					delete(s.colls, coll)
+				}
 			}
 		}
 	}
@@ -209,21 +240,102 @@ func (s *store) prune(now time.Time) {
 	s.commits = s.commits[i-1:]
 }
 
-// changedSince reports whether a commit after version from changed a
-// document that touches reports as relevant, and the latest version.
-// When the history no longer reaches back to from it answers true.
-func (s *store) changedSince(from int64, touches func(name string) bool) (bool, int64) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if from < s.floor() {
-		return true, s.version
+// A watcher is a Listen stream waiting for commits that can change its
+// targets' results. Each target registers an interest; install wakes the
+// watchers whose interests cover a document it changed, and no others,
+// and adds the document's name to the watcher's changed set.
+//
+// wake holds at most one pending wake-up, so install never blocks. No
+// wake-up is lost: a commit that finds one pending comes after it, and the
+// stream reads the store only after it takes the pending one, so that
+// read sees the commit. A stream that registers before it first reads the
+// store is thus woken for every later commit that touches its targets.
+type watcher struct {
+	wake chan struct{}
+	// changed names the documents its interests cover that commits have
+	// changed since the stream last took the set (with takeChanged).
+	// Guarded by store.mu: install adds under the write lock; the stream,
+	// its only reader, takes it under the read lock.
+	changed map[string]struct{}
+}
+
+func newWatcher() *watcher {
+	return &watcher{wake: make(chan struct{}, 1), changed: map[string]struct{}{}}
+}
+
+func (w *watcher) notify(name string) {
+	w.changed[name] = struct{}{}
+	select {
+	case w.wake <- struct{}{}:
+	default: // a wake-up is already pending
 	}
-	for v := from + 1; v <= s.version; v++ {
-		for _, name := range s.commits[v-s.floor()].names {
-			if touches(name) {
-				return true, s.version
+}
+
+// takeChanged returns the documents changed since the last call and
+// starts a new set. Callers hold store.mu (for reading suffices), so the
+// set is exactly the changes up to the version they read.
+func (w *watcher) takeChanged() map[string]struct{} {
+	c := w.changed
+	if len(c) > 0 {
+		w.changed = map[string]struct{}{}
+	}
+	return c
+}
+
+// interest is the documents one Listen target reads: those named by keys
+// (collection paths, whose every document counts, and document names),
+// and those match accepts (for collection group queries).
+type interest struct {
+	w     *watcher
+	keys  []string
+	match func(name string) bool
+}
+
+// watch registers in; install wakes in.w from now on.
+func (s *store) watch(in *interest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range in.keys {
+		if s.interests[k] == nil {
+			s.interests[k] = map[*interest]struct{}{}
+		}
+		s.interests[k][in] = struct{}{}
+	}
+	if in.match != nil {
+		s.matchers[in] = struct{}{}
+	}
+}
+
+// unwatch removes interests registered with watch.
+func (s *store) unwatch(ins ...*interest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, in := range ins {
+		for _, k := range in.keys {
+			delete(s.interests[k], in)
+			if len(s.interests[k]) == 0 {
+				delete(s.interests, k)
+			}
+		}
+		delete(s.matchers, in)
+	}
+}
+
+// wake notifies the watchers whose interests cover the changed documents:
+// a few map lookups per document, plus one match call per collection
+// group listener. Callers hold s.mu for writing.
+func (s *store) wake(names []string) {
+	for _, name := range names {
+		for in := range s.interests[name] {
+			in.w.notify(name)
+		}
+		for in := range s.interests[collectionOf(name)] {
+			in.w.notify(name)
+		}
+		for in := range s.matchers {
+			if in.match(name) {
+				in.w.notify(name)
 			}
 		}
 	}
-	return false, s.version
 }

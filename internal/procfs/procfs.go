@@ -37,19 +37,32 @@ func WithEnv(kv string) []int {
 }
 
 // PeakRSS returns a process's peak resident memory (VmHWM) in bytes.
-func PeakRSS(pid int) (int64, error) {
+func PeakRSS(pid int) (int64, error) { return statusBytes(pid, "VmHWM") }
+
+// RSS returns a process's resident memory now (VmRSS) in bytes.
+func RSS(pid int) (int64, error) { return statusBytes(pid, "VmRSS") }
+
+// statusBytes reads a "NAME: N kB" line of /proc/PID/status.
+func statusBytes(pid int, name string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("VmHWM of %d: %q: %w", pid, v, err)
+				return 0, fmt.Errorf("%s of %d: %q: %w", name, pid, v, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", name, pid)
+}
+
+// Count returns how many entries /proc/PID/DIR has: "fd" counts open
+// files, "task" threads.
+func Count(pid int, dir string) (int, error) {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/%s", pid, dir))
+	return len(entries), err
 }
