@@ -420,4 +420,3 @@ func TestReliabilitySoak(t *testing.T) {
 	}
 	report(t, o)
 }
-
