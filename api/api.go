@@ -309,6 +309,10 @@ type Completion struct {
 
 	// ColdStart is true when a host was launched for this request.
 	ColdStart bool `json:"cold_start"`
+	// PoolHit is true when the request waited for a host that the warm
+	// pool had started ahead of need and handed to its session: a
+	// handover and a restore, not a cold start.
+	PoolHit bool `json:"pool_hit,omitempty"`
 	// ExecutionID is the Cloud Run execution that served the request.
 	ExecutionID string `json:"execution_id,omitempty"`
 	// DurationSeconds is how long the operation itself ran.
@@ -342,7 +346,8 @@ type Timing struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// QueueSeconds: accepted to started, including any host launch.
 	QueueSeconds float64 `json:"queue_seconds"`
-	// LaunchSeconds: launch requested to host serving, on a cold start.
+	// LaunchSeconds: launch requested to host serving, on a cold start or
+	// a pool handover.
 	LaunchSeconds float64 `json:"launch_seconds,omitempty"`
 	// RestoreSeconds: checkpoint restore, on the first request of a host.
 	RestoreSeconds float64 `json:"restore_seconds,omitempty"`

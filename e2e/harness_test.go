@@ -26,6 +26,7 @@ import (
 	"github.com/sandrun/sandrun/emulator/emulatortest"
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/logging"
+	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/system"
@@ -60,6 +61,8 @@ type options struct {
 	// ownDispatcher leaves the dispatcher to the test (see runDispatcher
 	// and program); ownReaper the reaper.
 	ownDispatcher, ownReaper bool
+	// pool is the warm pool's policy (off when zero).
+	pool pool.Policy
 }
 
 // world is sandrun running on a local cloud for one test.
@@ -116,7 +119,7 @@ func start(t *testing.T, o options) *world {
 		}
 	})
 	sys := system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
-		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL}
+		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL, Pool: o.pool}
 	ctx := context.Background()
 	stateDir := t.TempDir()
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{

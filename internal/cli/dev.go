@@ -30,6 +30,8 @@ it runs. Stop it with Ctrl-C: every process it started ends.`)
 	fs.Env("lease-ttl", "SANDRUN_LEASE_TTL")
 	reaperInterval := fs.Duration("reaper-interval", 2*time.Second, "time between reaper passes")
 	fs.Env("reaper-interval", "SANDRUN_REAPER_INTERVAL")
+	var sys system.Config
+	sys.DefinePool(fs)
 	level := defineLogLevel(fs)
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
@@ -62,7 +64,7 @@ it runs. Stop it with Ctrl-C: every process it started ends.`)
 	if err := suite.SetEnv(); err != nil {
 		return err
 	}
-	sys := system.Config{Project: ec.project, Region: system.DefaultRegion, Job: system.DefaultJob, Bucket: system.DefaultBucket, TTL: 7 * 24 * time.Hour}
+	sys.Project, sys.Region, sys.Job, sys.Bucket, sys.TTL = ec.project, system.DefaultRegion, system.DefaultJob, system.DefaultBucket, 7*24*time.Hour
 	sys.Names = queue.DefaultNames()
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
 		Executor: executor, ExecutorArgs: []string{"executor"}, StateDir: *home,

@@ -35,6 +35,7 @@ hosts as Cloud Run Jobs executions. Stops pulling on SIGTERM and finishes the
 messages in hand.`)
 	var sys system.Config
 	sys.Define(fs)
+	sys.DefinePool(fs)
 	var dc dispatcher.Config
 	fs.IntVar(&dc.MaxOutstanding, "max-outstanding", dispatcher.DefaultMaxOutstanding, "messages in hand at once (flow control)")
 	fs.Env("max-outstanding", "SANDRUN_MAX_OUTSTANDING")
@@ -59,6 +60,7 @@ queued work, re-publishes lost completions, destroys sessions idle past their
 TTL, and cancels orphaned executions: in a loop, or one pass with --once.`)
 	var sys system.Config
 	sys.Define(fs)
+	sys.DefinePool(fs)
 	var rc reaper.Config
 	once := fs.Bool("once", false, "make one pass and exit (for a scheduler)")
 	fs.DurationVar(&rc.Interval, "interval", reaper.DefaultInterval, "time between passes")

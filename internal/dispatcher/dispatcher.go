@@ -29,6 +29,12 @@ type Launcher interface {
 	Launch(ctx context.Context, sessionID, launchID string, env map[string]string) (string, error)
 }
 
+// Pool hands a session's launch to a pre-started host. Claim returns the
+// execution that took it, or "" when none was idle.
+type Pool interface {
+	Claim(ctx context.Context, sessionID, launchID, traceparent string) (string, error)
+}
+
 // Config tunes the dispatcher. Zero fields take the defaults below.
 type Config struct {
 	// MaxOutstanding bounds the messages in hand at once (flow control).
@@ -53,12 +59,14 @@ type Dispatcher struct {
 	store    *session.Store
 	queue    *queue.Queue
 	launcher Launcher
+	pool     Pool
 	sub      *pubsub.Subscriber
 	logger   *slog.Logger
 }
 
-// New returns a dispatcher reading sub.
-func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queue, launcher Launcher, logger *slog.Logger) *Dispatcher {
+// New returns a dispatcher reading sub. pool may be nil: every launch is
+// then a RunJob.
+func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queue, launcher Launcher, pool Pool, logger *slog.Logger) *Dispatcher {
 	if cfg.MaxOutstanding <= 0 {
 		cfg.MaxOutstanding = DefaultMaxOutstanding
 	}
@@ -68,7 +76,7 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	return &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, sub: sub, logger: logger}
+	return &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, pool: pool, sub: sub, logger: logger}
 }
 
 // Run pulls and handles messages until ctx ends, then stops pulling and
@@ -143,7 +151,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 		}
 	}
 	if acc.Launch != nil {
-		Launch(ctx, d.store, d.launcher, log, req.SessionID, acc.Launch, traceparent)
+		Launch(ctx, d.store, d.launcher, d.pool, log, req.SessionID, acc.Launch, traceparent)
 	}
 	log.Info("request accepted", "event", "request.accepted", "seq", acc.Item.Seq, "status", acc.Item.Status,
 		"launch", acc.Launch != nil, "duration_seconds", time.Since(start).Seconds())
@@ -215,10 +223,21 @@ func (d *Dispatcher) publish(ctx context.Context, item *session.Item) error {
 }
 
 // Launch starts a host for a session whose launch was claimed, and records
-// the execution. A launch that fails is withdrawn so that the reaper tries
+// the execution: an idle host of the pool when there is one, else a new
+// execution. A launch that fails is withdrawn so that the reaper tries
 // again; the session's requests stay queued either way. The reaper launches
-// through it too. log should carry the session id.
-func Launch(ctx context.Context, store *session.Store, launcher Launcher, log *slog.Logger, sessionID string, l *session.Launch, traceparent string) {
+// through it too. log should carry the session id; pool may be nil.
+func Launch(ctx context.Context, store *session.Store, launcher Launcher, pool Pool, log *slog.Logger, sessionID string, l *session.Launch, traceparent string) {
+	if pool != nil {
+		execution, err := pool.Claim(ctx, sessionID, l.ID, traceparent)
+		if err != nil {
+			log.Warn("claiming a pool host failed; launching one", "event", "pool.claim_failed", "error", err.Error())
+		}
+		if execution != "" {
+			recordLaunch(ctx, store, log, sessionID, l, execution, true)
+			return
+		}
+	}
 	env := map[string]string{}
 	if traceparent != "" {
 		env[EnvTraceparent] = traceparent
@@ -236,7 +255,11 @@ func Launch(ctx context.Context, store *session.Store, launcher Launcher, log *s
 		}
 		return
 	}
-	log.Info("host launched", "event", "host.launched", "execution_id", execution, "attempt", l.Attempts)
+	recordLaunch(ctx, store, log, sessionID, l, execution, false)
+}
+
+func recordLaunch(ctx context.Context, store *session.Store, log *slog.Logger, sessionID string, l *session.Launch, execution string, pooled bool) {
+	log.Info("host launched", "event", "host.launched", "execution_id", execution, "attempt", l.Attempts, "pooled", pooled)
 	if err := store.RecordLaunch(ctx, sessionID, l.ID, execution); err != nil {
 		log.Warn("recording the launch failed", "event", "host.launch_record_failed", "execution_id", execution, "error", err.Error())
 	}

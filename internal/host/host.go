@@ -42,6 +42,10 @@ type Config struct {
 	// background processes alone; past it, an otherwise idle host ends them
 	// and leaves.
 	MaxLifetime time.Duration
+	// Pooled is true when the host was started ahead of need and handed
+	// the session from the warm pool: the requests that waited for it
+	// waited for a handover, not a cold start.
+	Pooled bool
 }
 
 // maxStateBytes bounds a session's shell state (cwd and exported

@@ -178,8 +178,9 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	if err := json.Unmarshal(item.Request, &req); err != nil {
 		c.Fail(api.CodeInternal, "the recorded request could not be decoded: "+err.Error())
 	}
-	c.ColdStart = item.AcceptedAt.Before(h.lease.Acquired)
-	if c.ColdStart && !h.lease.LaunchRequestedAt.IsZero() {
+	waited := item.AcceptedAt.Before(h.lease.Acquired)
+	c.ColdStart, c.PoolHit = waited && !h.cfg.Pooled, waited && h.cfg.Pooled
+	if waited && !h.lease.LaunchRequestedAt.IsZero() {
 		c.Timing.LaunchSeconds = h.lease.Acquired.Sub(h.lease.LaunchRequestedAt).Seconds()
 	}
 	if first {

@@ -93,29 +93,55 @@ func (r *Runner) Launch(ctx context.Context, sessionID, launchID string, env map
 		{Name: EnvSessionID, Values: &runpb.EnvVar_Value{Value: sessionID}},
 		{Name: EnvLaunchID, Values: &runpb.EnvVar_Value{Value: launchID}},
 	}
-	names := make([]string, 0, len(env))
-	for k := range env {
-		names = append(names, k)
+	id, err := r.run(ctx, append(vars, envVars(env)...))
+	if err != nil {
+		return "", fmt.Errorf("launch host for session %s: %w", sessionID, err)
 	}
-	sort.Strings(names)
-	for _, k := range names {
-		vars = append(vars, &runpb.EnvVar{Name: k, Values: &runpb.EnvVar_Value{Value: env[k]}})
+	return id, nil
+}
+
+// LaunchPoolMember starts an execution of the job that waits, in the warm
+// pool, for a session to be handed to it; env tells it which member it is.
+func (r *Runner) LaunchPoolMember(ctx context.Context, memberID string, env map[string]string) (string, error) {
+	id, err := r.run(ctx, envVars(env))
+	if err != nil {
+		return "", fmt.Errorf("launch pool host %s: %w", memberID, err)
 	}
+	return id, nil
+}
+
+// run starts an execution with vars added to its container's environment
+// and returns its id.
+func (r *Runner) run(ctx context.Context, vars []*runpb.EnvVar) (string, error) {
 	op, err := r.jobs.RunJob(ctx, &runpb.RunJobRequest{
 		Name:      r.job,
 		Overrides: &runpb.RunJobRequest_Overrides{ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Env: vars}}},
 	})
 	if err != nil {
-		return "", fmt.Errorf("launch host for session %s: %w", sessionID, err)
+		return "", err
 	}
 	meta, err := op.Metadata()
 	if err != nil {
-		return "", fmt.Errorf("launch host for session %s: read execution: %w", sessionID, err)
+		return "", fmt.Errorf("read execution: %w", err)
 	}
 	if meta == nil || meta.GetName() == "" {
-		return "", fmt.Errorf("launch host for session %s: the operation %s names no execution", sessionID, op.Name())
+		return "", fmt.Errorf("the operation %s names no execution", op.Name())
 	}
 	return path.Base(meta.GetName()), nil
+}
+
+// envVars turns env into Cloud Run's form, in name order.
+func envVars(env map[string]string) []*runpb.EnvVar {
+	names := make([]string, 0, len(env))
+	for k := range env {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	vars := make([]*runpb.EnvVar, 0, len(env))
+	for _, k := range names {
+		vars = append(vars, &runpb.EnvVar{Name: k, Values: &runpb.EnvVar_Value{Value: env[k]}})
+	}
+	return vars
 }
 
 // fullName turns an execution id into the execution's resource name.
@@ -204,15 +230,7 @@ type JobSpec struct {
 // EnsureJob creates the runner's job from spec unless it exists.
 func (r *Runner) EnsureJob(ctx context.Context, spec JobSpec) error {
 	parent, id := path.Dir(path.Dir(r.job)), path.Base(r.job)
-	var env []*runpb.EnvVar
-	names := make([]string, 0, len(spec.Env))
-	for k := range spec.Env {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		env = append(env, &runpb.EnvVar{Name: k, Values: &runpb.EnvVar_Value{Value: spec.Env[k]}})
-	}
+	env := envVars(spec.Env)
 	op, err := r.jobs.CreateJob(ctx, &runpb.CreateJobRequest{
 		Parent: parent, JobId: id,
 		Job: &runpb.Job{

@@ -17,12 +17,14 @@ import (
 
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/session"
 )
 
 // Runner launches, lists and cancels host executions.
 type Runner interface {
 	dispatcher.Launcher
+	pool.Launcher
 	Running(ctx context.Context) ([]jobrunner.Execution, error)
 	Get(ctx context.Context, id string) (jobrunner.Execution, error)
 	Cancel(ctx context.Context, name string) error
@@ -65,12 +67,13 @@ type Reaper struct {
 	store  *session.Store
 	pub    Publisher
 	runner Runner
+	pool   *pool.Pool
 	logger *slog.Logger
 	now    func() time.Time
 }
 
-// New returns a reaper.
-func New(cfg Config, store *session.Store, pub Publisher, runner Runner, logger *slog.Logger) *Reaper {
+// New returns a reaper. pool may be nil (no warm pool).
+func New(cfg Config, store *session.Store, pub Publisher, runner Runner, pool *pool.Pool, logger *slog.Logger) *Reaper {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
@@ -86,7 +89,7 @@ func New(cfg Config, store *session.Store, pub Publisher, runner Runner, logger 
 	if cfg.OrphanAfter <= 0 {
 		cfg.OrphanAfter = DefaultOrphanAfter
 	}
-	return &Reaper{cfg: cfg, store: store, pub: pub, runner: runner, logger: logger, now: time.Now}
+	return &Reaper{cfg: cfg, store: store, pub: pub, runner: runner, pool: pool, logger: logger, now: time.Now}
 }
 
 // Report counts what one pass did.
@@ -100,6 +103,8 @@ type Report struct {
 	Purged          int `json:"purged"`
 	OrphansCanceled int `json:"orphans_cancelled"`
 	ProcessesLost   int `json:"processes_lost"`
+	// PoolIdle is the idle pool hosts the pass found.
+	PoolIdle int `json:"pool_idle"`
 }
 
 // Run makes a pass every interval until ctx ends.
@@ -133,11 +138,12 @@ func (r *Reaper) Once(ctx context.Context) (Report, error) {
 		r.purge(ctx, &rep),
 		r.cancelOrphans(ctx, &rep),
 		r.settleProcesses(ctx, &rep),
+		r.refillPool(ctx, &rep),
 	}
 	err := errors.Join(errs...)
 	r.logger.Info("reaper pass", "event", "reaper.pass", "duration_seconds", r.now().Sub(start).Seconds(),
 		"hosts_recovered", rep.HostsRecovered, "host_lost", rep.HostLost, "launched", rep.Launched, "launch_failed", rep.LaunchFailed,
-		"republished", rep.Republished, "destroyed", rep.Destroyed, "purged", rep.Purged, "orphans_cancelled", rep.OrphansCanceled, "processes_lost", rep.ProcessesLost)
+		"republished", rep.Republished, "destroyed", rep.Destroyed, "purged", rep.Purged, "orphans_cancelled", rep.OrphansCanceled, "processes_lost", rep.ProcessesLost, "pool_idle", rep.PoolIdle)
 	return rep, err
 }
 
@@ -157,7 +163,11 @@ func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) int {
 }
 
 func (r *Reaper) launch(ctx context.Context, sessionID string, l *session.Launch, rep *Report) {
-	dispatcher.Launch(ctx, r.store, r.runner, r.logger.With("session_id", sessionID), sessionID, l, "")
+	var p dispatcher.Pool
+	if r.pool.Enabled() {
+		p = r.pool
+	}
+	dispatcher.Launch(ctx, r.store, r.runner, p, r.logger.With("session_id", sessionID), sessionID, l, "")
 	rep.Launched++
 }
 
@@ -314,5 +324,15 @@ func (r *Reaper) cancelOrphans(ctx context.Context, rep *Report) error {
 func (r *Reaper) settleProcesses(ctx context.Context, rep *Report) error {
 	n, err := r.store.SettleProcesses(ctx)
 	rep.ProcessesLost += n
+	return err
+}
+
+// refillPool removes dead pool hosts and launches what the pool lacks.
+func (r *Reaper) refillPool(ctx context.Context, rep *Report) error {
+	if !r.pool.Enabled() {
+		return nil
+	}
+	st, err := r.pool.Refill(ctx)
+	rep.PoolIdle = st.Idle
 	return err
 }

@@ -36,6 +36,13 @@ func (f *fakeRunner) Launch(ctx context.Context, sessionID, launchID string, env
 	return "exec-" + sessionID, nil
 }
 
+func (f *fakeRunner) LaunchPoolMember(ctx context.Context, memberID string, env map[string]string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.launched = append(f.launched, memberID)
+	return "exec-" + memberID, nil
+}
+
 func (f *fakeRunner) Running(ctx context.Context) ([]jobrunner.Execution, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -107,7 +114,7 @@ func setup(t *testing.T) *env {
 	// The store's clock is the test's, so that it can age sessions.
 	e.store = session.NewStore(fs, gcs, session.Config{Bucket: bucket, Now: func() time.Time { return e.now }})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e.reaper = New(Config{PublishAfter: time.Second, OrphanAfter: time.Minute}, e.store, e.pub, e.runner, logger)
+	e.reaper = New(Config{PublishAfter: time.Second, OrphanAfter: time.Minute}, e.store, e.pub, e.runner, nil, logger)
 	e.reaper.now = func() time.Time { return e.now }
 	return e
 }

@@ -305,9 +305,17 @@ func (s *Store) PurgePending(ctx context.Context) ([]string, error) {
 	return s.sessionIDs(ctx, q, "sessions to purge")
 }
 
-// Hosted lists the execution ids that sessions' hosts and launches name.
+// Hosted lists the execution ids that sessions' hosts and launches, and
+// the warm pool's members, name.
 func (s *Store) Hosted(ctx context.Context) (map[string]bool, error) {
 	out := map[string]bool{}
+	members, err := s.PoolMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range members {
+		out[m.Execution] = true
+	}
 	it := s.fs.CollectionGroup(runtimeCollection).Where("execution", ">", "").Documents(ctx)
 	defer it.Stop()
 	for {

@@ -151,7 +151,7 @@ func (l *Local) Close() error {
 // Env is the environment that points a client, or another dispatcher or
 // reaper, at the local system, on top of the local cloud's own.
 func (l *Local) Env() []string {
-	return []string{
+	env := []string{
 		"SANDRUN_PROJECT=" + l.Config.Project,
 		"SANDRUN_REGION=" + l.Config.Region,
 		"SANDRUN_JOB=" + l.Config.Job,
@@ -161,4 +161,9 @@ func (l *Local) Env() []string {
 		"SANDRUN_DEAD_LETTER_TOPIC=" + l.Config.Names.DeadLetters,
 		"SANDRUN_SUBSCRIPTION=" + l.Config.Names.Dispatcher,
 	}
+	if p := l.Config.Pool; p.Enabled() {
+		env = append(env, fmt.Sprintf("SANDRUN_POOL_MIN=%d", p.Min), fmt.Sprintf("SANDRUN_POOL_TARGET=%d", p.Target),
+			fmt.Sprintf("SANDRUN_POOL_MAX=%d", p.Max), "SANDRUN_POOL_IDLE_TIMEOUT="+p.IdleTimeout.String())
+	}
+	return env
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/host"
 	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/reaper"
@@ -35,6 +36,8 @@ type Config struct {
 	Names  queue.Names
 	// TTL is how long an idle session lives.
 	TTL time.Duration
+	// Pool is the warm pool's policy (off unless its Min or Target is set).
+	Pool pool.Policy
 }
 
 // Defaults of Config.
@@ -72,6 +75,10 @@ func (c *Config) Define(fs *config.FlagSet) {
 	fs.DurationVar(&c.TTL, "session-ttl", session.DefaultTTL, "how long an idle session lives before it is destroyed")
 	fs.Env("session-ttl", "SANDRUN_SESSION_TTL")
 }
+
+// DefinePool registers the warm pool's flags, which the dispatcher and
+// the reaper, the two that claim and refill it, must agree on.
+func (c *Config) DefinePool(fs *config.FlagSet) { c.Pool.Define(fs) }
 
 // JobName is the full name of the host job.
 func (c *Config) JobName() string { return jobrunner.JobName(c.Project, c.Region, c.Job) }
@@ -113,7 +120,18 @@ func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger 
 	}
 	defer runner.Close()
 	sub := s.clients.PubSub.Subscriber(c.Names.Dispatcher)
-	return dispatcher.New(dc, sub, s.store, s.queue, runner, logger).Run(ctx)
+	p := pool.New(c.Pool, s.store, runner, nil, logger)
+	var claims dispatcher.Pool
+	if p.Enabled() {
+		claims = p
+		// The dispatcher refills the pool as it takes from it, so that
+		// the pool keeps up with arrivals between reaper passes.
+		done := make(chan struct{})
+		pctx, cancel := context.WithCancel(ctx)
+		go func() { defer close(done); p.Run(pctx, pool.DefaultRefillInterval) }()
+		defer func() { cancel(); <-done }()
+	}
+	return dispatcher.New(dc, sub, s.store, s.queue, runner, claims, logger).Run(ctx)
 }
 
 // RunReaper runs the reaper until ctx ends, or makes one pass when once.
@@ -129,7 +147,7 @@ func RunReaper(ctx context.Context, c *Config, rc reaper.Config, once bool, logg
 	}
 	defer runner.Close()
 	rc.TTL = c.TTL
-	r := reaper.New(rc, s.store, s.queue, runner, logger)
+	r := reaper.New(rc, s.store, s.queue, runner, pool.New(c.Pool, s.store, runner, nil, logger), logger)
 	if once {
 		_, err := r.Once(ctx)
 		return err
@@ -143,6 +161,9 @@ type HostConfig struct {
 	// WorkspacesDir, when set, holds each session's workspace in a
 	// directory named after it; otherwise Workspace is used as is.
 	WorkspacesDir string
+	// Member, set instead of SessionID, makes the host a warm pool member
+	// that waits for a session to be handed to it.
+	Member pool.MemberConfig
 }
 
 // DefineHost registers the executor's flags.
@@ -163,21 +184,24 @@ func (h *HostConfig) DefineHost(fs *config.FlagSet) {
 	fs.Env("max-lifetime", "SANDRUN_MAX_LIFETIME")
 	fs.DurationVar(&h.CheckpointInterval, "checkpoint-interval", host.DefaultCheckpointInterval, "how often a busy host checkpoints between requests")
 	fs.Env("checkpoint-interval", "SANDRUN_CHECKPOINT_INTERVAL")
+	fs.StringVar(&h.Member.ID, "pool-member", "", "wait in the warm pool as this member instead of hosting --session (set by the pool's launch)")
+	fs.Env("pool-member", pool.EnvMember)
+	fs.DurationVar(&h.Member.IdleTimeout, "pool-idle-timeout", pool.DefaultIdleTimeout, "how long a pool member waits unclaimed before it exits")
+	fs.Env("pool-idle-timeout", pool.EnvIdleTimeout)
+	fs.DurationVar(&h.Member.TTL, "pool-member-ttl", pool.DefaultMemberTTL, "how long an idle pool member stays claimable unrenewed")
+	fs.Env("pool-member-ttl", pool.EnvMemberTTL)
 }
 
-// RunHost hosts one session until it is idle or ctx ends.
+// RunHost hosts one session until it is idle or ctx ends. A pool member
+// first waits, connected and ready, for the session it is handed.
 func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger) error {
-	if hc.SessionID == "" {
-		return errors.New("no session to host: set SANDRUN_SESSION_ID")
+	if hc.SessionID == "" && hc.Member.ID == "" {
+		return errors.New("no session to host: set SANDRUN_SESSION_ID (or SANDRUN_POOL_MEMBER)")
 	}
 	if hc.Execution == "" {
 		hostname, _ := os.Hostname()
 		hc.Execution = "local-" + hostname + "-" + fmt.Sprint(os.Getpid())
 	}
-	if hc.WorkspacesDir != "" {
-		hc.Workspace = filepath.Join(hc.WorkspacesDir, hc.SessionID)
-	}
-	hc.BaseEnv = BaseEnv(hc.SessionID)
 	// Orphans of the session's commands come to the host, which learns how
 	// its background processes end and reaps them.
 	if err := procs.BecomeSubreaper(); err != nil {
@@ -188,6 +212,18 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 		return err
 	}
 	defer s.close()
+	if hc.SessionID == "" {
+		hc.Member.Execution = hc.Execution
+		a, err := pool.Await(ctx, s.store, hc.Member, logger)
+		if err != nil || a == nil {
+			return err
+		}
+		hc.SessionID, hc.Pooled = a.SessionID, true
+	}
+	if hc.WorkspacesDir != "" {
+		hc.Workspace = filepath.Join(hc.WorkspacesDir, hc.SessionID)
+	}
+	hc.BaseEnv = BaseEnv(hc.SessionID)
 	return host.Run(ctx, hc.Config, s.store, s.queue, logger)
 }
 
