@@ -42,7 +42,7 @@ func commands() map[string]command {
 		"reaper":     {"run the reaper (recovery of lost hosts, publishes, stale sessions)", runReaper},
 		"executor":   {"run the session host (the Cloud Run job's entrypoint)", runExecutor},
 		"exec":       {"run a shell command in a session and print its output", runExec},
-		"session":    {"create, get or destroy a session", runSession},
+		"session":    {"create, get, destroy or list sessions", runSession},
 		"cp":         {"copy a file between this machine and a session (SESSION:PATH)", runCp},
 		"ls":         {"list a directory of a session", runLs},
 		"cat":        {"print a file of a session", runCat},

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,6 +15,8 @@ import (
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/client"
 	"github.com/sandrun/sandrun/internal/config"
+	"github.com/sandrun/sandrun/internal/gcp"
+	"github.com/sandrun/sandrun/internal/session"
 )
 
 // defaultSession is the session commands use unless told otherwise.
@@ -130,10 +134,13 @@ func printJSON(env *Env, v any) error {
 }
 
 func runSession(ctx context.Context, env *Env, args []string) error {
-	usage := "Usage: sandrun session create|get|destroy [flags] [SESSION]"
+	usage := "Usage: sandrun session create|get|destroy [flags] [SESSION]\n       sandrun session list [--all] [--json] [--limit N]"
 	if len(args) == 0 {
 		fmt.Fprintln(env.Stderr, usage)
 		return errUsage
+	}
+	if args[0] == "list" {
+		return runSessionList(ctx, env, args[1:])
 	}
 	ops := map[string]api.Op{"create": api.OpSessionCreate, "get": api.OpSessionGet, "destroy": api.OpSessionDestroy}
 	op, ok := ops[args[0]]
@@ -166,4 +173,63 @@ func runSession(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%s: %s", done.Error.Code, done.Error.Message)
 	}
 	return printJSON(env, done.Session)
+}
+
+func runSessionList(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "session list", `session list [--all] [--json] [--limit N]
+
+Lists sessions, the most recently active first: id, status, when last
+active, the execution hosting it (while its host's lease is live, or
+"starting" while a launch is under way) and how many requests wait. It reads
+the deployment's Firestore directly, so it needs read access to it, and it
+neither creates nor wakes a session.`)
+	var cf clientFlags
+	fs.StringVar(&cf.project, "project", "", "Google Cloud project of the deployment (default: the running `sandrun dev`)")
+	fs.Env("project", "SANDRUN_PROJECT")
+	all := fs.Bool("all", false, "list destroyed sessions too (until Firestore's TTL removes them)")
+	asJSON := fs.Bool("json", false, "print the sessions as a JSON array")
+	limit := fs.Int("limit", session.DefaultListLimit, fmt.Sprintf("the most sessions listed (at most %d)", session.MaxListLimit))
+	if err := cf.parse(fs, env, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "sandrun session list: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	if *limit < 1 || *limit > session.MaxListLimit {
+		return fmt.Errorf("--limit %d: want 1 to %d", *limit, session.MaxListLimit)
+	}
+	clients, err := gcp.Connect(ctx, cf.project)
+	if err != nil {
+		return err
+	}
+	defer clients.Close()
+	store := session.NewStore(clients.Firestore, clients.Storage, session.Config{})
+	list, err := store.List(ctx, session.ListOptions{All: *all, Limit: *limit})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if list == nil {
+			list = []session.SessionSummary{}
+		}
+		return printJSON(env, list)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SESSION\tSTATUS\tLAST ACTIVE\tHOST\tQUEUED")
+	for _, s := range list {
+		host := s.Host
+		switch {
+		case host == "" && s.Launching:
+			host = "starting"
+		case host == "":
+			host = "-"
+		}
+		queued := strconv.Itoa(s.Queued)
+		if s.Status != session.StatusActive {
+			queued = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.SessionID, s.Status, s.LastActiveAt.UTC().Format(time.RFC3339), host, queued)
+	}
+	return tw.Flush()
 }

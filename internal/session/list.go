@@ -1,0 +1,135 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/api/iterator"
+
+	"github.com/sandrun/sandrun/api"
+)
+
+// Limits of ListOptions.Limit.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// ListOptions chooses the sessions List describes. Zero fields take the
+// defaults.
+type ListOptions struct {
+	// All lists destroyed sessions too (those Firestore's TTL has not
+	// removed yet); by default only active sessions are listed.
+	All bool
+	// Limit is the most sessions listed: DefaultListLimit when 0, at most
+	// MaxListLimit.
+	Limit int
+}
+
+// SessionSummary describes a session as List sees it: the fields of
+// session.get's answer but the working directory (Host only while the
+// host's lease is live), and whether a host launch is under way.
+type SessionSummary struct {
+	api.SessionInfo
+	// Launching is true while a host launch is claimed and no host has
+	// answered it yet.
+	Launching bool `json:"launching,omitempty"`
+}
+
+// List describes sessions, the most recently active first. It reads
+// Firestore only: it neither creates, wakes nor changes a session. Its
+// reads are not one snapshot: a session may change while it is listed.
+//
+// In production the active-only query (status == "active", ordered by
+// updated_at descending) needs the composite index (status ascending,
+// updated_at descending); with All, the automatic single-field index
+// serves.
+func (s *Store) List(ctx context.Context, opts ListOptions) ([]SessionSummary, error) {
+	limit := opts.Limit
+	switch {
+	case limit <= 0:
+		limit = DefaultListLimit
+	case limit > MaxListLimit:
+		limit = MaxListLimit
+	}
+	q := s.fs.Collection(sessionsCollection).Query
+	if !opts.All {
+		q = q.Where("status", "==", StatusActive)
+	}
+	q = q.OrderBy("updated_at", firestore.Desc).Limit(limit)
+
+	var docs []*Doc
+	var ids []string
+	it := q.Documents(ctx)
+	defer it.Stop()
+	for {
+		snap, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		d := new(Doc)
+		if err := snap.DataTo(d); err != nil {
+			return nil, fmt.Errorf("decode session %s: %w", snap.Ref.ID, err)
+		}
+		docs, ids = append(docs, d), append(ids, snap.Ref.ID)
+	}
+	if len(docs) == 0 {
+		return nil, nil
+	}
+
+	// Every session's lease in one round trip.
+	refs := make([]*firestore.DocumentRef, len(ids))
+	for i, id := range ids {
+		refs[i] = s.leaseRef(id)
+	}
+	snaps, err := s.fs.GetAll(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: read their leases: %w", err)
+	}
+	now := s.now()
+	out := make([]SessionSummary, len(docs))
+	for i, d := range docs {
+		var ld *LeaseDoc
+		if snaps[i].Exists() {
+			ld = new(LeaseDoc)
+			if err := snaps[i].DataTo(ld); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", refs[i].Path, err)
+			}
+		}
+		sum := SessionSummary{SessionInfo: api.SessionInfo{SessionID: ids[i], Status: d.Status,
+			CreatedAt: d.CreatedAt, LastActiveAt: d.UpdatedAt}}
+		if d.Status == StatusActive {
+			if ld.live(now) {
+				sum.Host = ld.Execution
+			}
+			sum.Launching = s.launchInFlight(d, ld, now)
+			// A count, not a read of the queued requests: one index
+			// entry read per thousand queued, whatever their size.
+			if sum.Queued, err = s.countQueued(ctx, ids[i]); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = sum
+	}
+	return out, nil
+}
+
+// countQueued counts the session's queued requests.
+func (s *Store) countQueued(ctx context.Context, sessionID string) (int, error) {
+	q := s.queuedQuery(sessionID)
+	res, err := q.NewAggregationQuery().WithCount("queued").Get(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count queued requests of session %s: %w", sessionID, err)
+	}
+	v, ok := res["queued"].(*firestorepb.Value)
+	if !ok {
+		return 0, fmt.Errorf("count queued requests of session %s: the count came back as %T", sessionID, res["queued"])
+	}
+	return int(v.GetIntegerValue()), nil
+}
