@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -108,6 +110,14 @@ func TestManySessionsKeepOrderAndLoseNothing(t *testing.T) {
 			t.Errorf("session %s ran its commands in the order %q", sid, strings.ReplaceAll(got.Stdout, "\n", " "))
 		}
 	}
+	// A request may be answered more than once, always with the same bytes.
+	for id, ms := range byRequest(completionsSoFar(completions)) {
+		for _, m := range ms[1:] {
+			if !bytes.Equal(m.Data, ms[0].Data) {
+				t.Errorf("request %s got two different completions:\n%s\n%s", id, ms[0].Data, m.Data)
+			}
+		}
+	}
 }
 
 func TestKilledHostAnswersHostLostAndSessionGoesOn(t *testing.T) {
@@ -134,7 +144,8 @@ func TestKilledHostAnswersHostLostAndSessionGoesOn(t *testing.T) {
 		return d["status"] == session.ItemRunning
 	})
 	killed := time.Now()
-	if _, err := w.suite.KillExecution(""); err != nil {
+	execution, err := w.suite.KillExecution("")
+	if err != nil {
 		t.Fatal(err)
 	}
 	done := <-result
@@ -149,6 +160,9 @@ func TestKilledHostAnswersHostLostAndSessionGoesOn(t *testing.T) {
 	got := w.exec(s, "pwd; echo $KEPT; cat ~/before")
 	if got.Stdout != "/tmp\nyes\nsaved\n" {
 		t.Fatalf("after the crash the session shows %q", got.Stdout)
+	}
+	if got.ExecutionID == "" || got.ExecutionID == path.Base(execution) {
+		t.Errorf("after the crash the session ran on execution %q, want a new one (%s was killed)", got.ExecutionID, path.Base(execution))
 	}
 }
 
