@@ -24,6 +24,7 @@ import (
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/internal/gcp"
+	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/system"
@@ -40,13 +41,17 @@ type Config struct {
 	Only []string
 	// StartDelay models Cloud Run's cold start on every execution.
 	StartDelay time.Duration
+	// PoolStartDelay is the cold start of the warm pool measurement, which
+	// runs new sessions with and without a pool on systems of its own
+	// (default 5 s).
+	PoolStartDelay time.Duration
 	// Out receives progress lines; Logger the system's own logs.
 	Out    io.Writer
 	Logger *slog.Logger
 }
 
 // Names are the measurements, in the order they run.
-var Names = []string{"warm", "cold", "throughput", "transfer", "checkpoint"}
+var Names = []string{"warm", "cold", "throughput", "transfer", "checkpoint", "pool"}
 
 // Result is one figure with its floor.
 type Result struct {
@@ -76,31 +81,36 @@ type Report struct {
 
 // runner holds what every measurement uses.
 type runner struct {
-	cfg     Config
+	cfg Config
+	*environment
+	report *Report
+	out    io.Writer
+}
+
+// environment is a local cloud with sandrun running on it.
+type environment struct {
 	suite   *emulator.Suite
 	sys     system.Config
 	clients *gcp.Clients
 	client  *client.Client
 	state   string
-	report  *Report
-	out     io.Writer
+	closers []func()
 }
 
-// Run starts the system on a fresh local cloud, makes the measurements and
-// returns them.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if cfg.Out == nil {
-		cfg.Out = io.Discard
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	state, err := os.MkdirTemp("", "sandrun-bench-")
-	if err != nil {
+// startEnvironment starts a fresh local cloud and the whole system on it,
+// every execution waiting startDelay, with the warm pool policy given.
+// It points this process's Google clients at the new cloud.
+func startEnvironment(ctx context.Context, cfg Config, startDelay time.Duration, policy pool.Policy) (_ *environment, err error) {
+	e := &environment{}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	if e.state, err = os.MkdirTemp("", "sandrun-bench-"); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(state)
-
+	e.closers = append(e.closers, func() { os.RemoveAll(e.state) })
 	suite, err := emulator.Start(ctx, emulator.Config{
 		Logger: cfg.Logger,
 		CloudRun: cloudrun.Config{
@@ -112,40 +122,63 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start local cloud: %w", err)
 	}
-	defer func() {
+	e.suite = suite
+	e.closers = append(e.closers, func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		suite.Close(cctx)
-	}()
+	})
 	if err := suite.SetEnv(); err != nil {
 		return nil, err
 	}
-	sys := system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
-		Bucket: "sandrun-bench", Names: queue.DefaultNames(), TTL: session.DefaultTTL}
-	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
-		Executor: cfg.Executor, ExecutorArgs: cfg.ExecutorArgs, StateDir: state,
+	e.sys = system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
+		Bucket: "sandrun-bench", Names: queue.DefaultNames(), TTL: session.DefaultTTL, Pool: policy}
+	local, err := system.StartLocal(ctx, e.sys, system.LocalConfig{
+		Executor: cfg.Executor, ExecutorArgs: cfg.ExecutorArgs, StateDir: e.state,
 		IdleTimeout: 10 * time.Minute, LeaseTTL: 15 * time.Second, ReaperInterval: 2 * time.Second,
-		StartDelay: cfg.StartDelay, Logger: cfg.Logger, LogLevel: "warn",
+		StartDelay: startDelay, Logger: cfg.Logger, LogLevel: "warn",
 	})
 	if err != nil {
 		return nil, err
 	}
-	defer local.Close()
-	clients, err := gcp.Connect(ctx, sys.Project)
-	if err != nil {
+	e.closers = append(e.closers, func() { local.Close() })
+	if e.clients, err = gcp.Connect(ctx, e.sys.Project); err != nil {
 		return nil, err
 	}
-	defer clients.Close()
-	c, err := client.New(ctx, client.Config{Project: sys.Project, Bucket: sys.Bucket})
-	if err != nil {
+	e.closers = append(e.closers, func() { e.clients.Close() })
+	if e.client, err = client.New(ctx, client.Config{Project: e.sys.Project, Bucket: e.sys.Bucket}); err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	e.closers = append(e.closers, func() { e.client.Close() })
+	return e, nil
+}
 
-	r := &runner{cfg: cfg, suite: suite, sys: sys, clients: clients, client: c, state: state, out: cfg.Out,
+// close stops what startEnvironment started, last first.
+func (e *environment) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+}
+
+// Run starts the system on a fresh local cloud, makes the measurements and
+// returns them.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	env, err := startEnvironment(ctx, cfg, cfg.StartDelay, pool.Policy{})
+	if err != nil {
+		return nil, err
+	}
+	defer env.close()
+
+	r := &runner{cfg: cfg, environment: env, out: cfg.Out,
 		report: &Report{StartedAt: time.Now().UTC(), Quick: cfg.Quick, Machine: describeMachine()}}
 	steps := map[string]func(context.Context) error{
-		"warm": r.warm, "cold": r.cold, "throughput": r.throughput, "transfer": r.transfer, "checkpoint": r.checkpoint,
+		"warm": r.warm, "cold": r.cold, "throughput": r.throughput, "transfer": r.transfer, "checkpoint": r.checkpoint, "pool": r.pool,
 	}
 	for _, name := range Names {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, name) {

@@ -17,12 +17,12 @@ const megabyteCommand = `head -c 1000000 /dev/zero | tr '\0' x`
 
 // exec runs a command in a session and returns the time from publish to
 // completion received.
-func (r *runner) exec(ctx context.Context, sessionID, command string) (time.Duration, *api.Completion, error) {
+func (e *environment) exec(ctx context.Context, sessionID, command string) (time.Duration, *api.Completion, error) {
 	req := &api.Request{RequestID: uuid.NewString(), SessionID: sessionID, Op: api.OpExec, Command: command}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	done, err := r.client.Do(ctx, req)
+	done, err := e.client.Do(ctx, req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -15,7 +15,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 
 Starts the local cloud and sandrun, and measures it: warm and new-session
 requests, throughput across sessions, file transfers with the host's peak
-memory, workspace checkpoints. Each figure comes with a floor measured in
+memory, workspace checkpoints, and new sessions under a simulated cold
+start with and without a warm pool of hosts. Each figure comes with a floor measured in
 the same run (the same work without sandrun) and their ratio, because on a
 shared machine only ratios compare from one run to another. Prints a table
 and writes the results as JSON.`)
@@ -23,6 +24,7 @@ and writes the results as JSON.`)
 	only := fs.String("only", "", "comma-separated measurements to run: "+strings.Join(bench.Names, ", "))
 	out := fs.String("json", "bench-results.json", "write the results as JSON to this file (empty: do not)")
 	startDelay := fs.Duration("start-delay", 0, "simulated cold start of every execution")
+	poolDelay := fs.Duration("pool-start-delay", bench.DefaultPoolStartDelay, "simulated cold start of the warm pool measurement (new sessions with and without a pool)")
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
 	}
@@ -30,7 +32,7 @@ and writes the results as JSON.`)
 	if err != nil {
 		return fmt.Errorf("find the sandrun program to run as executor: %w", err)
 	}
-	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, StartDelay: *startDelay, Out: env.Stderr}
+	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, StartDelay: *startDelay, PoolStartDelay: *poolDelay, Out: env.Stderr}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
 	}

@@ -73,8 +73,10 @@ const (
 	// defaultReady is the time a member takes to register, assumed until
 	// one was measured.
 	defaultReady = 10 * time.Second
-	// rateWindow is the span over which the arrival rate is measured.
-	rateWindow = time.Minute
+	// rateWindow is the longest span over which the arrival rate is
+	// measured, minRateSpan the shortest.
+	rateWindow  = time.Minute
+	minRateSpan = 10 * time.Second
 	// headroom covers the arrivals while a shortfall is being launched.
 	headroom = 1.5
 	// DefaultRefillInterval is how often a dispatcher refills the pool
@@ -123,7 +125,7 @@ func (p Policy) Desired(now time.Time, arrivals []time.Time, ready time.Duration
 	if !p.Enabled() {
 		return 0
 	}
-	var last time.Time
+	var last, first time.Time
 	recent := 0
 	for _, t := range arrivals {
 		if t.After(last) {
@@ -131,14 +133,21 @@ func (p Policy) Desired(now time.Time, arrivals []time.Time, ready time.Duration
 		}
 		if now.Sub(t) <= rateWindow {
 			recent++
+			if first.IsZero() || t.Before(first) {
+				first = t
+			}
 		}
 	}
 	if last.IsZero() || now.Sub(last) > p.IdleTimeout {
 		return p.Min
 	}
+	// The rate over the span the arrivals cover, so that a pool that just
+	// began to be used grows at once; a floor on the span keeps a single
+	// arrival from reading as a flood.
+	span := min(max(now.Sub(first), minRateSpan), rateWindow)
+	rate := float64(recent) / span.Seconds()
 	// Little's law: the arrivals during one member's start are what the
 	// pool must hold to stay ahead of them.
-	rate := float64(recent) / rateWindow.Seconds()
 	grown := int(math.Ceil(rate * ready.Seconds() * headroom))
 	return min(max(p.Target, grown), p.Max)
 }

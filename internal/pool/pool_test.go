@@ -28,10 +28,10 @@ func TestDesired(t *testing.T) {
 		}
 		return ts
 	}
-	burst := func(n int) []time.Time { // n arrivals in the last 30 s
+	burst := func(n int, over time.Duration) []time.Time { // n arrivals, evenly over a span
 		var ts []time.Time
 		for i := range n {
-			ts = append(ts, now.Add(-time.Duration(i)*30*time.Second/time.Duration(n)))
+			ts = append(ts, now.Add(-time.Duration(i)*over/time.Duration(n)))
 		}
 		return ts
 	}
@@ -42,14 +42,18 @@ func TestDesired(t *testing.T) {
 		ready    time.Duration
 		want     int
 	}{
-		{"off", Policy{}, burst(10), 5 * time.Second, 0},
+		{"off", Policy{}, burst(10, time.Minute), 5 * time.Second, 0},
 		{"unused pool keeps its minimum", Policy{Min: 1, Target: 4}, nil, 5 * time.Second, 1},
 		{"unused for longer than the idle timeout", Policy{Min: 1, Target: 4, IdleTimeout: time.Minute}, ago(2 * time.Minute), 5 * time.Second, 1},
 		{"recent arrival keeps the target", Policy{Target: 3}, ago(5 * time.Minute), 5 * time.Second, 3},
-		// 60 arrivals a minute is one a second; with 5 s to start a
+		// 60 arrivals over a minute is one a second; with 5 s to start a
 		// member, 5 × 1.5 = 7.5, rounded up.
-		{"grows with the arrival rate", Policy{Target: 2, Max: 20}, burst(60), 5 * time.Second, 8},
-		{"growth is capped by the maximum", Policy{Target: 2, Max: 5}, burst(60), 5 * time.Second, 5},
+		{"grows with the arrival rate", Policy{Target: 2, Max: 20}, burst(60, time.Minute), 5 * time.Second, 8},
+		// The rate is read over the span the arrivals cover: 20 in the
+		// last 10 s are two a second at once, not a third of one.
+		{"grows as soon as arrivals begin", Policy{Target: 2, Max: 20}, burst(20, 10*time.Second), 5 * time.Second, 15},
+		{"one arrival is no flood", Policy{Target: 2, Max: 20}, ago(time.Second), 20 * time.Second, 3},
+		{"growth is capped by the maximum", Policy{Target: 2, Max: 5}, burst(60, time.Minute), 5 * time.Second, 5},
 		{"target above the maximum", Policy{Target: 50, Max: 5}, ago(time.Second), 5 * time.Second, 5},
 		{"minimum above the target", Policy{Min: 3, Target: 1}, ago(time.Second), 5 * time.Second, 3},
 	} {
