@@ -99,16 +99,24 @@ func TestSessionListShowsActiveSessionsNewestFirst(t *testing.T) {
 // returns its stdout; it fails the test unless the command succeeds.
 func runSessionList(t *testing.T, w *world, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(sandrunBin, append([]string{"session", "list"}, args...)...)
+	return runSandrun(t, w, append([]string{"session", "list"}, args...)...)
+}
+
+// runSandrun runs the sandrun program with args against the world, as a
+// user would, and returns what it printed; it fails the test unless the
+// program succeeded.
+func runSandrun(t *testing.T, w *world, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(sandrunBin, args...)
 	// The local cloud's variables are in this process's environment
 	// (t.Setenv), so no dev.env is read.
-	cmd.Env = append(os.Environ(), "SANDRUN_PROJECT="+w.sys.Project)
+	cmd.Env = append(os.Environ(), w.local.Env()...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
-			t.Fatalf("sandrun session list %v: exit %d: %s", args, exit.ExitCode(), errOut.String())
+			t.Fatalf("sandrun %v: exit %d: %s", args, exit.ExitCode(), errOut.String())
 		}
 		t.Fatal(err)
 	}

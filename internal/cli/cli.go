@@ -50,6 +50,7 @@ func commands() map[string]command {
 		"logs":       {"print a background process's output", runLogs},
 		"kill":       {"signal a session's processes", runKill},
 		"dev":        {"run sandrun on the local cloud: emulators, dispatcher, reaper, hosts", runDev},
+		"status":     {"show the running system: sessions, hosts, queue, recent outcomes and latency, the warm pool", runStatus},
 		"bench":      {"measure sandrun on the local cloud against floors measured in the same run", runBench},
 	}
 }

@@ -109,8 +109,6 @@ func (s *Store) List(ctx context.Context, opts ListOptions) ([]SessionSummary, e
 				sum.Host = ld.Execution
 			}
 			sum.Launching = s.launchInFlight(d, ld, now)
-			// A count, not a read of the queued requests: one index
-			// entry read per thousand queued, whatever their size.
 			if sum.Queued, err = s.countQueued(ctx, ids[i]); err != nil {
 				return nil, err
 			}
@@ -122,14 +120,19 @@ func (s *Store) List(ctx context.Context, opts ListOptions) ([]SessionSummary, e
 
 // countQueued counts the session's queued requests.
 func (s *Store) countQueued(ctx context.Context, sessionID string) (int, error) {
-	q := s.queuedQuery(sessionID)
-	res, err := q.NewAggregationQuery().WithCount("queued").Get(ctx)
+	return count(ctx, s.queuedQuery(sessionID), "queued requests of session "+sessionID)
+}
+
+// count runs q as a COUNT aggregation: one index entry read per thousand
+// documents, whatever their size.
+func count(ctx context.Context, q firestore.Query, what string) (int, error) {
+	res, err := q.NewAggregationQuery().WithCount("n").Get(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("count queued requests of session %s: %w", sessionID, err)
+		return 0, fmt.Errorf("count %s: %w", what, err)
 	}
-	v, ok := res["queued"].(*firestorepb.Value)
+	v, ok := res["n"].(*firestorepb.Value)
 	if !ok {
-		return 0, fmt.Errorf("count queued requests of session %s: the count came back as %T", sessionID, res["queued"])
+		return 0, fmt.Errorf("count %s: the count came back as %T", what, res["n"])
 	}
 	return int(v.GetIntegerValue()), nil
 }
