@@ -51,11 +51,21 @@ locals {
     SANDRUN_WORKSPACE           = "/workspace"
   })
 
-  dispatcher_env = merge(local.common_env, {
+  # The warm pool's policy (internal/pool.Policy.Define), which the
+  # dispatcher (claims, refills as it takes) and the reaper (refills each
+  # pass) must agree on. Pool hosts learn their side from their launch.
+  pool_env = {
+    SANDRUN_POOL_MIN          = tostring(var.pool_min)
+    SANDRUN_POOL_TARGET       = tostring(var.pool_target)
+    SANDRUN_POOL_MAX          = tostring(var.pool_max)
+    SANDRUN_POOL_IDLE_TIMEOUT = "${var.pool_idle_timeout_seconds}s"
+  }
+
+  dispatcher_env = merge(local.common_env, local.pool_env, {
     SANDRUN_MAX_OUTSTANDING = tostring(var.dispatcher_max_outstanding)
   })
 
-  reaper_env = local.common_env
+  reaper_env = merge(local.common_env, local.pool_env)
 
   # IAM condition pieces. Object names in conditions are
   # projects/_/buckets/BUCKET/objects/NAME; a list request is checked on the

@@ -189,6 +189,52 @@ variable "max_hosts" {
   }
 }
 
+# --- warm pool ----------------------------------------------------------------
+
+variable "pool_min" {
+  type        = number
+  description = "Idle session hosts the warm pool keeps at all times, used or not (SANDRUN_POOL_MIN). With pool_target, 0 turns the pool off. Each idle host is a running execution of the executor job, billed as one while it waits."
+  default     = 0
+
+  validation {
+    condition     = var.pool_min >= 0 && var.pool_min <= 1000
+    error_message = "pool_min must be between 0 and 1000; above pool_max, pool_max wins."
+  }
+}
+
+variable "pool_target" {
+  type        = number
+  description = "Idle session hosts the warm pool keeps while new sessions arrive (SANDRUN_POOL_TARGET); it grows past this with the arrival rate, up to pool_max, and shrinks back to pool_min once no session arrived for pool_idle_timeout_seconds. 0 with pool_min 0: no pool, every new session waits for a cold start."
+  default     = 0
+
+  validation {
+    condition     = var.pool_target >= 0 && var.pool_target <= 1000
+    error_message = "pool_target must be between 0 and 1000; above pool_max, pool_max wins."
+  }
+}
+
+variable "pool_max" {
+  type        = number
+  description = "Most warm pool hosts, idle and starting (SANDRUN_POOL_MAX). They count against the region's 1000 running executions, as session hosts do."
+  default     = 10
+
+  validation {
+    condition     = var.pool_max >= 1 && var.pool_max <= 1000
+    error_message = "pool_max must be between 1 and 1000."
+  }
+}
+
+variable "pool_idle_timeout_seconds" {
+  type        = number
+  description = "Seconds a warm pool host waits unclaimed before it exits, and how long after the last new session the pool shrinks to pool_min (SANDRUN_POOL_IDLE_TIMEOUT)."
+  default     = 600
+
+  validation {
+    condition     = var.pool_idle_timeout_seconds >= 30
+    error_message = "pool_idle_timeout_seconds must be at least 30."
+  }
+}
+
 # --- dispatcher and reaper ----------------------------------------------------
 
 variable "dispatcher_instances" {
