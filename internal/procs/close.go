@@ -15,11 +15,12 @@ const abandonWait = time.Second
 
 // Close ends every process and releases the Manager. It stops intake
 // (Start and BeginForeground fail with ErrClosed), sends SIGTERM to every
-// running process (the foreground command included) and SIGKILL after
-// Config.CloseGrace to what still runs, and waits until the background
-// processes ended; they are recorded killed with ReasonHostEnded. Then it
-// ships their last logs, makes the pending Registry calls, and closes and
-// removes every file it owns. No goroutine or process of its own is left.
+// running process (the foreground command included) and, as Kill does, to
+// what they started, and SIGKILL after Config.CloseGrace to what still
+// runs, and waits until the background processes ended; they are recorded
+// killed with ReasonHostEnded. Then it ships their last logs, makes the
+// pending Registry calls, and closes and removes every file it owns. No
+// goroutine or process of its own is left.
 //
 // The foreground command is signalled but not awaited: the host ends it
 // with End, which after Close kills what it left running.
@@ -43,12 +44,24 @@ func (m *Manager) close(ctx context.Context) error {
 
 	m.mu.Lock()
 	op := &killOp{sig: syscall.SIGTERM, grace: m.cfg.CloseGrace, reason: ReasonHostEnded}
+	// From here on, a process registered is SIGKILLed at once.
 	m.closeOp = op
+	var roots []*proc
 	if m.fg != nil {
-		m.killLocked(m.fg, op, syscall.SIGTERM)
+		roots = append(roots, m.fg)
 	}
 	for _, p := range m.procs {
-		m.killLocked(p, op, syscall.SIGTERM)
+		if p.status == StatusRunning {
+			roots = append(roots, p)
+		}
+	}
+	m.mu.Unlock()
+	// What they started is found without the lock and ended with them.
+	trees := m.prepareTrees(roots)
+	m.mu.Lock()
+	for i := range trees {
+		t := &trees[i]
+		m.signalBelowLocked(t, m.killLocked(t.root, op, syscall.SIGTERM), op)
 	}
 	if len(op.members) > 0 {
 		m.wg.Add(1)

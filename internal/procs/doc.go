@@ -16,11 +16,17 @@
 //     it: for a foreground command, its output files, which the Manager
 //     keeps (it holds its own descriptors and moves the files into its
 //     directory). The same holds for what a background command leaves.
+//   - Descendants found at a kill: what a process being killed started and
+//     the Manager does not track (an adopted subshell's child, a process
+//     that left its command's group) is adopted the same way when the
+//     signal is sent, sharing the logs of the process it descends from,
+//     and killed with it.
 //   - The foreground command, which the host runs itself and announces with
 //     BeginForeground and Foreground.End, so that List, Kill, Logs, Wait and
 //     View see it, and End reports whether Kill ended it.
 //   - Control: List, Get, Kill (by pid, RE2 pattern on the command line, or
-//     all; the signal, then SIGKILL after a grace), Logs (a slice of each
+//     all; the signal, then SIGKILL after a grace, to the processes and
+//     their descendants, answered once they all ended), Logs (a slice of each
 //     stream and its size, from the local files), Wait (with a timeout),
 //     Write (to a kept stdin), View (the foreground command's latest
 //     output), Live and LiveChanged (the host stays up while background
@@ -71,8 +77,9 @@
 // Google services itself: Firestore and Cloud Storage are behind Registry
 // and LogSink. It never signals a process by a pid that may have been
 // reused, never kills a process it was not asked to (leftovers of a
-// command that ended by itself run on), and never reaps a child that is
-// not an adopted process or a zombie member of a session command's group.
+// command that ended by itself run on; what a killed process started is
+// killed with it), and never reaps a child that is not an adopted process
+// or a zombie member of a session command's group.
 //
 // The package is for Linux (pidfds, /proc). Elsewhere it builds, and the
 // shell reports no leftovers, so nothing is adopted.

@@ -94,12 +94,19 @@ func (f *Foreground) End(res shell.Result) ForegroundEnd {
 
 func (m *Manager) endForeground(p *proc, res shell.Result) ForegroundEnd {
 	adoptees := m.prepareAdoptees(p.pgid, res.Leftovers)
-	if len(adoptees) > 0 {
+	// Bash exited (End comes after), so no kill adopts more processes
+	// sharing its logs: its signal, which such an adoption needs, fails.
+	m.mu.Lock()
+	shared := p.logsShared
+	m.mu.Unlock()
+	if len(adoptees) > 0 || shared {
 		p.logs.moveInto(m.cfg.Dir, fmt.Sprintf("fg-%d", m.seq.Add(1)))
 	}
 	m.mu.Lock()
 	adopted := m.adoptLocked(adoptees, p.logs, p.kill)
-	if len(adopted) > 0 {
+	// After Close released its files, nothing that shares them is tracked.
+	keep := len(adopted) > 0 || (shared && !m.closed)
+	if keep {
 		m.files = append(m.files, p.logs)
 	}
 	reason := ""
@@ -115,7 +122,7 @@ func (m *Manager) endForeground(p *proc, res shell.Result) ForegroundEnd {
 		end.Killed, end.Reason, end.Signal = true, p.kill.reason, signalName(p.lastSig)
 	}
 	m.mu.Unlock()
-	if len(adopted) == 0 {
+	if !keep {
 		p.logs.release()
 	}
 	return end

@@ -1,9 +1,11 @@
 package procs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -12,7 +14,8 @@ import (
 )
 
 // killOp is one kill request (or Close) and the processes it reached.
-// Processes adopted from a member while it is being killed join it.
+// Processes adopted from a member while it is being killed join it, and
+// so do the descendants found below the members it signals.
 type killOp struct {
 	sig       syscall.Signal
 	grace     time.Duration
@@ -21,18 +24,21 @@ type killOp struct {
 	escalated bool    // guarded by Manager.mu: SIGKILL was sent
 }
 
-// Kill sends req.Signal to the processes req selects, then SIGKILL to
-// those still running after req.Grace, and returns the pids it signalled,
-// in start order. It waits until they ended (at most Grace plus a few
-// seconds for SIGKILL to take effect) or ctx ends; the escalation to
-// SIGKILL happens either way.
+// Kill sends req.Signal to the processes req selects and to what they
+// started, then SIGKILL to those still running after req.Grace, and
+// returns the pids of the processes it signalled, in start order. It
+// waits until they ended (at most Grace plus a few seconds for SIGKILL to
+// take effect) or ctx ends; the escalation to SIGKILL happens either way.
 //
 // A background process is signalled as its whole process group (bash leads
 // it), the foreground command likewise, through its Signaler; an adopted
 // leftover alone, through its pidfd (its group is bash's former one, which
 // the other leftovers of the same command share, each one listed and
-// killed on its own). Killing the foreground command is reported by its
-// End.
+// killed on its own). What they started that those signals miss (an
+// adopted subshell's child, a process that left its command's group) is
+// adopted as it is found and signalled with them, and SIGKILLed with them
+// (see descendants.go); what is found at the first signal is among the
+// pids returned. Killing the foreground command is reported by its End.
 //
 // A pid this host does not know is ErrNotFound; a bad request (no or
 // several selectors, a bad pattern, negative grace) ErrInvalid.
@@ -89,21 +95,32 @@ func (m *Manager) Kill(ctx context.Context, req KillRequest) ([]int, error) {
 			targets = append(targets, p)
 		}
 	}
-	infos := make([]ProcessInfo, 0, len(targets))
-	byPid := map[int]*proc{}
+	var selected []*proc
 	for _, p := range targets {
-		if p.status != StatusRunning || (re != nil && !re.MatchString(p.command)) {
-			continue
+		if p.status == StatusRunning && (re == nil || re.MatchString(p.command)) {
+			selected = append(selected, p)
 		}
-		infos = append(infos, ProcessInfo{Pid: p.pid, StartedAt: p.started})
-		byPid[p.pid] = p
 	}
-	sortInfos(infos)
-	var pids []int
-	for _, info := range infos {
-		if m.killLocked(byPid[info.Pid], op, sig) {
-			pids = append(pids, info.Pid)
+	m.mu.Unlock()
+	sortProcs(selected)
+
+	// What the selected processes started is found without the lock, and
+	// signalled with them under it.
+	trees := m.prepareTrees(selected)
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		releaseTrees(trees)
+		return nil, fmt.Errorf("kill: %w", ErrClosed)
+	}
+	var reached []*proc
+	for i := range trees {
+		t := &trees[i]
+		ok := m.killLocked(t.root, op, sig)
+		if ok {
+			reached = append(reached, t.root)
 		}
+		reached = append(reached, m.signalBelowLocked(t, ok, op)...)
 	}
 	if len(op.members) > 0 {
 		m.wg.Add(1)
@@ -111,13 +128,30 @@ func (m *Manager) Kill(ctx context.Context, req KillRequest) ([]int, error) {
 	}
 	m.mu.Unlock()
 
+	sortProcs(reached)
+	pids := make([]int, 0, len(reached))
+	for _, p := range reached {
+		if len(pids) == 0 || pids[len(pids)-1] != p.pid {
+			pids = append(pids, p.pid)
+		}
+	}
 	m.awaitOp(ctx, op, time.Now().Add(op.grace+killWait))
 	return pids, nil
 }
 
+// sortProcs sorts ps by start time, then pid, as List does.
+func sortProcs(ps []*proc) {
+	slices.SortFunc(ps, func(a, b *proc) int {
+		return cmp.Or(a.started.Compare(b.started), cmp.Compare(a.pid, b.pid))
+	})
+}
+
 // killLocked sends sig to p on behalf of op and makes p op's member. It
-// reports whether the signal was sent.
+// reports whether the signal was sent, or p was op's member already.
 func (m *Manager) killLocked(p *proc, op *killOp, sig syscall.Signal) bool {
+	if p.kill == op {
+		return true // a member already (selected, and found below another)
+	}
 	if !m.signalLocked(p, sig) {
 		return false
 	}
@@ -153,7 +187,8 @@ func (m *Manager) signalLocked(p *proc, sig syscall.Signal) bool {
 	return true
 }
 
-// escalate sends SIGKILL to op's members still running after its grace.
+// escalate sends SIGKILL to op's members still running after its grace,
+// and to their descendants.
 func (m *Manager) escalate(op *killOp) {
 	defer m.wg.Done()
 	if op.sig == syscall.SIGKILL {
@@ -169,10 +204,18 @@ func (m *Manager) escalate(op *killOp) {
 		select {
 		case <-p.done:
 		case <-t.C:
+			// What the members started during the grace goes too.
+			trees := m.prepareTrees(m.runningMembers(op))
 			m.mu.Lock()
 			op.escalated = true
+			killed := map[*proc]bool{}
 			for _, p := range op.members {
-				m.signalLocked(p, syscall.SIGKILL)
+				if m.signalLocked(p, syscall.SIGKILL) {
+					killed[p] = true
+				}
+			}
+			for i := range trees {
+				m.signalBelowLocked(&trees[i], killed[trees[i].root], op)
 			}
 			m.mu.Unlock()
 			return
@@ -191,6 +234,19 @@ func (m *Manager) firstRunning(op *killOp) *proc {
 		}
 	}
 	return nil
+}
+
+// runningMembers returns op's members that still run.
+func (m *Manager) runningMembers(op *killOp) []*proc {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ps []*proc
+	for _, p := range op.members {
+		if p.status == StatusRunning {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // awaitOp waits until op's members ended, deadline passed or ctx ended.

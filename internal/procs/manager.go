@@ -114,6 +114,9 @@ type proc struct {
 	finished time.Time
 	kill     *killOp        // the latest kill that reached it
 	lastSig  syscall.Signal // the last signal sent to it
+	// logsShared: kindForeground, processes found below it at a kill
+	// were adopted with its logs, which End must then keep.
+	logsShared bool
 
 	// Owned by the housekeeping goroutine.
 	shipped [2]shipMark

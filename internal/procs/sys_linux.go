@@ -152,6 +152,20 @@ func pidfdExited(fd uintptr) bool {
 	return err == nil && n > 0
 }
 
+// exitedPidfd reports whether the process of pidfd has exited (a closed
+// pidfd counts as exited: its process is tracked no more).
+func exitedPidfd(pidfd *os.File) bool {
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return true
+	}
+	exited := true
+	if err := rc.Control(func(fd uintptr) { exited = pidfdExited(fd) }); err != nil {
+		return true
+	}
+	return exited
+}
+
 // awaitPidfd blocks until the process of pidfd exits. It returns an error
 // when pidfd is closed meanwhile.
 func awaitPidfd(pidfd *os.File) error {
@@ -249,29 +263,50 @@ func groupZombies(groups map[int]bool) []int {
 	if len(groups) == 0 {
 		return nil
 	}
+	self := os.Getpid()
+	var pids []int
+	scanProcs(func(pid int, st procStat) {
+		if st.state == 'Z' && st.ppid == self && st.pgrp != pid && groups[st.pgrp] {
+			pids = append(pids, pid)
+		}
+	})
+	return pids
+}
+
+// liveChildren returns the pids of the live (not zombie) processes by the
+// pid of their parent, from one scan of /proc. A zombie has no children:
+// they were reparented when it exited.
+func liveChildren() map[int][]int {
+	children := map[int][]int{}
+	scanProcs(func(pid int, st procStat) {
+		if st.state != 'Z' && st.state != 'X' {
+			children[st.ppid] = append(children[st.ppid], pid)
+		}
+	})
+	return children
+}
+
+// scanProcs calls fn with the stat of every process in /proc. A process
+// that exits during the scan may be left out.
+func scanProcs(fn func(pid int, st procStat)) {
 	d, err := os.Open("/proc")
 	if err != nil {
-		return nil
+		return
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return nil
+		return
 	}
-	self := os.Getpid()
-	var pids []int
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
 		if err != nil {
-			continue
+			continue // not a process
 		}
-		st, err := readStat(pid)
-		if err != nil || st.state != 'Z' || st.ppid != self || st.pgrp == pid || !groups[st.pgrp] {
-			continue
+		if st, err := readStat(pid); err == nil {
+			fn(pid, st)
 		}
-		pids = append(pids, pid)
 	}
-	return pids
 }
 
 // dupFile returns a new descriptor of f's open file, closed on exec, so that

@@ -33,9 +33,11 @@ func startedAt(ticks uint64) time.Time                     { return time.Now() }
 func readCommand(pid int) string                           { return "[?]" }
 func openPidfd(pid int) (*os.File, error)                  { return nil, errNoPidfd }
 func awaitPidfd(pidfd *os.File) error                      { return errNoPidfd }
+func exitedPidfd(pidfd *os.File) bool                      { return true }
 func signalPidfd(pidfd *os.File, sig syscall.Signal) error { return errNoPidfd }
 func reapPidfd(pidfd *os.File) (exit, bool)                { return exit{}, false }
 func groupZombies(groups map[int]bool) []int               { return nil }
+func liveChildren() map[int][]int                          { return nil }
 
 // dupFile returns a new descriptor of f's open file.
 func dupFile(f *os.File) (*os.File, error) {
