@@ -3,7 +3,7 @@ GO        ?= go
 BIN       ?= bin
 FUZZTIME  ?= 10s
 
-.PHONY: help build test lint fmt-check vet run emulator fuzz bench clean
+.PHONY: help build test lint fmt-check vet run emulator fuzz bench reliability clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -20,8 +20,12 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-test: lint ## lint, then every test with the race detector
-	$(GO) test -race -count=1 ./...
+test: lint ## lint, then every test with the race detector (the reliability suite in its short version)
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+reliability: ## the reliability suite at full size (2,000 requests per scenario, a 10-minute soak); results in reliability-results.jsonl
+	SANDRUN_RELIABILITY=full SANDRUN_RELIABILITY_REPORT=$(CURDIR)/reliability-results.jsonl \
+	  $(GO) test -count=1 -timeout 90m -run 'TestReliability' -v ./e2e/
 
 fuzz: ## run each fuzz target for FUZZTIME
 	@set -e; for pkg in $$($(GO) list ./...); do \
