@@ -111,10 +111,14 @@ official Google clients at them, as export lines for eval. Stopping it
 }
 
 // adminClient reaches the running local cloud named by SANDRUN_EMULATOR_ADMIN.
+// `sandrun emulator` prints it and runs until stopped, so it cannot be
+// eval'ed in the shell that needs it; `sandrun dev` also writes it to
+// dev.env.
 func adminClient(env *Env) (*emulator.AdminClient, error) {
 	addr := env.Getenv(emulator.EnvAdmin)
 	if addr == "" {
-		return nil, fmt.Errorf("%s is not set: run `eval \"$(sandrun emulator)\"` or set it to the admin address it printed", emulator.EnvAdmin)
+		return nil, fmt.Errorf("%s is not set: start `sandrun emulator` in another terminal and run the export lines it prints here, "+
+			"or, while `sandrun dev` runs, `eval \"$(cat %s)\"`", emulator.EnvAdmin, devEnvFile(env))
 	}
 	return &emulator.AdminClient{Addr: addr}, nil
 }
