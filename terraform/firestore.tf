@@ -1,7 +1,8 @@
 # Session coordination (internal/session): sessions/{session_id}, written by
-# the dispatcher; sessions/{session_id}/inbox/{request_id}; and
+# the dispatcher; sessions/{session_id}/inbox/{request_id};
 # sessions/{session_id}/runtime/{lease,state}, written by the session's
-# host. The programs use the project's (default) database.
+# host; and sessions/{session_id}/processes/{epoch}-{pid}, its background
+# processes. The programs use the project's (default) database.
 resource "google_firestore_database" "sessions" {
   name        = "(default)"
   location_id = local.firestore_location
@@ -20,11 +21,11 @@ resource "google_firestore_database" "sessions" {
 }
 
 # TTL policies and index exemptions, one resource per field. expire_at is
-# set on every session document and inbox item (internal/session); Firestore
-# deletes a document within about a day of that time. Timestamp fields that
-# only ever grow make index hot spots, and nothing queries expire_at, so it
-# is not indexed. The large fields that nothing queries are not indexed
-# either: indexing them only costs writes.
+# set on every session document, inbox item, runtime document and process
+# entry (internal/session); Firestore deletes a document within about a day
+# of that time. Timestamp fields that only ever grow make index hot spots,
+# and nothing queries expire_at, so it is not indexed. The large fields that
+# nothing queries are not indexed either: indexing them only costs writes.
 locals {
   firestore_fields = {
     sessions_expire_at = { collection = "sessions", field = "expire_at", ttl = true }
@@ -33,6 +34,7 @@ locals {
     inbox_completion   = { collection = "inbox", field = "completion", ttl = false }
     runtime_expire_at  = { collection = "runtime", field = "expire_at", ttl = true }
     runtime_shell      = { collection = "runtime", field = "shell", ttl = false }
+    process_expire_at  = { collection = "processes", field = "expire_at", ttl = true }
   }
 
   # Fields the reaper queries across every session (collection group
@@ -45,6 +47,9 @@ locals {
     runtime_lease_expires = { collection = "runtime", field = "lease_expires" }
     # Live hosts, for orphaned executions: runtime where execution > "".
     runtime_execution = { collection = "runtime", field = "execution" }
+    # Processes whose host may be gone: processes where status == "running"
+    # (SettleProcesses).
+    processes_status = { collection = "processes", field = "status" }
   }
 }
 
