@@ -28,10 +28,13 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/storage"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
 // Config says where sandrun is.
@@ -162,12 +165,21 @@ func (c *Client) deliver(done *api.Completion) {
 }
 
 // Send publishes a request without waiting for its completion.
-func (c *Client) Send(ctx context.Context, req *api.Request) error {
+func (c *Client) Send(ctx context.Context, req *api.Request) (err error) {
 	data, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode request %s: %w", req.RequestID, err)
 	}
-	msg := &pubsub.Message{Data: data, Attributes: req.Attributes(), OrderingKey: req.SessionID}
+	// The request's trace starts here (or goes on from the caller's span):
+	// its traceparent attribute carries it to the dispatcher.
+	ctx, span := telemetry.Start(ctx, "sandrun.publish "+string(req.Op), trace.SpanKindProducer,
+		attribute.String("sandrun.session_id", req.SessionID), attribute.String("sandrun.request_id", req.RequestID), attribute.String("sandrun.op", string(req.Op)))
+	defer func() { telemetry.End(span, err) }()
+	attrs := req.Attributes()
+	if tp := telemetry.Traceparent(ctx); tp != "" {
+		attrs[api.AttrTraceparent] = tp
+	}
+	msg := &pubsub.Message{Data: data, Attributes: attrs, OrderingKey: req.SessionID}
 	if _, err := c.publisher.Publish(ctx, msg).Get(ctx); err != nil {
 		// A failed publish pauses the session's ordering key; resume it so
 		// that the caller may retry.

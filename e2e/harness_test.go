@@ -63,6 +63,8 @@ type options struct {
 	ownDispatcher, ownReaper bool
 	// pool is the warm pool's policy (off when zero).
 	pool pool.Policy
+	// hostEnv is added to every host's environment.
+	hostEnv []string
 }
 
 // world is sandrun running on a local cloud for one test.
@@ -109,7 +111,7 @@ func start(t *testing.T, o options) *world {
 	}
 	logs := &syncBuffer{}
 	suite := emulatortest.Start(t, emulator.Config{CloudRun: cloudrun.Config{
-		Env:       []string{"PATH=" + os.Getenv("PATH")},
+		Env:       append([]string{"PATH=" + os.Getenv("PATH")}, o.hostEnv...),
 		StopGrace: 2 * time.Second,
 		Output:    logs,
 	}})
@@ -125,7 +127,7 @@ func start(t *testing.T, o options) *world {
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
 		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: stateDir,
 		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, ReaperInterval: 500 * time.Millisecond,
-		StartDelay: o.startDelay, Logger: logging.New(logs, -4), LogLevel: "debug",
+		StartDelay: o.startDelay, Logger: logging.New(logs, -4, "sandrun-local"), LogLevel: "debug",
 		NoDispatcher: o.ownDispatcher, NoReaper: o.ownReaper,
 	})
 	if err != nil {
@@ -303,7 +305,7 @@ func (w *world) runDispatcher() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- system.RunDispatcher(ctx, &w.sys, dispatcher.Config{}, logging.New(w.logs, -4))
+		done <- system.RunDispatcher(ctx, &w.sys, dispatcher.Config{}, logging.New(w.logs, -4, w.sys.Project))
 	}()
 	var once sync.Once
 	stop = func() {

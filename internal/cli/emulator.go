@@ -58,7 +58,7 @@ func (c *emulatorConfig) config(logger *slog.Logger, buckets ...string) (emulato
 		Logger:     logger,
 		CloudRun: cloudrun.Config{
 			Images:     images,
-			Env:        []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
+			Env:        hostEnv(),
 			StartDelay: c.startDelay,
 			Output:     os.Stderr,
 			Logger:     logger,
@@ -191,4 +191,18 @@ func runEmulatorKill(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stdout, killed)
 	return nil
+}
+
+// hostEnv is what the local cloud's executions get of this process's
+// environment: the PATH and HOME they run with, and the OpenTelemetry
+// settings, so that hosts export traces and metrics where the rest of the
+// system does.
+func hostEnv() []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "OTEL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/sandrun/sandrun/internal/config"
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/system"
+	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
 // defineLogLevel registers the log level flag of a long-running program.
@@ -23,7 +25,31 @@ func newLogger(env *Env, level string) (*slog.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return logging.New(env.Stderr, l), nil
+	project := env.Getenv("SANDRUN_PROJECT")
+	if project == "" {
+		project = env.Getenv("GOOGLE_CLOUD_PROJECT")
+	}
+	if project == "" {
+		project = system.DefaultProject
+	}
+	return logging.New(env.Stderr, l, project), nil
+}
+
+// startTelemetry sets up the program's traces and metrics (exported over
+// OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT says where) and returns what
+// flushes them when the program ends.
+func startTelemetry(ctx context.Context, service string, logger *slog.Logger) (stop func(), err error) {
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: service})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			logger.Warn("telemetry not flushed", "event", "telemetry.shutdown_failed", "error", err.Error())
+		}
+	}, nil
 }
 
 func runDispatcher(ctx context.Context, env *Env, args []string) error {
@@ -49,6 +75,11 @@ messages in hand.`)
 	if err != nil {
 		return err
 	}
+	stop, err := startTelemetry(ctx, "sandrun-dispatcher", logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return system.RunDispatcher(ctx, &sys, dc, logger)
 }
 
@@ -79,6 +110,11 @@ TTL, and cancels orphaned executions: in a loop, or one pass with --once.`)
 	if err != nil {
 		return err
 	}
+	stop, err := startTelemetry(ctx, "sandrun-reaper", logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return system.RunReaper(ctx, &sys, rc, *once, logger)
 }
 
@@ -99,5 +135,10 @@ the session named by SANDRUN_SESSION_ID until it is idle.`)
 	if err != nil {
 		return err
 	}
+	stop, err := startTelemetry(ctx, "sandrun-executor", logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return system.RunHost(ctx, &sys, hc, logger)
 }

@@ -17,11 +17,15 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
 // Launcher starts a host execution for a session.
@@ -107,8 +111,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 // Handle does everything a message needs and returns nil when it may be
 // acknowledged; an error means it must be delivered again.
-func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
+func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) {
 	start := time.Now()
+	// The request's trace goes on through this span: the inbox item, the
+	// host's launch and the host's own spans carry its context.
+	ctx, span := telemetry.Start(telemetry.WithTraceparent(ctx, m.Attributes[api.AttrTraceparent]), "sandrun.dispatch", trace.SpanKindConsumer,
+		attribute.String("messaging.message.id", m.ID), attribute.String("sandrun.session_id", m.Attributes[api.AttrSessionID]),
+		attribute.String("sandrun.request_id", m.Attributes[api.AttrRequestID]), attribute.String("sandrun.op", m.Attributes[api.AttrOp]))
+	defer func() { telemetry.End(span, err) }()
 	req, err := api.ParseRequest(m.Data)
 	if err == nil {
 		err = checkAttributes(&req, m)
@@ -120,7 +130,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 		}
 		return d.reject(ctx, m, rerr)
 	}
-	traceparent := m.Attributes[api.AttrTraceparent]
+	traceparent := telemetry.Traceparent(ctx)
 
 	var acc session.Accepted
 	err = retry.Do(ctx, retry.Firestore, d.logger, "enqueue request "+req.RequestID, func(ctx context.Context) error {
@@ -153,7 +163,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) error {
 	if acc.Launch != nil {
 		Launch(ctx, d.store, d.launcher, d.pool, log, req.SessionID, acc.Launch, traceparent)
 	}
-	log.Info("request accepted", "event", "request.accepted", "seq", acc.Item.Seq, "status", acc.Item.Status,
+	log.InfoContext(ctx, "request accepted", "event", "request.accepted", "seq", acc.Item.Seq, "status", acc.Item.Status,
 		"launch", acc.Launch != nil, "duration_seconds", time.Since(start).Seconds())
 	return nil
 }
@@ -228,12 +238,18 @@ func (d *Dispatcher) publish(ctx context.Context, item *session.Item) error {
 // again; the session's requests stay queued either way. The reaper launches
 // through it too. log should carry the session id; pool may be nil.
 func Launch(ctx context.Context, store *session.Store, launcher Launcher, pool Pool, log *slog.Logger, sessionID string, l *session.Launch, traceparent string) {
+	ctx, span := telemetry.Start(telemetry.WithTraceparent(ctx, traceparent), "sandrun.launch", trace.SpanKindClient,
+		attribute.String("sandrun.session_id", sessionID), attribute.Int("sandrun.launch_attempt", l.Attempts))
+	defer span.End()
+	// The host's spans are children of the launch's.
+	traceparent = telemetry.Traceparent(ctx)
 	if pool != nil {
 		execution, err := pool.Claim(ctx, sessionID, l.ID, traceparent)
 		if err != nil {
 			log.Warn("claiming a pool host failed; launching one", "event", "pool.claim_failed", "error", err.Error())
 		}
 		if execution != "" {
+			span.SetAttributes(attribute.Bool("sandrun.pool_hit", true), attribute.String("sandrun.execution_id", execution))
 			recordLaunch(ctx, store, log, sessionID, l, execution, true)
 			return
 		}
@@ -249,12 +265,14 @@ func Launch(ctx context.Context, store *session.Store, launcher Launcher, pool P
 		return err
 	})
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		log.Error("host launch failed", "event", "host.launch_failed", "attempt", l.Attempts, "error", err.Error())
 		if err := store.LaunchFailed(ctx, sessionID, l.ID); err != nil {
 			log.Error("withdrawing the failed launch failed", "event", "host.launch_withdraw_failed", "error", err.Error())
 		}
 		return
 	}
+	span.SetAttributes(attribute.String("sandrun.execution_id", execution))
 	recordLaunch(ctx, store, log, sessionID, l, execution, false)
 }
 

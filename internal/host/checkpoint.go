@@ -6,8 +6,12 @@ import (
 	"os"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
+	"github.com/sandrun/sandrun/internal/telemetry"
 	"github.com/sandrun/sandrun/internal/workspace"
 )
 
@@ -60,8 +64,11 @@ func (h *Host) restore(ctx context.Context) error {
 
 // checkpoint writes the workspace to a new object and makes it the
 // session's checkpoint.
-func (h *Host) checkpoint(ctx context.Context) error {
+func (h *Host) checkpoint(ctx context.Context) (err error) {
 	start := time.Now()
+	ctx, span := telemetry.Start(trace.ContextWithSpanContext(ctx, h.launchTrace), "sandrun.checkpoint", trace.SpanKindInternal,
+		attribute.String("sandrun.session_id", h.cfg.SessionID))
+	defer func() { telemetry.End(span, err) }()
 	dir, err := h.workspaceDir()
 	if err != nil {
 		return err
@@ -82,7 +89,8 @@ func (h *Host) checkpoint(ctx context.Context) error {
 		return err
 	}
 	h.dirty, h.lastCheckpoint = false, time.Now()
-	h.logger.Info("checkpoint written", "event", "checkpoint.written", "object", name, "files", stats.Files,
+	span.SetAttributes(attribute.Int64("sandrun.checkpoint.bytes", attrs.Size), attribute.Int64("sandrun.checkpoint.files", stats.Files))
+	h.logger.InfoContext(ctx, "checkpoint written", "event", "checkpoint.written", "object", name, "files", stats.Files,
 		"bytes", stats.Bytes, "archive_bytes", attrs.Size, "skipped", stats.SkippedCount, "duration_seconds", time.Since(start).Seconds())
 	return nil
 }

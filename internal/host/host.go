@@ -10,10 +10,14 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
+	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
 // Config says which session to host and how.
@@ -46,6 +50,10 @@ type Config struct {
 	// the session from the warm pool: the requests that waited for it
 	// waited for a handover, not a cold start.
 	Pooled bool
+	// Traceparent is the trace context of the launch that started the
+	// host (or handed it the session); the host's start and its
+	// checkpoints are spans of that trace.
+	Traceparent string
 }
 
 // maxStateBytes bounds a session's shell state (cwd and exported
@@ -102,6 +110,9 @@ type Host struct {
 	// procs runs the session's background processes and tracks the
 	// foreground command.
 	procs *procs.Manager
+	// launchTrace is the context of the host's start span, the parent of
+	// its checkpoints' spans.
+	launchTrace trace.SpanContext
 }
 
 // ErrLeaseLost is returned by Run when the host stopped because another
@@ -134,8 +145,17 @@ func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, l
 
 func (h *Host) run(ctx context.Context) error {
 	start := time.Now()
+	sctx, span := telemetry.Start(telemetry.WithTraceparent(ctx, h.cfg.Traceparent), "sandrun.host.start", trace.SpanKindInternal,
+		attribute.String("sandrun.session_id", h.cfg.SessionID), attribute.String("sandrun.execution_id", h.cfg.Execution), attribute.Bool("sandrun.pooled", h.cfg.Pooled))
+	h.launchTrace = span.SpanContext()
+	started := false
+	defer func() {
+		if !started {
+			span.End()
+		}
+	}()
 	var lease *session.Lease
-	err := retry.Do(ctx, retry.Firestore, h.logger, "acquire lease", func(ctx context.Context) error {
+	err := retry.Do(sctx, retry.Firestore, h.logger, "acquire lease", func(ctx context.Context) error {
 		var err error
 		lease, err = h.store.Acquire(ctx, h.cfg.SessionID, h.cfg.Execution, h.cfg.LeaseTTL)
 		return err
@@ -186,9 +206,14 @@ func (h *Host) run(ctx context.Context) error {
 	for _, u := range lost {
 		h.publish(hctx, u.SessionID, u.RequestID, u.Completion, "")
 	}
-	if err := h.restore(hctx); err != nil {
+	rctx, rspan := telemetry.Start(trace.ContextWithSpanContext(hctx, h.launchTrace), "sandrun.restore", trace.SpanKindInternal)
+	err = h.restore(rctx)
+	telemetry.End(rspan, err)
+	if err != nil {
 		return h.stop(err)
 	}
+	started = true
+	span.End()
 	return h.stop(h.serve(hctx, ctx))
 }
 

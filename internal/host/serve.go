@@ -7,10 +7,15 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
+	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
 // queueWindow is how many queued items the serve loop looks at at once: a
@@ -172,6 +177,12 @@ func overtakable(it *session.Item) bool {
 // and publishes it.
 func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground, first bool) finished {
 	f := finished{requestID: item.RequestID, foreground: foreground}
+	// The request's span is a child of the dispatcher's, whose context the
+	// inbox item kept.
+	ctx, span := telemetry.Start(telemetry.WithTraceparent(ctx, item.Traceparent), "sandrun.request", trace.SpanKindServer,
+		attribute.String("sandrun.session_id", item.SessionID), attribute.String("sandrun.request_id", item.RequestID),
+		attribute.String("sandrun.op", item.Op), attribute.String("sandrun.execution_id", h.cfg.Execution))
+	defer span.End()
 	var req api.Request
 	// Until a command runs to an end, nothing has an exit code.
 	c := &api.Completion{RequestID: item.RequestID, SessionID: item.SessionID, Op: api.Op(item.Op), Status: api.StatusOK, ExecutionID: h.cfg.Execution, ExitCode: -1}
@@ -189,7 +200,10 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 
 	started := time.Now()
 	if c.Error == nil {
-		f.state, f.destroyed = h.execute(ctx, &req, c)
+		xctx, xspan := telemetry.Start(ctx, "sandrun.run", trace.SpanKindInternal, attribute.String("sandrun.op", item.Op))
+		f.state, f.destroyed = h.execute(xctx, &req, c)
+		xspan.SetAttributes(attribute.Int("sandrun.exit_code", c.ExitCode))
+		xspan.End()
 	}
 	end := time.Now()
 	c.DurationSeconds = end.Sub(started).Seconds()
@@ -217,13 +231,23 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	// writing.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	data, err := h.store.Finish(rctx, h.lease, c, keep)
+	span.SetAttributes(attribute.String("sandrun.status", string(c.Status)), attribute.Bool("sandrun.cold_start", c.ColdStart), attribute.Bool("sandrun.pool_hit", c.PoolHit))
+	if c.Error != nil {
+		span.SetStatus(codes.Error, string(c.Error.Code))
+	}
+	fctx, fspan := telemetry.Start(rctx, "sandrun.record", trace.SpanKindInternal)
+	data, err := h.store.Finish(fctx, h.lease, c, keep)
+	telemetry.End(fspan, err)
 	if err != nil {
 		f.err = err
 		return f
 	}
-	h.publish(rctx, item.SessionID, item.RequestID, data, item.Traceparent)
-	h.logger.Info("request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
+	// The completion carries its publish span's context out, to the
+	// backend that receives it.
+	pctx, pspan := telemetry.Start(rctx, "sandrun.publish completion", trace.SpanKindProducer)
+	h.publish(pctx, item.SessionID, item.RequestID, data, telemetry.Traceparent(pctx))
+	pspan.End()
+	h.logger.InfoContext(ctx, "request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
 		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
 		"duration_seconds", c.DurationSeconds, "cold_start", c.ColdStart)
 	if f.destroyed {

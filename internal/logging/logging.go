@@ -5,16 +5,52 @@
 package logging
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
-// New returns a JSON logger writing to w at the given level.
-func New(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: cloudLogging}))
+// New returns a JSON logger writing to w at the given level. A line
+// logged with a context that carries a span (InfoContext and the like)
+// names its trace and span in the fields Cloud Logging links to Cloud
+// Trace; project is the Google Cloud project the trace belongs to.
+func New(w io.Writer, level slog.Level, project string) *slog.Logger {
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: cloudLogging})
+	return slog.New(traceHandler{Handler: h, project: project})
+}
+
+// The fields of a log entry that Cloud Logging links to a trace.
+const (
+	TraceKey        = "logging.googleapis.com/trace"
+	SpanKey         = "logging.googleapis.com/spanId"
+	TraceSampledKey = "logging.googleapis.com/trace_sampled"
+)
+
+// traceHandler adds the trace of the record's context to the record.
+type traceHandler struct {
+	slog.Handler
+	project string
+}
+
+func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String(TraceKey, "projects/"+h.project+"/traces/"+sc.TraceID().String()),
+			slog.String(SpanKey, sc.SpanID().String()), slog.Bool(TraceSampledKey, sc.IsSampled()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return traceHandler{Handler: h.Handler.WithAttrs(attrs), project: h.project}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{Handler: h.Handler.WithGroup(name), project: h.project}
 }
 
 // cloudLogging renames the standard keys to those Cloud Logging reads from a

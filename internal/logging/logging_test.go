@@ -2,15 +2,18 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestNewWritesCloudLoggingKeys(t *testing.T) {
 	var buf bytes.Buffer
-	New(&buf, slog.LevelInfo).Warn("lease lost", "event", "host.lease_lost", "session_id", "s1")
+	New(&buf, slog.LevelInfo, "p").Warn("lease lost", "event", "host.lease_lost", "session_id", "s1")
 	var line map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatalf("not one JSON line: %q", buf.String())
@@ -22,6 +25,29 @@ func TestNewWritesCloudLoggingKeys(t *testing.T) {
 	}
 	if _, ok := line["timestamp"]; !ok {
 		t.Errorf("no timestamp in %v", line)
+	}
+	if _, ok := line[TraceKey]; ok {
+		t.Errorf("a line logged without a span names a trace: %v", line)
+	}
+}
+
+// TestLinesNameTheirTrace: a line logged with a span's context carries
+// the trace and span in the fields Cloud Logging links on, also through a
+// logger derived With attributes.
+func TestLinesNameTheirTrace(t *testing.T) {
+	var buf bytes.Buffer
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	New(&buf, slog.LevelInfo, "proj").With("session_id", "s1").InfoContext(ctx, "request served", "event", "request.done")
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("not one JSON line: %q", buf.String())
+	}
+	for k, want := range map[string]any{TraceKey: "projects/proj/traces/4bf92f3577b34da6a3ce929d0e0e4736", SpanKey: "00f067aa0ba902b7", TraceSampledKey: true, "session_id": "s1"} {
+		if line[k] != want {
+			t.Errorf("%s = %v, want %v", k, line[k], want)
+		}
 	}
 }
 

@@ -184,6 +184,8 @@ func (h *HostConfig) DefineHost(fs *config.FlagSet) {
 	fs.Env("max-lifetime", "SANDRUN_MAX_LIFETIME")
 	fs.DurationVar(&h.CheckpointInterval, "checkpoint-interval", host.DefaultCheckpointInterval, "how often a busy host checkpoints between requests")
 	fs.Env("checkpoint-interval", "SANDRUN_CHECKPOINT_INTERVAL")
+	fs.StringVar(&h.Traceparent, "traceparent", "", "trace context of the launch that started this host (set by the launch)")
+	fs.Env("traceparent", dispatcher.EnvTraceparent)
 	fs.StringVar(&h.Member.ID, "pool-member", "", "wait in the warm pool as this member instead of hosting --session (set by the pool's launch)")
 	fs.Env("pool-member", pool.EnvMember)
 	fs.DurationVar(&h.Member.IdleTimeout, "pool-idle-timeout", pool.DefaultIdleTimeout, "how long a pool member waits unclaimed before it exits")
@@ -218,7 +220,7 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 		if err != nil || a == nil {
 			return err
 		}
-		hc.SessionID, hc.Pooled = a.SessionID, true
+		hc.SessionID, hc.Pooled, hc.Traceparent = a.SessionID, true, a.Traceparent
 	}
 	if hc.WorkspacesDir != "" {
 		hc.Workspace = filepath.Join(hc.WorkspacesDir, hc.SessionID)
