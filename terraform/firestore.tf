@@ -35,6 +35,7 @@ locals {
     runtime_expire_at  = { collection = "runtime", field = "expire_at", ttl = true }
     runtime_shell      = { collection = "runtime", field = "shell", ttl = false }
     process_expire_at  = { collection = "processes", field = "expire_at", ttl = true }
+    pool_expire_at     = { collection = "pool", field = "expire_at", ttl = true }
   }
 
   # Fields the reaper queries across every session (collection group
@@ -90,8 +91,51 @@ resource "google_firestore_field" "group_indexed" {
   }
 }
 
+# Recent requests across every session, newest first (`sandrun status`,
+# Store.Overview): inbox where finished_at > t, ordered by finished_at
+# descending, a collection group query. The collection scope keeps the
+# automatic indexes that finishedSince uses.
+resource "google_firestore_field" "inbox_finished_at" {
+  database   = google_firestore_database.sessions.name
+  collection = "inbox"
+  field      = "finished_at"
+
+  index_config {
+    indexes {
+      query_scope = "COLLECTION"
+      order       = "ASCENDING"
+    }
+    indexes {
+      query_scope = "COLLECTION"
+      order       = "DESCENDING"
+    }
+    indexes {
+      query_scope = "COLLECTION_GROUP"
+      order       = "DESCENDING"
+    }
+  }
+}
+
 # Composite indexes of sandrun's queries; single-field filters use the
-# automatic indexes.
+# automatic indexes. The warm pool's queries (pool where status == or in,
+# pool where assigned_at >) are single-field ones of collection scope.
+
+# `sandrun session list`: sessions where status == "active", newest
+# activity first.
+resource "google_firestore_index" "sessions_status_updated_at_desc" {
+  database    = google_firestore_database.sessions.name
+  collection  = "sessions"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "updated_at"
+    order      = "DESCENDING"
+  }
+}
 
 # Stale: sessions where status == "active" and updated_at < cutoff.
 resource "google_firestore_index" "sessions_status_updated_at" {
