@@ -51,7 +51,7 @@ type Config struct {
 }
 
 // Names are the measurements, in the order they run.
-var Names = []string{"warm", "cold", "throughput", "transfer", "checkpoint", "pool"}
+var Names = []string{"warm", "cold", "throughput", "transfer", "checkpoint", "pool", "tracing"}
 
 // Result is one figure with its floor.
 type Result struct {
@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := &runner{cfg: cfg, environment: env, out: cfg.Out,
 		report: &Report{StartedAt: time.Now().UTC(), Quick: cfg.Quick, Machine: describeMachine()}}
 	steps := map[string]func(context.Context) error{
-		"warm": r.warm, "cold": r.cold, "throughput": r.throughput, "transfer": r.transfer, "checkpoint": r.checkpoint, "pool": r.pool,
+		"warm": r.warm, "cold": r.cold, "throughput": r.throughput, "transfer": r.transfer, "checkpoint": r.checkpoint, "pool": r.pool, "tracing": r.tracing,
 	}
 	for _, name := range Names {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, name) {
