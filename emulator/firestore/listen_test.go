@@ -300,17 +300,23 @@ func TestListenManyListeners(t *testing.T) {
 	ctx := ctxT(t)
 	seen := make([]chan int64, listeners) // the x of document d, as each listener's snapshots show it
 	for i := range listeners {
-		it := e.client.Collection(fmt.Sprintf("s%d", i)).Where("x", ">", 0).Snapshots(ctx)
-		t.Cleanup(it.Stop)
+		// Stop may not run beside Next: the listener's goroutine ends with
+		// its context first.
+		lctx, cancel := context.WithCancel(ctx)
+		it := e.client.Collection(fmt.Sprintf("s%d", i)).Where("x", ">", 0).Snapshots(lctx)
+		exited := make(chan struct{})
+		t.Cleanup(func() { cancel(); <-exited; it.Stop() })
 		if _, err := it.Next(); err != nil {
+			close(exited)
 			t.Fatal(err)
 		}
 		seen[i] = make(chan int64, rounds)
 		go func() {
+			defer close(exited)
 			for {
 				snap, err := it.Next()
 				if err != nil {
-					return // it.Stop at the end of the test
+					return // its context ended with the test
 				}
 				for _, c := range snap.Changes {
 					if c.Doc.Ref.ID == "d" {
