@@ -70,12 +70,7 @@ func (s traceService) Export(ctx context.Context, req *colltrace.ExportTraceServ
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rs := range req.GetResourceSpans() {
-		service := ""
-		for _, kv := range rs.GetResource().GetAttributes() {
-			if kv.GetKey() == "service.name" {
-				service = kv.GetValue().GetStringValue()
-			}
-		}
+		service := resourceAttr(rs.GetResource().GetAttributes(), "service.name")
 		for _, ss := range rs.GetScopeSpans() {
 			for _, s := range ss.GetSpans() {
 				r.spans = append(r.spans, convert(service, s))
@@ -122,12 +117,7 @@ func (r *Receiver) Points(name string) map[string]float64 {
 	defer r.mu.Unlock()
 	latest := map[[2]string]float64{} // {instance, attributes} -> value
 	for _, rm := range r.metrics {
-		instance := ""
-		for _, kv := range rm.GetResource().GetAttributes() {
-			if kv.GetKey() == "service.instance.id" {
-				instance = kv.GetValue().GetStringValue()
-			}
-		}
+		instance := resourceAttr(rm.GetResource().GetAttributes(), "service.instance.id")
 		for _, sm := range rm.GetScopeMetrics() {
 			for _, m := range sm.GetMetrics() {
 				if m.GetName() != name {
@@ -199,4 +189,14 @@ func (r *Receiver) Changed() <-chan struct{} {
 func (r *Receiver) notifyLocked() {
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// resourceAttr returns the string value of a resource's attribute key.
+func resourceAttr(kvs []*commonpb.KeyValue, key string) string {
+	for _, kv := range kvs {
+		if kv.GetKey() == key {
+			return kv.GetValue().GetStringValue()
+		}
+	}
+	return ""
 }
