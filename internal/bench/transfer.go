@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -62,7 +64,8 @@ func (r *runner) transfer(ctx context.Context) error {
 func (r *runner) roundTrip(ctx context.Context, sessionID string, size int64) (up, down time.Duration, err error) {
 	reqID := uuid.NewString()
 	start := time.Now()
-	object, err := r.client.Stage(ctx, sessionID, reqID, "big.bin", io.LimitReader(rand.NewChaCha8([32]byte{1}), size))
+	sent := sha256.New()
+	object, err := r.client.Stage(ctx, sessionID, reqID, "big.bin", io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), size), sent))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -87,9 +90,13 @@ func (r *runner) roundTrip(ctx context.Context, sessionID string, size int64) (u
 		return 0, 0, err
 	}
 	defer rd.Close()
-	n, err := io.Copy(io.Discard, rd)
+	got := sha256.New()
+	n, err := io.Copy(got, rd)
 	if err != nil || n != size {
 		return 0, 0, fmt.Errorf("download: %d of %d bytes: %v", n, size, err)
+	}
+	if !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
+		return 0, 0, fmt.Errorf("download: the %d bytes differ from those uploaded", size)
 	}
 	return up, time.Since(start), nil
 }
