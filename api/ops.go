@@ -14,6 +14,9 @@ var servedOps = []Op{
 	OpShellView,
 }
 
+// Served reports whether op is an operation sandrun serves.
+func Served(op Op) bool { return slices.Contains(servedOps, op) }
+
 // commonFields are the fields of every request.
 var commonFields = []string{"request_id", "session_id", "op"}
 

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +21,10 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 Runs sandrun on one machine: the local cloud, the dispatcher, the reaper,
 and session hosts as local processes started by the Cloud Run fake. Other
 sandrun commands (exec, session) find it through $SANDRUN_HOME/dev.env while
-it runs. Stop it with Ctrl-C: every process it started ends.`)
+it runs. The dispatcher's and the reaper's /live, /health, /ready and
+/metrics are served on the port after the local cloud's five (--base-port
++ 5; a free port when --base-port is 0). Stop it with Ctrl-C: every process
+it started ends.`)
 	var ec emulatorConfig
 	ec.define(fs)
 	home := fs.String("home", stateDir(env), "directory for session workspaces and dev.env")
@@ -66,6 +71,12 @@ it runs. Stop it with Ctrl-C: every process it started ends.`)
 	}
 	sys.Project, sys.Region, sys.Job, sys.Bucket, sys.TTL = ec.project, system.DefaultRegion, system.DefaultJob, system.DefaultBucket, 7*24*time.Hour
 	sys.Names = queue.DefaultNames()
+	metrics, stopTelemetry, err := startTelemetry(ctx, "sandrun-dev", true, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
+	sys.HTTP = system.HTTP{Addr: ec.httpAddr(), Metrics: metrics}
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
 		Executor: executor, ExecutorArgs: []string{"executor"}, StateDir: *home,
 		IdleTimeout: *idle, LeaseTTL: *leaseTTL, ReaperInterval: *reaperInterval,
@@ -101,9 +112,23 @@ Try it from another terminal:
 
 Other clients (Python, Go) reach it with the environment in
   %s
-(eval "$(cat %s)"). Press Ctrl-C to stop.
-`, envFile, filepath.Clean(envFile))
+(eval "$(cat %s)").
+
+Health and metrics: http://%s/ready, http://%s/metrics (also /live, /health).
+Press Ctrl-C to stop.
+`, envFile, filepath.Clean(envFile), local.HTTPAddr(), local.HTTPAddr())
 	<-ctx.Done()
 	fmt.Fprintln(env.Stderr, "stopping sandrun ...")
 	return nil
+}
+
+// httpAddr is where `sandrun dev` serves health and metrics: the port after
+// the local cloud's five, or a free one when the local cloud's are free
+// ones.
+func (c *emulatorConfig) httpAddr() string {
+	port := 0
+	if c.basePort != 0 {
+		port = c.basePort + 5
+	}
+	return net.JoinHostPort(c.host, strconv.Itoa(port))
 }

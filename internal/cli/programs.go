@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/sandrun/sandrun/internal/config"
@@ -37,13 +38,14 @@ func newLogger(env *Env, level string) (*slog.Logger, error) {
 
 // startTelemetry sets up the program's traces and metrics (exported over
 // OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT says where) and returns what
-// flushes them when the program ends.
-func startTelemetry(ctx context.Context, service string, logger *slog.Logger) (stop func(), err error) {
-	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: service})
+// flushes them when the program ends. With prometheus, it also returns the
+// handler that serves the metrics for Prometheus.
+func startTelemetry(ctx context.Context, service string, prometheus bool, logger *slog.Logger) (metrics http.Handler, stop func(), err error) {
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: service, Prometheus: prometheus})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return func() {
+	return tel.Metrics, func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := tel.Shutdown(sctx); err != nil {
@@ -58,7 +60,8 @@ func runDispatcher(ctx context.Context, env *Env, args []string) error {
 Pulls requests from the requests subscription, validates and de-duplicates
 them, appends them to their session's inbox in order, and launches session
 hosts as Cloud Run Jobs executions. Stops pulling on SIGTERM and finishes the
-messages in hand.`)
+messages in hand. With --http-addr it serves /live, /health, /ready (its
+dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`)
 	var sys system.Config
 	sys.Define(fs)
 	sys.DefinePool(fs)
@@ -67,6 +70,7 @@ messages in hand.`)
 	fs.Env("max-outstanding", "SANDRUN_MAX_OUTSTANDING")
 	fs.DurationVar(&dc.ShutdownTimeout, "shutdown-timeout", dispatcher.DefaultShutdownTimeout, "how long a stopping dispatcher waits for the messages in hand")
 	fs.Env("shutdown-timeout", "SANDRUN_SHUTDOWN_TIMEOUT")
+	sys.DefineHTTP(fs)
 	level := defineLogLevel(fs)
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
@@ -75,11 +79,12 @@ messages in hand.`)
 	if err != nil {
 		return err
 	}
-	stop, err := startTelemetry(ctx, "sandrun-dispatcher", logger)
+	metrics, stop, err := startTelemetry(ctx, "sandrun-dispatcher", sys.HTTP.Addr != "", logger)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	sys.HTTP.Metrics = metrics
 	return system.RunDispatcher(ctx, &sys, dc, logger)
 }
 
@@ -88,7 +93,9 @@ func runReaper(ctx context.Context, env *Env, args []string) error {
 
 Recovers from dead hosts (HOST_LOST), relaunches hosts for sessions with
 queued work, re-publishes lost completions, destroys sessions idle past their
-TTL, and cancels orphaned executions: in a loop, or one pass with --once.`)
+TTL, and cancels orphaned executions: in a loop, or one pass with --once.
+With --http-addr it serves /live, /health, /ready (its dependencies:
+Firestore, Pub/Sub, the Cloud Run job) and /metrics.`)
 	var sys system.Config
 	sys.Define(fs)
 	sys.DefinePool(fs)
@@ -102,6 +109,7 @@ TTL, and cancels orphaned executions: in a loop, or one pass with --once.`)
 	fs.Env("max-launch-attempts", "SANDRUN_MAX_LAUNCH_ATTEMPTS")
 	fs.DurationVar(&rc.OrphanAfter, "orphan-after", reaper.DefaultOrphanAfter, "age after which an execution hosting no session is cancelled")
 	fs.Env("orphan-after", "SANDRUN_ORPHAN_AFTER")
+	sys.DefineHTTP(fs)
 	level := defineLogLevel(fs)
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
@@ -110,11 +118,12 @@ TTL, and cancels orphaned executions: in a loop, or one pass with --once.`)
 	if err != nil {
 		return err
 	}
-	stop, err := startTelemetry(ctx, "sandrun-reaper", logger)
+	metrics, stop, err := startTelemetry(ctx, "sandrun-reaper", sys.HTTP.Addr != "", logger)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	sys.HTTP.Metrics = metrics
 	return system.RunReaper(ctx, &sys, rc, *once, logger)
 }
 
@@ -135,7 +144,7 @@ the session named by SANDRUN_SESSION_ID until it is idle.`)
 	if err != nil {
 		return err
 	}
-	stop, err := startTelemetry(ctx, "sandrun-executor", logger)
+	_, stop, err := startTelemetry(ctx, "sandrun-executor", false, logger)
 	if err != nil {
 		return err
 	}

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandrun/sandrun/api"
@@ -66,7 +68,15 @@ type Dispatcher struct {
 	pool     Pool
 	sub      *pubsub.Subscriber
 	logger   *slog.Logger
+
+	// answered counts the requests the dispatcher answers itself,
+	// deadLetters the messages it dead-letters, by reason.
+	answered    metric.Int64Counter
+	deadLetters metric.Int64Counter
 }
+
+// meterName is the instrumentation scope of the dispatcher's metrics.
+const meterName = "github.com/sandrun/sandrun/internal/dispatcher"
 
 // New returns a dispatcher reading sub. pool may be nil: every launch is
 // then a RunJob.
@@ -80,7 +90,13 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	return &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, pool: pool, sub: sub, logger: logger}
+	d := &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, pool: pool, sub: sub, logger: logger}
+	// From the global meter provider: no-ops unless metrics are on.
+	m := otel.GetMeterProvider().Meter(meterName)
+	d.answered = telemetry.RequestCounter(m)
+	d.deadLetters, _ = m.Int64Counter("sandrun.dispatcher.dead_letters", metric.WithUnit("{message}"),
+		metric.WithDescription("messages that are not requests, sent to the dead-letter topic, by reason"))
+	return d
 }
 
 // Run pulls and handles messages until ctx ends, then stops pulling and
@@ -153,6 +169,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 		if err := d.publish(ctx, &acc.Item); err != nil {
 			return err
 		}
+		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, acc.Answer)
 	}
 	if acc.Purge {
 		if err := d.store.Purge(ctx, req.SessionID); err != nil {
@@ -190,7 +207,11 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 	log := d.logger.With("message_id", m.ID, "reason", rerr.Reason)
 	if !rerr.Answerable() {
 		log.Warn("message dead-lettered", "event", "request.dead_lettered", "error", rerr.Message)
-		return d.queue.DeadLetter(ctx, m, rerr.Reason)
+		if err := d.queue.DeadLetter(ctx, m, rerr.Reason); err != nil {
+			return err
+		}
+		d.deadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", rerr.Reason)))
+		return nil
 	}
 	c := api.ErrorCompletion(rerr.RequestID, rerr.SessionID, rerr.Op, rerr.Code, rerr.Message)
 	log = log.With("session_id", rerr.SessionID, "request_id", rerr.RequestID)
@@ -201,7 +222,11 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 		if err != nil {
 			return fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
 		}
-		return d.queue.PublishCompletion(ctx, data, "")
+		if err := d.queue.PublishCompletion(ctx, data, ""); err != nil {
+			return err
+		}
+		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, c)
+		return nil
 	}
 	var item session.Item
 	var dup bool
@@ -216,7 +241,13 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 	if dup && (item.Status != session.ItemDone || item.Published) {
 		return nil
 	}
-	return d.publish(ctx, &item)
+	if err := d.publish(ctx, &item); err != nil {
+		return err
+	}
+	if !dup {
+		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, c)
+	}
+	return nil
 }
 
 // publish sends an item's recorded completion and marks it published.
@@ -250,6 +281,7 @@ func Launch(ctx context.Context, store *session.Store, launcher Launcher, pool P
 		}
 		if execution != "" {
 			span.SetAttributes(attribute.Bool("sandrun.pool_hit", true), attribute.String("sandrun.execution_id", execution))
+			countLaunch(ctx, "ok", true)
 			recordLaunch(ctx, store, log, sessionID, l, execution, true)
 			return
 		}
@@ -266,6 +298,7 @@ func Launch(ctx context.Context, store *session.Store, launcher Launcher, pool P
 	})
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
+		countLaunch(ctx, "failed", false)
 		log.Error("host launch failed", "event", "host.launch_failed", "attempt", l.Attempts, "error", err.Error())
 		if err := store.LaunchFailed(ctx, sessionID, l.ID); err != nil {
 			log.Error("withdrawing the failed launch failed", "event", "host.launch_withdraw_failed", "error", err.Error())
@@ -273,7 +306,17 @@ func Launch(ctx context.Context, store *session.Store, launcher Launcher, pool P
 		return
 	}
 	span.SetAttributes(attribute.String("sandrun.execution_id", execution))
+	countLaunch(ctx, "ok", false)
 	recordLaunch(ctx, store, log, sessionID, l, execution, false)
+}
+
+// countLaunch counts a host launch by outcome (ok or failed) and whether a
+// pool host took it. Launch is shared by the dispatcher and the reaper, so
+// the counter comes from the global meter provider at each launch.
+func countLaunch(ctx context.Context, outcome string, pooled bool) {
+	c, _ := otel.GetMeterProvider().Meter(meterName).Int64Counter("sandrun.host.launches", metric.WithUnit("{launch}"),
+		metric.WithDescription("host launches by outcome (ok or failed) and pooled (handed to a warm pool host)"))
+	c.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.Bool("pooled", pooled)))
 }
 
 func recordLaunch(ctx context.Context, store *session.Store, log *slog.Logger, sessionID string, l *session.Launch, execution string, pooled bool) {

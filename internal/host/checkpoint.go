@@ -69,6 +69,8 @@ func (h *Host) checkpoint(ctx context.Context) (err error) {
 	ctx, span := telemetry.Start(trace.ContextWithSpanContext(ctx, h.launchTrace), "sandrun.checkpoint", trace.SpanKindInternal,
 		attribute.String("sandrun.session_id", h.cfg.SessionID))
 	defer func() { telemetry.End(span, err) }()
+	var written int64
+	defer func() { h.metrics.checkpointed(ctx, start, written, err) }()
 	dir, err := h.workspaceDir()
 	if err != nil {
 		return err
@@ -89,6 +91,7 @@ func (h *Host) checkpoint(ctx context.Context) (err error) {
 		return err
 	}
 	h.dirty, h.lastCheckpoint = false, time.Now()
+	written = attrs.Size
 	span.SetAttributes(attribute.Int64("sandrun.checkpoint.bytes", attrs.Size), attribute.Int64("sandrun.checkpoint.files", stats.Files))
 	h.logger.InfoContext(ctx, "checkpoint written", "event", "checkpoint.written", "object", name, "files", stats.Files,
 		"bytes", stats.Bytes, "archive_bytes", attrs.Size, "skipped", stats.SkippedCount, "duration_seconds", time.Since(start).Seconds())

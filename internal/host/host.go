@@ -113,6 +113,7 @@ type Host struct {
 	// launchTrace is the context of the host's start span, the parent of
 	// its checkpoints' spans.
 	launchTrace trace.SpanContext
+	metrics     *metrics
 }
 
 // ErrLeaseLost is returned by Run when the host stopped because another
@@ -139,7 +140,7 @@ func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, l
 		cfg.MaxLifetime = DefaultMaxLifetime
 	}
 	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
-	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{})}
+	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{}), metrics: newMetrics()}
 	return h.run(ctx)
 }
 
@@ -168,6 +169,8 @@ func (h *Host) run(ctx context.Context) error {
 		return err
 	}
 	h.lease = lease
+	h.metrics.live.Add(ctx, 1)
+	defer h.metrics.live.Add(context.WithoutCancel(ctx), -1)
 	h.logger = h.logger.With("epoch", lease.Epoch)
 	h.logger.Info("lease acquired", "event", "host.lease_acquired", "duration_seconds", time.Since(start).Seconds())
 
@@ -204,6 +207,7 @@ func (h *Host) run(ctx context.Context) error {
 		return h.stop(err)
 	}
 	for _, u := range lost {
+		h.metrics.answered(hctx, u.Completion)
 		h.publish(hctx, u.SessionID, u.RequestID, u.Completion, "")
 	}
 	rctx, rspan := telemetry.Start(trace.ContextWithSpanContext(hctx, h.launchTrace), "sandrun.restore", trace.SpanKindInternal)
@@ -296,6 +300,9 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 		}
 		return err
 	}
+	if !forced {
+		h.metrics.idleExits.Add(ctx, 1)
+	}
 	h.logger.Info("host left", "event", "host.left", "forced", forced, "served", h.served)
 	return nil
 }
@@ -308,6 +315,7 @@ func (h *Host) destroy(ctx context.Context) error {
 		return err
 	}
 	for _, u := range answered {
+		h.metrics.answered(ctx, u.Completion)
 		h.publish(ctx, u.SessionID, u.RequestID, u.Completion, "")
 	}
 	if err := h.store.Purge(ctx, h.cfg.SessionID); err != nil {

@@ -193,6 +193,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	c.ColdStart, c.PoolHit = waited && !h.cfg.Pooled, waited && h.cfg.Pooled
 	if waited && !h.lease.LaunchRequestedAt.IsZero() {
 		c.Timing.LaunchSeconds = h.lease.Acquired.Sub(h.lease.LaunchRequestedAt).Seconds()
+		h.metrics.started(ctx, c.Timing.LaunchSeconds, h.cfg.Pooled)
 	}
 	if first {
 		c.Timing.RestoreSeconds = h.restoreSeconds
@@ -242,6 +243,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		f.err = err
 		return f
 	}
+	h.metrics.served(ctx, c)
 	// The completion carries its publish span's context out, to the
 	// backend that receives it.
 	pctx, pspan := telemetry.Start(rctx, "sandrun.publish completion", trace.SpanKindProducer)

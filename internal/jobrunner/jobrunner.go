@@ -84,6 +84,15 @@ func (r *Runner) Close() error {
 // Job is the full name of the runner's job.
 func (r *Runner) Job() string { return r.job }
 
+// CheckJob reads the runner's job, to tell whether Cloud Run answers and
+// the job exists.
+func (r *Runner) CheckJob(ctx context.Context) error {
+	if _, err := r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: r.job}); err != nil {
+		return fmt.Errorf("get job %s: %w", r.job, err)
+	}
+	return nil
+}
+
 // Launch starts an execution of the job that hosts the session, with env
 // added to the container's environment, and returns the execution's id (the
 // last segment of its name, as the execution sees it in CLOUD_RUN_EXECUTION)

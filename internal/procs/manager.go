@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/sandrun/sandrun/internal/shell"
 )
 
@@ -60,6 +63,8 @@ type Manager struct {
 	intake  sync.RWMutex
 	closing atomic.Bool
 	seq     atomic.Int64
+	// liveMetric follows live (below) for the hosts' metrics.
+	liveMetric metric.Int64UpDownCounter
 
 	mu      sync.Mutex
 	procs   map[int]*proc // background and adopted, by pid; the newest wins
@@ -164,6 +169,9 @@ func New(cfg Config) (*Manager, error) {
 		regDone:    make(chan struct{}),
 		stop:       make(chan struct{}),
 	}
+	// A failing meter provider leaves a no-op instrument: metrics off.
+	m.liveMetric, _ = otel.GetMeterProvider().Meter("github.com/sandrun/sandrun/internal/procs").Int64UpDownCounter("sandrun.processes.live",
+		metric.WithUnit("{process}"), metric.WithDescription("background processes running in session hosts (adopted leftovers included)"))
 	m.finals.init()
 	m.events.init()
 	m.bg, m.cancelBg = context.WithCancel(context.Background())
@@ -238,6 +246,7 @@ func (m *Manager) Start(st shell.State, cmd shell.Command, keepStdin bool) (Proc
 func (m *Manager) registerLocked(p *proc) {
 	m.procs[p.pid] = p
 	m.live++
+	m.liveMetric.Add(context.Background(), 1)
 	m.notifyLocked()
 	m.events.push(regEvent{info: m.infoLocked(p)})
 	if op := m.closeOp; op != nil {
@@ -295,6 +304,7 @@ func (m *Manager) finishLocked(p *proc, e exit, known bool, reason string) {
 		return
 	}
 	m.live--
+	m.liveMetric.Add(context.Background(), -1)
 	m.notifyLocked()
 	m.finals.push(p)
 }

@@ -11,14 +11,21 @@ package reaper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/jobrunner"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
 // Runner launches, lists and cancels host executions.
@@ -70,6 +77,14 @@ type Reaper struct {
 	pool   *pool.Pool
 	logger *slog.Logger
 	now    func() time.Time
+
+	// The reaper's instruments: requests it answers (HOST_LOST,
+	// LAUNCH_FAILED, those of sessions it destroys), completions it
+	// re-publishes, hosts it finds lost, passes by outcome.
+	answered    metric.Int64Counter
+	republished metric.Int64Counter
+	hostsLost   metric.Int64Counter
+	passes      metric.Int64Counter
 }
 
 // New returns a reaper. pool may be nil (no warm pool).
@@ -89,7 +104,17 @@ func New(cfg Config, store *session.Store, pub Publisher, runner Runner, pool *p
 	if cfg.OrphanAfter <= 0 {
 		cfg.OrphanAfter = DefaultOrphanAfter
 	}
-	return &Reaper{cfg: cfg, store: store, pub: pub, runner: runner, pool: pool, logger: logger, now: time.Now}
+	r := &Reaper{cfg: cfg, store: store, pub: pub, runner: runner, pool: pool, logger: logger, now: time.Now}
+	// From the global meter provider: no-ops unless metrics are on.
+	m := otel.GetMeterProvider().Meter("github.com/sandrun/sandrun/internal/reaper")
+	r.answered = telemetry.RequestCounter(m)
+	r.republished, _ = m.Int64Counter("sandrun.reaper.republished", metric.WithUnit("{completion}"),
+		metric.WithDescription("recorded completions whose publish was lost, published by the reaper"))
+	r.hostsLost, _ = m.Int64Counter("sandrun.reaper.hosts_lost", metric.WithUnit("{host}"),
+		metric.WithDescription("session hosts whose lease lapsed, taken from their session by the reaper"))
+	r.passes, _ = m.Int64Counter("sandrun.reaper.passes", metric.WithUnit("{pass}"),
+		metric.WithDescription("reaper passes by outcome: ok, or failed when a step failed"))
+	return r
 }
 
 // Report counts what one pass did.
@@ -141,10 +166,26 @@ func (r *Reaper) Once(ctx context.Context) (Report, error) {
 		r.refillPool(ctx, &rep),
 	}
 	err := errors.Join(errs...)
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed"
+	}
+	r.passes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
 	r.logger.Info("reaper pass", "event", "reaper.pass", "duration_seconds", r.now().Sub(start).Seconds(),
 		"hosts_recovered", rep.HostsRecovered, "host_lost", rep.HostLost, "launched", rep.Launched, "launch_failed", rep.LaunchFailed,
 		"republished", rep.Republished, "destroyed", rep.Destroyed, "purged", rep.Purged, "orphans_cancelled", rep.OrphansCanceled, "processes_lost", rep.ProcessesLost, "pool_idle", rep.PoolIdle)
 	return rep, err
+}
+
+// countAnswers counts requests the reaper answered, from their recorded
+// completions.
+func (r *Reaper) countAnswers(ctx context.Context, us []session.Unpublished) {
+	for _, u := range us {
+		var c api.Completion
+		if json.Unmarshal(u.Completion, &c) == nil {
+			telemetry.CountAnswer(ctx, r.answered, telemetry.AnsweredByReaper, &c)
+		}
+	}
 }
 
 func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) int {
@@ -190,6 +231,8 @@ func (r *Reaper) recoverHosts(ctx context.Context, rep *Report) error {
 		}
 		rep.HostsRecovered++
 		rep.HostLost += len(lost)
+		r.hostsLost.Add(ctx, 1)
+		r.countAnswers(ctx, lost)
 		r.logger.Warn("host lost", "event", "host.lost", "session_id", id, "requests_lost", len(lost))
 		r.publishAll(ctx, lost)
 	}
@@ -227,6 +270,7 @@ func (r *Reaper) relaunchStranded(ctx context.Context, rep *Report) error {
 		}
 		if len(failed) > 0 {
 			rep.LaunchFailed += len(failed)
+			r.countAnswers(ctx, failed)
 			r.logger.Error("session given up: no host could be launched", "event", "host.launch_given_up", "session_id", w.SessionID, "requests", len(failed))
 			r.publishAll(ctx, failed)
 		}
@@ -243,7 +287,9 @@ func (r *Reaper) republish(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	rep.Republished += r.publishAll(ctx, us)
+	n := r.publishAll(ctx, us)
+	rep.Republished += n
+	r.republished.Add(ctx, int64(n))
 	return nil
 }
 
@@ -261,6 +307,7 @@ func (r *Reaper) destroyStale(ctx context.Context, rep *Report) error {
 			continue
 		}
 		rep.Destroyed++
+		r.countAnswers(ctx, answered)
 		r.logger.Info("stale session destroyed", "event", "session.expired", "session_id", id)
 		r.publishAll(ctx, answered)
 		if host != "" {

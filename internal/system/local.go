@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/gcp"
+	"github.com/sandrun/sandrun/internal/health"
 	"github.com/sandrun/sandrun/internal/jobrunner"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/reaper"
@@ -54,12 +55,17 @@ type Local struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	errs   []error
+	// http serves the health and metrics of both programs, or is nil;
+	// stopHTTP stops it and closes its connections.
+	http     *health.Server
+	stopHTTP func()
 }
 
 // StartLocal runs the dispatcher and the reaper against a running local
 // cloud whose environment is already set in this process: it creates the
 // topics, subscriptions, bucket and host job, whose command is
-// cfg.Executor. Close stops them.
+// cfg.Executor. When sys.HTTP.Addr is set, one health and metrics server
+// serves for both programs (HTTPAddr says where). Close stops them.
 func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -113,7 +119,15 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 	}
 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l := &Local{Config: sys, cancel: cancel}
+	l := &Local{Config: sys, cancel: cancel, stopHTTP: func() {}}
+	// The programs share one server, started here, not one each.
+	l.Config.HTTP = HTTP{}
+	if sys.HTTP.Addr != "" {
+		if err := l.serveHTTP(rctx, sys, cfg.Logger); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
 	if !cfg.NoDispatcher {
 		l.run(func() error { return RunDispatcher(rctx, &l.Config, cfg.Dispatcher, cfg.Logger) })
 	}
@@ -139,10 +153,48 @@ func (l *Local) run(f func() error) {
 	}()
 }
 
-// Close stops the dispatcher and the reaper and waits for them.
+// serveHTTP starts the health and metrics server of sys.HTTP with the
+// checks of a dispatcher, on connections of its own.
+func (l *Local) serveHTTP(ctx context.Context, sys Config, logger *slog.Logger) error {
+	s, err := connect(ctx, &sys, logger)
+	if err != nil {
+		return err
+	}
+	runner, err := jobrunner.New(ctx, sys.JobName())
+	if err != nil {
+		s.close()
+		return err
+	}
+	srv, stop, err := startHTTP(ctx, sys.HTTP, checks(&sys, s, runner, true), logger)
+	if err != nil {
+		runner.Close()
+		s.close()
+		return err
+	}
+	l.http = srv
+	l.stopHTTP = func() {
+		stop()
+		runner.Close()
+		s.close()
+	}
+	return nil
+}
+
+// HTTPAddr is the address of the health and metrics server, or "" when
+// there is none.
+func (l *Local) HTTPAddr() string {
+	if l.http == nil {
+		return ""
+	}
+	return l.http.Addr()
+}
+
+// Close stops the dispatcher and the reaper and waits for them, then the
+// health and metrics server.
 func (l *Local) Close() error {
 	l.cancel()
 	l.wg.Wait()
+	l.stopHTTP()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return errors.Join(l.errs...)

@@ -38,6 +38,10 @@ type Config struct {
 	TTL time.Duration
 	// Pool is the warm pool's policy (off unless its Min or Target is set).
 	Pool pool.Policy
+	// HTTP is the program's own health and metrics server (a dispatcher's
+	// or a reaper's; off unless its Addr is set). Unlike the rest, it is
+	// not shared by the deployment's programs.
+	HTTP HTTP
 }
 
 // Defaults of Config.
@@ -119,6 +123,11 @@ func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger 
 		return err
 	}
 	defer runner.Close()
+	_, stopHTTP, err := startHTTP(ctx, c.HTTP, checks(c, s, runner, true), logger)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	sub := s.clients.PubSub.Subscriber(c.Names.Dispatcher)
 	p := pool.New(c.Pool, s.store, runner, nil, logger)
 	var claims dispatcher.Pool
@@ -146,6 +155,11 @@ func RunReaper(ctx context.Context, c *Config, rc reaper.Config, once bool, logg
 		return err
 	}
 	defer runner.Close()
+	_, stopHTTP, err := startHTTP(ctx, c.HTTP, checks(c, s, runner, false), logger)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	rc.TTL = c.TTL
 	r := reaper.New(rc, s.store, s.queue, runner, pool.New(c.Pool, s.store, runner, nil, logger), logger)
 	if once {

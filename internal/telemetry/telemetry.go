@@ -9,7 +9,9 @@
 // the reaper, for local use) gets a metrics reader for it either way.
 //
 // The package owns no instruments of its own; each package declares the
-// instruments of what it does, from the global meter provider.
+// instruments of what it does, from the global meter provider. Only the
+// request counter, which three programs add to, is declared here once
+// (RequestCounter), so that they agree on it.
 package telemetry
 
 import (
