@@ -2,6 +2,7 @@
 GO        ?= go
 BIN       ?= bin
 FUZZTIME  ?= 10s
+FUZZ      ?= .
 
 .PHONY: help build test lint fmt-check vet run emulator fuzz bench reliability clean
 
@@ -27,10 +28,10 @@ reliability: ## the reliability suite at full size (2,000 requests per scenario,
 	SANDRUN_RELIABILITY=full SANDRUN_RELIABILITY_REPORT=$(CURDIR)/reliability-results.jsonl \
 	  $(GO) test -count=1 -timeout 90m -run 'TestReliability' -v ./e2e/
 
-fuzz: ## run each fuzz target for FUZZTIME
+fuzz: ## run each fuzz target (those matching the regexp FUZZ, default all) for FUZZTIME
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //' | grep -E '$(FUZZ)'); do \
 	    echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	  done; \
 	done
