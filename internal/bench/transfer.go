@@ -36,10 +36,11 @@ func (r *runner) transfer(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		up, down, err := r.roundTrip(ctx, s, size)
+		t, err := r.roundTrip(ctx, s, size)
 		if err != nil {
 			return err
 		}
+		up, down := t.up, t.down
 		mbs := func(d time.Duration) float64 { return float64(mb) / d.Seconds() }
 		// Either way the bytes are written to Cloud Storage once and read
 		// from it once: that is the floor of both.
@@ -52,53 +53,69 @@ func (r *runner) transfer(ctx context.Context) error {
 			}
 		}
 		r.add(Result{Name: fmt.Sprintf("upload %d MB (file.upload)", mb), Unit: "MB/s", Value: mbs(up),
-			Floor: mbs(floor), FloorName: "object write + read", Note: fmt.Sprintf("%.2f s; %s", up.Seconds(), peak)})
+			Floor: mbs(floor), FloorName: "object write + read",
+			Note: fmt.Sprintf("%.2f s: staging %.2f s, then the request %.2f s of which the host's run %.2f s (floor: write %.2f s, read %.2f s); %s",
+				up.Seconds(), t.stage.Seconds(), (up - t.stage).Seconds(), t.upRun.Seconds(), floorUp.Seconds(), floorDown.Seconds(), peak)})
 		r.add(Result{Name: fmt.Sprintf("download %d MB (file.download)", mb), Unit: "MB/s", Value: mbs(down),
-			Floor: mbs(floor), FloorName: "object write + read", Note: fmt.Sprintf("%.2f s", down.Seconds())})
+			Floor: mbs(floor), FloorName: "object write + read",
+			Note: fmt.Sprintf("%.2f s: the request %.2f s of which the host's run %.2f s, then reading the object %.2f s", down.Seconds(), (down - t.read).Seconds(), t.downRun.Seconds(), t.read.Seconds())})
 	}
 	return nil
 }
 
+// transferTimes is where a round trip's time went.
+type transferTimes struct {
+	up, down time.Duration
+	// stage is the upload's staging write, read the download's object
+	// read; upRun and downRun the host's run of each request.
+	stage, read, upRun, downRun time.Duration
+}
+
 // roundTrip uploads size pseudo-random bytes into the session and
 // downloads them, checking they come back.
-func (r *runner) roundTrip(ctx context.Context, sessionID string, size int64) (up, down time.Duration, err error) {
+func (r *runner) roundTrip(ctx context.Context, sessionID string, size int64) (t transferTimes, err error) {
 	reqID := uuid.NewString()
 	start := time.Now()
 	sent := sha256.New()
 	object, err := r.client.Stage(ctx, sessionID, reqID, "big.bin", io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), size), sent))
 	if err != nil {
-		return 0, 0, err
+		return t, err
 	}
+	t.stage = time.Since(start)
 	done, err := r.client.Do(ctx, &api.Request{RequestID: reqID, SessionID: sessionID, Op: api.OpFileUpload, Path: "big.bin", Object: object})
 	if err != nil {
-		return 0, 0, err
+		return t, err
 	}
 	if done.Status != api.StatusOK {
-		return 0, 0, fmt.Errorf("upload: %+v", done.Error)
+		return t, fmt.Errorf("upload: %+v", done.Error)
 	}
-	up = time.Since(start)
+	t.up, t.upRun = time.Since(start), seconds(done.Timing.RunSeconds)
 	start = time.Now()
 	done, err = r.client.Do(ctx, &api.Request{RequestID: uuid.NewString(), SessionID: sessionID, Op: api.OpFileDownload, Path: "big.bin"})
 	if err != nil {
-		return 0, 0, err
+		return t, err
 	}
 	if done.Status != api.StatusOK {
-		return 0, 0, fmt.Errorf("download: %+v", done.Error)
+		return t, fmt.Errorf("download: %+v", done.Error)
 	}
+	t.downRun = seconds(done.Timing.RunSeconds)
+	readStart := time.Now()
 	rd, err := client.ReadObject(ctx, done.Object)
 	if err != nil {
-		return 0, 0, err
+		return t, err
 	}
 	defer rd.Close()
 	got := sha256.New()
 	n, err := io.Copy(got, rd)
 	if err != nil || n != size {
-		return 0, 0, fmt.Errorf("download: %d of %d bytes: %v", n, size, err)
+		return t, fmt.Errorf("download: %d of %d bytes: %v", n, size, err)
 	}
 	if !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
-		return 0, 0, fmt.Errorf("download: the %d bytes differ from those uploaded", size)
+		return t, fmt.Errorf("download: the %d bytes differ from those uploaded", size)
 	}
-	return up, time.Since(start), nil
+	t.read = time.Since(readStart)
+	t.down = time.Since(start)
+	return t, nil
 }
 
 // rawObject writes and reads size bytes straight to and from an object.
