@@ -103,9 +103,38 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 // waits for the messages in hand, up to the shutdown timeout.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.sub.ReceiveSettings.MaxOutstandingMessages = d.cfg.MaxOutstanding
-	d.sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Timeout: d.cfg.ShutdownTimeout, Behavior: pubsub.ShutdownBehaviorWaitForProcessing}
+	// No timeout for the client library: with one, Receive returns before
+	// the acks of the messages it finished are sent, and a program that
+	// exits then gets them redelivered only after their ack deadline,
+	// holding up their sessions' later requests. The shutdown timeout is
+	// kept below instead.
+	d.sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Timeout: -1, Behavior: pubsub.ShutdownBehaviorWaitForProcessing}
 	d.logger.Info("dispatcher started", "event", "dispatcher.started", "subscription", d.sub.String())
-	err := d.sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
+	received := make(chan error, 1)
+	go func() { received <- d.receive(ctx) }()
+	var err error
+	select {
+	case err = <-received:
+	case <-ctx.Done():
+		select {
+		case err = <-received:
+		case <-time.After(d.cfg.ShutdownTimeout):
+			d.logger.Error("messages still in hand at the shutdown timeout; Pub/Sub will redeliver them", "event", "dispatcher.shutdown_timeout",
+				"shutdown_timeout", d.cfg.ShutdownTimeout.String())
+			return fmt.Errorf("stop receiving from %s: messages still in hand after %v", d.sub.String(), d.cfg.ShutdownTimeout)
+		}
+	}
+	d.logger.Info("dispatcher stopped", "event", "dispatcher.stopped")
+	if err != nil {
+		return fmt.Errorf("receive from %s: %w", d.sub.String(), err)
+	}
+	return nil
+}
+
+// receive pulls and handles messages until ctx ends, and returns once the
+// messages in hand are handled and their acks sent.
+func (d *Dispatcher) receive(ctx context.Context) error {
+	return d.sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
 		// A message in hand is finished even when shutdown begins: its own
 		// deadline, not the receive loop's, bounds it.
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.HandleTimeout)
@@ -118,11 +147,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		m.Ack()
 	})
-	d.logger.Info("dispatcher stopped", "event", "dispatcher.stopped")
-	if err != nil {
-		return fmt.Errorf("receive from %s: %w", d.sub.String(), err)
-	}
-	return nil
 }
 
 // Handle does everything a message needs and returns nil when it may be
