@@ -190,10 +190,12 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 		}
 		return nil
 	case acc.Answer != nil:
+		// Counted once, as recorded: a redelivery after a failed publish
+		// finds it a duplicate and publishes it again, uncounted.
+		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, acc.Answer)
 		if err := d.publish(ctx, &acc.Item); err != nil {
 			return err
 		}
-		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, acc.Answer)
 	}
 	if acc.Purge {
 		if err := d.store.Purge(ctx, req.SessionID); err != nil {
@@ -262,16 +264,13 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 	if err != nil {
 		return err
 	}
-	if dup && (item.Status != session.ItemDone || item.Published) {
-		return nil
-	}
-	if err := d.publish(ctx, &item); err != nil {
-		return err
-	}
 	if !dup {
 		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, c)
 	}
-	return nil
+	if dup && (item.Status != session.ItemDone || item.Published) {
+		return nil
+	}
+	return d.publish(ctx, &item)
 }
 
 // publish sends an item's recorded completion and marks it published.
