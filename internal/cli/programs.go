@@ -70,6 +70,8 @@ dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`)
 	fs.Env("max-outstanding", "SANDRUN_MAX_OUTSTANDING")
 	fs.DurationVar(&dc.ShutdownTimeout, "shutdown-timeout", dispatcher.DefaultShutdownTimeout, "how long a stopping dispatcher waits for the messages in hand")
 	fs.Env("shutdown-timeout", "SANDRUN_SHUTDOWN_TIMEOUT")
+	fs.DurationVar(&dc.AckExtension, "ack-extension", dispatcher.DefaultAckExtension, "how far at a time the ack deadline of messages in hand is extended (10s to 10m); a dead dispatcher's messages are redelivered after about that long")
+	fs.Env("ack-extension", "SANDRUN_ACK_EXTENSION")
 	sys.DefineHTTP(fs)
 	level := defineLogLevel(fs)
 	if err := fs.Parse(env.Getenv, args); err != nil {

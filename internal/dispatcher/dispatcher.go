@@ -50,6 +50,11 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for messages in hand once the
 	// dispatcher is told to stop.
 	ShutdownTimeout time.Duration
+	// AckExtension is how far at a time the dispatcher extends the ack
+	// deadline of the messages in hand (Pub/Sub allows 10 s to 600 s): when
+	// a dispatcher dies, its messages, and the later requests of their
+	// sessions, wait about that long for redelivery.
+	AckExtension time.Duration
 }
 
 // Defaults of Config.
@@ -57,6 +62,7 @@ const (
 	DefaultMaxOutstanding  = 200
 	DefaultHandleTimeout   = 2 * time.Minute
 	DefaultShutdownTimeout = 30 * time.Second
+	DefaultAckExtension    = 10 * time.Second
 )
 
 // Dispatcher handles requests from one subscription.
@@ -90,6 +96,9 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if cfg.AckExtension <= 0 {
+		cfg.AckExtension = DefaultAckExtension
+	}
 	d := &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, pool: pool, sub: sub, logger: logger}
 	// From the global meter provider: no-ops unless metrics are on.
 	m := otel.GetMeterProvider().Meter(meterName)
@@ -103,6 +112,8 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 // waits for the messages in hand, up to the shutdown timeout.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.sub.ReceiveSettings.MaxOutstandingMessages = d.cfg.MaxOutstanding
+	d.sub.ReceiveSettings.MinDurationPerAckExtension = d.cfg.AckExtension
+	d.sub.ReceiveSettings.MaxDurationPerAckExtension = d.cfg.AckExtension
 	// No timeout for the client library: with one, Receive returns before
 	// the acks of the messages it finished are sent, and a program that
 	// exits then gets them redelivered only after their ack deadline,
