@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -330,12 +332,14 @@ func TestReliabilityFaults(t *testing.T) {
 }
 
 // TestReliabilitySoak keeps a steady load on the system and samples the
-// dispatcher's and the reaper's resident memory, open files and threads,
-// which must stay flat.
+// dispatcher's and the reaper's resident memory, open files, threads and
+// goroutines, which must stay flat.
 func TestReliabilitySoak(t *testing.T) {
 	sc := scale()
 	w := start(t, options{ownDispatcher: true, ownReaper: true})
-	dispatcher, reaper := w.program("dispatcher"), w.program("reaper")
+	dAddr, rAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dispatcher, reaper := w.program("dispatcher", "--http-addr", dAddr), w.program("reaper", "--http-addr", rAddr)
+	addrs := map[string]string{"dispatcher": dAddr, "reaper": rAddr}
 	const sessions = 8
 	ctx, cancel := context.WithTimeout(context.Background(), sc.soak)
 	defer cancel()
@@ -361,7 +365,7 @@ func TestReliabilitySoak(t *testing.T) {
 			}
 		}()
 	}
-	type sample struct{ rss, fds, threads int64 }
+	type sample struct{ rss, fds, threads, goroutines int64 }
 	var samples = map[string][]sample{}
 	probe := func() {
 		for name, p := range map[string]*program{"dispatcher": dispatcher, "reaper": reaper} {
@@ -369,7 +373,7 @@ func TestReliabilitySoak(t *testing.T) {
 			rss, _ := procfs.RSS(pid)
 			fds, _ := procfs.Count(pid, "fd")
 			threads, _ := procfs.Count(pid, "task")
-			samples[name] = append(samples[name], sample{rss, int64(fds), int64(threads)})
+			samples[name] = append(samples[name], sample{rss, int64(fds), int64(threads), goroutines(t, addrs[name])})
 		}
 	}
 	tick := time.NewTicker(sc.soak / 20)
@@ -410,6 +414,7 @@ func TestReliabilitySoak(t *testing.T) {
 			{"resident memory", func(s sample) int64 { return s.rss }, 16 << 20},
 			{"open files", func(s sample) int64 { return s.fds }, 8},
 			{"threads", func(s sample) int64 { return s.threads }, 4},
+			{"goroutines", func(s sample) int64 { return s.goroutines }, 20},
 		} {
 			e, l := avg(early, m.f), avg(late, m.f)
 			t.Logf("soak %s %s: %.0f early, %.0f late", name, m.what, e, l)
@@ -419,4 +424,26 @@ func TestReliabilitySoak(t *testing.T) {
 		}
 	}
 	report(t, o)
+}
+
+// goroutines reads go_goroutines from a program's /metrics; a scrape
+// that fails fails the test.
+func goroutines(t *testing.T, addr string) int64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Errorf("scrape %s: %v", addr, err)
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return int64(n)
+			}
+		}
+	}
+	t.Errorf("no go_goroutines at %s", addr)
+	return -1
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -96,6 +97,9 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	}
 	if opts.Prometheus {
 		reg := prometheus.NewRegistry()
+		// The Go runtime's and the process's own figures (goroutines,
+		// memory, open files) come along, for a soak to watch.
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		exp, err := otelprom.New(otelprom.WithRegisterer(reg))
 		if err != nil {
 			return nil, fmt.Errorf("Prometheus exporter: %w", err)
