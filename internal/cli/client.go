@@ -90,7 +90,8 @@ func (c *clientFlags) define(fs *config.FlagSet) {
 // parse parses the flags after pointing the process at `sandrun dev` if
 // nothing else says where sandrun is.
 func (c *clientFlags) parse(fs *config.FlagSet, env *Env, args []string) error {
-	if !hasFlag(args, "project") {
+	// Asking for help needs no sandrun to talk to.
+	if !hasFlag(args, "project") && !hasFlag(args, "h") && !hasFlag(args, "help") {
 		if err := useDevEnv(env); err != nil {
 			return err
 		}

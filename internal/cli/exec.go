@@ -139,8 +139,12 @@ func runSession(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintln(env.Stderr, usage)
 		return errUsage
 	}
-	if args[0] == "list" {
+	switch args[0] {
+	case "list":
 		return runSessionList(ctx, env, args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(env.Stderr, usage)
+		return nil
 	}
 	ops := map[string]api.Op{"create": api.OpSessionCreate, "get": api.OpSessionGet, "destroy": api.OpSessionDestroy}
 	op, ok := ops[args[0]]
