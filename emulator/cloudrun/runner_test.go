@@ -3,6 +3,7 @@ package cloudrun
 import (
 	"context"
 	"fmt"
+	"github.com/sandrun/sandrun/internal/procfs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,7 +50,7 @@ func TestCancelEndsTheWholeProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		eventually(t, time.Second-time.Since(start), fmt.Sprintf("process %d ends", pid), func() bool { return processGone(pid) })
+		eventually(t, time.Second-time.Since(start), fmt.Sprintf("process %d ends", pid), func() bool { return procfs.Gone(pid) })
 	}
 	e, err := cop.Wait(t.Context())
 	if err != nil {
@@ -98,7 +99,7 @@ func TestTaskProcessesDieWithTheTask(t *testing.T) {
 		t.Fatalf("execution = %v", e)
 	}
 	bg := readPID(t, filepath.Join(dir, "bg"))
-	if !processGone(bg) { // the execution ends once its processes have
+	if !procfs.Gone(bg) { // the execution ends once its processes have
 		t.Errorf("background process %d outlived its task", bg)
 	}
 
@@ -109,7 +110,7 @@ func TestTaskProcessesDieWithTheTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.wait(t, op)
-	if !processGone(bg2) {
+	if !procfs.Gone(bg2) {
 		t.Errorf("background process %d outlived its cancelled task", bg2)
 	}
 }
@@ -132,7 +133,7 @@ func TestKillExecutionFailsTasksAndRetries(t *testing.T) {
 	if e.GetSucceededCount() != 1 || e.GetRetriedCount() != 1 {
 		t.Errorf("succeeded %d, retried %d: want 1, 1", e.GetSucceededCount(), e.GetRetriedCount())
 	}
-	if !processGone(pid) {
+	if !procfs.Gone(pid) {
 		t.Errorf("killed process %d still runs", pid)
 	}
 
@@ -177,7 +178,7 @@ func TestDeleteJobCancelsItsExecutions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if !processGone(pid) {
+		if !procfs.Gone(pid) {
 			t.Errorf("process %d outlived the deletion of its job", pid)
 		}
 	}
@@ -264,7 +265,7 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Error("Close met a task that ignores SIGTERM within 500ms and reported no error")
 	}
 	for _, pid := range pids {
-		if !processGone(pid) {
+		if !procfs.Gone(pid) {
 			t.Errorf("process %d outlived Close", pid)
 		}
 	}
@@ -333,14 +334,14 @@ func TestCrashedEmulatorLeavesNoOrphans(t *testing.T) {
 		cmd.Wait()
 	})
 	pid := readPID(t, filepath.Join(dir, "pid"))
-	if processGone(pid) {
+	if procfs.Gone(pid) {
 		t.Fatalf("task process %d is not running", pid)
 	}
 	if err := cmd.Process.Kill(); err != nil { // the emulator crashes
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	eventually(t, 5*time.Second, "the task dies with its emulator", func() bool { return processGone(pid) })
+	eventually(t, 5*time.Second, "the task dies with its emulator", func() bool { return procfs.Gone(pid) })
 }
 
 // waitRunning waits until the server counts execution name as running: its

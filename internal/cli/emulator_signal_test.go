@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"github.com/sandrun/sandrun/internal/procfs"
 	"io"
 	"os"
 	"os/exec"
@@ -119,7 +119,7 @@ func TestEmulatorStopsOnSignal(t *testing.T) {
 				t.Fatalf("sandrun emulator still runs 30 s after %v; stderr:\n%s", sig, stderr.String())
 			}
 			// The emulator waits for its task processes before it exits.
-			if !processGone(pid) {
+			if !procfs.Gone(pid) {
 				t.Errorf("the execution's sleep (pid %d) outlived sandrun emulator", pid)
 			}
 			if !strings.Contains(stderr.String(), "stopping local cloud") {
@@ -172,21 +172,6 @@ func waitForSleep(t *testing.T, pidFile string) int {
 	}
 	t.Fatalf("no sleep 600 behind %s after 30 s", pidFile)
 	return 0
-}
-
-// processGone reports whether process pid has ended. A process left to an
-// init that does not reap is a zombie: it has ended too.
-func processGone(pid int) bool {
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	f := bytes.Fields(stat[i+1:])
-	return len(f) > 0 && string(f[0]) == "Z"
 }
 
 func TestAdminClientHint(t *testing.T) {

@@ -1,15 +1,18 @@
 // Package procfs reads what the benchmark and the tests need to know about
 // local processes from Linux's /proc: which processes carry an environment
-// variable, and how much memory one used at its peak. It only reads.
+// variable, how much memory one uses, whether one has ended. It only
+// reads.
 package procfs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // WithEnv lists the live processes whose environment holds the exact
@@ -65,4 +68,19 @@ func statusBytes(pid int, name string) (int64, error) {
 func Count(pid int, dir string) (int, error) {
 	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/%s", pid, dir))
 	return len(entries), err
+}
+
+// Gone reports whether process pid has ended. A process whose dead parent
+// left it to an init that does not reap is a zombie: it has ended too.
+func Gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	f := bytes.Fields(stat[i+1:])
+	return len(f) > 0 && string(f[0]) == "Z"
 }
