@@ -3,6 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/procfs"
 )
 
 // megabyteCommand prints 1 MB.
@@ -159,6 +163,7 @@ func (r *runner) throughput(ctx context.Context) error {
 		}
 		var done, failed atomic.Int64
 		rctx, cancel := context.WithTimeout(ctx, d)
+		hostsCPU, selfCPU := r.hostsCPU(), selfCPUTime()
 		start := time.Now()
 		for _, id := range ids {
 			wg.Add(1)
@@ -175,11 +180,19 @@ func (r *runner) throughput(ctx context.Context) error {
 		}
 		wg.Wait()
 		cancel()
-		rate := float64(done.Load()) / time.Since(start).Seconds()
+		elapsed := time.Since(start)
+		rate := float64(done.Load()) / elapsed.Seconds()
+		hostsCPU, selfCPU = r.hostsCPU()-hostsCPU, selfCPUTime()-selfCPU
 		res := Result{Name: fmt.Sprintf("throughput, %d sessions", k), Unit: "req/s", Value: rate,
 			Floor: floor, FloorName: fmt.Sprintf("two Pub/Sub hops, ordered, %d senders", k)}
+		// Where the machine's CPU went: the hosts (and the commands they
+		// ran), and this process (the local cloud, dispatcher, reaper and
+		// client).
+		res.Note = fmt.Sprintf("CPU per request: hosts %.1f ms, local cloud + dispatcher + reaper + client %.1f ms; %.0f%% of the machine's %d CPUs busy with them",
+			ms(hostsCPU)/float64(done.Load()), ms(selfCPU)/float64(done.Load()),
+			100*(hostsCPU+selfCPU).Seconds()/elapsed.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
 		if failed.Load() > 0 {
-			res.Note = fmt.Sprintf("%d requests failed", failed.Load())
+			res.Note += fmt.Sprintf("; %d requests failed", failed.Load())
 		}
 		r.add(res)
 	}
@@ -187,3 +200,24 @@ func (r *runner) throughput(ctx context.Context) error {
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// hostsCPU sums the CPU time the run's hosts, and what they ran, have
+// used so far (children's time counts once they are reaped by a host).
+func (r *runner) hostsCPU() time.Duration {
+	var total time.Duration
+	for _, pid := range procfs.WithEnv("SANDRUN_WORKSPACES_DIR=" + filepath.Join(r.state, "workspaces")) {
+		if t, err := procfs.CPUTime(pid, true); err == nil {
+			total += t
+		}
+	}
+	return total
+}
+
+// selfCPUTime is this process's CPU time, without its children: the
+// hosts are its children on the local cloud.
+func selfCPUTime() time.Duration {
+	t, _ := procfs.CPUTime(os.Getpid(), false)
+	return t
+}

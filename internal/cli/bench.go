@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -25,8 +26,20 @@ and writes the results as JSON.`)
 	out := fs.String("json", "bench-results.json", "write the results as JSON to this file (empty: do not)")
 	startDelay := fs.Duration("start-delay", 0, "simulated cold start of every execution")
 	poolDelay := fs.Duration("pool-start-delay", bench.DefaultPoolStartDelay, "simulated cold start of the warm pool measurement (new sessions with and without a pool)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the local cloud, the dispatcher, the reaper and the client; not the hosts) to this file")
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("create CPU profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("start CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	executor, err := os.Executable()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // WithEnv lists the live processes whose environment holds the exact
@@ -83,4 +84,34 @@ func Gone(pid int) bool {
 	i := bytes.LastIndexByte(stat, ')')
 	f := bytes.Fields(stat[i+1:])
 	return len(f) > 0 && string(f[0]) == "Z"
+}
+
+// CPUTime returns the CPU time (user and system) a process has used, with
+// that of its children it has reaped when withChildren, from /proc/PID/stat
+// (clock ticks of 1/100 s, Linux's USER_HZ).
+func CPUTime(pid int, withChildren bool) (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	f := bytes.Fields(stat[i+1:])
+	if len(f) < 15 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	// After the command: state, then utime, stime, cutime, cstime at
+	// fields 14 to 17 of the line, 11 to 14 here.
+	last := 12
+	if withChildren {
+		last = 14
+	}
+	var ticks int64
+	for _, field := range f[11 : last+1] {
+		n, err := strconv.ParseInt(string(field), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
