@@ -28,7 +28,7 @@ reliability: ## the reliability suite at full size (2,000 requests per scenario,
 	SANDRUN_RELIABILITY=full SANDRUN_RELIABILITY_REPORT=$(CURDIR)/reliability-results.jsonl \
 	  $(GO) test -count=1 -timeout 90m -run 'TestReliability' -v ./e2e/
 
-fuzz: ## run each fuzz target (those matching the regexp FUZZ, default all) for FUZZTIME
+fuzz: ## run each fuzz target (those matching the regexp FUZZ, default all) for FUZZTIME (a duration, or a count such as 500x)
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //' | grep -E '$(FUZZ)'); do \
