@@ -3,12 +3,10 @@ package session
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"google.golang.org/api/iterator"
 
 	"github.com/sandrun/sandrun/api"
 )
@@ -135,23 +133,8 @@ func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 // Queued returns up to limit of the session's queued items, in sequence
 // order.
 func (s *Store) Queued(ctx context.Context, sessionID string, limit int) ([]Item, error) {
-	it := s.queuedQuery(sessionID).Limit(limit).Documents(ctx)
-	defer it.Stop()
-	var items []Item
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return items, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read inbox of session %s: %w", sessionID, err)
-		}
-		var item Item
-		if err := snap.DataTo(&item); err != nil {
-			return nil, fmt.Errorf("decode inbox item %s: %w", snap.Ref.Path, err)
-		}
-		items = append(items, item)
-	}
+	items, _, err := readAll[Item](s.queuedQuery(sessionID).Limit(limit).Documents(ctx), "inbox of session "+sessionID)
+	return items, err
 }
 
 // WatchQueued signals on the returned channel whenever the session's queued

@@ -2,12 +2,10 @@ package session
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
-	"google.golang.org/api/iterator"
 
 	"github.com/sandrun/sandrun/api"
 )
@@ -61,23 +59,13 @@ func (s *Store) List(ctx context.Context, opts ListOptions) ([]SessionSummary, e
 	}
 	q = q.OrderBy("updated_at", firestore.Desc).Limit(limit)
 
-	var docs []*Doc
-	var ids []string
-	it := q.Documents(ctx)
-	defer it.Stop()
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list sessions: %w", err)
-		}
-		d := new(Doc)
-		if err := snap.DataTo(d); err != nil {
-			return nil, fmt.Errorf("decode session %s: %w", snap.Ref.ID, err)
-		}
-		docs, ids = append(docs, d), append(ids, snap.Ref.ID)
+	docs, sessionRefs, err := readAll[Doc](q.Documents(ctx), "sessions")
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(sessionRefs))
+	for i, ref := range sessionRefs {
+		ids[i] = ref.ID
 	}
 	if len(docs) == 0 {
 		return nil, nil
@@ -94,7 +82,8 @@ func (s *Store) List(ctx context.Context, opts ListOptions) ([]SessionSummary, e
 	}
 	now := s.now()
 	out := make([]SessionSummary, len(docs))
-	for i, d := range docs {
+	for i := range docs {
+		d := &docs[i]
 		var ld *LeaseDoc
 		if snaps[i].Exists() {
 			ld = new(LeaseDoc)

@@ -2,12 +2,9 @@ package session
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"google.golang.org/api/iterator"
 )
 
 // Overview is the whole system at a glance, as Firestore has it.
@@ -39,20 +36,8 @@ func (s *Store) Overview(ctx context.Context, since time.Time, limit int) (*Over
 		return nil, err
 	}
 	q := s.fs.CollectionGroup(inboxCollection).Where("finished_at", ">", since).OrderBy("finished_at", firestore.Desc).Limit(limit)
-	it := q.Documents(ctx)
-	defer it.Stop()
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return &o, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list recent requests: %w", err)
-		}
-		var item Item
-		if err := snap.DataTo(&item); err != nil {
-			return nil, fmt.Errorf("decode inbox item %s: %w", snap.Ref.Path, err)
-		}
-		o.Recent = append(o.Recent, item)
+	if o.Recent, _, err = readAll[Item](q.Documents(ctx), "recent requests"); err != nil {
+		return nil, err
 	}
+	return &o, nil
 }

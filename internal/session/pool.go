@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -229,24 +228,17 @@ func (s *Store) ClaimMember(ctx context.Context, sessionID, launchID, traceparen
 	// A few candidates, tried in random order, so that dispatchers racing
 	// for the pool seldom collide on one document.
 	const candidates = 8
-	it := s.fs.Collection(poolCollection).Where("status", "==", MemberIdle).Limit(candidates * 4).Documents(ctx)
+	idle, refs, err := readAll[MemberDoc](s.fs.Collection(poolCollection).Where("status", "==", MemberIdle).Limit(candidates*4).Documents(ctx), "idle pool members")
+	if err != nil {
+		return nil, err
+	}
 	var ids []string
 	now := s.now()
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
-		if err != nil {
-			it.Stop()
-			return nil, fmt.Errorf("list idle pool members: %w", err)
-		}
-		var m MemberDoc
-		if err := snap.DataTo(&m); err == nil && m.Expires.After(now) {
-			ids = append(ids, snap.Ref.ID)
+	for i, m := range idle {
+		if m.Expires.After(now) {
+			ids = append(ids, refs[i].ID)
 		}
 	}
-	it.Stop()
 	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	if len(ids) > candidates {
 		ids = ids[:candidates]
@@ -303,21 +295,10 @@ func (s *Store) PoolAssignments(ctx context.Context, since time.Time) ([]Member,
 }
 
 func (s *Store) members(ctx context.Context, q firestore.Query, what string) ([]Member, error) {
-	it := q.Documents(ctx)
-	defer it.Stop()
+	docs, refs, err := readAll[MemberDoc](q.Documents(ctx), what)
 	var out []Member
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", what, err)
-		}
-		m := Member{ID: snap.Ref.ID}
-		if err := snap.DataTo(&m.MemberDoc); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
-		}
-		out = append(out, m)
+	for i, d := range docs {
+		out = append(out, Member{ID: refs[i].ID, MemberDoc: d})
 	}
+	return out, err
 }

@@ -9,7 +9,6 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/storage"
-	"google.golang.org/api/iterator"
 )
 
 // processesCollection holds a session's background processes:
@@ -71,46 +70,23 @@ func (s *Store) RecordProcess(ctx context.Context, lease *Lease, p ProcessDoc) e
 
 // Processes lists the session's registry, newest first.
 func (s *Store) Processes(ctx context.Context, sessionID string) ([]ProcessDoc, error) {
-	it := s.sessionRef(sessionID).Collection(processesCollection).OrderBy("started_at", firestore.Desc).Limit(1000).Documents(ctx)
-	defer it.Stop()
-	var out []ProcessDoc
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list processes of session %s: %w", sessionID, err)
-		}
-		var p ProcessDoc
-		if err := snap.DataTo(&p); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
-		}
-		out = append(out, p)
-	}
+	out, _, err := readAll[ProcessDoc](s.sessionRef(sessionID).Collection(processesCollection).OrderBy("started_at", firestore.Desc).Limit(1000).Documents(ctx),
+		"processes of session "+sessionID)
+	return out, err
 }
 
 // SettleProcesses marks as lost the registry entries that say running
 // although the host that ran them is gone (its epoch is past). It returns
 // how many it settled.
 func (s *Store) SettleProcesses(ctx context.Context) (int, error) {
-	it := s.fs.CollectionGroup(processesCollection).Where("status", "==", ProcessRunning).Documents(ctx)
-	defer it.Stop()
+	_, refs, err := readAll[ProcessDoc](s.fs.CollectionGroup(processesCollection).Where("status", "==", ProcessRunning).Documents(ctx), "running processes")
+	if err != nil {
+		return 0, err
+	}
 	now := s.now()
 	settled := 0
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return settled, nil
-		}
-		if err != nil {
-			return settled, fmt.Errorf("list running processes: %w", err)
-		}
-		var p ProcessDoc
-		if err := snap.DataTo(&p); err != nil {
-			return settled, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
-		}
-		id := sessionOf(snap.Ref)
+	for _, ref := range refs {
+		id := sessionOf(ref)
 		ok := false
 		err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 			ok = false
@@ -118,7 +94,7 @@ func (s *Store) SettleProcesses(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			cur, err := txGet[ProcessDoc](tx, snap.Ref)
+			cur, err := txGet[ProcessDoc](tx, ref)
 			if err != nil || cur == nil || cur.Status != ProcessRunning {
 				return err
 			}
@@ -127,15 +103,16 @@ func (s *Store) SettleProcesses(ctx context.Context) (int, error) {
 			}
 			cur.Status, cur.FinishedAt, cur.Reason = ProcessLost, now, "its host ended without reporting how the process ended"
 			ok = true
-			return tx.Set(snap.Ref, *cur)
+			return tx.Set(ref, *cur)
 		})
 		if err != nil {
-			return settled, fmt.Errorf("settle process %s: %w", snap.Ref.Path, err)
+			return settled, fmt.Errorf("settle process %s: %w", ref.Path, err)
 		}
 		if ok {
 			settled++
 		}
 	}
+	return settled, nil
 }
 
 // TransferObject is where a file.download puts a file.

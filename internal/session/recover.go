@@ -24,23 +24,9 @@ type Unpublished struct {
 // query finds (nil skips the item), and returns them to publish. Every read
 // happens before the first write, as Firestore transactions require.
 func answerAll(tx *firestore.Transaction, q firestore.Query, now time.Time, answer func(*Item) *api.Completion) ([]Unpublished, error) {
-	it := tx.Documents(q)
-	defer it.Stop()
-	var refs []*firestore.DocumentRef
-	var items []Item
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list inbox items: %w", err)
-		}
-		var item Item
-		if err := snap.DataTo(&item); err != nil {
-			return nil, fmt.Errorf("decode inbox item %s: %w", snap.Ref.Path, err)
-		}
-		refs, items = append(refs, snap.Ref), append(items, item)
+	items, refs, err := readAll[Item](tx.Documents(q), "inbox items")
+	if err != nil {
+		return nil, err
 	}
 	var out []Unpublished
 	for i := range items {
@@ -136,19 +122,12 @@ func sessionOf(ref *firestore.DocumentRef) string { return ref.Parent.Parent.ID 
 // ExpiredHosts lists sessions whose host's lease lapsed before now.
 func (s *Store) ExpiredHosts(ctx context.Context) ([]string, error) {
 	q := s.fs.CollectionGroup(runtimeCollection).Where("lease_expires", ">", time.Unix(1, 0)).Where("lease_expires", "<", s.now())
-	it := q.Select().Documents(ctx)
-	defer it.Stop()
+	_, refs, err := readAll[struct{}](q.Select().Documents(ctx), "sessions with expired hosts")
 	var ids []string
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return ids, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list sessions with expired hosts: %w", err)
-		}
-		ids = append(ids, sessionOf(snap.Ref))
+	for _, ref := range refs {
+		ids = append(ids, sessionOf(ref))
 	}
+	return ids, err
 }
 
 // Waiting is a session with queued requests and no host.
@@ -160,19 +139,14 @@ type Waiting struct {
 
 // Waiting lists active sessions with queued requests and no live host.
 func (s *Store) Waiting(ctx context.Context) ([]Waiting, error) {
-	it := s.fs.CollectionGroup(inboxCollection).Where("status", "==", ItemQueued).Select().Documents(ctx)
-	defer it.Stop()
+	_, refs, err := readAll[struct{}](s.fs.CollectionGroup(inboxCollection).Where("status", "==", ItemQueued).Select().Documents(ctx), "queued requests")
+	if err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	var out []Waiting
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list queued requests: %w", err)
-		}
-		id := sessionOf(snap.Ref)
+	for _, ref := range refs {
+		id := sessionOf(ref)
 		if seen[id] {
 			continue
 		}
@@ -198,6 +172,7 @@ func (s *Store) Waiting(ctx context.Context) ([]Waiting, error) {
 		}
 		out = append(out, w)
 	}
+	return out, nil
 }
 
 // Relaunch claims a launch for a session with queued requests, no host and
@@ -274,23 +249,12 @@ func (s *Store) finishedSince(tx *firestore.Transaction, sessionID string, t tim
 func (s *Store) Unpublished(ctx context.Context, cutoff time.Time, limit int) ([]Unpublished, error) {
 	q := s.fs.CollectionGroup(inboxCollection).Where("status", "==", ItemDone).Where("published", "==", false).
 		Where("finished_at", "<", cutoff).Limit(limit)
-	it := q.Documents(ctx)
-	defer it.Stop()
+	items, _, err := readAll[Item](q.Documents(ctx), "unpublished completions")
 	var out []Unpublished
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list unpublished completions: %w", err)
-		}
-		var item Item
-		if err := snap.DataTo(&item); err != nil {
-			return nil, fmt.Errorf("decode inbox item %s: %w", snap.Ref.Path, err)
-		}
+	for _, item := range items {
 		out = append(out, Unpublished{SessionID: item.SessionID, RequestID: item.RequestID, Completion: []byte(item.Completion)})
 	}
+	return out, err
 }
 
 // Stale lists active sessions without activity since cutoff.
@@ -316,54 +280,30 @@ func (s *Store) Hosted(ctx context.Context) (map[string]bool, error) {
 	for _, m := range members {
 		out[m.Execution] = true
 	}
-	it := s.fs.CollectionGroup(runtimeCollection).Where("execution", ">", "").Documents(ctx)
-	defer it.Stop()
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list hosts: %w", err)
-		}
-		var ld LeaseDoc
-		if err := snap.DataTo(&ld); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
-		}
+	leases, _, err := readAll[LeaseDoc](s.fs.CollectionGroup(runtimeCollection).Where("execution", ">", "").Documents(ctx), "hosts")
+	if err != nil {
+		return nil, err
+	}
+	for _, ld := range leases {
 		out[ld.Execution] = true
 	}
-	it2 := s.fs.Collection(sessionsCollection).Where("launch.execution", ">", "").Documents(ctx)
-	defer it2.Stop()
-	for {
-		snap, err := it2.Next()
-		if errors.Is(err, iterator.Done) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list launches: %w", err)
-		}
-		var d Doc
-		if err := snap.DataTo(&d); err != nil {
-			return nil, fmt.Errorf("decode session %s: %w", snap.Ref.ID, err)
-		}
+	launched, _, err := readAll[Doc](s.fs.Collection(sessionsCollection).Where("launch.execution", ">", "").Documents(ctx), "launches")
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range launched {
 		out[d.Launch.Execution] = true
 	}
+	return out, nil
 }
 
 func (s *Store) sessionIDs(ctx context.Context, q firestore.Query, what string) ([]string, error) {
-	it := q.Select().Documents(ctx)
-	defer it.Stop()
+	_, refs, err := readAll[struct{}](q.Select().Documents(ctx), what)
 	var ids []string
-	for {
-		snap, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return ids, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", what, err)
-		}
-		ids = append(ids, snap.Ref.ID)
+	for _, ref := range refs {
+		ids = append(ids, ref.ID)
 	}
+	return ids, err
 }
 
 // Destroy ends a session's life whatever runs in it: the host, if any, loses

@@ -114,6 +114,28 @@ func txGet[T any](tx *firestore.Transaction, ref *firestore.DocumentRef) (*T, er
 	return v, nil
 }
 
+// readAll decodes every document it yields into a T, in order, with its
+// reference, and stops it. what names the documents in errors.
+func readAll[T any](it *firestore.DocumentIterator, what string) ([]T, []*firestore.DocumentRef, error) {
+	defer it.Stop()
+	var out []T
+	var refs []*firestore.DocumentRef
+	for {
+		snap, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, refs, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("list %s: %w", what, err)
+		}
+		var v T
+		if err := snap.DataTo(&v); err != nil {
+			return nil, nil, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
+		}
+		out, refs = append(out, v), append(refs, snap.Ref)
+	}
+}
+
 // get reads a document outside a transaction; a missing one is ErrNotFound.
 func get[T any](ctx context.Context, ref *firestore.DocumentRef) (*T, error) {
 	snap, err := ref.Get(ctx)
