@@ -30,6 +30,11 @@ locals {
 
   # The settings every program reads (internal/system.Config.Define). Each
   # program takes only what it needs, but one set keeps them in agreement.
+  # OTEL_EXPORTER_OTLP_ENDPOINT only when set: its presence turns export on.
+  otel_env = var.otel_exporter_otlp_endpoint == "" ? {} : {
+    OTEL_EXPORTER_OTLP_ENDPOINT = var.otel_exporter_otlp_endpoint
+  }
+
   common_env = {
     SANDRUN_PROJECT           = var.project
     SANDRUN_REGION            = var.region
@@ -44,7 +49,7 @@ locals {
   }
 
   # The executor's own settings (internal/system.HostConfig.DefineHost).
-  executor_env = merge(local.common_env, {
+  executor_env = merge(local.common_env, local.otel_env, {
     SANDRUN_IDLE_TIMEOUT        = "${var.idle_timeout_seconds}s"
     SANDRUN_LEASE_TTL           = "${var.lease_ttl_seconds}s"
     SANDRUN_CHECKPOINT_INTERVAL = "${var.checkpoint_interval_seconds}s"
@@ -61,11 +66,11 @@ locals {
     SANDRUN_POOL_IDLE_TIMEOUT = "${var.pool_idle_timeout_seconds}s"
   }
 
-  dispatcher_env = merge(local.common_env, local.pool_env, {
+  dispatcher_env = merge(local.common_env, local.otel_env, local.pool_env, {
     SANDRUN_MAX_OUTSTANDING = tostring(var.dispatcher_max_outstanding)
   })
 
-  reaper_env = merge(local.common_env, local.pool_env)
+  reaper_env = merge(local.common_env, local.otel_env, local.pool_env)
 
   # IAM condition pieces. Object names in conditions are
   # projects/_/buckets/BUCKET/objects/NAME; a list request is checked on the

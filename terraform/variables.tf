@@ -295,6 +295,12 @@ variable "log_level" {
   }
 }
 
+variable "otel_exporter_otlp_endpoint" {
+  type        = string
+  description = "Where every program sends its traces and metrics over OTLP (gRPC), e.g. an OpenTelemetry Collector that forwards to Cloud Trace and Cloud Monitoring (OTEL_EXPORTER_OTLP_ENDPOINT). Empty: nothing is exported and instrumentation costs nothing."
+  default     = ""
+}
+
 # --- backend --------------------------------------------------------------------
 
 variable "backend_temporary_subscriptions" {
