@@ -71,7 +71,7 @@ func (r *runner) poolRun(ctx context.Context, env *environment, name string, wit
 			}
 			ds = append(ds, d)
 		}
-		p99 := 0.0
+		var p99 float64
 		warmP50, p99 = percentiles(ds)
 		r.add(Result{Name: "warm request, warm-pool system", Unit: "ms", P50: warmP50, P99: p99, Samples: len(ds),
 			Note: "the floor of the pooled new-session figure, on the same system"})

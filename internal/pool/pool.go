@@ -197,9 +197,6 @@ func New(policy Policy, store *session.Store, launcher Launcher, meters metric.M
 // Enabled reports whether the pool is on.
 func (p *Pool) Enabled() bool { return p != nil && p.policy.Enabled() }
 
-// Policy is the pool's policy with its defaults.
-func (p *Pool) Policy() Policy { return p.policy }
-
 // Claim hands a session's launch to an idle member and returns the
 // member's execution, or "" when no member is idle (a miss: the caller
 // launches the host itself). Either way a refill is requested.
