@@ -204,11 +204,8 @@ func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) int {
 }
 
 func (r *Reaper) launch(ctx context.Context, sessionID string, l *session.Launch, rep *Report) {
-	var p dispatcher.Pool
-	if r.pool.Enabled() {
-		p = r.pool
-	}
-	dispatcher.Launch(ctx, r.store, r.runner, p, r.logger.With("session_id", sessionID), sessionID, l, "")
+	// A pool that is off, or none, claims nothing: every launch is a RunJob.
+	dispatcher.Launch(ctx, r.store, r.runner, r.pool, r.logger.With("session_id", sessionID), sessionID, l, "")
 	rep.Launched++
 }
 

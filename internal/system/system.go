@@ -130,9 +130,7 @@ func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger 
 	defer stopHTTP()
 	sub := s.clients.PubSub.Subscriber(c.Names.Dispatcher)
 	p := pool.New(c.Pool, s.store, runner, nil, logger)
-	var claims dispatcher.Pool
 	if p.Enabled() {
-		claims = p
 		// The dispatcher refills the pool as it takes from it, so that
 		// the pool keeps up with arrivals between reaper passes.
 		done := make(chan struct{})
@@ -140,7 +138,7 @@ func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger 
 		go func() { defer close(done); p.Run(pctx, pool.DefaultRefillInterval) }()
 		defer func() { cancel(); <-done }()
 	}
-	return dispatcher.New(dc, sub, s.store, s.queue, runner, claims, logger).Run(ctx)
+	return dispatcher.New(dc, sub, s.store, s.queue, runner, p, logger).Run(ctx)
 }
 
 // RunReaper runs the reaper until ctx ends, or makes one pass when once.
