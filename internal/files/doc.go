@@ -21,6 +21,13 @@
 // lets it touch: the package is no jail. An empty path, a NUL byte, or
 // more than MaxPathBytes is ErrInvalid.
 //
+// One exception: the entries of the host's own /proc directory
+// (/proc/self, /proc/thread-self, /proc/PID of the host or of any of its
+// threads), which hold the host's environment and memory and so its cloud
+// credential, are refused with ErrPrecondition however the path reaches
+// them. The check is made on the opened file, so a symlink swapped in
+// between cannot get past it.
+//
 // # Writes
 //
 // A write that replaces content (Write, WriteFrom, Replace) goes to a

@@ -65,6 +65,12 @@ func newError(op, path string, kind error, format string, args ...any) error {
 	return &opError{op: op, path: path, kind: kind, msg: fmt.Sprintf(format, args...)}
 }
 
+// errOwnProc is the error for a file of the host's own /proc directory
+// (see ownProcEntry).
+func errOwnProc(op, path string) error {
+	return newError(op, path, ErrPrecondition, "permission denied: the session host's own /proc entries are not served")
+}
+
 // lookupErr classifies an error of the operating system met while looking
 // at an existing path: a missing component, or one that is a file where a
 // directory was needed, is ErrNotFound.

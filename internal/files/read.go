@@ -125,6 +125,10 @@ func openRegular(op, abs string) (*os.File, os.FileInfo, error) {
 	if err != nil {
 		return nil, nil, lookupErr(op, abs, err)
 	}
+	if ownProcEntry(f) {
+		f.Close()
+		return nil, nil, errOwnProc(op, abs)
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()

@@ -147,7 +147,7 @@ func (s *searcher) file(abs, rel string, flags int) error {
 		return nil
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || ownProcEntry(f) {
 		s.res.FilesSkipped++
 		return nil
 	}

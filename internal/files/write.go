@@ -219,6 +219,9 @@ func (t *writeTarget) append(data []byte, setMode bool) error {
 		return createErr(t.op, t.abs, err)
 	}
 	defer f.Close()
+	if ownProcEntry(f) {
+		return errOwnProc(t.op, t.abs)
+	}
 	if !t.exists || setMode {
 		if err := f.Chmod(t.mode); err != nil {
 			return createErr(t.op, t.abs, err)
