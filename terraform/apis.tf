@@ -1,8 +1,9 @@
-# The APIs sandrun and this configuration call (iamcredentials: impersonating
-# the backend service account, docs/deploy.md step 6). serviceusage and
-# cloudresourcemanager must be on before Terraform can enable the others
-# (docs/deploy.md enables them with gcloud first); they are listed so that
-# Terraform keeps them on.
+# The APIs sandrun and this configuration call (iamcredentials: the
+# dispatcher and the reaper minting the host's access tokens, and
+# impersonating the backend service account, docs/deploy.md step 6).
+# serviceusage and cloudresourcemanager must be on before Terraform can
+# enable the others (docs/deploy.md enables them with gcloud first); they are
+# listed so that Terraform keeps them on.
 locals {
   services = toset([
     "artifactregistry.googleapis.com",

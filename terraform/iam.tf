@@ -3,6 +3,13 @@
 # IAM allows it. docs/deploy.md ("Least privilege") explains each grant and
 # what an untrusted command in the sandbox can still reach.
 #
+# The executor job runs as sandrun-sandbox, which holds nothing: untrusted
+# commands reach the job's identity through the metadata server. The
+# session host's rights belong to sandrun-executor, which no workload runs
+# as: the dispatcher and the reaper mint short-lived access tokens for it
+# (IAM Credentials generateAccessToken) and pass them to each execution they
+# launch; the host keeps them in memory and never gives them to the commands.
+#
 # Where a grant cannot be on the resource:
 # - Firestore has no per-collection or per-document IAM: its grants are on the
 #   project, narrowed by a condition to sandrun's database.
@@ -20,10 +27,21 @@ resource "google_service_account" "dispatcher" {
   depends_on = [google_project_service.apis]
 }
 
+# The host identity: attached to no workload.
 resource "google_service_account" "executor" {
   account_id   = "${var.name_prefix}-executor"
   display_name = "sandrun executor (session host)"
-  description  = "Runs one session's requests. Untrusted commands in the sandbox can obtain this account's token."
+  description  = "The session host's identity, attached to no workload: the dispatcher and reaper mint short-lived tokens for it and pass them to each execution, whose host holds them in memory."
+
+  depends_on = [google_project_service.apis]
+}
+
+# The executor job's runtime identity. Untrusted commands can obtain its
+# token from the metadata server, so it is granted nothing, anywhere.
+resource "google_service_account" "sandbox" {
+  account_id   = "${var.name_prefix}-sandbox"
+  display_name = "sandrun sandbox (executor job runtime)"
+  description  = "The executor job's runtime identity. Untrusted commands can obtain its token through the metadata server, so it holds no roles."
 
   depends_on = [google_project_service.apis]
 }
@@ -113,6 +131,20 @@ resource "google_project_iam_custom_role" "temporary_subscriptions" {
   depends_on = [google_project_service.apis]
 }
 
+# generateAccessToken, granted on the host identity only.
+# roles/iam.serviceAccountTokenCreator would also sign blobs and JWTs and
+# mint ID tokens.
+resource "google_project_iam_custom_role" "host_token_minter" {
+  role_id     = "${local.role_prefix}HostTokenMinter"
+  title       = "sandrun host token minter"
+  description = "Mint access tokens for the session host's service account."
+  permissions = [
+    "iam.serviceAccounts.getAccessToken",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
 # --- dispatcher ---------------------------------------------------------------
 
 resource "google_pubsub_subscription_iam_member" "dispatcher_requests" {
@@ -164,7 +196,15 @@ resource "google_cloud_run_v2_job_iam_member" "dispatcher_launches" {
   member   = google_service_account.dispatcher.member
 }
 
-# --- executor -----------------------------------------------------------------
+# The host's access tokens, for the executions it launches; on the executor
+# account only.
+resource "google_service_account_iam_member" "dispatcher_host_tokens" {
+  service_account_id = google_service_account.executor.name
+  role               = google_project_iam_custom_role.host_token_minter.name
+  member             = google_service_account.dispatcher.member
+}
+
+# --- executor: the host identity ----------------------------------------------
 
 resource "google_pubsub_topic_iam_member" "executor_completions" {
   topic  = google_pubsub_topic.completions.name
@@ -246,6 +286,14 @@ resource "google_cloud_run_v2_job_iam_member" "reaper_runs_reaper" {
   name     = google_cloud_run_v2_job.reaper.name
   role     = "roles/run.invoker"
   member   = google_service_account.reaper.member
+}
+
+# The host's access tokens, for the executions it relaunches; on the
+# executor account only.
+resource "google_service_account_iam_member" "reaper_host_tokens" {
+  service_account_id = google_service_account.executor.name
+  role               = google_project_iam_custom_role.host_token_minter.name
+  member             = google_service_account.reaper.member
 }
 
 # --- backend ------------------------------------------------------------------

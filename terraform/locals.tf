@@ -66,11 +66,18 @@ locals {
     SANDRUN_POOL_IDLE_TIMEOUT = "${var.pool_idle_timeout_seconds}s"
   }
 
-  dispatcher_env = merge(local.common_env, local.otel_env, local.pool_env, {
+  # The host identity whose access tokens the dispatcher and the reaper mint
+  # for the executions they launch (iam.tf). Not the executor's: it is given
+  # a token, never the means to mint one.
+  host_env = {
+    SANDRUN_HOST_SERVICE_ACCOUNT = google_service_account.executor.email
+  }
+
+  dispatcher_env = merge(local.common_env, local.otel_env, local.pool_env, local.host_env, {
     SANDRUN_MAX_OUTSTANDING = tostring(var.dispatcher_max_outstanding)
   })
 
-  reaper_env = merge(local.common_env, local.otel_env, local.pool_env)
+  reaper_env = merge(local.common_env, local.otel_env, local.pool_env, local.host_env)
 
   # IAM condition pieces. Object names in conditions are
   # projects/_/buckets/BUCKET/objects/NAME; a list request is checked on the

@@ -2,7 +2,9 @@
 
 # The sandbox: one execution hosts one session. The dispatcher and the
 # reaper start executions with RunJob, overriding SANDRUN_SESSION_ID and
-# SANDRUN_LAUNCH_ID.
+# SANDRUN_LAUNCH_ID, and hand each the host's access token (iam.tf). The job
+# runs as sandrun-sandbox, which holds nothing: the metadata server gives
+# commands that account's token, not the host's.
 resource "google_cloud_run_v2_job" "executor" {
   name                = local.names.executor_job
   location            = var.region
@@ -13,7 +15,7 @@ resource "google_cloud_run_v2_job" "executor" {
     parallelism = 1
 
     template {
-      service_account = google_service_account.executor.email
+      service_account = google_service_account.sandbox.email
       timeout         = "${var.executor_task_timeout_hours * 3600}s"
 
       # A failed host is not retried by Cloud Run: the reaper answers its
@@ -48,6 +50,7 @@ resource "google_cloud_run_v2_job" "executor" {
     }
   }
 
+  # The host identity's grants, which the host uses through its token.
   depends_on = [
     google_project_service.apis,
     google_project_iam_member.executor_firestore,
@@ -103,6 +106,7 @@ resource "google_cloud_run_v2_worker_pool" "dispatcher" {
     google_project_iam_member.dispatcher_firestore,
     google_storage_bucket_iam_member.dispatcher_objects,
     google_cloud_run_v2_job_iam_member.dispatcher_launches,
+    google_service_account_iam_member.dispatcher_host_tokens,
   ]
 }
 
@@ -153,6 +157,7 @@ resource "google_cloud_run_v2_job" "reaper" {
     google_storage_bucket_iam_member.reaper_objects,
     google_cloud_run_v2_job_iam_member.reaper_launches,
     google_cloud_run_v2_job_iam_member.reaper_lists,
+    google_service_account_iam_member.reaper_host_tokens,
   ]
 }
 

@@ -1,6 +1,7 @@
 package terraform
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -108,22 +109,7 @@ func TestSchemaCatchesMistakes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
-			for _, name := range tfFiles(t) {
-				src, err := os.ReadFile(name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if name == tt.file {
-					if !strings.Contains(string(src), tt.old) {
-						t.Fatalf("%s has no %q", name, tt.old)
-					}
-					src = []byte(strings.Replace(string(src), tt.old, tt.new, 1))
-				}
-				if err := os.WriteFile(filepath.Join(dir, name), src, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			dir := brokenCopy(t, tt.file, tt.old, tt.new)
 			diags, err := tfcheck.CheckDir(dir, s)
 			if err != nil {
 				t.Fatal(err)
@@ -138,6 +124,29 @@ func TestSchemaCatchesMistakes(t *testing.T) {
 	}
 }
 
+// brokenCopy copies this configuration to a temporary directory, with the
+// first from in file replaced by to, and returns the directory.
+func brokenCopy(t *testing.T, file, from, to string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range tfFiles(t) {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == file {
+			if !strings.Contains(string(src), from) {
+				t.Fatalf("%s has no %q", name, from)
+			}
+			src = []byte(strings.Replace(string(src), from, to, 1))
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 // config is the parsed configuration, for the tests of its properties.
 type config struct {
 	t       *testing.T
@@ -147,8 +156,19 @@ type config struct {
 
 func parse(t *testing.T) *config {
 	t.Helper()
+	return parseDir(t, ".")
+}
+
+// parseDir parses the configuration in dir.
+func parseDir(t *testing.T, dir string) *config {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.tf"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no .tf files in %s (%v)", dir, err)
+	}
+	sort.Strings(names)
 	c := &config{t: t, sources: map[string][]byte{}}
-	for _, name := range tfFiles(t) {
+	for _, name := range names {
 		src, err := os.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)
@@ -346,7 +366,7 @@ func TestDeploymentInvariants(t *testing.T) {
 		t.Errorf("the executor job retries %d times; the reaper relaunches instead", got)
 	}
 	c.attr(job, "template.template.timeout")
-	if got := c.text(job, "template.template.service_account"); got != "google_service_account.executor.email" {
+	if got := c.text(job, "template.template.service_account"); got != "google_service_account.sandbox.email" {
 		t.Errorf("the executor runs as %s", got)
 	}
 	limits := c.text(job, "template.template.containers.resources.limits")
@@ -361,7 +381,7 @@ func TestDeploymentInvariants(t *testing.T) {
 	}
 	c.one("resource", "google_cloud_scheduler_job", "reaper")
 
-	for _, sa := range []string{"dispatcher", "executor", "reaper", "backend"} {
+	for _, sa := range []string{"dispatcher", "executor", "sandbox", "reaper", "backend"} {
 		c.one("resource", "google_service_account", sa)
 	}
 
@@ -421,5 +441,463 @@ func TestDeploymentInvariants(t *testing.T) {
 	}
 	for _, out := range []string{"requests_topic", "completions_topic", "completions_subscription", "bucket", "backend_service_account"} {
 		c.one("output", out)
+	}
+}
+
+// --- the host identity ---------------------------------------------------------
+//
+// The executor job runs as sandrun-sandbox, whose token any command in the
+// sandbox can get from the metadata server, so it must hold nothing. The
+// session host's rights are sandrun-executor's, which no workload runs as:
+// the dispatcher and the reaper mint its access tokens (a custom role with
+// iam.serviceAccounts.getAccessToken, granted on that account alone) and
+// hand them to the executions they launch. Each check reports through
+// errorf, so that TestHostIdentityChecksCatchMistakes can run it on broken
+// copies of the configuration.
+
+// errorf reports a problem, as testing.T.Errorf does.
+type errorf func(format string, args ...any)
+
+// walkAttrs calls fn for every argument of body and of its nested blocks,
+// dynamic blocks' for_each and content included.
+func walkAttrs(body *hclsyntax.Body, fn func(*hclsyntax.Attribute)) {
+	names := make([]string, 0, len(body.Attributes))
+	for name := range body.Attributes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fn(body.Attributes[name])
+	}
+	for _, b := range body.Blocks {
+		walkAttrs(b.Body, fn)
+	}
+}
+
+// refersTo reports whether expr refers to the object path names, such as
+// google_service_account.sandbox or local.host_env, or to anything in it.
+func refersTo(expr hclsyntax.Expression, path ...string) bool {
+	for _, tr := range expr.Variables() {
+		if len(tr) < len(path) || tr.RootName() != path[0] {
+			continue
+		}
+		match := true
+		for i, name := range path[1:] {
+			a, ok := tr[i+1].(hcl.TraverseAttr)
+			match = match && ok && a.Name == name
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+// local returns the argument that defines local.name, or nil.
+func (c *config) local(name string) *hclsyntax.Attribute {
+	for _, b := range c.all("locals") {
+		if a, ok := b.Body.Attributes[name]; ok {
+			return a
+		}
+	}
+	return nil
+}
+
+// resourceName is TYPE.NAME of a resource block.
+func resourceName(b *hclsyntax.Block) string { return b.Labels[0] + "." + b.Labels[1] }
+
+// sandboxEmail is how a hard-coded address of the sandbox account would be
+// written: ACCOUNT_ID@PROJECT.iam.gserviceaccount.com.
+const sandboxEmail = "-sandbox@"
+
+// checkExecutorIdentity: the executor job runs as google_service_account.sandbox,
+// and no workload runs as the host identity, google_service_account.executor.
+func checkExecutorIdentity(c *config, errorf errorf) {
+	job := c.one("resource", "google_cloud_run_v2_job", "executor")
+	if got := c.text(job, "template.template.service_account"); got != "google_service_account.sandbox.email" {
+		errorf("the executor job runs as %s, want google_service_account.sandbox.email", got)
+	}
+	sandbox := c.all("resource", "google_service_account", "sandbox")
+	if len(sandbox) != 1 {
+		errorf("want one google_service_account.sandbox, found %d", len(sandbox))
+	} else if got := c.text(sandbox[0], "account_id"); got != `"${var.name_prefix}-sandbox"` {
+		errorf("google_service_account.sandbox has account_id %s, want \"${var.name_prefix}-sandbox\"", got)
+	}
+	workloads := 0
+	for _, b := range c.all("resource") {
+		walkAttrs(b.Body, func(a *hclsyntax.Attribute) {
+			if a.Name != "service_account" && a.Name != "service_account_email" {
+				return
+			}
+			workloads++
+			if refersTo(a.Expr, "google_service_account", "executor") {
+				errorf("%s runs as the host identity google_service_account.executor (%s); only minted tokens may carry it", resourceName(b), a.Name)
+			}
+		})
+	}
+	if workloads < 4 { // the executor, dispatcher and reaper, and the scheduler's token
+		errorf("found %d runtime service accounts, want at least 4", workloads)
+	}
+}
+
+// checkSandboxHoldsNothing: no IAM resource or policy document, whatever its
+// type (and no ACL), names google_service_account.sandbox, directly, through
+// a local, or by its address written out.
+func checkSandboxHoldsNothing(c *config, errorf errorf) {
+	// Locals that carry the sandbox account, to a fixed point.
+	tainted := map[string]bool{}
+	for changed := true; changed; {
+		changed = false
+		for _, b := range c.all("locals") {
+			for name, a := range b.Body.Attributes {
+				if tainted[name] {
+					continue
+				}
+				carries := refersTo(a.Expr, "google_service_account", "sandbox")
+				for l := range tainted {
+					carries = carries || refersTo(a.Expr, "local", l)
+				}
+				if carries {
+					tainted[name], changed = true, true
+				}
+			}
+		}
+	}
+
+	checked := 0
+	for _, b := range c.blocks {
+		if b.Type != "resource" && b.Type != "data" {
+			continue
+		}
+		if typ := b.Labels[0]; !strings.Contains(typ, "iam") && !strings.Contains(typ, "_acl") && !strings.Contains(typ, "access_control") {
+			continue
+		}
+		checked++
+		name := b.Type + " " + resourceName(b)
+		walkAttrs(b.Body, func(a *hclsyntax.Attribute) {
+			if refersTo(a.Expr, "google_service_account", "sandbox") {
+				errorf("%s: %s refers to google_service_account.sandbox, which must hold nothing", name, a.Name)
+			}
+			for l := range tainted {
+				if refersTo(a.Expr, "local", l) {
+					errorf("%s: %s refers to local.%s, which carries google_service_account.sandbox", name, a.Name, l)
+				}
+			}
+			hclsyntax.VisitAll(a.Expr, func(n hclsyntax.Node) hcl.Diagnostics {
+				lit, ok := n.(*hclsyntax.LiteralValueExpr)
+				if ok && lit.Val.Type() == cty.String && strings.Contains(lit.Val.AsString(), sandboxEmail) {
+					errorf("%s: %s names the sandbox account by address (%q)", name, a.Name, lit.Val.AsString())
+				}
+				return nil
+			})
+		})
+	}
+	if checked < 20 {
+		errorf("checked %d IAM resources; the configuration has more", checked)
+	}
+}
+
+// checkHostTokenMinterRole: the custom role holds getAccessToken and nothing
+// else, and the API that serves it is enabled.
+func checkHostTokenMinterRole(c *config, errorf errorf) {
+	roles := c.all("resource", "google_project_iam_custom_role", "host_token_minter")
+	if len(roles) != 1 {
+		errorf("want one google_project_iam_custom_role.host_token_minter, found %d", len(roles))
+		return
+	}
+	role := roles[0]
+	if got := c.text(role, "role_id"); got != `"${local.role_prefix}HostTokenMinter"` {
+		errorf("host_token_minter has role_id %s", got)
+	}
+	for _, meta := range []string{"count", "for_each"} {
+		if _, ok := role.Body.Attributes[meta]; ok {
+			errorf("host_token_minter has %s: the dispatcher and the reaper always need it", meta)
+		}
+	}
+	var perms []string
+	for _, p := range c.literal(role, "permissions").AsValueSlice() {
+		perms = append(perms, p.AsString())
+	}
+	if len(perms) != 1 || perms[0] != "iam.serviceAccounts.getAccessToken" {
+		errorf("host_token_minter has permissions %q, want exactly [iam.serviceAccounts.getAccessToken]", perms)
+	}
+
+	services := c.local("services")
+	if services == nil {
+		errorf("no local.services")
+		return
+	}
+	list := services.Expr
+	if call, ok := list.(*hclsyntax.FunctionCallExpr); ok && call.Name == "toset" && len(call.Args) == 1 {
+		list = call.Args[0]
+	}
+	v, diags := list.Value(nil)
+	if diags.HasErrors() {
+		errorf("local.services is not a constant: %v", diags)
+		return
+	}
+	if got := c.text(c.one("resource", "google_project_service", "apis"), "for_each"); got != "local.services" {
+		errorf("google_project_service.apis enables %s, not local.services", got)
+	}
+	enabled := false
+	for _, s := range v.AsValueSlice() {
+		enabled = enabled || s.AsString() == "iamcredentials.googleapis.com"
+	}
+	if !enabled {
+		errorf("iamcredentials.googleapis.com, which serves generateAccessToken, is not enabled")
+	}
+}
+
+// checkHostTokenMinterGrants: the minter role is granted to exactly the
+// dispatcher and the reaper, each once, with google_service_account_iam_member
+// on google_service_account.executor; nothing else is granted on that
+// account; and the programs are deployed after their grant.
+func checkHostTokenMinterGrants(c *config, errorf errorf) {
+	want := map[string]string{ // member -> the program's Cloud Run resource
+		"google_service_account.dispatcher.member": "google_cloud_run_v2_worker_pool.dispatcher",
+		"google_service_account.reaper.member":     "google_cloud_run_v2_job.reaper",
+	}
+	granted := map[string][]string{} // member -> grants
+	for _, b := range c.all("resource") {
+		role, ok := b.Body.Attributes["role"]
+		onHost := false
+		if sa, ok := b.Body.Attributes["service_account_id"]; ok {
+			onHost = refersTo(sa.Expr, "google_service_account", "executor")
+		}
+		minter := ok && refersTo(role.Expr, "google_project_iam_custom_role", "host_token_minter")
+		if !minter && !onHost {
+			continue
+		}
+		name := resourceName(b)
+		if !minter {
+			errorf("%s grants %s on the host identity; only the dispatcher's and the reaper's minter grants belong there", name, c.text(b, "role"))
+			continue
+		}
+		if b.Labels[0] != "google_service_account_iam_member" {
+			errorf("%s grants the minter role with %s, want google_service_account_iam_member", name, b.Labels[0])
+			continue
+		}
+		if got := c.text(b, "service_account_id"); got != "google_service_account.executor.name" {
+			errorf("%s grants the minter role on %s, want google_service_account.executor.name", name, got)
+		}
+		for _, meta := range []string{"count", "for_each"} {
+			if _, ok := b.Body.Attributes[meta]; ok {
+				errorf("%s has %s", name, meta)
+			}
+		}
+		member := c.text(b, "member")
+		if _, ok := want[member]; !ok {
+			errorf("%s grants the minter role to %s; only the dispatcher and the reaper launch hosts", name, member)
+		}
+		granted[member] = append(granted[member], name)
+	}
+	for member, program := range want {
+		grants := granted[member]
+		if len(grants) != 1 {
+			errorf("%s holds the minter role through %d grants %v, want 1", member, len(grants), grants)
+			continue
+		}
+		parts := strings.SplitN(program, ".", 2)
+		deps := ""
+		if bs := c.all("resource", parts[0], parts[1]); len(bs) == 1 {
+			if _, ok := bs[0].Body.Attributes["depends_on"]; ok {
+				deps = c.text(bs[0], "depends_on")
+			}
+		}
+		if !strings.Contains(deps, grants[0]) {
+			errorf("%s does not depend on %s: it could start before it may mint the host's tokens", program, grants[0])
+		}
+	}
+}
+
+// envEntries returns the keys of the environment map local.name and the
+// source of each value, following merge() (later maps win), locals, and
+// both branches of a conditional.
+func envEntries(c *config, name string, errorf errorf) map[string]string {
+	a := c.local(name)
+	if a == nil {
+		errorf("no local.%s", name)
+		return nil
+	}
+	out := map[string]string{}
+	var add func(e hclsyntax.Expression)
+	add = func(e hclsyntax.Expression) {
+		switch e := e.(type) {
+		case *hclsyntax.FunctionCallExpr:
+			if e.Name != "merge" {
+				errorf("local.%s: cannot follow %s()", name, e.Name)
+				return
+			}
+			for _, arg := range e.Args {
+				add(arg)
+			}
+		case *hclsyntax.ConditionalExpr:
+			add(e.FalseResult)
+			add(e.TrueResult)
+		case *hclsyntax.ScopeTraversalExpr:
+			if e.Traversal.RootName() != "local" || len(e.Traversal) != 2 {
+				errorf("local.%s: cannot follow %s", name, c.exprText(e))
+				return
+			}
+			for k, v := range envEntries(c, e.Traversal[1].(hcl.TraverseAttr).Name, errorf) {
+				out[k] = v
+			}
+		case *hclsyntax.ObjectConsExpr:
+			for _, item := range e.Items {
+				k, diags := item.KeyExpr.Value(nil)
+				if diags.HasErrors() || k.Type() != cty.String {
+					errorf("local.%s: a key is not a constant: %s", name, c.exprText(item.KeyExpr))
+					continue
+				}
+				out[k.AsString()] = c.exprText(item.ValueExpr)
+			}
+		default:
+			errorf("local.%s: cannot follow %s", name, c.exprText(e))
+		}
+	}
+	add(a.Expr)
+	return out
+}
+
+// exprText returns the source of an expression.
+func (c *config) exprText(e hclsyntax.Expression) string {
+	r := e.Range()
+	return string(r.SliceBytes(c.sources[r.Filename]))
+}
+
+// checkHostServiceAccountEnv: the dispatcher and the reaper are told the
+// host identity's address in SANDRUN_HOST_SERVICE_ACCOUNT; the executor is
+// not.
+func checkHostServiceAccountEnv(c *config, errorf errorf) {
+	const key = "SANDRUN_HOST_SERVICE_ACCOUNT"
+	programs := []struct {
+		local, resource, env string
+		host                 bool
+	}{
+		{"dispatcher_env", "google_cloud_run_v2_worker_pool.dispatcher", "template.containers.dynamic.for_each", true},
+		{"reaper_env", "google_cloud_run_v2_job.reaper", "template.template.containers.dynamic.for_each", true},
+		{"executor_env", "google_cloud_run_v2_job.executor", "template.template.containers.dynamic.for_each", false},
+	}
+	for _, p := range programs {
+		parts := strings.SplitN(p.resource, ".", 2)
+		if got := c.text(c.one("resource", parts[0], parts[1]), p.env); got != "local."+p.local {
+			errorf("%s takes its environment from %s, want local.%s", p.resource, got, p.local)
+		}
+		got, ok := envEntries(c, p.local, errorf)[key]
+		switch {
+		case p.host && !ok:
+			errorf("local.%s has no %s", p.local, key)
+		case p.host && got != "google_service_account.executor.email":
+			errorf("local.%s sets %s = %s, want google_service_account.executor.email", p.local, key, got)
+		case !p.host && ok:
+			errorf("local.%s sets %s = %s: the executor is given tokens, never the account to mint them for", p.local, key, got)
+		}
+	}
+}
+
+// TestExecutorRunsAsSandbox checks that the executor job runs as the
+// sandbox account and nothing runs as the host identity.
+func TestExecutorRunsAsSandbox(t *testing.T) {
+	checkExecutorIdentity(parse(t), t.Errorf)
+}
+
+// TestSandboxHoldsNothing checks that no IAM resource names the sandbox
+// account.
+func TestSandboxHoldsNothing(t *testing.T) {
+	checkSandboxHoldsNothing(parse(t), t.Errorf)
+}
+
+// TestHostTokenMinterRole checks the minter role's one permission.
+func TestHostTokenMinterRole(t *testing.T) {
+	checkHostTokenMinterRole(parse(t), t.Errorf)
+}
+
+// TestHostTokenMinterGrants checks who may mint the host's tokens.
+func TestHostTokenMinterGrants(t *testing.T) {
+	checkHostTokenMinterGrants(parse(t), t.Errorf)
+}
+
+// TestHostServiceAccountEnv checks SANDRUN_HOST_SERVICE_ACCOUNT in the
+// programs' environments.
+func TestHostServiceAccountEnv(t *testing.T) {
+	checkHostServiceAccountEnv(parse(t), t.Errorf)
+}
+
+// TestHostIdentityChecksCatchMistakes breaks a copy of the configuration in
+// ways that would give the sandbox rights or the host identity to the wrong
+// party, and checks that the checks above report each.
+func TestHostIdentityChecksCatchMistakes(t *testing.T) {
+	tests := []struct {
+		name      string
+		check     func(*config, errorf)
+		file, old string
+		new, want string
+	}{
+		{"job runs as the host identity", checkExecutorIdentity, "run.tf",
+			"service_account = google_service_account.sandbox.email", "service_account = google_service_account.executor.email",
+			"the executor job runs as google_service_account.executor.email"},
+		{"another workload runs as the host identity", checkExecutorIdentity, "run.tf",
+			"service_account = google_service_account.reaper.email", "service_account = google_service_account.executor.email",
+			"google_cloud_run_v2_job.reaper runs as the host identity"},
+		{"sandbox granted a role", checkSandboxHoldsNothing, "iam.tf",
+			"  role   = \"roles/pubsub.publisher\"\n  member = google_service_account.executor.member", "  role   = \"roles/pubsub.publisher\"\n  member = google_service_account.sandbox.member",
+			"google_pubsub_topic_iam_member.executor_completions: member refers to google_service_account.sandbox"},
+		{"binding on the sandbox account", checkSandboxHoldsNothing, "iam.tf",
+			"service_account_id = google_service_account.backend.name", "service_account_id = google_service_account.sandbox.name",
+			"google_service_account_iam_member.backend_impersonators: service_account_id refers to google_service_account.sandbox"},
+		{"sandbox granted through a local", checkSandboxHoldsNothing, "iam.tf",
+			`pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"`, "pubsub_agent = google_service_account.sandbox.member",
+			"refers to local.pubsub_agent, which carries google_service_account.sandbox"},
+		{"sandbox granted by address", checkSandboxHoldsNothing, "iam.tf",
+			"  member = google_service_account.reaper.member\n}", "  member = \"serviceAccount:${var.name_prefix}-sandbox@${var.project}.iam.gserviceaccount.com\"\n}",
+			"names the sandbox account by address"},
+		{"minter with a second permission", checkHostTokenMinterRole, "iam.tf",
+			"\"iam.serviceAccounts.getAccessToken\",\n", "\"iam.serviceAccounts.getAccessToken\",\n    \"iam.serviceAccounts.signBlob\",\n",
+			"want exactly [iam.serviceAccounts.getAccessToken]"},
+		{"IAM Credentials off", checkHostTokenMinterRole, "apis.tf",
+			"    \"iamcredentials.googleapis.com\",\n", "",
+			"iamcredentials.googleapis.com, which serves generateAccessToken, is not enabled"},
+		{"minter granted to the backend", checkHostTokenMinterGrants, "iam.tf",
+			"  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.reaper.member",
+			"  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.backend.member",
+			"grants the minter role to google_service_account.backend.member"},
+		{"minter on the project", checkHostTokenMinterGrants, "iam.tf",
+			"resource \"google_service_account_iam_member\" \"dispatcher_host_tokens\" {\n  service_account_id = google_service_account.executor.name",
+			"resource \"google_project_iam_member\" \"dispatcher_host_tokens\" {\n  project = var.project",
+			"want google_service_account_iam_member"},
+		{"minter on another account", checkHostTokenMinterGrants, "iam.tf",
+			"service_account_id = google_service_account.executor.name\n  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.reaper.member",
+			"service_account_id = google_service_account.backend.name\n  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.reaper.member",
+			"grants the minter role on google_service_account.backend.name"},
+		{"another grant on the host identity", checkHostTokenMinterGrants, "iam.tf",
+			"service_account_id = google_service_account.backend.name", "service_account_id = google_service_account.executor.name",
+			"google_service_account_iam_member.backend_impersonators grants \"roles/iam.serviceAccountTokenCreator\" on the host identity"},
+		{"reaper deployed before its grant", checkHostTokenMinterGrants, "run.tf",
+			"    google_service_account_iam_member.reaper_host_tokens,\n", "",
+			"google_cloud_run_v2_job.reaper does not depend on google_service_account_iam_member.reaper_host_tokens"},
+		{"reaper not told the host identity", checkHostServiceAccountEnv, "locals.tf",
+			"reaper_env = merge(local.common_env, local.otel_env, local.pool_env, local.host_env)", "reaper_env = merge(local.common_env, local.otel_env, local.pool_env)",
+			"local.reaper_env has no SANDRUN_HOST_SERVICE_ACCOUNT"},
+		{"host identity is the wrong account", checkHostServiceAccountEnv, "locals.tf",
+			"SANDRUN_HOST_SERVICE_ACCOUNT = google_service_account.executor.email", "SANDRUN_HOST_SERVICE_ACCOUNT = google_service_account.backend.email",
+			"local.dispatcher_env sets SANDRUN_HOST_SERVICE_ACCOUNT = google_service_account.backend.email"},
+		{"executor told the host identity", checkHostServiceAccountEnv, "locals.tf",
+			"executor_env = merge(local.common_env, local.otel_env, {", "executor_env = merge(local.common_env, local.otel_env, local.host_env, {",
+			"local.executor_env sets SANDRUN_HOST_SERVICE_ACCOUNT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			tt.check(parseDir(t, brokenCopy(t, tt.file, tt.old, tt.new)), func(format string, args ...any) {
+				got = append(got, fmt.Sprintf(format, args...))
+			})
+			for _, msg := range got {
+				if strings.Contains(msg, tt.want) {
+					return
+				}
+			}
+			t.Errorf("no problem reported contains %q; got %q", tt.want, got)
+		})
 	}
 }
