@@ -37,6 +37,7 @@ import (
 	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/emulator/faults"
 	"github.com/sandrun/sandrun/emulator/firestore"
+	"github.com/sandrun/sandrun/emulator/iam"
 )
 
 // The environment variables a client needs to reach the suite. The first
@@ -47,6 +48,9 @@ const (
 	EnvFirestore = "FIRESTORE_EMULATOR_HOST"
 	// EnvCloudRun is sandrun's own: host:port of the Cloud Run Admin API v2.
 	EnvCloudRun = "CLOUDRUN_EMULATOR_HOST"
+	// EnvIAMCredentials is sandrun's own too: host:port of the IAM Service
+	// Account Credentials API, which the suite serves beside Cloud Run's.
+	EnvIAMCredentials = "IAMCREDENTIALS_EMULATOR_HOST"
 	// EnvAdmin is host:port of the suite's admin endpoint (faults, kills).
 	EnvAdmin = "SANDRUN_EMULATOR_ADMIN"
 	// EnvProject names the project the suite's clients should use.
@@ -92,6 +96,9 @@ type Suite struct {
 	Storage   *fakestorage.Server
 	Firestore *firestore.Server
 	CloudRun  *cloudrun.Server
+	// IAM mints the access tokens of IAM Credentials' GenerateAccessToken,
+	// on CloudRunAddr.
+	IAM *iam.Server
 
 	logger  *slog.Logger
 	grpcs   []*grpc.Server
@@ -205,6 +212,8 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	s.CloudRun = cloudrun.New(runCfg)
 	cloudrunG := s.newGRPCServer(faults.CloudRun)
 	s.CloudRun.Register(cloudrunG)
+	s.IAM = iam.New()
+	s.IAM.Register(cloudrunG)
 	s.serveGRPC(cloudrunG, cloudrunL)
 
 	s.serveHTTP(&http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}, adminL)
@@ -295,6 +304,7 @@ func (s *Suite) Env() []string {
 		EnvStorage + "=http://" + s.StorageAddr,
 		EnvFirestore + "=" + s.FirestoreAddr,
 		EnvCloudRun + "=" + s.CloudRunAddr,
+		EnvIAMCredentials + "=" + s.CloudRunAddr,
 		EnvAdmin + "=" + s.AdminAddr,
 	}
 }

@@ -133,7 +133,7 @@ func TestEmulatorStopsOnSignal(t *testing.T) {
 // ready.
 func readExports(t *testing.T, stdout io.Reader, stderr *syncBuffer) map[string]string {
 	t.Helper()
-	want := []string{"PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "CLOUDRUN_EMULATOR_HOST", "SANDRUN_EMULATOR_ADMIN", "GOOGLE_CLOUD_PROJECT"}
+	want := []string{"PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "CLOUDRUN_EMULATOR_HOST", "IAMCREDENTIALS_EMULATOR_HOST", "SANDRUN_EMULATOR_ADMIN", "GOOGLE_CLOUD_PROJECT"}
 	exports := map[string]string{}
 	sc := bufio.NewScanner(stdout)
 	for len(exports) < len(want) && sc.Scan() {

@@ -63,7 +63,7 @@ func TestEmulatorCommand(t *testing.T) {
 
 	exports := map[string]string{}
 	sc := bufio.NewScanner(stdoutR)
-	for len(exports) < 6 && sc.Scan() {
+	for len(exports) < 7 && sc.Scan() {
 		kv, ok := strings.CutPrefix(sc.Text(), "export ")
 		if !ok {
 			t.Fatalf("unexpected line on stdout: %q", sc.Text())
@@ -72,7 +72,7 @@ func TestEmulatorCommand(t *testing.T) {
 		exports[k] = v
 	}
 	go io.Copy(io.Discard, stdoutR)
-	for _, k := range []string{"PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "CLOUDRUN_EMULATOR_HOST", "SANDRUN_EMULATOR_ADMIN", "GOOGLE_CLOUD_PROJECT"} {
+	for _, k := range []string{"PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "CLOUDRUN_EMULATOR_HOST", "IAMCREDENTIALS_EMULATOR_HOST", "SANDRUN_EMULATOR_ADMIN", "GOOGLE_CLOUD_PROJECT"} {
 		if exports[k] == "" {
 			t.Fatalf("%s not printed; stdout had %v, stderr: %s", k, exports, stderr.String())
 		}

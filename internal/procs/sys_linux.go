@@ -43,6 +43,25 @@ func BecomeSubreaper() error {
 	return nil
 }
 
+// DenyInspection makes the calling process non-dumpable
+// (prctl(PR_SET_DUMPABLE, 0)). Its /proc entries then belong to root, and
+// a process without CAP_SYS_PTRACE, even one of the same uid, can neither
+// read its environment, memory or open files there nor ptrace it (nor
+// does it leave a core dump). The host holds its cloud credential in
+// memory and receives it in its environment, and the session's commands
+// run as the host's own uid: this is what keeps the credential out of
+// their reach. It does not stop them from signalling the host.
+//
+// It is process-wide and lasts until the process execs; call it once from
+// main, before any command runs. It returns an error wrapping
+// errors.ErrUnsupported off Linux.
+func DenyInspection() error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
+	}
+	return nil
+}
+
 // reapsOrphans reports whether orphans are reparented to this process: it
 // is a child subreaper, or it is init of its pid namespace.
 func reapsOrphans() bool {

@@ -20,6 +20,11 @@ func BecomeSubreaper() error {
 	return fmt.Errorf("child subreaper: %w", errors.ErrUnsupported)
 }
 
+// DenyInspection is supported on Linux only.
+func DenyInspection() error {
+	return fmt.Errorf("non-dumpable process: %w", errors.ErrUnsupported)
+}
+
 func reapsOrphans() bool { return false }
 
 type procStat struct {
