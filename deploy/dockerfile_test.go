@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -296,9 +297,18 @@ func checkSandbox(pre []instruction, stages []stage) []string {
 			installed = append(installed, strings.Fields(f)...)
 		}
 	}
-	for _, want := range []string{"bash", "coreutils", "git", "curl", "python3", "build-essential", "tini"} {
+	for _, want := range []string{"bash", "coreutils", "git", "curl", "python3", "build-essential"} {
 		if !slices.Contains(installed, want) {
 			problems = append(problems, fmt.Sprintf("the sandbox does not install %s", want))
+		}
+	}
+	// The executor is PID 1 itself: a process started before it (an init
+	// such as tini) would hold the launch's host token in an environment
+	// that the commands, of the same uid, could read.
+	for _, in := range final.body {
+		var argv []string
+		if in.cmd == "ENTRYPOINT" && json.Unmarshal([]byte(in.args), &argv) == nil && len(argv) > 0 && (len(argv) > 1 || path.Base(argv[0]) != "executor") {
+			problems = append(problems, fmt.Sprintf("line %d: ENTRYPOINT %s: the executor must be PID 1, with nothing before it", in.line, in.args))
 		}
 	}
 	return problems
@@ -409,10 +419,11 @@ func TestChecksFindMistakes(t *testing.T) {
 		{name: "single stage", src: "FROM golang:1.26.8\nRUN CGO_ENABLED=0 go build ./cmd/x\nUSER 1\nENTRYPOINT [\"/x\"]\n", static: true, want: "not multi-stage"},
 		{name: "fat base", src: strings.Replace(good, "FROM scratch", "FROM debian:12.8", 1), static: true, want: "is not minimal"},
 		{name: "cgo", src: strings.Replace(good, "CGO_ENABLED=0 ", "", 1), static: true, want: "no stage builds with CGO_ENABLED=0"},
-		{name: "sandbox without tools", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get update && apt-get install -y git && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/e\"]\n", uid: "1000", sandbox: true, want: "does not install python3"},
-		{name: "sandbox recommends", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y bash coreutils git curl python3 build-essential tini && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/e\"]\n", uid: "1000", sandbox: true, want: "without --no-install-recommends"},
-		{name: "sandbox toolchain from an argument", src: "FROM node:22.12.0-bookworm-slim\nARG TC=build-essential\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 tini ${TC} && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/e\"]\n", uid: "1000", sandbox: true},
-		{name: "sandbox without node", src: "FROM debian:12.8\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential tini && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/e\"]\n", uid: "1000", sandbox: true, want: "does not provide Node.js"},
+		{name: "sandbox without tools", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get update && apt-get install -y git && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not install python3"},
+		{name: "sandbox recommends", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "without --no-install-recommends"},
+		{name: "sandbox toolchain from an argument", src: "FROM node:22.12.0-bookworm-slim\nARG TC=build-essential\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 ${TC} && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true},
+		{name: "sandbox without node", src: "FROM debian:12.8\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not provide Node.js"},
+		{name: "sandbox behind an init", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "the executor must be PID 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,10 @@
 # The sandbox: the image of the executor job. One container hosts one
 # session; the executor runs the session's commands in it with bash, as the
 # same unprivileged user (uid 1000), so that the files a checkpoint restores
-# belong to the user who runs the next command.
+# belong to the user who runs the next command. The executor is PID 1: it
+# receives its session's cloud token in its environment, which an init
+# before it would hold too, readable by the commands (docs/deploy.md, "The
+# sandbox runs untrusted code").
 #
 #   docker build -f deploy/executor.Dockerfile -t executor .    (from the repository root)
 #
@@ -35,9 +38,8 @@ RUN printf '%s\n' \
         'path-include=/usr/share/locale/locale.alias' \
         > /etc/dpkg/dpkg.cfg.d/01-sandbox-nodoc
 
-# What agents' commands expect to find. tini is PID 1: it forwards Cloud
-# Run's SIGTERM to the executor and reaps the orphaned processes that
-# background jobs leave behind.
+# What agents' commands expect to find. No init: the executor, PID 1,
+# handles SIGTERM and reaps the orphans of background jobs itself.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         bash \
@@ -50,7 +52,6 @@ RUN apt-get update \
         procps \
         python3 \
         python3-venv \
-        tini \
         unzip \
         xz-utils \
         ${TOOLCHAIN} \
@@ -69,4 +70,4 @@ COPY --from=build /out/executor /usr/local/bin/executor
 ENV SANDRUN_WORKSPACE=/workspace
 WORKDIR /workspace
 USER 1000:1000
-ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/executor"]
+ENTRYPOINT ["/usr/local/bin/executor"]

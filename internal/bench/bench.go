@@ -142,7 +142,7 @@ func startEnvironment(ctx context.Context, cfg Config, startDelay time.Duration,
 		return nil, err
 	}
 	e.closers = append(e.closers, func() { local.Close() })
-	if e.clients, err = gcp.Connect(ctx, e.sys.Project); err != nil {
+	if e.clients, err = gcp.Connect(ctx, e.sys.Project, nil); err != nil {
 		return nil, err
 	}
 	e.closers = append(e.closers, func() { e.clients.Close() })

@@ -203,7 +203,7 @@ neither creates nor wakes a session.`)
 	if *limit < 1 || *limit > session.MaxListLimit {
 		return fmt.Errorf("--limit %d: want 1 to %d", *limit, session.MaxListLimit)
 	}
-	clients, err := gcp.Connect(ctx, cf.project)
+	clients, err := gcp.Connect(ctx, cf.project, nil)
 	if err != nil {
 		return err
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/sandrun/sandrun/internal/config"
 	"github.com/sandrun/sandrun/internal/dispatcher"
+	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/system"
@@ -146,6 +148,15 @@ the session named by SANDRUN_SESSION_ID until it is idle.`)
 	if err != nil {
 		return err
 	}
+	// The launch's token leaves the environment at once, so that nothing
+	// the host starts could inherit it.
+	tok, _, err := hostcred.FromEnv(env.Getenv)
+	if err != nil {
+		return err
+	}
+	hc.Token = tok
+	os.Unsetenv(hostcred.EnvToken)
+	os.Unsetenv(hostcred.EnvExpires)
 	_, stop, err := startTelemetry(ctx, "sandrun-executor", false, logger)
 	if err != nil {
 		return err

@@ -78,7 +78,7 @@ reads only: it neither creates nor wakes anything.`)
 		fmt.Fprintf(env.Stderr, "sandrun status: unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
-	clients, err := gcp.Connect(ctx, cf.project)
+	clients, err := gcp.Connect(ctx, cf.project, nil)
 	if err != nil {
 		return err
 	}

@@ -9,10 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/storage"
+	"golang.org/x/oauth2"
+	"google.golang.org/api/option"
 )
 
 // Clients are the connections a program holds.
@@ -24,21 +27,30 @@ type Clients struct {
 }
 
 // Connect opens clients for project. The Firestore database is the
-// project's default one.
-func Connect(ctx context.Context, project string) (*Clients, error) {
+// project's default one. The clients authenticate with ts when it is not
+// nil (a session host's minted token), else with Application Default
+// Credentials; a service of the local cloud takes no credentials, so its
+// client gets none.
+func Connect(ctx context.Context, project string, ts oauth2.TokenSource) (*Clients, error) {
 	if project == "" {
 		return nil, errors.New("connect to Google Cloud: no project given")
 	}
+	auth := func(emulatorEnv string) []option.ClientOption {
+		if ts == nil || os.Getenv(emulatorEnv) != "" {
+			return nil
+		}
+		return []option.ClientOption{option.WithTokenSource(ts)}
+	}
 	c := &Clients{Project: project}
 	var err error
-	if c.Firestore, err = firestore.NewClient(ctx, project); err != nil {
+	if c.Firestore, err = firestore.NewClient(ctx, project, auth("FIRESTORE_EMULATOR_HOST")...); err != nil {
 		return nil, fmt.Errorf("connect to Firestore: %w", err)
 	}
-	if c.Storage, err = storage.NewClient(ctx); err != nil {
+	if c.Storage, err = storage.NewClient(ctx, auth("STORAGE_EMULATOR_HOST")...); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("connect to Cloud Storage: %w", err)
 	}
-	if c.PubSub, err = pubsub.NewClient(ctx, project); err != nil {
+	if c.PubSub, err = pubsub.NewClient(ctx, project, auth("PUBSUB_EMULATOR_HOST")...); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("connect to Pub/Sub: %w", err)
 	}

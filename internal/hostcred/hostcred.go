@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/sandrun/sandrun/internal/config"
 )
 
 // The environment a launch gives a host.
@@ -265,4 +267,42 @@ func (k *Keeper) Run(ctx context.Context, interval time.Duration, logger *slog.L
 		case <-tick.C:
 		}
 	}
+}
+
+// Config is how the programs mint, renew and use host tokens. The
+// dispatcher, the reaper and the executor must agree on it.
+type Config struct {
+	// Account is the host service account's email. Empty: no tokens are
+	// minted, and hosts use their job's own credentials.
+	Account string
+	// Lifetime of a minted token.
+	Lifetime time.Duration
+	// RenewBefore is how much of a token's life is left when keepers
+	// replace it and hosts start looking for the replacement.
+	RenewBefore time.Duration
+	// CheckInterval is how often keepers and hosts look.
+	CheckInterval time.Duration
+}
+
+// Define registers the flags, each with its environment variable.
+func (c *Config) Define(fs *config.FlagSet) {
+	fs.StringVar(&c.Account, "host-service-account", "", "service account whose access tokens the dispatcher and the reaper mint for the hosts they launch (empty: hosts use their job's own account)")
+	fs.Env("host-service-account", "SANDRUN_HOST_SERVICE_ACCOUNT")
+	fs.DurationVar(&c.Lifetime, "host-token-lifetime", DefaultLifetime, "lifetime of a minted host token (IAM allows at most 1h unless an organization policy allows 12h)")
+	fs.Env("host-token-lifetime", "SANDRUN_HOST_TOKEN_LIFETIME")
+	fs.DurationVar(&c.RenewBefore, "host-token-renew-before", DefaultRenewBefore, "how much of a host token's life is left when it is replaced")
+	fs.Env("host-token-renew-before", "SANDRUN_HOST_TOKEN_RENEW_BEFORE")
+	fs.DurationVar(&c.CheckInterval, "host-token-check-interval", DefaultCheckInterval, "how often the dispatcher, the reaper and hosts check the host token")
+	fs.Env("host-token-check-interval", "SANDRUN_HOST_TOKEN_CHECK_INTERVAL")
+}
+
+// Validate tells whether the durations can work together.
+func (c Config) Validate() error {
+	switch {
+	case c.Lifetime <= 0 || c.RenewBefore <= 0 || c.CheckInterval <= 0:
+		return fmt.Errorf("host token lifetime %s, renew-before %s and check interval %s must all be positive", c.Lifetime, c.RenewBefore, c.CheckInterval)
+	case c.RenewBefore+c.CheckInterval >= c.Lifetime:
+		return fmt.Errorf("host token renew-before %s plus check interval %s must be less than its lifetime %s", c.RenewBefore, c.CheckInterval, c.Lifetime)
+	}
+	return nil
 }

@@ -40,7 +40,19 @@ type Runner struct {
 	execs *run.ExecutionsClient
 	// job is the job's full name: projects/P/locations/L/jobs/J.
 	job string
+	// launchEnv, if set, adds to every execution's environment.
+	launchEnv LaunchEnv
 }
+
+// LaunchEnv is environment that every execution gets when it starts, as
+// the host token keeper (package hostcred) gives each host its token.
+type LaunchEnv interface {
+	LaunchEnv(ctx context.Context) (map[string]string, error)
+}
+
+// AddLaunchEnv makes every later launch carry e's environment; a launch
+// fails when e fails. Call it before launching.
+func (r *Runner) AddLaunchEnv(e LaunchEnv) { r.launchEnv = e }
 
 // ClientOptions returns the options that reach Cloud Run: the local cloud's
 // endpoint when CLOUDRUN_EMULATOR_HOST is set, Google's otherwise.
@@ -119,9 +131,16 @@ func (r *Runner) LaunchPoolMember(ctx context.Context, memberID string, env map[
 	return id, nil
 }
 
-// run starts an execution with vars added to its container's environment
-// and returns its id.
+// run starts an execution with vars (and the launch environment) added
+// to its container's environment and returns its id.
 func (r *Runner) run(ctx context.Context, vars []*runpb.EnvVar) (string, error) {
+	if r.launchEnv != nil {
+		env, err := r.launchEnv.LaunchEnv(ctx)
+		if err != nil {
+			return "", err
+		}
+		vars = append(vars, envVars(env)...)
+	}
 	op, err := r.jobs.RunJob(ctx, &runpb.RunJobRequest{
 		Name:      r.job,
 		Overrides: &runpb.RunJobRequest_Overrides{ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Env: vars}}},

@@ -15,6 +15,7 @@ import (
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/health"
+	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/jobrunner"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/reaper"
@@ -73,7 +74,10 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "info"
 	}
-	clients, err := gcp.Connect(ctx, sys.Project)
+	// Hosts work with minted tokens, as in a deployment: the local cloud
+	// mints them (and checks none).
+	sys.Host = localHostTokens(sys.Project, sys.Host)
+	clients, err := gcp.Connect(ctx, sys.Project, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +106,9 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 		"SANDRUN_WORKSPACES_DIR":    filepath.Join(cfg.StateDir, "workspaces"),
 		"SANDRUN_LOG_LEVEL":         cfg.LogLevel,
 	}
+	// Hosts start looking for a renewed token when the keepers renew it.
+	env["SANDRUN_HOST_TOKEN_RENEW_BEFORE"] = sys.Host.RenewBefore.String()
+	env["SANDRUN_HOST_TOKEN_CHECK_INTERVAL"] = sys.Host.CheckInterval.String()
 	if cfg.IdleTimeout > 0 {
 		env["SANDRUN_IDLE_TIMEOUT"] = cfg.IdleTimeout.String()
 	}
@@ -141,6 +148,24 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 	return l, nil
 }
 
+// localHostTokens fills what h leaves unset: the host account of the
+// project, as Terraform names it, and the default durations.
+func localHostTokens(project string, h hostcred.Config) hostcred.Config {
+	if h.Account == "" {
+		h.Account = "sandrun-executor@" + project + ".iam.gserviceaccount.com"
+	}
+	if h.Lifetime <= 0 {
+		h.Lifetime = hostcred.DefaultLifetime
+	}
+	if h.RenewBefore <= 0 {
+		h.RenewBefore = hostcred.DefaultRenewBefore
+	}
+	if h.CheckInterval <= 0 {
+		h.CheckInterval = hostcred.DefaultCheckInterval
+	}
+	return h
+}
+
 func (l *Local) run(f func() error) {
 	l.wg.Add(1)
 	go func() {
@@ -156,7 +181,7 @@ func (l *Local) run(f func() error) {
 // serveHTTP starts the health and metrics server of sys.HTTP with the
 // checks of a dispatcher, on connections of its own.
 func (l *Local) serveHTTP(ctx context.Context, sys Config, logger *slog.Logger) error {
-	s, err := connect(ctx, &sys, logger)
+	s, err := connect(ctx, &sys, nil, logger)
 	if err != nil {
 		return err
 	}

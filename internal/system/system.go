@@ -13,10 +13,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/sandrun/sandrun/internal/config"
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/host"
+	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/jobrunner"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/procs"
@@ -38,6 +41,10 @@ type Config struct {
 	TTL time.Duration
 	// Pool is the warm pool's policy (off unless its Min or Target is set).
 	Pool pool.Policy
+	// Host is how the dispatcher and the reaper mint and renew the hosts'
+	// access tokens, and how hosts renew theirs (off unless its Account
+	// is set).
+	Host hostcred.Config
 	// HTTP is the program's own health and metrics server (a dispatcher's
 	// or a reaper's; off unless its Addr is set). Unlike the rest, it is
 	// not shared by the deployment's programs.
@@ -78,6 +85,7 @@ func (c *Config) Define(fs *config.FlagSet) {
 	c.Names.DeadLetterSubscription = d.DeadLetterSubscription
 	fs.DurationVar(&c.TTL, "session-ttl", session.DefaultTTL, "how long an idle session lives before it is destroyed")
 	fs.Env("session-ttl", "SANDRUN_SESSION_TTL")
+	c.Host.Define(fs)
 }
 
 // DefinePool registers the warm pool's flags, which the dispatcher and
@@ -94,8 +102,10 @@ type services struct {
 	queue   *queue.Queue
 }
 
-func connect(ctx context.Context, c *Config, logger *slog.Logger) (*services, error) {
-	clients, err := gcp.Connect(ctx, c.Project)
+// connect opens the program's clients, authenticated with ts when it is
+// not nil (see gcp.Connect).
+func connect(ctx context.Context, c *Config, ts oauth2.TokenSource, logger *slog.Logger) (*services, error) {
+	clients, err := gcp.Connect(ctx, c.Project, ts)
 	if err != nil {
 		return nil, err
 	}
@@ -111,9 +121,39 @@ func (s *services) close() {
 	s.clients.Close()
 }
 
+// keepHostTokens, when the deployment mints host tokens, makes every launch
+// of runner carry one and, unless once, keeps the stored token renewed
+// until the returned stop is called. With once it renews the stored token
+// now, if it needs to be, for the hosts that are running.
+func keepHostTokens(ctx context.Context, c *Config, s *services, runner *jobrunner.Runner, once bool, logger *slog.Logger) (stop func(), err error) {
+	if c.Host.Account == "" {
+		return func() {}, nil
+	}
+	if err := c.Host.Validate(); err != nil {
+		return nil, err
+	}
+	minter, err := hostcred.NewIAMMinter(ctx, c.Host.Account, c.Host.Lifetime)
+	if err != nil {
+		return nil, err
+	}
+	keeper := hostcred.NewKeeper(s.store, minter, c.Host.RenewBefore)
+	runner.AddLaunchEnv(keeper)
+	if once {
+		if _, err := keeper.Token(ctx); err != nil {
+			minter.Close()
+			return nil, err
+		}
+		return func() { minter.Close() }, nil
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); keeper.Run(kctx, c.Host.CheckInterval, logger) }()
+	return func() { cancel(); <-done; minter.Close() }, nil
+}
+
 // RunDispatcher runs a dispatcher until ctx ends.
 func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger *slog.Logger) error {
-	s, err := connect(ctx, c, logger)
+	s, err := connect(ctx, c, nil, logger)
 	if err != nil {
 		return err
 	}
@@ -123,6 +163,11 @@ func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger 
 		return err
 	}
 	defer runner.Close()
+	stopTokens, err := keepHostTokens(ctx, c, s, runner, false, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTokens()
 	_, stopHTTP, err := startHTTP(ctx, c.HTTP, checks(c, s, runner, true), logger)
 	if err != nil {
 		return err
@@ -143,7 +188,7 @@ func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger 
 
 // RunReaper runs the reaper until ctx ends, or makes one pass when once.
 func RunReaper(ctx context.Context, c *Config, rc reaper.Config, once bool, logger *slog.Logger) error {
-	s, err := connect(ctx, c, logger)
+	s, err := connect(ctx, c, nil, logger)
 	if err != nil {
 		return err
 	}
@@ -153,6 +198,11 @@ func RunReaper(ctx context.Context, c *Config, rc reaper.Config, once bool, logg
 		return err
 	}
 	defer runner.Close()
+	stopTokens, err := keepHostTokens(ctx, c, s, runner, once, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTokens()
 	_, stopHTTP, err := startHTTP(ctx, c.HTTP, checks(c, s, runner, false), logger)
 	if err != nil {
 		return err
@@ -176,6 +226,10 @@ type HostConfig struct {
 	// Member, set instead of SessionID, makes the host a warm pool member
 	// that waits for a session to be handed to it.
 	Member pool.MemberConfig
+	// Token is the host token the launch passed (hostcred.FromEnv), if
+	// it passed one; the host then works with it instead of its job's
+	// own account.
+	Token hostcred.Token
 }
 
 // DefineHost registers the executor's flags.
@@ -216,16 +270,38 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 		hostname, _ := os.Hostname()
 		hc.Execution = "local-" + hostname + "-" + fmt.Sprint(os.Getpid())
 	}
+	// The session's commands run as the host's own uid: being
+	// non-dumpable keeps its environment and memory, where its credential
+	// is, out of their reach.
+	if err := procs.DenyInspection(); err != nil {
+		if hc.Token.Value != "" {
+			return fmt.Errorf("keep the host token from the commands: %w", err)
+		}
+		logger.Warn("host is dumpable; commands can read its environment and memory", "event", "host.dumpable", "error", err.Error())
+	}
 	// Orphans of the session's commands come to the host, which learns how
 	// its background processes end and reaps them.
 	if err := procs.BecomeSubreaper(); err != nil {
 		logger.Warn("not a child subreaper; adopted processes' exit codes stay unknown", "event", "host.no_subreaper", "error", err.Error())
 	}
-	s, err := connect(ctx, c, logger)
+	var ts oauth2.TokenSource // nil: the job's own credentials
+	var tokens *hostcred.Source
+	if hc.Token.Value != "" {
+		tokens = hostcred.NewSource(hc.Token, c.Host.RenewBefore)
+		ts = tokens
+	}
+	s, err := connect(ctx, c, ts, logger)
 	if err != nil {
 		return err
 	}
 	defer s.close()
+	if tokens != nil {
+		logger.Info("host works with its launch's token", "event", "host.token", "held", hc.Token)
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); tokens.Run(rctx, s.store, c.Host.CheckInterval, logger) }()
+		defer func() { cancel(); <-done }()
+	}
 	if hc.SessionID == "" {
 		hc.Member.Execution = hc.Execution
 		a, err := pool.Await(ctx, s.store, hc.Member, logger)
