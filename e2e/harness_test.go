@@ -25,6 +25,7 @@ import (
 	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
 	"github.com/sandrun/sandrun/internal/dispatcher"
+	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/queue"
@@ -65,6 +66,9 @@ type options struct {
 	pool pool.Policy
 	// hostEnv is added to every host's environment.
 	hostEnv []string
+	// hostTokens sets how host tokens are minted and renewed (the
+	// defaults when zero).
+	hostTokens hostcred.Config
 }
 
 // world is sandrun running on a local cloud for one test.
@@ -121,7 +125,7 @@ func start(t *testing.T, o options) *world {
 		}
 	})
 	sys := system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
-		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL, Pool: o.pool}
+		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL, Pool: o.pool, Host: o.hostTokens}
 	ctx := context.Background()
 	stateDir := t.TempDir()
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
