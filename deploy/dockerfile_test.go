@@ -302,6 +302,20 @@ func checkSandbox(pre []instruction, stages []stage) []string {
 			problems = append(problems, fmt.Sprintf("the sandbox does not install %s", want))
 		}
 	}
+	// Commands run as uid 1000 and must stay there: setuid and setgid
+	// programs are stripped after the last install.
+	lastInstall, stripped := -1, -1
+	for i, in := range final.body {
+		if in.cmd == "RUN" && strings.Contains(in.args, "apt-get install") {
+			lastInstall = i
+		}
+		if in.cmd == "RUN" && strings.Contains(in.args, "-perm /6000") && strings.Contains(in.args, "chmod a-s") {
+			stripped = i
+		}
+	}
+	if stripped < lastInstall {
+		problems = append(problems, "the sandbox keeps its setuid and setgid programs (want RUN find / -xdev -perm /6000 -type f -exec chmod a-s {} + after the last install)")
+	}
 	// The executor is PID 1 itself: a process started before it (an init
 	// such as tini) would hold the launch's host token in an environment
 	// that the commands, of the same uid, could read.
@@ -419,11 +433,12 @@ func TestChecksFindMistakes(t *testing.T) {
 		{name: "single stage", src: "FROM golang:1.26.8\nRUN CGO_ENABLED=0 go build ./cmd/x\nUSER 1\nENTRYPOINT [\"/x\"]\n", static: true, want: "not multi-stage"},
 		{name: "fat base", src: strings.Replace(good, "FROM scratch", "FROM debian:12.8", 1), static: true, want: "is not minimal"},
 		{name: "cgo", src: strings.Replace(good, "CGO_ENABLED=0 ", "", 1), static: true, want: "no stage builds with CGO_ENABLED=0"},
-		{name: "sandbox without tools", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get update && apt-get install -y git && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not install python3"},
-		{name: "sandbox recommends", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "without --no-install-recommends"},
-		{name: "sandbox toolchain from an argument", src: "FROM node:22.12.0-bookworm-slim\nARG TC=build-essential\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 ${TC} && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true},
-		{name: "sandbox without node", src: "FROM debian:12.8\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not provide Node.js"},
-		{name: "sandbox behind an init", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "the executor must be PID 1"},
+		{name: "sandbox without tools", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get update && apt-get install -y git && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not install python3"},
+		{name: "sandbox recommends", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "without --no-install-recommends"},
+		{name: "sandbox toolchain from an argument", src: "FROM node:22.12.0-bookworm-slim\nARG TC=build-essential\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 ${TC} && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true},
+		{name: "sandbox without node", src: "FROM debian:12.8\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not provide Node.js"},
+		{name: "sandbox behind an init", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "the executor must be PID 1"},
+		{name: "sandbox with setuid programs", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "keeps its setuid and setgid programs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
