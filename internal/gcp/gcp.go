@@ -16,7 +16,26 @@ import (
 	"cloud.google.com/go/storage"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
+
+// EmulatorOptions returns the options that reach a gRPC service of the
+// local cloud, unauthenticated and in plain text, when the environment
+// variable env names its host:port; nil (Google's endpoint) otherwise. It
+// is for the services whose clients do not read an *_EMULATOR_HOST
+// variable themselves: Cloud Run and IAM Credentials.
+func EmulatorOptions(env string) []option.ClientOption {
+	host := os.Getenv(env)
+	if host == "" {
+		return nil
+	}
+	return []option.ClientOption{
+		option.WithEndpoint(host),
+		option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+	}
+}
 
 // Clients are the connections a program holds.
 type Clients struct {

@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	credentials "cloud.google.com/go/iam/credentials/apiv1"
 	"cloud.google.com/go/iam/credentials/apiv1/credentialspb"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sandrun/sandrun/internal/gcp"
 )
 
 // EmulatorHostEnv, when set, is host:port of the local cloud's IAM
@@ -41,15 +39,7 @@ func NewIAMMinter(ctx context.Context, account string, lifetime time.Duration) (
 	if lifetime <= 0 {
 		lifetime = DefaultLifetime
 	}
-	var opts []option.ClientOption
-	if host := os.Getenv(EmulatorHostEnv); host != "" {
-		opts = []option.ClientOption{
-			option.WithEndpoint(host),
-			option.WithoutAuthentication(),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		}
-	}
-	client, err := credentials.NewIamCredentialsClient(ctx, opts...)
+	client, err := credentials.NewIamCredentialsClient(ctx, gcp.EmulatorOptions(EmulatorHostEnv)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to IAM Credentials: %w", err)
 	}

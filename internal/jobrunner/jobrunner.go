@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -17,11 +16,11 @@ import (
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sandrun/sandrun/internal/gcp"
 )
 
 // EmulatorHostEnv names the variable that points the runner at the local
@@ -56,17 +55,7 @@ func (r *Runner) AddLaunchEnv(e LaunchEnv) { r.launchEnv = e }
 
 // ClientOptions returns the options that reach Cloud Run: the local cloud's
 // endpoint when CLOUDRUN_EMULATOR_HOST is set, Google's otherwise.
-func ClientOptions() []option.ClientOption {
-	host := os.Getenv(EmulatorHostEnv)
-	if host == "" {
-		return nil
-	}
-	return []option.ClientOption{
-		option.WithEndpoint(host),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
-}
+func ClientOptions() []option.ClientOption { return gcp.EmulatorOptions(EmulatorHostEnv) }
 
 // JobName returns the full name of a job.
 func JobName(project, region, job string) string {
