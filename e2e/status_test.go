@@ -39,7 +39,8 @@ func TestStatusShowsTheRunningSystem(t *testing.T) {
 			RequestID string `json:"request_id"`
 			Code      string
 		} `json:"recent_errors"`
-		Pool pool.Status
+		Pool             pool.Status
+		HostTokenExpires *time.Time `json:"host_token_expires"`
 	}
 	out := runSandrun(t, w, "status", "--json")
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
@@ -58,9 +59,13 @@ func TestStatusShowsTheRunningSystem(t *testing.T) {
 		t.Errorf("pool %+v; want on, 1 hit, no miss", rep.Pool)
 	}
 
+	if rep.HostTokenExpires == nil || time.Until(*rep.HostTokenExpires) < 30*time.Minute {
+		t.Errorf("host token expires %v; want the launch's token, about an hour from now", rep.HostTokenExpires)
+	}
+
 	// The table says the same to a person.
 	table := runSandrun(t, w, "status")
-	for _, want := range []string{"1 active, 1 hosted", "3 finished (TIMEOUT 1, ok 2)", "1 pool hits", "hit rate 100%", timedOut.RequestID + "  TIMEOUT"} {
+	for _, want := range []string{"1 active, 1 hosted", "3 finished (TIMEOUT 1, ok 2)", "1 pool hits", "hit rate 100%", timedOut.RequestID + "  TIMEOUT", "token     the hosts' token expires"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("status does not say %q:\n%s", want, table)
 		}

@@ -31,6 +31,9 @@ type statusReport struct {
 	PoolHits   int            `json:"pool_hits"`
 	Errors     []recentError  `json:"recent_errors"`
 	Pool       pool.Status    `json:"pool"`
+	// HostTokenExpires is when the hosts' stored token expires; nil when
+	// none is stored (hosts then work with their job's own account).
+	HostTokenExpires *time.Time `json:"host_token_expires,omitempty"`
 }
 
 type latency struct {
@@ -62,8 +65,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 Shows the running system from its Firestore state: active sessions, live
 hosts, queued requests; the requests finished within the window by outcome,
 their end-to-end and queue latency percentiles, cold starts, and the newest
-errors; and the warm pool of hosts (idle, starting, hits and misses). It
-reads only: it neither creates nor wakes anything.`)
+errors; the warm pool of hosts (idle, starting, hits and misses); and when
+the hosts' access token expires. It reads only: it neither creates nor
+wakes anything.`)
 	var cf clientFlags
 	fs.StringVar(&cf.project, "project", "", "Google Cloud project of the deployment (default: the running `sandrun dev`)")
 	fs.Env("project", "SANDRUN_PROJECT")
@@ -92,6 +96,13 @@ reads only: it neither creates nor wakes anything.`)
 	rep := summarize(o, *window)
 	if rep.Pool, err = pool.New(sys.Pool, store, nil, nil, slog.New(slog.DiscardHandler)).Status(ctx); err != nil {
 		return err
+	}
+	tok, err := store.HostToken(ctx)
+	if err != nil {
+		return err
+	}
+	if tok.Value != "" {
+		rep.HostTokenExpires = &tok.Expires
 	}
 	if *asJSON {
 		return printJSON(env, rep)
@@ -176,6 +187,11 @@ func (rep *statusReport) write(env *Env) {
 		fmt.Fprintf(w, "; a host takes %.1fs to start\n", p.ReadySeconds)
 	default:
 		fmt.Fprintln(w, "pool      off")
+	}
+	if t := rep.HostTokenExpires; t != nil {
+		fmt.Fprintf(w, "token     the hosts' token expires %s (in %s; renewed 20m before by default)\n", t.UTC().Format(time.RFC3339), time.Until(*t).Round(time.Second))
+	} else {
+		fmt.Fprintln(w, "token     none stored: hosts work with their job's own account")
 	}
 	if len(rep.Errors) > 0 {
 		fmt.Fprintln(w, "errors    newest first:")
