@@ -235,18 +235,30 @@ func (k *Keeper) Token(ctx context.Context) (Token, error) {
 	}
 	// Another keeper may have stored a later one meanwhile: the store
 	// keeps whichever lasts longer, and that is the one to hand out.
-	if k.tok, err = k.store.OfferHostToken(ctx, minted); err != nil {
-		k.tok = Token{}
+	kept, err := k.store.OfferHostToken(ctx, minted)
+	if err != nil {
+		// Unstored, it would reach no running host: try again next time.
 		return Token{}, fmt.Errorf("store the host token: %w", err)
 	}
-	return k.tok, nil
+	k.tok = kept
+	return kept, nil
 }
 
-// LaunchEnv is the environment every launch adds: the current token.
+// LaunchEnv is the environment every launch adds: the current token. When
+// it cannot be renewed now, a launch still gets the one the keeper holds
+// while that has more than a quarter of RenewBefore left: the host looks
+// for the renewed one from its start, and finds it once minting works
+// again.
 func (k *Keeper) LaunchEnv(ctx context.Context) (map[string]string, error) {
 	t, err := k.Token(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("host token for the launch: %w", err)
+		k.mu.Lock()
+		held := k.tok
+		k.mu.Unlock()
+		if !held.lasts(k.renewBefore/4, k.now()) {
+			return nil, fmt.Errorf("host token for the launch: %w", err)
+		}
+		t = held
 	}
 	return Env(t), nil
 }

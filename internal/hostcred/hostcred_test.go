@@ -2,6 +2,7 @@ package hostcred_test
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"log/slog"
 	"net/http"
@@ -267,5 +268,50 @@ func TestFromEnv(t *testing.T) {
 	env[hostcred.EnvExpires] = "soon"
 	if _, _, err := hostcred.FromEnv(get); err == nil || !strings.Contains(err.Error(), hostcred.EnvExpires) {
 		t.Fatalf("bad expiry: %v", err)
+	}
+}
+
+// failingMinter mints until it is told to fail.
+type failingMinter struct {
+	hostcred.Minter
+	mu   sync.Mutex
+	fail bool
+}
+
+func (f *failingMinter) Mint(ctx context.Context) (hostcred.Token, error) {
+	f.mu.Lock()
+	fail := f.fail
+	f.mu.Unlock()
+	if fail {
+		return hostcred.Token{}, errors.New("IAM Credentials unavailable")
+	}
+	return f.Minter.Mint(ctx)
+}
+
+// While minting fails, launches get the held token as long as it has a
+// quarter of the margin left, and fail after that.
+func TestLaunchesOutliveAFailingMinter(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	m := &failingMinter{Minter: w.minter(4 * time.Second)}
+	k := hostcred.NewKeeper(w.store(), m, 2*time.Second)
+	held, err := k.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	m.fail = true
+	m.mu.Unlock()
+	time.Sleep(time.Until(held.Expires.Add(-2*time.Second)) + 100*time.Millisecond)
+	if _, err := k.Token(ctx); err == nil || !strings.Contains(err.Error(), "IAM Credentials unavailable") {
+		t.Fatalf("Token with a failing minter: %v", err)
+	}
+	env, err := k.LaunchEnv(ctx)
+	if err != nil || env[hostcred.EnvToken] != held.Value {
+		t.Fatalf("LaunchEnv within the margin = %v, %v; want the held token", env[hostcred.EnvToken] == held.Value, err)
+	}
+	time.Sleep(time.Until(held.Expires.Add(-500*time.Millisecond)) + 100*time.Millisecond)
+	if _, err := k.LaunchEnv(ctx); err == nil || !strings.Contains(err.Error(), "host token for the launch") {
+		t.Fatalf("LaunchEnv with the held token nearly expired: %v", err)
 	}
 }
