@@ -2,8 +2,8 @@ package hostcred_test
 
 import (
 	"bytes"
-	"errors"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"

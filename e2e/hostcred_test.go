@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/hostcred"
+)
+
+// A host works with the token minted for its launch, never shows it to
+// its commands, and takes the renewed token before the first one expires:
+// a host outlives the lifetime of any one token.
+func TestHostTokensAreMintedHiddenAndRenewed(t *testing.T) {
+	const lifetime = 8 * time.Second
+	w := start(t, options{hostTokens: hostcred.Config{Lifetime: lifetime, RenewBefore: 5 * time.Second, CheckInterval: 300 * time.Millisecond}})
+	ctx := context.Background()
+	c := w.do(&api.Request{SessionID: "tokens", Op: api.OpExec,
+		Command: `env | grep -c -e SANDRUN_HOST -e ya29; env | grep "^SANDRUN_"`})
+	if c.Status != api.StatusOK {
+		t.Fatalf("exec: %+v", c)
+	}
+	if got := strings.TrimSpace(c.Stdout); got != "0\nSANDRUN_SESSION_ID=tokens" {
+		t.Fatalf("the command's environment shows %q; want no token and only SANDRUN_SESSION_ID", got)
+	}
+	first, err := w.store.HostToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := w.suite.IAM.Minted(first.Value); !ok || m.Account != "sandrun-executor@"+w.sys.Project+".iam.gserviceaccount.com" {
+		t.Fatalf("stored token %s: minted %v for %q", first, ok, m.Account)
+	}
+	if !strings.Contains(w.logs.String(), `"event":"host.token","held":"`+first.String()) {
+		t.Fatalf("the host did not report working with the launch's token %s", first)
+	}
+	if strings.Contains(w.logs.String(), first.Value) {
+		t.Fatal("a log line holds the token's value")
+	}
+
+	// Past the first token's expiry, the same host still serves, with a
+	// token the keepers renewed.
+	time.Sleep(time.Until(first.Expires) + time.Second)
+	c = w.do(&api.Request{SessionID: "tokens", Op: api.OpExec, Command: `echo still here`})
+	if c.Status != api.StatusOK || c.Stdout != "still here\n" {
+		t.Fatalf("exec after the launch token expired: %+v", c)
+	}
+	if n := strings.Count(w.logs.String(), `"event":"host.lease_acquired"`); n != 1 {
+		t.Fatalf("%d hosts acquired the session; want the one host throughout", n)
+	}
+	if !strings.Contains(w.logs.String(), `"event":"host.token_renewed"`) {
+		t.Fatal("the host never renewed its token")
+	}
+	renewed, err := w.store.HostToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.suite.IAM.Minted(renewed.Value); !ok || !renewed.Expires.After(first.Expires) {
+		t.Fatalf("stored token after renewal %s (minted %v), first %s", renewed, ok, first)
+	}
+}
