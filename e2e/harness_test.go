@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +43,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Searchable by every user: some tests run hosts as uid 1000.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	sandrunBin = filepath.Join(dir, "sandrun")
 	build := exec.Command("go", "build", "-o", sandrunBin, "github.com/sandrun/sandrun/cmd/sandrun")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -69,6 +75,9 @@ type options struct {
 	// hostTokens sets how host tokens are minted and renewed (the
 	// defaults when zero).
 	hostTokens hostcred.Config
+	// hostUser runs the hosts as this user, as the executor's image does
+	// (uid 1000); the test must run as root.
+	hostUser *syscall.Credential
 }
 
 // world is sandrun running on a local cloud for one test.
@@ -118,6 +127,7 @@ func start(t *testing.T, o options) *world {
 		Env:       append([]string{"PATH=" + os.Getenv("PATH")}, o.hostEnv...),
 		StopGrace: 2 * time.Second,
 		Output:    logs,
+		User:      o.hostUser,
 	}})
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -128,6 +138,11 @@ func start(t *testing.T, o options) *world {
 		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL, Pool: o.pool, Host: o.hostTokens}
 	ctx := context.Background()
 	stateDir := t.TempDir()
+	if u := o.hostUser; u != nil {
+		// The hosts make their workspaces in it: it must be theirs, and
+		// reachable (t.TempDir's parent is not).
+		stateDir = hostUserDir(t, u)
+	}
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
 		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: stateDir,
 		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, ReaperInterval: 500 * time.Millisecond,
@@ -160,6 +175,21 @@ func start(t *testing.T, o options) *world {
 	t.Cleanup(func() { w.fs.Close() })
 	w.store = session.NewStore(w.fs, nil, session.Config{Bucket: sys.Bucket})
 	return w
+}
+
+// hostUserDir returns a new directory that belongs to u, removed when the
+// test ends.
+func hostUserDir(t *testing.T, u *syscall.Credential) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sandrun-e2e-host-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chown(dir, int(u.Uid), int(u.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // do sends a request and waits for its completion.

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,5 +60,42 @@ func TestHostTokensAreMintedHiddenAndRenewed(t *testing.T) {
 	}
 	if _, ok := w.suite.IAM.Minted(renewed.Value); !ok || !renewed.Expires.After(first.Expires) {
 		t.Fatalf("stored token after renewal %s (minted %v), first %s", renewed, ok, first)
+	}
+}
+
+// Hosts run as uid 1000, as in the executor's image, and so do their
+// commands: a command can inspect its own processes but not its host,
+// which holds the token.
+func TestCommandsCannotInspectTheirHost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runs the hosts as uid 1000, which needs root")
+	}
+	w := start(t, options{hostUser: &syscall.Credential{Uid: 1000, Gid: 1000}})
+	c := w.do(&api.Request{SessionID: "inspect", Op: api.OpExec, Command: `
+		id -u
+		tr '\0' ' ' < /proc/$PPID/cmdline; echo
+		sleep 60 & own=$!
+		for p in $own $PPID; do
+			r=
+			cat /proc/$p/environ >/dev/null 2>&1 && r="$r environ"
+			ls /proc/$p/fd >/dev/null 2>&1 && r="$r fd"
+			python3 -c 'import ctypes, sys; sys.exit(ctypes.CDLL(None).ptrace(16, int(sys.argv[1]), 0, 0) != 0)' $p && r="$r ptrace"
+			[ $p = $own ] && echo "own:$r" || echo "host:$r"
+		done
+		kill $own`})
+	if c.Status != api.StatusOK {
+		t.Fatalf("exec: %+v", c)
+	}
+	lines := strings.Split(strings.TrimSpace(c.Stdout), "\n")
+	if len(lines) != 4 || lines[0] != "1000" || !strings.Contains(lines[1], "executor") {
+		t.Fatalf("the command ran as %q under %q; want uid 1000 under the executor\n%s", lines[0], lines[1], c.Stdout)
+	}
+	// The same inspection works on the command's own process, so its
+	// failure on the host means something.
+	if lines[2] != "own: environ fd ptrace" || lines[3] != "host:" {
+		t.Fatalf("inspection: %q, %q; want everything of its own process and nothing of its host", lines[2], lines[3])
+	}
+	if c := w.do(&api.Request{SessionID: "inspect", Op: api.OpFileRead, Path: "/proc/self/environ"}); c.Error == nil || c.Error.Code != api.CodeFailedPrecondition {
+		t.Fatalf("file.read of the host's own environ: %+v", c)
 	}
 }

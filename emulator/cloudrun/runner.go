@@ -372,6 +372,13 @@ func (s *Server) startProcess(path string, argv, env []string, dir, prefix strin
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, fmt.Errorf("create the task directory: %w", err)
 	}
+	attr := sysProcAttr()
+	if u := s.cfg.User; u != nil {
+		if err := os.Chown(work, int(u.Uid), int(u.Gid)); err != nil {
+			return nil, fmt.Errorf("hand the task directory to uid %d: %w", u.Uid, err)
+		}
+		attr.Credential = u
+	}
 	p := &taskProc{exited: make(chan struct{})}
 	var writers []*os.File
 	defer func() {
@@ -401,7 +408,7 @@ func (s *Server) startProcess(path string, argv, env []string, dir, prefix strin
 		Dir:         work,
 		Stdout:      writers[0],
 		Stderr:      writers[1],
-		SysProcAttr: sysProcAttr(),
+		SysProcAttr: attr,
 	}
 	if err := s.spawn(p.cmd); err != nil {
 		return nil, err

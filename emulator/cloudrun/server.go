@@ -61,6 +61,12 @@ type Config struct {
 	Output io.Writer
 	// Logger receives the emulator's own events (default: discard).
 	Logger *slog.Logger
+	// User, if set, is the user and group every task runs as, as a
+	// container image's USER makes its entrypoint run (the executor's
+	// image: uid 1000); the server must be root to set one. Each task's
+	// working directory then belongs to it (a WorkDir given must be
+	// searchable by it). Nil runs tasks as the server's own user.
+	User *syscall.Credential
 }
 
 // Server is the Cloud Run Admin API v2 fake: it serves the Jobs, Executions,
@@ -269,6 +275,12 @@ func (s *Server) workDirLocked() (string, error) {
 	dir, err := os.MkdirTemp("", "sandrun-cloudrun-")
 	if err != nil {
 		return "", fmt.Errorf("create work dir: %w", err)
+	}
+	if s.cfg.User != nil {
+		// The tasks' user must reach its working directory below.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return "", fmt.Errorf("open work dir %s to uid %d: %w", dir, s.cfg.User.Uid, err)
+		}
 	}
 	s.workDir, s.ownsWorkDir = dir, true
 	return dir, nil
