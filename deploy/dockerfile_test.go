@@ -316,13 +316,13 @@ func checkSandbox(pre []instruction, stages []stage) []string {
 	if stripped < lastInstall {
 		problems = append(problems, "the sandbox keeps its setuid and setgid programs (want RUN find / -xdev -perm /6000 -type f -exec chmod a-s {} + after the last install)")
 	}
-	// The executor is PID 1 itself: a process started before it (an init
+	// The executor is the entrypoint itself: a process started before it (an init
 	// such as tini) would hold the launch's host token in an environment
 	// that the commands, of the same uid, could read.
 	for _, in := range final.body {
 		var argv []string
 		if in.cmd == "ENTRYPOINT" && json.Unmarshal([]byte(in.args), &argv) == nil && len(argv) > 0 && (len(argv) > 1 || path.Base(argv[0]) != "executor") {
-			problems = append(problems, fmt.Sprintf("line %d: ENTRYPOINT %s: the executor must be PID 1, with nothing before it", in.line, in.args))
+			problems = append(problems, fmt.Sprintf("line %d: ENTRYPOINT %s: the executor must be the entrypoint, with nothing before it", in.line, in.args))
 		}
 	}
 	return problems
@@ -437,7 +437,7 @@ func TestChecksFindMistakes(t *testing.T) {
 		{name: "sandbox recommends", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "without --no-install-recommends"},
 		{name: "sandbox toolchain from an argument", src: "FROM node:22.12.0-bookworm-slim\nARG TC=build-essential\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 ${TC} && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true},
 		{name: "sandbox without node", src: "FROM debian:12.8\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not provide Node.js"},
-		{name: "sandbox behind an init", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "the executor must be PID 1"},
+		{name: "sandbox behind an init", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "the executor must be the entrypoint"},
 		{name: "sandbox with setuid programs", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "keeps its setuid and setgid programs"},
 	}
 	for _, tt := range tests {

@@ -1,10 +1,10 @@
 # The sandbox: the image of the executor job. One container hosts one
 # session; the executor runs the session's commands in it with bash, as the
 # same unprivileged user (uid 1000), so that the files a checkpoint restores
-# belong to the user who runs the next command. The executor is PID 1: it
-# receives its session's cloud token in its environment, which an init
-# before it would hold too, readable by the commands (docs/deploy.md, "The
-# sandbox runs untrusted code").
+# belong to the user who runs the next command. The executor is the
+# entrypoint itself: it receives its session's cloud token in its
+# environment, which an init before it would hold too, readable by the
+# commands (docs/deploy.md, "The sandbox runs untrusted code").
 #
 #   docker build -f deploy/executor.Dockerfile -t executor .    (from the repository root)
 #
@@ -38,8 +38,8 @@ RUN printf '%s\n' \
         'path-include=/usr/share/locale/locale.alias' \
         > /etc/dpkg/dpkg.cfg.d/01-sandbox-nodoc
 
-# What agents' commands expect to find. No init: the executor, PID 1,
-# handles SIGTERM and reaps the orphans of background jobs itself.
+# What agents' commands expect to find. No init: the executor handles
+# SIGTERM and reaps the orphans of background jobs itself.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         bash \
