@@ -102,7 +102,7 @@ func FromEnv(getenv func(string) string) (Token, bool, error) {
 
 // Env is the launch environment that passes t.
 func Env(t Token) map[string]string {
-	return map[string]string{EnvToken: t.Value, EnvExpires: t.Expires.UTC().Format(time.RFC3339)}
+	return map[string]string{EnvToken: t.Value, EnvExpires: t.Expires.UTC().Format(time.RFC3339Nano)}
 }
 
 // Source is a host's token source: the token its launch passed, then the
@@ -154,7 +154,7 @@ func (s *Source) Renew(ctx context.Context, store Store) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("read the renewed host token: %w", err)
 	}
-	if stored.Value == "" || !stored.Expires.After(held.Expires) {
+	if stored.Value == "" || stored.Value == held.Value || !stored.Expires.After(held.Expires) {
 		return false, nil
 	}
 	s.mu.Lock()

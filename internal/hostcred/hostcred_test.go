@@ -92,7 +92,7 @@ func TestKeepersShareOneMintedToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	back, ok, err := hostcred.FromEnv(func(k string) string { return env[k] })
-	if !ok || err != nil || back.Value != tok.Value || !back.Expires.Equal(tok.Expires.Truncate(time.Second)) {
+	if !ok || err != nil || back.Value != tok.Value || !back.Expires.Equal(tok.Expires) {
 		t.Fatalf("FromEnv(LaunchEnv) = %s %v %v, want %s", back, ok, err, tok)
 	}
 }
@@ -158,9 +158,14 @@ func TestSourceTakesTheRenewedToken(t *testing.T) {
 	}
 	time.Sleep(time.Until(launch.Expires.Add(-2*time.Second)) + 100*time.Millisecond)
 	// Within the margin it looks, and keeps its token until a keeper has
-	// stored a later one.
+	// stored a later one: the stored token is still its own.
 	if renewed, err := src.Renew(ctx, st); renewed || err != nil || src.Current() != launch {
 		t.Fatalf("Renew with nothing newer = %v, %v, holding %s", renewed, err, src.Current())
+	}
+	// Nor is its own token renewed when the stored copy's expiry is finer.
+	coarse := hostcred.NewSource(hostcred.Token{Value: launch.Value, Expires: launch.Expires.Truncate(time.Second)}, 2*time.Second)
+	if renewed, err := coarse.Renew(ctx, st); renewed || err != nil {
+		t.Fatalf("Renew to the token it holds = %v, %v", renewed, err)
 	}
 	next, err := hostcred.NewKeeper(w.store(), w.minter(time.Hour), 2*time.Second).Token(ctx)
 	if err != nil {
