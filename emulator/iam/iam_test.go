@@ -7,22 +7,19 @@ import (
 
 	credentials "cloud.google.com/go/iam/credentials/apiv1"
 	"cloud.google.com/go/iam/credentials/apiv1/credentialspb"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
+	"github.com/sandrun/sandrun/internal/gcp"
 )
 
 func TestGenerateAccessToken(t *testing.T) {
 	s := emulatortest.Start(t, emulator.Config{})
 	ctx := context.Background()
-	client, err := credentials.NewIamCredentialsClient(ctx, option.WithEndpoint(s.CloudRunAddr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	client, err := credentials.NewIamCredentialsClient(ctx, gcp.EmulatorOptions(emulator.EnvIAMCredentials)...)
 	if err != nil {
 		t.Fatal(err)
 	}
