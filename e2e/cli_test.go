@@ -4,14 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sandrun/sandrun/internal/procfs"
 )
 
 // TestReadmeQuickStart does what the README tells a new user: start
@@ -134,29 +134,9 @@ func TestReadmeQuickStart(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, "dev.env")); !os.IsNotExist(err) {
 		t.Errorf("dev.env left behind: %v", err)
 	}
-	if left := processesWithEnv("SANDRUN_WORKSPACES_DIR=" + filepath.Join(home, "workspaces")); len(left) > 0 {
+	// Hosts are not dumpable: their command line, not their environment,
+	// tells them. No other test runs hosts of this binary meanwhile.
+	if left := procfs.Running(sandrunBin, "executor"); len(left) > 0 {
 		t.Errorf("hosts left running after sandrun dev stopped: %v", left)
 	}
-}
-
-// processesWithEnv lists the pids of live processes whose environment holds kv.
-func processesWithEnv(kv string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, v := range bytes.Split(b, []byte{0}) {
-			if string(v) == kv && syscall.Kill(pid, 0) == nil {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
 }

@@ -354,24 +354,17 @@ func (w *world) runDispatcher() (stop func()) {
 	return stop
 }
 
-// hostPID returns the pid of the executor hosting the session: the one
-// process whose environment names both this world's workspaces and the
-// session (user commands see neither the former).
+// hostPID returns the pid of the executor hosting the session: the
+// entrypoint of the execution that holds its lease.
 func (w *world) hostPID(t *testing.T, sessionID string) int {
 	t.Helper()
-	ws := processesWithEnv("SANDRUN_WORKSPACES_DIR=" + filepath.Join(w.stateDir, "workspaces"))
-	ss := map[int]bool{}
-	for _, pid := range processesWithEnv("SANDRUN_SESSION_ID=" + sessionID) {
-		ss[pid] = true
+	execution, err := w.store.HostOf(context.Background(), sessionID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var pids []int
-	for _, pid := range ws {
-		if ss[pid] {
-			pids = append(pids, pid)
-		}
-	}
-	if len(pids) != 1 {
-		t.Fatalf("hosts of session %s: %v", sessionID, pids)
+	pids := w.suite.CloudRun.TaskPIDs(w.sys.JobName() + "/executions/" + execution)
+	if execution == "" || len(pids) != 1 {
+		t.Fatalf("session %s: host %q runs as %v", sessionID, execution, pids)
 	}
 	return pids[0]
 }

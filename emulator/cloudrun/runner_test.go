@@ -126,10 +126,19 @@ func TestKillExecutionFailsTasksAndRetries(t *testing.T) {
 	name := mustMetadata(t, op).GetName()
 	pid := readPID(t, filepath.Join(dir, "pid"))
 	waitRunning(t, h.srv, name)
+	if got := h.srv.TaskPIDs(name); !slices.Equal(got, []int{pid}) {
+		t.Fatalf("TaskPIDs = %v, want the task's shell %d", got, pid)
+	}
 	if err := h.srv.KillExecution(name); err != nil {
 		t.Fatal(err)
 	}
 	e := h.wait(t, op)
+	if got := h.srv.TaskPIDs(name); len(got) != 0 {
+		t.Errorf("TaskPIDs of a finished execution = %v", got)
+	}
+	if got := h.srv.TaskPIDs(testParent + "/jobs/victim/executions/victim-zzzzz"); got != nil {
+		t.Errorf("TaskPIDs of a missing execution = %v", got)
+	}
 	if e.GetSucceededCount() != 1 || e.GetRetriedCount() != 1 {
 		t.Errorf("succeeded %d, retried %d: want 1, 1", e.GetSucceededCount(), e.GetRetriedCount())
 	}

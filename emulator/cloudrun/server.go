@@ -152,14 +152,7 @@ func (s *Server) KillExecution(name string) error {
 	}
 	s.mu.Lock()
 	e := s.executions[name]
-	var pids []int
-	if e != nil {
-		for _, t := range e.tasks {
-			if t.proc != nil {
-				pids = append(pids, t.proc.pid)
-			}
-		}
-	}
+	pids := e.taskPIDs()
 	s.mu.Unlock()
 	switch {
 	case e == nil:
@@ -172,6 +165,30 @@ func (s *Server) KillExecution(name string) error {
 	}
 	s.log.Info("killed execution", "event", "cloudrun.execution.killed", "execution", name, "processes", len(pids))
 	return nil
+}
+
+// TaskPIDs returns the process ids of the named execution's running tasks:
+// each task's main process, the container's entrypoint. Tests and
+// benchmarks measure an execution's processes with it.
+func (s *Server) TaskPIDs(name string) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.executions[name].taskPIDs()
+}
+
+// taskPIDs are the pids of e's running tasks, none for a nil e. The
+// server's lock must be held.
+func (e *execution) taskPIDs() []int {
+	if e == nil {
+		return nil
+	}
+	var pids []int
+	for _, t := range e.tasks {
+		if t.proc != nil {
+			pids = append(pids, t.proc.pid)
+		}
+	}
+	return pids
 }
 
 // RunningExecutions returns the names of the executions that have at least

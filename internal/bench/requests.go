@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -207,9 +206,11 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // used so far (children's time counts once they are reaped by a host).
 func (r *runner) hostsCPU() time.Duration {
 	var total time.Duration
-	for _, pid := range procfs.WithEnv("SANDRUN_WORKSPACES_DIR=" + filepath.Join(r.state, "workspaces")) {
-		if t, err := procfs.CPUTime(pid, true); err == nil {
-			total += t
+	for _, execution := range r.suite.CloudRun.RunningExecutions() {
+		for _, pid := range r.suite.CloudRun.TaskPIDs(execution) {
+			if t, err := procfs.CPUTime(pid, true); err == nil {
+				total += t
+			}
 		}
 	}
 	return total

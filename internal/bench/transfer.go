@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"path/filepath"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,6 +14,7 @@ import (
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/client"
 	"github.com/sandrun/sandrun/internal/procfs"
+	"github.com/sandrun/sandrun/internal/session"
 )
 
 // transfer measures file.upload and file.download through a session, and
@@ -46,7 +45,7 @@ func (r *runner) transfer(ctx context.Context) error {
 		// from it once: that is the floor of both.
 		floor := floorUp + floorDown
 		peak := ""
-		if pid, err := r.hostPID(s); err == nil {
+		if pid, err := r.hostPID(ctx, s); err == nil {
 			if b, err := procfs.PeakRSS(pid); err == nil {
 				peak = fmt.Sprintf("host peak memory %d MB", b>>20)
 				r.add(Result{Name: fmt.Sprintf("host peak memory, %d MB transfer", mb), Unit: "MB", Value: float64(b >> 20)})
@@ -144,18 +143,17 @@ func (r *runner) rawObject(ctx context.Context, size int64) (write, read time.Du
 	return write, time.Since(start), nil
 }
 
-// hostPID finds the host of a session among the local processes: the one
-// whose environment names both this run's workspaces and the session.
-func (r *runner) hostPID(sessionID string) (int, error) {
-	ws := procfs.WithEnv("SANDRUN_WORKSPACES_DIR=" + filepath.Join(r.state, "workspaces"))
-	ss := map[int]bool{}
-	for _, pid := range procfs.WithEnv("SANDRUN_SESSION_ID=" + sessionID) {
-		ss[pid] = true
+// hostPID is the pid of the session's host: the entrypoint of the
+// execution that holds its lease.
+func (r *runner) hostPID(ctx context.Context, sessionID string) (int, error) {
+	store := session.NewStore(r.clients.Firestore, nil, session.Config{Bucket: r.sys.Bucket})
+	execution, err := store.HostOf(ctx, sessionID)
+	if err != nil {
+		return 0, err
 	}
-	for _, pid := range ws {
-		if ss[pid] {
-			return pid, nil
-		}
+	pids := r.suite.CloudRun.TaskPIDs(r.sys.JobName() + "/executions/" + execution)
+	if execution == "" || len(pids) != 1 {
+		return 0, fmt.Errorf("session %s: host %q runs as %v", sessionID, execution, pids)
 	}
-	return 0, errors.New("no host process found for session " + sessionID)
+	return pids[0], nil
 }

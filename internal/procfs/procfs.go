@@ -1,7 +1,6 @@
 // Package procfs reads what the benchmark and the tests need to know about
-// local processes from Linux's /proc: which processes carry an environment
-// variable, how much memory one uses, whether one has ended. It only
-// reads.
+// local processes from Linux's /proc: which processes run a command line,
+// how much memory and CPU one uses, whether one has ended. It only reads.
 package procfs
 
 import (
@@ -16,9 +15,12 @@ import (
 	"time"
 )
 
-// WithEnv lists the live processes whose environment holds the exact
-// KEY=VALUE kv (zombies excluded). Processes of other users are skipped.
-func WithEnv(kv string) []int {
+// Running lists the live processes whose command line is exactly argv
+// (zombies, whose command line is empty, excluded). Command lines are
+// readable for every process, even one that is not dumpable, as sandrun's
+// hosts are.
+func Running(argv ...string) []int {
+	want := strings.Join(argv, "\x00") + "\x00"
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -26,15 +28,8 @@ func WithEnv(kv string) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || len(b) == 0 { // gone, not ours, or a zombie
-			continue
-		}
-		for _, v := range bytes.Split(b, []byte{0}) {
-			if string(v) == kv {
-				pids = append(pids, pid)
-				break
-			}
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && string(b) == want {
+			pids = append(pids, pid)
 		}
 	}
 	return pids

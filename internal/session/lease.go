@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -231,4 +232,20 @@ func (s *Store) NextQueued(ctx context.Context, sessionID string) (*Item, error)
 		return nil, err
 	}
 	return &items[0], nil
+}
+
+// HostOf returns the execution that holds the session's lease now; "" when
+// the session has no live host.
+func (s *Store) HostOf(ctx context.Context, sessionID string) (string, error) {
+	ld, err := get[LeaseDoc](ctx, s.leaseRef(sessionID))
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if !ld.live(s.now()) {
+		return "", nil
+	}
+	return ld.Execution, nil
 }
