@@ -116,10 +116,19 @@ func TestKillForegroundCommand(t *testing.T) {
 	}()
 	w.waitDoc("sessions/"+s+"/inbox/"+reqID, "start", time.Minute, func(d map[string]any) bool { return d["status"] == "running" })
 
-	// Control requests do not queue behind the running command.
-	view := ok(t, w.do(&api.Request{SessionID: s, Op: api.OpShellView}))
-	if view.Running == nil || !strings.Contains(view.Running.Command, "sleep 600") {
-		t.Fatalf("shell.view: %+v", view.Running)
+	// Control requests do not queue behind the running command. The inbox
+	// says running as the host starts the command, a moment before its
+	// process manager shows it.
+	var view *api.Completion
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		view = ok(t, w.do(&api.Request{SessionID: s, Op: api.OpShellView}))
+		if view.Running != nil && strings.Contains(view.Running.Command, "sleep 600") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shell.view: %+v", view.Running)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	killed := ok(t, w.do(&api.Request{SessionID: s, Op: api.OpProcessKill, Pattern: "sleep 600"}))
 	if len(killed.Killed) != 1 || killed.Killed[0] != view.Running.PID {

@@ -445,6 +445,14 @@ func TestKillExecutionThroughAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPIDs(t, pidFile)
+	// The task can write its pid a moment before the server records it
+	// as running.
+	for deadline := time.Now().Add(10 * time.Second); len(s.CloudRun.RunningExecutions()) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the task runs but its execution is not running")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	killed, err := (&emulator.AdminClient{Addr: s.AdminAddr}).KillExecution(ctx, "")
 	if err != nil {
 		t.Fatal(err)
