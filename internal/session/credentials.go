@@ -2,11 +2,10 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"cloud.google.com/go/firestore"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/sandrun/sandrun/internal/hostcred"
 )
@@ -26,18 +25,14 @@ func (s *Store) hostTokenRef() *firestore.DocumentRef {
 
 // HostToken returns the stored host token, the zero Token if none.
 func (s *Store) HostToken(ctx context.Context) (hostcred.Token, error) {
-	snap, err := s.hostTokenRef().Get(ctx)
-	if status.Code(err) == codes.NotFound {
+	t, err := get[hostcred.Token](ctx, s.hostTokenRef())
+	if errors.Is(err, ErrNotFound) {
 		return hostcred.Token{}, nil
 	}
 	if err != nil {
-		return hostcred.Token{}, fmt.Errorf("get the host token: %w", err)
+		return hostcred.Token{}, err
 	}
-	var t hostcred.Token
-	if err := snap.DataTo(&t); err != nil {
-		return hostcred.Token{}, fmt.Errorf("decode the host token: %w", err)
-	}
-	return t, nil
+	return *t, nil
 }
 
 // OfferHostToken stores t unless the stored token expires later, in a
@@ -47,21 +42,15 @@ func (s *Store) OfferHostToken(ctx context.Context, t hostcred.Token) (hostcred.
 	ref := s.hostTokenRef()
 	var kept hostcred.Token
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		kept = t
-		snap, err := tx.Get(ref)
-		if err != nil && status.Code(err) != codes.NotFound {
+		stored, err := txGet[hostcred.Token](tx, ref)
+		if err != nil {
 			return err
 		}
-		if err == nil {
-			var stored hostcred.Token
-			if err := snap.DataTo(&stored); err != nil {
-				return fmt.Errorf("decode the host token: %w", err)
-			}
-			if !stored.Expires.Before(t.Expires) {
-				kept = stored
-				return nil
-			}
+		if stored != nil && !stored.Expires.Before(t.Expires) {
+			kept = *stored
+			return nil
 		}
+		kept = t
 		return tx.Set(ref, t)
 	})
 	if err != nil {
