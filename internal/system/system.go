@@ -145,10 +145,17 @@ func keepHostTokens(ctx context.Context, c *Config, s *services, runner *jobrunn
 		}
 		return func() { minter.Close() }, nil
 	}
-	kctx, cancel := context.WithCancel(ctx)
+	stopKeeper := background(ctx, func(ctx context.Context) { keeper.Run(ctx, c.Host.CheckInterval, logger) })
+	return func() { stopKeeper(); minter.Close() }, nil
+}
+
+// background runs f in a goroutine until the returned stop is called,
+// which cancels f's context and waits for f to return.
+func background(ctx context.Context, f func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); keeper.Run(kctx, c.Host.CheckInterval, logger) }()
-	return func() { cancel(); <-done; minter.Close() }, nil
+	go func() { defer close(done); f(ctx) }()
+	return func() { cancel(); <-done }
 }
 
 // RunDispatcher runs a dispatcher until ctx ends.
@@ -178,10 +185,7 @@ func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger 
 	if p.Enabled() {
 		// The dispatcher refills the pool as it takes from it, so that
 		// the pool keeps up with arrivals between reaper passes.
-		done := make(chan struct{})
-		pctx, cancel := context.WithCancel(ctx)
-		go func() { defer close(done); p.Run(pctx, pool.DefaultRefillInterval) }()
-		defer func() { cancel(); <-done }()
+		defer background(ctx, func(ctx context.Context) { p.Run(ctx, pool.DefaultRefillInterval) })()
 	}
 	return dispatcher.New(dc, sub, s.store, s.queue, runner, p, logger).Run(ctx)
 }
@@ -297,10 +301,7 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 	defer s.close()
 	if tokens != nil {
 		logger.Info("host works with its launch's token", "event", "host.token", "held", hc.Token)
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); tokens.Run(rctx, s.store, c.Host.CheckInterval, logger) }()
-		defer func() { cancel(); <-done }()
+		defer background(ctx, func(ctx context.Context) { tokens.Run(ctx, s.store, c.Host.CheckInterval, logger) })()
 	}
 	if hc.SessionID == "" {
 		hc.Member.Execution = hc.Execution
