@@ -238,7 +238,7 @@ func (k *Keeper) Token(ctx context.Context) (Token, error) {
 	kept, err := k.store.OfferHostToken(ctx, minted)
 	if err != nil {
 		// Unstored, it would reach no running host: try again next time.
-		return Token{}, fmt.Errorf("store the host token: %w", err)
+		return Token{}, err
 	}
 	k.tok = kept
 	return kept, nil
@@ -306,6 +306,21 @@ func (c *Config) Define(fs *config.FlagSet) {
 	fs.Env("host-token-renew-before", "SANDRUN_HOST_TOKEN_RENEW_BEFORE")
 	fs.DurationVar(&c.CheckInterval, "host-token-check-interval", DefaultCheckInterval, "how often the dispatcher, the reaper and hosts check the host token")
 	fs.Env("host-token-check-interval", "SANDRUN_HOST_TOKEN_CHECK_INTERVAL")
+}
+
+// WithDefaults fills the durations left zero with the defaults the flags
+// have.
+func (c Config) WithDefaults() Config {
+	if c.Lifetime <= 0 {
+		c.Lifetime = DefaultLifetime
+	}
+	if c.RenewBefore <= 0 {
+		c.RenewBefore = DefaultRenewBefore
+	}
+	if c.CheckInterval <= 0 {
+		c.CheckInterval = DefaultCheckInterval
+	}
+	return c
 }
 
 // Validate tells whether the durations can work together.

@@ -154,16 +154,7 @@ func localHostTokens(project string, h hostcred.Config) hostcred.Config {
 	if h.Account == "" {
 		h.Account = "sandrun-executor@" + project + ".iam.gserviceaccount.com"
 	}
-	if h.Lifetime <= 0 {
-		h.Lifetime = hostcred.DefaultLifetime
-	}
-	if h.RenewBefore <= 0 {
-		h.RenewBefore = hostcred.DefaultRenewBefore
-	}
-	if h.CheckInterval <= 0 {
-		h.CheckInterval = hostcred.DefaultCheckInterval
-	}
-	return h
+	return h.WithDefaults()
 }
 
 func (l *Local) run(f func() error) {
