@@ -165,21 +165,33 @@ func checkUser(stages []stage, wantUID string) []string {
 // checkEntrypoint reports a final stage without an exec-form ENTRYPOINT:
 // the shell form would make /bin/sh PID 1, which does not pass SIGTERM on.
 func checkEntrypoint(stages []stage) []string {
-	final := stages[len(stages)-1]
-	var last *instruction
-	for i := range final.body {
-		if final.body[i].cmd == "ENTRYPOINT" {
-			last = &final.body[i]
-		}
-	}
+	last, argv := entrypoint(stages[len(stages)-1])
 	if last == nil {
 		return []string{"the final stage has no ENTRYPOINT"}
 	}
-	var argv []string
-	if err := json.Unmarshal([]byte(last.args), &argv); err != nil || len(argv) == 0 {
+	if len(argv) == 0 {
 		return []string{fmt.Sprintf("line %d: ENTRYPOINT %s is not in exec form ([\"program\", ...])", last.line, last.args)}
 	}
 	return nil
+}
+
+// entrypoint returns a stage's ENTRYPOINT, the last one as Docker takes
+// it, with its argv when it is in exec form; nil if there is none.
+func entrypoint(st stage) (*instruction, []string) {
+	var last *instruction
+	for i := range st.body {
+		if st.body[i].cmd == "ENTRYPOINT" {
+			last = &st.body[i]
+		}
+	}
+	if last == nil {
+		return nil, nil
+	}
+	var argv []string
+	if json.Unmarshal([]byte(last.args), &argv) != nil {
+		return last, nil
+	}
+	return last, argv
 }
 
 var (
@@ -319,11 +331,8 @@ func checkSandbox(pre []instruction, stages []stage) []string {
 	// The executor is the entrypoint itself: a process started before it (an init
 	// such as tini) would hold the launch's host token in an environment
 	// that the commands, of the same uid, could read.
-	for _, in := range final.body {
-		var argv []string
-		if in.cmd == "ENTRYPOINT" && json.Unmarshal([]byte(in.args), &argv) == nil && len(argv) > 0 && (len(argv) > 1 || path.Base(argv[0]) != "executor") {
-			problems = append(problems, fmt.Sprintf("line %d: ENTRYPOINT %s: the executor must be the entrypoint, with nothing before it", in.line, in.args))
-		}
+	if in, argv := entrypoint(final); len(argv) > 0 && (len(argv) > 1 || path.Base(argv[0]) != "executor") {
+		problems = append(problems, fmt.Sprintf("line %d: ENTRYPOINT %s: the executor must be the entrypoint, with nothing before it", in.line, in.args))
 	}
 	return problems
 }
