@@ -840,7 +840,7 @@ func TestHostIdentityChecksCatchMistakes(t *testing.T) {
 			"service_account = google_service_account.reaper.email", "service_account = google_service_account.executor.email",
 			"google_cloud_run_v2_job.reaper runs as the host identity"},
 		{"sandbox granted a role", checkSandboxHoldsNothing, "iam.tf",
-			"  role   = \"roles/pubsub.publisher\"\n  member = google_service_account.executor.member", "  role   = \"roles/pubsub.publisher\"\n  member = google_service_account.sandbox.member",
+			"  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.executor.member", "  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.sandbox.member",
 			"google_pubsub_topic_iam_member.executor_completions: member refers to google_service_account.sandbox"},
 		{"binding on the sandbox account", checkSandboxHoldsNothing, "iam.tf",
 			"service_account_id = google_service_account.backend.name", "service_account_id = google_service_account.sandbox.name",
