@@ -144,12 +144,12 @@ type grant struct{ permission, resource string }
 // iamTargets names, for each IAM member resource type, the argument that
 // says what the grant is on.
 var iamTargets = map[string]string{
-	"google_project_iam_member":             "project",
-	"google_storage_bucket_iam_member":      "bucket",
-	"google_pubsub_topic_iam_member":        "topic",
-	"google_pubsub_subscription_iam_member": "subscription",
-	"google_cloud_run_v2_job_iam_member":    "name",
-	"google_service_account_iam_member":     "service_account_id",
+	"google_project_iam_member":                      "project",
+	"google_storage_bucket_iam_member":               "bucket",
+	"google_pubsub_topic_iam_member":                 "topic",
+	"google_pubsub_subscription_iam_member":          "subscription",
+	"google_cloud_run_v2_job_iam_member":             "name",
+	"google_service_account_iam_member":              "service_account_id",
 	"google_artifact_registry_repository_iam_member": "repository",
 }
 
@@ -288,6 +288,16 @@ func address(tr hcl.Traversal) string {
 		return tr.RootName() + "." + a.Name
 	}
 	return tr.RootName()
+}
+
+// firstBlock returns the body of b's first nested block typ.
+func firstBlock(b *hclsyntax.Block, typ string) *hclsyntax.Body {
+	for _, nb := range b.Body.Blocks {
+		if nb.Type == typ {
+			return nb.Body
+		}
+	}
+	return &hclsyntax.Body{}
 }
 
 // nestedAttr returns the argument name of the first block typ in body.
