@@ -95,6 +95,9 @@ type Suite struct {
 	PubSub    *pstest.Server
 	Storage   *fakestorage.Server
 	Firestore *firestore.Server
+	// FirestoreUsage counts the document reads, writes and deletes the
+	// Firestore calls served would be billed (docs/cost.md).
+	FirestoreUsage *firestore.Usage
 	CloudRun  *cloudrun.Server
 	// IAM mints the access tokens of IAM Credentials' GenerateAccessToken,
 	// on CloudRunAddr.
@@ -199,7 +202,8 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 
 	// Firestore.
 	s.Firestore = firestore.New(firestore.Options{})
-	firestoreG := s.newGRPCServer(faults.Firestore)
+	s.FirestoreUsage = &firestore.Usage{}
+	firestoreG := s.newGRPCServer(faults.Firestore, s.FirestoreUsage.Interceptors()...)
 	s.Firestore.Register(firestoreG)
 	s.serveGRPC(firestoreG, firestoreL)
 
@@ -224,13 +228,14 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 }
 
 // newGRPCServer returns a gRPC server whose calls pass the fault injector and
-// whose handlers cannot take the process down with a panic.
-func (s *Suite) newGRPCServer(service string) *grpc.Server {
-	g := grpc.NewServer(
+// whose handlers cannot take the process down with a panic; opts add to
+// that (interceptors chained after the fault injector).
+func (s *Suite) newGRPCServer(service string, opts ...grpc.ServerOption) *grpc.Server {
+	g := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(recoverUnary(s.logger, service), s.Faults.UnaryInterceptor(service)),
 		grpc.ChainStreamInterceptor(recoverStream(s.logger, service), s.Faults.StreamInterceptor(service)),
 		grpc.MaxRecvMsgSize(64<<20),
-	)
+	}, opts...)...)
 	s.grpcs = append(s.grpcs, g)
 	return g
 }

@@ -40,3 +40,24 @@ func TestFirestoreDeleteProtection(t *testing.T) {
 		t.Errorf("delete_protection_state = %q, want DELETE_PROTECTION_ENABLED", got)
 	}
 }
+
+// TestCostDefaults pins the defaults docs/cost.md prices: hosts of 1 vCPU
+// and 2 GiB, no warm pool, one dispatcher. Changing one changes the monthly
+// bill; change the model in docs/cost.md with it.
+func TestCostDefaults(t *testing.T) {
+	c := parse(t)
+	want := map[string]string{
+		"executor_cpu":         `"1"`,
+		"executor_memory":      `"2Gi"`,
+		"pool_min":             "0",
+		"pool_target":          "0",
+		"dispatcher_instances": "1",
+		"dispatcher_cpu":       `"1"`,
+		"dispatcher_memory":    `"512Mi"`,
+	}
+	for name, def := range want {
+		if got := c.text(c.one("variable", name), "default"); got != def {
+			t.Errorf("variable %s defaults to %s, want %s (docs/cost.md)", name, got, def)
+		}
+	}
+}

@@ -147,8 +147,8 @@ variable "checkpoint_interval_seconds" {
 
 variable "executor_cpu" {
   type        = string
-  description = "CPU limit of one sandbox (one session host), in Cloud Run units: 1, 2, 4, 6 or 8."
-  default     = "2"
+  description = "CPU limit of one sandbox (one session host), in Cloud Run units: 1, 2, 4, 6 or 8. 1 (with 2Gi) keeps the smallest deployment of docs/cost.md within $135 a month."
+  default     = "1"
 
   validation {
     condition     = contains(["1", "2", "4", "6", "8"], var.executor_cpu)
@@ -158,8 +158,8 @@ variable "executor_cpu" {
 
 variable "executor_memory" {
   type        = string
-  description = "Memory limit of one sandbox. Cloud Run's file system is in memory, so the workspace counts against it: leave room for sandrun's 500 MB files."
-  default     = "4Gi"
+  description = "Memory limit of one sandbox. Cloud Run's file system is in memory, so the workspace counts against it: leave room for sandrun's 500 MB files. 1 vCPU allows up to 4Gi."
+  default     = "2Gi"
 
   validation {
     condition     = can(regex("^[0-9]+(Mi|Gi)$", var.executor_memory))
