@@ -98,7 +98,7 @@ type Suite struct {
 	// FirestoreUsage counts the document reads, writes and deletes the
 	// Firestore calls served would be billed (docs/cost.md).
 	FirestoreUsage *firestore.Usage
-	CloudRun  *cloudrun.Server
+	CloudRun       *cloudrun.Server
 	// IAM mints the access tokens of IAM Credentials' GenerateAccessToken,
 	// on CloudRunAddr.
 	IAM *iam.Server
@@ -234,7 +234,7 @@ func (s *Suite) newGRPCServer(service string, opts ...grpc.ServerOption) *grpc.S
 	g := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(recoverUnary(s.logger, service), s.Faults.UnaryInterceptor(service)),
 		grpc.ChainStreamInterceptor(recoverStream(s.logger, service), s.Faults.StreamInterceptor(service)),
-		grpc.MaxRecvMsgSize(64<<20),
+		grpc.MaxRecvMsgSize(64 << 20),
 	}, opts...)...)
 	s.grpcs = append(s.grpcs, g)
 	return g

@@ -3,7 +3,9 @@ package terraform
 import (
 	"encoding/csv"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -117,14 +119,8 @@ func TestPermissionTableMatchesCode(t *testing.T) {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // programAccounts are the service accounts the programs act as: the
 // dispatcher and the reaper run as their own; the executor acts with the

@@ -1,42 +1,29 @@
-package firestore
+package emulator_test
 
 import (
 	"context"
-	"net"
 	"testing"
+	"time"
 
-	fs "cloud.google.com/go/firestore"
-	"google.golang.org/grpc"
+	"cloud.google.com/go/firestore"
+
+	"github.com/sandrun/sandrun/emulator"
+	"github.com/sandrun/sandrun/emulator/emulatortest"
 )
 
-// TestUsageCounts drives the official client through gets, queries, a
-// transaction and deletes, and checks the billing units Usage counts.
-func TestUsageCounts(t *testing.T) {
-	u := &Usage{}
-	srv := New(Options{})
-	g := grpc.NewServer(u.Interceptors()...)
-	srv.Register(g)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// TestFirestoreUsageCounts drives the official client through gets,
+// queries, a transaction and deletes on the suite's Firestore, and checks
+// the billing units that Suite.FirestoreUsage counts.
+func TestFirestoreUsageCounts(t *testing.T) {
+	s := emulatortest.Start(t, emulator.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := firestore.NewClient(ctx, s.Project)
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = g.Serve(l)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		g.Stop()
-		<-served
-	})
-	t.Setenv("FIRESTORE_EMULATOR_HOST", l.Addr().String())
-	ctx := ctxT(t)
-	client, err := fs.NewClient(context.Background(), testProject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
+	defer client.Close()
+	u := s.FirestoreUsage
 
 	step := func(what string, do func() error, reads, writes, deletes int64) {
 		t.Helper()
@@ -61,18 +48,19 @@ func TestUsageCounts(t *testing.T) {
 	step("a get", func() error { _, err := col.Doc("a").Get(ctx); return err }, 1, 0, 0)
 	step("a query of two documents", func() error { _, err := col.Documents(ctx).GetAll(); return err }, 2, 0, 0)
 	step("a query of none", func() error { _, err := col.Where("n", "==", 9).Documents(ctx).GetAll(); return err }, 1, 0, 0)
-	step("a transaction that reads one and updates and deletes", func() error {
-		return client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
+	before := u.Counts()
+	step("a transaction that reads one, updates it and deletes another", func() error {
+		return client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 			if _, err := tx.Get(col.Doc("a")); err != nil {
 				return err
 			}
-			if err := tx.Update(col.Doc("a"), []fs.Update{{Path: "n", Value: 3}}); err != nil {
+			if err := tx.Update(col.Doc("a"), []firestore.Update{{Path: "n", Value: 3}}); err != nil {
 				return err
 			}
 			return tx.Delete(col.Doc("b"))
 		})
 	}, 1, 1, 1)
-	if c := u.Counts().Calls; c["Commit"] != 2 || c["BeginTransaction"] != 1 {
-		t.Errorf("calls = %v, want 2 Commit and 1 BeginTransaction", c)
+	if c := u.Counts().Sub(before).Calls; c["Commit"] != 1 || c["BeginTransaction"] != 1 {
+		t.Errorf("the transaction made calls %v, want one BeginTransaction and one Commit", c)
 	}
 }
