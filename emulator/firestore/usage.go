@@ -21,7 +21,9 @@ import (
 //     delete for each it deletes; transactions themselves cost nothing.
 //
 // It counts on the gRPC boundary, with interceptors (Interceptors), and
-// changes nothing the server does. Calls per method are kept too. Failed
+// changes nothing the server does. Google's own emulator counts nothing of
+// the kind, so these rules are checked against the pricing page, not
+// against it (TestFirestoreUsageCounts, in package emulator). Calls per method are kept too. Failed
 // calls count what they returned before failing; a commit counts only when
 // it succeeds.
 type Usage struct {
