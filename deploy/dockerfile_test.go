@@ -102,7 +102,9 @@ var patchedBases = []struct {
 }{
 	// Node.js security releases of 2026-06-18 (22.23.0, 24.17.0, 26.3.1),
 	// the latest found on 2026-12-03; check
-	// https://nodejs.org/en/blog/vulnerability before a release.
+	// https://nodejs.org/en/blog/vulnerability before a release. The
+	// executor image takes the newest patch of its line (22.23.3, published
+	// 2026-09-24), not just this floor.
 	{"node", "22", "22.23.0", "Node.js security release of 2026-06-18"},
 	{"node", "24", "24.17.0", "Node.js security release of 2026-06-18"},
 	// The toolchain sandrun is built and tested with on 2026-12-03 (go
