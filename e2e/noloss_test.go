@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/client"
+)
+
+// TestOversizedRequestIsAnsweredAndSessionGoesOn publishes requests too
+// large to keep (1.2 MB and 9 MB, both under Pub/Sub's 10 MB) for a session,
+// each followed by a plain exec in the same session: each oversized request
+// is answered INVALID_ARGUMENT naming the limit, its inbox item keeps only
+// its ids and size, and the exec after it runs.
+func TestOversizedRequestIsAnsweredAndSessionGoesOn(t *testing.T) {
+	w := start(t, options{})
+	completions := w.subscribe(w.sys.Names.Completions)
+	const s = "oversized"
+	for i, size := range []int{1200 << 10, 9 << 20} {
+		big := fmt.Sprintf("big-%d", i)
+		data := []byte(fmt.Sprintf(`{"request_id":%q,"session_id":%q,"op":"exec","command":"echo %s"}`, big, s, strings.Repeat("a", size)))
+		published := time.Now()
+		w.publishRaw(data, nil, s)
+		after := fmt.Sprintf("after-%d", i)
+		req := api.Request{RequestID: after, SessionID: s, Op: api.OpExec, Command: "echo next"}
+		w.publishRaw([]byte(fmt.Sprintf(`{"request_id":%q,"session_id":%q,"op":"exec","command":"echo next"}`, after, s)), req.Attributes(), s)
+
+		// On the old code the oversized request was never answered and
+		// the session's next request waited for its redeliveries to run
+		// out (about 10 minutes): 30 s is far more than either needs.
+		msgs := completions.waitFor(t, "completions of "+big+" and "+after, 30*time.Second, func(ms []*pubsub.Message) bool {
+			by := byRequest(ms)
+			return len(by[big]) > 0 && len(by[after]) > 0
+		})
+		// Logged, not asserted: the first includes the host's start.
+		t.Logf("%d-byte request and the exec after it answered %v after the publish", len(data), time.Since(published))
+		by := map[string]api.Completion{}
+		for _, c := range decodeCompletions(t, msgs) {
+			by[c.RequestID] = c
+		}
+		c := by[big]
+		want := fmt.Sprintf("the limit is %d", api.MaxRequestBytes)
+		if c.Status != api.StatusError || c.Error == nil || c.Error.Code != api.CodeInvalidArgument || !strings.Contains(c.Error.Message, want) {
+			t.Fatalf("%d-byte request: %s %+v, want INVALID_ARGUMENT saying %q", len(data), c.Status, c.Error, want)
+		}
+		if len(c.Error.Message) > 1000 {
+			t.Errorf("the error message is %d bytes: it quotes the request", len(c.Error.Message))
+		}
+		if c := by[after]; c.Status != api.StatusOK || c.Stdout != "next\n" {
+			t.Fatalf("the exec after the %d-byte request: %s %+v stdout %q", len(data), c.Status, c.Error, c.Stdout)
+		}
+		snap, err := w.fs.Doc("sessions/" + s + "/inbox/" + big).Get(context.Background())
+		if err != nil {
+			t.Fatalf("inbox item of %s: %v", big, err)
+		}
+		item := snap.Data()
+		if r, _ := item["request"].([]byte); len(r) != 0 {
+			t.Errorf("the inbox item keeps %d bytes of the oversized request", len(r))
+		}
+		if n, _ := item["request_bytes"].(int64); n != int64(len(data)) {
+			t.Errorf("the inbox item says the request was %v bytes, want %d", item["request_bytes"], len(data))
+		}
+	}
+}
+
+// TestClientRefusesOversizedRequest: the Go client does not publish a
+// request over the limit, and says why.
+func TestClientRefusesOversizedRequest(t *testing.T) {
+	w := start(t, options{})
+	requests := w.subscribe(w.sys.Names.Requests)
+	const s = "client-oversized"
+	big := &api.Request{RequestID: "too-big", SessionID: s, Op: api.OpExec, Command: strings.Repeat("a", api.MaxRequestBytes)}
+	_, err := w.client.Do(context.Background(), big)
+	if !errors.Is(err, client.ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(api.MaxRequestBytes)) {
+		t.Fatalf("Do of a request over the limit: %v, want ErrTooLarge naming the limit", err)
+	}
+	w.exec(s, "true")
+	msgs := requests.waitFor(t, "the exec after the refused request", 30*time.Second, func(ms []*pubsub.Message) bool { return len(ms) > 0 })
+	if got := byRequest(msgs)["too-big"]; len(got) != 0 {
+		t.Fatalf("the refused request was published")
+	}
+}
