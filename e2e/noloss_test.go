@@ -87,3 +87,24 @@ func TestClientRefusesOversizedRequest(t *testing.T) {
 		t.Fatalf("the refused request was published")
 	}
 }
+
+// TestExecKeepsReopenedOutput: a command that reopens its stdout or stderr
+// loses nothing of what it wrote before, and what a process it left
+// running writes later is not part of its completion.
+func TestExecKeepsReopenedOutput(t *testing.T) {
+	w := start(t, options{})
+	const s = "reopened-output"
+	if got := w.exec(s, `echo x >&2; echo y > /dev/stderr; echo z >&2`); got.Stderr != "x\ny\nz\n" {
+		t.Errorf("stderr %q, want %q", got.Stderr, "x\ny\nz\n")
+	}
+	if got := w.exec(s, `echo a; echo b > /dev/stdout; echo c | tee /dev/stdout`); got.Stdout != "a\nb\nc\nc\n" {
+		t.Errorf("stdout %q, want %q", got.Stdout, "a\nb\nc\nc\n")
+	}
+	// The leftover writes once the command's completion is published;
+	// its line goes to its process log, never into the completion.
+	got := w.exec(s, `mkfifo ~/go; echo start; (read x < ~/go; echo late > /dev/stdout) &`)
+	if got.Stdout != "start\n" || got.StdoutBytes != int64(len("start\n")) {
+		t.Errorf("stdout %q (%d bytes), want %q", got.Stdout, got.StdoutBytes, "start\n")
+	}
+	w.exec(s, `echo go > ~/go`)
+}

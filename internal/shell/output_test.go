@@ -1,0 +1,84 @@
+//go:build linux
+
+package shell
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestReopenedOutputKeepsEverything: however a command reopens its stdout
+// or stderr (/dev/stdout, /dev/stderr, tee), everything it wrote is kept,
+// in order within each stream, as in a terminal or a pipe.
+func TestReopenedOutputKeepsEverything(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, script, stdout, stderr string
+	}{
+		{"stderr reopened between writes", `echo x >&2; echo y > /dev/stderr; echo z >&2`, "", "x\ny\nz\n"},
+		{"stdout reopened after a write", `echo a; echo b > /dev/stdout`, "a\nb\n", ""},
+		{"tee to /dev/stderr", `echo a >&2; echo b | tee /dev/stderr; echo c >&2`, "b\n", "a\nb\nc\n"},
+		{"tee to /dev/stdout", `echo a; echo b | tee /dev/stdout; echo c`, "a\nb\nb\nc\n", ""},
+		{"exec reopens stdout", `echo 1; exec > /dev/stdout; echo 2`, "1\n2\n", ""},
+		{"child reopens stdout", `echo 1; bash -c 'echo 2 > /dev/stdout'; echo 3`, "1\n2\n3\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSession(t)
+			_, out := s.run(tt.script, Command{})
+			if out.stdout != tt.stdout || out.stderr != tt.stderr {
+				t.Fatalf("got stdout %q stderr %q, want %q and %q", out.stdout, out.stderr, tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+// TestLateOutputOfLeftoverDoesNotTouchTheCommandsOutput: a process the
+// command left running that writes once the command ended (here reopening
+// /dev/stdout, which truncates a regular file) leaves the command's output
+// as it was when bash exited.
+func TestLateOutputOfLeftoverDoesNotTouchTheCommandsOutput(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	dir := t.TempDir()
+	goFifo, doneFifo := filepath.Join(dir, "go"), filepath.Join(dir, "done")
+	for _, f := range []string{goFifo, doneFifo} {
+		if err := unix.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stdout, stderr := s.outFile("stdout"), s.outFile("stderr")
+	res, err := Run(t.Context(), s.spool, s.st, Command{
+		Script: `echo start; (read x < ` + goFifo + `; echo late > /dev/stdout; echo bye > ` + doneFifo + `) &`,
+		Stdout: stdout, Stderr: stderr,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	killLeftovers(t, res.Leftovers)
+	// Let the leftover write, and wait until it did.
+	if err := os.WriteFile(goFifo, []byte("go\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	done, err := os.Open(doneFifo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(done)
+	done.Close()
+
+	got := readFile(t, stdout.Name())
+	if len(got) < len("start\n") || got[:len("start\n")] != "start\n" {
+		t.Fatalf("the command's output became %q, want it to start with %q", got, "start\n")
+	}
+	// The command's output is what it wrote until bash exited; the late
+	// line follows it (once copied), as the leftover's log.
+	if res.StdoutBytes != int64(len("start\n")) {
+		t.Fatalf("StdoutBytes %d, want %d", res.StdoutBytes, len("start\n"))
+	}
+}
