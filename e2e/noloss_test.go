@@ -108,3 +108,29 @@ func TestExecKeepsReopenedOutput(t *testing.T) {
 	}
 	w.exec(s, `echo go > ~/go`)
 }
+
+// TestStateThatCannotBeKeptIsAnError: a command that leaves a state the
+// session cannot keep is answered RESOURCE_EXHAUSTED, keeps nothing of its
+// state change, and its completion reports the working directory kept.
+func TestStateThatCannotBeKeptIsAnError(t *testing.T) {
+	w := start(t, options{})
+	const s = "state-too-large"
+	home := strings.TrimSpace(w.exec(s, `mkdir -p ~/kept && cd ~/kept && pwd`).Stdout)
+	for _, tc := range []struct{ name, command string }{
+		// Over Linux's 128 KiB for one string of an exec's environment.
+		{"one variable of 140,000 bytes", `export ONE=$(head -c 140000 /dev/zero | tr '\0' a); cd /`},
+		// Each passes, but together over the 256 KiB a session keeps.
+		{"three variables of 100 KB", `for v in A B C; do export $v=$(head -c 100000 /dev/zero | tr '\0' a); done; cd /`},
+	} {
+		c := w.do(&api.Request{SessionID: s, Op: api.OpExec, Command: tc.command})
+		if c.Status != api.StatusError || c.Error == nil || c.Error.Code != api.CodeResourceExhausted {
+			t.Errorf("%s: %s %+v, want RESOURCE_EXHAUSTED", tc.name, c.Status, c.Error)
+		}
+		if c.Cwd != home {
+			t.Errorf("%s: the completion reports cwd %q, but the session kept %q", tc.name, c.Cwd, home)
+		}
+		if got := w.exec(s, `pwd; echo ${#ONE} ${#A}`).Stdout; got != home+"\n0 0\n" {
+			t.Errorf("%s: after it the session shows %q, want %q", tc.name, got, home+"\n0 0\n")
+		}
+	}
+}

@@ -77,6 +77,10 @@ func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *s
 		c.Fail(api.CodeTimeout, fmt.Sprintf("the command ran longer than its timeout of %v and was killed", req.Timeout()))
 	case res.Canceled:
 		c.Fail(api.CodeHostLost, "the host was stopped while the command ran")
+	case errors.Is(res.StateError, shell.ErrStateTooLarge):
+		c.Fail(api.CodeResourceExhausted, "the command exported more environment than a program can be given (Linux takes at most 131072 bytes for one variable), so its working directory and variables are not kept; the session keeps those it started with")
+	case res.StateError != nil:
+		c.Fail(api.CodeInternal, "the command's working directory and variables could not be saved ("+res.StateError.Error()+"); the session keeps those it started with")
 	}
 	c.Cwd = res.State.Cwd
 	if !res.StateSaved {

@@ -3,6 +3,7 @@
 package shell
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -80,5 +81,26 @@ func TestLateOutputOfLeftoverDoesNotTouchTheCommandsOutput(t *testing.T) {
 	// line follows it (once copied), as the leftover's log.
 	if res.StdoutBytes != int64(len("start\n")) {
 		t.Fatalf("StdoutBytes %d, want %d", res.StdoutBytes, len("start\n"))
+	}
+}
+
+// TestStateTooLargeToSaveIsReported: a variable over what exec takes for
+// one string (128 KiB) stops the shell from saving its state; Wait says
+// so, and the session keeps the state it started from.
+func TestStateTooLargeToSaveIsReported(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	before := s.st.Clone()
+	res, _ := s.run(`export ONE=$(head -c 140000 /dev/zero | tr '\0' a); cd /`, Command{})
+	if res.StateSaved || !errors.Is(res.StateError, ErrStateTooLarge) {
+		t.Fatalf("StateSaved %v, StateError %v; want not saved, ErrStateTooLarge", res.StateSaved, res.StateError)
+	}
+	if res.State.Cwd != before.Cwd || res.State.Env["ONE"] != "" {
+		t.Fatalf("State %q, want the one it started from (%q)", res.State.Cwd, before.Cwd)
+	}
+	// A state that fits is saved as before.
+	res, _ = s.run(`export ONE=$(head -c 100000 /dev/zero | tr '\0' a); cd /`, Command{})
+	if !res.StateSaved || res.StateError != nil || len(s.st.Env["ONE"]) != 100000 || s.st.Cwd != "/" {
+		t.Fatalf("StateSaved %v, StateError %v, cwd %q", res.StateSaved, res.StateError, s.st.Cwd)
 	}
 }

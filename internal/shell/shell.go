@@ -77,8 +77,14 @@ type Result struct {
 	// does not when the shell could not run its EXIT trap: the command
 	// exec'd another program, bash was killed by SIGKILL, or the command
 	// replaced the EXIT trap and then left with exit or an error. Also when
-	// the command exported more environment than exec accepts.
+	// the command exported more environment than exec accepts (StateError
+	// says so).
 	StateSaved bool
+	// StateError says why the shell failed to save its state when it
+	// tried (StateSaved is then false): it wraps ErrStateTooLarge when
+	// the command exported more than a program's environment can hold.
+	// The command ran; its state change is not kept.
+	StateError error
 	// CwdFallback reports that the session cwd no longer existed and the
 	// command started in the fallback directory instead.
 	CwdFallback bool
@@ -444,8 +450,12 @@ func (r *Running) result() (Result, error) {
 		return res, fmt.Errorf("state file %s: larger than %d bytes: %w", r.stateFile.Name(), maxStateSize, ErrMalformedState)
 	}
 	after, err := parseState(data)
+	var failed *envFailed
 	switch {
 	case errors.Is(err, errIncomplete):
+		return res, nil
+	case errors.As(err, &failed):
+		res.StateError = fmt.Errorf("save shell state: %w", failed)
 		return res, nil
 	case err != nil:
 		return res, fmt.Errorf("state file %s: %w", r.stateFile.Name(), err)
