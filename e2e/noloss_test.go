@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/client"
+	"github.com/sandrun/sandrun/internal/procfs"
 )
 
 // TestOversizedRequestIsAnsweredAndSessionGoesOn publishes requests too
@@ -132,5 +135,41 @@ func TestStateThatCannotBeKeptIsAnError(t *testing.T) {
 		if got := w.exec(s, `pwd; echo ${#ONE} ${#A}`).Stdout; got != home+"\n0 0\n" {
 			t.Errorf("%s: after it the session shows %q, want %q", tc.name, got, home+"\n0 0\n")
 		}
+	}
+}
+
+// TestEmulatorKillTakesTheShortName: `sandrun emulator kill` takes the
+// execution name `session get` prints, finds the local cloud through
+// dev.env as the other commands do, and takes --help for help.
+func TestEmulatorKillTakesTheShortName(t *testing.T) {
+	w := start(t, options{})
+	const s = "kill-short-name"
+	host := w.exec(s, "true").ExecutionID
+	pid := w.hostPID(t, s)
+	// The environment of a new terminal while `sandrun dev` runs: nothing
+	// but its dev.env.
+	home := t.TempDir()
+	lines := w.suite.ExportLines()
+	for _, kv := range w.local.Env() {
+		lines += "export " + kv + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(home, "dev.env"), []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SANDRUN_HOME=" + home}
+
+	out, errOut, code := runSandrunExit(t, w, env, "emulator", "kill", "--help")
+	if code != 0 || !strings.Contains(errOut, "Usage") || out != "" {
+		t.Errorf("emulator kill --help: exit %d, stdout %q, stderr %q; want the help", code, out, errOut)
+	}
+	if procfs.Gone(pid) {
+		t.Fatalf("emulator kill --help killed the host")
+	}
+	out, errOut, code = runSandrunExit(t, w, env, "emulator", "kill", host)
+	if code != 0 || !strings.Contains(out, host) {
+		t.Fatalf("emulator kill %s: exit %d, stdout %q, stderr %q", host, code, out, errOut)
+	}
+	if got := w.exec(s, "true").ExecutionID; got == host {
+		t.Fatalf("the session still runs on %s", host)
 	}
 }

@@ -115,6 +115,13 @@ official Google clients at them, as export lines for eval. Stopping it
 // eval'ed in the shell that needs it; `sandrun dev` also writes it to
 // dev.env.
 func adminClient(env *Env) (*emulator.AdminClient, error) {
+	if env.Getenv(emulator.EnvAdmin) == "" {
+		// As the other commands do: a running `sandrun dev` is found
+		// through its dev.env.
+		if err := useDevEnv(env); err != nil {
+			return nil, err
+		}
+	}
 	addr := env.Getenv(emulator.EnvAdmin)
 	if addr == "" {
 		return nil, fmt.Errorf("%s is not set: start `sandrun emulator` in another terminal and run the export lines it prints here, "+
@@ -173,7 +180,17 @@ func runEmulatorFault(ctx context.Context, env *Env, args []string) error {
 }
 
 func runEmulatorKill(ctx context.Context, env *Env, args []string) error {
-	if len(args) > 1 {
+	fs := newFlagSet(env, "emulator kill", `emulator kill [EXECUTION]
+
+SIGKILLs the processes of a running execution of the local cloud, as a
+crash would. EXECUTION is its name as `+"`sandrun session get`"+` prints it
+(sandrun-executor-abcde) or its full resource name; without it, a running
+execution picked at random. The local cloud is found through
+SANDRUN_EMULATOR_ADMIN or, while `+"`sandrun dev`"+` runs, its dev.env.`)
+	if err := fs.Parse(env.Getenv, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
 		fmt.Fprintln(env.Stderr, "Usage: sandrun emulator kill [EXECUTION]  (no name: a random running execution)")
 		return errUsage
 	}
@@ -181,10 +198,7 @@ func runEmulatorKill(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	name := ""
-	if len(args) == 1 {
-		name = args[0]
-	}
+	name := fs.Arg(0)
 	killed, err := admin.KillExecution(ctx, name)
 	if err != nil {
 		return err
