@@ -173,3 +173,20 @@ func TestEmulatorKillTakesTheShortName(t *testing.T) {
 		t.Fatalf("the session still runs on %s", host)
 	}
 }
+
+// TestTildeInFilePathsIsHome: file operations take "~" and "~/x" as the
+// session's home, as the shell does, wherever the session's cwd is.
+func TestTildeInFilePathsIsHome(t *testing.T) {
+	w := start(t, options{})
+	const s = "tilde-paths"
+	w.exec(s, "mkdir ~/sub && cd ~/sub")
+	if c := w.do(&api.Request{SessionID: s, Op: api.OpFileWrite, Path: "~/g.txt", EncodedContent: "in home\n"}); c.Status != api.StatusOK {
+		t.Fatalf("file.write ~/g.txt: %s %+v", c.Status, c.Error)
+	}
+	if got := w.exec(s, `cat ~/g.txt; ls -A ~/sub`).Stdout; got != "in home\n" {
+		t.Fatalf("after file.write ~/g.txt the shell shows %q, want %q (the file in $HOME, nothing in the cwd)", got, "in home\n")
+	}
+	if c := w.do(&api.Request{SessionID: s, Op: api.OpFileExists, Path: "~"}); c.Status != api.StatusOK || c.Exists == nil || !*c.Exists {
+		t.Fatalf("file.exists ~: %s %+v exists %v", c.Status, c.Error, c.Exists)
+	}
+}
