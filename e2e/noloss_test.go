@@ -1,19 +1,24 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"github.com/google/uuid"
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/client"
+	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/internal/procfs"
 )
 
@@ -188,5 +193,68 @@ func TestTildeInFilePathsIsHome(t *testing.T) {
 	}
 	if c := w.do(&api.Request{SessionID: s, Op: api.OpFileExists, Path: "~"}); c.Status != api.StatusOK || c.Exists == nil || !*c.Exists {
 		t.Fatalf("file.exists ~: %s %+v exists %v", c.Status, c.Error, c.Exists)
+	}
+}
+
+// TestDevRunsCommandsAsProductionDoes: `sandrun dev` run as root runs a
+// session's commands as uid 1000 in a /workspace of the host's own (its
+// HOME), as the executor's image does in production, and the machine's
+// own /workspace is untouched.
+func TestDevRunsCommandsAsProductionDoes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("sandrun dev runs commands as uid 1000 in /workspace only when run as root")
+	}
+	if err := cloudrun.CheckWorkspace(); err != nil {
+		t.Skipf("no workspace of its own for each host here: %v", err)
+	}
+	home := t.TempDir()
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SANDRUN_HOME=" + home}
+	dev := exec.Command(sandrunBin, "dev", "--base-port", "0", "--log-level", "warn")
+	dev.Env = env
+	stdout, err := dev.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devErr syncBuffer
+	dev.Stderr = &devErr
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dev.Process.Signal(os.Interrupt)
+		dev.Wait()
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "sandrun is running") {
+				ready <- true
+			}
+		}
+		close(ready)
+	}()
+	if ok := <-ready; !ok {
+		t.Fatalf("sandrun dev ended before it was ready: %s", devErr.String())
+	}
+	name := "noloss-" + uuid.NewString()[:8]
+	run := func(command string) string {
+		t.Helper()
+		cmd := exec.Command(sandrunBin, "exec", "--", command)
+		cmd.Env = env
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("sandrun exec %q: %v\n%s", command, err, devErr.String())
+		}
+		return string(out)
+	}
+	if got, want := run(`id -u; id -g; pwd; echo $HOME; echo kept > ~/`+name), "1000\n1000\n/workspace\n/workspace\n"; got != want {
+		t.Fatalf("the session shows %q, want %q", got, want)
+	}
+	if got := run(`cat /workspace/` + name); got != "kept\n" {
+		t.Fatalf("the file written is %q", got)
+	}
+	if _, err := os.Stat("/workspace/" + name); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the machine's own /workspace got the session's file: %v", err)
 	}
 }

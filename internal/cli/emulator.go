@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sandrun/sandrun/emulator"
@@ -23,6 +25,26 @@ type emulatorConfig struct {
 	storageDir string
 	startDelay time.Duration
 	images     config.List
+	// hostUser and workspace are how tasks run: as uid:gid, each in a
+	// workspace of its own, as the executor's image makes them.
+	hostUser, workspace string
+}
+
+// Production's executor image runs as uid 1000 in /workspace; the local
+// cloud does the same by default where it can: as root, with util-linux's
+// tools for the workspace.
+func defaultHostUser() string {
+	if os.Geteuid() == 0 {
+		return "1000:1000"
+	}
+	return ""
+}
+
+func defaultWorkspace() string {
+	if cloudrun.CheckWorkspace() == nil {
+		return "/workspace"
+	}
+	return ""
 }
 
 // define registers the local cloud's flags on fs.
@@ -38,6 +60,33 @@ func (c *emulatorConfig) define(fs *config.FlagSet) {
 	fs.DurationVar(&c.startDelay, "start-delay", 0, "delay before each Cloud Run execution starts, modelling a cold start")
 	fs.Env("start-delay", "SANDRUN_EMULATOR_START_DELAY")
 	fs.Var(&c.images, "image", "IMAGE=PATH: run the local program PATH for the container image IMAGE (repeatable)")
+	fs.StringVar(&c.hostUser, "host-user", defaultHostUser(), "UID:GID every Cloud Run task runs as, as the executor image's USER makes it (default 1000:1000 when run as root; empty: this program's user)")
+	fs.Env("host-user", "SANDRUN_HOST_USER")
+	fs.StringVar(&c.workspace, "host-workspace", defaultWorkspace(), "with --host-user, the directory each task sees as a workspace of its own, its working directory, as the executor image's /workspace (default /workspace when run as root with unshare, mount and setpriv installed; empty: none)")
+	fs.Env("host-workspace", "SANDRUN_HOST_WORKSPACE")
+}
+
+// taskUser parses --host-user: nil when empty.
+func (c *emulatorConfig) taskUser() (*syscall.Credential, error) {
+	if c.hostUser == "" {
+		return nil, nil
+	}
+	uid, gid, ok := strings.Cut(c.hostUser, ":")
+	u, err1 := strconv.ParseUint(uid, 10, 32)
+	g, err2 := strconv.ParseUint(gid, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("--host-user %q: want UID:GID, such as 1000:1000", c.hostUser)
+	}
+	return &syscall.Credential{Uid: uint32(u), Gid: uint32(g)}, nil
+}
+
+// hostWorkspace is the workspace the hosts keep their session's in, or ""
+// when each session's is a directory of the state directory.
+func (c *emulatorConfig) hostWorkspace() string {
+	if c.hostUser == "" {
+		return ""
+	}
+	return c.workspace
 }
 
 // config turns the flags into the suite's configuration.
@@ -49,6 +98,15 @@ func (c *emulatorConfig) config(logger *slog.Logger, buckets ...string) (emulato
 			return emulator.Config{}, fmt.Errorf("--image %q: want IMAGE=PATH", kv)
 		}
 		images[image] = path
+	}
+	user, err := c.taskUser()
+	if err != nil {
+		return emulator.Config{}, err
+	}
+	if ws := c.hostWorkspace(); ws != "" {
+		if err := cloudrun.CheckWorkspace(); err != nil {
+			return emulator.Config{}, fmt.Errorf("--host-workspace %s: %w", ws, err)
+		}
 	}
 	cfg := emulator.Config{
 		Project:    c.project,
@@ -62,6 +120,8 @@ func (c *emulatorConfig) config(logger *slog.Logger, buckets ...string) (emulato
 			StartDelay: c.startDelay,
 			Output:     os.Stderr,
 			Logger:     logger,
+			User:       user,
+			Workspace:  c.hostWorkspace(),
 		},
 	}
 	if c.basePort != 0 {
