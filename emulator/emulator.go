@@ -235,12 +235,18 @@ func (s *Suite) newGRPCServer(service string) *grpc.Server {
 	return g
 }
 
+// hasBucket reports whether the fake holds a bucket of that name.
+func (s *Suite) hasBucket(name string) bool {
+	_, err := s.Storage.Backend().GetBucket(name)
+	return err == nil
+}
+
 // StorageHandler is the Cloud Storage endpoint as served: fake-gcs-server
 // behind the fault injector, unable to take the suite down with a panic,
 // reached by every official client through the one STORAGE_EMULATOR_HOST
 // that Env sets (see jsonAPIPrefix).
 func (s *Suite) StorageHandler() http.Handler {
-	return jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.Storage.HTTPHandler())))
+	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.Storage.HTTPHandler())))
 }
 
 // jsonAPIPrefix serves the JSON API under / as well as under /storage/v1.
@@ -252,10 +258,11 @@ func (s *Suite) StorageHandler() http.Handler {
 // in the variable instead, its uploads break
 // (HOST:PORT/storage/v1/upload/storage/v1/...), and so would the Go and
 // Python clients. Bucket names have at least three characters, so no
-// XML API path (/BUCKET/OBJECT) starts with /b/.
-func jsonAPIPrefix(next http.Handler) http.Handler {
+// XML API path (/BUCKET/OBJECT) of Google's starts with /b/; the fake
+// takes a bucket named b, and while one exists its XML paths win.
+func (s *Suite) jsonAPIPrefix(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/b" || strings.HasPrefix(r.URL.Path, "/b/") {
+		if (r.URL.Path == "/b" || strings.HasPrefix(r.URL.Path, "/b/")) && !s.hasBucket("b") {
 			r = r.Clone(r.Context())
 			r.URL.Path = "/storage/v1" + r.URL.Path
 			if r.URL.RawPath != "" {

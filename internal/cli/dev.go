@@ -27,6 +27,7 @@ it runs. The dispatcher's and the reaper's /live, /health, /ready and
 it started ends.`)
 	var ec emulatorConfig
 	ec.define(fs)
+	ec.defineTasks(fs, defaultHostUser(), defaultWorkspace())
 	home := fs.String("home", stateDir(env), "directory for session workspaces and dev.env")
 	fs.Env("home", "SANDRUN_HOME")
 	idle := fs.Duration("idle-timeout", 2*time.Minute, "how long an idle host waits before it checkpoints and exits")

@@ -30,9 +30,9 @@ type emulatorConfig struct {
 	hostUser, workspace string
 }
 
-// Production's executor image runs as uid 1000 in /workspace; the local
-// cloud does the same by default where it can: as root, with util-linux's
-// tools for the workspace.
+// Production's executor image runs as uid 1000 in /workspace; `sandrun
+// dev` runs its hosts the same way by default where it can: as root, with
+// util-linux's tools for the workspace.
 func defaultHostUser() string {
 	if os.Geteuid() == 0 {
 		return "1000:1000"
@@ -60,9 +60,15 @@ func (c *emulatorConfig) define(fs *config.FlagSet) {
 	fs.DurationVar(&c.startDelay, "start-delay", 0, "delay before each Cloud Run execution starts, modelling a cold start")
 	fs.Env("start-delay", "SANDRUN_EMULATOR_START_DELAY")
 	fs.Var(&c.images, "image", "IMAGE=PATH: run the local program PATH for the container image IMAGE (repeatable)")
-	fs.StringVar(&c.hostUser, "host-user", defaultHostUser(), "UID:GID every Cloud Run task runs as, as the executor image's USER makes it (default 1000:1000 when run as root; empty: this program's user)")
+}
+
+// defineTasks registers the flags that say how tasks run, with their
+// defaults: `sandrun dev` runs its hosts as production's image does where
+// it can, `sandrun emulator` runs any program as its own user.
+func (c *emulatorConfig) defineTasks(fs *config.FlagSet, user, workspace string) {
+	fs.StringVar(&c.hostUser, "host-user", user, "UID:GID every Cloud Run task runs as, as an image's USER makes it; needs root (empty: this program's user)")
 	fs.Env("host-user", "SANDRUN_HOST_USER")
-	fs.StringVar(&c.workspace, "host-workspace", defaultWorkspace(), "with --host-user, the directory each task sees as a workspace of its own, its working directory, as the executor image's /workspace (default /workspace when run as root with unshare, mount and setpriv installed; empty: none)")
+	fs.StringVar(&c.workspace, "host-workspace", workspace, "with --host-user, a directory each task sees as its own, empty, its working directory, as a container sees its image's (the executor's: /workspace); needs root and util-linux's unshare, mount and setpriv (empty: none)")
 	fs.Env("host-workspace", "SANDRUN_HOST_WORKSPACE")
 }
 
@@ -150,6 +156,7 @@ official Google clients at them, as export lines for eval. Stopping it
 (SIGINT or SIGTERM) ends every process it started.`)
 	var c emulatorConfig
 	c.define(fs)
+	c.defineTasks(fs, "", "")
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
 	}
@@ -175,7 +182,7 @@ official Google clients at them, as export lines for eval. Stopping it
 // eval'ed in the shell that needs it; `sandrun dev` also writes it to
 // dev.env.
 func adminClient(env *Env) (*emulator.AdminClient, error) {
-	if env.Getenv(emulator.EnvAdmin) == "" {
+	if _, err := os.Stat(devEnvFile(env)); err == nil && env.Getenv(emulator.EnvAdmin) == "" {
 		// As the other commands do: a running `sandrun dev` is found
 		// through its dev.env.
 		if err := useDevEnv(env); err != nil {
