@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -210,34 +209,11 @@ func TestDevRunsCommandsAsProductionDoes(t *testing.T) {
 	}
 	home := t.TempDir()
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SANDRUN_HOME=" + home}
-	dev := exec.Command(sandrunBin, "dev", "--base-port", "0", "--log-level", "warn")
-	dev.Env = env
-	stdout, err := dev.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var devErr syncBuffer
-	dev.Stderr = &devErr
-	if err := dev.Start(); err != nil {
-		t.Fatal(err)
-	}
+	d := startDev(t, env)
 	t.Cleanup(func() {
-		dev.Process.Signal(os.Interrupt)
-		dev.Wait()
+		d.cmd.Process.Signal(os.Interrupt)
+		<-d.done
 	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "sandrun is running") {
-				ready <- true
-			}
-		}
-		close(ready)
-	}()
-	if ok := <-ready; !ok {
-		t.Fatalf("sandrun dev ended before it was ready: %s", devErr.String())
-	}
 	name := "noloss-" + uuid.NewString()[:8]
 	run := func(command string) string {
 		t.Helper()
@@ -245,7 +221,7 @@ func TestDevRunsCommandsAsProductionDoes(t *testing.T) {
 		cmd.Env = env
 		out, err := cmd.Output()
 		if err != nil {
-			t.Fatalf("sandrun exec %q: %v\n%s", command, err, devErr.String())
+			t.Fatalf("sandrun exec %q: %v\n%s", command, err, d.stderr.String())
 		}
 		return string(out)
 	}

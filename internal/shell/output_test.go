@@ -12,33 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestReopenedOutputKeepsEverything: however a command reopens its stdout
-// or stderr (/dev/stdout, /dev/stderr, tee), everything it wrote is kept,
-// in order within each stream, as in a terminal or a pipe.
-func TestReopenedOutputKeepsEverything(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name, script, stdout, stderr string
-	}{
-		{"stderr reopened between writes", `echo x >&2; echo y > /dev/stderr; echo z >&2`, "", "x\ny\nz\n"},
-		{"stdout reopened after a write", `echo a; echo b > /dev/stdout`, "a\nb\n", ""},
-		{"tee to /dev/stderr", `echo a >&2; echo b | tee /dev/stderr; echo c >&2`, "b\n", "a\nb\nc\n"},
-		{"tee to /dev/stdout", `echo a; echo b | tee /dev/stdout; echo c`, "a\nb\nb\nc\n", ""},
-		{"exec reopens stdout", `echo 1; exec > /dev/stdout; echo 2`, "1\n2\n", ""},
-		{"child reopens stdout", `echo 1; bash -c 'echo 2 > /dev/stdout'; echo 3`, "1\n2\n3\n", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			s := newSession(t)
-			_, out := s.run(tt.script, Command{})
-			if out.stdout != tt.stdout || out.stderr != tt.stderr {
-				t.Fatalf("got stdout %q stderr %q, want %q and %q", out.stdout, out.stderr, tt.stdout, tt.stderr)
-			}
-		})
-	}
-}
-
 // TestLateOutputOfLeftoverDoesNotTouchTheCommandsOutput: a process the
 // command left running that writes once the command ended (here reopening
 // /dev/stdout, which truncates a regular file) leaves the command's output
