@@ -220,7 +220,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	}
 	if f.state != nil && stateSize(f.state) > maxStateBytes {
 		c.Fail(api.CodeResourceExhausted, fmt.Sprintf("the command left %d bytes of working directory and exported environment; a session keeps at most %d, so the state it started with is kept", stateSize(f.state), maxStateBytes))
-		f.state = nil
+		f.state, c.Cwd = nil, h.state.Cwd
 	}
 	var keep *session.Shell
 	if f.state != nil {
