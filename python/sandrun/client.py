@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 # Cloud Storage transfers move this much at a time: what memory holds of a
 # file, whatever its size (a multiple of 256 KiB, as resumable uploads ask).
-TRANSFER_CHUNK_BYTES = 8 * 1024 * 1024
+TRANSFER_CHUNK_BYTES = 4 * 1024 * 1024
 
 
 @dataclass

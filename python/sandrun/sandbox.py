@@ -535,7 +535,7 @@ class Sandbox:
     async def file_download(self, path: str) -> BinaryIO:
         """The content of ``path`` as a binary file object, positioned at its
         start. It streams through Cloud Storage into a temporary file that
-        stays in memory up to 8 MiB and goes to disk beyond. Raises
+        stays in memory up to 4 MiB and goes to disk beyond. Raises
         SandrunError (code NOT_FOUND for a missing file)."""
         out = tempfile.SpooledTemporaryFile(max_size=TRANSFER_CHUNK_BYTES)
         try:
