@@ -32,7 +32,7 @@ test-python: ## the Python SDK (python/): install it in $(PYVENV), mypy --strict
 	$(PYTHON) -m venv $(PYVENV)
 	$(PYVENV)/bin/pip install -q -r python/requirements-test.txt ./python
 	$(GO) build -o $(PYVENV)/sandrun ./cmd/sandrun
-	cd python && ../$(PYVENV)/bin/mypy sandrun tests
+	cd python && ../$(PYVENV)/bin/mypy sandrun tests ../api/examples/python
 	cd python && SANDRUN_BIN=$(CURDIR)/$(PYVENV)/sandrun ../$(PYVENV)/bin/pytest -q -p no:cacheprovider
 
 reliability: ## the reliability suite at full size (2,000 requests per scenario, a 10-minute soak); results in reliability-results.jsonl
