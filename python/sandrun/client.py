@@ -10,16 +10,16 @@ client unless one is given, a filter when asked, staging of large files
 under ``sessions/SESSION/transfers/REQUEST/NAME``.
 
 The official Google clients underneath are synchronous and threaded: their
-blocking calls run in the event loop's default executor, and the streaming
-pull's callback, which runs on a thread of the Pub/Sub client, hands each
-completion to the loop with ``call_soon_threadsafe``. Every await has a
-deadline.
+blocking calls run in the event loop's default executor; completions are
+read by a thread of the client's own (``_receiver``, StreamingPull of the
+official client) that decodes each and hands it to the loop with
+``call_soon_threadsafe``; a publish's future is awaited through
+``asyncio.wrap_future``. Every await has a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import os
 import secrets
@@ -32,6 +32,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import pubsub_v1, storage
 
+from ._receiver import Receiver
 from .errors import RequestTooLarge, SandrunError, Timeout
 from .protocol import (
     ATTR_OP,
@@ -120,7 +121,7 @@ class Client:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._publisher: Any = None
         self._subscriber: Any = None
-        self._streaming: Any = None
+        self._receiver: Receiver | None = None
         self._gcs: Any = None
         self._subscription = ""
         self._temporary = False
@@ -167,12 +168,8 @@ class Client:
             except gexc.GoogleAPICallError as e:
                 raise SandrunError("UNAVAILABLE", f"create subscription to {request['topic']}: {e}") from e
             self._temporary = True
-        self._streaming = self._subscriber.subscribe(
-            self._subscription,
-            callback=self._on_message,
-            flow_control=pubsub_v1.types.FlowControl(max_messages=1000),
-        )
-        self._streaming.add_done_callback(self._on_stream_end)
+        self._receiver = Receiver(self._subscriber, self._subscription, self._on_data, self._on_fatal)
+        self._receiver.start()
         return self
 
     async def __aenter__(self) -> Client:
@@ -188,12 +185,9 @@ class Client:
             return
         self._closed = True
         self._fail_waiters(SandrunError("UNAVAILABLE", "the client was closed"))
-        self._streaming.cancel()
         try:
-            await self._run(timeout, self._streaming.result, timeout)
-        except BaseException:
-            pass  # a cancelled stream ends with an error: nothing to report
-        try:
+            if self._receiver is not None:
+                await self._run(timeout, self._receiver.stop, timeout)
             await self._run(timeout, self._publisher.stop)
             if self._temporary:
                 await self._run(
@@ -204,11 +198,10 @@ class Client:
 
     # Receiving completions.
 
-    def _on_message(self, message: Any) -> None:
-        # On a thread of the Pub/Sub client: decode here, hand over to the loop.
-        message.ack()
+    def _on_data(self, data: bytes) -> None:
+        # On the receiver's thread: decode here, hand over to the loop.
         try:
-            done = Completion.from_json(message.data)
+            done = Completion.from_json(data)
         except (ValueError, TypeError):
             return  # not a completion; nothing awaits it
         loop = self._loop
@@ -226,19 +219,18 @@ class Client:
         if fut is not None and not fut.done():
             fut.set_result(done)
 
-    def _on_stream_end(self, future: concurrent.futures.Future[Any]) -> None:
-        if self._closed:
+    def _on_fatal(self, err: BaseException) -> None:
+        # On the receiver's thread, once, when the stream cannot be kept open.
+        loop = self._loop
+        if self._closed or loop is None or loop.is_closed():
             return
         try:
-            err: BaseException | None = future.exception()
-        except BaseException as e:  # cancelled
-            err = e
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._stream_ended, err)
+        except RuntimeError:
+            pass  # the loop closed meanwhile
 
-    def _stream_ended(self, err: BaseException | None) -> None:
-        self._stopped = err or RuntimeError("the stream ended")
+    def _stream_ended(self, err: BaseException) -> None:
+        self._stopped = err
         self._fail_waiters(SandrunError("UNAVAILABLE", f"receiving completions stopped: {self._stopped}"))
 
     def _fail_waiters(self, err: SandrunError) -> None:
