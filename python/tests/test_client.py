@@ -197,3 +197,20 @@ asyncio.run(main())
     # Constant memory: a few transfer chunks (4 MiB each), not the file.
     assert got["python_peak"] < size // 4, got
     assert got["rss_growth"] < size // 2, got
+
+
+async def test_lost_subscription_raises_instead_of_hanging(client: sandrun.Client) -> None:
+    c = await sandrun.Client(sandrun.Config.from_env()).start()
+    try:
+        # Someone deletes the client's subscription: its stream ends, and
+        # what awaits a completion gets an error, not silence.
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: c._subscriber.delete_subscription(request={"subscription": c.subscription}, timeout=30)
+        )
+        with pytest.raises(sandrun.SandrunError) as e:
+            await c.do(session(), sandrun.ExecRequest(command="true"), timeout=20)
+        assert e.value.code == "UNAVAILABLE" and "receiving completions stopped" in e.value.message
+        assert not isinstance(e.value, sandrun.Timeout)
+    finally:
+        c._temporary = False  # nothing left to delete
+        await c.close()
