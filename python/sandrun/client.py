@@ -204,13 +204,7 @@ class Client:
             done = Completion.from_json(data)
         except (ValueError, TypeError):
             return  # not a completion; nothing awaits it
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(self._deliver, done)
-        except RuntimeError:
-            pass  # the loop closed meanwhile
+        self._to_loop(self._deliver, done)
 
     def _deliver(self, done: Completion) -> None:
         # The first copy of a completion goes to its waiter; later copies
@@ -221,11 +215,16 @@ class Client:
 
     def _on_fatal(self, err: BaseException) -> None:
         # On the receiver's thread, once, when the stream cannot be kept open.
+        if not self._closed:
+            self._to_loop(self._stream_ended, err)
+
+    def _to_loop(self, fn: Callable[[T], None], arg: T) -> None:
+        # From another thread: run fn(arg) on the client's loop.
         loop = self._loop
-        if self._closed or loop is None or loop.is_closed():
+        if loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(self._stream_ended, err)
+            loop.call_soon_threadsafe(fn, arg)
         except RuntimeError:
             pass  # the loop closed meanwhile
 
