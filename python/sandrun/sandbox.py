@@ -26,11 +26,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
 from .client import TRANSFER_CHUNK_BYTES, Client, default_client, raise_for_status
-from .errors import SandrunError
+from .errors import RequestTooLarge, SandrunError
 from .protocol import (
     MAX_PROCESS_WRITE_BYTES,
     MAX_REQUEST_BYTES,
     Completion,
+    ErrorInfo,
     ExecRequest,
     FileDeleteRequest,
     FileExistsRequest,
@@ -45,6 +46,7 @@ from .protocol import (
     ProcessLogsRequest,
     ProcessWaitRequest,
     ProcessWriteRequest,
+    Request,
     SessionCreateRequest,
     SessionDestroyRequest,
     SessionGetRequest,
@@ -113,6 +115,22 @@ class Sandbox:
         self._shells: dict[str, int] = {}
         self._owner: dict[int, str] = {}
 
+    async def _do(self, request: Request) -> Completion:
+        # A request over the message limit is answered here as sandrun
+        # answers one (INVALID_ARGUMENT, exit_code -1), without publishing
+        # it, so that the interface reports it like any refused request.
+        try:
+            return await self._client.do(self._id, request)
+        except RequestTooLarge as e:
+            return Completion(
+                request_id=e.request_id,
+                session_id=self._id,
+                op=request.OP,
+                status="error",
+                error=ErrorInfo(code=e.code, message=e.message),
+                exit_code=-1,
+            )
+
     # Lifecycle.
 
     @classmethod
@@ -154,12 +172,12 @@ class Sandbox:
     async def ensure_sandbox(self) -> None:
         """Makes sure the sandbox exists and has a host starting (it creates
         the session again, empty, after a destroy)."""
-        _raise(await self._client.do(self._id, SessionCreateRequest()))
+        _raise(await self._do(SessionCreateRequest()))
 
     async def destroy(self) -> bool:
         """Destroys the sandbox: its processes end, its files are deleted.
         False when it did not exist."""
-        done = await self._client.do(self._id, SessionDestroyRequest())
+        done = await self._do(SessionDestroyRequest())
         if done.error and done.error.code == "NOT_FOUND":
             return False
         _raise(done)
@@ -180,7 +198,7 @@ class Sandbox:
         the command left running (``server &``), else None; ``error`` is
         present when sandrun reported one (code and message)."""
         shell = session_id or self._id
-        done = await self._client.do(self._id, ExecRequest(command=command, timeout_seconds=timeout))
+        done = await self._do(ExecRequest(command=command, timeout_seconds=timeout))
         background_pid = done.background_pids[0] if done.background_pids else None
         for pid in done.background_pids:
             self._owner[pid] = shell
@@ -205,16 +223,16 @@ class Sandbox:
         ``session_id``, with its stdin open for write_to_process, and waits
         a few seconds for it: ``data["status"]`` is ``completed`` (with
         ``returncode``) or ``running``; ``data["output"]`` is its output so far."""
-        started = await self._client.do(
-            self._id, ExecRequest(command=command, cwd=exec_dir or None, background=True, keep_stdin=True)
+        started = await self._do(
+            ExecRequest(command=command, cwd=exec_dir or None, background=True, keep_stdin=True)
         )
         if not started.ok or started.pid is None:
             return _failed(started, session_id=session_id, command=command)
         pid = started.pid
         self._shells[session_id] = pid
         self._owner[pid] = session_id
-        waited = await self._client.do(self._id, ProcessWaitRequest(pid=pid, timeout_seconds=LEGACY_EXEC_WAIT_SECONDS))
-        logs = await self._client.do(self._id, ProcessLogsRequest(pid=pid))
+        waited = await self._do(ProcessWaitRequest(pid=pid, timeout_seconds=LEGACY_EXEC_WAIT_SECONDS))
+        logs = await self._do(ProcessLogsRequest(pid=pid))
         data = {"session_id": session_id, "command": command, "pid": pid, "output": _output(logs)}
         if waited.ok:
             data.update(status="completed", returncode=waited.exit_code)
@@ -230,7 +248,7 @@ class Sandbox:
         their output."""
         pid = self._shells.get(session_id)
         if pid is None:
-            view = await self._client.do(self._id, ShellViewRequest())
+            view = await self._do(ShellViewRequest())
             if not view.ok:
                 return _failed(view, session_id=session_id)
             running = view.running
@@ -243,7 +261,7 @@ class Sandbox:
             if console:
                 data["console"] = [{"command": running.command, "output": data["output"]}] if running else []
             return ToolResult(success=True, data=data)
-        logs = await self._client.do(self._id, ProcessLogsRequest(pid=pid))
+        logs = await self._do(ProcessLogsRequest(pid=pid))
         if not logs.ok:
             return _failed(logs, session_id=session_id)
         info = await self._process(pid)
@@ -266,13 +284,13 @@ class Sandbox:
         pid = self._shells.get(session_id)
         if pid is None:
             return _no_shell(session_id)
-        waited = await self._client.do(self._id, ProcessWaitRequest(pid=pid, timeout_seconds=seconds or None))
+        waited = await self._do(ProcessWaitRequest(pid=pid, timeout_seconds=seconds or None))
         if not waited.ok:
             result = _failed(waited, session_id=session_id, pid=pid)
             if waited.error and waited.error.code == "TIMEOUT":
                 result.data["status"] = "running"
             return result
-        logs = await self._client.do(self._id, ProcessLogsRequest(pid=pid))
+        logs = await self._do(ProcessLogsRequest(pid=pid))
         return ToolResult(
             success=True,
             data={"session_id": session_id, "pid": pid, "status": "completed", "returncode": waited.exit_code, "output": _output(logs)},
@@ -288,8 +306,8 @@ class Sandbox:
         # process.write takes 64 KiB at a time: longer input goes in pieces.
         for start in range(0, max(len(data), 1), MAX_PROCESS_WRITE_BYTES):
             piece = data[start : start + MAX_PROCESS_WRITE_BYTES]
-            done = await self._client.do(
-                self._id, ProcessWriteRequest(pid=pid, content=base64.b64encode(piece).decode("ascii"), encoding="base64")
+            done = await self._do(
+                ProcessWriteRequest(pid=pid, content=base64.b64encode(piece).decode("ascii"), encoding="base64")
             )
             if not done.ok:
                 return _failed(done, session_id=session_id, pid=pid)
@@ -300,7 +318,7 @@ class Sandbox:
         pid = self._shells.get(session_id)
         if pid is None:
             return _no_shell(session_id)
-        done = await self._client.do(self._id, ProcessKillRequest(pid=pid, grace_seconds=KILL_GRACE_SECONDS))
+        done = await self._do(ProcessKillRequest(pid=pid, grace_seconds=KILL_GRACE_SECONDS))
         if not done.ok:
             return _failed(done, session_id=session_id, pid=pid)
         return ToolResult(success=True, data={"session_id": session_id, "pid": pid, "status": "terminated", "killed": done.killed})
@@ -310,7 +328,7 @@ class Sandbox:
     async def list_background_processes(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """The sandbox's background processes, running and ended; with
         ``session_id``, those that shell started."""
-        done = await self._client.do(self._id, ProcessListRequest())
+        done = await self._do(ProcessListRequest())
         _raise(done)
         out = []
         for p in done.processes:
@@ -349,7 +367,7 @@ class Sandbox:
             requests = [ProcessKillRequest(all=True, grace_seconds=KILL_GRACE_SECONDS)]
         killed: list[int] = []
         for req in requests:
-            done = await self._client.do(self._id, req)
+            done = await self._do(req)
             if done.error and done.error.code == "NOT_FOUND":
                 continue  # ended meanwhile, or never was
             _raise(done)
@@ -359,14 +377,14 @@ class Sandbox:
     async def get_background_logs(self, pid: int, session_id: str | None = None) -> str | None:
         """The output of background process ``pid`` (stdout, then stderr),
         its last 64 KiB of each; None when there is no such process."""
-        done = await self._client.do(self._id, ProcessLogsRequest(pid=pid, tail_bytes=65536))
+        done = await self._do(ProcessLogsRequest(pid=pid, tail_bytes=65536))
         if done.error and done.error.code == "NOT_FOUND":
             return None
         _raise(done)
         return _output(done)
 
     async def _process(self, pid: int) -> Any:
-        done = await self._client.do(self._id, ProcessListRequest())
+        done = await self._do(ProcessListRequest())
         _raise(done)
         return next((p for p in done.processes if p.pid == pid), None)
 
@@ -412,9 +430,9 @@ class Sandbox:
         # JSON escapes can make a text larger on the wire than in the file;
         # base64 of WRITE_PIECE_BYTES always fits in a request.
         if text is not None and len(json.dumps(text, ensure_ascii=False).encode("utf-8")) < MAX_REQUEST_BYTES - 4096:
-            return await self._client.do(self._id, FileWriteRequest(path=file, content=text, append=append or None))
+            return await self._do(FileWriteRequest(path=file, content=text, append=append or None))
         req = FileWriteRequest(path=file, content=base64.b64encode(raw).decode("ascii"), encoding="base64", append=append or None)
-        return await self._client.do(self._id, req)
+        return await self._do(req)
 
     async def file_read(
         self, file: str, start_line: int | None = None, end_line: int | None = None, sudo: bool = False
@@ -425,7 +443,7 @@ class Sandbox:
         offset = 0
         truncated = False
         while True:
-            done = await self._client.do(self._id, FileReadRequest(path=file, offset=offset, encoding="base64"))
+            done = await self._do(FileReadRequest(path=file, offset=offset, encoding="base64"))
             if not done.ok:
                 result = _failed(done, file=file)
                 if sudo:
@@ -449,14 +467,14 @@ class Sandbox:
 
     async def file_exists(self, path: str) -> ToolResult:
         """``data["exists"]``: whether ``path`` exists."""
-        done = await self._client.do(self._id, FileExistsRequest(path=path))
+        done = await self._do(FileExistsRequest(path=path))
         if not done.ok:
             return _failed(done, path=path)
         return ToolResult(success=True, data={"path": path, "exists": bool(done.exists)})
 
     async def file_delete(self, path: str) -> ToolResult:
         """Deletes a file, or a directory with everything in it."""
-        done = await self._client.do(self._id, FileDeleteRequest(path=path, recursive=True))
+        done = await self._do(FileDeleteRequest(path=path, recursive=True))
         if not done.ok:
             return _failed(done, path=path)
         return ToolResult(success=True, data={"path": path, "deleted": True})
@@ -465,7 +483,7 @@ class Sandbox:
         """The entries of directory ``path``: ``data["entries"]``, each with
         ``name``, ``path`` (joined to ``path``), ``type``, ``size``, ``mode``,
         ``modified_at``, ``is_dir``."""
-        done = await self._client.do(self._id, FileListRequest(path=path))
+        done = await self._do(FileListRequest(path=path))
         if not done.ok:
             return _failed(done, path=path)
         entries = [
@@ -485,7 +503,7 @@ class Sandbox:
     async def file_replace(self, file: str, old_str: str, new_str: str, sudo: bool = False) -> ToolResult:
         """Replaces every occurrence of ``old_str`` in ``file`` with
         ``new_str``; ``success`` is False when there is none."""
-        done = await self._client.do(self._id, FileReplaceRequest(path=file, old_string=old_str, new_string=new_str, replace_all=True))
+        done = await self._do(FileReplaceRequest(path=file, old_string=old_str, new_string=new_str, replace_all=True))
         if not done.ok:
             result = _failed(done, file=file)
             if sudo:
@@ -498,7 +516,7 @@ class Sandbox:
         ``regex`` (RE2 syntax: Python's, without backreferences and
         lookaround): ``data["matches"]`` the lines, ``data["line_numbers"]``
         their numbers (from 1)."""
-        done = await self._client.do(self._id, FileSearchRequest(path=file, pattern=regex))
+        done = await self._do(FileSearchRequest(path=file, pattern=regex))
         if not done.ok:
             return _failed(done, file=file)
         return ToolResult(
@@ -515,7 +533,7 @@ class Sandbox:
     async def file_find(self, path: str, glob_pattern: str) -> ToolResult:
         """The paths below ``path`` matching ``glob_pattern`` (``**/*.py``
         descends; ``*.py`` does not): ``data["files"]``, joined to ``path``."""
-        done = await self._client.do(self._id, FileFindRequest(path=path, pattern=_relative_glob(glob_pattern)))
+        done = await self._do(FileFindRequest(path=path, pattern=_relative_glob(glob_pattern)))
         if not done.ok:
             return _failed(done, path=path)
         return ToolResult(success=True, data={"path": path, "files": [posixpath.join(path, e.path) for e in done.entries]})

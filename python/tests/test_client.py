@@ -60,10 +60,14 @@ async def test_oversized_request_is_refused_before_publishing(client: sandrun.Cl
     # Nothing reached sandrun: the session was never created.
     done = await client.do(s, sandrun.SessionGetRequest())
     assert done.error is not None and done.error.code == "NOT_FOUND"
-    # Just under the limit of the message is sent (and judged by sandrun).
+    # The Sandbox reports it as sandrun reports a refused request.
     sb = sandrun.Sandbox(s, client)
-    with pytest.raises(sandrun.RequestTooLarge):
-        await sb.exec_command_stateful(command)
+    r = await sb.exec_command_stateful(command)
+    assert r["exit_code"] == -1 and r["error"]["code"] == "INVALID_ARGUMENT"
+    t = await sb.exec_command("sh", "", command)
+    assert t.success is False and t.data["code"] == "INVALID_ARGUMENT" and str(sandrun.MAX_REQUEST_BYTES) in (t.message or "")
+    done = await client.do(s, sandrun.SessionGetRequest())
+    assert done.error is not None and done.error.code == "NOT_FOUND"
 
 
 async def test_publish_error_is_retried_with_the_same_request_id(client: sandrun.Client, monkeypatch: pytest.MonkeyPatch) -> None:
