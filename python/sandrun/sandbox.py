@@ -62,6 +62,9 @@ WRITE_PIECE_BYTES = 96 * 1024
 MAX_READ_BYTES = 16 * 1024 * 1024
 # exec_command waits this long for its command before answering "running".
 LEGACY_EXEC_WAIT_SECONDS = 3.0
+# The output the shell methods return: the last this many bytes of each of
+# a process's stdout and stderr (the most process.logs returns at once).
+LOG_TAIL_BYTES = 65536
 # kill_process and kill_background_process: SIGTERM, then SIGKILL what
 # still runs this long after.
 KILL_GRACE_SECONDS = 3.0
@@ -232,7 +235,7 @@ class Sandbox:
         self._shells[session_id] = pid
         self._owner[pid] = session_id
         waited = await self._do(ProcessWaitRequest(pid=pid, timeout_seconds=LEGACY_EXEC_WAIT_SECONDS))
-        logs = await self._do(ProcessLogsRequest(pid=pid))
+        logs = await self._do(ProcessLogsRequest(pid=pid, tail_bytes=LOG_TAIL_BYTES))
         data = {"session_id": session_id, "command": command, "pid": pid, "output": _output(logs)}
         if waited.ok:
             data.update(status="completed", returncode=waited.exit_code)
@@ -261,7 +264,7 @@ class Sandbox:
             if console:
                 data["console"] = [{"command": running.command, "output": data["output"]}] if running else []
             return ToolResult(success=True, data=data)
-        logs = await self._do(ProcessLogsRequest(pid=pid))
+        logs = await self._do(ProcessLogsRequest(pid=pid, tail_bytes=LOG_TAIL_BYTES))
         if not logs.ok:
             return _failed(logs, session_id=session_id)
         info = await self._process(pid)
@@ -290,7 +293,7 @@ class Sandbox:
             if waited.error and waited.error.code == "TIMEOUT":
                 result.data["status"] = "running"
             return result
-        logs = await self._do(ProcessLogsRequest(pid=pid))
+        logs = await self._do(ProcessLogsRequest(pid=pid, tail_bytes=LOG_TAIL_BYTES))
         return ToolResult(
             success=True,
             data={"session_id": session_id, "pid": pid, "status": "completed", "returncode": waited.exit_code, "output": _output(logs)},
@@ -377,7 +380,7 @@ class Sandbox:
     async def get_background_logs(self, pid: int, session_id: str | None = None) -> str | None:
         """The output of background process ``pid`` (stdout, then stderr),
         its last 64 KiB of each; None when there is no such process."""
-        done = await self._do(ProcessLogsRequest(pid=pid, tail_bytes=65536))
+        done = await self._do(ProcessLogsRequest(pid=pid, tail_bytes=LOG_TAIL_BYTES))
         if done.error and done.error.code == "NOT_FOUND":
             return None
         _raise(done)
