@@ -143,14 +143,28 @@ class Client:
         if self._loop is not None:
             return self
         self._loop = asyncio.get_running_loop()
+        try:
+            await self._connect(timeout)
+        except BaseException:
+            self._loop = None
+            if self._subscriber is not None:
+                self._subscriber.close()
+            raise
+        return self
+
+    async def _connect(self, timeout: float) -> None:
         cfg = self.config
-        self._publisher = pubsub_v1.PublisherClient(
+        # The clients look for credentials when made, which can mean a
+        # request to the metadata server: off the loop.
+        self._publisher = await self._run(
+            timeout,
+            pubsub_v1.PublisherClient,
             # A request is awaited: send it at once rather than after the
             # default batching delay of 10 ms.
             batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.001),
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
         )
-        self._subscriber = pubsub_v1.SubscriberClient()
+        self._subscriber = await self._run(timeout, pubsub_v1.SubscriberClient)
         if cfg.subscription:
             self._subscription = _path(cfg.project, "subscriptions", cfg.subscription)
         else:
@@ -170,7 +184,6 @@ class Client:
             self._temporary = True
         self._receiver = Receiver(self._subscriber, self._subscription, self._on_data, self._on_fatal)
         self._receiver.start()
-        return self
 
     async def __aenter__(self) -> Client:
         return await self.start()
