@@ -4,7 +4,10 @@ BIN       ?= bin
 FUZZTIME  ?= 10s
 FUZZ      ?= .
 
-.PHONY: help build test lint fmt-check vet run emulator fuzz bench reliability clean
+PYTHON    ?= python3
+PYVENV    ?= .venv-python
+
+.PHONY: help build test test-python lint fmt-check vet run emulator fuzz bench reliability clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,8 +24,16 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-test: lint ## lint, then every test with the race detector (the reliability suite in its short version)
+test: lint ## lint, then every test with the race detector (the reliability suite in its short version), then the Python SDK's
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) test-python
+
+test-python: ## the Python SDK (python/): install it in $(PYVENV), mypy --strict, and its conformance suite against sandrun dev
+	$(PYTHON) -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install -q -r python/requirements-test.txt ./python
+	$(GO) build -o $(PYVENV)/sandrun ./cmd/sandrun
+	cd python && ../$(PYVENV)/bin/mypy sandrun tests ../api/examples/python
+	cd python && SANDRUN_BIN=$(CURDIR)/$(PYVENV)/sandrun ../$(PYVENV)/bin/pytest -q -p no:cacheprovider
 
 reliability: ## the reliability suite at full size (2,000 requests per scenario, a 10-minute soak); results in reliability-results.jsonl
 	SANDRUN_RELIABILITY=full SANDRUN_RELIABILITY_REPORT=$(CURDIR)/reliability-results.jsonl \
@@ -45,5 +56,5 @@ emulator: ## start the local cloud alone
 bench: ## measure sandrun against floors measured in the same run (sandrun bench)
 	$(GO) run ./cmd/sandrun bench
 
-clean: ## remove built programs
-	rm -rf $(BIN)
+clean: ## remove built programs and the Python test environment
+	rm -rf $(BIN) $(PYVENV)

@@ -303,6 +303,10 @@ type Completion struct {
 	Processes []ProcessInfo `json:"processes,omitempty"`
 	// Killed are the pids process.kill signalled.
 	Killed []int `json:"killed,omitempty"`
+	// BackgroundPIDs are, for an exec without background, the pids of the
+	// processes the command left running (`server &`), which are now
+	// background processes of the session.
+	BackgroundPIDs []int `json:"background_pids,omitempty"`
 	// Running is the foreground command running now (shell.view); nil when
 	// none is.
 	Running *ProcessInfo `json:"running,omitempty"`

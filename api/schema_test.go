@@ -175,10 +175,11 @@ func opCompletions() map[string]*Completion {
 		"file.search": ok(OpFileSearch, func(c *Completion) {
 			c.Matches = []Match{{Path: "a.go", LineNumber: 1, Line: "package a"}, {Path: "b.go", LineNumber: 9, Line: strings.Repeat("é", MaxMatchLineBytes/2)}}
 		}),
-		"file.replace":    ok(OpFileReplace, func(c *Completion) { c.Replacements = 2 }),
-		"file.upload":     ok(OpFileUpload, func(c *Completion) { c.File = &file }),
-		"file.download":   ok(OpFileDownload, func(c *Completion) { c.Object, c.Size = "gs://b/sessions/s1/transfers/r1/a.txt", 6 }),
-		"exec background": ok(OpExec, func(c *Completion) { c.PID = 42 }),
+		"file.replace":      ok(OpFileReplace, func(c *Completion) { c.Replacements = 2 }),
+		"file.upload":       ok(OpFileUpload, func(c *Completion) { c.File = &file }),
+		"file.download":     ok(OpFileDownload, func(c *Completion) { c.Object, c.Size = "gs://b/sessions/s1/transfers/r1/a.txt", 6 }),
+		"exec background":   ok(OpExec, func(c *Completion) { c.PID = 42 }),
+		"exec left running": ok(OpExec, func(c *Completion) { c.BackgroundPIDs = []int{42, 43} }),
 		"process.list": ok(OpProcessList, func(c *Completion) {
 			c.Processes = []ProcessInfo{running, {PID: 7, Command: "make", Status: ProcessExited, ExitCode: &zero, StartedAt: testTime, FinishedAt: testTime, Host: "e-0"},
 				{PID: 8, Command: "sleep 9", Status: ProcessKilled, ExitCode: &killed, Signal: "TERM"}, {PID: 9, Command: "x", Status: ProcessLost}}
@@ -329,6 +330,7 @@ func TestCompletionSchemaRejects(t *testing.T) {
 			m["running"] = map[string]any{"pid": 1, "command": "x", "status": "zombie"}
 		},
 		"killed pid 0":              func(m map[string]any) { m["killed"] = []any{0} },
+		"background pid 0":          func(m map[string]any) { m["background_pids"] = []any{0} },
 		"download object not gs://": func(m map[string]any) { m["object"] = "/tmp/x" },
 		"replacements -1":           func(m map[string]any) { m["replacements"] = -1 },
 		"eof a string":              func(m map[string]any) { m["eof"] = "true" },

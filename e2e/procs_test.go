@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,14 @@ func TestBackgroundServerAnswersLaterRequests(t *testing.T) {
 	}
 	if server == nil {
 		t.Fatalf("the server is not listed: %+v", list.Processes)
+	}
+	// The exec that left it running named it (with the subshell that bash
+	// forked for the backgrounded list, `a && b &`, which runs it).
+	if !slices.Contains(started.BackgroundPIDs, server.PID) {
+		t.Fatalf("the exec that left pid %d running names background_pids %v", server.PID, started.BackgroundPIDs)
+	}
+	if done := w.exec(s, "true"); len(done.BackgroundPIDs) != 0 {
+		t.Fatalf("a command that leaves nothing running names background_pids %v", done.BackgroundPIDs)
 	}
 	// The host stays while the server lives, though idle for longer than
 	// its idle timeout: what is tested is that nothing happens, so time

@@ -45,13 +45,18 @@ type Config struct {
 	// runs new sessions with and without a pool on systems of its own
 	// (default 5 s).
 	PoolStartDelay time.Duration
+	// Python is the interpreter that runs the Python SDK for the "python"
+	// measurement, and PythonPath, when set, its PYTHONPATH (the SDK's
+	// directory, python/, when it is not installed).
+	Python     string
+	PythonPath string
 	// Out receives progress lines; Logger the system's own logs.
 	Out    io.Writer
 	Logger *slog.Logger
 }
 
 // Names are the measurements, in the order they run.
-var Names = []string{"warm", "cold", "throughput", "transfer", "checkpoint", "pool", "tracing"}
+var Names = []string{"warm", "python", "cold", "throughput", "transfer", "checkpoint", "pool", "tracing"}
 
 // Result is one figure with its floor.
 type Result struct {
@@ -178,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := &runner{cfg: cfg, environment: env, out: cfg.Out,
 		report: &Report{StartedAt: time.Now().UTC(), Quick: cfg.Quick, Machine: describeMachine()}}
 	steps := map[string]func(context.Context) error{
-		"warm": r.warm, "cold": r.cold, "throughput": r.throughput, "transfer": r.transfer, "checkpoint": r.checkpoint, "pool": r.pool, "tracing": r.tracing,
+		"warm": r.warm, "python": r.python, "cold": r.cold, "throughput": r.throughput, "transfer": r.transfer, "checkpoint": r.checkpoint, "pool": r.pool, "tracing": r.tracing,
 	}
 	for _, name := range Names {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, name) {

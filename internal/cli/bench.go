@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ and writes the results as JSON.`)
 	out := fs.String("json", "bench-results.json", "write the results as JSON to this file (empty: do not)")
 	startDelay := fs.Duration("start-delay", 0, "simulated cold start of every execution")
 	poolDelay := fs.Duration("pool-start-delay", bench.DefaultPoolStartDelay, "simulated cold start of the warm pool measurement (new sessions with and without a pool)")
+	python := fs.String("python", defaultBenchPython(), "the Python interpreter that runs the Python SDK for the python measurement")
+	fs.Env("python", "SANDRUN_BENCH_PYTHON")
+	pythonPath := fs.String("python-sdk", "python", "the Python SDK's directory, put on PYTHONPATH for the python measurement (empty: none, the SDK is installed)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the local cloud, the dispatcher, the reaper and the client; not the hosts) to this file")
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
@@ -45,7 +49,13 @@ and writes the results as JSON.`)
 	if err != nil {
 		return fmt.Errorf("find the sandrun program to run as executor: %w", err)
 	}
-	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, StartDelay: *startDelay, PoolStartDelay: *poolDelay, Out: env.Stderr}
+	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, StartDelay: *startDelay, PoolStartDelay: *poolDelay,
+		Python: *python, Out: env.Stderr}
+	if *pythonPath != "" {
+		if cfg.PythonPath, err = filepath.Abs(*pythonPath); err != nil {
+			return err
+		}
+	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
 	}
@@ -63,4 +73,15 @@ and writes the results as JSON.`)
 		}
 	}
 	return err
+}
+
+// defaultBenchPython is the interpreter of `make test-python`'s virtual
+// environment when there is one (it has the SDK's dependencies), else
+// python3.
+func defaultBenchPython() string {
+	const venv = ".venv-python/bin/python"
+	if _, err := os.Stat(venv); err == nil {
+		return venv
+	}
+	return "python3"
 }

@@ -64,6 +64,9 @@ func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *s
 	}
 
 	c.ExitCode = res.ExitCode
+	// What the command left running (`server &`) is named in the
+	// completion, so that a caller can follow it without a process.list.
+	c.BackgroundPIDs = end.Adopted
 	if err := h.attachOutput(ctx, c, req.RequestID, "stdout", stdout, res.StdoutBytes); err != nil {
 		c.Fail(api.CodeInternal, err.Error())
 	}
