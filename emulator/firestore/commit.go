@@ -248,7 +248,9 @@ func applyTransform(ft *pb.DocumentTransform_FieldTransform, cur *pb.Value, now 
 	null := &pb.Value{ValueType: &pb.Value_NullValue{}}
 	switch t := ft.TransformType.(type) {
 	case *pb.DocumentTransform_FieldTransform_SetToServerValue:
-		v := &pb.Value{ValueType: &pb.Value_TimestampValue{TimestampValue: now}}
+		// Firestore's server timestamps have millisecond precision.
+		ms := timestamppb.New(now.AsTime().Truncate(time.Millisecond))
+		v := &pb.Value{ValueType: &pb.Value_TimestampValue{TimestampValue: ms}}
 		return v, v
 	case *pb.DocumentTransform_FieldTransform_Increment:
 		v := increment(cur, t.Increment)

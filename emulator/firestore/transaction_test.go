@@ -337,7 +337,12 @@ func TestTransactionRollbackAndReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Aggregations and listings work in transactions too.
+	// Aggregations and listings work in transactions too (not on Google's
+	// emulator, which answers an aggregation in a transaction with UNKNOWN
+	// and no message).
+	if target != "" {
+		return
+	}
 	err = e.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
 		res, err := e.client.Collection("ro").NewAggregationQuery().WithCount("n").Transaction(tx).Get(ctx)
 		if err != nil {
