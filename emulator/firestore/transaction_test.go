@@ -109,6 +109,20 @@ func setV(name string, n int64) *pb.Write {
 		Fields: map[string]*pb.Value{"v": {ValueType: &pb.Value_IntegerValue{IntegerValue: n}}}}}}
 }
 
+// lockScene starts a Firestore with the document lock/a at {v: 1}, and
+// returns the low-level client and the document's name.
+func lockScene(t *testing.T) (*testEnv, context.Context, *vkit.Client, string) {
+	t.Helper()
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	g := e.gapic(t)
+	a := e.db + "/documents/lock/a"
+	if err := commitIn(ctx, g, e.db, nil, setV(a, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return e, ctx, g, a
+}
+
 // wantLockTimeout checks err is Firestore's lock timeout, in the words of
 // Google's emulator.
 func wantLockTimeout(t *testing.T, err error, what string) {
@@ -122,13 +136,7 @@ func wantLockTimeout(t *testing.T, err error, what string) {
 // until the transaction ends. A write of it waits, and goes through once
 // the transaction commits, after the transaction's own write.
 func TestReadLockBlocksWriter(t *testing.T) {
-	e := newTestEnv(t)
-	ctx := ctxT(t)
-	g := e.gapic(t)
-	a := e.db + "/documents/lock/a"
-	if err := commitIn(ctx, g, e.db, nil, setV(a, 1)); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, g, a := lockScene(t)
 	tx := openTxn(t, ctx, g, e.db, a)
 	written := make(chan error, 1)
 	go func() { written <- commitIn(ctx, g, e.db, nil, setV(a, 2)) }()
@@ -186,13 +194,7 @@ func TestReadLockBlocksWriter(t *testing.T) {
 // lock fails with ABORTED "Transaction lock timeout." (after about 2 s),
 // and the transaction that held the lock can still commit.
 func TestLockTimeoutAborts(t *testing.T) {
-	e := newTestEnv(t)
-	ctx := ctxT(t)
-	g := e.gapic(t)
-	a := e.db + "/documents/lock/a"
-	if err := commitIn(ctx, g, e.db, nil, setV(a, 1)); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, g, a := lockScene(t)
 	tx := openTxn(t, ctx, g, e.db, a)
 	start := time.Now()
 	wantLockTimeout(t, commitIn(ctx, g, e.db, nil, setV(a, 2)), "a write of a locked document")
@@ -230,13 +232,7 @@ func TestLockTimeoutAborts(t *testing.T) {
 // writer held by it is released with the lock timeout's ABORTED, never
 // left hanging.
 func TestLockOfVanishedClient(t *testing.T) {
-	e := newTestEnv(t)
-	ctx := ctxT(t)
-	a := e.db + "/documents/lock/a"
-	g := e.gapic(t)
-	if err := commitIn(ctx, g, e.db, nil, setV(a, 1)); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, g, a := lockScene(t)
 	dead, err := vkit.NewClient(ctx, option.WithEndpoint(e.addr), option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	if err != nil {
@@ -257,18 +253,12 @@ func TestLockOfVanishedClient(t *testing.T) {
 // lock wait is retried by the official client and succeeds once the other
 // transaction ends.
 func TestTransactionRetriesAfterLockTimeout(t *testing.T) {
-	e := newTestEnv(t)
-	ctx := ctxT(t)
-	g := e.gapic(t)
-	a := e.db + "/documents/tx/a"
-	if err := commitIn(ctx, g, e.db, nil, setV(a, 1)); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, g, a := lockScene(t)
 	held := openTxn(t, ctx, g, e.db, a)
 	calls := 0
 	err := e.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
 		calls++
-		if _, err := tx.Get(e.client.Doc("tx/a")); err != nil {
+		if _, err := tx.Get(e.client.Doc("lock/a")); err != nil {
 			return err
 		}
 		if calls == 2 {
@@ -277,13 +267,13 @@ func TestTransactionRetriesAfterLockTimeout(t *testing.T) {
 				return err
 			}
 		}
-		return tx.Set(e.client.Doc("tx/a"), map[string]any{"v": 10 * calls})
+		return tx.Set(e.client.Doc("lock/a"), map[string]any{"v": 10 * calls})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if calls != 2 || mustData(t, ctx, e.client.Doc("tx/a"))["v"] != int64(20) {
-		t.Fatalf("calls=%d data=%v", calls, mustData(t, ctx, e.client.Doc("tx/a")))
+	if calls != 2 || mustData(t, ctx, e.client.Doc("lock/a"))["v"] != int64(20) {
+		t.Fatalf("calls=%d data=%v", calls, mustData(t, ctx, e.client.Doc("lock/a")))
 	}
 }
 
