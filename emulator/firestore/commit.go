@@ -393,6 +393,8 @@ func (s *Server) Commit(ctx context.Context, req *pb.CommitRequest) (*pb.CommitR
 // transactions that read the same document. Holding the store lock for
 // the whole check-and-apply makes commits atomic and serializable. It also
 // returns each written document as the commit left it (nil if deleted).
+// Two transactions whose commits time out at the same moment both abort, as
+// on Google's emulator; the client's retry, with its backoff, sorts them.
 func (s *Server) commit(ctx context.Context, db string, writes []*write, tx *txn) (*pb.CommitResponse, map[string]*pb.Document, error) {
 	if tx != nil {
 		defer s.txns.end(tx)
@@ -415,30 +417,11 @@ func (s *Server) commit(ctx context.Context, db string, writes []*write, tx *txn
 		select {
 		case <-ended:
 		case <-timeout:
-			return s.lastTry(db, writes, tx)
+			return nil, nil, errLockTimeout
 		case <-ctx.Done():
 			return nil, nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-}
-
-// lastTry is a timed-out write's last look at the locks: it commits if
-// they are free now, and otherwise fails with the lock timeout and ends tx,
-// which releases tx's locks. One write at a time takes its last look, so
-// that of two transactions that wait for each other and time out at the
-// same moment one aborts and the other then commits, as when their
-// timeouts are apart.
-func (s *Server) lastTry(db string, writes []*write, tx *txn) (*pb.CommitResponse, map[string]*pb.Document, error) {
-	s.lastTryMu.Lock()
-	defer s.lastTryMu.Unlock()
-	resp, final, done, err := s.tryCommit(db, writes, tx)
-	if done || err != nil {
-		return resp, final, err
-	}
-	if tx != nil {
-		s.txns.end(tx) // before the next write's last look
-	}
-	return nil, nil, errLockTimeout
 }
 
 // tryCommit applies writes unless another transaction holds a lock on a

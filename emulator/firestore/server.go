@@ -43,8 +43,7 @@ type Server struct {
 	store       *store
 	txns        *txnTable
 	lockTimeout time.Duration
-	lastTryMu   sync.Mutex // see lastTry
-	epoch       uint64     // tells this server's resume tokens from another's
+	epoch       uint64 // tells this server's resume tokens from another's
 
 	mu      sync.Mutex
 	closed  bool
