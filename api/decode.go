@@ -31,7 +31,15 @@ func ParseRequest(data []byte) (Request, error) {
 	}
 	present, problem := decodeRequest(data, &req)
 	if problem != "" {
-		return Request{}, newDecodeError(data, ReasonNotARequest, "request is not a JSON object of the request schema: "+problem)
+		e := newDecodeError(data, ReasonNotARequest, "request is not a JSON object of the request schema: "+problem)
+		if e.RequestID != "" && strings.HasPrefix(string(e.Op), "browser.") {
+			// The browser ops' fields (url, selector, ...) are not in the
+			// schema, and no field would make the op possible: it is
+			// answered as any browser op is, once its ids are valid.
+			ids := Request{RequestID: e.RequestID, SessionID: e.SessionID, Op: e.Op}
+			return Request{}, ids.validate(func(string) bool { return false })
+		}
+		return Request{}, e
 	}
 	if err := req.validate(func(field string) bool { return present[field] }); err != nil {
 		return req, err

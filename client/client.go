@@ -164,11 +164,21 @@ func (c *Client) deliver(done *api.Completion) {
 	}
 }
 
-// Send publishes a request without waiting for its completion.
+// ErrTooLarge is wrapped by the error of Send and Do for a request whose
+// JSON is over api.MaxRequestBytes: it is refused before it is published.
+var ErrTooLarge = errors.New("request too large")
+
+// Send publishes a request without waiting for its completion. A request
+// over api.MaxRequestBytes is not published: the error wraps ErrTooLarge.
 func (c *Client) Send(ctx context.Context, req *api.Request) (err error) {
 	data, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode request %s: %w", req.RequestID, err)
+	}
+	if len(data) > api.MaxRequestBytes {
+		// The dispatcher would only answer INVALID_ARGUMENT.
+		return fmt.Errorf("request %s is %d bytes of JSON; the limit is %d (api.MaxRequestBytes; send large content with Stage and file.upload): %w",
+			req.RequestID, len(data), api.MaxRequestBytes, ErrTooLarge)
 	}
 	// The request's trace starts here (or goes on from the caller's span):
 	// its traceparent attribute carries it to the dispatcher.

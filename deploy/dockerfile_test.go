@@ -93,6 +93,76 @@ var (
 	exactVersion = regexp.MustCompile(`^v?\d+\.\d+\.\d+([.-][0-9A-Za-z.-]+)?$`)
 )
 
+// patchedBases are, for each base image and release line, the first release
+// with every security fix published as of the date given: a base older than
+// that is a release behind its security fixes. Update an entry when a line
+// gets a security release (and the Dockerfiles with it).
+var patchedBases = []struct {
+	image, line, first, source string
+}{
+	// Node.js security releases of 2026-06-18 (22.23.0, 24.17.0, 26.3.1),
+	// the latest found on 2026-12-03; check
+	// https://nodejs.org/en/blog/vulnerability before a release. The
+	// executor image takes the newest patch of its line (22.23.3, published
+	// 2026-09-24), not just this floor.
+	{"node", "22", "22.23.0", "Node.js security release of 2026-06-18"},
+	{"node", "24", "24.17.0", "Node.js security release of 2026-06-18"},
+	// The toolchain sandrun is built and tested with on 2026-12-03 (go
+	// version); check https://go.dev/doc/devel/release before a release.
+	{"golang", "1.26", "1.26.8", "Go 1.26.8, the toolchain sandrun is tested with"},
+}
+
+// checkPatched reports base images pinned by tag to a release older than
+// the first one of its line with the known security fixes, or from a line
+// patchedBases does not know. A digest pin is checked by its review, not
+// here.
+func checkPatched(stages []stage) []string {
+	var problems []string
+	for _, st := range stages {
+		if st.image == "scratch" || digestRef.MatchString(st.image) {
+			continue
+		}
+		ref := st.image[strings.LastIndex(st.image, "/")+1:]
+		name, tag, ok := strings.Cut(ref, ":")
+		if !ok || !exactVersion.MatchString(tag) {
+			continue // checkPinned reports it
+		}
+		version, _, _ := strings.Cut(strings.TrimPrefix(tag, "v"), "-")
+		known := false
+		for _, p := range patchedBases {
+			if p.image != name || !strings.HasPrefix(version, p.line+".") {
+				continue
+			}
+			known = true
+			if compareVersions(version, p.first) < 0 {
+				problems = append(problems, fmt.Sprintf("line %d: base image %s is older than %s %s (%s): update it", st.from.line, st.image, name, p.first, p.source))
+			}
+		}
+		if !known {
+			problems = append(problems, fmt.Sprintf("line %d: base image %s: no release line of %s %s in patchedBases: record its first release with the latest security fixes", st.from.line, st.image, name, version))
+		}
+	}
+	return problems
+}
+
+// compareVersions compares dotted numeric versions.
+func compareVersions(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) || i < len(bs); i++ {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			return x - y
+		}
+	}
+	return 0
+}
+
 // checkPinned reports base images (FROM, and COPY --from an image) that
 // are neither pinned by digest nor by an exact version tag (x.y.z).
 func checkPinned(stages []stage) []string {
@@ -358,6 +428,7 @@ func check(src, uid string, static, sandbox bool) ([]string, error) {
 	problems := checkPinned(stages)
 	problems = append(problems, checkUser(stages, uid)...)
 	problems = append(problems, checkEntrypoint(stages)...)
+	problems = append(problems, checkPatched(stages)...)
 	problems = append(problems, checkSecrets(src, pre, stages)...)
 	if static {
 		problems = append(problems, checkStatic(stages)...)
@@ -421,6 +492,9 @@ func TestChecksFindMistakes(t *testing.T) {
 		{name: "no tag", src: strings.Replace(good, "golang:1.26.8", "golang", 1), want: "has no tag (it means latest)"},
 		{name: "latest", src: strings.Replace(good, "golang:1.26.8", "golang:latest", 1), want: `tag "latest" is not an exact version`},
 		{name: "minor only", src: strings.Replace(good, "golang:1.26.8", "golang:1.26", 1), want: `tag "1.26" is not an exact version`},
+		{name: "a release behind its security fixes", src: strings.Replace(good, "golang:1.26.8", "golang:1.26.7", 1), want: "base image golang:1.26.7 is older than golang 1.26.8"},
+		{name: "node behind its security fixes", src: strings.Replace(good, "golang:1.26.8", "node:22.12.0-bookworm-slim", 1), want: "base image node:22.12.0-bookworm-slim is older than node 22.23.0"},
+		{name: "unknown release line", src: strings.Replace(good, "golang:1.26.8", "golang:1.27.0", 1), want: "no release line of golang 1.27.0 in patchedBases"},
 		{name: "digest", src: strings.Replace(good, "golang:1.26.8", "golang@sha256:"+strings.Repeat("ab", 32), 1)},
 		{name: "build argument", src: "ARG BASE=golang:1.26.8\n" + strings.Replace(good, "golang:1.26.8", "${BASE}", 1), want: "is set by a build argument"},
 		{name: "copy from image", src: strings.Replace(good, "COPY --from=build", "COPY --from=alpine", 1), want: "COPY --from image alpine has no tag"},
@@ -442,12 +516,12 @@ func TestChecksFindMistakes(t *testing.T) {
 		{name: "single stage", src: "FROM golang:1.26.8\nRUN CGO_ENABLED=0 go build ./cmd/x\nUSER 1\nENTRYPOINT [\"/x\"]\n", static: true, want: "not multi-stage"},
 		{name: "fat base", src: strings.Replace(good, "FROM scratch", "FROM debian:12.8", 1), static: true, want: "is not minimal"},
 		{name: "cgo", src: strings.Replace(good, "CGO_ENABLED=0 ", "", 1), static: true, want: "no stage builds with CGO_ENABLED=0"},
-		{name: "sandbox without tools", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get update && apt-get install -y git && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not install python3"},
-		{name: "sandbox recommends", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "without --no-install-recommends"},
-		{name: "sandbox toolchain from an argument", src: "FROM node:22.12.0-bookworm-slim\nARG TC=build-essential\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 ${TC} && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true},
+		{name: "sandbox without tools", src: "FROM node:22.23.0-bookworm-slim\nRUN apt-get update && apt-get install -y git && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not install python3"},
+		{name: "sandbox recommends", src: "FROM node:22.23.0-bookworm-slim\nRUN apt-get install -y bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "without --no-install-recommends"},
+		{name: "sandbox toolchain from an argument", src: "FROM node:22.23.0-bookworm-slim\nARG TC=build-essential\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 ${TC} && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true},
 		{name: "sandbox without node", src: "FROM debian:12.8\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "does not provide Node.js"},
-		{name: "sandbox behind an init", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "the executor must be the entrypoint"},
-		{name: "sandbox with setuid programs", src: "FROM node:22.12.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "keeps its setuid and setgid programs"},
+		{name: "sandbox behind an init", src: "FROM node:22.23.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nRUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +\nUSER 1000\nENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "the executor must be the entrypoint"},
+		{name: "sandbox with setuid programs", src: "FROM node:22.23.0-bookworm-slim\nRUN apt-get install -y --no-install-recommends bash coreutils git curl python3 build-essential && rm -rf /var/lib/apt/lists/*\nUSER 1000\nENTRYPOINT [\"/usr/local/bin/executor\"]\n", uid: "1000", sandbox: true, want: "keeps its setuid and setgid programs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,7 +9,8 @@
 #   docker build -f deploy/executor.Dockerfile -t executor .    (from the repository root)
 #
 # What it holds and why, and its size: docs/deploy.md, "Images". Bases are
-# pinned by exact version tag.
+# pinned by exact version tag, no older than the first release of their line
+# with the known security fixes (deploy/dockerfile_test.go, patchedBases).
 
 FROM golang:1.26.8 AS build
 WORKDIR /src
@@ -20,7 +21,7 @@ RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/executo
 
 # Node's official image on Debian 12: Node.js 22 (LTS) with npm, where
 # Debian's own nodejs is 18 (end of life). Its user "node" is uid 1000.
-FROM node:22.12.0-bookworm-slim
+FROM node:22.23.3-bookworm-slim
 
 # The C toolchain. build-essential (gcc, g++, make, libc headers) is about
 # half of what this layer adds; build with

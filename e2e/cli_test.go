@@ -21,44 +21,8 @@ func TestReadmeQuickStart(t *testing.T) {
 	// A clean environment, as a new terminal has: no emulator variables.
 	environ := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SANDRUN_HOME=" + home}
 
-	dev := exec.Command(sandrunBin, "dev", "--base-port", "0", "--log-level", "warn")
-	dev.Env = environ
-	stdout, err := dev.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var devErr bytes.Buffer
-	dev.Stderr = &devErr
-	if err := dev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- dev.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			dev.Process.Kill()
-			<-exited
-		}
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "sandrun is running") {
-				ready <- true
-			}
-		}
-		close(ready)
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatalf("sandrun dev ended before it was ready: %s", devErr.String())
-		}
-	case <-time.After(time.Minute):
-		t.Fatalf("sandrun dev not ready after a minute: %s", devErr.String())
-	}
+	d := startDev(t, environ)
+	devErr := d.stderr
 
 	run := func(args ...string) (string, string, int) {
 		cmd := exec.Command(sandrunBin, args...)
@@ -121,12 +85,11 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 
 	// Ctrl-C stops everything it started, and its environment file goes.
-	dev.Process.Signal(os.Interrupt)
+	d.cmd.Process.Signal(os.Interrupt)
 	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Fatalf("sandrun dev exited with %v: %s", err, devErr.String())
+	case <-d.done:
+		if d.err != nil {
+			t.Fatalf("sandrun dev exited with %v: %s", d.err, devErr.String())
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("sandrun dev did not stop within a minute of Ctrl-C")
@@ -139,4 +102,58 @@ func TestReadmeQuickStart(t *testing.T) {
 	if left := procfs.Running(sandrunBin, "executor"); len(left) > 0 {
 		t.Errorf("hosts left running after sandrun dev stopped: %v", left)
 	}
+}
+
+// devProcess is a `sandrun dev` a test started.
+type devProcess struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{} // closed once it exited; err is then Wait's
+	err    error
+}
+
+// startDev starts `sandrun dev` on free ports with env (a new terminal's:
+// PATH, HOME, SANDRUN_HOME), waits until it says it is running, and kills
+// it when the test ends unless it exited.
+func startDev(t *testing.T, env []string) *devProcess {
+	t.Helper()
+	d := &devProcess{cmd: exec.Command(sandrunBin, "dev", "--base-port", "0", "--log-level", "warn"), stderr: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd.Env = env
+	stdout, err := d.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "sandrun is running") {
+				ready <- true
+			}
+		}
+		close(ready)
+		d.err = d.cmd.Wait() // after the last read of stdout, as Wait requires
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			d.cmd.Process.Kill()
+			<-d.done
+		}
+	})
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("sandrun dev ended before it was ready: %s", d.stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("sandrun dev not ready after a minute: %s", d.stderr.String())
+	}
+	return d
 }

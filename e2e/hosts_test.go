@@ -125,6 +125,7 @@ func TestHostLogsRequestDone(t *testing.T) {
 		"command":          command,
 		"exit_code":        float64(3),
 		"duration_seconds": got.DurationSeconds,
+		"total_seconds":    got.Timing.TotalSeconds,
 		"severity":         "INFO",
 	} {
 		if line[k] != want {

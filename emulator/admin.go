@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/sandrun/sandrun/emulator/faults"
@@ -21,7 +23,7 @@ import (
 //	POST   /faults                 add a rule (JSON faults.Rule)
 //	DELETE /faults[?service=S]     remove the rules of S, or all
 //	GET    /executions             running Cloud Run executions
-//	POST   /executions/kill        SIGKILL an execution ({"name": N}, or a random running one)
+//	POST   /executions/kill        SIGKILL an execution ({"name": N}, full or its id, or a random running one)
 //	GET    /health                 200 while the suite serves
 func (s *Suite) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -69,15 +71,29 @@ func (s *Suite) adminHandler() http.Handler {
 }
 
 // KillExecution kills the named execution's tasks as a crash would, or, when
-// name is empty, those of a running execution picked at random. It returns
-// the name of the execution it killed.
+// name is empty, those of a running execution picked at random. name is
+// the execution's full resource name or its last segment (the execution
+// id that sandrun's completions and `session get` show). It returns the
+// full name of the execution it killed.
 func (s *Suite) KillExecution(name string) (string, error) {
-	if name == "" {
-		running := s.CloudRun.RunningExecutions()
+	running := s.CloudRun.RunningExecutions()
+	switch {
+	case name == "":
 		if len(running) == 0 {
 			return "", errors.New("kill execution: no execution is running")
 		}
 		name = running[rand.IntN(len(running))]
+	case !strings.Contains(name, "/"):
+		var found []string
+		for _, full := range running {
+			if path.Base(full) == name {
+				found = append(found, full)
+			}
+		}
+		if len(found) != 1 {
+			return "", fmt.Errorf("kill execution %s: %d running executions have that id", name, len(found))
+		}
+		name = found[0]
 	}
 	if err := s.CloudRun.KillExecution(name); err != nil {
 		return "", fmt.Errorf("kill execution %s: %w", name, err)

@@ -104,7 +104,11 @@ type Suite struct {
 	Storage *fakestorage.Server
 	// Firestore is sandrun's own (nil with Config.ExternalFirestore).
 	Firestore *firestore.Server
-	CloudRun  *cloudrun.Server
+	// FirestoreUsage counts the document reads, writes and deletes the
+	// Firestore calls served would be billed (docs/cost.md); nil with
+	// Config.ExternalFirestore.
+	FirestoreUsage *firestore.Usage
+	CloudRun       *cloudrun.Server
 	// IAM mints the access tokens of IAM Credentials' GenerateAccessToken,
 	// on CloudRunAddr.
 	IAM *iam.Server
@@ -219,7 +223,8 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	// Firestore.
 	if firestoreL != nil {
 		s.Firestore = firestore.New(firestore.Options{})
-		firestoreG := s.newGRPCServer(faults.Firestore)
+		s.FirestoreUsage = &firestore.Usage{}
+		firestoreG := s.newGRPCServer(faults.Firestore, s.FirestoreUsage.Interceptors()...)
 		s.Firestore.Register(firestoreG)
 		s.serveGRPC(firestoreG, firestoreL)
 	}
@@ -245,21 +250,54 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 }
 
 // newGRPCServer returns a gRPC server whose calls pass the fault injector and
-// whose handlers cannot take the process down with a panic.
-func (s *Suite) newGRPCServer(service string) *grpc.Server {
-	g := grpc.NewServer(
+// whose handlers cannot take the process down with a panic; opts add to
+// that (interceptors chained after the fault injector).
+func (s *Suite) newGRPCServer(service string, opts ...grpc.ServerOption) *grpc.Server {
+	g := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(recoverUnary(s.logger, service), s.Faults.UnaryInterceptor(service)),
 		grpc.ChainStreamInterceptor(recoverStream(s.logger, service), s.Faults.StreamInterceptor(service)),
-		grpc.MaxRecvMsgSize(64<<20),
-	)
+		grpc.MaxRecvMsgSize(64 << 20),
+	}, opts...)...)
 	s.grpcs = append(s.grpcs, g)
 	return g
 }
 
+// hasBucket reports whether the fake holds a bucket of that name.
+func (s *Suite) hasBucket(name string) bool {
+	_, err := s.Storage.Backend().GetBucket(name)
+	return err == nil
+}
+
 // StorageHandler is the Cloud Storage endpoint as served: fake-gcs-server
-// behind the fault injector, unable to take the suite down with a panic.
+// behind the fault injector, unable to take the suite down with a panic,
+// reached by every official client through the one STORAGE_EMULATOR_HOST
+// that Env sets (see jsonAPIPrefix).
 func (s *Suite) StorageHandler() http.Handler {
-	return recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.Storage.HTTPHandler()))
+	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.Storage.HTTPHandler())))
+}
+
+// jsonAPIPrefix serves the JSON API under / as well as under /storage/v1.
+// Given STORAGE_EMULATOR_HOST=http://HOST:PORT, the Go and Python clients
+// add /storage/v1 to their JSON API calls, but the Node.js client
+// (@google-cloud/storage 7.x) takes the variable as the JSON API's base
+// URL and calls HOST:PORT/b/BUCKET/o/... (its uploads go to
+// /upload/storage/v1/..., which fake-gcs-server serves). With /storage/v1
+// in the variable instead, its uploads break
+// (HOST:PORT/storage/v1/upload/storage/v1/...), and so would the Go and
+// Python clients. Bucket names have at least three characters, so no
+// XML API path (/BUCKET/OBJECT) of Google's starts with /b/; the fake
+// takes a bucket named b, and while one exists its XML paths win.
+func (s *Suite) jsonAPIPrefix(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.URL.Path == "/b" || strings.HasPrefix(r.URL.Path, "/b/")) && !s.hasBucket("b") {
+			r = r.Clone(r.Context())
+			r.URL.Path = "/storage/v1" + r.URL.Path
+			if r.URL.RawPath != "" {
+				r.URL.RawPath = "/storage/v1" + r.URL.RawPath
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func recoverHTTP(logger *slog.Logger, next http.Handler) http.Handler {

@@ -23,6 +23,11 @@ resource "google_firestore_database" "sessions" {
   # The sessions' state outlives a `terraform destroy` unless removed by hand.
   deletion_policy = "ABANDON"
 
+  # Firestore itself refuses to delete the database (from Terraform, the
+  # console or gcloud) until this is turned off: the sessions' state is not
+  # lost to one mistaken command.
+  delete_protection_state = "DELETE_PROTECTION_ENABLED"
+
   depends_on = [google_project_service.apis]
 }
 

@@ -63,19 +63,28 @@ resource "google_service_account" "backend" {
 }
 
 # --- custom roles -------------------------------------------------------------
-# The predefined roles that would fit each carry more: roles/datastore.user
-# can delete any document, roles/storage.objectUser can also rewrite object
-# metadata. These hold exactly the permissions sandrun's calls check.
+# The programs hold custom roles only, each with exactly the permissions
+# their calls check: permissions.csv lists every Google API call each
+# program makes (TestPermissionTableMatchesCode finds them in the code) and
+# TestProgramGrants proves that these grants give each program exactly
+# what its rows need, on the resource they need it on. The predefined roles
+# that would fit each carry more (roles/datastore.user, roles/run.viewer,
+# roles/run.jobsExecutorWithOverrides), and the permission lists of
+# predefined roles can change under a deployment.
 
-# Transactions (beginTransaction, commit), gets, queries, creates and
-# updates. sandrun never deletes a Firestore document: TTL policies do.
+# Transactions (beginTransaction, rollback: datastore.databases.get), gets,
+# queries, listens, and the writes a commit carries: creates, updates, and
+# deletes (session.destroy, the reaper's stale sessions, and the warm
+# pool's members leaving and being removed all delete documents in
+# transactions).
 resource "google_project_iam_custom_role" "session_state" {
   role_id     = "${local.role_prefix}SessionState"
   title       = "sandrun session state"
-  description = "Read and write sandrun's session documents; no deletes."
+  description = "Read, write and delete sandrun's session documents."
   permissions = [
     "datastore.databases.get",
     "datastore.entities.create",
+    "datastore.entities.delete",
     "datastore.entities.get",
     "datastore.entities.list",
     "datastore.entities.update",
@@ -131,6 +140,77 @@ resource "google_project_iam_custom_role" "temporary_subscriptions" {
   depends_on = [google_project_service.apis]
 }
 
+# Publishing completions (and, for the dispatcher, dead letters), granted
+# on each topic. roles/pubsub.publisher is meant to be this, but its list is
+# Google's to change.
+resource "google_project_iam_custom_role" "completion_publisher" {
+  role_id     = "${local.role_prefix}Publisher"
+  title       = "sandrun publisher"
+  description = "Publish to a topic."
+  permissions = [
+    "pubsub.topics.publish",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# StreamingPull, acknowledge and modifyAckDeadline on the dispatcher's
+# subscription.
+resource "google_project_iam_custom_role" "request_consumer" {
+  role_id     = "${local.role_prefix}Consumer"
+  title       = "sandrun consumer"
+  description = "Pull and acknowledge from a subscription."
+  permissions = [
+    "pubsub.subscriptions.consume",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# RunJob with environment overrides (run.jobs.run checks the job,
+# run.jobs.runWithOverrides the overrides) and cancelling executions,
+# granted on the executor job: launching hosts and pool members, and
+# cancelling orphans and surplus members.
+resource "google_project_iam_custom_role" "host_launcher" {
+  role_id     = "${local.role_prefix}HostLauncher"
+  title       = "sandrun host launcher"
+  description = "Run the host job with overrides and cancel its executions."
+  permissions = [
+    "run.executions.cancel",
+    "run.jobs.run",
+    "run.jobs.runWithOverrides",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# Reading and listing the executor job's executions: the reaper's orphan and
+# lost-host passes.
+resource "google_project_iam_custom_role" "host_inspector" {
+  role_id     = "${local.role_prefix}HostInspector"
+  title       = "sandrun host inspector"
+  description = "Get and list the host job's executions."
+  permissions = [
+    "run.executions.get",
+    "run.executions.list",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# Cloud Scheduler starting the reaper job with the reaper's token: RunJob
+# without overrides.
+resource "google_project_iam_custom_role" "job_starter" {
+  role_id     = "${local.role_prefix}JobStarter"
+  title       = "sandrun job starter"
+  description = "Run a job as it is defined."
+  permissions = [
+    "run.jobs.run",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
 # generateAccessToken, granted on the host identity only.
 # roles/iam.serviceAccountTokenCreator would also sign blobs and JWTs and
 # mint ID tokens.
@@ -149,7 +229,7 @@ resource "google_project_iam_custom_role" "host_token_minter" {
 
 resource "google_pubsub_subscription_iam_member" "dispatcher_requests" {
   subscription = google_pubsub_subscription.dispatcher.name
-  role         = "roles/pubsub.subscriber"
+  role         = google_project_iam_custom_role.request_consumer.name
   member       = google_service_account.dispatcher.member
 }
 
@@ -161,7 +241,7 @@ resource "google_pubsub_topic_iam_member" "dispatcher_publishes" {
   }
 
   topic  = each.value
-  role   = "roles/pubsub.publisher"
+  role   = google_project_iam_custom_role.completion_publisher.name
   member = google_service_account.dispatcher.member
 }
 
@@ -188,11 +268,12 @@ resource "google_storage_bucket_iam_member" "dispatcher_objects" {
   }
 }
 
-# RunJob with environment overrides on the executor job, and nothing else.
+# RunJob with environment overrides on the executor job, and cancelling the
+# pool's surplus members.
 resource "google_cloud_run_v2_job_iam_member" "dispatcher_launches" {
   location = google_cloud_run_v2_job.executor.location
   name     = google_cloud_run_v2_job.executor.name
-  role     = "roles/run.jobsExecutorWithOverrides"
+  role     = google_project_iam_custom_role.host_launcher.name
   member   = google_service_account.dispatcher.member
 }
 
@@ -208,7 +289,7 @@ resource "google_service_account_iam_member" "dispatcher_host_tokens" {
 
 resource "google_pubsub_topic_iam_member" "executor_completions" {
   topic  = google_pubsub_topic.completions.name
-  role   = "roles/pubsub.publisher"
+  role   = google_project_iam_custom_role.completion_publisher.name
   member = google_service_account.executor.member
 }
 
@@ -238,7 +319,7 @@ resource "google_storage_bucket_iam_member" "executor_objects" {
 
 resource "google_pubsub_topic_iam_member" "reaper_completions" {
   topic  = google_pubsub_topic.completions.name
-  role   = "roles/pubsub.publisher"
+  role   = google_project_iam_custom_role.completion_publisher.name
   member = google_service_account.reaper.member
 }
 
@@ -268,7 +349,7 @@ resource "google_storage_bucket_iam_member" "reaper_objects" {
 resource "google_cloud_run_v2_job_iam_member" "reaper_launches" {
   location = google_cloud_run_v2_job.executor.location
   name     = google_cloud_run_v2_job.executor.name
-  role     = "roles/run.jobsExecutorWithOverrides"
+  role     = google_project_iam_custom_role.host_launcher.name
   member   = google_service_account.reaper.member
 }
 
@@ -276,7 +357,7 @@ resource "google_cloud_run_v2_job_iam_member" "reaper_launches" {
 resource "google_cloud_run_v2_job_iam_member" "reaper_lists" {
   location = google_cloud_run_v2_job.executor.location
   name     = google_cloud_run_v2_job.executor.name
-  role     = "roles/run.viewer"
+  role     = google_project_iam_custom_role.host_inspector.name
   member   = google_service_account.reaper.member
 }
 
@@ -284,7 +365,7 @@ resource "google_cloud_run_v2_job_iam_member" "reaper_lists" {
 resource "google_cloud_run_v2_job_iam_member" "reaper_runs_reaper" {
   location = google_cloud_run_v2_job.reaper.location
   name     = google_cloud_run_v2_job.reaper.name
-  role     = "roles/run.invoker"
+  role     = google_project_iam_custom_role.job_starter.name
   member   = google_service_account.reaper.member
 }
 

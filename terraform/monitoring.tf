@@ -1,13 +1,24 @@
-# Alerts. sandrun does not export metrics yet (OpenTelemetry metrics are
-# issue 5), so the alerts read log-based metrics built from the programs'
-# structured JSON logs (internal/logging): the host logs event
-# "request.done" with status, op and duration_seconds; the dispatcher logs
-# "request.accepted" with duration_seconds, and "request.rejected",
-# "request.dead_lettered", "request.duplicate", "request.nacked".
+# Alerts, on log-based metrics built from the programs' structured JSON
+# logs (internal/logging), each selecting entries by the resource that
+# wrote them and the event field sandrun writes, never by free text:
+#   - the host (executor job) logs event "request.done" with status, op,
+#     duration_seconds and total_seconds (accepted to answered);
+#   - the dispatcher (worker pool) logs "request.accepted" with
+#     duration_seconds, and "request.rejected", "request.dead_lettered",
+#     "request.duplicate", "request.nacked";
+#   - the reaper job logs "reaper.pass" with outcome ok or failed.
+# tfcheck (checkMonitoring) refuses a log-based metric without a
+# resource.type restriction or an event match, one that reads textPayload,
+# and an alert filter without a metric type and a resource type that
+# matches the metric's.
 #
 # Caveat: a user command runs as the executor's own uid and can write to the
-# executor's stderr, so lines in the executor's log can be forged from inside
-# a sandbox. The dispatcher's logs cannot.
+# executor's stderr, so request.done lines can be forged from inside a
+# sandbox (docs/deploy.md). The dispatcher's and the reaper's logs cannot.
+#
+# The resource type of a Cloud Run worker pool's log entries,
+# cloud_run_worker_pool, is not verified against Google Cloud yet
+# (docs/deploy.md, "Not yet verified").
 
 locals {
   metric_prefix = "logging.googleapis.com/user/"
@@ -15,6 +26,11 @@ locals {
   executor_logs = join(" AND ", [
     "resource.type=\"cloud_run_job\"",
     "resource.labels.job_name=\"${local.names.executor_job}\"",
+  ])
+  dispatcher_logs = "resource.type=\"cloud_run_worker_pool\""
+  reaper_logs = join(" AND ", [
+    "resource.type=\"cloud_run_job\"",
+    "resource.labels.job_name=\"${local.names.reaper_job}\"",
   ])
 }
 
@@ -50,19 +66,20 @@ resource "google_logging_metric" "requests_done" {
   depends_on = [google_project_service.apis]
 }
 
-# How long a host spent on a request. It includes the user's own command, so
-# it is for dashboards, not for an alert.
-resource "google_logging_metric" "request_duration" {
-  name            = "${var.name_prefix}-request-duration"
-  description     = "Seconds a sandrun host spent on a request (request.done duration_seconds), by op."
+# A request's end-to-end time: accepted by the dispatcher (after the
+# request's Pub/Sub hop) to answered by its host, host launch, queueing and
+# the command's run included (the completion's timing.total_seconds).
+resource "google_logging_metric" "end_to_end" {
+  name            = "${var.name_prefix}-end-to-end"
+  description     = "Seconds from a sandrun request's acceptance to its answer (request.done total_seconds), by op."
   filter          = "${local.executor_logs} AND jsonPayload.event=\"request.done\""
-  value_extractor = "EXTRACT(jsonPayload.duration_seconds)"
+  value_extractor = "EXTRACT(jsonPayload.total_seconds)"
 
   metric_descriptor {
     metric_kind  = "DELTA"
     value_type   = "DISTRIBUTION"
     unit         = "s"
-    display_name = "sandrun request duration"
+    display_name = "sandrun end-to-end latency"
 
     labels {
       key         = "op"
@@ -88,12 +105,12 @@ resource "google_logging_metric" "request_duration" {
 }
 
 # How long the dispatcher took to take a request in: validate, de-duplicate,
-# enqueue, and launch a host when needed. This is the latency sandrun itself
-# adds, whatever the command.
+# enqueue, and launch a host when needed. For dashboards: the latency
+# sandrun itself adds, whatever the command.
 resource "google_logging_metric" "dispatch_latency" {
   name            = "${var.name_prefix}-dispatch-latency"
   description     = "Seconds the sandrun dispatcher took to accept a request (request.accepted duration_seconds)."
-  filter          = "jsonPayload.event=\"request.accepted\""
+  filter          = "${local.dispatcher_logs} AND jsonPayload.event=\"request.accepted\""
   value_extractor = "EXTRACT(jsonPayload.duration_seconds)"
 
   metric_descriptor {
@@ -119,7 +136,7 @@ resource "google_logging_metric" "dispatch_latency" {
 resource "google_logging_metric" "dispatch_outcomes" {
   name        = "${var.name_prefix}-dispatch-outcomes"
   description = "Messages the sandrun dispatcher handled, by outcome (the event: request.accepted, request.rejected, request.dead_lettered, request.duplicate, request.nacked)."
-  filter      = "jsonPayload.event=(\"request.accepted\" OR \"request.rejected\" OR \"request.dead_lettered\" OR \"request.duplicate\" OR \"request.nacked\")"
+  filter      = "${local.dispatcher_logs} AND jsonPayload.event=(\"request.accepted\" OR \"request.rejected\" OR \"request.dead_lettered\" OR \"request.duplicate\" OR \"request.nacked\")"
 
   metric_descriptor {
     metric_kind  = "DELTA"
@@ -141,49 +158,28 @@ resource "google_logging_metric" "dispatch_outcomes" {
   depends_on = [google_project_service.apis]
 }
 
-# ERROR entries from sandrun's programs (every line they write has an event).
-resource "google_logging_metric" "errors" {
-  name        = "${var.name_prefix}-errors"
-  description = "ERROR log entries of sandrun's programs, by event."
-  filter      = "severity>=ERROR AND jsonPayload.event:*"
+# Reaper passes, by outcome: every pass logs one reaper.pass line whose
+# outcome is ok or failed (internal/reaper).
+resource "google_logging_metric" "reaper_passes" {
+  name        = "${var.name_prefix}-reaper-passes"
+  description = "Reaper passes (event reaper.pass), by outcome: ok, or failed when a step failed."
+  filter      = "${local.reaper_logs} AND jsonPayload.event=\"reaper.pass\""
 
   metric_descriptor {
     metric_kind  = "DELTA"
     value_type   = "INT64"
     unit         = "1"
-    display_name = "sandrun errors"
+    display_name = "sandrun reaper passes"
 
     labels {
-      key         = "event"
+      key         = "outcome"
       value_type  = "STRING"
-      description = "The event of the ERROR entry."
+      description = "ok or failed"
     }
   }
 
   label_extractors = {
-    event = "EXTRACT(jsonPayload.event)"
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-# Failed reaper passes. With --once the reaper returns a failed pass as its
-# exit status, written by cli.Main as a plain line "sandrun reaper: ..." on
-# stderr, not as a JSON event.
-resource "google_logging_metric" "reaper_failures" {
-  name        = "${var.name_prefix}-reaper-failures"
-  description = "Reaper passes that failed (the reaper job's \"sandrun reaper: ...\" error line)."
-  filter = join(" AND ", [
-    "resource.type=\"cloud_run_job\"",
-    "resource.labels.job_name=\"${local.names.reaper_job}\"",
-    "textPayload:\"sandrun reaper:\"",
-  ])
-
-  metric_descriptor {
-    metric_kind  = "DELTA"
-    value_type   = "INT64"
-    unit         = "1"
-    display_name = "sandrun reaper failures"
+    outcome = "EXTRACT(jsonPayload.outcome)"
   }
 
   depends_on = [google_project_service.apis]
@@ -205,8 +201,8 @@ resource "google_monitoring_alert_policy" "success_rate" {
     display_name = "error answers / all answers over 10 minutes"
 
     condition_threshold {
-      filter             = "metric.type=\"${local.metric_prefix}${google_logging_metric.requests_done.name}\" AND metric.label.status=\"error\""
-      denominator_filter = "metric.type=\"${local.metric_prefix}${google_logging_metric.requests_done.name}\""
+      filter             = "metric.type=\"${local.metric_prefix}${google_logging_metric.requests_done.name}\" AND resource.type=\"cloud_run_job\" AND metric.label.status=\"error\""
+      denominator_filter = "metric.type=\"${local.metric_prefix}${google_logging_metric.requests_done.name}\" AND resource.type=\"cloud_run_job\""
       comparison         = "COMPARISON_GT"
       threshold_value    = 1 - var.success_rate_objective
       duration           = "0s"
@@ -236,24 +232,24 @@ resource "google_monitoring_alert_policy" "success_rate" {
   }
 }
 
-# The p99 of the dispatcher's handling time is over its threshold.
-resource "google_monitoring_alert_policy" "dispatch_latency" {
-  display_name          = "sandrun: p99 dispatch latency above ${var.dispatch_latency_p99_seconds}s"
+# The p99 of the end-to-end time is over its target.
+resource "google_monitoring_alert_policy" "end_to_end_latency" {
+  display_name          = "sandrun: p99 end-to-end latency above ${var.end_to_end_p99_seconds}s"
   combiner              = "OR"
   notification_channels = var.notification_channels
   severity              = "WARNING"
 
   conditions {
-    display_name = "p99 of request.accepted duration_seconds over 5 minutes"
+    display_name = "p99 of request.done total_seconds over 10 minutes"
 
     condition_threshold {
-      filter          = "metric.type=\"${local.metric_prefix}${google_logging_metric.dispatch_latency.name}\""
+      filter          = "metric.type=\"${local.metric_prefix}${google_logging_metric.end_to_end.name}\" AND resource.type=\"cloud_run_job\""
       comparison      = "COMPARISON_GT"
-      threshold_value = var.dispatch_latency_p99_seconds
-      duration        = "300s"
+      threshold_value = var.end_to_end_p99_seconds
+      duration        = "0s"
 
       aggregations {
-        alignment_period     = "300s"
+        alignment_period     = "600s"
         per_series_aligner   = "ALIGN_DELTA"
         cross_series_reducer = "REDUCE_PERCENTILE_99"
       }
@@ -268,28 +264,36 @@ resource "google_monitoring_alert_policy" "dispatch_latency" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "The dispatcher takes more than ${var.dispatch_latency_p99_seconds}s to accept 1% of requests. Slow Firestore transactions (contention on busy sessions) or slow RunJob calls are the usual causes: look for retry events in the dispatcher's log."
+    content   = "1% of requests took more than ${var.end_to_end_p99_seconds}s from acceptance to answer. Break ${google_logging_metric.end_to_end.name} down by op: long user commands count too. Cold starts (completions with cold_start true and timing.launch_seconds), slow restores (timing.restore_seconds) and Firestore contention are sandrun's own causes; ${google_logging_metric.dispatch_latency.name} shows the dispatcher's part."
   }
 }
 
-# sandrun's programs log errors faster than the threshold.
+# More than error_rate_objective of the messages the dispatcher handles end
+# in error: rejected (invalid), dead-lettered (undecodable) or nacked (a
+# step failed; Pub/Sub redelivers).
 resource "google_monitoring_alert_policy" "error_rate" {
-  display_name          = "sandrun: more than ${var.error_logs_per_minute} errors per minute"
+  display_name          = "sandrun: dispatcher error rate above ${var.error_rate_objective}"
   combiner              = "OR"
   notification_channels = var.notification_channels
   severity              = "ERROR"
 
   conditions {
-    display_name = "ERROR entries per minute over 5 minutes"
+    display_name = "rejected, dead-lettered and nacked messages / all messages over 10 minutes"
 
     condition_threshold {
-      filter          = "metric.type=\"${local.metric_prefix}${google_logging_metric.errors.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.error_logs_per_minute / 60
-      duration        = "300s"
+      filter             = "metric.type=\"${local.metric_prefix}${google_logging_metric.dispatch_outcomes.name}\" AND resource.type=\"cloud_run_worker_pool\" AND metric.label.event=one_of(\"request.rejected\", \"request.dead_lettered\", \"request.nacked\")"
+      denominator_filter = "metric.type=\"${local.metric_prefix}${google_logging_metric.dispatch_outcomes.name}\" AND resource.type=\"cloud_run_worker_pool\""
+      comparison         = "COMPARISON_GT"
+      threshold_value    = var.error_rate_objective
+      duration           = "0s"
 
       aggregations {
-        alignment_period     = "60s"
+        alignment_period     = "600s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+      denominator_aggregations {
+        alignment_period     = "600s"
         per_series_aligner   = "ALIGN_RATE"
         cross_series_reducer = "REDUCE_SUM"
       }
@@ -304,7 +308,7 @@ resource "google_monitoring_alert_policy" "error_rate" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "Break the metric ${google_logging_metric.errors.name} down by event: host.launch_failed (Cloud Run refused RunJob: quota, image), reaper.failed, host.failed and request.nacked each name what failed in their error field."
+    content   = "Break ${google_logging_metric.dispatch_outcomes.name} down by event. request.rejected: backends send invalid requests (each got an error completion). request.dead_lettered: undecodable messages, on the dead-letter topic. request.nacked: a step failed (Firestore, RunJob) and the message will be redelivered; its error field names the step."
   }
 }
 
@@ -320,7 +324,7 @@ resource "google_monitoring_alert_policy" "reaper_failures" {
     display_name = "more than 2 failed passes in 10 minutes"
 
     condition_threshold {
-      filter          = "metric.type=\"${local.metric_prefix}${google_logging_metric.reaper_failures.name}\""
+      filter          = "metric.type=\"${local.metric_prefix}${google_logging_metric.reaper_passes.name}\" AND resource.type=\"cloud_run_job\" AND metric.label.outcome=\"failed\""
       comparison      = "COMPARISON_GT"
       threshold_value = 2
       duration        = "0s"
@@ -341,7 +345,7 @@ resource "google_monitoring_alert_policy" "reaper_failures" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "The reaper job's executions end in error. Read its log (job ${local.names.reaper_job}): the line \"sandrun reaper: ...\" names the steps that failed. Right after the first deployment, the Firestore indexes may still be building."
+    content   = "The reaper's passes fail. Read the job ${local.names.reaper_job}'s log: the reaper.pass line has outcome failed, and the line \"sandrun reaper: ...\" names the steps that failed. Right after the first deployment, the Firestore indexes may still be building."
   }
 }
 

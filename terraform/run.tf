@@ -27,9 +27,11 @@ resource "google_cloud_run_v2_job" "executor" {
       # control, /proc, background processes), which user commands expect.
       execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
 
-      # The container is left unnamed: RunJob's environment overrides
-      # (jobrunner.Launch) name no container, and so apply to the only one.
+      # RunJob's environment overrides name this container
+      # (jobrunner.ContainerName); Cloud Run refuses overrides naming a
+      # container the job does not have, rather than dropping them.
       containers {
+        name  = "executor"
         image = local.images.executor
 
         resources {

@@ -105,6 +105,18 @@ func TestSchemaCatchesMistakes(t *testing.T) {
 		{"for_each over a list", "apis.tf", "for_each = local.services", "for_each = tolist(local.services)", "for_each is a list"},
 		{"cycle", "locals.tf", "SANDRUN_JOB               = local.names.executor_job", "SANDRUN_JOB               = google_cloud_run_v2_job.executor.name", "dependency cycle"},
 		{"not formatted", "versions.tf", "      source  = ", "      source = ", "not formatted as terraform fmt would leave it"},
+		{"alert filter without a resource type", "monitoring.tf", `${google_logging_metric.end_to_end.name}\" AND resource.type=\"cloud_run_job\""`, `${google_logging_metric.end_to_end.name}\""`,
+			"google_monitoring_alert_policy.end_to_end_latency: condition_threshold.filter has no restriction on resource.type"},
+		{"denominator without a resource type", "monitoring.tf", `${google_logging_metric.dispatch_outcomes.name}\" AND resource.type=\"cloud_run_worker_pool\""`, `${google_logging_metric.dispatch_outcomes.name}\""`,
+			"google_monitoring_alert_policy.error_rate: condition_threshold.denominator_filter has no restriction on resource.type"},
+		{"alert on the wrong resource type", "monitoring.tf", `${google_logging_metric.reaper_passes.name}\" AND resource.type=\"cloud_run_job\"`, `${google_logging_metric.reaper_passes.name}\" AND resource.type=\"cloud_run_revision\"`,
+			`restricts resource.type to "cloud_run_revision", but logging.googleapis.com/user/{google_logging_metric.reaper_passes} is written against "cloud_run_job"`},
+		{"unknown built-in metric", "monitoring.tf", "run.googleapis.com/job/running_executions", "run.googleapis.com/job/running_execution_count",
+			`names the metric "run.googleapis.com/job/running_execution_count", which is neither`},
+		{"log-based metric on free text", "monitoring.tf", `AND jsonPayload.event=\"reaper.pass\""`, `AND textPayload:\"sandrun reaper:\""`,
+			"google_logging_metric.reaper_passes: filter matches textPayload"},
+		{"log-based metric of any resource", "monitoring.tf", `filter      = "${local.executor_logs} AND jsonPayload.event=\"request.done\""`, `filter      = "jsonPayload.event=\"request.done\""`,
+			"google_logging_metric.requests_done: filter must restrict resource.type exactly once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -436,7 +448,7 @@ func TestDeploymentInvariants(t *testing.T) {
 		c.one("resource", "google_firestore_index", idx)
 	}
 
-	for _, alert := range []string{"success_rate", "dispatch_latency", "error_rate", "reaper_failures", "hosts"} {
+	for _, alert := range []string{"success_rate", "end_to_end_latency", "error_rate", "reaper_failures", "hosts"} {
 		c.one("resource", "google_monitoring_alert_policy", alert)
 	}
 	for _, out := range []string{"requests_topic", "completions_topic", "completions_subscription", "bucket", "backend_service_account"} {
@@ -840,7 +852,7 @@ func TestHostIdentityChecksCatchMistakes(t *testing.T) {
 			"service_account = google_service_account.reaper.email", "service_account = google_service_account.executor.email",
 			"google_cloud_run_v2_job.reaper runs as the host identity"},
 		{"sandbox granted a role", checkSandboxHoldsNothing, "iam.tf",
-			"  role   = \"roles/pubsub.publisher\"\n  member = google_service_account.executor.member", "  role   = \"roles/pubsub.publisher\"\n  member = google_service_account.sandbox.member",
+			"  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.executor.member", "  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.sandbox.member",
 			"google_pubsub_topic_iam_member.executor_completions: member refers to google_service_account.sandbox"},
 		{"binding on the sandbox account", checkSandboxHoldsNothing, "iam.tf",
 			"service_account_id = google_service_account.backend.name", "service_account_id = google_service_account.sandbox.name",

@@ -147,8 +147,8 @@ variable "checkpoint_interval_seconds" {
 
 variable "executor_cpu" {
   type        = string
-  description = "CPU limit of one sandbox (one session host), in Cloud Run units: 1, 2, 4, 6 or 8."
-  default     = "2"
+  description = "CPU limit of one sandbox (one session host), in Cloud Run units: 1, 2, 4, 6 or 8. 1 (with 2Gi) keeps the smallest deployment of docs/cost.md within $135 a month."
+  default     = "1"
 
   validation {
     condition     = contains(["1", "2", "4", "6", "8"], var.executor_cpu)
@@ -158,8 +158,8 @@ variable "executor_cpu" {
 
 variable "executor_memory" {
   type        = string
-  description = "Memory limit of one sandbox. Cloud Run's file system is in memory, so the workspace counts against it: leave room for sandrun's 500 MB files."
-  default     = "4Gi"
+  description = "Memory limit of one sandbox. Cloud Run's file system is in memory, so the workspace counts against it: leave room for sandrun's 500 MB files. 1 vCPU allows up to 4Gi."
+  default     = "2Gi"
 
   validation {
     condition     = can(regex("^[0-9]+(Mi|Gi)$", var.executor_memory))
@@ -169,12 +169,12 @@ variable "executor_memory" {
 
 variable "executor_task_timeout_hours" {
   type        = number
-  description = "Hours one host may live before Cloud Run stops it; a later request starts a new host from the last checkpoint. Cloud Run allows at most 24."
+  description = "Hours one host may live before Cloud Run stops it; a later request starts a new host from the last checkpoint. Cloud Run Jobs allow a task timeout of up to 168 hours (7 days)."
   default     = 24
 
   validation {
-    condition     = var.executor_task_timeout_hours >= 1 && var.executor_task_timeout_hours <= 24
-    error_message = "executor_task_timeout_hours must be between 1 and 24."
+    condition     = var.executor_task_timeout_hours >= 1 && var.executor_task_timeout_hours <= 168
+    error_message = "executor_task_timeout_hours must be between 1 and 168 (Cloud Run's longest task timeout)."
   }
 }
 
@@ -326,7 +326,7 @@ variable "notification_channels" {
 variable "success_rate_objective" {
   type        = number
   description = "Fraction of requests a host must answer with status ok over 10 minutes; below it the success-rate alert fires."
-  default     = 0.995
+  default     = 0.99
 
   validation {
     condition     = var.success_rate_objective > 0 && var.success_rate_objective < 1
@@ -334,14 +334,19 @@ variable "success_rate_objective" {
   }
 }
 
-variable "dispatch_latency_p99_seconds" {
+variable "end_to_end_p99_seconds" {
   type        = number
-  description = "p99 of the dispatcher's handling of a request (validate, enqueue, launch) above which the latency alert fires."
-  default     = 5
+  description = "p99 of a request's end-to-end time (accepted by the dispatcher to answered by its host, the completion's timing.total_seconds) above which the latency alert fires. It includes the command's own run time."
+  default     = 15
 }
 
-variable "error_logs_per_minute" {
+variable "error_rate_objective" {
   type        = number
-  description = "ERROR log entries per minute from sandrun's programs above which the error-rate alert fires."
-  default     = 5
+  description = "Fraction of the messages the dispatcher handles that may end in error (rejected, dead-lettered, or nacked for redelivery) over 10 minutes; above it the error-rate alert fires."
+  default     = 0.01
+
+  validation {
+    condition     = var.error_rate_objective > 0 && var.error_rate_objective < 1
+    error_message = "error_rate_objective must be between 0 and 1."
+  }
 }

@@ -377,7 +377,19 @@ func (s *Server) startProcess(path string, argv, env []string, dir, prefix strin
 		if err := os.Chown(work, int(u.Uid), int(u.Gid)); err != nil {
 			return nil, fmt.Errorf("hand the task directory to uid %d: %w", u.Uid, err)
 		}
-		attr.Credential = u
+		if s.cfg.Workspace != "" {
+			own := filepath.Join(dir, "workspace")
+			if err := os.Mkdir(own, 0o755); err != nil {
+				return nil, fmt.Errorf("create the task's workspace: %w", err)
+			}
+			if err := os.Chown(own, int(u.Uid), int(u.Gid)); err != nil {
+				return nil, fmt.Errorf("hand the task's workspace to uid %d: %w", u.Uid, err)
+			}
+			// The wrapper execs the task: its pid stays the task's.
+			path, argv = workspaceWrapper(s.cfg.Workspace, own, u, path, argv)
+		} else {
+			attr.Credential = u
+		}
 	}
 	p := &taskProc{exited: make(chan struct{})}
 	var writers []*os.File

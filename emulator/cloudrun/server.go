@@ -67,6 +67,15 @@ type Config struct {
 	// working directory then belongs to it (a WorkDir given must be
 	// searchable by it). Nil runs tasks as the server's own user.
 	User *syscall.Credential
+	// Workspace, if set with User, is a directory path (the executor's
+	// image uses /workspace) that each task sees as an empty directory of
+	// its own, owned by User and its working directory, as a container
+	// sees its image's directory: the task runs in a mount namespace of
+	// its own where the path is a bind mount of a directory beside its
+	// work directory. The server must be root, and util-linux's unshare,
+	// mount and setpriv must be installed (CheckWorkspace says whether
+	// they are).
+	Workspace string
 }
 
 // Server is the Cloud Run Admin API v2 fake: it serves the Jobs, Executions,

@@ -27,6 +27,7 @@ it runs. The dispatcher's and the reaper's /live, /health, /ready and
 it started ends.`)
 	var ec emulatorConfig
 	ec.define(fs)
+	ec.defineTasks(fs, defaultHostUser(), defaultWorkspace())
 	home := fs.String("home", stateDir(env), "directory for session workspaces and dev.env")
 	fs.Env("home", "SANDRUN_HOME")
 	idle := fs.Duration("idle-timeout", 2*time.Minute, "how long an idle host waits before it checkpoints and exits")
@@ -57,6 +58,17 @@ it started ends.`)
 	if err != nil {
 		return err
 	}
+	if u := cfg.CloudRun.User; u != nil && cfg.CloudRun.Workspace == "" {
+		// The hosts keep the sessions' workspaces under --home: they must
+		// own the directory (and reach it: a --home under /root is not).
+		dir := filepath.Join(*home, "workspaces")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		if err := os.Chown(dir, int(u.Uid), int(u.Gid)); err != nil {
+			return fmt.Errorf("hand %s to uid %d: %w", dir, u.Uid, err)
+		}
+	}
 	suite, err := emulator.Start(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("start local cloud: %w", err)
@@ -78,7 +90,7 @@ it started ends.`)
 	defer stopTelemetry()
 	sys.HTTP = system.HTTP{Addr: ec.httpAddr(), Metrics: metrics}
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
-		Executor: executor, ExecutorArgs: []string{"executor"}, StateDir: *home,
+		Executor: executor, ExecutorArgs: []string{"executor"}, StateDir: *home, Workspace: ec.hostWorkspace(),
 		IdleTimeout: *idle, LeaseTTL: *leaseTTL, ReaperInterval: *reaperInterval,
 		StartDelay: ec.startDelay, LogLevel: *level, Logger: logger,
 	})

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sandrun/sandrun/emulator"
@@ -25,6 +27,26 @@ type emulatorConfig struct {
 	images     config.List
 	// Google's emulators to use in place of the local cloud's own.
 	externalFirestore, externalPubSub string
+	// hostUser and workspace are how tasks run: as uid:gid, each in a
+	// workspace of its own, as the executor's image makes them.
+	hostUser, workspace string
+}
+
+// Production's executor image runs as uid 1000 in /workspace; `sandrun
+// dev` runs its hosts the same way by default where it can: as root, with
+// util-linux's tools for the workspace.
+func defaultHostUser() string {
+	if os.Geteuid() == 0 {
+		return "1000:1000"
+	}
+	return ""
+}
+
+func defaultWorkspace() string {
+	if cloudrun.CheckWorkspace() == nil {
+		return "/workspace"
+	}
+	return ""
 }
 
 // define registers the local cloud's flags on fs.
@@ -46,6 +68,39 @@ func (c *emulatorConfig) define(fs *config.FlagSet) {
 	fs.Env("external-pubsub", "SANDRUN_EXTERNAL_PUBSUB")
 }
 
+// defineTasks registers the flags that say how tasks run, with their
+// defaults: `sandrun dev` runs its hosts as production's image does where
+// it can, `sandrun emulator` runs any program as its own user.
+func (c *emulatorConfig) defineTasks(fs *config.FlagSet, user, workspace string) {
+	fs.StringVar(&c.hostUser, "host-user", user, "UID:GID every Cloud Run task runs as, as an image's USER makes it; needs root (empty: this program's user)")
+	fs.Env("host-user", "SANDRUN_HOST_USER")
+	fs.StringVar(&c.workspace, "host-workspace", workspace, "with --host-user, a directory each task sees as its own, empty, its working directory, as a container sees its image's (the executor's: /workspace); needs root and util-linux's unshare, mount and setpriv (empty: none)")
+	fs.Env("host-workspace", "SANDRUN_HOST_WORKSPACE")
+}
+
+// taskUser parses --host-user: nil when empty.
+func (c *emulatorConfig) taskUser() (*syscall.Credential, error) {
+	if c.hostUser == "" {
+		return nil, nil
+	}
+	uid, gid, ok := strings.Cut(c.hostUser, ":")
+	u, err1 := strconv.ParseUint(uid, 10, 32)
+	g, err2 := strconv.ParseUint(gid, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("--host-user %q: want UID:GID, such as 1000:1000", c.hostUser)
+	}
+	return &syscall.Credential{Uid: uint32(u), Gid: uint32(g)}, nil
+}
+
+// hostWorkspace is the workspace the hosts keep their session's in, or ""
+// when each session's is a directory of the state directory.
+func (c *emulatorConfig) hostWorkspace() string {
+	if c.hostUser == "" {
+		return ""
+	}
+	return c.workspace
+}
+
 // config turns the flags into the suite's configuration.
 func (c *emulatorConfig) config(logger *slog.Logger, buckets ...string) (emulator.Config, error) {
 	images := map[string]string{}
@@ -55,6 +110,15 @@ func (c *emulatorConfig) config(logger *slog.Logger, buckets ...string) (emulato
 			return emulator.Config{}, fmt.Errorf("--image %q: want IMAGE=PATH", kv)
 		}
 		images[image] = path
+	}
+	user, err := c.taskUser()
+	if err != nil {
+		return emulator.Config{}, err
+	}
+	if ws := c.hostWorkspace(); ws != "" {
+		if err := cloudrun.CheckWorkspace(); err != nil {
+			return emulator.Config{}, fmt.Errorf("--host-workspace %s: %w", ws, err)
+		}
 	}
 	cfg := emulator.Config{
 		Project:           c.project,
@@ -70,6 +134,8 @@ func (c *emulatorConfig) config(logger *slog.Logger, buckets ...string) (emulato
 			StartDelay: c.startDelay,
 			Output:     os.Stderr,
 			Logger:     logger,
+			User:       user,
+			Workspace:  c.hostWorkspace(),
 		},
 	}
 	if c.basePort != 0 {
@@ -98,6 +164,7 @@ official Google clients at them, as export lines for eval. Stopping it
 (SIGINT or SIGTERM) ends every process it started.`)
 	var c emulatorConfig
 	c.define(fs)
+	c.defineTasks(fs, "", "")
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
 	}
@@ -123,6 +190,13 @@ official Google clients at them, as export lines for eval. Stopping it
 // eval'ed in the shell that needs it; `sandrun dev` also writes it to
 // dev.env.
 func adminClient(env *Env) (*emulator.AdminClient, error) {
+	if _, err := os.Stat(devEnvFile(env)); err == nil && env.Getenv(emulator.EnvAdmin) == "" {
+		// As the other commands do: a running `sandrun dev` is found
+		// through its dev.env.
+		if err := useDevEnv(env); err != nil {
+			return nil, err
+		}
+	}
 	addr := env.Getenv(emulator.EnvAdmin)
 	if addr == "" {
 		return nil, fmt.Errorf("%s is not set: start `sandrun emulator` in another terminal and run the export lines it prints here, "+
@@ -181,7 +255,17 @@ func runEmulatorFault(ctx context.Context, env *Env, args []string) error {
 }
 
 func runEmulatorKill(ctx context.Context, env *Env, args []string) error {
-	if len(args) > 1 {
+	fs := newFlagSet(env, "emulator kill", `emulator kill [EXECUTION]
+
+SIGKILLs the processes of a running execution of the local cloud, as a
+crash would. EXECUTION is its name as `+"`sandrun session get`"+` prints it
+(sandrun-executor-abcde) or its full resource name; without it, a running
+execution picked at random. The local cloud is found through
+SANDRUN_EMULATOR_ADMIN or, while `+"`sandrun dev`"+` runs, its dev.env.`)
+	if err := fs.Parse(env.Getenv, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
 		fmt.Fprintln(env.Stderr, "Usage: sandrun emulator kill [EXECUTION]  (no name: a random running execution)")
 		return errUsage
 	}
@@ -189,10 +273,7 @@ func runEmulatorKill(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	name := ""
-	if len(args) == 1 {
-		name = args[0]
-	}
+	name := fs.Arg(0)
 	killed, err := admin.KillExecution(ctx, name)
 	if err != nil {
 		return err

@@ -55,6 +55,10 @@ type Ops struct {
 	// paths resolve against it; List, Find and Search use it when their
 	// path is empty.
 	Cwd string
+	// Home is the session's home directory, an absolute path: a path that
+	// is "~" or starts with "~/" resolves under it, as the shell expands
+	// it. Empty: such a path is an error.
+	Home string
 }
 
 // ResolvePath turns path as a request gives it into the absolute, clean
@@ -65,7 +69,11 @@ type Ops struct {
 // holding a NUL byte, a path or result longer than MaxPathBytes, and a
 // relative path with a cwd that is not absolute are errors wrapping
 // ErrInvalid.
-func ResolvePath(cwd, path string) (string, error) {
+//
+// A path that is "~" or starts with "~/" means home, as in the shell: it
+// resolves under home, which must then be absolute. Other names starting
+// with "~" ("~user", "~x.txt") are ordinary names.
+func ResolvePath(home, cwd, path string) (string, error) {
 	const op = "resolve path"
 	switch {
 	case path == "":
@@ -74,6 +82,13 @@ func ResolvePath(cwd, path string) (string, error) {
 		return "", newError(op, "", ErrInvalid, "path is %d bytes; the limit is %d", len(path), MaxPathBytes)
 	case strings.IndexByte(path, 0) >= 0:
 		return "", newError(op, "", ErrInvalid, "path holds a NUL byte at byte %d", strings.IndexByte(path, 0))
+	}
+	if path == "~" || strings.HasPrefix(path, "~/") {
+		if !filepath.IsAbs(home) || len(home) > MaxPathBytes || strings.IndexByte(home, 0) >= 0 {
+			return "", newError(op, "", ErrInvalid, "path %q starts with ~, but the session has no home directory", clip(path, 200))
+		}
+		// "~/x" is "x" in home: resolved as a relative path from there.
+		cwd, path = home, "."+path[1:]
 	}
 	if filepath.IsAbs(path) {
 		return filepath.Clean(path), nil
@@ -88,9 +103,9 @@ func ResolvePath(cwd, path string) (string, error) {
 	return p, nil
 }
 
-// Resolve is ResolvePath against o.Cwd.
+// Resolve is ResolvePath against o.Home and o.Cwd.
 func (o Ops) Resolve(path string) (string, error) {
-	return ResolvePath(o.Cwd, path)
+	return ResolvePath(o.Home, o.Cwd, path)
 }
 
 // resolveRoot resolves the root of List, Find and Search: an empty path

@@ -15,6 +15,7 @@ func TestResolvePath(t *testing.T) {
 	long := "/" + strings.Repeat("d", MaxPathBytes-1)
 	tests := []struct {
 		name, cwd, path, want string
+		home                  string
 		err                   error
 		msg                   string
 	}{
@@ -36,28 +37,47 @@ func TestResolvePath(t *testing.T) {
 		{name: "relative without cwd", cwd: "", path: "a.txt", err: ErrInvalid, msg: "absolute working directory"},
 		{name: "relative against relative cwd", cwd: "home", path: "a.txt", err: ErrInvalid, msg: "absolute working directory"},
 		{name: "cwd with NUL", cwd: "/a\x00", path: "a.txt", err: ErrInvalid},
+		{name: "tilde is home", home: "/workspace", cwd: "/tmp", path: "~", want: "/workspace"},
+		{name: "under tilde", home: "/workspace", cwd: "/tmp", path: "~/g.txt", want: "/workspace/g.txt"},
+		{name: "under tilde, cleaned", home: "/workspace/", cwd: "/tmp", path: "~//a/../b/", want: "/workspace/b"},
+		{name: "tilde then parent", home: "/workspace", cwd: "/tmp", path: "~/../etc", want: "/etc"},
+		{name: "tilde user is a name", home: "/workspace", cwd: "/tmp", path: "~root/x", want: "/tmp/~root/x"},
+		{name: "tilde inside is a name", home: "/workspace", cwd: "/tmp", path: "a/~/b", want: "/tmp/a/~/b"},
+		{name: "tilde without home", cwd: "/tmp", path: "~/g.txt", err: ErrInvalid, msg: "no home directory"},
+		{name: "tilde with relative home", home: "ws", cwd: "/tmp", path: "~", err: ErrInvalid, msg: "no home directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ResolvePath(tt.cwd, tt.path)
+			got, err := ResolvePath(tt.home, tt.cwd, tt.path)
 			wantErr(t, err, tt.err, tt.msg)
 			if got != tt.want {
-				t.Fatalf("ResolvePath(%q, %q) = %q, want %q", tt.cwd, tt.path, got, tt.want)
+				t.Fatalf("ResolvePath(%q, %q, %q) = %q, want %q", tt.home, tt.cwd, tt.path, got, tt.want)
 			}
 		})
 	}
 }
 
 func FuzzResolvePath(f *testing.F) {
-	for _, seed := range [][2]string{
-		{"/home/u", "a.txt"}, {"/home/u", "/etc/hosts"}, {"", "a"}, {"/", "../.."},
-		{"/a", "a\x00b"}, {"rel", "x"}, {"/a/b", "./../c//d/"}, {"/", ""},
-		{"/x", strings.Repeat("a/", 2100)},
+	for _, seed := range [][3]string{
+		{"/w", "/home/u", "a.txt"}, {"/w", "/home/u", "/etc/hosts"}, {"", "", "a"}, {"/w", "/", "../.."},
+		{"/w", "/a", "a\x00b"}, {"/w", "rel", "x"}, {"/w", "/a/b", "./../c//d/"}, {"/w", "/", ""},
+		{"/w", "/x", strings.Repeat("a/", 2100)},
+		{"/w", "/x", "~"}, {"/w", "/x", "~/a/../b"}, {"", "/x", "~/a"}, {"w", "/x", "~"}, {"/w", "/x", "~u/a"},
 	} {
-		f.Add(seed[0], seed[1])
+		f.Add(seed[0], seed[1], seed[2])
 	}
-	f.Fuzz(func(t *testing.T, cwd, path string) {
-		got, err := ResolvePath(cwd, path)
+	f.Fuzz(func(t *testing.T, home, cwd, path string) {
+		got, err := ResolvePath(home, cwd, path)
+		// "~" and "~/..." are path "." and "./..." from home.
+		if path == "~" || strings.HasPrefix(path, "~/") {
+			if !filepath.IsAbs(home) || len(home) > MaxPathBytes || strings.Contains(home, "\x00") {
+				if err == nil || !errors.Is(err, ErrInvalid) {
+					t.Fatalf("ResolvePath(%q, %q, %q) = %q, %v; want ErrInvalid without a home", home, cwd, path, got, err)
+				}
+				return
+			}
+			cwd, path = home, "."+path[1:]
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("ResolvePath(%q, %q): error %v does not wrap ErrInvalid", cwd, path, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -24,12 +25,11 @@ func (h *Host) restore(ctx context.Context) error {
 		return err
 	}
 	// A workspace left by an earlier host of this session on the same disk
-	// is stale: the checkpoint is the truth.
-	if err := os.RemoveAll(dir); err != nil {
+	// is stale: the checkpoint is the truth. Only what is in it goes: the
+	// directory itself may sit where the host cannot remove it (the
+	// image's /workspace, which uid 1000 owns in a root-owned /).
+	if err := clearDir(dir); err != nil {
 		return fmt.Errorf("clear workspace %s: %w", dir, err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create workspace %s: %w", dir, err)
 	}
 	h.state = shell.State{Cwd: dir, Env: map[string]string{}}
 	for k, v := range h.cfg.BaseEnv {
@@ -95,5 +95,22 @@ func (h *Host) checkpoint(ctx context.Context) (err error) {
 	span.SetAttributes(attribute.Int64("sandrun.checkpoint.bytes", attrs.Size), attribute.Int64("sandrun.checkpoint.files", stats.Files))
 	h.logger.InfoContext(ctx, "checkpoint written", "event", "checkpoint.written", "object", name, "files", stats.Files,
 		"bytes", stats.Bytes, "archive_bytes", attrs.Size, "skipped", stats.SkippedCount, "duration_seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// clearDir makes dir an empty directory, creating it if missing.
+func clearDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -64,10 +64,10 @@ func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *s
 	}
 
 	c.ExitCode = res.ExitCode
-	if err := h.attachOutput(ctx, c, req.RequestID, "stdout", stdout); err != nil {
+	if err := h.attachOutput(ctx, c, req.RequestID, "stdout", stdout, res.StdoutBytes); err != nil {
 		c.Fail(api.CodeInternal, err.Error())
 	}
-	if err := h.attachOutput(ctx, c, req.RequestID, "stderr", stderr); err != nil {
+	if err := h.attachOutput(ctx, c, req.RequestID, "stderr", stderr, res.StderrBytes); err != nil {
 		c.Fail(api.CodeInternal, err.Error())
 	}
 	switch {
@@ -77,6 +77,10 @@ func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *s
 		c.Fail(api.CodeTimeout, fmt.Sprintf("the command ran longer than its timeout of %v and was killed", req.Timeout()))
 	case res.Canceled:
 		c.Fail(api.CodeHostLost, "the host was stopped while the command ran")
+	case errors.Is(res.StateError, shell.ErrStateTooLarge):
+		c.Fail(api.CodeResourceExhausted, "the command exported more environment than a program can be given (Linux takes at most 131072 bytes for one variable), so its working directory and variables are not kept; the session keeps those it started with")
+	case res.StateError != nil:
+		c.Fail(api.CodeInternal, "the command's working directory and variables could not be saved ("+res.StateError.Error()+"); the session keeps those it started with")
 	}
 	c.Cwd = res.State.Cwd
 	if !res.StateSaved {
@@ -109,14 +113,11 @@ func (h *Host) startBackground(req *api.Request, c *api.Completion) {
 	c.Processes = []api.ProcessInfo{h.processInfo(info)}
 }
 
-// attachOutput puts the start of an output file in the completion and, when
-// it does not fit, the whole file in an object that the completion names.
-func (h *Host) attachOutput(ctx context.Context, c *api.Completion, requestID, stream string, f *os.File) error {
-	info, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("read %s: %w", stream, err)
-	}
-	size := info.Size()
+// attachOutput puts the start of the command's output, the first size
+// bytes of f, in the completion and, when it does not fit, all of it in an
+// object that the completion names. What the command's leftovers write to
+// f later is theirs, not the request's.
+func (h *Host) attachOutput(ctx context.Context, c *api.Completion, requestID, stream string, f *os.File, size int64) error {
 	head := make([]byte, min(size, api.InlineOutputBytes))
 	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("read %s: %w", stream, err)
@@ -128,7 +129,7 @@ func (h *Host) attachOutput(ctx context.Context, c *api.Completion, requestID, s
 	var object string
 	if size > api.InlineOutputBytes {
 		name := session.OutputObject(h.cfg.SessionID, requestID, stream)
-		if err := h.upload(ctx, name, f); err != nil {
+		if err := h.upload(ctx, name, io.NewSectionReader(f, 0, size)); err != nil {
 			return fmt.Errorf("keep whole %s: %w", stream, err)
 		}
 		object = h.store.ObjectURI(name)
@@ -155,10 +156,10 @@ func trimPartialRune(b []byte) []byte {
 	return b
 }
 
-// upload copies a file into a new object.
-func (h *Host) upload(ctx context.Context, name string, f *os.File) error {
+// upload copies what r holds into a new object.
+func (h *Host) upload(ctx context.Context, name string, r io.Reader) error {
 	w := h.store.CreateObject(ctx, name, "application/octet-stream")
-	if _, err := io.Copy(w, io.NewSectionReader(f, 0, 1<<62)); err != nil {
+	if _, err := io.Copy(w, r); err != nil {
 		w.Close()
 		return fmt.Errorf("upload %s: %w", name, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/sandrun/sandrun/api"
@@ -18,7 +19,7 @@ import (
 // fileOp runs a file.* request against the session's file system, relative
 // paths resolving against the session's working directory.
 func (h *Host) fileOp(ctx context.Context, req *api.Request, c *api.Completion) {
-	ops := files.Ops{Cwd: h.cwd()}
+	ops := files.Ops{Cwd: h.cwd(), Home: h.home()}
 	err := h.runFileOp(ctx, ops, req, c)
 	if err != nil {
 		c.Fail(fileErrorCode(err), err.Error())
@@ -210,5 +211,15 @@ func fileErrorCode(err error) api.ErrorCode {
 // cwd is the session's working directory. Only the foreground lane calls
 // it, so no command changes it meanwhile.
 func (h *Host) cwd() string { return h.state.Cwd }
+
+// home is where "~" leads in a file path: the session's HOME, as the shell
+// expands it, or the workspace when HOME is not an absolute path.
+func (h *Host) home() string {
+	if home := h.state.Env["HOME"]; filepath.IsAbs(home) {
+		return home
+	}
+	dir, _ := filepath.Abs(h.cfg.Workspace)
+	return dir
+}
 
 func encodeBase64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

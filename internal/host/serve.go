@@ -220,7 +220,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	}
 	if f.state != nil && stateSize(f.state) > maxStateBytes {
 		c.Fail(api.CodeResourceExhausted, fmt.Sprintf("the command left %d bytes of working directory and exported environment; a session keeps at most %d, so the state it started with is kept", stateSize(f.state), maxStateBytes))
-		f.state = nil
+		f.state, c.Cwd = nil, h.state.Cwd
 	}
 	var keep *session.Shell
 	if f.state != nil {
@@ -251,7 +251,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	pspan.End()
 	h.logger.InfoContext(ctx, "request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
 		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
-		"duration_seconds", c.DurationSeconds, "cold_start", c.ColdStart)
+		"duration_seconds", c.DurationSeconds, "total_seconds", c.Timing.TotalSeconds, "cold_start", c.ColdStart)
 	if f.destroyed {
 		f.err = h.destroy(ctx)
 	}

@@ -27,6 +27,13 @@ import (
 // cloud's Cloud Run Admin API (host:port) instead of Google's.
 const EmulatorHostEnv = "CLOUDRUN_EMULATOR_HOST"
 
+// ContainerName is the name of the host job's one container: RunJob's
+// overrides name it, so that they apply to that container and a job
+// defined with another name is refused rather than run without them. The
+// Terraform names the container the same (terraform/run.tf; a test there
+// compares them).
+const ContainerName = "executor"
+
 // Environment a host execution receives on top of the job's own.
 const (
 	EnvSessionID = "SANDRUN_SESSION_ID"
@@ -132,7 +139,7 @@ func (r *Runner) run(ctx context.Context, vars []*runpb.EnvVar) (string, error) 
 	}
 	op, err := r.jobs.RunJob(ctx, &runpb.RunJobRequest{
 		Name:      r.job,
-		Overrides: &runpb.RunJobRequest_Overrides{ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Env: vars}}},
+		Overrides: &runpb.RunJobRequest_Overrides{ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Name: ContainerName, Env: vars}}},
 	})
 	if err != nil {
 		return "", err
@@ -255,7 +262,7 @@ func (r *Runner) EnsureJob(ctx context.Context, spec JobSpec) error {
 			Template: &runpb.ExecutionTemplate{
 				TaskCount: 1,
 				Template: &runpb.TaskTemplate{
-					Containers: []*runpb.Container{{Image: spec.Image, Command: spec.Command, Args: spec.Args, Env: env}},
+					Containers: []*runpb.Container{{Name: ContainerName, Image: spec.Image, Command: spec.Command, Args: spec.Args, Env: env}},
 					Timeout:    durationpb.New(spec.TaskTimeout),
 					Retries:    &runpb.TaskTemplate_MaxRetries{MaxRetries: 0},
 				},

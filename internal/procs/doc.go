@@ -57,8 +57,8 @@
 //
 // # Logs and shipping
 //
-// Logs are files, written by the processes directly: no goroutine copies
-// output and memory does not grow with it. Every Config.ShipInterval (5 s)
+// Logs are files, filled from the processes' output pipes by the shell
+// package (a fixed buffer per stream): memory does not grow with output. Every Config.ShipInterval (5 s)
 // the streams that changed are shipped, and each process's streams once
 // more when it ends, before Registry.Ended is called. A ship hands the sink
 // a reader over the file's last Config.ShipLimit bytes (10 MiB): a larger

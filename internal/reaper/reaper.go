@@ -171,7 +171,8 @@ func (r *Reaper) Once(ctx context.Context) (Report, error) {
 		outcome = "failed"
 	}
 	r.passes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
-	r.logger.Info("reaper pass", "event", "reaper.pass", "duration_seconds", r.now().Sub(start).Seconds(),
+	// outcome is what the reaper-failures alert counts (terraform/monitoring.tf).
+	r.logger.Info("reaper pass", "event", "reaper.pass", "outcome", outcome, "duration_seconds", r.now().Sub(start).Seconds(),
 		"hosts_recovered", rep.HostsRecovered, "host_lost", rep.HostLost, "launched", rep.Launched, "launch_failed", rep.LaunchFailed,
 		"republished", rep.Republished, "destroyed", rep.Destroyed, "purged", rep.Purged, "orphans_cancelled", rep.OrphansCanceled, "processes_lost", rep.ProcessesLost, "pool_idle", rep.PoolIdle)
 	return rep, err

@@ -77,7 +77,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		now := s.now()
 		item := Item{
 			RequestID: req.RequestID, SessionID: req.SessionID, Op: string(req.Op),
-			Request: raw, Traceparent: traceparent, AcceptedAt: now, ExpireAt: now.Add(s.cfg.TTL),
+			Request: raw, RequestBytes: len(raw), Traceparent: traceparent, AcceptedAt: now, ExpireAt: now.Add(s.cfg.TTL),
 		}
 		exists := doc != nil && doc.Status == StatusActive
 		answer := func(c *api.Completion) error { return s.answer(tx, iref, &item, c, &acc) }
@@ -208,7 +208,8 @@ func (s *Store) info(tx *firestore.Transaction, id string, d *Doc, lease *LeaseD
 // Reject records the error completion of a request that is invalid but
 // names a valid session and request id, so that a redelivery of it is
 // answered the same way. It returns the completion to publish, or, when the
-// request id was seen before, the earlier item and duplicate=true.
+// request id was seen before, the earlier item and duplicate=true. Of a
+// request over api.MaxRequestBytes it records only the ids and the size.
 func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item Item, duplicate bool, err error) {
 	ref := s.itemRef(c.SessionID, c.RequestID)
 	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -221,7 +222,10 @@ func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item
 			return nil
 		}
 		now := s.now()
-		item = Item{RequestID: c.RequestID, SessionID: c.SessionID, Op: string(c.Op), Request: raw, AcceptedAt: now, ExpireAt: now.Add(s.cfg.TTL)}
+		item = Item{RequestID: c.RequestID, SessionID: c.SessionID, Op: string(c.Op), RequestBytes: len(raw), AcceptedAt: now, ExpireAt: now.Add(s.cfg.TTL)}
+		if len(raw) <= api.MaxRequestBytes {
+			item.Request = raw
+		}
 		var acc Accepted
 		if err := s.answer(tx, ref, &item, c, &acc); err != nil {
 			return err

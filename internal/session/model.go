@@ -166,8 +166,12 @@ type Item struct {
 	Seq       int64  `firestore:"seq"`
 	Status    string `firestore:"status"`
 	// Request is the request's JSON as received (bytes: a rejected one
-	// need not be valid UTF-8).
-	Request []byte `firestore:"request"`
+	// need not be valid UTF-8). A rejected request over
+	// api.MaxRequestBytes is not kept (it could pass Firestore's 1 MiB
+	// document limit, and its rejection could then never be recorded):
+	// RequestBytes says how large it was.
+	Request      []byte `firestore:"request"`
+	RequestBytes int    `firestore:"request_bytes"`
 	// Traceparent is the request's trace context, if any.
 	Traceparent string    `firestore:"traceparent"`
 	AcceptedAt  time.Time `firestore:"accepted_at"`

@@ -49,9 +49,23 @@
 // Wait returns once the group is gone. Processes still in the group after
 // bash exited normally (`server &`) are reported as Result.Leftovers and
 // are left running: they are the caller's background processes. A process
-// that leaves the group (setsid) is not tracked. Output goes straight to
-// the caller's files, so no goroutine copies it and a background process
-// holding them open cannot delay the result.
+// that leaves the group (setsid) is not tracked.
+//
+// # Output
+//
+// A command writes to pipes, and a goroutine per pipe appends what comes
+// out to the caller's file. Regular files would be simpler, but a command
+// that reopens its output (`echo y > /dev/stdout`, `tee /dev/stderr`, a
+// program that opens /dev/stdout) opens the file again with O_TRUNC and
+// wipes what was written before; O_APPEND on the first descriptor does
+// not help, as the reopen makes a new one. A reopened pipe is the same
+// pipe, so nothing is lost and each stream keeps its order, as in a
+// terminal. When bash exits, what was written until then, including what
+// still waits in the pipe, is the command's output (Result.StdoutBytes,
+// StderrBytes); the result waits for nothing more, so a background child
+// holding the pipe cannot delay it. What leftovers write later is appended
+// after it (the file becomes their log) and never changes it. The copy
+// uses one fixed buffer per stream: memory does not grow with output.
 //
 // # What this package never does
 //

@@ -133,3 +133,18 @@ func awaitExit(pids []int, deadline time.Time) error {
 	}
 	return nil
 }
+
+// queuedBytes returns how many bytes wait in a pipe to be read (FIONREAD,
+// which Linux names TIOCINQ).
+func queuedBytes(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil {
+		return 0, err
+	}
+	return n, ierr
+}

@@ -3,6 +3,7 @@
 package shell
 
 import (
+	"os"
 	"syscall"
 	"time"
 )
@@ -18,3 +19,7 @@ func awaitGroupExit(pgid int, deadline time.Time) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// queuedBytes is not known here: output still queued in a pipe when a
+// command ends then counts as its leftovers' (development builds only).
+func queuedBytes(f *os.File) (int, error) { return 0, nil }

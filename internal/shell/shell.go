@@ -44,10 +44,11 @@ type Command struct {
 	// goroutine that is cut off StdinWaitDelay after bash exits.
 	Stdin io.Reader
 	// Stdout and Stderr receive the command's output; nil means /dev/null.
-	// They are files, not writers, so that no goroutine copies output (a
-	// background child holding them open cannot delay the result, and
-	// memory does not grow with output) and so that the caller can read
-	// the output so far while the command runs. They may be the same file.
+	// They are files, so that the caller can read the output so far while
+	// the command runs, and may be the same file. The command writes to a
+	// pipe that the package copies to the end of the file (see
+	// Result.StdoutBytes): a command that reopens its output
+	// (/dev/stdout) reopens the pipe and loses nothing.
 	Stdout, Stderr *os.File
 	// Credential, if set, runs the command as this user and group. The
 	// state file is then chowned to it, and spoolDir must be searchable
@@ -76,11 +77,23 @@ type Result struct {
 	// does not when the shell could not run its EXIT trap: the command
 	// exec'd another program, bash was killed by SIGKILL, or the command
 	// replaced the EXIT trap and then left with exit or an error. Also when
-	// the command exported more environment than exec accepts.
+	// the command exported more environment than exec accepts (StateError
+	// says so).
 	StateSaved bool
+	// StateError says why the shell failed to save its state when it
+	// tried (StateSaved is then false): it wraps ErrStateTooLarge when
+	// the command exported more than a program's environment can hold.
+	// The command ran; its state change is not kept.
+	StateError error
 	// CwdFallback reports that the session cwd no longer existed and the
 	// command started in the fallback directory instead.
 	CwdFallback bool
+	// StdoutBytes and StderrBytes are how much of Stdout and Stderr is the
+	// command's output: every byte written until bash exited. Leftovers
+	// that write later append to the same file, after them; they never
+	// change those bytes. When Stdout and Stderr are the same file, both
+	// count that file.
+	StdoutBytes, StderrBytes int64
 	// Leftovers are the pids of the command's process group still alive
 	// after bash exited (`server &`), in increasing order. Run does not kill
 	// them, except on timeout or cancellation, where the whole group is
@@ -110,10 +123,13 @@ type Running struct {
 	started   time.Time
 	grace     time.Duration
 	stateFile *os.File
-	session   State // the state the command started from
-	command   Command
-	startDir  string
-	fallback  bool
+	// stdout and stderr carry the output (nil: /dev/null); they are the
+	// same pipe when Command's Stdout and Stderr are the same file.
+	stdout, stderr *outputPipe
+	session        State // the state the command started from
+	command        Command
+	startDir       string
+	fallback       bool
 
 	exited   chan struct{} // closed once bash has been reaped
 	exitedAt time.Time
@@ -217,6 +233,19 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 		}
 	}
 
+	stdout, stderr, err := outputPipes(cmd.Stdout, cmd.Stderr)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	cleanup = func() {
+		stateFile.Close()
+		os.Remove(stateFile.Name())
+		for _, p := range uniquePipes(stdout, stderr) {
+			p.abandon()
+		}
+	}
+
 	c := &exec.Cmd{
 		Path: tools.bash,
 		Args: []string{"bash", "-c", wrapperScript, "bash",
@@ -227,8 +256,8 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 		// The wrapper cd's to the start directory itself; starting in /
 		// keeps bash from complaining about a cwd its user cannot read.
 		Dir:         "/",
-		Stdout:      cmd.Stdout,
-		Stderr:      cmd.Stderr,
+		Stdout:      pipeWriter(stdout),
+		Stderr:      pipeWriter(stderr),
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: cmd.Credential},
 	}
 	if cmd.Stdin != nil {
@@ -245,6 +274,8 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 		cmd:       c,
 		grace:     grace,
 		stateFile: stateFile,
+		stdout:    stdout,
+		stderr:    stderr,
 		session:   st.Clone(),
 		command:   cmd,
 		startDir:  startDir,
@@ -258,6 +289,12 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 		return nil, fmt.Errorf("start bash: %w", err)
 	}
 	r.pgid = c.Process.Pid
+	// bash and its children hold the write ends now; once they are all
+	// gone, the drains see the end of their pipes.
+	for _, p := range uniquePipes(stdout, stderr) {
+		p.w.Close()
+		go p.drain()
+	}
 	go r.reap()
 	go r.supervise(ctx, cmd.Timeout)
 	return r, nil
@@ -327,6 +364,9 @@ func (r *Running) supervise(ctx context.Context, timeout time.Duration) {
 		awaitGroupExit(r.pgid, time.Now().Add(killWait))
 	}
 	r.res, r.err = r.result()
+	if err := r.cutOutput(); err != nil && r.err == nil {
+		r.err = err
+	}
 	r.stateFile.Close()
 	os.Remove(r.stateFile.Name())
 	close(r.done)
@@ -410,8 +450,12 @@ func (r *Running) result() (Result, error) {
 		return res, fmt.Errorf("state file %s: larger than %d bytes: %w", r.stateFile.Name(), maxStateSize, ErrMalformedState)
 	}
 	after, err := parseState(data)
+	var failed *envFailed
 	switch {
 	case errors.Is(err, errIncomplete):
+		return res, nil
+	case errors.As(err, &failed):
+		res.StateError = fmt.Errorf("save shell state: %w", failed)
 		return res, nil
 	case err != nil:
 		return res, fmt.Errorf("state file %s: %w", r.stateFile.Name(), err)

@@ -176,6 +176,14 @@ func TestOutputIsExact(t *testing.T) {
 		{"lineno counts from the command", "echo $LINENO\necho $LINENO", "1\n2\n", ""},
 		{"no positional parameters", `echo "$# $0"`, "0 bash\n", ""},
 		{"user trap output", `trap 'echo bye' EXIT; echo hi`, "hi\nbye\n", ""},
+		// Reopening the output (which truncates a regular file) loses
+		// nothing, as in a terminal or a pipe.
+		{"stderr reopened between writes", `echo x >&2; echo y > /dev/stderr; echo z >&2`, "", "x\ny\nz\n"},
+		{"stdout reopened after a write", `echo a; echo b > /dev/stdout`, "a\nb\n", ""},
+		{"tee to /dev/stderr", `echo a >&2; echo b | tee /dev/stderr; echo c >&2`, "b\n", "a\nb\nc\n"},
+		{"tee to /dev/stdout", `echo a; echo b | tee /dev/stdout; echo c`, "a\nb\nb\nc\n", ""},
+		{"exec reopens stdout", `echo 1; exec > /dev/stdout; echo 2`, "1\n2\n", ""},
+		{"child reopens stdout", `echo 1; bash -c 'echo 2 > /dev/stdout'; echo 3`, "1\n2\n3\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -36,6 +37,32 @@ var ErrInvalid = errors.New("invalid")
 // ErrMalformedState is wrapped by the error that Wait returns when the state
 // file the command's shell wrote cannot be parsed.
 var ErrMalformedState = errors.New("malformed state file")
+
+// ErrStateTooLarge is wrapped by Result.StateError when the command's
+// exported environment could not be passed to a program (a variable over
+// 128 KiB, or more than the system takes in all), so its shell could not
+// save its state.
+var ErrStateTooLarge = errors.New("exported environment too large to pass to a program")
+
+// envFailedMarker takes the trailer's place when env failed; its exit
+// status follows, then NUL.
+const envFailedMarker = "\x00sandrun-env-failed\x00"
+
+// errEnvFailed is wrapped by the error of parseState for a state file
+// with the env failure marker.
+var errEnvFailed = errors.New("env failed")
+
+// envFailed is that error: env's exit status, as bash reported it.
+type envFailed struct{ status string }
+
+func (e *envFailed) Error() string { return "env exited with status " + e.status }
+
+func (e *envFailed) Unwrap() []error {
+	if e.status == "126" { // found but could not be run: E2BIG
+		return []error{errEnvFailed, ErrStateTooLarge}
+	}
+	return []error{errEnvFailed}
+}
 
 // errIncomplete means the EXIT trap started writing the state file but did
 // not finish: it was killed, or env could not run (an environment too large
@@ -69,10 +96,17 @@ const reservedPrefix = "__sandrun_"
 // SHLVL would grow). OLDPWD is kept so that `cd -` works across commands.
 var dropped = map[string]bool{"PWD": true, "SHLVL": true, "_": true}
 
-// parseState parses a state file strictly. An empty file or one without
+// parseState parses a state file strictly. A file whose save failed at
+// env yields an *envFailed (errEnvFailed). An empty file or one without
 // the trailer yields errIncomplete; anything else that is not exactly the
 // format above is an error wrapping ErrMalformedState.
 func parseState(data []byte) (State, error) {
+	if i := bytes.LastIndex(data, []byte(envFailedMarker)); i >= 0 && bytes.HasPrefix(data, []byte(stateMagic+"\x00")) {
+		status, ok := bytes.CutSuffix(data[i+len(envFailedMarker):], []byte{0})
+		if _, err := strconv.ParseUint(string(status), 10, 8); ok && err == nil {
+			return State{}, &envFailed{status: string(status)}
+		}
+	}
 	if len(data) == 0 || !bytes.HasSuffix(data, []byte("\x00"+stateTrailer+"\x00")) {
 		return State{}, errIncomplete
 	}

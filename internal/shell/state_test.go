@@ -13,7 +13,7 @@ func TestParseState(t *testing.T) {
 		name    string
 		data    string
 		want    State
-		wantErr error // nil, errIncomplete or ErrMalformedState
+		wantErr error // nil, errIncomplete, errEnvFailed, ErrStateTooLarge or ErrMalformedState
 	}{
 		{
 			name: "typical",
@@ -36,6 +36,9 @@ func TestParseState(t *testing.T) {
 		{name: "empty file", data: "", wantErr: errIncomplete},
 		{name: "cut before trailer", data: "sandrun-state-v1\x00/\x00A=1\x00", wantErr: errIncomplete},
 		{name: "cut inside trailer", data: "sandrun-state-v1\x00/\x00A=1\x00en", wantErr: errIncomplete},
+		{name: "env could not run", data: "sandrun-state-v1\x00/\x00sandrun-env-failed\x00126\x00", wantErr: ErrStateTooLarge},
+		{name: "env failed", data: "sandrun-state-v1\x00/\x00A=1\x00sandrun-env-failed\x00125\x00", wantErr: errEnvFailed},
+		{name: "env failure marker cut short", data: "sandrun-state-v1\x00/\x00sandrun-env-failed\x0012", wantErr: errIncomplete},
 		{name: "trailer only", data: "\x00end\x00", wantErr: ErrMalformedState},
 		{name: "bad magic", data: "sandrun-state-v2\x00/\x00end\x00", wantErr: ErrMalformedState},
 		{name: "no cwd", data: "sandrun-state-v1\x00end\x00", wantErr: ErrMalformedState},
@@ -72,11 +75,12 @@ func FuzzStateParse(f *testing.F) {
 	f.Add([]byte("sandrun-state-v1\x00/\x00NL=x\ny\x00BASH_FUNC_f%%=() { :\n}\x00end\x00"))
 	f.Add([]byte("sandrun-state-v1\x00/\x00A=1\x00"))
 	f.Add([]byte("\x00end\x00"))
+	f.Add([]byte("sandrun-state-v1\x00/\x00sandrun-env-failed\x00126\x00"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := parseState(data)
 		if err != nil {
-			if !errors.Is(err, errIncomplete) && !errors.Is(err, ErrMalformedState) {
+			if !errors.Is(err, errIncomplete) && !errors.Is(err, ErrMalformedState) && !errors.Is(err, errEnvFailed) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 			return

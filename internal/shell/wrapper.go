@@ -22,12 +22,17 @@ import "strings"
 //   - if the command unset or mangled PWD, the physical cwd is used.
 //
 // The trailer is written only if everything before it succeeded; Wait
-// treats a file without it as "not saved".
+// treats a file without it as "not saved". When env itself fails (an
+// exported variable over Linux's 128 KiB for one string of an exec's
+// environment, or more than the system takes in all: bash reports 126),
+// a marker with its exit status takes the trailer's place, so that Wait
+// can tell the caller the state could not be kept rather than that the
+// shell never tried.
 const saveFunction = `__sandrun_save() { { [[ -n ${__sandrun_saved-} ]] || { __sandrun_saved=1; ` +
 	`builtin set +euxv +o noclobber; ` +
 	`[[ ${PWD-} == /* ]] || PWD=$(builtin pwd -P) || PWD=/; ` +
 	`builtin printf 'sandrun-state-v1\0%s\0' "$PWD" >"$__sandrun_state" && ` +
-	`"$__sandrun_env" -0 >>"$__sandrun_state" && ` +
+	`{ "$__sandrun_env" -0 >>"$__sandrun_state" || { builtin printf '\0sandrun-env-failed\0%d\0' $? >>"$__sandrun_state"; builtin false; }; } && ` +
 	`builtin printf 'end\0' >>"$__sandrun_state"; }; } 2>/dev/null; }`
 
 // wrapperStatements make up the script given to `bash -c`. Its positional

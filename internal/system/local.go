@@ -29,8 +29,15 @@ type LocalConfig struct {
 	// Executor is the program the host job runs, with ExecutorArgs.
 	Executor     string
 	ExecutorArgs []string
-	// StateDir holds the sessions' workspaces.
+	// StateDir holds the sessions' workspaces, unless Workspace is set.
 	StateDir string
+	// Workspace, if set, is where every host keeps its session's
+	// workspace, as in production (/workspace): the local cloud must then
+	// give each execution a directory of its own there
+	// (cloudrun.Config.Workspace), and a new host finds the workspace by
+	// restoring the session's checkpoint. Empty: each session's workspace
+	// is StateDir/workspaces/SESSION_ID, shared by its hosts.
+	Workspace string
 	// Host settings passed to every host through the job's environment.
 	IdleTimeout time.Duration
 	LeaseTTL    time.Duration
@@ -103,8 +110,12 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 		"SANDRUN_COMPLETIONS_TOPIC": sys.Names.Completions,
 		"SANDRUN_DEAD_LETTER_TOPIC": sys.Names.DeadLetters,
 		"SANDRUN_SESSION_TTL":       sys.TTL.String(),
-		"SANDRUN_WORKSPACES_DIR":    filepath.Join(cfg.StateDir, "workspaces"),
 		"SANDRUN_LOG_LEVEL":         cfg.LogLevel,
+	}
+	if cfg.Workspace != "" {
+		env["SANDRUN_WORKSPACE"] = cfg.Workspace
+	} else {
+		env["SANDRUN_WORKSPACES_DIR"] = filepath.Join(cfg.StateDir, "workspaces")
 	}
 	// Hosts start looking for a renewed token when the keepers renew it.
 	env["SANDRUN_HOST_TOKEN_RENEW_BEFORE"] = sys.Host.RenewBefore.String()

@@ -123,6 +123,7 @@ func CheckModule(files map[string][]byte, schema *Schema) []Diagnostic {
 	for _, body := range bodies {
 		m.checkOthers(body)
 	}
+	m.checkMonitoring()
 	m.checkCycles()
 	m.checkUnused()
 	sortDiagnostics(m.diags)

@@ -12,8 +12,11 @@
 // count, self, path, terraform, dynamic iterators); values whose type cannot
 // convert to the argument's type, which it finds by evaluating every
 // expression with typed unknown values for what is only known at apply time;
-// calls to unknown functions; dependency cycles; and variables or locals that
-// nothing uses.
+// calls to unknown functions; dependency cycles; variables or locals that
+// nothing uses; and what Cloud Monitoring requires of alert filters (a
+// metric type and a resource.type restriction, a metric that exists: a
+// log-based metric defined here or a built-in one from builtin_metrics.csv)
+// and of sandrun's log-based metrics (alerts.go).
 //
 // It does not know the provider's own validation (allowed enum values,
 // conflicting arguments, value ranges) nor the provider block's schema,

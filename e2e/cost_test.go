@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/emulator/firestore"
+)
+
+// usageString formats Firestore usage for a log line.
+func usageString(u firestore.UsageCounts, per float64) string {
+	methods := make([]string, 0, len(u.Calls))
+	for m, n := range u.Calls {
+		methods = append(methods, fmt.Sprintf("%s %.1f", m, float64(n)/per))
+	}
+	sort.Strings(methods)
+	return fmt.Sprintf("%.1f reads, %.1f writes, %.1f deletes (calls: %s)",
+		float64(u.Reads)/per, float64(u.Writes)/per, float64(u.Deletes)/per, strings.Join(methods, ", "))
+}
+
+// TestFirestoreUsagePerRequest measures, with the local Firestore's billing
+// counters, the document reads, writes and deletes of a session's first
+// request (which launches its host), of a warm request, and of
+// session.destroy, as docs/cost.md uses them. The reaper is off and the
+// lease long, so that only the requests' own work is counted. It fails if a
+// warm request costs more than the bounds below, which are what the code
+// does today: a rise is a cost regression to explain in docs/cost.md.
+func TestFirestoreUsagePerRequest(t *testing.T) {
+	w := start(t, options{ownReaper: true, leaseTTL: time.Minute})
+	usage := w.suite.FirestoreUsage
+	s := "cost-" + uuid.NewString()[:8]
+
+	before := usage.Counts()
+	w.exec(s, "true")
+	first := usage.Counts().Sub(before)
+	t.Logf("first request of a session (host launched): %s", usageString(first, 1))
+
+	const warm = 20
+	before = usage.Counts()
+	for range warm {
+		w.exec(s, "true")
+	}
+	perWarm := usage.Counts().Sub(before)
+	t.Logf("warm request: %s", usageString(perWarm, warm))
+
+	before = usage.Counts()
+	if c := w.do(&api.Request{SessionID: s, Op: api.OpSessionDestroy}); c.Status != api.StatusOK {
+		t.Fatalf("session.destroy: %s %+v", c.Status, c.Error)
+	}
+	destroy := usage.Counts().Sub(before)
+	t.Logf("session.destroy: %s", usageString(destroy, 1))
+
+	const maxReads, maxWrites = 12, 8 // per warm request
+	if r, wr := float64(perWarm.Reads)/warm, float64(perWarm.Writes)/warm; r > maxReads || wr > maxWrites {
+		t.Errorf("a warm request costs %.1f reads and %.1f writes, more than %d and %d: update docs/cost.md and these bounds, or find the waste",
+			r, wr, maxReads, maxWrites)
+	}
+}
+
+// TestFirestoreUsageIdleHost measures what an idle host costs per minute:
+// lease renewals, and whatever else runs beside it, with the production
+// lease TTL (15 s, renewed every 5 s). It watches a window of real time, so
+// it runs only when SANDRUN_MEASURE=1 (docs/cost.md says how).
+func TestFirestoreUsageIdleHost(t *testing.T) {
+	if os.Getenv("SANDRUN_MEASURE") != "1" {
+		t.Skip("a measurement over a minute of real time: set SANDRUN_MEASURE=1 to run it")
+	}
+	const ttl, window = 15 * time.Second, time.Minute
+	w := start(t, options{ownReaper: true, leaseTTL: ttl, idleTimeout: 10 * time.Minute})
+	usage := w.suite.FirestoreUsage
+	s := "idle-" + uuid.NewString()[:8]
+	w.exec(s, "true")
+
+	before, began := usage.Counts(), time.Now()
+	time.Sleep(window) // the measurement itself: an idle host, left alone
+	idle := usage.Counts().Sub(before)
+	minutes := time.Since(began).Minutes()
+	t.Logf("idle host, lease TTL %s, per minute: %s", ttl, usageString(idle, minutes))
+}

@@ -1,0 +1,79 @@
+//go:build linux
+
+package shell
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestLateOutputOfLeftoverDoesNotTouchTheCommandsOutput: a process the
+// command left running that writes once the command ended (here reopening
+// /dev/stdout, which truncates a regular file) leaves the command's output
+// as it was when bash exited.
+func TestLateOutputOfLeftoverDoesNotTouchTheCommandsOutput(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	dir := t.TempDir()
+	goFifo, doneFifo := filepath.Join(dir, "go"), filepath.Join(dir, "done")
+	for _, f := range []string{goFifo, doneFifo} {
+		if err := unix.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stdout, stderr := s.outFile("stdout"), s.outFile("stderr")
+	res, err := Run(t.Context(), s.spool, s.st, Command{
+		Script: `echo start; (read x < ` + goFifo + `; echo late > /dev/stdout; echo bye > ` + doneFifo + `) &`,
+		Stdout: stdout, Stderr: stderr,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	killLeftovers(t, res.Leftovers)
+	// Let the leftover write, and wait until it did.
+	if err := os.WriteFile(goFifo, []byte("go\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	done, err := os.Open(doneFifo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(done)
+	done.Close()
+
+	got := readFile(t, stdout.Name())
+	if len(got) < len("start\n") || got[:len("start\n")] != "start\n" {
+		t.Fatalf("the command's output became %q, want it to start with %q", got, "start\n")
+	}
+	// The command's output is what it wrote until bash exited; the late
+	// line follows it (once copied), as the leftover's log.
+	if res.StdoutBytes != int64(len("start\n")) {
+		t.Fatalf("StdoutBytes %d, want %d", res.StdoutBytes, len("start\n"))
+	}
+}
+
+// TestStateTooLargeToSaveIsReported: a variable over what exec takes for
+// one string (128 KiB) stops the shell from saving its state; Wait says
+// so, and the session keeps the state it started from.
+func TestStateTooLargeToSaveIsReported(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	before := s.st.Clone()
+	res, _ := s.run(`export ONE=$(head -c 140000 /dev/zero | tr '\0' a); cd /`, Command{})
+	if res.StateSaved || !errors.Is(res.StateError, ErrStateTooLarge) {
+		t.Fatalf("StateSaved %v, StateError %v; want not saved, ErrStateTooLarge", res.StateSaved, res.StateError)
+	}
+	if res.State.Cwd != before.Cwd || res.State.Env["ONE"] != "" {
+		t.Fatalf("State %q, want the one it started from (%q)", res.State.Cwd, before.Cwd)
+	}
+	// A state that fits is saved as before.
+	res, _ = s.run(`export ONE=$(head -c 100000 /dev/zero | tr '\0' a); cd /`, Command{})
+	if !res.StateSaved || res.StateError != nil || len(s.st.Env["ONE"]) != 100000 || s.st.Cwd != "/" {
+		t.Fatalf("StateSaved %v, StateError %v, cwd %q", res.StateSaved, res.StateError, s.st.Cwd)
+	}
+}
