@@ -25,6 +25,7 @@ import (
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
+	"github.com/sandrun/sandrun/emulator/official"
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/logging"
@@ -56,6 +57,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	official.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -123,12 +125,19 @@ func start(t *testing.T, o options) *world {
 		o.leaseTTL = 10 * time.Second
 	}
 	logs := &syncBuffer{}
-	suite := emulatortest.Start(t, emulator.Config{CloudRun: cloudrun.Config{
+	cfg := emulator.Config{CloudRun: cloudrun.Config{
 		Env:       append([]string{"PATH=" + os.Getenv("PATH")}, o.hostEnv...),
 		StopGrace: 2 * time.Second,
 		Output:    logs,
 		User:      o.hostUser,
-	}})
+	}}
+	if onGoogleEmulators {
+		// Firestore and Pub/Sub are Google's emulators, in a project of
+		// the test's own (TestOnGoogleEmulators).
+		cfg.ExternalFirestore, cfg.ExternalPubSub = official.Firestore(t), official.PubSub(t)
+		cfg.Project = official.Project(t)
+	}
+	suite := emulatortest.Start(t, cfg)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", logs.String())

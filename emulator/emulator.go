@@ -79,6 +79,13 @@ type Config struct {
 	// environment (the emulator hosts and project) to CloudRun.Env so that a
 	// task finds the local cloud as a Cloud Run job finds Google's.
 	CloudRun cloudrun.Config
+	// ExternalFirestore and ExternalPubSub (host:port), when set, name an
+	// emulator that the suite uses in place of its own Firestore or
+	// Pub/Sub: Google's (`gcloud emulators firestore start`, `gcloud beta
+	// emulators pubsub start`), so that sandrun can run on Google's
+	// emulators. The suite then serves no such service of its own: Env
+	// points clients at the external one, and faults do not reach it.
+	ExternalFirestore, ExternalPubSub string
 	// Logger receives the suite's own events (default: discard).
 	Logger *slog.Logger
 }
@@ -91,12 +98,15 @@ type Suite struct {
 
 	// Faults is the injector every service consults.
 	Faults *faults.Injector
-	// PubSub is the pstest fake, for tests that inspect messages.
-	PubSub    *pstest.Server
-	Storage   *fakestorage.Server
+	// PubSub is the pstest fake, for tests that inspect messages (nil
+	// with Config.ExternalPubSub).
+	PubSub  *pstest.Server
+	Storage *fakestorage.Server
+	// Firestore is sandrun's own (nil with Config.ExternalFirestore).
 	Firestore *firestore.Server
 	// FirestoreUsage counts the document reads, writes and deletes the
-	// Firestore calls served would be billed (docs/cost.md).
+	// Firestore calls served would be billed (docs/cost.md); nil with
+	// Config.ExternalFirestore.
 	FirestoreUsage *firestore.Usage
 	CloudRun       *cloudrun.Server
 	// IAM mints the access tokens of IAM Credentials' GenerateAccessToken,
@@ -145,17 +155,20 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 		}
 		return l, err
 	}
-	pubsubL, err := listen(cfg.PubSubPort)
-	if err != nil {
-		return nil, fmt.Errorf("listen for pubsub: %w", err)
+	var pubsubL, firestoreL net.Listener
+	if cfg.ExternalPubSub == "" {
+		if pubsubL, err = listen(cfg.PubSubPort); err != nil {
+			return nil, fmt.Errorf("listen for pubsub: %w", err)
+		}
 	}
 	storageL, err := listen(cfg.StoragePort)
 	if err != nil {
 		return nil, fmt.Errorf("listen for storage: %w", err)
 	}
-	firestoreL, err := listen(cfg.FirestorePort)
-	if err != nil {
-		return nil, fmt.Errorf("listen for firestore: %w", err)
+	if cfg.ExternalFirestore == "" {
+		if firestoreL, err = listen(cfg.FirestorePort); err != nil {
+			return nil, fmt.Errorf("listen for firestore: %w", err)
+		}
 	}
 	cloudrunL, err := listen(cfg.CloudRunPort)
 	if err != nil {
@@ -165,20 +178,27 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for admin: %w", err)
 	}
-	s.PubSubAddr = pubsubL.Addr().String()
+	s.PubSubAddr, s.FirestoreAddr = cfg.ExternalPubSub, cfg.ExternalFirestore
+	if pubsubL != nil {
+		s.PubSubAddr = pubsubL.Addr().String()
+	}
+	if firestoreL != nil {
+		s.FirestoreAddr = firestoreL.Addr().String()
+	}
 	s.StorageAddr = storageL.Addr().String()
-	s.FirestoreAddr = firestoreL.Addr().String()
 	s.CloudRunAddr = cloudrunL.Addr().String()
 	s.AdminAddr = adminL.Addr().String()
 
 	// Pub/Sub: pstest owns the topics and subscriptions; its service is
 	// registered again on a server of ours so that faults reach it.
-	s.PubSub = pstest.NewServerWithAddress(net.JoinHostPort(cfg.Host, "0"))
-	pubsubG := s.newGRPCServer(faults.PubSub)
-	pubsubpb.RegisterPublisherServer(pubsubG, &s.PubSub.GServer)
-	pubsubpb.RegisterSubscriberServer(pubsubG, &s.PubSub.GServer)
-	pubsubpb.RegisterSchemaServiceServer(pubsubG, &s.PubSub.GServer)
-	s.serveGRPC(pubsubG, pubsubL)
+	if pubsubL != nil {
+		s.PubSub = pstest.NewServerWithAddress(net.JoinHostPort(cfg.Host, "0"))
+		pubsubG := s.newGRPCServer(faults.PubSub)
+		pubsubpb.RegisterPublisherServer(pubsubG, &s.PubSub.GServer)
+		pubsubpb.RegisterSubscriberServer(pubsubG, &s.PubSub.GServer)
+		pubsubpb.RegisterSchemaServiceServer(pubsubG, &s.PubSub.GServer)
+		s.serveGRPC(pubsubG, pubsubL)
+	}
 
 	// Cloud Storage: fake-gcs-server without a listener of its own, behind
 	// the fault middleware. ExternalURL makes the resumable-upload sessions
@@ -201,11 +221,13 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	s.serveHTTP(&http.Server{Handler: s.StorageHandler(), ReadHeaderTimeout: 10 * time.Second}, storageL)
 
 	// Firestore.
-	s.Firestore = firestore.New(firestore.Options{})
-	s.FirestoreUsage = &firestore.Usage{}
-	firestoreG := s.newGRPCServer(faults.Firestore, s.FirestoreUsage.Interceptors()...)
-	s.Firestore.Register(firestoreG)
-	s.serveGRPC(firestoreG, firestoreL)
+	if firestoreL != nil {
+		s.Firestore = firestore.New(firestore.Options{})
+		s.FirestoreUsage = &firestore.Usage{}
+		firestoreG := s.newGRPCServer(faults.Firestore, s.FirestoreUsage.Interceptors()...)
+		s.Firestore.Register(firestoreG)
+		s.serveGRPC(firestoreG, firestoreL)
+	}
 
 	// Cloud Run: tasks see the suite as a Cloud Run job sees Google.
 	runCfg := cfg.CloudRun

@@ -8,9 +8,15 @@ resource "google_firestore_database" "sessions" {
   location_id = local.firestore_location
   type        = "FIRESTORE_NATIVE"
 
-  # The default of new databases, stated so that a change is deliberate:
-  # sandrun's transactions read then write one session document, and under
-  # pessimistic locking a contending writer waits for the lock.
+  # Pessimistic, Standard edition's default, chosen and stated so that a
+  # change is deliberate (docs/deploy.md, "Firestore concurrency"):
+  # sandrun's transactions read then write one session document that
+  # dispatchers and the host contend for; under pessimistic locking a
+  # contender waits for the lock instead of redoing its work after an abort
+  # at commit, and server client libraries are designed for it. The local
+  # cloud's Firestore models this mode (locks, waits, the lock timeout's
+  # ABORTED), checked against Google's emulator; a test pins it.
+  database_edition            = "STANDARD"
   concurrency_mode            = "PESSIMISTIC"
   app_engine_integration_mode = "DISABLED"
 

@@ -230,3 +230,18 @@ func fieldPath(t *testing.T, b *hclsyntax.Block) string {
 	}
 	return v.AsString()
 }
+
+// TestFirestoreConcurrencyMode pins the database's concurrency mode: the
+// local cloud's Firestore (emulator/firestore) models pessimistic locking,
+// and sandrun's retries and lock timeouts are designed for it
+// (docs/deploy.md, "Firestore concurrency").
+func TestFirestoreConcurrencyMode(t *testing.T) {
+	c := parse(t)
+	db := c.one("resource", "google_firestore_database", "sessions")
+	if got := c.literal(db, "concurrency_mode"); got.AsString() != "PESSIMISTIC" {
+		t.Errorf("concurrency_mode = %q, want PESSIMISTIC, the mode the local cloud models", got.AsString())
+	}
+	if got := c.literal(db, "database_edition"); got.AsString() != "STANDARD" {
+		t.Errorf("database_edition = %q, want STANDARD, whose default is pessimistic", got.AsString())
+	}
+}

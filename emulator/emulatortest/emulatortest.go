@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sandrun/sandrun/emulator"
+	"github.com/sandrun/sandrun/emulator/official"
 )
 
 // Start serves the local cloud on free loopback ports for the duration of the
@@ -35,4 +36,16 @@ func Start(t testing.TB, cfg emulator.Config) *emulator.Suite {
 		t.Setenv(k, v)
 	}
 	return s
+}
+
+// StartOnOfficial is Start with Google's Firestore emulator in place of the
+// local cloud's own, in a project of the test's own (so that tests sharing
+// the emulator stay apart); it skips the test when that emulator is not
+// available (see package emulator/official). Call official.Stop from
+// TestMain.
+func StartOnOfficial(t testing.TB, cfg emulator.Config) *emulator.Suite {
+	t.Helper()
+	cfg.ExternalFirestore = official.Firestore(t)
+	cfg.Project = official.Project(t)
+	return Start(t, cfg)
 }

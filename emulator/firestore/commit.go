@@ -51,6 +51,9 @@ func parseWrite(db string, w *pb.Write) (*write, error) {
 		if err := checkFields(out.fields, 0); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "document %q: %s", out.name, status.Convert(err).Message())
 		}
+		if err := checkValueBytes(out.fields); err != nil {
+			return nil, err
+		}
 		if w.UpdateMask != nil {
 			out.hasMask = true
 			for _, s := range w.UpdateMask.FieldPaths {
@@ -215,6 +218,7 @@ func applyWrite(w *write, old *pb.Document, t time.Time) (*pb.Document, []*pb.Va
 		setField(fields, tr.path, next)
 		results = append(results, result)
 	}
+	truncateTimestamps(fields)
 	if size := documentSize(w.name, fields); size > maxDocumentBytes {
 		return nil, nil, status.Errorf(codes.InvalidArgument,
 			"Document '%s' cannot be written because its size (%s bytes) exceeds the maximum allowed size of %s bytes.",
@@ -244,7 +248,9 @@ func applyTransform(ft *pb.DocumentTransform_FieldTransform, cur *pb.Value, now 
 	null := &pb.Value{ValueType: &pb.Value_NullValue{}}
 	switch t := ft.TransformType.(type) {
 	case *pb.DocumentTransform_FieldTransform_SetToServerValue:
-		v := &pb.Value{ValueType: &pb.Value_TimestampValue{TimestampValue: now}}
+		// Firestore's server timestamps have millisecond precision.
+		ms := timestamppb.New(now.AsTime().Truncate(time.Millisecond))
+		v := &pb.Value{ValueType: &pb.Value_TimestampValue{TimestampValue: ms}}
 		return v, v
 	case *pb.DocumentTransform_FieldTransform_Increment:
 		v := increment(cur, t.Increment)
@@ -363,39 +369,72 @@ func (s *Server) Commit(ctx context.Context, req *pb.CommitRequest) (*pb.CommitR
 	}
 	var tx *txn
 	if id := req.GetTransaction(); len(id) > 0 {
-		// Taking the transaction out of the table ends it whatever happens:
-		// a failed commit is not retried with the same ID.
-		if tx, err = s.txns.take(db, id); err != nil {
+		// The transaction keeps its locks while its commit waits for
+		// others'; commit ends it whatever happens, so a failed commit is
+		// not retried with the same ID.
+		if tx, err = s.txns.get(db, id); err != nil {
 			return nil, err
 		}
 		if tx.readOnly && len(writes) > 0 {
+			s.txns.end(tx)
 			return nil, status.Error(codes.InvalidArgument, "cannot write in a read-only transaction")
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, status.FromContextError(err).Err()
-	}
-	resp, _, err := s.commit(writes, tx)
+	resp, _, err := s.commit(ctx, db, writes, tx)
 	return resp, err
 }
 
-// commit applies writes as one new version, after checking that tx (if
-// any) read nothing that has changed since. Holding the store lock for the
-// whole check-and-apply makes commits atomic and serializable. It also
+// commit applies writes as one new version once no other transaction holds
+// a lock on a document they change, and ends tx (if any). Like Firestore
+// in pessimistic mode, a write waits for the transactions that read its
+// documents to end, and fails with ABORTED "Transaction lock timeout." if
+// that takes longer than the lock timeout; a transaction whose commit
+// fails so releases its own locks, which breaks deadlocks between two
+// transactions that read the same document. Holding the store lock for
+// the whole check-and-apply makes commits atomic and serializable. It also
 // returns each written document as the commit left it (nil if deleted).
-func (s *Server) commit(writes []*write, tx *txn) (*pb.CommitResponse, map[string]*pb.Document, error) {
+// Two transactions whose commits time out at the same moment both abort, as
+// on Google's emulator; the client's retry, with its backoff, sorts them.
+func (s *Server) commit(ctx context.Context, db string, writes []*write, tx *txn) (*pb.CommitResponse, map[string]*pb.Document, error) {
+	if tx != nil {
+		defer s.txns.end(tx)
+	}
+	var timeout <-chan time.Time
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, status.FromContextError(err).Err()
+		}
+		ended := s.txns.waitEnded()
+		resp, final, done, err := s.tryCommit(db, writes, tx)
+		if done || err != nil {
+			return resp, final, err
+		}
+		if timeout == nil {
+			timer := time.NewTimer(s.lockTimeout)
+			defer timer.Stop()
+			timeout = timer.C
+		}
+		select {
+		case <-ended:
+		case <-timeout:
+			return nil, nil, errLockTimeout
+		case <-ctx.Done():
+			return nil, nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// tryCommit applies writes unless another transaction holds a lock on a
+// document they change (done false).
+func (s *Server) tryCommit(db string, writes []*write, tx *txn) (resp *pb.CommitResponse, final map[string]*pb.Document, done bool, err error) {
 	st := s.store
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if tx != nil && !tx.readOnly {
-		if err := tx.validate(st); err != nil {
-			return nil, nil, err
-		}
-	}
 	t := st.nextCommitTime()
 	ts := timestamppb.New(t)
 	pending := map[string]*pb.Document{}
-	final := map[string]*pb.Document{}
+	final = map[string]*pb.Document{}
+	var changes []change
 	results := make([]*pb.WriteResult, len(writes))
 	for i, w := range writes {
 		old, ok := pending[w.name]
@@ -403,24 +442,28 @@ func (s *Server) commit(writes []*write, tx *txn) (*pb.CommitResponse, map[strin
 			old, _ = st.get(w.name, st.version)
 		}
 		if err := checkPrecondition(w, old); err != nil {
-			return nil, nil, err
+			return nil, nil, true, err
 		}
 		doc, transformResults, err := applyWrite(w, old, t)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, true, err
 		}
 		if doc != old {
 			pending[w.name] = doc
 		}
 		final[w.name] = doc
+		changes = append(changes, change{name: w.name, old: old, new: doc})
 		wr := &pb.WriteResult{UpdateTime: ts, TransformResults: transformResults}
 		if doc != nil {
 			wr.UpdateTime = doc.UpdateTime
 		}
 		results[i] = wr
 	}
+	if s.txns.lockedBy(db, tx, changes) {
+		return nil, nil, false, nil
+	}
 	st.install(pending, t)
-	return &pb.CommitResponse{WriteResults: results, CommitTime: ts}, final, nil
+	return &pb.CommitResponse{WriteResults: results, CommitTime: ts}, final, true, nil
 }
 
 // BatchWrite applies each write on its own, not atomically, and reports a
@@ -438,7 +481,7 @@ func (s *Server) BatchWrite(ctx context.Context, req *pb.BatchWriteRequest) (*pb
 		var res *pb.CommitResponse
 		pw, err := parseWrite(db, w)
 		if err == nil {
-			res, _, err = s.commit([]*write{pw}, nil)
+			res, _, err = s.commit(ctx, db, []*write{pw}, nil)
 		}
 		if err != nil {
 			resp.WriteResults = append(resp.WriteResults, &pb.WriteResult{})
@@ -501,10 +544,7 @@ func (s *Server) DeleteDocument(ctx context.Context, req *pb.DeleteDocumentReque
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, status.FromContextError(err).Err()
-	}
-	if _, _, err := s.commit([]*write{pw}, nil); err != nil {
+	if _, _, err := s.commit(ctx, db, []*write{pw}, nil); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
@@ -521,10 +561,7 @@ func (s *Server) writeOne(ctx context.Context, db string, w *pb.Write, mask *pb.
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, status.FromContextError(err).Err()
-	}
-	_, docs, err := s.commit([]*write{pw}, nil)
+	_, docs, err := s.commit(ctx, db, []*write{pw}, nil)
 	if err != nil {
 		return nil, err
 	}

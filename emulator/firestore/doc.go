@@ -19,11 +19,20 @@
 //     maximum, minimum, array union and remove), the 1 MiB document limit
 //     counted by Firestore's storage-size rules, and the usual name, field
 //     path and value validation (commit.go, values.go, names.go);
-//   - transactions: read-write transactions are optimistic. They read the
-//     latest data and remember every document version and query result
-//     they saw; Commit, under the store lock, aborts with ABORTED if any of
-//     it changed, which makes the client retry. Read-only transactions read
-//     one snapshot (transaction.go);
+//   - transactions: read-write transactions lock pessimistically, as a
+//     Standard-edition database does in the PESSIMISTIC concurrency mode
+//     that terraform/firestore.tf sets: every document a transaction reads
+//     (found or missing) and everything its queries can match is locked
+//     until it commits, rolls back or expires (60 s idle, 270 s in all);
+//     a write of a locked document, in a transaction or not, waits, and
+//     fails with ABORTED "Transaction lock timeout." after
+//     Options.LockTimeout (2 s, Google's emulator's figure); reads never
+//     wait.
+//     Read-only transactions read one snapshot and lock nothing
+//     (transaction.go, Server.commit);
+//   - limits and precision: timestamps are kept to the microsecond and
+//     server timestamps to the millisecond; a string or bytes value over
+//     1,048,487 bytes is refused, in Google's emulator's words (values.go);
 //   - queries: RunQuery and RunAggregationQuery (COUNT, SUM, AVG) with
 //     field, unary and composite (AND, OR) filters, orders with Firestore's
 //     implicit orders, cursors, offset, limit, projections and collection
@@ -36,13 +45,16 @@
 //
 // Security rules and authentication (every caller is the owner), indexes
 // (every query runs without one, so no query fails for a missing index),
-// per-document write rate limits, contention between read-write
-// transactions at read time (Firestore locks pessimistically; this server
-// aborts at commit instead), vector search (find_nearest), query explain,
+// per-document write rate limits, Firestore's index-range locks (a query
+// here locks what its filter matches), vector search (find_nearest), query explain,
 // pipelines (ExecutePipeline), PartitionQuery, the Write streaming RPC,
 // existence filters and bloom filters in Listen, and persistence: stop the
 // server and the data is gone. Read times reach back only as far as
 // Options.History. Methods not implemented answer Unimplemented.
+//
+// Each behaviour above is checked against Google's Firestore emulator by
+// the package's tests (TestOfficialEmulator runs them all there); the
+// differences found are in docs/reliability.md.
 //
 // It must never be pointed at by production code: it keeps no data safe.
 package firestore

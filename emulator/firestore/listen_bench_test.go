@@ -84,7 +84,7 @@ func benchListen(b *testing.B, listeners, inbox, elsewhere int) {
 			ws = append(ws, item(s, "log", i, "done"))
 		}
 		if len(ws) > 0 {
-			if _, _, err := srv.commit(ws, nil); err != nil {
+			if _, _, err := srv.commit(context.Background(), dbPath, ws, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -117,7 +117,7 @@ func benchListen(b *testing.B, listeners, inbox, elsewhere int) {
 		if n/listeners%2 == 1 {
 			status = "done"
 		}
-		if _, _, err := srv.commit([]*write{item(s, "inbox", id, status)}, nil); err != nil {
+		if _, _, err := srv.commit(context.Background(), dbPath, []*write{item(s, "inbox", id, status)}, nil); err != nil {
 			b.Fatal(err)
 		}
 		<-streams[s].snapshot

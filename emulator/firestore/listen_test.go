@@ -15,8 +15,8 @@ import (
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
 )
 
-// change renders a DocumentChange as "kind:id", e.g. "added:a".
-func change(c fs.DocumentChange) string {
+// changeString renders a DocumentChange as "kind:id", e.g. "added:a".
+func changeString(c fs.DocumentChange) string {
 	kind := map[fs.DocumentChangeKind]string{fs.DocumentAdded: "added", fs.DocumentModified: "modified", fs.DocumentRemoved: "removed"}[c.Kind]
 	return kind + ":" + c.Doc.Ref.ID
 }
@@ -29,7 +29,7 @@ func nextChanges(t *testing.T, it *fs.QuerySnapshotIterator) string {
 	}
 	var out []string
 	for _, c := range snap.Changes {
-		out = append(out, change(c))
+		out = append(out, changeString(c))
 	}
 	return strings.Join(out, ",")
 }
@@ -145,7 +145,7 @@ func collectChanges(t *testing.T, it *fs.QuerySnapshotIterator, n int) (changes 
 			t.Fatalf("snapshot: %v", err)
 		}
 		for _, c := range snap.Changes {
-			changes = append(changes, change(c))
+			changes = append(changes, changeString(c))
 		}
 	}
 	all, err := snap.Documents.GetAll()
@@ -164,6 +164,7 @@ func collectChanges(t *testing.T, it *fs.QuerySnapshotIterator, n int) (changes 
 // missed, none repeated.
 func TestListenResume(t *testing.T) {
 	e := newTestEnv(t)
+	e.fakeOnly(t, "breaks the fake's Listen streams from inside")
 	ctx := ctxT(t)
 	for _, id := range []string{"a", "c"} {
 		if _, err := e.client.Doc("r/"+id).Set(ctx, map[string]any{"x": 1}); err != nil {
@@ -217,6 +218,7 @@ func TestListenResumeAfterHistory(t *testing.T) {
 	var offset atomic.Int64 // nanoseconds added to the real clock
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	e := newTestEnvWith(t, Options{Now: clock, History: time.Minute})
+	e.fakeOnly(t, "moves the fake's clock past its history")
 	ctx := ctxT(t)
 	for _, id := range []string{"a", "b"} {
 		if _, err := e.client.Doc("h/"+id).Set(ctx, map[string]any{"x": 1}); err != nil {
@@ -257,6 +259,7 @@ func TestListenResumeAfterHistory(t *testing.T) {
 
 func TestCloseEndsListeners(t *testing.T) {
 	e := newTestEnv(t)
+	e.fakeOnly(t, "closes the fake")
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
 	it := e.client.Doc("w/x").Snapshots(ctx)
@@ -282,7 +285,7 @@ func TestCloseEndsListeners(t *testing.T) {
 func setX(t *testing.T, srv *Server, path string, x int64) {
 	w := &write{name: dbPath + "/documents/" + path, update: true,
 		fields: map[string]*pb.Value{"x": {ValueType: &pb.Value_IntegerValue{IntegerValue: x}}}}
-	if _, _, err := srv.commit([]*write{w}, nil); err != nil {
+	if _, _, err := srv.commit(context.Background(), dbPath, []*write{w}, nil); err != nil {
 		t.Error(err)
 	}
 }
@@ -297,6 +300,7 @@ func setX(t *testing.T, srv *Server, path string, x int64) {
 func TestListenManyListeners(t *testing.T) {
 	const listeners, writers, rounds = 16, 4, 150
 	e := newTestEnv(t)
+	e.fakeOnly(t, "writes through the fake's internals")
 	ctx := ctxT(t)
 	seen := make([]chan int64, listeners) // the x of document d, as each listener's snapshots show it
 	for i := range listeners {
@@ -362,6 +366,7 @@ func TestListenManyListeners(t *testing.T) {
 // documents, a collection group target for its collection ID anywhere;
 // wake-ups coalesce without being lost, and unwatch ends them.
 func TestWatchWakes(t *testing.T) {
+	skipOnOfficial(t, "a unit test of the fake's store")
 	const root = dbPath + "/documents"
 	var offset atomic.Int64
 	st := newStore(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }, time.Minute)
@@ -493,6 +498,7 @@ func watching(srv *Server) int {
 // targets, and every target when the stream ends.
 func TestListenUnwatches(t *testing.T) {
 	e := newTestEnv(t)
+	e.fakeOnly(t, "counts the fake's watchers")
 	ctx := ctxT(t)
 	stream, err := e.gapic(t).Listen(ctx)
 	if err != nil {
@@ -574,7 +580,7 @@ func TestListenMatchesQuery(t *testing.T) {
 	render := func(snaps []*fs.DocumentSnapshot) string {
 		var out []string
 		for _, s := range snaps {
-			out = append(out, fmt.Sprintf("%s=%v", s.Ref.Path[len(dbPath)+len("/documents/"):], s.Data()))
+			out = append(out, fmt.Sprintf("%s=%v", s.Ref.Path[len(e.db)+len("/documents/"):], s.Data()))
 		}
 		slices.Sort(out)
 		return strings.Join(out, " ")

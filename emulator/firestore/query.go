@@ -482,14 +482,6 @@ func (q *query) output(doc *pb.Document) *pb.Document {
 	return &pb.Document{Name: doc.Name, Fields: project(doc.Fields, q.projection), CreateTime: doc.CreateTime, UpdateTime: doc.UpdateTime}
 }
 
-func refsOf(ms []match) []docRef {
-	out := make([]docRef, len(ms))
-	for i, m := range ms {
-		out[i] = docRef{name: m.doc.Name, version: m.version}
-	}
-	return out
-}
-
 // RunQuery streams the documents a query returns.
 func (s *Server) RunQuery(req *pb.RunQueryRequest, stream pb.Firestore_RunQueryServer) error {
 	if req.GetExplainOptions() != nil {
@@ -512,10 +504,11 @@ func (s *Server) RunQuery(req *pb.RunQueryRequest, stream pb.Firestore_RunQueryS
 	}
 	matches := q.run(st, view.version)
 	readTime := timestamp(st.timeOf(view.version))
-	st.mu.RUnlock()
 	if view.tx != nil {
-		view.tx.recordQuery(q, refsOf(matches))
+		// Under the store lock, so that no write slips in between.
+		view.tx.recordQuery(q)
 	}
+	st.mu.RUnlock()
 	if len(matches) == 0 {
 		return stream.Send(&pb.RunQueryResponse{ReadTime: readTime, Transaction: view.newTxID})
 	}
@@ -599,10 +592,11 @@ func (s *Server) RunAggregationQuery(req *pb.RunAggregationQueryRequest, stream 
 	}
 	matches := q.run(st, view.version)
 	readTime := timestamp(st.timeOf(view.version))
-	st.mu.RUnlock()
 	if view.tx != nil {
-		view.tx.recordQuery(q, refsOf(matches))
+		// Under the store lock, so that no write slips in between.
+		view.tx.recordQuery(q)
 	}
+	st.mu.RUnlock()
 	fields := map[string]*pb.Value{}
 	for _, c := range compiled {
 		switch op := c.a.Operator.(type) {

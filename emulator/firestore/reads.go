@@ -68,8 +68,8 @@ func (s *Server) BatchGetDocuments(req *pb.BatchGetDocumentsRequest, stream pb.F
 			continue
 		}
 		answered[name] = true
-		doc, ver := st.get(name, view.version)
-		view.record(name, ver)
+		doc, _ := st.get(name, view.version)
+		view.record(name)
 		resp := &pb.BatchGetDocumentsResponse{ReadTime: readTime}
 		if doc != nil {
 			resp.Result = &pb.BatchGetDocumentsResponse_Found{Found: masked(doc, req.GetMask(), paths)}
@@ -110,8 +110,8 @@ func (s *Server) GetDocument(ctx context.Context, req *pb.GetDocumentRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	doc, ver := st.get(req.GetName(), view.version)
-	view.record(req.GetName(), ver)
+	doc, _ := st.get(req.GetName(), view.version)
+	view.record(req.GetName())
 	if doc == nil {
 		return nil, status.Errorf(codes.NotFound, "Document %q not found", req.GetName())
 	}
@@ -159,12 +159,10 @@ func (s *Server) ListDocuments(ctx context.Context, req *pb.ListDocumentsRequest
 	}
 	seen := map[string]bool{}
 	var entries []entry
-	var existing []match
-	st.scan(prefix, view.version, func(doc *pb.Document, ver int64) {
+	st.scan(prefix, view.version, func(doc *pb.Document, _ int64) {
 		rest := strings.Split(doc.Name[len(req.GetParent())+1:], "/")
 		if len(rest) == 2 {
 			entries = append(entries, entry{name: doc.Name, doc: doc})
-			existing = append(existing, match{doc: doc, version: ver})
 			seen[doc.Name] = true
 			return
 		}
@@ -180,14 +178,13 @@ func (s *Server) ListDocuments(ctx context.Context, req *pb.ListDocumentsRequest
 			entries = append(entries, entry{name: name})
 		}
 	})
-	st.mu.RUnlock()
 	if view.tx != nil && coll != "" {
-		// Record the listing as the equivalent query, so that a document
-		// added to or removed from the collection aborts the transaction.
-		q := &query{parent: req.GetParent(), collection: coll, limit: -1, orders: []order{{path: fieldPath{nameField}}}}
-		slices.SortFunc(existing, func(a, b match) int { return compareNames(a.doc.Name, b.doc.Name) })
-		view.tx.recordQuery(q, refsOf(existing))
+		// Lock the listing as the equivalent query (under the store lock,
+		// so that no write slips in between): a document added to or
+		// removed from the collection waits for the transaction.
+		view.tx.recordQuery(&query{parent: req.GetParent(), collection: coll, limit: -1, orders: []order{{path: fieldPath{nameField}}}})
 	}
+	st.mu.RUnlock()
 	slices.SortFunc(entries, func(a, b entry) int { return compareNames(a.name, b.name) })
 	if tok := req.GetPageToken(); tok != "" {
 		i, _ := slices.BinarySearchFunc(entries, tok, func(e entry, t string) int { return compareNames(e.name, t) })

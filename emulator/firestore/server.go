@@ -28,6 +28,10 @@ type Options struct {
 	// Listen resumption can reach (default DefaultHistory). Longer history
 	// costs memory in proportion to the write rate.
 	History time.Duration
+	// LockTimeout is how long a write waits for the locks of transactions
+	// that read its documents before it fails with ABORTED (default
+	// DefaultLockTimeout, Google's emulator's figure).
+	LockTimeout time.Duration
 }
 
 // Server is an in-memory google.firestore.v1.Firestore service. It serves
@@ -36,9 +40,10 @@ type Options struct {
 type Server struct {
 	pb.UnimplementedFirestoreServer
 
-	store *store
-	txns  *txnTable
-	epoch uint64 // tells this server's resume tokens from another's
+	store       *store
+	txns        *txnTable
+	lockTimeout time.Duration
+	epoch       uint64 // tells this server's resume tokens from another's
 
 	mu      sync.Mutex
 	closed  bool
@@ -57,14 +62,18 @@ func New(opts Options) *Server {
 	if opts.History <= 0 {
 		opts.History = DefaultHistory
 	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return &Server{
-		store:   newStore(opts.Now, opts.History),
-		txns:    newTxnTable(opts.Now),
-		epoch:   binary.BigEndian.Uint64(b[:]),
-		done:    make(chan struct{}),
-		streams: map[*listenStream]struct{}{},
+		store:       newStore(opts.Now, opts.History),
+		txns:        newTxnTable(opts.Now),
+		lockTimeout: opts.LockTimeout,
+		epoch:       binary.BigEndian.Uint64(b[:]),
+		done:        make(chan struct{}),
+		streams:     map[*listenStream]struct{}{},
 	}
 }
 

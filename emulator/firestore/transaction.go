@@ -16,76 +16,79 @@ import (
 )
 
 // txnLifetime is how long a transaction stays usable: Firestore's limit of
-// 270 seconds.
-const txnLifetime = 270 * time.Second
+// 270 seconds. txnIdle is how long it stays usable, and keeps its locks,
+// without a read or commit: Firestore's 60 seconds, which Google's emulator
+// keeps too (a write blocked by an abandoned transaction went through 63 s
+// after the transaction's last read, not at 58 s).
+const (
+	txnLifetime = 270 * time.Second
+	txnIdle     = 60 * time.Second
+)
 
-// txn is an open transaction. Read-write transactions are optimistic: they
-// read the latest data and remember what they saw, and Commit aborts them
-// if any of it has changed. Read-only transactions read one snapshot.
+// DefaultLockTimeout is how long a write waits for a transaction's lock
+// before it fails with ABORTED "Transaction lock timeout.": 2 seconds, as
+// measured on Google's Firestore emulator (docs/reliability.md).
+const DefaultLockTimeout = 2 * time.Second
+
+// errLockTimeout is the error of a write that waited DefaultLockTimeout for
+// a lock, in the words of Google's emulator.
+var errLockTimeout = status.Error(codes.Aborted, "Transaction lock timeout.")
+
+// txn is an open transaction. A read-write transaction locks what it reads,
+// as Firestore's pessimistic concurrency does: every document it reads
+// (found or missing) and, for each query it runs, every document the query
+// could match. A write that touches a locked document waits until the
+// transaction ends (see Server.commit). Read-only transactions read one
+// snapshot and lock nothing.
 type txn struct {
 	id       string
 	db       string
 	readOnly bool
-	version  int64 // read-only: the snapshot every read uses
-	expires  time.Time
+	version  int64     // read-only: the snapshot every read uses
+	deadline time.Time // begin + txnLifetime
+	expires  time.Time // the earlier of deadline and last use + txnIdle
 
 	mu      sync.Mutex
-	reads   map[string]int64 // document name to the version read (0: missing)
-	queries []txnQuery
+	reads   map[string]struct{} // names of the documents read (found or missing)
+	queries []*query
 }
 
-// txnQuery is a query a read-write transaction ran and what it returned.
-type txnQuery struct {
-	q    *query
-	seen []docRef
-}
-
-type docRef struct {
-	name    string
-	version int64
-}
-
-// recordRead notes that the transaction saw name at version (0: missing).
-// A second read of the same document keeps the first version: if the two
-// differ, the transaction has seen inconsistent data and must abort, which
-// validate detects since the first version is no longer current.
-func (t *txn) recordRead(name string, version int64) {
+// recordRead notes that the transaction read (and so locked) name.
+func (t *txn) recordRead(name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.reads[name]; !ok {
-		t.reads[name] = version
-	}
+	t.reads[name] = struct{}{}
 }
 
-func (t *txn) recordQuery(q *query, seen []docRef) {
+// recordQuery notes that the transaction ran q, which locks every document
+// q matches, including ones created or changed later (no phantoms).
+func (t *txn) recordQuery(q *query) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.queries = append(t.queries, txnQuery{q: q, seen: seen})
+	t.queries = append(t.queries, q)
 }
 
-// validate checks, at commit and with the store locked for writing, that
-// every document and query the transaction read would read the same now.
-func (t *txn) validate(st *store) error {
+// locks reports whether the transaction holds a lock on c's document:
+// it read the document, or ran a query that matches the document before
+// or after the change.
+func (t *txn) locks(c change) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for name, seen := range t.reads {
-		if _, now := st.get(name, st.version); now != seen {
-			return status.Errorf(codes.Aborted,
-				"transaction aborted: document %s changed after the transaction read it; retry the transaction", name)
+	if _, ok := t.reads[c.name]; ok {
+		return true
+	}
+	for _, q := range t.queries {
+		if (c.old != nil && q.matchesDoc(c.old)) || (c.new != nil && q.matchesDoc(c.new)) {
+			return true
 		}
 	}
-	for _, tq := range t.queries {
-		now := tq.q.run(st, st.version)
-		same := len(now) == len(tq.seen)
-		for i := 0; same && i < len(now); i++ {
-			same = now[i].doc.Name == tq.seen[i].name && now[i].version == tq.seen[i].version
-		}
-		if !same {
-			return status.Errorf(codes.Aborted,
-				"transaction aborted: the results of a query under %s changed after the transaction ran it; retry the transaction", tq.q.parent)
-		}
-	}
-	return nil
+	return false
+}
+
+// change is one document a commit writes, before and after (nil: missing).
+type change struct {
+	name     string
+	old, new *pb.Document
 }
 
 // txnTable holds open transactions by ID.
@@ -94,10 +97,61 @@ type txnTable struct {
 
 	mu sync.Mutex
 	m  map[string]*txn
+	// ended is closed, and replaced, whenever a transaction ends, which
+	// wakes the writes waiting for its locks.
+	ended chan struct{}
 }
 
 func newTxnTable(now func() time.Time) *txnTable {
-	return &txnTable{now: now, m: map[string]*txn{}}
+	return &txnTable{now: now, m: map[string]*txn{}, ended: make(chan struct{})}
+}
+
+// removeLocked forgets a transaction, releasing its locks. Callers hold
+// tt.mu.
+func (tt *txnTable) removeLocked(id string) {
+	if _, ok := tt.m[id]; !ok {
+		return
+	}
+	delete(tt.m, id)
+	close(tt.ended)
+	tt.ended = make(chan struct{})
+}
+
+// end forgets a transaction once it has committed, failed or been rolled
+// back, releasing its locks. Ending one twice is harmless.
+func (tt *txnTable) end(t *txn) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	tt.removeLocked(t.id)
+}
+
+// waitEnded returns a channel closed when the next transaction ends. Take
+// it before looking for locks, so that no ending between the look and the
+// wait is missed.
+func (tt *txnTable) waitEnded() <-chan struct{} {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	return tt.ended
+}
+
+// lockedBy reports whether an open read-write transaction of database db,
+// other than self, holds a lock on one of changes. A transaction past its
+// lifetime holds nothing: it can no longer commit.
+func (tt *txnTable) lockedBy(db string, self *txn, changes []change) bool {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	now := tt.now()
+	for _, t := range tt.m {
+		if t == self || t.readOnly || t.db != db || now.After(t.expires) {
+			continue
+		}
+		for _, c := range changes {
+			if t.locks(c) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // begin opens a transaction. version is the snapshot of a read-only one.
@@ -111,14 +165,15 @@ func (tt *txnTable) begin(db string, readOnly bool, version int64) *txn {
 		db:       db,
 		readOnly: readOnly,
 		version:  version,
-		expires:  now.Add(txnLifetime),
-		reads:    map[string]int64{},
+		deadline: now.Add(txnLifetime),
+		expires:  now.Add(txnIdle),
+		reads:    map[string]struct{}{},
 	}
 	tt.mu.Lock()
 	defer tt.mu.Unlock()
 	for k, old := range tt.m { // forget abandoned transactions
 		if now.After(old.expires) {
-			delete(tt.m, k)
+			tt.removeLocked(k)
 		}
 	}
 	tt.m[t.id] = t
@@ -130,7 +185,7 @@ func (tt *txnTable) lookup(db string, id []byte, remove bool) (*txn, error) {
 	defer tt.mu.Unlock()
 	t, ok := tt.m[string(id)]
 	if !ok || tt.now().After(t.expires) {
-		delete(tt.m, string(id))
+		tt.removeLocked(string(id))
 		return nil, status.Errorf(codes.InvalidArgument,
 			"transaction %s has expired or is no longer valid", hex.EncodeToString(id))
 	}
@@ -139,7 +194,12 @@ func (tt *txnTable) lookup(db string, id []byte, remove bool) (*txn, error) {
 			"transaction %s belongs to database %s, not %s", hex.EncodeToString(id), t.db, db)
 	}
 	if remove {
-		delete(tt.m, string(id))
+		tt.removeLocked(string(id))
+	}
+	if idle := tt.now().Add(txnIdle); idle.Before(t.deadline) {
+		t.expires = idle
+	} else {
+		t.expires = t.deadline
 	}
 	return t, nil
 }
@@ -147,7 +207,7 @@ func (tt *txnTable) lookup(db string, id []byte, remove bool) (*txn, error) {
 // get returns an open transaction for a read.
 func (tt *txnTable) get(db string, id []byte) (*txn, error) { return tt.lookup(db, id, false) }
 
-// take ends a transaction and returns it, for Commit and Rollback.
+// take ends a transaction and returns it, for Rollback.
 func (tt *txnTable) take(db string, id []byte) (*txn, error) { return tt.lookup(db, id, true) }
 
 // BeginTransaction opens a read-write or read-only transaction.
@@ -216,9 +276,9 @@ type readView struct {
 }
 
 // record notes a document read in the transaction, if any.
-func (v *readView) record(name string, version int64) {
+func (v *readView) record(name string) {
 	if v.tx != nil {
-		v.tx.recordRead(name, version)
+		v.tx.recordRead(name)
 	}
 }
 

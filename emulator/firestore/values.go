@@ -17,6 +17,9 @@ import (
 const (
 	maxDocumentBytes = 1 << 20 // 1 MiB, counted by storageSize rules
 	maxDepth         = 20      // maps and arrays nested in a field value
+	// maxValueBytes bounds one string or bytes value (1 MiB less 89
+	// bytes), wherever it is nested.
+	maxValueBytes = 1_048_487
 )
 
 // Type ranks in Firestore's cross-type ordering: null < bool < number <
@@ -275,6 +278,64 @@ func checkFields(fields map[string]*pb.Value, depth int) error {
 		}
 	}
 	return nil
+}
+
+// checkValueBytes rejects a document whose fields hold a string or bytes
+// value longer than maxValueBytes, naming the top-level field as Google's
+// emulator does.
+func checkValueBytes(fields map[string]*pb.Value) error {
+	for k, v := range fields {
+		if longestValue(v) > maxValueBytes {
+			return status.Errorf(codes.InvalidArgument, "The value of property %q is longer than %d bytes.", k, maxValueBytes)
+		}
+	}
+	return nil
+}
+
+// longestValue is the length of the longest string or bytes value in v.
+func longestValue(v *pb.Value) int {
+	switch x := v.GetValueType().(type) {
+	case *pb.Value_StringValue:
+		return len(x.StringValue)
+	case *pb.Value_BytesValue:
+		return len(x.BytesValue)
+	case *pb.Value_ArrayValue:
+		n := 0
+		for _, e := range x.ArrayValue.GetValues() {
+			n = max(n, longestValue(e))
+		}
+		return n
+	case *pb.Value_MapValue:
+		n := 0
+		for _, e := range x.MapValue.GetFields() {
+			n = max(n, longestValue(e))
+		}
+		return n
+	default:
+		return 0
+	}
+}
+
+// truncateTimestamps cuts every timestamp value in fields to microseconds,
+// in place: Firestore stores timestamps at microsecond precision and
+// returns what it stored. Callers own fields (a clone).
+func truncateTimestamps(fields map[string]*pb.Value) {
+	for _, v := range fields {
+		truncateTimestamp(v)
+	}
+}
+
+func truncateTimestamp(v *pb.Value) {
+	switch x := v.GetValueType().(type) {
+	case *pb.Value_TimestampValue:
+		x.TimestampValue.Nanos -= x.TimestampValue.Nanos % 1000
+	case *pb.Value_ArrayValue:
+		for _, e := range x.ArrayValue.GetValues() {
+			truncateTimestamp(e)
+		}
+	case *pb.Value_MapValue:
+		truncateTimestamps(x.MapValue.GetFields())
+	}
 }
 
 // Storage sizes, per https://firebase.google.com/docs/firestore/storage-size:

@@ -25,6 +25,8 @@ type emulatorConfig struct {
 	storageDir string
 	startDelay time.Duration
 	images     config.List
+	// Google's emulators to use in place of the local cloud's own.
+	externalFirestore, externalPubSub string
 	// hostUser and workspace are how tasks run: as uid:gid, each in a
 	// workspace of its own, as the executor's image makes them.
 	hostUser, workspace string
@@ -60,6 +62,10 @@ func (c *emulatorConfig) define(fs *config.FlagSet) {
 	fs.DurationVar(&c.startDelay, "start-delay", 0, "delay before each Cloud Run execution starts, modelling a cold start")
 	fs.Env("start-delay", "SANDRUN_EMULATOR_START_DELAY")
 	fs.Var(&c.images, "image", "IMAGE=PATH: run the local program PATH for the container image IMAGE (repeatable)")
+	fs.StringVar(&c.externalFirestore, "external-firestore", "", "HOST:PORT of a Firestore emulator to use in place of the local cloud's own, such as Google's (gcloud emulators firestore start --host-port=HOST:PORT)")
+	fs.Env("external-firestore", "SANDRUN_EXTERNAL_FIRESTORE")
+	fs.StringVar(&c.externalPubSub, "external-pubsub", "", "HOST:PORT of a Pub/Sub emulator to use in place of the local cloud's own, such as Google's (gcloud beta emulators pubsub start --host-port=HOST:PORT)")
+	fs.Env("external-pubsub", "SANDRUN_EXTERNAL_PUBSUB")
 }
 
 // defineTasks registers the flags that say how tasks run, with their
@@ -115,11 +121,13 @@ func (c *emulatorConfig) config(logger *slog.Logger, buckets ...string) (emulato
 		}
 	}
 	cfg := emulator.Config{
-		Project:    c.project,
-		Host:       c.host,
-		StorageDir: c.storageDir,
-		Buckets:    buckets,
-		Logger:     logger,
+		Project:           c.project,
+		Host:              c.host,
+		StorageDir:        c.storageDir,
+		Buckets:           buckets,
+		ExternalFirestore: c.externalFirestore,
+		ExternalPubSub:    c.externalPubSub,
+		Logger:            logger,
 		CloudRun: cloudrun.Config{
 			Images:     images,
 			Env:        hostEnv(),

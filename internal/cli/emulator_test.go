@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandrun/sandrun/emulator/official"
 )
 
 // syncBuffer is an io.Writer that tests may read while a command writes.
@@ -40,26 +43,39 @@ func runCLI(t *testing.T, environ map[string]string, args ...string) (int, strin
 	return code, stdout.String(), stderr.String()
 }
 
-func TestEmulatorCommand(t *testing.T) {
+// TestMain stops Google's emulators if a test started them.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	official.Stop()
+	os.Exit(code)
+}
+
+// startEmulatorCLI runs `sandrun emulator` with args until the test ends
+// and returns the environment it printed, its stderr, and a stop function
+// that interrupts it and returns its exit code.
+func startEmulatorCLI(t *testing.T, args ...string) (map[string]string, *syncBuffer, func() int) {
+	t.Helper()
 	stdoutR, stdoutW := io.Pipe()
-	var stderr syncBuffer
-	env := &Env{Stdout: stdoutW, Stderr: &stderr, Getenv: func(string) string { return "" }}
+	stderr := &syncBuffer{}
+	env := &Env{Stdout: stdoutW, Stderr: stderr, Getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan struct{})
 	var exitCode int
 	go func() {
-		exitCode = Main(ctx, env, []string{"emulator", "--base-port", "0"})
+		exitCode = Main(ctx, env, append([]string{"emulator"}, args...))
 		stdoutW.Close()
 		close(exited)
 	}()
-	t.Cleanup(func() {
+	stop := func() int {
 		cancel()
 		select {
 		case <-exited:
 		case <-time.After(30 * time.Second):
-			t.Error("sandrun emulator did not stop within 30 s of its context ending")
+			t.Fatal("sandrun emulator did not stop within 30 s of its context ending")
 		}
-	})
+		return exitCode
+	}
+	t.Cleanup(func() { stop() })
 
 	exports := map[string]string{}
 	sc := bufio.NewScanner(stdoutR)
@@ -77,6 +93,11 @@ func TestEmulatorCommand(t *testing.T) {
 			t.Fatalf("%s not printed; stdout had %v, stderr: %s", k, exports, stderr.String())
 		}
 	}
+	return exports, stderr, stop
+}
+
+func TestEmulatorCommand(t *testing.T) {
+	exports, stderr, stop := startEmulatorCLI(t, "--base-port", "0")
 	if exports["GOOGLE_CLOUD_PROJECT"] != "sandrun-local" {
 		t.Errorf("default project %q, want sandrun-local", exports["GOOGLE_CLOUD_PROJECT"])
 	}
@@ -101,14 +122,23 @@ func TestEmulatorCommand(t *testing.T) {
 		t.Fatalf("kill with nothing running exited %d: %s", code, errOut)
 	}
 
-	cancel()
-	select {
-	case <-exited:
-		if exitCode != 0 {
-			t.Fatalf("sandrun emulator exited %d after interrupt: %s", exitCode, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("sandrun emulator did not stop within 30 s")
+	if code := stop(); code != 0 {
+		t.Fatalf("sandrun emulator exited %d after interrupt: %s", code, stderr.String())
+	}
+}
+
+// TestEmulatorOnGoogleEmulators: with --external-firestore and
+// --external-pubsub the local cloud points its clients at those emulators
+// (Google's here) and serves the rest itself.
+func TestEmulatorOnGoogleEmulators(t *testing.T) {
+	fsAddr, psAddr := official.Firestore(t), official.PubSub(t)
+	exports, stderr, stop := startEmulatorCLI(t, "--base-port", "0", "--external-firestore", fsAddr, "--external-pubsub", psAddr)
+	if exports["FIRESTORE_EMULATOR_HOST"] != fsAddr || exports["PUBSUB_EMULATOR_HOST"] != psAddr {
+		t.Fatalf("printed FIRESTORE_EMULATOR_HOST=%s PUBSUB_EMULATOR_HOST=%s, want %s and %s",
+			exports["FIRESTORE_EMULATOR_HOST"], exports["PUBSUB_EMULATOR_HOST"], fsAddr, psAddr)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("sandrun emulator exited %d after interrupt: %s", code, stderr.String())
 	}
 }
 

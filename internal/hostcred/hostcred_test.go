@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
+	"github.com/sandrun/sandrun/emulator/official"
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/session"
 )
@@ -34,7 +36,33 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
+	if onOfficial {
+		return &world{t: t, suite: emulatortest.StartOnOfficial(t, emulator.Config{})}
+	}
 	return &world{t: t, suite: emulatortest.Start(t, emulator.Config{})}
+}
+
+// onOfficial makes newWorld use Google's Firestore emulator (set by
+// TestOnOfficialFirestore while it runs).
+var onOfficial bool
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	official.Stop()
+	os.Exit(code)
+}
+
+// TestOnOfficialFirestore runs the tests that keep tokens in Firestore again
+// on Google's Firestore emulator, where they once failed: it keeps
+// timestamps to the microsecond, and a token minted with a finer expiry no
+// longer equalled itself once stored.
+func TestOnOfficialFirestore(t *testing.T) {
+	official.Firestore(t) // skips when there is none
+	onOfficial = true
+	defer func() { onOfficial = false }()
+	t.Run("KeepersShareOneMintedToken", TestKeepersShareOneMintedToken)
+	t.Run("KeeperRenewsBeforeExpiry", TestKeeperRenewsBeforeExpiry)
+	t.Run("SourceTakesTheRenewedToken", TestSourceTakesTheRenewedToken)
 }
 
 func (w *world) store() *session.Store {
@@ -58,11 +86,12 @@ func (w *world) minter(lifetime time.Duration) *hostcred.IAMMinter {
 }
 
 // minted asserts that tok came from the IAM Credentials API, for the host
-// account, with the expiry the API gave.
+// account, with the expiry the API gave, to the microsecond that Firestore
+// keeps.
 func (w *world) minted(tok hostcred.Token) {
 	w.t.Helper()
 	m, ok := w.suite.IAM.Minted(tok.Value)
-	if !ok || m.Account != account || !m.Expires.Equal(tok.Expires) {
+	if !ok || m.Account != account || !m.Expires.Truncate(time.Microsecond).Equal(tok.Expires) {
 		w.t.Fatalf("token %s: minted %v (%+v), want minted for %s", tok, ok, m, account)
 	}
 }

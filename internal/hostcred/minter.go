@@ -56,7 +56,11 @@ func (m *IAMMinter) Mint(ctx context.Context) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("mint a token of %s: %w", m.account, err)
 	}
-	return Token{Value: resp.GetAccessToken(), Expires: resp.GetExpireTime().AsTime()}, nil
+	// Firestore keeps timestamps to the microsecond: a token whose expiry
+	// is finer would not equal itself once stored and read back, and the
+	// keepers compare the tokens they hold with the stored one. Rounding
+	// down only shortens the token's life by less than a microsecond.
+	return Token{Value: resp.GetAccessToken(), Expires: resp.GetExpireTime().AsTime().Truncate(time.Microsecond)}, nil
 }
 
 // Close releases the connection.

@@ -1,0 +1,27 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/sandrun/sandrun/emulator/official"
+)
+
+// onGoogleEmulators makes start run sandrun on Google's Firestore and
+// Pub/Sub emulators in place of the local cloud's own; set by
+// TestOnGoogleEmulators while it runs.
+var onGoogleEmulators bool
+
+// TestOnGoogleEmulators runs a few end-to-end tests again with Firestore and
+// Pub/Sub served by Google's own emulators (package emulator/official):
+// stateful exec across hosts, a background server that later requests
+// reach, and a killed host. They must pass on both, which shows that
+// sandrun relies on nothing the local cloud does differently.
+func TestOnGoogleEmulators(t *testing.T) {
+	official.Firestore(t) // each skips the test when there is none
+	official.PubSub(t)
+	onGoogleEmulators = true
+	defer func() { onGoogleEmulators = false }()
+	t.Run("StatefulExec", TestShellStatePersistsAcrossRequestsAndHosts)
+	t.Run("BackgroundProcess", TestBackgroundServerAnswersLaterRequests)
+	t.Run("HostKilled", TestKilledHostAnswersHostLostAndSessionGoesOn)
+}
