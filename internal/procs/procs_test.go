@@ -458,6 +458,12 @@ func TestViewForeground(t *testing.T) {
 		t.Fatalf("fifo: %q", got)
 	}
 
+	// The command's output reaches its files through the shell's pipe
+	// readers, a moment after the command wrote it.
+	eventually(t, "the foreground's output in its files", func() bool {
+		_, out, _ := m.View(0)
+		return out.StdoutBytes == 8 && len(out.Stderr) == 5
+	})
 	info, out, ok := m.View(0)
 	if !ok || !info.Foreground || info.Status != StatusRunning || info.Pid != run.Pid() || info.Command != script {
 		t.Fatalf("View = %+v, %v", info, ok)
