@@ -40,6 +40,15 @@ func newLogger(env *Env, level string) (*slog.Logger, error) {
 	return logging.New(env.Stderr, l, project), nil
 }
 
+// telemetryHelp ends the help of the programs that export traces and
+// metrics.
+const telemetryHelp = `
+
+Traces and metrics go out over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set,
+or to Cloud Trace and Cloud Monitoring (project --project, as the program's
+own identity) with OTEL_TRACES_EXPORTER=google_cloud_trace and
+OTEL_METRICS_EXPORTER=google_cloud_monitoring; otherwise nowhere.`
+
 // startTelemetry sets up the program's traces and metrics (exported where
 // the OTEL_* environment says: see package export) and returns what
 // flushes them when the program ends. With prometheus, it also returns the
@@ -66,7 +75,7 @@ Pulls requests from the requests subscription, validates and de-duplicates
 them, appends them to their session's inbox in order, and launches session
 hosts as Cloud Run Jobs executions. Stops pulling on SIGTERM and finishes the
 messages in hand. With --http-addr it serves /live, /health, /ready (its
-dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`)
+dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+telemetryHelp)
 	var sys system.Config
 	sys.Define(fs)
 	sys.DefinePool(fs)
@@ -102,7 +111,7 @@ Recovers from dead hosts (HOST_LOST), relaunches hosts for sessions with
 queued work, re-publishes lost completions, destroys sessions idle past their
 TTL, and cancels orphaned executions: in a loop, or one pass with --once.
 With --http-addr it serves /live, /health, /ready (its dependencies:
-Firestore, Pub/Sub, the Cloud Run job) and /metrics.`)
+Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+telemetryHelp)
 	var sys system.Config
 	sys.Define(fs)
 	sys.DefinePool(fs)
@@ -138,7 +147,8 @@ func runExecutor(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "executor", `executor [flags]
 
 The session host: the entrypoint of the Cloud Run job. One execution hosts
-the session named by SANDRUN_SESSION_ID until it is idle.`)
+the session named by SANDRUN_SESSION_ID until it is idle. With a launch's
+host token, its traces and metrics go out under that identity.`+telemetryHelp)
 	var sys system.Config
 	sys.Define(fs)
 	var hc system.HostConfig

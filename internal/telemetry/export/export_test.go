@@ -179,7 +179,10 @@ func TestGoogleExport(t *testing.T) {
 	}
 	var found bool
 	for _, ts := range fake.series {
-		if ts.Metric.Type == want && ts.Metric.Labels["request_name"] == "projects/p1" && ts.Points[0].Value.GetInt64Value() == 1 {
+		// docs/deploy.md tells operators to look for generic_task, job
+		// the program's service name.
+		if ts.Metric.Type == want && ts.Metric.Labels["request_name"] == "projects/p1" && ts.Points[0].Value.GetInt64Value() == 1 &&
+			ts.Resource.Type == "generic_task" && ts.Resource.Labels["job"] == "sandrun-test" {
 			found = true
 		}
 	}
