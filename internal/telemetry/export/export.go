@@ -75,7 +75,8 @@ const (
 // The values of OTEL_TRACES_EXPORTER and OTEL_METRICS_EXPORTER that select
 // Google's exporters. The OpenTelemetry specification leaves names beyond
 // otlp, console and none to each distribution; these are the ones Google's
-// own OpenTelemetry distributions use.
+// exporters for other languages answer to (Java's auto-configuration, for
+// one), so an operator who knows those knows these.
 const (
 	GoogleTraces  = "google_cloud_trace"
 	GoogleMetrics = "google_cloud_monitoring"
