@@ -3,6 +3,7 @@ package terraform
 import (
 	"fmt"
 	"go/types"
+	"slices"
 	"strings"
 	"sync"
 
@@ -18,12 +19,16 @@ const module = "github.com/sandrun/sandrun"
 
 // programRoots are the functions each deployed program runs: cmd/X's main
 // goes through internal/cli to these, and everything else cli links (dev,
-// exec, bench) never runs in that program's container.
-var programRoots = map[string]string{
-	"dispatcher": module + "/internal/system.RunDispatcher",
-	"executor":   module + "/internal/system.RunHost",
-	"reaper":     module + "/internal/system.RunReaper",
+// exec, bench) never runs in that program's container. Each program also
+// sets up its telemetry (export.Setup), whose Google exporters call Cloud
+// Trace and Cloud Monitoring as the program.
+var programRoots = map[string][]string{
+	"dispatcher": {module + "/internal/system.RunDispatcher", exportSetup},
+	"executor":   {module + "/internal/system.RunHost", exportSetup},
+	"reaper":     {module + "/internal/system.RunReaper", exportSetup},
 }
+
+const exportSetup = module + "/internal/telemetry/export.Setup"
 
 // clientPackages are the official Google clients whose calls reach an API.
 // Their *pb packages (request and response messages) are not: building or
@@ -35,7 +40,14 @@ var clientPackages = []string{
 	"cloud.google.com/go/run/apiv2",
 	"cloud.google.com/go/iam/credentials/apiv1",
 	"cloud.google.com/go/longrunning",
+	// Google's OpenTelemetry exporters: sandrun only constructs them, and
+	// the SDK calls them through its exporter interfaces, so the row of
+	// each constructor names the RPCs its exports make.
+	googleExporters + "exporter/trace",
+	googleExporters + "exporter/metric",
 }
+
+const googleExporters = "github.com/GoogleCloudPlatform/opentelemetry-operations-go/"
 
 // isClient reports whether a function or method of package path belongs to
 // an official Google client (and not to its messages).
@@ -58,10 +70,11 @@ func inModule(f *ssa.Function) bool {
 }
 
 // callName names a client function the way permissions.csv does:
-// firestore.(*Transaction).Delete, storage.(*ObjectHandle).NewWriter.
+// firestore.(*Transaction).Delete, storage.(*ObjectHandle).NewWriter,
+// exporter/trace.New.
 func callName(obj types.Object) string {
 	short := func(p *types.Package) string {
-		return strings.TrimPrefix(p.Path(), "cloud.google.com/go/")
+		return strings.TrimPrefix(strings.TrimPrefix(p.Path(), "cloud.google.com/go/"), googleExporters)
 	}
 	fn, ok := obj.(*types.Func)
 	if !ok {
@@ -91,7 +104,7 @@ func callName(obj types.Object) string {
 // large, never too small.
 var programCalls = sync.OnceValues(func() (map[string]map[string]string, error) {
 	cfg := &packages.Config{Mode: packages.LoadAllSyntax, Dir: ".."}
-	pkgs, err := packages.Load(cfg, "./internal/system")
+	pkgs, err := packages.Load(cfg, "./internal/system", "./internal/telemetry/export")
 	if err != nil {
 		return nil, fmt.Errorf("load sandrun: %w", err)
 	}
@@ -108,19 +121,26 @@ var programCalls = sync.OnceValues(func() (map[string]map[string]string, error) 
 		}
 	}
 	out := map[string]map[string]string{}
-	for program, root := range programRoots {
-		fn := funcs[root]
-		if fn == nil {
-			return nil, fmt.Errorf("%s: no function %s", program, root)
+	for program, names := range programRoots {
+		var roots []*ssa.Function
+		for _, root := range names {
+			fn := funcs[root]
+			if fn == nil {
+				return nil, fmt.Errorf("%s: no function %s", program, root)
+			}
+			roots = append(roots, fn)
 		}
-		res := rta.Analyze([]*ssa.Function{fn}, true)
+		res := rta.Analyze(roots, true)
 		fset := map[*ssa.Function]bool{}
 		for f := range res.Reachable {
 			fset[f] = true
 		}
 		cg := vta.CallGraph(fset, res.CallGraph)
-		reach := map[*ssa.Function]bool{fn: true}
-		queue := []*ssa.Function{fn}
+		reach := map[*ssa.Function]bool{}
+		for _, fn := range roots {
+			reach[fn] = true
+		}
+		queue := slices.Clone(roots)
 		for len(queue) > 0 {
 			f := queue[0]
 			queue = queue[1:]

@@ -18,6 +18,8 @@
 # - Cloud Storage grants are on the bucket, narrowed by a condition to the
 #   sessions/ prefix (a per-session prefix cannot be expressed: one service
 #   account serves every session).
+# - Cloud Trace and Cloud Monitoring keep traces and time series in the
+#   project, and check their write permissions on it.
 
 resource "google_service_account" "dispatcher" {
   account_id   = "${var.name_prefix}-dispatcher"
@@ -223,6 +225,41 @@ resource "google_project_iam_custom_role" "host_token_minter" {
   ]
 
   depends_on = [google_project_service.apis]
+}
+
+# What Google's OpenTelemetry exporters call (internal/telemetry/export):
+# Cloud Trace's BatchWriteSpans, and Cloud Monitoring's GetMetricDescriptor,
+# CreateMetricDescriptor (once per instrument a process records) and
+# CreateTimeSeries. roles/cloudtrace.agent and roles/monitoring.metricWriter
+# would add reading descriptors of every metric and listing resources.
+resource "google_project_iam_custom_role" "telemetry_writer" {
+  role_id     = "${local.role_prefix}TelemetryWriter"
+  title       = "sandrun telemetry writer"
+  description = "Write spans to Cloud Trace and sandrun's workload metrics to Cloud Monitoring."
+  permissions = [
+    "cloudtrace.traces.patch",
+    "monitoring.metricDescriptors.create",
+    "monitoring.metricDescriptors.get",
+    "monitoring.timeSeries.create",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# Each program writes its traces and metrics as itself: the executor with
+# the host token it was launched with, never the sandbox account. Granted
+# whether or not var.google_telemetry turns the export on: four write
+# permissions, no reads of anything sandrun keeps.
+resource "google_project_iam_member" "telemetry" {
+  for_each = {
+    dispatcher = google_service_account.dispatcher.member
+    executor   = google_service_account.executor.member
+    reaper     = google_service_account.reaper.member
+  }
+
+  project = var.project
+  role    = google_project_iam_custom_role.telemetry_writer.name
+  member  = each.value
 }
 
 # --- dispatcher ---------------------------------------------------------------

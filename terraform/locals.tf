@@ -30,10 +30,15 @@ locals {
 
   # The settings every program reads (internal/system.Config.Define). Each
   # program takes only what it needs, but one set keeps them in agreement.
-  # OTEL_EXPORTER_OTLP_ENDPOINT only when set: its presence turns export on.
-  otel_env = var.otel_exporter_otlp_endpoint == "" ? {} : {
+  # Google's exporters when var.google_telemetry (they take precedence over
+  # an OTLP endpoint); else OTEL_EXPORTER_OTLP_ENDPOINT only when set: its
+  # presence turns OTLP export on.
+  otel_env = merge(var.otel_exporter_otlp_endpoint == "" ? {} : {
     OTEL_EXPORTER_OTLP_ENDPOINT = var.otel_exporter_otlp_endpoint
-  }
+    }, !var.google_telemetry ? {} : {
+    OTEL_TRACES_EXPORTER  = "google_cloud_trace"
+    OTEL_METRICS_EXPORTER = "google_cloud_monitoring"
+  })
 
   common_env = {
     SANDRUN_PROJECT           = var.project

@@ -383,6 +383,10 @@ func TestProgramGrantsCatchMistakes(t *testing.T) {
 		{"a role for the sandbox", "iam.tf", "  member = google_service_account.executor.member\n\n  condition {\n    title      = \"sessions prefix only\"",
 			"  member = google_service_account.sandbox.member\n\n  condition {\n    title      = \"sessions prefix only\"",
 			"google_service_account.sandbox is granted storage.objects.create on google_storage_bucket.sessions"},
+		{"telemetry written as the sandbox", "iam.tf", "    executor   = google_service_account.executor.member\n", "    executor   = google_service_account.sandbox.member\n",
+			"executor needs cloudtrace.traces.patch on project"},
+		{"a metric permission left out", "iam.tf", "    \"monitoring.metricDescriptors.create\",\n", "",
+			"needs monitoring.metricDescriptors.create on project"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -401,7 +401,7 @@ func TestDeploymentInvariants(t *testing.T) {
 	// grant is on a resource.
 	allowed := map[string]bool{
 		"dispatcher_firestore": true, "executor_firestore": true, "reaper_firestore": true,
-		"backend_temporary_subscriptions": true, "build_logs": true,
+		"backend_temporary_subscriptions": true, "build_logs": true, "telemetry": true,
 	}
 	for _, b := range c.all("resource", "google_project_iam_member") {
 		name := b.Labels[1]

@@ -295,9 +295,15 @@ variable "log_level" {
   }
 }
 
+variable "google_telemetry" {
+  type        = bool
+  description = "Every program writes its traces to Cloud Trace and its metrics to Cloud Monitoring (workload.googleapis.com/sandrun.*) with Google's OpenTelemetry exporters, as its own service account (OTEL_TRACES_EXPORTER=google_cloud_trace, OTEL_METRICS_EXPORTER=google_cloud_monitoring). False: only otel_exporter_otlp_endpoint, if set."
+  default     = true
+}
+
 variable "otel_exporter_otlp_endpoint" {
   type        = string
-  description = "Where every program sends its traces and metrics over OTLP (gRPC), e.g. an OpenTelemetry Collector that forwards to Cloud Trace and Cloud Monitoring (OTEL_EXPORTER_OTLP_ENDPOINT). Empty: nothing is exported and instrumentation costs nothing."
+  description = "Where every program sends its traces and metrics over OTLP (gRPC), e.g. an OpenTelemetry Collector that forwards to Cloud Trace and Cloud Monitoring (OTEL_EXPORTER_OTLP_ENDPOINT), where google_telemetry is false. Empty, with google_telemetry false: nothing is exported and instrumentation costs nothing."
   default     = ""
 }
 

@@ -83,7 +83,7 @@ it started ends.`)
 	}
 	sys.Project, sys.Region, sys.Job, sys.Bucket, sys.TTL = ec.project, system.DefaultRegion, system.DefaultJob, system.DefaultBucket, 7*24*time.Hour
 	sys.Names = queue.DefaultNames()
-	metrics, stopTelemetry, err := startTelemetry(ctx, "sandrun-dev", true, logger)
+	metrics, stopTelemetry, err := startTelemetry(ctx, "sandrun-dev", true, sys.Project, nil, logger)
 	if err != nil {
 		return err
 	}

@@ -7,13 +7,15 @@ import (
 	"os"
 	"time"
 
+	"google.golang.org/api/option"
+
 	"github.com/sandrun/sandrun/internal/config"
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/system"
-	"github.com/sandrun/sandrun/internal/telemetry"
+	"github.com/sandrun/sandrun/internal/telemetry/export"
 )
 
 // defineLogLevel registers the log level flag of a long-running program.
@@ -38,12 +40,22 @@ func newLogger(env *Env, level string) (*slog.Logger, error) {
 	return logging.New(env.Stderr, l, project), nil
 }
 
-// startTelemetry sets up the program's traces and metrics (exported over
-// OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT says where) and returns what
+// telemetryHelp ends the help of the programs that export traces and
+// metrics.
+const telemetryHelp = `
+
+Traces and metrics go out over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set,
+or to Cloud Trace and Cloud Monitoring (project --project, as the program's
+own identity) with OTEL_TRACES_EXPORTER=google_cloud_trace and
+OTEL_METRICS_EXPORTER=google_cloud_monitoring; otherwise nowhere.`
+
+// startTelemetry sets up the program's traces and metrics (exported where
+// the OTEL_* environment says: see package export) and returns what
 // flushes them when the program ends. With prometheus, it also returns the
-// handler that serves the metrics for Prometheus.
-func startTelemetry(ctx context.Context, service string, prometheus bool, logger *slog.Logger) (metrics http.Handler, stop func(), err error) {
-	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: service, Prometheus: prometheus})
+// handler that serves the metrics for Prometheus. Google's exporters write
+// to project, as the program's own identity, or with google's options.
+func startTelemetry(ctx context.Context, service string, prometheus bool, project string, google []option.ClientOption, logger *slog.Logger) (metrics http.Handler, stop func(), err error) {
+	tel, err := export.Setup(ctx, export.Options{Service: service, Prometheus: prometheus, Project: project, GoogleClientOptions: google})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,7 +75,7 @@ Pulls requests from the requests subscription, validates and de-duplicates
 them, appends them to their session's inbox in order, and launches session
 hosts as Cloud Run Jobs executions. Stops pulling on SIGTERM and finishes the
 messages in hand. With --http-addr it serves /live, /health, /ready (its
-dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`)
+dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+telemetryHelp)
 	var sys system.Config
 	sys.Define(fs)
 	sys.DefinePool(fs)
@@ -83,7 +95,7 @@ dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`)
 	if err != nil {
 		return err
 	}
-	metrics, stop, err := startTelemetry(ctx, "sandrun-dispatcher", sys.HTTP.Addr != "", logger)
+	metrics, stop, err := startTelemetry(ctx, "sandrun-dispatcher", sys.HTTP.Addr != "", sys.Project, nil, logger)
 	if err != nil {
 		return err
 	}
@@ -99,7 +111,7 @@ Recovers from dead hosts (HOST_LOST), relaunches hosts for sessions with
 queued work, re-publishes lost completions, destroys sessions idle past their
 TTL, and cancels orphaned executions: in a loop, or one pass with --once.
 With --http-addr it serves /live, /health, /ready (its dependencies:
-Firestore, Pub/Sub, the Cloud Run job) and /metrics.`)
+Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+telemetryHelp)
 	var sys system.Config
 	sys.Define(fs)
 	sys.DefinePool(fs)
@@ -122,7 +134,7 @@ Firestore, Pub/Sub, the Cloud Run job) and /metrics.`)
 	if err != nil {
 		return err
 	}
-	metrics, stop, err := startTelemetry(ctx, "sandrun-reaper", sys.HTTP.Addr != "", logger)
+	metrics, stop, err := startTelemetry(ctx, "sandrun-reaper", sys.HTTP.Addr != "", sys.Project, nil, logger)
 	if err != nil {
 		return err
 	}
@@ -135,7 +147,8 @@ func runExecutor(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "executor", `executor [flags]
 
 The session host: the entrypoint of the Cloud Run job. One execution hosts
-the session named by SANDRUN_SESSION_ID until it is idle.`)
+the session named by SANDRUN_SESSION_ID until it is idle. With a launch's
+host token, its traces and metrics go out under that identity.`+telemetryHelp)
 	var sys system.Config
 	sys.Define(fs)
 	var hc system.HostConfig
@@ -154,10 +167,17 @@ the session named by SANDRUN_SESSION_ID until it is idle.`)
 	if err != nil {
 		return err
 	}
-	hc.Token = tok
 	os.Unsetenv(hostcred.EnvToken)
 	os.Unsetenv(hostcred.EnvExpires)
-	_, stop, err := startTelemetry(ctx, "sandrun-executor", false, logger)
+	// With a launch's token, the host's traces and metrics go out under
+	// the host identity too, never the job's own (sandbox) account; the
+	// host renews the one source both use.
+	var google []option.ClientOption
+	if tok.Value != "" {
+		hc.Tokens = hostcred.NewSource(tok, sys.Host.RenewBefore)
+		google = append(google, option.WithTokenSource(hc.Tokens))
+	}
+	_, stop, err := startTelemetry(ctx, "sandrun-executor", false, sys.Project, google, logger)
 	if err != nil {
 		return err
 	}

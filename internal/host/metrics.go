@@ -23,7 +23,7 @@ var secondsBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 var bytesBuckets = []float64{1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30, 4 << 30}
 
 // metrics are the host's instruments. They come from the global meter
-// provider, and are no-ops unless telemetry.Setup installed one that
+// provider, and are no-ops unless export.Setup installed one that
 // exports. No attribute names a session or a request.
 type metrics struct {
 	requests   metric.Int64Counter

@@ -20,7 +20,7 @@ import (
 type HTTP struct {
 	// Addr is where to serve (host:port); empty serves nothing.
 	Addr string
-	// Metrics serves /metrics (telemetry.Setup's Prometheus handler), or
+	// Metrics serves /metrics (export.Setup's Prometheus handler), or
 	// is nil.
 	Metrics http.Handler
 }

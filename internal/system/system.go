@@ -230,10 +230,10 @@ type HostConfig struct {
 	// Member, set instead of SessionID, makes the host a warm pool member
 	// that waits for a session to be handed to it.
 	Member pool.MemberConfig
-	// Token is the host token the launch passed (hostcred.FromEnv), if
-	// it passed one; the host then works with it instead of its job's
-	// own account.
-	Token hostcred.Token
+	// Tokens holds the host token the launch passed (hostcred.FromEnv),
+	// if it passed one; the host then works with it instead of its job's
+	// own account, and keeps it renewed.
+	Tokens *hostcred.Source
 }
 
 // DefineHost registers the executor's flags.
@@ -278,7 +278,7 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 	// non-dumpable keeps its environment and memory, where its credential
 	// is, out of their reach.
 	if err := procs.DenyInspection(); err != nil {
-		if hc.Token.Value != "" {
+		if hc.Tokens != nil {
 			return fmt.Errorf("keep the host token from the commands: %w", err)
 		}
 		logger.Warn("host is dumpable; commands can read its environment and memory", "event", "host.dumpable", "error", err.Error())
@@ -289,9 +289,8 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 		logger.Warn("not a child subreaper; adopted processes' exit codes stay unknown", "event", "host.no_subreaper", "error", err.Error())
 	}
 	var ts oauth2.TokenSource // nil: the job's own credentials
-	var tokens *hostcred.Source
-	if hc.Token.Value != "" {
-		tokens = hostcred.NewSource(hc.Token, c.Host.RenewBefore)
+	tokens := hc.Tokens
+	if tokens != nil {
 		ts = tokens
 	}
 	s, err := connect(ctx, c, ts, logger)
@@ -300,7 +299,7 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 	}
 	defer s.close()
 	if tokens != nil {
-		logger.Info("host works with its launch's token", "event", "host.token", "held", hc.Token)
+		logger.Info("host works with its launch's token", "event", "host.token", "held", tokens.Current())
 		defer background(ctx, func(ctx context.Context) { tokens.Run(ctx, s.store, c.Host.CheckInterval, logger) })()
 	}
 	if hc.SessionID == "" {
