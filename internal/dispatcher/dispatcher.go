@@ -79,6 +79,11 @@ type Dispatcher struct {
 	// deadLetters the messages it dead-letters, by reason.
 	answered    metric.Int64Counter
 	deadLetters metric.Int64Counter
+
+	// handle and nack are Handle and Message.Nack; tests replace them to
+	// fail a delivery, or to lose its nack so that its deadline expires.
+	handle func(context.Context, *pubsub.Message) error
+	nack   func(*pubsub.Message)
 }
 
 // meterName is the instrumentation scope of the dispatcher's metrics.
@@ -100,6 +105,7 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 		cfg.AckExtension = DefaultAckExtension
 	}
 	d := &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, pool: pool, sub: sub, logger: logger}
+	d.handle, d.nack = d.Handle, (*pubsub.Message).Nack
 	// From the global meter provider: no-ops unless metrics are on.
 	m := otel.GetMeterProvider().Meter(meterName)
 	d.answered = telemetry.RequestCounter(m)
@@ -150,10 +156,10 @@ func (d *Dispatcher) receive(ctx context.Context) error {
 		// deadline, not the receive loop's, bounds it.
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.HandleTimeout)
 		defer cancel()
-		if err := d.Handle(hctx, m); err != nil {
+		if err := d.handle(hctx, m); err != nil {
 			d.logger.Error("request not handled; Pub/Sub will redeliver it", "event", "request.nacked", "message_id", m.ID,
 				"session_id", m.Attributes[api.AttrSessionID], "request_id", m.Attributes[api.AttrRequestID], "error", err.Error())
-			m.Nack()
+			d.nack(m)
 			return
 		}
 		m.Ack()
