@@ -25,12 +25,12 @@ import (
 type failure int
 
 const (
-	deliver failure = iota // no failure
-	nack                   // the handling fails and the message is nacked
-	expire                 // the handling fails and the nack is lost: the ack deadline expires
+	noFailure failure = iota // no failure
+	nacked                   // the handling fails and the message is nacked
+	expired                  // the handling fails and the nack is lost: the ack deadline expires
 )
 
-func (f failure) String() string { return [...]string{"deliver", "nack", "expire"}[f] }
+func (f failure) String() string { return [...]string{"none", "nacked", "expired"}[f] }
 
 // orderScenario is a workload of ordered requests and the failure each
 // request's first delivery meets.
@@ -49,20 +49,20 @@ type orderScenario struct {
 func TestOrderedRedelivery(t *testing.T) {
 	scenarios := map[string]orderScenario{
 		// r1 of r1, r2, r3 is nacked once.
-		"three/nack": {sessions: 1, perSession: 3, plan: func(_, i int) failure { return failFirst(i, nack) }},
+		"three/nack": {sessions: 1, perSession: 3, plan: func(_, i int) failure { return failFirst(i, nacked) }},
 		// r1's nack is lost: its deadline expires.
-		"three/expire": {sessions: 1, perSession: 3, plan: func(_, i int) failure { return failFirst(i, expire) }},
+		"three/expire": {sessions: 1, perSession: 3, plan: func(_, i int) failure { return failFirst(i, expired) }},
 		// 50 sessions of 20 requests; one first delivery in five fails,
 		// alternately nacked and left to expire.
 		"many": {sessions: 50, perSession: 20, plan: func(s, i int) failure {
 			n := s*20 + i
 			switch {
 			case n%5 != 0:
-				return deliver
+				return noFailure
 			case (n/5)%2 == 0:
-				return nack
+				return nacked
 			default:
-				return expire
+				return expired
 			}
 		}},
 	}
@@ -82,7 +82,7 @@ func failFirst(i int, f failure) failure {
 	if i == 0 {
 		return f
 	}
-	return deliver
+	return noFailure
 }
 
 var errInjected = errors.New("injected failure of a first delivery")
@@ -95,7 +95,7 @@ func (stubLauncher) Launch(_ context.Context, sessionID, launchID string, _ map[
 }
 
 func runOrdered(t *testing.T, backend string, sc orderScenario) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const bucket = "sandrun-ordering"
 	suite := emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}})
@@ -122,7 +122,7 @@ func runOrdered(t *testing.T, backend string, sc orderScenario) {
 		if t.Failed() {
 			logMu.Lock()
 			defer logMu.Unlock()
-			t.Logf("dispatcher logs (last 8 KB):\n%s", tail(logs.String(), 8<<10))
+			t.Logf("dispatcher logs (last 64 KB):\n%s", tail(logs.String(), 64<<10))
 		}
 	})
 	store := session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: bucket})
@@ -161,8 +161,8 @@ func runOrdered(t *testing.T, backend string, sc orderScenario) {
 		mu.Lock()
 		r := records[rid]
 		r.deliveries++
-		if r.deliveries == 1 && r.fail != deliver {
-			if r.fail == expire {
+		if r.deliveries == 1 && r.fail != noFailure {
+			if r.fail == expired {
 				lost.Store(m, true)
 			}
 			mu.Unlock()
