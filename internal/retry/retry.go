@@ -90,13 +90,24 @@ func Reopenable(err error) bool {
 // It returns when ctx ends, with what f last returned, or with f's first
 // error that is not Reopenable.
 func Reconnect(ctx context.Context, p Policy, logger *slog.Logger, what string, f func(context.Context) error) error {
+	return rerun(ctx, p, logger, what, "stream ended; reconnecting", "stream.reconnect", Reopenable, f)
+}
+
+// Restart runs f again each time it returns before ctx ends, whatever it
+// returned, as a process supervisor restarts a program that stopped; the
+// waits and logs are Reconnect's. It returns what f returned once ctx ends.
+func Restart(ctx context.Context, p Policy, logger *slog.Logger, what string, f func(context.Context) error) error {
+	return rerun(ctx, p, logger, what, "stopped; restarting", "component.restart", func(error) bool { return true }, f)
+}
+
+func rerun(ctx context.Context, p Policy, logger *slog.Logger, what, msg, event string, again func(error) bool, f func(context.Context) error) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = p.Initial, p.Max, 0
 	attempt := 0
 	for {
 		start := time.Now()
 		err := f(ctx)
-		if ctx.Err() != nil || (err != nil && !Reopenable(err)) {
+		if ctx.Err() != nil || (err != nil && !again(err)) {
 			return err
 		}
 		if time.Since(start) > p.Max {
@@ -106,11 +117,11 @@ func Reconnect(ctx context.Context, p Policy, logger *slog.Logger, what string, 
 		attempt++
 		wait := b.NextBackOff()
 		if logger != nil {
-			reason := "ended"
+			reason := "returned without error"
 			if err != nil {
 				reason = err.Error()
 			}
-			logger.Warn("stream ended; reconnecting", "event", "stream.reconnect", "what", what, "attempt", attempt, "wait_seconds", wait.Seconds(), "error", reason)
+			logger.Warn(msg, "event", event, "what", what, "attempt", attempt, "wait_seconds", wait.Seconds(), "error", reason)
 		}
 		t := time.NewTimer(wait)
 		select {
