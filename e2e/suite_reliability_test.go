@@ -447,3 +447,42 @@ func goroutines(t *testing.T, addr string) int64 {
 	t.Errorf("no go_goroutines at %s", addr)
 	return -1
 }
+
+// TestReliabilityRedeliveryAndStreamEnds: Pub/Sub redelivers (acks and
+// nacks are lost, so acknowledged requests come again and unacknowledged
+// ones wait for their deadline) and StreamingPull ends with UNKNOWN, which
+// Pub/Sub's Go client does not retry, for the dispatcher, the hosts' callers
+// and the completion tap alike. Nothing may be lost, run twice or run out of
+// its session's order. (The m0, m1, m2, m0 redelivery of Google's Pub/Sub is
+// checked at the dispatcher by TestOrderedRedelivery, on Google's emulator.)
+func TestReliabilityRedeliveryAndStreamEnds(t *testing.T) {
+	sc := scale()
+	w := start(t, options{idleTimeout: 3 * time.Second})
+	tp := w.subscribe(w.sys.Names.Completions)
+	rules := []faults.Rule{
+		{Service: faults.PubSub, Method: "StreamingPull", Rate: 0.5, Code: "UNKNOWN", Times: 20},
+		{Service: faults.PubSub, Method: "Acknowledge", Rate: 0.2, Code: "UNAVAILABLE"},
+		{Service: faults.PubSub, Method: "ModifyAckDeadline", Rate: 0.2, Code: "UNAVAILABLE"},
+	}
+	for _, r := range rules {
+		if err := w.suite.Faults.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wl := newWorkload(t, "rd", sc.requests, sc.sessions, "")
+	started := time.Now()
+	wl.publish(t, w, time.Duration(sc.requests)*5*time.Millisecond)
+	o := wl.await(t, tp, "Pub/Sub acks and nacks lost (redeliveries), StreamingPull ending with UNKNOWN", 10*time.Minute, started)
+	o.Injected = map[string]int{}
+	for _, r := range w.suite.Faults.Rules() {
+		o.Injected[fmt.Sprintf("%s %s %s", r.Rule.Service, r.Rule.Method, r.Rule.Code)] = int(r.Injected)
+	}
+	w.suite.Faults.Clear("")
+	report(t, o)
+	if o.Outcomes["ok"] != o.Requests {
+		t.Errorf("outcomes %v: every request should succeed when only Pub/Sub misbehaves", o.Outcomes)
+	}
+	if o.Injected["pubsub StreamingPull UNKNOWN"] == 0 {
+		t.Errorf("no StreamingPull ended with UNKNOWN: the scenario did not exercise it")
+	}
+}
