@@ -97,10 +97,11 @@ type Dispatcher struct {
 	answered    metric.Int64Counter
 	deadLetters metric.Int64Counter
 
-	// handle and nack are Handle and Message.Nack; tests replace them to
-	// fail a delivery, or to lose its nack so that its deadline expires.
-	handle func(context.Context, *pubsub.Message) error
-	nack   func(*pubsub.Message)
+	// handle, ack and nack are Handle, Message.Ack and Message.Nack; tests
+	// replace them to fail a delivery, to lose its nack so that its
+	// deadline expires, or to see what was settled.
+	handle    func(context.Context, *pubsub.Message) error
+	ack, nack func(*pubsub.Message)
 }
 
 // meterName is the instrumentation scope of the dispatcher's metrics.
@@ -129,7 +130,7 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 	}
 	d := &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, pool: pool, sub: sub, logger: logger,
 		order: newOrderGate(cfg.OrderHold, cfg.RefuseDelay, time.Now)}
-	d.handle, d.nack = d.Handle, (*pubsub.Message).Nack
+	d.handle, d.ack, d.nack = d.Handle, (*pubsub.Message).Ack, (*pubsub.Message).Nack
 	// From the global meter provider: no-ops unless metrics are on.
 	m := otel.GetMeterProvider().Meter(meterName)
 	d.answered = telemetry.RequestCounter(m)
@@ -179,18 +180,22 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // receive pulls and handles messages until ctx ends or the stream fails,
 // and returns once the messages in hand are handled and their acks sent.
 func (d *Dispatcher) receive(ctx context.Context) error {
-	return d.sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
-		// A message in hand is finished even when shutdown begins: its own
-		// deadline, not the receive loop's, bounds it.
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.HandleTimeout)
-		defer cancel()
-		switch d.deliver(hctx, m) {
-		case ack:
-			m.Ack()
-		case nack:
-			d.nack(m)
-		}
-	})
+	return d.sub.Receive(ctx, d.process)
+}
+
+// process handles a message in hand and acks or nacks it, unless the order
+// gate holds it.
+func (d *Dispatcher) process(ctx context.Context, m *pubsub.Message) {
+	// A message in hand is finished even when shutdown begins: its own
+	// deadline, not the receive loop's, bounds it.
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.HandleTimeout)
+	defer cancel()
+	switch d.deliver(hctx, m) {
+	case ack:
+		d.ack(m)
+	case nack:
+		d.nack(m)
+	}
 }
 
 // What to do with a message once deliver returns.

@@ -189,7 +189,7 @@ func (d *Dispatcher) ordered(ctx context.Context, m *pubsub.Message, log *slog.L
 	}
 	d.order.done(st, m.ID)
 	for _, c := range d.order.takeHeld(st, m.ID) {
-		c.Ack()
+		d.ack(c)
 	}
 	d.handleHeld(ctx, key, st)
 	return ack
@@ -216,7 +216,7 @@ func (d *Dispatcher) handleHeld(ctx context.Context, key string, st *keyState) {
 		}
 		d.order.done(st, id)
 		for _, c := range copies {
-			c.Ack()
+			d.ack(c)
 		}
 	}
 }
