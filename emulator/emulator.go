@@ -10,6 +10,18 @@
 // emulator/faults, and an admin endpoint lets a running suite be given faults
 // and have executions killed.
 //
+// Where pstest differs from Google's Pub/Sub in ways sandrun's correctness
+// depends on, it cannot be fixed from outside (its delivery state is
+// unexported): it never hands out two messages of one ordering key at once,
+// so it never redelivers a nacked message after later ones of its key (m0,
+// m1, m2, m0, as Google's service and emulator do); it accepts names and
+// dead-letter policies Google rejects; and with more than one subscription
+// on a topic its dead-lettering re-publishes without end. A faithful local
+// Pub/Sub has to be sandrun's own, as Firestore is; until then the
+// dispatcher's ordering is proven on Google's emulator
+// (internal/dispatcher TestOrderedRedelivery) and StreamingPull ending with
+// UNKNOWN or UNAVAILABLE is injected here as a fault on "StreamingPull".
+//
 // The suite keeps everything in memory unless told otherwise; it is a
 // development and test tool and never talks to Google.
 package emulator
