@@ -468,7 +468,7 @@ func TestReliabilityRedeliveryAndStreamEnds(t *testing.T) {
 	w := start(t, options{idleTimeout: 3 * time.Second})
 	tp := w.subscribe(w.sys.Names.Completions)
 	rules := []faults.Rule{
-		{Service: faults.PubSub, Method: "StreamingPull", Rate: 0.5, Code: "UNKNOWN", Times: 20},
+		{Service: faults.PubSub, Method: "StreamingPull", Rate: 0.05, Code: "UNKNOWN", Times: 10, MidStream: true},
 		{Service: faults.PubSub, Method: "Acknowledge", Rate: 0.2, Code: "UNAVAILABLE"},
 		{Service: faults.PubSub, Method: "ModifyAckDeadline", Rate: 0.2, Code: "UNAVAILABLE"},
 	}

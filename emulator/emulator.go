@@ -16,7 +16,8 @@
 // so it never redelivers a nacked message after later ones of its key (m0,
 // m1, m2, m0, as Google's service and emulator do); it accepts names and
 // dead-letter policies Google rejects; and with more than one subscription
-// on a topic its dead-lettering re-publishes without end. A faithful local
+// on a topic its dead-lettering re-publishes without end. Names and limits
+// are checked in front of it (pubsub.go). A faithful local
 // Pub/Sub has to be sandrun's own, as Firestore is; until then the
 // dispatcher's ordering is proven on Google's emulator
 // (internal/dispatcher TestOrderedRedelivery) and StreamingPull ending with
@@ -183,7 +184,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	// Pub/Sub: pstest owns the topics and subscriptions; its service is
 	// registered again on a server of ours so that faults reach it.
 	s.PubSub = pstest.NewServerWithAddress(net.JoinHostPort(cfg.Host, "0"))
-	pubsubG := s.newGRPCServer(faults.PubSub)
+	pubsubG := s.newGRPCServer(faults.PubSub, pubsubLimits)
 	pubsubpb.RegisterPublisherServer(pubsubG, &s.PubSub.GServer)
 	pubsubpb.RegisterSubscriberServer(pubsubG, &s.PubSub.GServer)
 	pubsubpb.RegisterSchemaServiceServer(pubsubG, &s.PubSub.GServer)
@@ -235,11 +236,13 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	return s, nil
 }
 
-// newGRPCServer returns a gRPC server whose calls pass the fault injector and
-// whose handlers cannot take the process down with a panic.
-func (s *Suite) newGRPCServer(service string) *grpc.Server {
+// newGRPCServer returns a gRPC server whose calls pass the fault injector,
+// then the service's own checks, and whose handlers cannot take the process
+// down with a panic.
+func (s *Suite) newGRPCServer(service string, checks ...grpc.UnaryServerInterceptor) *grpc.Server {
+	unary := append([]grpc.UnaryServerInterceptor{recoverUnary(s.logger, service), s.Faults.UnaryInterceptor(service)}, checks...)
 	g := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(recoverUnary(s.logger, service), s.Faults.UnaryInterceptor(service)),
+		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(recoverStream(s.logger, service), s.Faults.StreamInterceptor(service)),
 		grpc.MaxRecvMsgSize(64<<20),
 	)
