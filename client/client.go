@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
@@ -138,13 +139,16 @@ func createTemporarySubscription(ctx context.Context, ps *pubsub.Client, cfg Con
 func (c *Client) receive(ctx context.Context) {
 	defer close(c.done)
 	sub := c.ps.Subscriber(c.subName)
-	err := sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
-		m.Ack()
-		var done api.Completion
-		if err := json.Unmarshal(m.Data, &done); err != nil || done.RequestID == "" {
-			return // not a completion; nothing awaits it
-		}
-		c.deliver(&done)
+	// Pub/Sub may end the stream (UNKNOWN, UNAVAILABLE): pull again.
+	err := retry.Reconnect(ctx, retry.Stream, nil, "receive completions", func(ctx context.Context) error {
+		return sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
+			m.Ack()
+			var done api.Completion
+			if err := json.Unmarshal(m.Data, &done); err != nil || done.RequestID == "" {
+				return // not a completion; nothing awaits it
+			}
+			c.deliver(&done)
+		})
 	})
 	c.mu.Lock()
 	c.recvErr = err

@@ -31,6 +31,7 @@ import (
 	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/system"
 )
@@ -259,15 +260,18 @@ func (w *world) subscribe(topic string) *tap {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		w.ps.Subscriber(name).Receive(rctx, func(ctx context.Context, m *pubsub.Message) {
-			m.Ack()
-			tp.mu.Lock()
-			tp.msgs = append(tp.msgs, m)
-			tp.mu.Unlock()
-			select {
-			case tp.cond <- struct{}{}:
-			default:
-			}
+		// Pub/Sub may end the stream (UNKNOWN, UNAVAILABLE): pull again.
+		retry.Reconnect(rctx, retry.Stream, nil, "tap", func(ctx context.Context) error {
+			return w.ps.Subscriber(name).Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
+				m.Ack()
+				tp.mu.Lock()
+				tp.msgs = append(tp.msgs, m)
+				tp.mu.Unlock()
+				select {
+				case tp.cond <- struct{}{}:
+				default:
+				}
+			})
 		})
 	}()
 	w.t.Cleanup(func() { cancel(); <-stopped })

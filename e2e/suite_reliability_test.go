@@ -293,7 +293,6 @@ func TestReliabilityHostsAndReaperKilled(t *testing.T) {
 }
 
 func TestReliabilityFaults(t *testing.T) {
-	sc := scale()
 	w := start(t, options{idleTimeout: 3 * time.Second})
 	tp := w.subscribe(w.sys.Names.Completions)
 	rules := []faults.Rule{
@@ -306,15 +305,25 @@ func TestReliabilityFaults(t *testing.T) {
 		// A lost ack makes Pub/Sub deliver the request again.
 		{Service: faults.PubSub, Method: "Acknowledge", Rate: 0.2, Code: "UNAVAILABLE"},
 	}
+	o := runFaulted(t, w, tp, "ft", "Cloud Storage 503s, Firestore ABORTED, UNAVAILABLE and latency, Cloud Run RESOURCE_EXHAUSTED, lost Pub/Sub acks", rules)
+	report(t, o)
+}
+
+// runFaulted injects the rules into the local cloud, runs a workload
+// through it and accounts for it, with the errors each rule injected (for a
+// latency rule, the calls it delayed), and then removes the rules.
+func runFaulted(t *testing.T, w *world, tp *tap, prefix, scenario string, rules []faults.Rule) outcome {
+	t.Helper()
+	sc := scale()
 	for _, r := range rules {
 		if err := w.suite.Faults.Add(r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	wl := newWorkload(t, "ft", sc.requests, sc.sessions, "")
+	wl := newWorkload(t, prefix, sc.requests, sc.sessions, "")
 	started := time.Now()
 	wl.publish(t, w, time.Duration(sc.requests)*5*time.Millisecond)
-	o := wl.await(t, tp, "Cloud Storage 503s, Firestore ABORTED, UNAVAILABLE and latency, Cloud Run RESOURCE_EXHAUSTED, lost Pub/Sub acks", 10*time.Minute, started)
+	o := wl.await(t, tp, scenario, 10*time.Minute, started)
 	// Errors injected per rule; for the latency rule, the calls delayed.
 	o.Injected = map[string]int{}
 	for _, r := range w.suite.Faults.Rules() {
@@ -328,7 +337,7 @@ func TestReliabilityFaults(t *testing.T) {
 		o.Injected[strings.Join(strings.Fields(name), " ")] = int(n)
 	}
 	w.suite.Faults.Clear("")
-	report(t, o)
+	return o
 }
 
 // TestReliabilitySoak keeps a steady load on the system and samples the
@@ -446,4 +455,29 @@ func goroutines(t *testing.T, addr string) int64 {
 	}
 	t.Errorf("no go_goroutines at %s", addr)
 	return -1
+}
+
+// TestReliabilityRedeliveryAndStreamEnds: Pub/Sub redelivers (acks and
+// nacks are lost, so acknowledged requests come again and unacknowledged
+// ones wait for their deadline) and StreamingPull ends with UNKNOWN, which
+// Pub/Sub's Go client does not retry, for the dispatcher, the hosts' callers
+// and the completion tap alike. Nothing may be lost, run twice or run out of
+// its session's order. (The m0, m1, m2, m0 redelivery of Google's Pub/Sub is
+// checked at the dispatcher by TestOrderedRedelivery, on Google's emulator.)
+func TestReliabilityRedeliveryAndStreamEnds(t *testing.T) {
+	w := start(t, options{idleTimeout: 3 * time.Second})
+	tp := w.subscribe(w.sys.Names.Completions)
+	rules := []faults.Rule{
+		{Service: faults.PubSub, Method: "StreamingPull", Rate: 0.05, Code: "UNKNOWN", Times: 10, MidStream: true},
+		{Service: faults.PubSub, Method: "Acknowledge", Rate: 0.2, Code: "UNAVAILABLE"},
+		{Service: faults.PubSub, Method: "ModifyAckDeadline", Rate: 0.2, Code: "UNAVAILABLE"},
+	}
+	o := runFaulted(t, w, tp, "rd", "Pub/Sub acks and nacks lost (redeliveries), StreamingPull ending with UNKNOWN", rules)
+	report(t, o)
+	if o.Outcomes["ok"] != o.Requests {
+		t.Errorf("outcomes %v: every request should succeed when only Pub/Sub misbehaves", o.Outcomes)
+	}
+	if o.Injected["pubsub StreamingPull UNKNOWN"] == 0 {
+		t.Errorf("no StreamingPull ended with UNKNOWN: the scenario did not exercise it")
+	}
 }

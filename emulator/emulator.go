@@ -10,6 +10,19 @@
 // emulator/faults, and an admin endpoint lets a running suite be given faults
 // and have executions killed.
 //
+// Where pstest differs from Google's Pub/Sub in ways sandrun's correctness
+// depends on, it cannot be fixed from outside (its delivery state is
+// unexported): it never hands out two messages of one ordering key at once,
+// so it never redelivers a nacked message after later ones of its key (m0,
+// m1, m2, m0, as Google's service and emulator do); it accepts names and
+// dead-letter policies Google rejects; and with more than one subscription
+// on a topic its dead-lettering re-publishes without end. Names and limits
+// are checked in front of it (pubsub.go). A faithful local
+// Pub/Sub has to be sandrun's own, as Firestore is; until then the
+// dispatcher's ordering is proven on Google's emulator
+// (internal/dispatcher TestOrderedRedelivery) and StreamingPull ending with
+// UNKNOWN or UNAVAILABLE is injected here as a fault on "StreamingPull".
+//
 // The suite keeps everything in memory unless told otherwise; it is a
 // development and test tool and never talks to Google.
 package emulator
@@ -193,7 +206,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	// registered again on a server of ours so that faults reach it.
 	if pubsubL != nil {
 		s.PubSub = pstest.NewServerWithAddress(net.JoinHostPort(cfg.Host, "0"))
-		pubsubG := s.newGRPCServer(faults.PubSub)
+		pubsubG := s.newGRPCServer(faults.PubSub, grpc.ChainUnaryInterceptor(pubsubLimits))
 		pubsubpb.RegisterPublisherServer(pubsubG, &s.PubSub.GServer)
 		pubsubpb.RegisterSubscriberServer(pubsubG, &s.PubSub.GServer)
 		pubsubpb.RegisterSchemaServiceServer(pubsubG, &s.PubSub.GServer)
@@ -249,9 +262,10 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	return s, nil
 }
 
-// newGRPCServer returns a gRPC server whose calls pass the fault injector and
-// whose handlers cannot take the process down with a panic; opts add to
-// that (interceptors chained after the fault injector).
+// newGRPCServer returns a gRPC server whose calls pass the fault injector,
+// then what opts add (a service's own checks, usage counters: interceptors
+// chained after the fault injector), and whose handlers cannot take the
+// process down with a panic.
 func (s *Suite) newGRPCServer(service string, opts ...grpc.ServerOption) *grpc.Server {
 	g := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(recoverUnary(s.logger, service), s.Faults.UnaryInterceptor(service)),

@@ -80,11 +80,11 @@ var pubsubMethods = []struct {
 func FuzzPubSub(f *testing.F) {
 	name := func(s string) string { return "projects/sandrun-local/topics/" + s }
 	seeds := []proto.Message{
-		&pubsubpb.Topic{Name: name("t")},
-		&pubsubpb.PublishRequest{Topic: name("t"), Messages: []*pubsubpb.PubsubMessage{{Data: []byte("x"), OrderingKey: "k"}}},
-		&pubsubpb.Subscription{Name: "projects/sandrun-local/subscriptions/s", Topic: name("t"), Filter: `attributes.a = "b"`, EnableMessageOrdering: true,
-			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: name("t"), MaxDeliveryAttempts: 5}},
-		&pubsubpb.PullRequest{Subscription: "projects/sandrun-local/subscriptions/s", MaxMessages: 10},
+		&pubsubpb.Topic{Name: name("top")},
+		&pubsubpb.PublishRequest{Topic: name("top"), Messages: []*pubsubpb.PubsubMessage{{Data: []byte("x"), OrderingKey: "k"}}},
+		&pubsubpb.Subscription{Name: "projects/sandrun-local/subscriptions/sub", Topic: name("top"), Filter: `attributes.a = "b"`, EnableMessageOrdering: true,
+			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: name("top"), MaxDeliveryAttempts: 5}},
+		&pubsubpb.PullRequest{Subscription: "projects/sandrun-local/subscriptions/sub", MaxMessages: 10},
 	}
 	for i, m := range seeds {
 		b, _ := proto.Marshal(m)

@@ -100,11 +100,11 @@ func TestSuiteLeavesNothingBehind(t *testing.T) {
 		}
 		defer jobs.Close()
 
-		topic := "projects/" + s.Project + "/topics/t"
+		topic := "projects/" + s.Project + "/topics/top"
 		if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
 			t.Fatal(err)
 		}
-		p := ps.Publisher("t")
+		p := ps.Publisher("top")
 		if _, err := p.Publish(ctx, &pubsub.Message{Data: []byte("x")}).Get(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -253,13 +253,13 @@ func TestFaultsReachOfficialClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ps.Close() })
-	if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/" + s.Project + "/topics/t"}); err != nil {
+	if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/" + s.Project + "/topics/top"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := admin.AddFault(ctx, faults.Rule{Service: faults.PubSub, Method: "Publish", Latency: faults.Duration(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
-	p := ps.Publisher("t")
+	p := ps.Publisher("top")
 	defer p.Stop()
 	start := time.Now()
 	if _, err := p.Publish(ctx, &pubsub.Message{Data: []byte("x")}).Get(ctx); err != nil {
@@ -297,14 +297,14 @@ func TestPubSubErrorsReachTheOfficialClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ps.Close() })
-	if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/" + s.Project + "/topics/t"}); err != nil {
+	if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: "projects/" + s.Project + "/topics/top"}); err != nil {
 		t.Fatal(err)
 	}
-	sub := &pubsubpb.Subscription{Name: "projects/" + s.Project + "/subscriptions/s", Topic: "projects/" + s.Project + "/topics/t"}
+	sub := &pubsubpb.Subscription{Name: "projects/" + s.Project + "/subscriptions/sub", Topic: "projects/" + s.Project + "/topics/top"}
 	if _, err := ps.SubscriptionAdminClient.CreateSubscription(ctx, sub); err != nil {
 		t.Fatal(err)
 	}
-	p := ps.Publisher("t")
+	p := ps.Publisher("top")
 	defer p.Stop()
 
 	if err := admin.AddFault(ctx, faults.Rule{Service: faults.PubSub, Method: "Publish", Rate: 1, Code: "PERMISSION_DENIED", Times: 1}); err != nil {
@@ -341,7 +341,7 @@ func TestPubSubErrorsReachTheOfficialClient(t *testing.T) {
 	)
 	rctx, rcancel := context.WithCancel(ctx)
 	defer rcancel()
-	err = ps.Subscriber("s").Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+	err = ps.Subscriber("sub").Receive(rctx, func(_ context.Context, m *pubsub.Message) {
 		m.Ack()
 		mu.Lock()
 		defer mu.Unlock()

@@ -53,6 +53,11 @@ type Rule struct {
 	Latency Duration `json:"latency,omitempty"`
 	// Times caps how many errors the rule injects; 0 means no cap.
 	Times int `json:"times,omitempty"`
+	// MidStream makes a rule for a gRPC stream (Pub/Sub's StreamingPull,
+	// Firestore's Listen) also end streams already open: each message the
+	// server sends fails the stream at Rate, as Google's Pub/Sub ends a
+	// StreamingPull with UNKNOWN or UNAVAILABLE.
+	MidStream bool `json:"mid_stream,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes JSON as "250ms".
@@ -105,6 +110,8 @@ func (r Rule) Validate() error {
 		return fmt.Errorf("fault rule: http_status %d is not an error status", r.HTTPStatus)
 	case r.Rate == 0 && r.Latency == 0:
 		return fmt.Errorf("fault rule: neither rate nor latency is set, so it would do nothing")
+	case r.MidStream && (r.Service == Storage || r.Rate == 0):
+		return fmt.Errorf("fault rule: mid_stream needs a gRPC service and a rate")
 	}
 	if _, err := r.grpcCode(); err != nil {
 		return err
@@ -191,11 +198,17 @@ type Decision struct {
 // decide matches a call against the rules. Latency adds up across matching
 // rules; the first rule whose dice roll fails the call decides the error.
 func (in *Injector) decide(service string, matches func(method string) bool) Decision {
+	return in.decideAt(service, matches, false)
+}
+
+// decideAt is decide for the opening of a call, or, when midStream, for a
+// message of an open stream, which only MidStream rules may fail.
+func (in *Injector) decideAt(service string, matches func(method string) bool, midStream bool) Decision {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var d Decision
 	for _, r := range in.rules {
-		if r.Rule.Service != service || (r.Rule.Method != "" && !matches(r.Rule.Method)) {
+		if r.Rule.Service != service || (r.Rule.Method != "" && !matches(r.Rule.Method)) || (midStream && !r.Rule.MidStream) {
 			continue
 		}
 		r.Matched++
@@ -262,8 +275,23 @@ func (in *Injector) StreamInterceptor(service string) grpc.StreamServerIntercept
 		if d.Fail != nil {
 			return d.grpcError(info.FullMethod)
 		}
-		return handler(srv, ss)
+		return handler(srv, &faultStream{ServerStream: ss, in: in, service: service, method: info.FullMethod})
 	}
+}
+
+// faultStream ends an open stream when a MidStream rule fails one of the
+// messages the server sends.
+type faultStream struct {
+	grpc.ServerStream
+	in              *Injector
+	service, method string
+}
+
+func (s *faultStream) SendMsg(m any) error {
+	if d := s.in.decideAt(s.service, grpcMatcher(s.method), true); d.Fail != nil {
+		return d.grpcError(s.method)
+	}
+	return s.ServerStream.SendMsg(m)
 }
 
 // HTTPMiddleware applies the service's rules to HTTP requests.

@@ -216,7 +216,7 @@ func runEmulatorFault(ctx context.Context, env *Env, args []string) error {
 	}
 	switch args[0] {
 	case "add":
-		fs := newFlagSet(env, "emulator fault add", "emulator fault add --service S [--method M] [--rate R --code C | --http-status N] [--latency D] [--times N]")
+		fs := newFlagSet(env, "emulator fault add", "emulator fault add --service S [--method M] [--rate R --code C | --http-status N] [--latency D] [--times N] [--mid-stream]")
 		var r faults.Rule
 		var latency time.Duration
 		fs.StringVar(&r.Service, "service", "", "pubsub, storage, firestore or cloudrun")
@@ -226,6 +226,7 @@ func runEmulatorFault(ctx context.Context, env *Env, args []string) error {
 		fs.IntVar(&r.HTTPStatus, "http-status", 0, "HTTP status of a failing storage call (default 503)")
 		fs.DurationVar(&latency, "latency", 0, "latency added to every matching call")
 		fs.IntVar(&r.Times, "times", 0, "stop after injecting this many errors (0: no limit)")
+		fs.BoolVar(&r.MidStream, "mid-stream", false, "also end open streams (StreamingPull, Listen): each message sent fails the stream at --rate")
 		if err := fs.Parse(env.Getenv, args[1:]); err != nil {
 			return err
 		}
@@ -237,8 +238,8 @@ func runEmulatorFault(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		for _, r := range rules {
-			fmt.Fprintf(env.Stdout, "%-9s method=%q rate=%v code=%q http_status=%d latency=%v times=%d matched=%d injected=%d\n",
-				r.Rule.Service, r.Rule.Method, r.Rule.Rate, r.Rule.Code, r.Rule.HTTPStatus, time.Duration(r.Rule.Latency), r.Rule.Times, r.Matched, r.Injected)
+			fmt.Fprintf(env.Stdout, "%-9s method=%q rate=%v code=%q http_status=%d latency=%v times=%d mid_stream=%v matched=%d injected=%d\n",
+				r.Rule.Service, r.Rule.Method, r.Rule.Rate, r.Rule.Code, r.Rule.HTTPStatus, time.Duration(r.Rule.Latency), r.Rule.Times, r.Rule.MidStream, r.Matched, r.Injected)
 		}
 		return nil
 	case "clear":

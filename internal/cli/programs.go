@@ -86,6 +86,10 @@ dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+telemetryHel
 	fs.Env("shutdown-timeout", "SANDRUN_SHUTDOWN_TIMEOUT")
 	fs.DurationVar(&dc.AckExtension, "ack-extension", dispatcher.DefaultAckExtension, "how far at a time the ack deadline of messages in hand is extended (10s to 10m); a dead dispatcher's messages are redelivered after about that long")
 	fs.Env("ack-extension", "SANDRUN_ACK_EXTENSION")
+	fs.DurationVar(&dc.OrderHold, "order-hold", dispatcher.DefaultOrderHold, "how long a session's later requests wait for a failed earlier one to be redelivered before going on without it")
+	fs.Env("order-hold", "SANDRUN_ORDER_HOLD")
+	fs.DurationVar(&dc.RefuseDelay, "refuse-delay", dispatcher.DefaultRefuseDelay, "how long requests held behind a failed earlier one of their session are kept in hand before they are nacked")
+	fs.Env("refuse-delay", "SANDRUN_REFUSE_DELAY")
 	sys.DefineHTTP(fs)
 	level := defineLogLevel(fs)
 	if err := fs.Parse(env.Getenv, args); err != nil {

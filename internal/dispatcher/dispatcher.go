@@ -55,6 +55,18 @@ type Config struct {
 	// a dispatcher dies, its messages, and the later requests of their
 	// sessions, wait about that long for redelivery.
 	AckExtension time.Duration
+	// OrderHold is how long a message that failed keeps the later messages
+	// of its session refused while its redelivery is awaited. It covers
+	// the subscription's longest retry backoff (60 s) plus an ack deadline
+	// (60 s); after it the dispatcher assumes the message will not come
+	// back to it (dead-lettered, or redelivered to another dispatcher).
+	OrderHold time.Duration
+	// RefuseDelay is how long the messages of a session held behind an
+	// earlier one are kept in hand at most before they are nacked (they
+	// are handled at once when the earlier one is). It frees the flow
+	// control they pin and spaces out their redeliveries, each of which
+	// counts against the dead-letter policy's delivery attempts.
+	RefuseDelay time.Duration
 }
 
 // Defaults of Config.
@@ -63,6 +75,8 @@ const (
 	DefaultHandleTimeout   = 2 * time.Minute
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultAckExtension    = 10 * time.Second
+	DefaultOrderHold       = 2 * time.Minute
+	DefaultRefuseDelay     = 5 * time.Second
 )
 
 // Dispatcher handles requests from one subscription.
@@ -74,11 +88,20 @@ type Dispatcher struct {
 	pool     Pool
 	sub      *pubsub.Subscriber
 	logger   *slog.Logger
+	// order keeps each session's messages in publish order across
+	// redeliveries.
+	order *orderGate
 
 	// answered counts the requests the dispatcher answers itself,
 	// deadLetters the messages it dead-letters, by reason.
 	answered    metric.Int64Counter
 	deadLetters metric.Int64Counter
+
+	// handle, ack and nack are Handle, Message.Ack and Message.Nack; tests
+	// replace them to fail a delivery, to lose its nack so that its
+	// deadline expires, or to see what was settled.
+	handle    func(context.Context, *pubsub.Message) error
+	ack, nack func(*pubsub.Message)
 }
 
 // meterName is the instrumentation scope of the dispatcher's metrics.
@@ -99,7 +122,15 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 	if cfg.AckExtension <= 0 {
 		cfg.AckExtension = DefaultAckExtension
 	}
-	d := &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, pool: pool, sub: sub, logger: logger}
+	if cfg.OrderHold <= 0 {
+		cfg.OrderHold = DefaultOrderHold
+	}
+	if cfg.RefuseDelay <= 0 {
+		cfg.RefuseDelay = DefaultRefuseDelay
+	}
+	d := &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, pool: pool, sub: sub, logger: logger,
+		order: newOrderGate(cfg.OrderHold, cfg.RefuseDelay, time.Now)}
+	d.handle, d.ack, d.nack = d.Handle, (*pubsub.Message).Ack, (*pubsub.Message).Nack
 	// From the global meter provider: no-ops unless metrics are on.
 	m := otel.GetMeterProvider().Meter(meterName)
 	d.answered = telemetry.RequestCounter(m)
@@ -122,7 +153,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Timeout: -1, Behavior: pubsub.ShutdownBehaviorWaitForProcessing}
 	d.logger.Info("dispatcher started", "event", "dispatcher.started", "subscription", d.sub.String())
 	received := make(chan error, 1)
-	go func() { received <- d.receive(ctx) }()
+	// Pub/Sub may end the stream (UNKNOWN, UNAVAILABLE): pull again.
+	go func() {
+		received <- retry.Reconnect(ctx, retry.Stream, d.logger, "receive from "+d.sub.String(), d.receive)
+		d.nackAllHeld()
+	}()
 	var err error
 	select {
 	case err = <-received:
@@ -142,22 +177,57 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
-// receive pulls and handles messages until ctx ends, and returns once the
-// messages in hand are handled and their acks sent.
+// receive pulls and handles messages until ctx ends or the stream fails,
+// and returns once the messages in hand are handled and their acks sent.
 func (d *Dispatcher) receive(ctx context.Context) error {
-	return d.sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
-		// A message in hand is finished even when shutdown begins: its own
-		// deadline, not the receive loop's, bounds it.
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.HandleTimeout)
-		defer cancel()
-		if err := d.Handle(hctx, m); err != nil {
-			d.logger.Error("request not handled; Pub/Sub will redeliver it", "event", "request.nacked", "message_id", m.ID,
-				"session_id", m.Attributes[api.AttrSessionID], "request_id", m.Attributes[api.AttrRequestID], "error", err.Error())
-			m.Nack()
-			return
-		}
-		m.Ack()
-	})
+	return d.sub.Receive(ctx, d.process)
+}
+
+// process handles a message in hand and acks or nacks it, unless the order
+// gate holds it.
+func (d *Dispatcher) process(ctx context.Context, m *pubsub.Message) {
+	// A message in hand is finished even when shutdown begins: its own
+	// deadline, not the receive loop's, bounds it.
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.HandleTimeout)
+	defer cancel()
+	switch d.deliver(hctx, m) {
+	case ack:
+		d.ack(m)
+	case nack:
+		d.nack(m)
+	}
+}
+
+// What to do with a message once deliver returns.
+type verdict int
+
+const (
+	ack  verdict = iota
+	nack         // deliver it again
+	held         // kept in hand by the order gate, which settles it later
+)
+
+// deliver handles a message, in its session's order when it has an
+// ordering key, and says what to do with it.
+func (d *Dispatcher) deliver(ctx context.Context, m *pubsub.Message) verdict {
+	log := d.messageLog(m)
+	if m.OrderingKey == "" {
+		return d.try(ctx, m, log)
+	}
+	return d.ordered(ctx, m, log)
+}
+
+func (d *Dispatcher) messageLog(m *pubsub.Message) *slog.Logger {
+	return d.logger.With("message_id", m.ID, "session_id", m.Attributes[api.AttrSessionID], "request_id", m.Attributes[api.AttrRequestID])
+}
+
+// try handles a message and says whether it may be acknowledged.
+func (d *Dispatcher) try(ctx context.Context, m *pubsub.Message, log *slog.Logger) verdict {
+	if err := d.handle(ctx, m); err != nil {
+		log.Error("request not handled; Pub/Sub will redeliver it", "event", "request.nacked", "error", err.Error())
+		return nack
+	}
+	return ack
 }
 
 // Handle does everything a message needs and returns nil when it may be

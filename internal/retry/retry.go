@@ -29,6 +29,9 @@ var (
 	PubSub    = Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second, MaxElapsed: 60 * time.Second}
 	Storage   = Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, MaxElapsed: 60 * time.Second}
 	CloudRun  = Policy{Initial: 250 * time.Millisecond, Max: 10 * time.Second, MaxElapsed: 60 * time.Second}
+	// Stream reopens a stream that ended (a Pub/Sub StreamingPull): for
+	// as long as its consumer runs, so without a time limit.
+	Stream = Policy{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
 )
 
 // Transient reports whether err may go away on its own, so that the call
@@ -71,4 +74,61 @@ func Do(ctx context.Context, p Policy, logger *slog.Logger, what string, f func(
 			logger.Warn("retrying", "event", "retry", "what", what, "attempt", attempt, "wait_seconds", wait.Seconds(), "error", err.Error())
 		}
 	})
+}
+
+// Reopenable reports whether a stream that ended with err is worth opening
+// again: a transient failure, or UNKNOWN, which Pub/Sub's StreamingPull
+// ends with at times and which its Go client does not retry.
+func Reopenable(err error) bool {
+	return Transient(err) || status.Code(err) == codes.Unknown
+}
+
+// Reconnect runs the stream consumer f again each time it ends with a
+// Reopenable error (or with none) before ctx ends, waiting with backoff in
+// between; the backoff starts over once f has run for longer than the
+// policy's Max. Each reconnection is logged once with its attempt number.
+// It returns when ctx ends, with what f last returned, or with f's first
+// error that is not Reopenable.
+func Reconnect(ctx context.Context, p Policy, logger *slog.Logger, what string, f func(context.Context) error) error {
+	return rerun(ctx, p, logger, what, "stream ended; reconnecting", "stream.reconnect", Reopenable, f)
+}
+
+// Restart runs f again each time it returns before ctx ends, whatever it
+// returned, as a process supervisor restarts a program that stopped; the
+// waits and logs are Reconnect's. It returns what f returned once ctx ends.
+func Restart(ctx context.Context, p Policy, logger *slog.Logger, what string, f func(context.Context) error) error {
+	return rerun(ctx, p, logger, what, "stopped; restarting", "component.restart", func(error) bool { return true }, f)
+}
+
+func rerun(ctx context.Context, p Policy, logger *slog.Logger, what, msg, event string, again func(error) bool, f func(context.Context) error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = p.Initial, p.Max, 0
+	attempt := 0
+	for {
+		start := time.Now()
+		err := f(ctx)
+		if ctx.Err() != nil || (err != nil && !again(err)) {
+			return err
+		}
+		if time.Since(start) > p.Max {
+			b.Reset()
+			attempt = 0
+		}
+		attempt++
+		wait := b.NextBackOff()
+		if logger != nil {
+			reason := "returned without error"
+			if err != nil {
+				reason = err.Error()
+			}
+			logger.Warn(msg, "event", event, "what", what, "attempt", attempt, "wait_seconds", wait.Seconds(), "error", reason)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
 }

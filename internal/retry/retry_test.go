@@ -75,3 +75,48 @@ func TestDoStopsWithContext(t *testing.T) {
 		t.Fatalf("Do = %v after %d calls, want an error after 2", err, calls)
 	}
 }
+
+// TestReconnect: a stream that ends with UNKNOWN or UNAVAILABLE is opened
+// again; one that ends with a permanent status is not; Restart runs again
+// whatever the error.
+func TestReconnect(t *testing.T) {
+	p := Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond}
+	ends := []error{status.Error(codes.Unknown, ""), status.Error(codes.Unavailable, "x"), nil}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	err := Reconnect(ctx, p, nil, "stream", func(ctx context.Context) error {
+		calls++
+		if calls <= len(ends) {
+			return ends[calls-1]
+		}
+		cancel()
+		return nil
+	})
+	if err != nil || calls != len(ends)+1 {
+		t.Errorf("Reconnect: %d calls, error %v; want %d calls and nil once ctx ends", calls, err, len(ends)+1)
+	}
+
+	calls = 0
+	denied := status.Error(codes.PermissionDenied, "no")
+	err = Reconnect(context.Background(), p, nil, "stream", func(ctx context.Context) error {
+		calls++
+		return denied
+	})
+	if !errors.Is(err, denied) || calls != 1 {
+		t.Errorf("Reconnect on a permanent error: %d calls, error %v; want 1 call and %v", calls, err, denied)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	calls = 0
+	Restart(ctx, p, nil, "component", func(ctx context.Context) error {
+		if calls++; calls == 3 {
+			cancel()
+		}
+		return denied
+	})
+	if calls != 3 {
+		t.Errorf("Restart ran f %d times, want 3 (until ctx ended)", calls)
+	}
+}

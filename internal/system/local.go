@@ -19,6 +19,7 @@ import (
 	"github.com/sandrun/sandrun/internal/jobrunner"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/reaper"
+	"github.com/sandrun/sandrun/internal/retry"
 )
 
 // ExecutorImage is the image name of the host job on the local cloud.
@@ -147,14 +148,14 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 		}
 	}
 	if !cfg.NoDispatcher {
-		l.run(func() error { return RunDispatcher(rctx, &l.Config, cfg.Dispatcher, cfg.Logger) })
+		l.run(rctx, "dispatcher", cfg.Logger, func(ctx context.Context) error { return RunDispatcher(ctx, &l.Config, cfg.Dispatcher, cfg.Logger) })
 	}
 	rc := cfg.Reaper
 	if cfg.ReaperInterval > 0 {
 		rc.Interval = cfg.ReaperInterval
 	}
 	if !cfg.NoReaper {
-		l.run(func() error { return RunReaper(rctx, &l.Config, rc, false, cfg.Logger) })
+		l.run(rctx, "reaper", cfg.Logger, func(ctx context.Context) error { return RunReaper(ctx, &l.Config, rc, false, cfg.Logger) })
 	}
 	return l, nil
 }
@@ -168,11 +169,14 @@ func localHostTokens(project string, h hostcred.Config) hostcred.Config {
 	return h.WithDefaults()
 }
 
-func (l *Local) run(f func() error) {
+// run runs a component until the system closes, and restarts it with
+// backoff when it stops before then (a stream it could not reopen, a lost
+// connection), as Cloud Run restarts a service's instance in production.
+func (l *Local) run(ctx context.Context, name string, logger *slog.Logger, f func(context.Context) error) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		if err := f(); err != nil {
+		if err := retry.Restart(ctx, retry.Stream, logger, name, f); err != nil {
 			l.mu.Lock()
 			l.errs = append(l.errs, err)
 			l.mu.Unlock()
