@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
+	"github.com/sandrun/sandrun/emulator/official"
 )
 
 // TestPubSubNamesAndLimits: the local cloud's Pub/Sub rejects what Google's
@@ -22,9 +23,13 @@ import (
 func TestPubSubNamesAndLimits(t *testing.T) {
 	for _, backend := range []string{"local", "google"} {
 		t.Run(backend, func(t *testing.T) {
-			s := emulatortest.Start(t, emulator.Config{})
+			var cfg emulator.Config
 			if backend == "google" {
-				t.Setenv(emulator.EnvPubSub, emulatortest.GooglePubSub(t, s.Project))
+				cfg.Project = official.Project(t) // apart from other tests on that emulator
+			}
+			s := emulatortest.Start(t, cfg)
+			if backend == "google" {
+				t.Setenv(emulator.EnvPubSub, official.PubSub(t))
 			}
 			c := newPubSub(t, s)
 			ctx := context.Background()

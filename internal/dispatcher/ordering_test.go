@@ -17,6 +17,7 @@ import (
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
 	"github.com/sandrun/sandrun/emulator/faults"
+	"github.com/sandrun/sandrun/emulator/official"
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/session"
@@ -110,9 +111,15 @@ func runOrdered(t *testing.T, backend string, sc orderScenario) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const bucket = "sandrun-ordering"
-	suite := emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}})
+	cfg := emulator.Config{Buckets: []string{bucket}}
 	if backend == "google" {
-		t.Setenv(emulator.EnvPubSub, emulatortest.GooglePubSub(t, suite.Project))
+		// Google's emulator serves every project: one of the test's own
+		// keeps it apart from the other tests sharing that emulator.
+		cfg.Project = official.Project(t)
+	}
+	suite := emulatortest.Start(t, cfg)
+	if backend == "google" {
+		t.Setenv(emulator.EnvPubSub, official.PubSub(t))
 	}
 	for _, r := range sc.faults {
 		if err := suite.Faults.Add(r); err != nil {

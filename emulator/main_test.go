@@ -1,0 +1,16 @@
+package emulator_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/sandrun/sandrun/emulator/official"
+)
+
+// TestMain stops the Google emulator that TestPubSubNamesAndLimits may have
+// started for this test binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	official.Stop()
+	os.Exit(code)
+}

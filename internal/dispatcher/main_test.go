@@ -1,0 +1,16 @@
+package dispatcher
+
+import (
+	"os"
+	"testing"
+
+	"github.com/sandrun/sandrun/emulator/official"
+)
+
+// TestMain stops the Google emulator that TestOrderedRedelivery may have
+// started for this test binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	official.Stop()
+	os.Exit(code)
+}
