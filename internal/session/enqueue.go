@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ type Accepted struct {
 	// Purge is set when the request destroyed the session: the caller
 	// deletes its objects with Purge.
 	Purge bool
+	// hostSeen: the request was queued for a host that was live when
+	// Enqueue read its lease outside the transaction.
+	hostSeen bool
 }
 
 // Enqueue accepts a valid request: de-duplicates it by request id, and
@@ -47,8 +51,34 @@ func (s *Store) Enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			}
 			continue
 		}
-		return acc, err
+		if err != nil || !acc.hostSeen {
+			return acc, err
+		}
+		return acc, s.hostAfterEnqueue(ctx, &acc)
 	}
+}
+
+// hostAfterEnqueue makes sure that a request queued for the host that
+// Enqueue saw live still has one. A host that leaves after the request's
+// commit sees it queued and stays (Release); one that left before the
+// commit is gone by the time of this read, which then claims a launch. A
+// host that dies is the reaper's (RecoverHost, Relaunch).
+func (s *Store) hostAfterEnqueue(ctx context.Context, acc *Accepted) error {
+	sessionID := acc.Item.SessionID
+	lease, err := s.leaseNow(ctx, sessionID)
+	if err != nil {
+		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
+	}
+	if lease.live(s.now()) {
+		return nil
+	}
+	// No give-up here: the reaper counts launch attempts and gives up.
+	launch, _, err := s.Relaunch(ctx, sessionID, math.MaxInt)
+	if err != nil {
+		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
+	}
+	acc.Launch = launch
+	return nil
 }
 
 var errPurgeFirst = errors.New("purge the destroyed session first")
@@ -70,7 +100,19 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		if err != nil {
 			return err
 		}
-		lease, err := txGet[LeaseDoc](tx, s.leaseRef(req.SessionID))
+		// Only a destroy, which fences the host off, reads the lease in the
+		// transaction. Firestore locks what a transaction reads until it
+		// ends, 60 s when its dispatcher dies inside it: a locked lease
+		// document would keep the host from renewing (its lease lasts
+		// 15 s) and the reaper from recovering it. A plain read locks
+		// nothing; the race it opens with a host that leaves is closed
+		// after the commit (see Enqueue).
+		var lease *LeaseDoc
+		if req.Op == api.OpSessionDestroy {
+			lease, err = txGet[LeaseDoc](tx, s.leaseRef(req.SessionID))
+		} else {
+			lease, err = s.leaseNow(ctx, req.SessionID)
+		}
 		if err != nil {
 			return err
 		}
@@ -154,6 +196,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		if needHost {
 			acc.Launch = doc.claimLaunch(now)
 		}
+		acc.hostSeen = lease.live(now)
 		if err := tx.Set(sref, doc); err != nil {
 			return err
 		}
