@@ -65,7 +65,7 @@ func (s *Store) Enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 // host that dies is the reaper's (RecoverHost, Relaunch).
 func (s *Store) hostAfterEnqueue(ctx context.Context, acc *Accepted) error {
 	sessionID := acc.Item.SessionID
-	lease, err := s.leaseNow(ctx, sessionID)
+	lease, err := find[LeaseDoc](ctx, s.leaseRef(sessionID))
 	if err != nil {
 		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
 	}
@@ -86,6 +86,15 @@ var errPurgeFirst = errors.New("purge the destroyed session first")
 func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, traceparent string) (Accepted, error) {
 	var acc Accepted
 	sref, iref := s.sessionRef(req.SessionID), s.itemRef(req.SessionID, req.RequestID)
+	// A redelivered request is found without a transaction: one would lock
+	// its item, which its host writes when it finishes it, for as long as
+	// the dispatcher lives (60 s more if it dies inside the transaction).
+	if prev, err := find[Item](ctx, iref); err != nil || prev != nil {
+		if err != nil {
+			return Accepted{}, fmt.Errorf("enqueue request %s of session %s: %w", req.RequestID, req.SessionID, err)
+		}
+		return Accepted{Item: *prev, Duplicate: true}, nil
+	}
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		acc = Accepted{}
 		prev, err := txGet[Item](tx, iref)
@@ -111,7 +120,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		if req.Op == api.OpSessionDestroy {
 			lease, err = txGet[LeaseDoc](tx, s.leaseRef(req.SessionID))
 		} else {
-			lease, err = s.leaseNow(ctx, req.SessionID)
+			lease, err = find[LeaseDoc](ctx, s.leaseRef(req.SessionID))
 		}
 		if err != nil {
 			return err
@@ -255,6 +264,13 @@ func (s *Store) info(tx *firestore.Transaction, id string, d *Doc, lease *LeaseD
 // request over api.MaxRequestBytes it records only the ids and the size.
 func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item Item, duplicate bool, err error) {
 	ref := s.itemRef(c.SessionID, c.RequestID)
+	// As in enqueue, a redelivery is found without locking its item.
+	if prev, err := find[Item](ctx, ref); err != nil || prev != nil {
+		if err != nil {
+			return Item{}, false, fmt.Errorf("record rejection of request %s of session %s: %w", c.RequestID, c.SessionID, err)
+		}
+		return *prev, true, nil
+	}
 	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		prev, err := txGet[Item](tx, ref)
 		if err != nil {
