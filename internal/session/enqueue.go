@@ -145,7 +145,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 				return answer(notFound())
 			}
 			c := ok()
-			if c.Session, err = s.info(tx, req.SessionID, doc, lease); err != nil {
+			if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
 				return err
 			}
 			return answer(c)
@@ -164,7 +164,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			if !lease.live(now) && !s.launchInFlight(doc, lease, now) && !queued {
 				// Nothing runs and nothing waits: destroy it here, no host needed.
 				c := ok()
-				if c.Session, err = s.info(tx, req.SessionID, doc, lease); err != nil {
+				if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
 					return err
 				}
 				if err := s.destroy(tx, req.SessionID, doc, lease, now); err != nil {
@@ -191,7 +191,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 				acc.Launch = doc.claimLaunch(now)
 			}
 			c := ok()
-			if c.Session, err = s.info(tx, req.SessionID, doc, lease); err != nil {
+			if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
 				return err
 			}
 			if err := tx.Set(sref, doc); err != nil {
@@ -233,9 +233,12 @@ func (s *Store) answer(tx *firestore.Transaction, ref *firestore.DocumentRef, it
 	return tx.Create(ref, *item)
 }
 
-// info describes the session for a completion, reading in tx what it needs.
-func (s *Store) info(tx *firestore.Transaction, id string, d *Doc, lease *LeaseDoc) (*api.SessionInfo, error) {
-	st, err := txGet[StateDoc](tx, s.stateRef(id))
+// info describes the session for a completion. What it reads besides d and
+// lease it reads outside the transaction: a description needs no lock, and
+// locks on the state document and the queued items would hold up the
+// session's host (Finish, Start) while the dispatcher lives.
+func (s *Store) info(ctx context.Context, id string, d *Doc, lease *LeaseDoc) (*api.SessionInfo, error) {
+	st, err := find[StateDoc](ctx, s.stateRef(id))
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +250,7 @@ func (s *Store) info(tx *firestore.Transaction, id string, d *Doc, lease *LeaseD
 	if lease.live(s.now()) {
 		si.Host = lease.Execution
 	}
-	it := tx.Documents(s.queuedQuery(id))
+	it := s.queuedQuery(id).Documents(ctx)
 	defer it.Stop()
 	snaps, err := it.GetAll()
 	if err != nil {
