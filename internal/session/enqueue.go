@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ type Accepted struct {
 	// Purge is set when the request destroyed the session: the caller
 	// deletes its objects with Purge.
 	Purge bool
+	// hostSeen: the request was queued for a host that was live when
+	// Enqueue read its lease outside the transaction.
+	hostSeen bool
 }
 
 // Enqueue accepts a valid request: de-duplicates it by request id, and
@@ -47,8 +51,34 @@ func (s *Store) Enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			}
 			continue
 		}
-		return acc, err
+		if err != nil || !acc.hostSeen {
+			return acc, err
+		}
+		return acc, s.hostAfterEnqueue(ctx, &acc)
 	}
+}
+
+// hostAfterEnqueue makes sure that a request queued for the host that
+// Enqueue saw live still has one. A host that leaves after the request's
+// commit sees it queued and stays (Release); one that left before the
+// commit is gone by the time of this read, which then claims a launch. A
+// host that dies is the reaper's (RecoverHost, Relaunch).
+func (s *Store) hostAfterEnqueue(ctx context.Context, acc *Accepted) error {
+	sessionID := acc.Item.SessionID
+	lease, err := find[LeaseDoc](ctx, s.leaseRef(sessionID))
+	if err != nil {
+		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
+	}
+	if lease.live(s.now()) {
+		return nil
+	}
+	// No give-up here: the reaper counts launch attempts and gives up.
+	launch, _, err := s.Relaunch(ctx, sessionID, math.MaxInt)
+	if err != nil {
+		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
+	}
+	acc.Launch = launch
+	return nil
 }
 
 var errPurgeFirst = errors.New("purge the destroyed session first")
@@ -56,6 +86,15 @@ var errPurgeFirst = errors.New("purge the destroyed session first")
 func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, traceparent string) (Accepted, error) {
 	var acc Accepted
 	sref, iref := s.sessionRef(req.SessionID), s.itemRef(req.SessionID, req.RequestID)
+	// A redelivered request is found without a transaction: one would lock
+	// its item, which its host writes when it finishes it, for as long as
+	// the dispatcher lives (60 s more if it dies inside the transaction).
+	if prev, err := find[Item](ctx, iref); err != nil || prev != nil {
+		if err != nil {
+			return Accepted{}, fmt.Errorf("enqueue request %s of session %s: %w", req.RequestID, req.SessionID, err)
+		}
+		return Accepted{Item: *prev, Duplicate: true}, nil
+	}
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		acc = Accepted{}
 		prev, err := txGet[Item](tx, iref)
@@ -70,7 +109,19 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		if err != nil {
 			return err
 		}
-		lease, err := txGet[LeaseDoc](tx, s.leaseRef(req.SessionID))
+		// Only a destroy, which fences the host off, reads the lease in the
+		// transaction. Firestore locks what a transaction reads until it
+		// ends, 60 s when its dispatcher dies inside it: a locked lease
+		// document would keep the host from renewing (its lease lasts
+		// 15 s) and the reaper from recovering it. A plain read locks
+		// nothing; the race it opens with a host that leaves is closed
+		// after the commit (see Enqueue).
+		var lease *LeaseDoc
+		if req.Op == api.OpSessionDestroy {
+			lease, err = txGet[LeaseDoc](tx, s.leaseRef(req.SessionID))
+		} else {
+			lease, err = find[LeaseDoc](ctx, s.leaseRef(req.SessionID))
+		}
 		if err != nil {
 			return err
 		}
@@ -94,7 +145,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 				return answer(notFound())
 			}
 			c := ok()
-			if c.Session, err = s.info(tx, req.SessionID, doc, lease); err != nil {
+			if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
 				return err
 			}
 			return answer(c)
@@ -113,7 +164,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			if !lease.live(now) && !s.launchInFlight(doc, lease, now) && !queued {
 				// Nothing runs and nothing waits: destroy it here, no host needed.
 				c := ok()
-				if c.Session, err = s.info(tx, req.SessionID, doc, lease); err != nil {
+				if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
 					return err
 				}
 				if err := s.destroy(tx, req.SessionID, doc, lease, now); err != nil {
@@ -140,7 +191,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 				acc.Launch = doc.claimLaunch(now)
 			}
 			c := ok()
-			if c.Session, err = s.info(tx, req.SessionID, doc, lease); err != nil {
+			if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
 				return err
 			}
 			if err := tx.Set(sref, doc); err != nil {
@@ -154,6 +205,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		if needHost {
 			acc.Launch = doc.claimLaunch(now)
 		}
+		acc.hostSeen = lease.live(now)
 		if err := tx.Set(sref, doc); err != nil {
 			return err
 		}
@@ -181,9 +233,12 @@ func (s *Store) answer(tx *firestore.Transaction, ref *firestore.DocumentRef, it
 	return tx.Create(ref, *item)
 }
 
-// info describes the session for a completion, reading in tx what it needs.
-func (s *Store) info(tx *firestore.Transaction, id string, d *Doc, lease *LeaseDoc) (*api.SessionInfo, error) {
-	st, err := txGet[StateDoc](tx, s.stateRef(id))
+// info describes the session for a completion. What it reads besides d and
+// lease it reads outside the transaction: a description needs no lock, and
+// locks on the state document and the queued items would hold up the
+// session's host (Finish, Start) while the dispatcher lives.
+func (s *Store) info(ctx context.Context, id string, d *Doc, lease *LeaseDoc) (*api.SessionInfo, error) {
+	st, err := find[StateDoc](ctx, s.stateRef(id))
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +250,7 @@ func (s *Store) info(tx *firestore.Transaction, id string, d *Doc, lease *LeaseD
 	if lease.live(s.now()) {
 		si.Host = lease.Execution
 	}
-	it := tx.Documents(s.queuedQuery(id))
+	it := s.queuedQuery(id).Documents(ctx)
 	defer it.Stop()
 	snaps, err := it.GetAll()
 	if err != nil {
@@ -212,6 +267,13 @@ func (s *Store) info(tx *firestore.Transaction, id string, d *Doc, lease *LeaseD
 // request over api.MaxRequestBytes it records only the ids and the size.
 func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item Item, duplicate bool, err error) {
 	ref := s.itemRef(c.SessionID, c.RequestID)
+	// As in enqueue, a redelivery is found without locking its item.
+	if prev, err := find[Item](ctx, ref); err != nil || prev != nil {
+		if err != nil {
+			return Item{}, false, fmt.Errorf("record rejection of request %s of session %s: %w", c.RequestID, c.SessionID, err)
+		}
+		return *prev, true, nil
+	}
 	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		prev, err := txGet[Item](tx, ref)
 		if err != nil {

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -237,15 +236,9 @@ func (s *Store) NextQueued(ctx context.Context, sessionID string) (*Item, error)
 // HostOf returns the execution that holds the session's lease now; "" when
 // the session has no live host.
 func (s *Store) HostOf(ctx context.Context, sessionID string) (string, error) {
-	ld, err := get[LeaseDoc](ctx, s.leaseRef(sessionID))
-	if errors.Is(err, ErrNotFound) {
-		return "", nil
-	}
-	if err != nil {
+	ld, err := find[LeaseDoc](ctx, s.leaseRef(sessionID))
+	if err != nil || !ld.live(s.now()) {
 		return "", err
-	}
-	if !ld.live(s.now()) {
-		return "", nil
 	}
 	return ld.Execution, nil
 }

@@ -168,6 +168,16 @@ func (s *Store) hasQueued(tx *firestore.Transaction, sessionID string) (bool, er
 	return true, nil
 }
 
+// find reads a document outside any transaction, so that it locks
+// nothing; a missing one is (nil, nil).
+func find[T any](ctx context.Context, ref *firestore.DocumentRef) (*T, error) {
+	v, err := get[T](ctx, ref)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return v, err
+}
+
 // Session returns the session document.
 func (s *Store) Session(ctx context.Context, id string) (*Doc, error) {
 	return get[Doc](ctx, s.sessionRef(id))
