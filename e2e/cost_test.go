@@ -57,7 +57,7 @@ func TestFirestoreUsagePerRequest(t *testing.T) {
 	destroy := usage.Counts().Sub(before)
 	t.Logf("session.destroy: %s", usageString(destroy, 1))
 
-	const maxReads, maxWrites = 12, 8 // per warm request
+	const maxReads, maxWrites = 14, 8 // per warm request (13 reads measured: docs/cost.md)
 	if r, wr := float64(perWarm.Reads)/warm, float64(perWarm.Writes)/warm; r > maxReads || wr > maxWrites {
 		t.Errorf("a warm request costs %.1f reads and %.1f writes, more than %d and %d: update docs/cost.md and these bounds, or find the waste",
 			r, wr, maxReads, maxWrites)
