@@ -7,12 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/storage"
-
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
+	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/session"
 )
 
@@ -44,19 +42,14 @@ func newStores(t *testing.T) (dispatcher, host *session.Store, clock *pausingClo
 	const bucket = "locks-test"
 	s := emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}})
 	ctx := context.Background()
-	fs, err := firestore.NewClient(ctx, s.Project)
+	clients, err := gcp.Connect(ctx, s.Project, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { fs.Close() })
-	gcs, err := storage.NewClient(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gcs.Close() })
+	t.Cleanup(func() { clients.Close() })
 	clock = &pausingClock{paused: make(chan struct{}), release: make(chan struct{})}
-	dispatcher = session.NewStore(fs, gcs, session.Config{Bucket: bucket, Now: clock.now})
-	host = session.NewStore(fs, gcs, session.Config{Bucket: bucket})
+	dispatcher = session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: bucket, Now: clock.now})
+	host = session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: bucket})
 	return dispatcher, host, clock
 }
 
