@@ -18,6 +18,10 @@ import (
 	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
+// inboxRetry is how soon the serve loop reads the inbox again after a
+// read failed.
+const inboxRetry = time.Second
+
 // queueWindow is how many queued items the serve loop looks at at once: a
 // control request behind that many others waits for them.
 const queueWindow = 100
@@ -47,8 +51,6 @@ func (h *Host) serve(ctx, parent context.Context) error {
 	inflight := map[string]bool{}
 	fg, fgOvertakable := "", false
 	idleSince := time.Now()
-	poll := time.NewTicker(h.cfg.PollInterval)
-	defer poll.Stop()
 
 	// drain waits for every request in flight; ctx's end has told them to
 	// stop.
@@ -68,8 +70,12 @@ func (h *Host) serve(ctx, parent context.Context) error {
 		}
 		live := h.procs.LiveChanged()
 		items, err := h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
+		// The inbox listener wakes the loop for each change; nothing
+		// polls. Only a failed read is retried on a timer.
+		var retryC <-chan time.Time
 		if err != nil && ctx.Err() == nil {
 			h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
+			retryC = time.After(inboxRetry)
 		}
 		blocked := fg != "" && !fgOvertakable
 		for i := range items {
@@ -100,9 +106,15 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			go func() { done <- h.serveRequest(ctx, started, !control, first) }()
 		}
 
+		h.noteWork(len(inflight) > 0 || len(items) > 0)
+
 		// A host with live background processes stays, so that a later
 		// request reaches them, up to its maximum lifetime.
 		quiet := fg == "" && len(inflight) == 0 && len(items) == 0
+		var lifetimeC <-chan time.Time
+		if quiet && h.procs.Live() > 0 {
+			lifetimeC = time.After(h.cfg.MaxLifetime - time.Since(h.lease.Acquired))
+		}
 		if quiet && h.procs.Live() > 0 && time.Since(h.lease.Acquired) > h.cfg.MaxLifetime {
 			h.logger.Info("host reached its maximum lifetime; its processes end", "event", "host.max_lifetime", "processes", h.procs.Live())
 			h.closeProcs(ctx)
@@ -149,7 +161,8 @@ func (h *Host) serve(ctx, parent context.Context) error {
 				}
 			}
 		case <-wake:
-		case <-poll.C:
+		case <-retryC:
+		case <-lifetimeC:
 		case <-live:
 			// A background process ended (or began): the host may be idle.
 			idleSince = time.Now()

@@ -2,6 +2,7 @@ package reaper
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -194,6 +195,48 @@ func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
 	// The old host, if it still ran, could write nothing.
 	if _, err := e.store.Finish(ctx, lease, &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec}, nil); err == nil {
 		t.Fatal("the lost host could still record a completion")
+	}
+}
+
+// A lapsed host whose execution still runs (stopped, or cut off from
+// Firestore) may still be running a command: the reaper cancels it and
+// recovers the session, and launches its next host, only once the
+// execution ended. Until then no new host may take the session either.
+func TestReaperWaitsOutALapsedHostThatStillRuns(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	e.enqueue(t, "s1", "r1", "sleep 600")
+	lease, err := e.store.Acquire(ctx, "s1", "exec-old", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.store.Start(ctx, lease, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	e.enqueue(t, "s1", "r2", "echo next")
+	e.runner.running = []jobrunner.Execution{{ID: "exec-old", SessionID: "s1", Running: true}}
+	e.now = e.now.Add(11 * time.Second) // the lease lapses
+	rep, err := e.reaper.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.HostsRecovered != 0 || rep.Launched != 0 || len(e.pub.sent) != 0 {
+		t.Fatalf("report %+v, published %+v: the session moved on while its old host ran", rep, e.pub.sent)
+	}
+	if !slices.Equal(e.runner.cancelled, []string{"exec-old"}) {
+		t.Fatalf("cancelled %v, want the lapsed host exec-old", e.runner.cancelled)
+	}
+	if _, err := e.store.Acquire(ctx, "s1", "exec-new", time.Minute); !errors.Is(err, session.ErrLeaseHeld) {
+		t.Fatalf("a new host took the session from a lapsed host that still runs: %v", err)
+	}
+
+	e.runner.running = nil // the cancel took effect
+	rep, err = e.reaper.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.HostsRecovered != 1 || rep.HostLost != 1 || rep.Launched != 1 {
+		t.Fatalf("report %+v after the old host ended", rep)
 	}
 }
 

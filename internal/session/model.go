@@ -87,6 +87,10 @@ func (l *LeaseDoc) live(now time.Time) bool {
 	return l != nil && l.Execution != "" && l.LeaseExpires.After(now)
 }
 
+// held reports whether the lease names a host, live or lapsed: until the
+// reaper recovers a lapsed one, no other host may take the session.
+func (l *LeaseDoc) held() bool { return l != nil && l.Execution != "" }
+
 // StateDoc is sessions/{session_id}/runtime/state: what hosts keep of the
 // session between them.
 type StateDoc struct {
