@@ -2,8 +2,8 @@ package reaper
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
