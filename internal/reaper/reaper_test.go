@@ -166,8 +166,10 @@ func TestReaperRepublishesLostCompletions(t *testing.T) {
 	}
 }
 
-func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
-	e := setup(t)
+// runningHost gives session s1 a host, exec-old, whose 10-second lease
+// runs r1 ("sleep 600") while r2 waits behind it.
+func runningHost(t *testing.T, e *env) *session.Lease {
+	t.Helper()
 	ctx := context.Background()
 	e.enqueue(t, "s1", "r1", "sleep 600")
 	lease, err := e.store.Acquire(ctx, "s1", "exec-old", 10*time.Second)
@@ -178,6 +180,13 @@ func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.enqueue(t, "s1", "r2", "echo next")
+	return lease
+}
+
+func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	lease := runningHost(t, e)
 	e.now = e.now.Add(11 * time.Second) // the lease lapses
 	rep, err := e.reaper.Once(ctx)
 	if err != nil {
@@ -205,15 +214,7 @@ func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
 func TestReaperWaitsOutALapsedHostThatStillRuns(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	e.enqueue(t, "s1", "r1", "sleep 600")
-	lease, err := e.store.Acquire(ctx, "s1", "exec-old", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := e.store.Start(ctx, lease, "r1"); err != nil {
-		t.Fatal(err)
-	}
-	e.enqueue(t, "s1", "r2", "echo next")
+	runningHost(t, e)
 	e.runner.running = []jobrunner.Execution{{ID: "exec-old", SessionID: "s1", Running: true}}
 	e.now = e.now.Add(11 * time.Second) // the lease lapses
 	rep, err := e.reaper.Once(ctx)

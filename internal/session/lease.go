@@ -143,6 +143,10 @@ func (s *Store) Renew(ctx context.Context, lease *Lease, ttl time.Duration) erro
 		// unseen: the next renewal reads it to tell which.
 		lease.version = time.Time{}
 		return fmt.Errorf("renew lease of session %s: the lease document changed: %w", lease.SessionID, errLeaseMoved)
+	case codes.Aborted:
+		// It waited too long for a transaction's lock on the document
+		// (Firestore's pessimistic concurrency) and did not land.
+		return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, err)
 	default:
 		// The write may have landed; its update time is unknown.
 		lease.version = time.Time{}
