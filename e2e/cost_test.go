@@ -58,9 +58,9 @@ func TestFirestoreUsagePerRequest(t *testing.T) {
 	destroy := usage.Counts().Sub(before)
 	t.Logf("session.destroy: %s", usageString(destroy, 1))
 
-	const maxReads, maxWrites = 14, 8 // per warm request (13 reads measured: docs/cost.md)
+	const maxReads, maxWrites = 13.5, 6.5 // per warm request (13.1 and 6.0 measured: docs/cost.md)
 	if r, wr := float64(perWarm.Reads)/warm, float64(perWarm.Writes)/warm; r > maxReads || wr > maxWrites {
-		t.Errorf("a warm request costs %.1f reads and %.1f writes, more than %d and %d: update docs/cost.md and these bounds, or find the waste",
+		t.Errorf("a warm request costs %.1f reads and %.1f writes, more than %.1f and %.1f: update docs/cost.md and these bounds, or find the waste",
 			r, wr, maxReads, maxWrites)
 	}
 }
@@ -91,9 +91,11 @@ func TestFirestoreUsageIdleHost(t *testing.T) {
 	idle := usage.Counts().Sub(before)
 	minutes := time.Since(began).Minutes()
 	t.Logf("idle host, per minute: %s", usageString(idle, minutes))
-	const maxReadsPerMinute = 1 // measured 0: docs/cost.md
-	if r, wr := float64(idle.Reads)/minutes, float64(idle.Writes)/minutes; wr > 1 || r > maxReadsPerMinute {
-		t.Errorf("an idle host costs %.1f reads and %.1f writes a minute, more than %d and 1: update docs/cost.md and these bounds, or find the waste",
-			r, wr, maxReadsPerMinute)
+	// Measured 0 reads and 0.5 writes a minute (one renewal every 65 s,
+	// one in the window): docs/cost.md. A stray read a minute is allowed.
+	const maxReads, maxWrites = 1, 1 // a minute
+	if r, wr := float64(idle.Reads)/minutes, float64(idle.Writes)/minutes; r > maxReads || wr > maxWrites {
+		t.Errorf("an idle host costs %.1f reads and %.1f writes a minute, more than %d and %d: update docs/cost.md and these bounds, or find the waste",
+			r, wr, maxReads, maxWrites)
 	}
 }
