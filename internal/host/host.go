@@ -255,28 +255,29 @@ func (h *Host) stop(err error) error {
 	return nil
 }
 
-// Lease timing. The host renews its lease when renewSlack of it is left
-// (every 5 s for the 15 s lease of a busy host, every 65 s for the 75 s
-// lease of an idle one), retrying each failed renewal at once with a
-// short backoff: under load, a renewal has ten seconds to get through (one
-// Firestore write), not one try. If it has not
-// renewed when only fenceMargin of the lease is left, counted on the
-// local monotonic clock from when it sent the renewal (so before
-// Firestore's expiry, which counts from when the write landed), the host
-// fences itself off: it SIGKILLs every command and process of the
+// Lease timing, from the busy lease (LeaseTTL, 15 s by default): the host
+// renews its lease when renewSlack of it is left (every 5 s for the 15 s
+// lease of a busy host, every 65 s for the 75 s lease of an idle one),
+// retrying each failed renewal at once with a short backoff: under load, a
+// renewal (one Firestore write) has 8.5 s to get through, not one try. If
+// it has not renewed when only fenceMargin of the lease is left (1.5 s),
+// counted on the local monotonic clock from when it sent the renewal (so
+// before Firestore's expiry, which counts from when the write landed), the
+// host fences itself off: it SIGKILLs every command and process of the
 // session and stops serving. Once the lease has lapsed, the old host has
 // done its last, and the reaper only recovers the session after Cloud Run
 // reports the old execution ended, which also covers a host that cannot
 // act at all (stopped, frozen).
-func renewSlack(ttl time.Duration) time.Duration  { return ttl * 2 / 3 }
-func fenceMargin(ttl time.Duration) time.Duration { return ttl / 10 }
+func renewSlack(busyTTL time.Duration) time.Duration  { return busyTTL * 2 / 3 }
+func fenceMargin(busyTTL time.Duration) time.Duration { return busyTTL / 10 }
 
 // heartbeat renews the lease until ctx ends, on a goroutine of its own
 // that nothing else the host does waits on. It fences the host off when
 // the lease is lost, or cannot be renewed before the fence.
 func (h *Host) heartbeat(ctx context.Context) {
 	short := h.cfg.LeaseTTL
-	fenceAt := h.leaseSent.Add(short - fenceMargin(short))
+	margin := fenceMargin(short)
+	fenceAt := h.leaseSent.Add(short - margin)
 	// The first renewal comes at once: it reads the lease document's
 	// version, which the later ones write against without a read.
 	renewAt := time.Now()
@@ -300,13 +301,13 @@ func (h *Host) heartbeat(ctx context.Context) {
 		sent := time.Now()
 		// A shorter lease than the one held makes the fence earlier before
 		// the write is sent: it may land unseen.
-		if f := sent.Add(ttl - fenceMargin(ttl)); f.Before(fenceAt) {
+		if f := sent.Add(ttl - margin); f.Before(fenceAt) {
 			fenceAt = f
 		}
 		if !h.renew(ctx, ttl, fenceAt) {
 			return
 		}
-		fenceAt, renewAt = sent.Add(ttl-fenceMargin(ttl)), sent.Add(ttl-renewSlack(short))
+		fenceAt, renewAt = sent.Add(ttl-margin), sent.Add(ttl-renewSlack(short))
 		h.longLease.Store(ttl > short)
 	}
 }
