@@ -161,6 +161,8 @@ func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, l
 	}
 	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
 	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
+	// A new host is busy: it was started for a request, or handed one.
+	h.lastWork.Store(time.Now().UnixNano())
 	return h.run(ctx)
 }
 
