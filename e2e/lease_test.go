@@ -236,3 +236,27 @@ func TestHostCutOffFromFirestoreDoesNothingMore(t *testing.T) {
 		w.suite.Faults.Clear("")
 	})
 }
+
+// TestIdleHostHoldsALongLeaseAndShortensItForWork: a host idle for a busy
+// lease takes the long idle lease (one renewal a minute in production),
+// and shortens it again as soon as a request arrives, so that a host that
+// dies mid-command is found within the busy lease.
+func TestIdleHostHoldsALongLeaseAndShortensItForWork(t *testing.T) {
+	const busy, idle = time.Second, 20 * time.Second
+	w := start(t, options{leaseTTL: busy, idleLeaseTTL: idle})
+	const s = "lease-idle"
+	host := w.exec(s, "true").ExecutionID
+	path := "sessions/" + s + "/runtime/lease"
+	left := func(d map[string]any) time.Duration {
+		expires, _ := d["lease_expires"].(time.Time)
+		return time.Until(expires)
+	}
+	w.waitDoc(path, "take the idle lease", time.Minute, func(d map[string]any) bool { return left(d) > busy })
+
+	result := make(chan *api.Completion, 1)
+	go func() { result <- w.do(&api.Request{SessionID: s, Op: api.OpExec, Command: "sleep 3"}) }()
+	w.waitDoc(path, "shorten its lease for the command", time.Minute, func(d map[string]any) bool { return left(d) <= busy })
+	if done := <-result; done.Status != api.StatusOK || done.ExecutionID != host {
+		t.Fatalf("the command ended %s on %s, want ok on %s", done.Status, done.ExecutionID, host)
+	}
+}
