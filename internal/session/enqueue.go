@@ -339,6 +339,9 @@ func (s *Store) destroy(tx *firestore.Transaction, id string, d *Doc, lease *Lea
 	if err := tx.Set(s.leaseRef(id), LeaseDoc{Epoch: epoch + 1, ExpireAt: now.Add(s.cfg.TTL)}); err != nil {
 		return err
 	}
+	if err := s.setFence(tx, id, epoch+1, "", now); err != nil {
+		return err
+	}
 	return tx.Delete(s.stateRef(id))
 }
 

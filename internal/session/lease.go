@@ -79,6 +79,9 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 		if st != nil {
 			lease.Checkpoint, lease.Shell = st.Checkpoint, st.Shell
 		}
+		if err := s.setFence(tx, sessionID, next.Epoch, execution, now); err != nil {
+			return err
+		}
 		return tx.Set(s.leaseRef(sessionID), next)
 	})
 	if err != nil {
@@ -88,14 +91,16 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 }
 
 // fenced runs f in a transaction after checking, in it, that lease is
-// current. f may read more before it writes.
+// current: the fence document, not the lease document that renewals write,
+// so that the read lock it takes never holds up a renewal. f may read more
+// before it writes.
 func (s *Store) fenced(ctx context.Context, lease *Lease, f func(tx *firestore.Transaction, now time.Time) error) error {
 	return s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		ld, err := txGet[LeaseDoc](tx, s.leaseRef(lease.SessionID))
+		fd, err := txGet[FenceDoc](tx, s.fenceRef(lease.SessionID))
 		if err != nil {
 			return err
 		}
-		if ld == nil || ld.Epoch != lease.Epoch || ld.Execution != lease.Execution {
+		if fd == nil || fd.Epoch != lease.Epoch || fd.Host != lease.Execution {
 			return ErrLeaseLost
 		}
 		return f(tx, s.now())
@@ -176,6 +181,9 @@ func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 			if queued {
 				return ErrWorkPending
 			}
+		}
+		if err := s.setFence(tx, lease.SessionID, lease.Epoch, "", now); err != nil {
+			return err
 		}
 		return tx.Update(s.leaseRef(lease.SessionID), []firestore.Update{{Path: "execution", Value: ""}, {Path: "lease_expires", Value: time.Time{}}})
 	})

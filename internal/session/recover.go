@@ -108,6 +108,9 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpub
 		recovered = true
 		// LaunchID stays: the launch it names was answered, and is not in
 		// flight any more.
+		if err := s.setFence(tx, sessionID, epoch, "", now); err != nil {
+			return err
+		}
 		return tx.Set(ref, LeaseDoc{Epoch: epoch, LaunchID: ld.LaunchID, ExpireAt: now.Add(s.cfg.TTL)})
 	})
 	if err != nil {
