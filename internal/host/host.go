@@ -258,11 +258,12 @@ func (h *Host) stop(err error) error {
 }
 
 // Lease timing, from the busy lease (LeaseTTL, 15 s by default): the host
-// renews its lease when renewSlack of it is left (every 5 s for the 15 s
-// lease of a busy host, every 65 s for the 75 s lease of an idle one),
+// renews its lease when renewSlack of it is left (every 4.5 s for the 15 s
+// lease of a busy host, every 64.5 s for the 75 s lease of an idle one),
 // retrying each failed renewal at once with a short backoff: under load, a
-// renewal (one Firestore write) has 8.5 s to get through, not one try. If
-// it has not renewed when only fenceMargin of the lease is left (1.5 s),
+// renewal (one Firestore write) has 10 s to get through (as long as a
+// renewal had before the fence), not one try. If it has not renewed when
+// only fenceMargin of the lease is left (0.5 s),
 // counted on the local monotonic clock from when it sent the renewal (so
 // before Firestore's expiry, which counts from when the write landed), the
 // host fences itself off: it SIGKILLs every command and process of the
@@ -270,8 +271,8 @@ func (h *Host) stop(err error) error {
 // done its last, and the reaper only recovers the session after Cloud Run
 // reports the old execution ended, which also covers a host that cannot
 // act at all (stopped, frozen).
-func renewSlack(busyTTL time.Duration) time.Duration  { return busyTTL * 2 / 3 }
-func fenceMargin(busyTTL time.Duration) time.Duration { return busyTTL / 10 }
+func renewSlack(busyTTL time.Duration) time.Duration  { return busyTTL * 7 / 10 }
+func fenceMargin(busyTTL time.Duration) time.Duration { return busyTTL / 30 }
 
 // heartbeat renews the lease until ctx ends, on a goroutine of its own
 // that nothing else the host does waits on. It fences the host off when
