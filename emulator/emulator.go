@@ -84,8 +84,10 @@ type Config struct {
 	// emulator that the suite uses in place of its own Firestore or
 	// Pub/Sub: Google's (`gcloud emulators firestore start`, `gcloud beta
 	// emulators pubsub start`), so that sandrun can run on Google's
-	// emulators. The suite then serves no such service of its own: Env
-	// points clients at the external one, and faults do not reach it.
+	// emulators. The suite then serves no such service of its own. Env
+	// points clients at an external Firestore itself, which faults do not
+	// reach; an external Pub/Sub is served through a proxy on the suite's
+	// Pub/Sub address, so that faults reach it too (proxy.go).
 	ExternalFirestore, ExternalPubSub string
 	// Logger receives the suite's own events (default: discard).
 	Logger *slog.Logger
@@ -113,10 +115,11 @@ type Suite struct {
 	// on CloudRunAddr.
 	IAM *iam.Server
 
-	logger  *slog.Logger
-	grpcs   []*grpc.Server
-	https   []*http.Server
-	serving chan error
+	logger      *slog.Logger
+	pubsubProxy *proxy // with Config.ExternalPubSub
+	grpcs       []*grpc.Server
+	https       []*http.Server
+	serving     chan error
 }
 
 // Start serves the four services and the admin endpoint. It returns once all
@@ -155,11 +158,10 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 		}
 		return l, err
 	}
-	var pubsubL, firestoreL net.Listener
-	if cfg.ExternalPubSub == "" {
-		if pubsubL, err = listen(cfg.PubSubPort); err != nil {
-			return nil, fmt.Errorf("listen for pubsub: %w", err)
-		}
+	var firestoreL net.Listener
+	pubsubL, err := listen(cfg.PubSubPort)
+	if err != nil {
+		return nil, fmt.Errorf("listen for pubsub: %w", err)
 	}
 	storageL, err := listen(cfg.StoragePort)
 	if err != nil {
@@ -178,10 +180,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for admin: %w", err)
 	}
-	s.PubSubAddr, s.FirestoreAddr = cfg.ExternalPubSub, cfg.ExternalFirestore
-	if pubsubL != nil {
-		s.PubSubAddr = pubsubL.Addr().String()
-	}
+	s.PubSubAddr, s.FirestoreAddr = pubsubL.Addr().String(), cfg.ExternalFirestore
 	if firestoreL != nil {
 		s.FirestoreAddr = firestoreL.Addr().String()
 	}
@@ -189,12 +188,18 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	s.CloudRunAddr = cloudrunL.Addr().String()
 	s.AdminAddr = adminL.Addr().String()
 
-	// Pub/Sub.
-	if pubsubL != nil {
+	// Pub/Sub: sandrun's own, or an external one behind a proxy that
+	// faults reach.
+	if cfg.ExternalPubSub == "" {
 		s.PubSub = pubsub.New(pubsub.Options{Logger: s.logger})
 		pubsubG := s.newGRPCServer(faults.PubSub)
 		s.PubSub.Register(pubsubG)
 		s.serveGRPC(pubsubG, pubsubL)
+	} else {
+		if s.pubsubProxy, err = newProxy(cfg.ExternalPubSub); err != nil {
+			return nil, fmt.Errorf("external pubsub: %w", err)
+		}
+		s.serveGRPC(s.newGRPCServer(faults.PubSub, s.pubsubProxy.serverOptions()...), pubsubL)
 	}
 
 	// Cloud Storage: fake-gcs-server without a listener of its own, behind
@@ -413,6 +418,9 @@ func (s *Suite) Close(ctx context.Context) error {
 	}
 	for _, g := range s.grpcs {
 		stopGRPC(ctx, g)
+	}
+	if s.pubsubProxy != nil {
+		s.pubsubProxy.Close()
 	}
 	if s.Storage != nil {
 		s.Storage.Stop()

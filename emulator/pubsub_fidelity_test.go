@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
+	"github.com/sandrun/sandrun/emulator/faults"
 	"github.com/sandrun/sandrun/emulator/official"
 )
 
@@ -29,21 +30,45 @@ const (
 )
 
 // onBothPubSubs runs test against the local cloud's Pub/Sub and Google's
-// emulator, each time in a project of its own.
-func onBothPubSubs(t *testing.T, test func(t *testing.T, backend string, c *pubsub.Client)) {
+// emulator, each time in a project of its own. Google's is reached through
+// the suite's proxy (Config.ExternalPubSub), as sandrun reaches it, so that
+// faults reach it too.
+func onBothPubSubs(t *testing.T, test func(t *testing.T, backend string, s *emulator.Suite, c *pubsub.Client)) {
 	for _, backend := range []string{local, google} {
 		t.Run(backend, func(t *testing.T) {
 			var cfg emulator.Config
 			if backend == google {
+				cfg.ExternalPubSub = official.PubSub(t)
 				cfg.Project = official.Project(t) // apart from other tests on that emulator
 			}
 			s := emulatortest.Start(t, cfg)
-			if backend == google {
-				t.Setenv(emulator.EnvPubSub, official.PubSub(t))
-			}
-			test(t, backend, newPubSub(t, s))
+			test(t, backend, s, newPubSub(t, s))
 		})
 	}
+}
+
+// TestPubSubFaultsReachBoth: a fault rule fails the calls it names on the
+// local Pub/Sub and on Google's emulator behind the proxy alike, and the
+// calls it does not name pass.
+func TestPubSubFaultsReachBoth(t *testing.T) {
+	onBothPubSubs(t, func(t *testing.T, _ string, s *emulator.Suite, c *pubsub.Client) {
+		createTopic(t, c, "requests")
+		if err := s.Faults.Add(faults.Rule{Service: faults.PubSub, Method: "GetTopic", Rate: 1, Code: "PERMISSION_DENIED"}); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		name := fmt.Sprintf("projects/%s/topics/requests", c.Project())
+		if _, err := c.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: name}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("GetTopic under the fault: %v, want PERMISSION_DENIED", err)
+		}
+		if _, err := c.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: name + "-missing"}); err == nil {
+			t.Fatalf("GetTopic of a missing topic under the fault: no error")
+		}
+		s.Faults.Clear("")
+		if _, err := c.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: name + "-missing"}); status.Code(err) != codes.NotFound {
+			t.Fatalf("GetTopic of a missing topic: %v, want NOT_FOUND from the server", err)
+		}
+	})
 }
 
 // pulled is one delivery: the message's data, its ack id and its delivery
@@ -128,7 +153,7 @@ func publishKeyed(t *testing.T, c *pubsub.Client, topic, key string, data ...str
 func TestPubSubOrderedRedelivery(t *testing.T) {
 	for _, how := range []string{"nack", "expire"} {
 		t.Run(how, func(t *testing.T) {
-			onBothPubSubs(t, func(t *testing.T, backend string, c *pubsub.Client) {
+			onBothPubSubs(t, func(t *testing.T, backend string, _ *emulator.Suite, c *pubsub.Client) {
 				topic := createTopic(t, c, "requests")
 				sub := subName(c, "ordered")
 				createSubscription(t, c, &pubsubpb.Subscription{Name: sub, Topic: topic, EnableMessageOrdering: true, AckDeadlineSeconds: 10})
@@ -160,7 +185,7 @@ func TestPubSubOrderedRedelivery(t *testing.T) {
 // delivering as the service does, but never publishes to the dead-letter
 // topic, so that last step is checked on the local Pub/Sub only.
 func TestPubSubDeadLetterCountsPerSubscription(t *testing.T) {
-	onBothPubSubs(t, func(t *testing.T, backend string, c *pubsub.Client) {
+	onBothPubSubs(t, func(t *testing.T, backend string, _ *emulator.Suite, c *pubsub.Client) {
 		topic := createTopic(t, c, "requests")
 		dead := createTopic(t, c, "dead-letters")
 		refusing, other, deadSub := subName(c, "refusing"), subName(c, "other"), subName(c, "dead-letters")
@@ -210,7 +235,7 @@ func TestPubSubDeadLetterCountsPerSubscription(t *testing.T) {
 // rejects (names, dead-letter attempts, oversized publishes) and accepts
 // what it accepts.
 func TestPubSubNamesAndLimits(t *testing.T) {
-	onBothPubSubs(t, func(t *testing.T, _ string, c *pubsub.Client) {
+	onBothPubSubs(t, func(t *testing.T, _ string, _ *emulator.Suite, c *pubsub.Client) {
 		ctx := context.Background()
 		topic := func(id string) string { return fmt.Sprintf("projects/%s/topics/%s", c.Project(), id) }
 		for _, tc := range []struct {
