@@ -145,6 +145,11 @@ func (s *Server) deliver(sub *subscription, e *entry, p *puller, now time.Time) 
 	p.messages++
 	p.bytes += e.size
 	sub.acks[e.ackID] = e
+	sub.stats.Deliveries++
+	if e.attempts > 1 {
+		sub.stats.Redeliveries++
+	}
+	sub.stats.MaxAttempts = max(sub.stats.MaxAttempts, e.attempts)
 	rm := &pubsubpb.ReceivedMessage{AckId: e.ackID, Message: e.msg}
 	if sub.pb.GetDeadLetterPolicy() != nil {
 		// Google sets the count only on subscriptions with a dead-letter
@@ -254,6 +259,7 @@ func (s *Server) deadLetter(sub *subscription, e *entry, now time.Time) bool {
 	m.Attributes["CloudPubSubDeadLetterSourceSubscriptionProject"] = sub.project
 	m.Attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = e.msg.GetPublishTime().AsTime().Format(time.RFC3339Nano)
 	s.publish(t, m, now)
+	sub.stats.DeadLettered++
 	s.logger.Info("message dead-lettered", "event", "pubsub.dead_lettered", "subscription", sub.pb.GetName(),
 		"message_id", e.msg.GetMessageId(), "ordering_key", e.msg.GetOrderingKey(), "attempts", e.attempts)
 	return true

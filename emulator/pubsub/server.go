@@ -61,6 +61,31 @@ type subscription struct {
 	wake    chan struct{}
 	wakeAt  time.Time
 	deleted bool
+	stats   Stats
+}
+
+// Stats counts what a subscription delivered, for tests and reports that
+// look at redelivery.
+type Stats struct {
+	// Deliveries counts every delivery; Redeliveries those of a message
+	// delivered before on this subscription.
+	Deliveries, Redeliveries int64
+	// DeadLettered counts messages forwarded to the dead-letter topic.
+	DeadLettered int64
+	// MaxAttempts is the highest delivery attempt of any message.
+	MaxAttempts int32
+}
+
+// Stats returns what the subscription named (projects/P/subscriptions/S)
+// has delivered, and false if there is none.
+func (s *Server) Stats(subscription string) (Stats, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := s.subs[subscription]
+	if sub == nil {
+		return Stats{}, false
+	}
+	return sub.stats, true
 }
 
 func (sub *subscription) notify() {
