@@ -69,11 +69,12 @@ type subscription struct {
 type Stats struct {
 	// Deliveries counts every delivery; Redeliveries those of a message
 	// delivered before on this subscription.
-	Deliveries, Redeliveries int64
+	Deliveries   int64 `json:"deliveries"`
+	Redeliveries int64 `json:"redeliveries"`
 	// DeadLettered counts messages forwarded to the dead-letter topic.
-	DeadLettered int64
+	DeadLettered int64 `json:"dead_lettered"`
 	// MaxAttempts is the highest delivery attempt of any message.
-	MaxAttempts int32
+	MaxAttempts int32 `json:"max_attempts"`
 }
 
 // Stats returns what the subscription named (projects/P/subscriptions/S)
