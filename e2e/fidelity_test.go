@@ -14,10 +14,11 @@ var onGoogleEmulators bool
 // TestOnGoogleEmulators runs a few end-to-end tests again with Firestore and
 // Pub/Sub served by Google's own emulators (package emulator/official):
 // stateful exec across hosts, a background server that later requests
-// reach, a killed host, and the reliability scenario of redeliveries and
-// StreamingPull ending with UNKNOWN (the faults reach Google's Pub/Sub
-// emulator through the local cloud's proxy). They must pass on both, which
-// shows that sandrun relies on nothing the local cloud does differently.
+// reach, and a killed host. They must pass on both, which shows that
+// sandrun relies on nothing the local cloud does differently. (The
+// reliability scenario of redeliveries and streams ended with UNKNOWN does
+// not run here: Google's Pub/Sub emulator breaks on the cancelled streams
+// it causes; see docs/reliability.md.)
 func TestOnGoogleEmulators(t *testing.T) {
 	official.Firestore(t) // each skips the test when there is none
 	official.PubSub(t)
@@ -26,5 +27,4 @@ func TestOnGoogleEmulators(t *testing.T) {
 	t.Run("StatefulExec", TestShellStatePersistsAcrossRequestsAndHosts)
 	t.Run("BackgroundProcess", TestBackgroundServerAnswersLaterRequests)
 	t.Run("HostKilled", TestKilledHostAnswersHostLostAndSessionGoesOn)
-	t.Run("RedeliveryAndStreamEnds", TestReliabilityRedeliveryAndStreamEnds)
 }

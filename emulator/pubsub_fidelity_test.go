@@ -99,24 +99,25 @@ func pullN(t *testing.T, c *pubsub.Client, sub string, n int) []pulled {
 
 func ack(t *testing.T, c *pubsub.Client, sub string, ps ...pulled) {
 	t.Helper()
-	var ids []string
-	for _, p := range ps {
-		ids = append(ids, p.ackID)
-	}
-	if err := c.SubscriptionAdminClient.Acknowledge(context.Background(), &pubsubpb.AcknowledgeRequest{Subscription: sub, AckIds: ids}); err != nil {
+	if err := c.SubscriptionAdminClient.Acknowledge(context.Background(), &pubsubpb.AcknowledgeRequest{Subscription: sub, AckIds: ackIDs(ps)}); err != nil {
 		t.Fatalf("acknowledge: %v", err)
 	}
 }
 
+// nack sets the deliveries' deadline to 0, as the client libraries nack.
 func nack(t *testing.T, c *pubsub.Client, sub string, ps ...pulled) {
 	t.Helper()
+	if err := c.SubscriptionAdminClient.ModifyAckDeadline(context.Background(), &pubsubpb.ModifyAckDeadlineRequest{Subscription: sub, AckIds: ackIDs(ps)}); err != nil {
+		t.Fatalf("nack: %v", err)
+	}
+}
+
+func ackIDs(ps []pulled) []string {
 	var ids []string
 	for _, p := range ps {
 		ids = append(ids, p.ackID)
 	}
-	if err := c.SubscriptionAdminClient.ModifyAckDeadline(context.Background(), &pubsubpb.ModifyAckDeadlineRequest{Subscription: sub, AckIds: ids}); err != nil {
-		t.Fatalf("nack: %v", err)
-	}
+	return ids
 }
 
 func datas(ps []pulled) string {

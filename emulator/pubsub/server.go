@@ -192,21 +192,27 @@ func projectOf(project string) (string, error) {
 	return project + "/", nil
 }
 
-// Listings come in one page, in name order.
 func (s *Server) ListTopics(_ context.Context, r *pubsubpb.ListTopicsRequest) (*pubsubpb.ListTopicsResponse, error) {
-	prefix, err := projectOf(r.GetProject())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	topics, err := listed(r.GetProject(), s.topics, func(t *topic) *pubsubpb.Topic { return t.pb })
+	return &pubsubpb.ListTopicsResponse{Topics: topics}, err
+}
+
+// listed returns copies of what m holds in project ("projects/P"), in name
+// order, in one page.
+func listed[V any, P proto.Message](project string, m map[string]V, pb func(V) P) ([]P, error) {
+	prefix, err := projectOf(project)
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	resp := &pubsubpb.ListTopicsResponse{}
-	for _, name := range slices.Sorted(maps.Keys(s.topics)) {
+	var out []P
+	for _, name := range slices.Sorted(maps.Keys(m)) {
 		if strings.HasPrefix(name, prefix) {
-			resp.Topics = append(resp.Topics, proto.Clone(s.topics[name].pb).(*pubsubpb.Topic))
+			out = append(out, proto.Clone(pb(m[name])).(P))
 		}
 	}
-	return resp, nil
+	return out, nil
 }
 
 func (s *Server) ListTopicSubscriptions(_ context.Context, r *pubsubpb.ListTopicSubscriptionsRequest) (*pubsubpb.ListTopicSubscriptionsResponse, error) {
@@ -370,19 +376,10 @@ func (s *Server) UpdateSubscription(_ context.Context, r *pubsubpb.UpdateSubscri
 }
 
 func (s *Server) ListSubscriptions(_ context.Context, r *pubsubpb.ListSubscriptionsRequest) (*pubsubpb.ListSubscriptionsResponse, error) {
-	prefix, err := projectOf(r.GetProject())
-	if err != nil {
-		return nil, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	resp := &pubsubpb.ListSubscriptionsResponse{}
-	for _, name := range slices.Sorted(maps.Keys(s.subs)) {
-		if strings.HasPrefix(name, prefix) {
-			resp.Subscriptions = append(resp.Subscriptions, proto.Clone(s.subs[name].pb).(*pubsubpb.Subscription))
-		}
-	}
-	return resp, nil
+	subs, err := listed(r.GetProject(), s.subs, func(sub *subscription) *pubsubpb.Subscription { return sub.pb })
+	return &pubsubpb.ListSubscriptionsResponse{Subscriptions: subs}, err
 }
 
 func (s *Server) DeleteSubscription(_ context.Context, r *pubsubpb.DeleteSubscriptionRequest) (*emptypb.Empty, error) {
