@@ -15,7 +15,10 @@ var onGoogleEmulators bool
 // Pub/Sub served by Google's own emulators (package emulator/official):
 // stateful exec across hosts, a background server that later requests
 // reach, and a killed host. They must pass on both, which shows that
-// sandrun relies on nothing the local cloud does differently.
+// sandrun relies on nothing the local cloud does differently. (The
+// reliability scenario of redeliveries and streams ended with UNKNOWN does
+// not run here: Google's Pub/Sub emulator breaks on the cancelled streams
+// it causes; see docs/reliability.md.)
 func TestOnGoogleEmulators(t *testing.T) {
 	official.Firestore(t) // each skips the test when there is none
 	official.PubSub(t)

@@ -135,7 +135,7 @@ func start(t *testing.T, o options) *world {
 		StopGrace: 2 * time.Second,
 		Output:    logs,
 		User:      o.hostUser,
-	}}
+	}, Logger: logging.New(logs, 0, "sandrun-local")} // the local Pub/Sub logs what it dead-letters
 	if onGoogleEmulators {
 		// Firestore and Pub/Sub are Google's emulators, in a project of
 		// the test's own (TestOnGoogleEmulators).

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/emulator/faults"
+	localpubsub "github.com/sandrun/sandrun/emulator/pubsub"
 	"github.com/sandrun/sandrun/internal/procfs"
 )
 
@@ -98,7 +99,20 @@ type outcome struct {
 	Outcomes   map[string]int `json:"outcomes"`
 	Injected   map[string]int `json:"faults_injected,omitempty"`
 	Crashes    map[string]int `json:"crashes,omitempty"`
-	Duration   string         `json:"duration"`
+	// Deliveries is what the local Pub/Sub delivered on the dispatcher's
+	// subscription (nil on an external Pub/Sub).
+	Deliveries *localpubsub.Stats `json:"dispatcher_deliveries,omitempty"`
+	Duration   string             `json:"duration"`
+}
+
+// dispatcherDeliveries is what the local Pub/Sub delivered to the
+// dispatcher, or nil on an external Pub/Sub.
+func (w *world) dispatcherDeliveries() *localpubsub.Stats {
+	if w.suite.PubSub == nil {
+		return nil
+	}
+	st, _ := w.suite.PubSub.Stats(fmt.Sprintf("projects/%s/subscriptions/%s", w.sys.Project, w.sys.Names.Dispatcher))
+	return &st
 }
 
 // await waits for a completion of every request of the workload, or the
@@ -252,6 +266,7 @@ func TestReliabilityDispatcherKilled(t *testing.T) {
 	close(stop)
 	crashes.Wait()
 	o.Crashes = map[string]int{"dispatcher": dispatcher.restarts}
+	o.Deliveries = w.dispatcherDeliveries()
 	report(t, o)
 	if o.Outcomes["ok"] != o.Requests {
 		t.Errorf("outcomes %v: every request should succeed when only the dispatcher crashes", o.Outcomes)
@@ -337,6 +352,7 @@ func runFaulted(t *testing.T, w *world, tp *tap, prefix, scenario string, rules 
 		o.Injected[strings.Join(strings.Fields(name), " ")] = int(n)
 	}
 	w.suite.Faults.Clear("")
+	o.Deliveries = w.dispatcherDeliveries()
 	return o
 }
 

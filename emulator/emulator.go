@@ -4,24 +4,13 @@
 // Google. Production and local runs share one code path; only the endpoints
 // differ, and the environment that Suite.Env prints selects them.
 //
-// Pub/Sub is the official pstest fake, Cloud Storage is fake-gcs-server, and
-// Firestore and Cloud Run are sandrun's own (packages emulator/firestore and
-// emulator/cloudrun). Every service sits behind the fault injector of package
-// emulator/faults, and an admin endpoint lets a running suite be given faults
-// and have executions killed.
-//
-// Where pstest differs from Google's Pub/Sub in ways sandrun's correctness
-// depends on, it cannot be fixed from outside (its delivery state is
-// unexported): it never hands out two messages of one ordering key at once,
-// so it never redelivers a nacked message after later ones of its key (m0,
-// m1, m2, m0, as Google's service and emulator do); it accepts names and
-// dead-letter policies Google rejects; and with more than one subscription
-// on a topic its dead-lettering re-publishes without end. Names and limits
-// are checked in front of it (pubsub.go). A faithful local
-// Pub/Sub has to be sandrun's own, as Firestore is; until then the
-// dispatcher's ordering is proven on Google's emulator
-// (internal/dispatcher TestOrderedRedelivery) and StreamingPull ending with
-// UNKNOWN or UNAVAILABLE is injected here as a fault on "StreamingPull".
+// Pub/Sub and Firestore are sandrun's own (packages emulator/pubsub and
+// emulator/firestore), written to redeliver and to lock as Google's
+// services do where sandrun's correctness depends on it; Cloud Storage is
+// fake-gcs-server; Cloud Run is sandrun's own (emulator/cloudrun). Every
+// service sits behind the fault injector of package emulator/faults, and an
+// admin endpoint lets a running suite be given faults and have executions
+// killed.
 //
 // The suite keeps everything in memory unless told otherwise; it is a
 // development and test tool and never talks to Google.
@@ -40,8 +29,6 @@ import (
 	"strings"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -51,6 +38,7 @@ import (
 	"github.com/sandrun/sandrun/emulator/faults"
 	"github.com/sandrun/sandrun/emulator/firestore"
 	"github.com/sandrun/sandrun/emulator/iam"
+	"github.com/sandrun/sandrun/emulator/pubsub"
 )
 
 // The environment variables a client needs to reach the suite. The first
@@ -96,8 +84,10 @@ type Config struct {
 	// emulator that the suite uses in place of its own Firestore or
 	// Pub/Sub: Google's (`gcloud emulators firestore start`, `gcloud beta
 	// emulators pubsub start`), so that sandrun can run on Google's
-	// emulators. The suite then serves no such service of its own: Env
-	// points clients at the external one, and faults do not reach it.
+	// emulators. The suite then serves no such service of its own. Env
+	// points clients at an external Firestore itself, which faults do not
+	// reach; an external Pub/Sub is served through a proxy on the suite's
+	// Pub/Sub address, so that faults reach it too (proxy.go).
 	ExternalFirestore, ExternalPubSub string
 	// Logger receives the suite's own events (default: discard).
 	Logger *slog.Logger
@@ -111,9 +101,8 @@ type Suite struct {
 
 	// Faults is the injector every service consults.
 	Faults *faults.Injector
-	// PubSub is the pstest fake, for tests that inspect messages (nil
-	// with Config.ExternalPubSub).
-	PubSub  *pstest.Server
+	// PubSub is sandrun's own (nil with Config.ExternalPubSub).
+	PubSub  *pubsub.Server
 	Storage *fakestorage.Server
 	// Firestore is sandrun's own (nil with Config.ExternalFirestore).
 	Firestore *firestore.Server
@@ -126,10 +115,11 @@ type Suite struct {
 	// on CloudRunAddr.
 	IAM *iam.Server
 
-	logger  *slog.Logger
-	grpcs   []*grpc.Server
-	https   []*http.Server
-	serving chan error
+	logger      *slog.Logger
+	pubsubProxy *proxy // with Config.ExternalPubSub
+	grpcs       []*grpc.Server
+	https       []*http.Server
+	serving     chan error
 }
 
 // Start serves the four services and the admin endpoint. It returns once all
@@ -168,11 +158,10 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 		}
 		return l, err
 	}
-	var pubsubL, firestoreL net.Listener
-	if cfg.ExternalPubSub == "" {
-		if pubsubL, err = listen(cfg.PubSubPort); err != nil {
-			return nil, fmt.Errorf("listen for pubsub: %w", err)
-		}
+	var firestoreL net.Listener
+	pubsubL, err := listen(cfg.PubSubPort)
+	if err != nil {
+		return nil, fmt.Errorf("listen for pubsub: %w", err)
 	}
 	storageL, err := listen(cfg.StoragePort)
 	if err != nil {
@@ -191,10 +180,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for admin: %w", err)
 	}
-	s.PubSubAddr, s.FirestoreAddr = cfg.ExternalPubSub, cfg.ExternalFirestore
-	if pubsubL != nil {
-		s.PubSubAddr = pubsubL.Addr().String()
-	}
+	s.PubSubAddr, s.FirestoreAddr = pubsubL.Addr().String(), cfg.ExternalFirestore
 	if firestoreL != nil {
 		s.FirestoreAddr = firestoreL.Addr().String()
 	}
@@ -202,15 +188,18 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	s.CloudRunAddr = cloudrunL.Addr().String()
 	s.AdminAddr = adminL.Addr().String()
 
-	// Pub/Sub: pstest owns the topics and subscriptions; its service is
-	// registered again on a server of ours so that faults reach it.
-	if pubsubL != nil {
-		s.PubSub = pstest.NewServerWithAddress(net.JoinHostPort(cfg.Host, "0"))
-		pubsubG := s.newGRPCServer(faults.PubSub, grpc.ChainUnaryInterceptor(pubsubLimits))
-		pubsubpb.RegisterPublisherServer(pubsubG, &s.PubSub.GServer)
-		pubsubpb.RegisterSubscriberServer(pubsubG, &s.PubSub.GServer)
-		pubsubpb.RegisterSchemaServiceServer(pubsubG, &s.PubSub.GServer)
+	// Pub/Sub: sandrun's own, or an external one behind a proxy that
+	// faults reach.
+	if cfg.ExternalPubSub == "" {
+		s.PubSub = pubsub.New(pubsub.Options{Logger: s.logger})
+		pubsubG := s.newGRPCServer(faults.PubSub)
+		s.PubSub.Register(pubsubG)
 		s.serveGRPC(pubsubG, pubsubL)
+	} else {
+		if s.pubsubProxy, err = newProxy(cfg.ExternalPubSub); err != nil {
+			return nil, fmt.Errorf("external pubsub: %w", err)
+		}
+		s.serveGRPC(s.newGRPCServer(faults.PubSub, s.pubsubProxy.serverOptions()...), pubsubL)
 	}
 
 	// Cloud Storage: fake-gcs-server without a listener of its own, behind
@@ -419,17 +408,19 @@ func (s *Suite) Close(ctx context.Context) error {
 			h.Close()
 		}
 	}
+	// Open Listen and StreamingPull streams end here, which lets
+	// GracefulStop finish.
 	if s.Firestore != nil {
-		// Open Listen streams end here, which lets GracefulStop finish.
 		s.Firestore.Close()
+	}
+	if s.PubSub != nil {
+		s.PubSub.Close()
 	}
 	for _, g := range s.grpcs {
 		stopGRPC(ctx, g)
 	}
-	if s.PubSub != nil {
-		if err := s.PubSub.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close pubsub: %w", err))
-		}
+	if s.pubsubProxy != nil {
+		s.pubsubProxy.Close()
 	}
 	if s.Storage != nil {
 		s.Storage.Stop()

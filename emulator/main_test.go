@@ -7,7 +7,7 @@ import (
 	"github.com/sandrun/sandrun/emulator/official"
 )
 
-// TestMain stops the Google emulator that TestPubSubNamesAndLimits may have
+// TestMain stops the Google emulator that the Pub/Sub fidelity tests may have
 // started for this test binary.
 func TestMain(m *testing.M) {
 	code := m.Run()

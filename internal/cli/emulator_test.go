@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+
 	"github.com/sandrun/sandrun/emulator/official"
 )
 
@@ -129,13 +132,33 @@ func TestEmulatorCommand(t *testing.T) {
 
 // TestEmulatorOnGoogleEmulators: with --external-firestore and
 // --external-pubsub the local cloud points its clients at those emulators
-// (Google's here) and serves the rest itself.
+// (Google's here), Pub/Sub through its proxy so that faults reach it, and
+// serves the rest itself.
 func TestEmulatorOnGoogleEmulators(t *testing.T) {
 	fsAddr, psAddr := official.Firestore(t), official.PubSub(t)
 	exports, stderr, stop := startEmulatorCLI(t, "--base-port", "0", "--external-firestore", fsAddr, "--external-pubsub", psAddr)
-	if exports["FIRESTORE_EMULATOR_HOST"] != fsAddr || exports["PUBSUB_EMULATOR_HOST"] != psAddr {
-		t.Fatalf("printed FIRESTORE_EMULATOR_HOST=%s PUBSUB_EMULATOR_HOST=%s, want %s and %s",
-			exports["FIRESTORE_EMULATOR_HOST"], exports["PUBSUB_EMULATOR_HOST"], fsAddr, psAddr)
+	if exports["FIRESTORE_EMULATOR_HOST"] != fsAddr {
+		t.Fatalf("printed FIRESTORE_EMULATOR_HOST=%s, want %s", exports["FIRESTORE_EMULATOR_HOST"], fsAddr)
+	}
+	// A topic created through the printed Pub/Sub address is in Google's
+	// emulator.
+	ctx := context.Background()
+	topic := "projects/" + official.Project(t) + "/topics/through-the-proxy"
+	for _, addr := range []string{exports["PUBSUB_EMULATOR_HOST"], psAddr} {
+		t.Setenv("PUBSUB_EMULATOR_HOST", addr)
+		c, err := pubsub.NewClient(ctx, "unused")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if addr == psAddr {
+			_, err = c.TopicAdminClient.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: topic})
+		} else {
+			_, err = c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic})
+		}
+		c.Close()
+		if err != nil {
+			t.Fatalf("through PUBSUB_EMULATOR_HOST=%s (Google's emulator: %s): %v", addr, psAddr, err)
+		}
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("sandrun emulator exited %d after interrupt: %s", code, stderr.String())
