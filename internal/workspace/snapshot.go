@@ -1,0 +1,572 @@
+package workspace
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// Blobs stores the content-addressed objects of incremental checkpoints.
+// A blob's name is the hex SHA-256 of its bytes, so every writer of a name
+// writes the same bytes.
+type Blobs interface {
+	// Put stores what r yields under name. When r fails, the blob must not
+	// be stored.
+	Put(ctx context.Context, name string, r io.Reader) error
+	// Get reads the blob name.
+	Get(ctx context.Context, name string) (io.ReadCloser, error)
+}
+
+// Entry is one entry of a Manifest: a directory, a regular file or a
+// symlink, named by its slash-separated path below the workspace root.
+type Entry struct {
+	Path string `json:"p"`
+	// Kind is "d" (directory), "f" (regular file) or "l" (symlink).
+	Kind string `json:"k"`
+	// Mode holds the permission bits of a file or directory.
+	Mode uint32 `json:"m,omitempty"`
+	// Size, Mtime (Unix nanoseconds, to the microsecond that restoring can
+	// set) and Blob (the name of the blob that
+	// holds the content) describe a file.
+	Size  int64  `json:"s,omitempty"`
+	Mtime int64  `json:"t,omitempty"`
+	Blob  string `json:"b,omitempty"`
+	// Link is a symlink's target, kept as it is.
+	Link string `json:"l,omitempty"`
+	// Ino and Ctime are what the file is on this host's disk, never
+	// stored: Snapshot trusts Blob for a file whose size, mtime, inode and
+	// ctime are all unchanged (a write changes the ctime even when a
+	// command resets the mtime), and reads only the others.
+	Ino   uint64 `json:"-"`
+	Ctime int64  `json:"-"`
+}
+
+// Manifest describes one incremental checkpoint: the workspace's entries,
+// parents first in lexical order, stored as pages (blobs of gzip-compressed
+// JSON) whose names the manifest lists. Pages are cut where a path's hash
+// says so, not by position, so that adding or removing a file changes the
+// page that holds it and no other.
+type Manifest struct {
+	Version  int      `json:"version"`
+	Pages    []string `json:"pages"`
+	Files    int64    `json:"files"`
+	Dirs     int64    `json:"dirs"`
+	Symlinks int64    `json:"symlinks"`
+	Bytes    int64    `json:"bytes"`
+
+	entries []Entry
+}
+
+// manifestVersion is the version of the manifest format Snapshot writes.
+const manifestVersion = 1
+
+// pageMask cuts a page after an entry whose path hash has these bits all
+// zero: pages of 256 entries on average, which keeps both the manifest
+// (one name per page) and the page a changed file rewrites small for a
+// workspace of 200,000 files.
+const pageMask = 0xff
+
+// uploadWorkers bounds the blob uploads and downloads in flight: a first
+// checkpoint of many small files is bound by round trips, not bandwidth.
+const uploadWorkers = 16
+
+// smallFile is the size up to which Snapshot keeps a changed file's bytes
+// from hashing to uploading, instead of reading it twice.
+const smallFile = 256 << 10
+
+// changeAttempts bounds how often Snapshot reads a file that changes
+// while it is read before it leaves the file out.
+const changeAttempts = 3
+
+// errChanged is returned by a verifying reader whose content no longer
+// hashes to the name it is stored under.
+var errChanged = errors.New("file changed while it was read")
+
+// Encode returns the manifest as stored: gzip-compressed JSON.
+func (m *Manifest) Encode() ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	return gzipped(b)
+}
+
+// DecodeManifest reads a manifest as Encode wrote it. Its pages are read
+// by RestoreSnapshot.
+func DecodeManifest(data []byte) (*Manifest, error) {
+	b, err := gunzipped(data)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	if m.Version != manifestVersion {
+		return nil, fmt.Errorf("manifest version %d: this host reads version %d", m.Version, manifestVersion)
+	}
+	return &m, nil
+}
+
+// Blobs returns the names of every blob the manifest needs: its pages and
+// its files' content. It is complete only for a manifest that Snapshot
+// returned or RestoreSnapshot loaded.
+func (m *Manifest) Blobs() map[string]bool {
+	names := make(map[string]bool, len(m.Pages)+len(m.entries))
+	for _, p := range m.Pages {
+		names[p] = true
+	}
+	for _, e := range m.entries {
+		if e.Blob != "" {
+			names[e.Blob] = true
+		}
+	}
+	return names
+}
+
+// SameAs reports whether two manifests describe the same tree.
+func (m *Manifest) SameAs(o *Manifest) bool {
+	if m == nil || o == nil || len(m.Pages) != len(o.Pages) {
+		return false
+	}
+	for i := range m.Pages {
+		if m.Pages[i] != o.Pages[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// SnapshotStats says what a Snapshot found and what it uploaded.
+type SnapshotStats struct {
+	Stats
+	// Hashed counts the bytes of files read because they changed since
+	// the previous manifest (or were new).
+	Hashed int64
+	// Uploaded counts the bytes of blobs stored: new file content and new
+	// pages.
+	Uploaded      int64
+	UploadedBlobs int64
+}
+
+// Snapshot checkpoints the tree under dir incrementally against prev (nil
+// for the first): it walks the tree, reads only the files whose size,
+// mtime, inode or ctime differ from prev's, stores the blobs that prev
+// does not have, and returns the new manifest, which the caller stores and
+// points the session at. It keeps what Checkpoint keeps (files with their
+// permission bits and mtime, directories, empty ones included, with their
+// permission bits, symlinks as links) and skips what Checkpoint skips.
+//
+// A file that keeps changing while it is read (changeAttempts times) is
+// left out and reported in Stats.Changed and Stats.Skipped.
+func Snapshot(ctx context.Context, dir string, prev *Manifest, blobs Blobs) (*Manifest, SnapshotStats, error) {
+	var st SnapshotStats
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, st, fmt.Errorf("open workspace %s: %w", dir, err)
+	}
+	defer root.Close()
+	known := map[string]bool{}
+	old := map[string]*Entry{}
+	if prev != nil {
+		known = prev.Blobs()
+		for i := range prev.entries {
+			old[prev.entries[i].Path] = &prev.entries[i]
+		}
+	}
+	s := snapshotter{ctx: ctx, root: root, blobs: blobs, stats: &st, known: known, old: old}
+	s.up = newUploader(ctx, blobs, &st)
+	var entries []Entry
+	err = fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if name == "." {
+				return err
+			}
+			st.skip(name, skipReason(err))
+			if d != nil && d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if name == "." {
+			return nil
+		}
+		e, ok, err := s.entry(name, d)
+		if ok {
+			entries = append(entries, e)
+		}
+		return err
+	})
+	if werr := s.up.wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return nil, st, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
+	m := &Manifest{Version: manifestVersion, entries: entries, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks, Bytes: st.Bytes}
+	if err := s.storePages(m); err != nil {
+		return nil, st, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
+	return m, st, nil
+}
+
+type snapshotter struct {
+	ctx   context.Context
+	root  *os.Root
+	blobs Blobs
+	stats *SnapshotStats
+	// known holds the blobs stored already: prev's and this snapshot's.
+	known map[string]bool
+	old   map[string]*Entry
+	up    *uploader
+}
+
+// entry describes one walked entry; ok is false when it is left out.
+func (s *snapshotter) entry(name string, d fs.DirEntry) (e Entry, ok bool, err error) {
+	switch typ := d.Type(); {
+	case typ.IsDir():
+		info, err := d.Info()
+		if err != nil {
+			s.stats.skip(name, skipReason(err))
+			return e, false, fs.SkipDir
+		}
+		s.stats.Dirs++
+		return Entry{Path: name, Kind: "d", Mode: uint32(info.Mode().Perm())}, true, nil
+	case typ&fs.ModeSymlink != 0:
+		target, err := s.root.Readlink(name)
+		if err != nil {
+			s.stats.skip(name, skipReason(err))
+			return e, false, nil
+		}
+		s.stats.Symlinks++
+		return Entry{Path: name, Kind: "l", Link: target}, true, nil
+	case typ.IsRegular():
+		return s.file(name)
+	default:
+		s.stats.skip(name, kindName(typ))
+		return e, false, nil
+	}
+}
+
+// file describes a regular file, hashing it unless prev says it is
+// unchanged, and queues its blob for upload unless it is stored already.
+func (s *snapshotter) file(name string) (Entry, bool, error) {
+	for range changeAttempts {
+		e, content, err := s.hashFile(name)
+		if err != nil {
+			s.stats.skip(name, skipReason(err))
+			return e, false, nil
+		}
+		if e.Path == "" {
+			continue // it changed while it was hashed
+		}
+		s.stats.Files++
+		s.stats.Bytes += e.Size
+		if !s.known[e.Blob] {
+			s.known[e.Blob] = true
+			s.up.put(s.root, e, content)
+		}
+		return e, true, nil
+	}
+	s.stats.skip(name, "kept changing while it was read")
+	if len(s.stats.Changed) < MaxSkippedListed {
+		s.stats.Changed = append(s.stats.Changed, name)
+	}
+	return Entry{}, false, nil
+}
+
+// hashFile reads a file's identity from an open descriptor (O_NOFOLLOW:
+// never a link; O_NONBLOCK: never stuck on a FIFO swapped in) and its
+// content hash, from prev when its identity is unchanged. It returns an
+// empty Entry when the file changed while it was read, and the content
+// when the file is small and was read.
+func (s *snapshotter) hashFile(name string) (Entry, []byte, error) {
+	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return Entry{}, nil, fmt.Errorf("%s", kindName(info.Mode().Type()))
+	}
+	e := Entry{Path: name, Kind: "f", Mode: uint32(info.Mode().Perm()), Size: info.Size(), Mtime: truncMtime(info.ModTime())}
+	e.Ino, e.Ctime = identity(info)
+	if o := s.old[name]; o != nil && o.Kind == "f" && o.Size == e.Size && o.Mtime == e.Mtime && o.Ino == e.Ino && o.Ctime == e.Ctime {
+		e.Blob = o.Blob
+		return e, nil, nil
+	}
+	h := sha256.New()
+	var content []byte
+	var r io.Reader = io.LimitReader(ctxReader{s.ctx, f}, e.Size)
+	if e.Size <= smallFile {
+		content = make([]byte, 0, e.Size)
+		r = io.TeeReader(r, (*sliceWriter)(&content))
+	}
+	n, err := io.Copy(h, r)
+	if err != nil {
+		if s.ctx.Err() != nil {
+			return Entry{}, nil, s.ctx.Err()
+		}
+		return Entry{}, nil, err
+	}
+	s.stats.Hashed += n
+	after, err := f.Stat()
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	if ino, ctime := identity(after); n != e.Size || after.Size() != e.Size || ino != e.Ino || ctime != e.Ctime {
+		return Entry{}, nil, nil
+	}
+	e.Blob = hex.EncodeToString(h.Sum(nil))
+	return e, content, nil
+}
+
+type sliceWriter []byte
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	*w = append(*w, p...)
+	return len(p), nil
+}
+
+// storedEntry is an Entry as a page stores it: a path or link target that
+// is not valid UTF-8 (any bytes but NUL are a valid name) goes as bytes,
+// which JSON strings cannot carry.
+type storedEntry struct {
+	entryFields
+	PathBytes []byte `json:"pb,omitempty"`
+	LinkBytes []byte `json:"lb,omitempty"`
+}
+
+type entryFields Entry
+
+// MarshalJSON stores the entry with names that are not UTF-8 as bytes.
+func (e Entry) MarshalJSON() ([]byte, error) {
+	s := storedEntry{entryFields: entryFields(e)}
+	if !utf8.ValidString(e.Path) {
+		s.Path, s.PathBytes = "", []byte(e.Path)
+	}
+	if !utf8.ValidString(e.Link) {
+		s.Link, s.LinkBytes = "", []byte(e.Link)
+	}
+	return json.Marshal(s)
+}
+
+// UnmarshalJSON reads what MarshalJSON stored.
+func (e *Entry) UnmarshalJSON(b []byte) error {
+	var s storedEntry
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*e = Entry(s.entryFields)
+	if s.PathBytes != nil {
+		e.Path = string(s.PathBytes)
+	}
+	if s.LinkBytes != nil {
+		e.Link = string(s.LinkBytes)
+	}
+	return nil
+}
+
+// truncMtime is an mtime as an Entry keeps it.
+func truncMtime(t time.Time) int64 { return t.UnixNano() / 1000 * 1000 }
+
+// identity returns the inode and ctime of a file, which change on every
+// write even when a command resets the mtime.
+func identity(info fs.FileInfo) (ino uint64, ctime int64) {
+	if sys, ok := info.Sys().(*syscall.Stat_t); ok {
+		return sys.Ino, sys.Ctim.Nano()
+	}
+	return 0, 0
+}
+
+// storePages cuts the manifest's entries into pages and stores those not
+// known already.
+func (s *snapshotter) storePages(m *Manifest) error {
+	var page []Entry
+	flush := func() error {
+		b, err := json.Marshal(page)
+		if err != nil {
+			return fmt.Errorf("encode manifest page: %w", err)
+		}
+		data, err := gzipped(b)
+		if err != nil {
+			return err
+		}
+		name := blobName(data)
+		m.Pages = append(m.Pages, name)
+		if !s.known[name] {
+			s.known[name] = true
+			if err := s.blobs.Put(s.ctx, name, bytes.NewReader(data)); err != nil {
+				return fmt.Errorf("store manifest page %s: %w", name, err)
+			}
+			s.stats.Uploaded += int64(len(data))
+			s.stats.UploadedBlobs++
+		}
+		page = page[:0]
+		return nil
+	}
+	for _, e := range m.entries {
+		page = append(page, e)
+		if pathHash(e.Path)&pageMask == 0 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(page) > 0 || len(m.Pages) == 0 {
+		return flush()
+	}
+	return nil
+}
+
+func pathHash(p string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(p))
+	return h.Sum32()
+}
+
+func blobName(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+func gzipped(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, Level)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// maxPageBytes bounds what a manifest or a page may expand to, so that a
+// corrupt one cannot take the host's memory.
+const maxPageBytes = 256 << 20
+
+func gunzipped(data []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	b, err := io.ReadAll(io.LimitReader(zr, maxPageBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPageBytes {
+		return nil, fmt.Errorf("more than %d bytes", maxPageBytes)
+	}
+	return b, nil
+}
+
+// uploader stores file blobs with bounded concurrency and keeps the first
+// error.
+type uploader struct {
+	ctx   context.Context
+	blobs Blobs
+	stats *SnapshotStats
+	sem   chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	err   error
+}
+
+func newUploader(ctx context.Context, blobs Blobs, st *SnapshotStats) *uploader {
+	return &uploader{ctx: ctx, blobs: blobs, stats: st, sem: make(chan struct{}, uploadWorkers)}
+}
+
+// put stores the blob of e: from content when the file was small, else
+// from the file read again, verified against e.Blob.
+func (u *uploader) put(root *os.Root, e Entry, content []byte) {
+	select {
+	case u.sem <- struct{}{}:
+	case <-u.ctx.Done():
+		u.fail(u.ctx.Err())
+		return
+	}
+	u.wg.Add(1)
+	go func() {
+		defer func() { <-u.sem; u.wg.Done() }()
+		err := u.store(root, e, content)
+		if err != nil {
+			u.fail(fmt.Errorf("store %s: %w", e.Path, err))
+			return
+		}
+		u.mu.Lock()
+		u.stats.Uploaded += e.Size
+		u.stats.UploadedBlobs++
+		u.mu.Unlock()
+	}()
+}
+
+func (u *uploader) store(root *os.Root, e Entry, content []byte) error {
+	if content != nil || e.Size == 0 {
+		return u.blobs.Put(u.ctx, e.Blob, bytes.NewReader(content))
+	}
+	f, err := root.OpenFile(e.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return u.blobs.Put(u.ctx, e.Blob, &verifier{r: io.LimitReader(ctxReader{u.ctx, f}, e.Size), h: sha256.New(), want: e.Blob, left: e.Size})
+}
+
+func (u *uploader) fail(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.err == nil {
+		u.err = err
+	}
+}
+
+func (u *uploader) wait() error {
+	u.wg.Wait()
+	return u.err
+}
+
+// verifier yields a file's content and fails at its end unless the content
+// hashes to want: a file rewritten between hashing and uploading must not
+// be stored under a name its bytes do not have.
+type verifier struct {
+	r    io.Reader
+	h    hash.Hash
+	want string
+	left int64
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.left -= int64(n)
+	if err == io.EOF && (v.left != 0 || hex.EncodeToString(v.h.Sum(nil)) != v.want) {
+		return n, errChanged
+	}
+	return n, err
+}
