@@ -99,12 +99,20 @@ type StateDoc struct {
 
 // Checkpoint names the object that holds a workspace checkpoint.
 type Checkpoint struct {
+	// Object holds the checkpoint: a gzip tar archive of the workspace
+	// when Format is empty (what hosts wrote before), the manifest of an
+	// incremental checkpoint when it is FormatManifest.
 	Object     string    `firestore:"object"`
+	Format     string    `firestore:"format"`
 	Generation int64     `firestore:"generation"`
 	Bytes      int64     `firestore:"bytes"`
 	Epoch      int64     `firestore:"epoch"`
 	CreatedAt  time.Time `firestore:"created_at"`
 }
+
+// FormatManifest marks a Checkpoint whose object is a workspace.Manifest
+// over the session's blobs (BlobObject).
+const FormatManifest = "manifest"
 
 // Shell is what a shell keeps between commands. Firestore strings are
 // UTF-8, while a shell's values are any bytes: values that are not valid

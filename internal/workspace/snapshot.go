@@ -92,9 +92,10 @@ const smallFile = 256 << 10
 // while it is read before it leaves the file out.
 const changeAttempts = 3
 
-// errChanged is returned by a verifying reader whose content no longer
-// hashes to the name it is stored under.
-var errChanged = errors.New("file changed while it was read")
+// ErrChanged is wrapped by the error Snapshot returns when a file changed
+// between being hashed and being uploaded; taking the snapshot again
+// usually succeeds.
+var ErrChanged = errors.New("file changed while it was read")
 
 // Encode returns the manifest as stored: gzip-compressed JSON.
 func (m *Manifest) Encode() ([]byte, error) {
@@ -566,7 +567,7 @@ func (v *verifier) Read(p []byte) (int, error) {
 	v.h.Write(p[:n])
 	v.left -= int64(n)
 	if err == io.EOF && (v.left != 0 || hex.EncodeToString(v.h.Sum(nil)) != v.want) {
-		return n, errChanged
+		return n, ErrChanged
 	}
 	return n, err
 }

@@ -211,8 +211,8 @@ func TestVerifierRefusesChangedContent(t *testing.T) {
 	t.Parallel()
 	sum := sha256.Sum256([]byte("before"))
 	v := &verifier{r: bytes.NewReader([]byte("after!")), h: sha256.New(), want: hex.EncodeToString(sum[:]), left: 6}
-	if _, err := io.ReadAll(v); !errors.Is(err, errChanged) {
-		t.Fatalf("read changed content: %v, want errChanged", err)
+	if _, err := io.ReadAll(v); !errors.Is(err, ErrChanged) {
+		t.Fatalf("read changed content: %v, want ErrChanged", err)
 	}
 }
 
