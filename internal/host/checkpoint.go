@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -83,21 +82,7 @@ func (h *Host) restore(ctx context.Context) error {
 }
 
 // blobs is where the session's checkpoint blobs live.
-func (h *Host) blobs() workspace.Blobs { return sessionBlobs{h.store, h.cfg.SessionID} }
-
-// sessionBlobs stores workspace blobs as objects of the session.
-type sessionBlobs struct {
-	store     *session.Store
-	sessionID string
-}
-
-func (b sessionBlobs) Put(ctx context.Context, name string, r io.Reader) error {
-	return b.store.PutBlob(ctx, b.sessionID, name, r)
-}
-
-func (b sessionBlobs) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	return b.store.GetBlob(ctx, b.sessionID, name)
-}
+func (h *Host) blobs() workspace.Blobs { return h.store.Blobs(h.cfg.SessionID) }
 
 // pendingCheckpoint is a snapshot stored but not yet the session's
 // checkpoint.

@@ -49,6 +49,26 @@ func ManifestObject(lease *Lease, seq int) string {
 // blobPrefix is where a session's checkpoint blobs live.
 func blobPrefix(sessionID string) string { return objectPrefix(sessionID) + "blobs/" }
 
+// Blobs are a session's checkpoint blobs, with the Put and Get that
+// workspace.Blobs asks for.
+type Blobs struct {
+	store     *Store
+	sessionID string
+}
+
+// Blobs returns the session's checkpoint blobs.
+func (s *Store) Blobs(sessionID string) Blobs { return Blobs{s, sessionID} }
+
+// Put stores a blob (PutBlob).
+func (b Blobs) Put(ctx context.Context, name string, r io.Reader) error {
+	return b.store.PutBlob(ctx, b.sessionID, name, r)
+}
+
+// Get reads a blob (GetBlob).
+func (b Blobs) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	return b.store.GetBlob(ctx, b.sessionID, name)
+}
+
 // PutBlob stores a content-addressed checkpoint blob of the session. It
 // sets no precondition: every writer of a name writes the same bytes, and a
 // rewrite gives the object a new generation and creation time, which
