@@ -504,7 +504,10 @@ func TestReliabilityCrashAfterWrite(t *testing.T) {
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	kills := 0
-	hosts := every(500*time.Millisecond, 2*time.Second, stop, func() {
+	// Less often than TestReliabilityHostsAndReaperKilled: five sessions
+	// share the kills, and a session whose new hosts keep dying before
+	// they serve is given up (LAUNCH_FAILED), which tests nothing here.
+	hosts := every(time.Second, 3*time.Second, stop, func() {
 		if _, err := w.suite.KillExecution(""); err == nil {
 			mu.Lock()
 			kills++

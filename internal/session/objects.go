@@ -60,8 +60,8 @@ type Blobs struct {
 func (s *Store) Blobs(sessionID string) Blobs { return Blobs{s, sessionID} }
 
 // Put stores a blob (PutBlob).
-func (b Blobs) Put(ctx context.Context, name string, r io.Reader) error {
-	return b.store.PutBlob(ctx, b.sessionID, name, r)
+func (b Blobs) Put(ctx context.Context, name string, size int64, r io.Reader) error {
+	return b.store.PutBlob(ctx, b.sessionID, name, size, r)
 }
 
 // Get reads a blob (GetBlob).
@@ -74,11 +74,16 @@ func (b Blobs) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 // rewrite gives the object a new generation and creation time, which
 // SweepBlobs respects. When r fails, the upload is abandoned and nothing is
 // stored.
-func (s *Store) PutBlob(ctx context.Context, sessionID, name string, r io.Reader) error {
+func (s *Store) PutBlob(ctx context.Context, sessionID, name string, size int64, r io.Reader) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := s.gcs.Bucket(s.cfg.Bucket).Object(blobPrefix(sessionID) + name).NewWriter(wctx)
 	w.ContentType = "application/octet-stream"
+	if size < smallBlob {
+		// The writer's default buffer is 16 MiB per upload; most blobs are
+		// small files, many uploaded at once.
+		w.ChunkSize = smallBlob
+	}
 	if _, err := io.Copy(w, r); err != nil {
 		cancel()
 		w.Close()
@@ -89,6 +94,10 @@ func (s *Store) PutBlob(ctx context.Context, sessionID, name string, r io.Reader
 	}
 	return nil
 }
+
+// smallBlob is the upload buffer of a blob that fits in it, the smallest
+// Cloud Storage's resumable uploads take: the upload keeps its retries.
+const smallBlob = 256 << 10
 
 // GetBlob reads a checkpoint blob of the session.
 func (s *Store) GetBlob(ctx context.Context, sessionID, name string) (io.ReadCloser, error) {

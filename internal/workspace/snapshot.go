@@ -24,9 +24,9 @@ import (
 // A blob's name is the hex SHA-256 of its bytes, so every writer of a name
 // writes the same bytes.
 type Blobs interface {
-	// Put stores what r yields under name. When r fails, the blob must not
-	// be stored.
-	Put(ctx context.Context, name string, r io.Reader) error
+	// Put stores the size bytes r yields under name. When r fails, the
+	// blob must not be stored.
+	Put(ctx context.Context, name string, size int64, r io.Reader) error
 	// Get reads the blob name.
 	Get(ctx context.Context, name string) (io.ReadCloser, error)
 }
@@ -418,7 +418,7 @@ func (s *snapshotter) storePages(m *Manifest) error {
 		m.Pages = append(m.Pages, name)
 		if !s.known[name] {
 			s.known[name] = true
-			if err := s.blobs.Put(s.ctx, name, bytes.NewReader(data)); err != nil {
+			if err := s.blobs.Put(s.ctx, name, int64(len(data)), bytes.NewReader(data)); err != nil {
 				return fmt.Errorf("store manifest page %s: %w", name, err)
 			}
 			s.stats.Uploaded += int64(len(data))
@@ -529,14 +529,14 @@ func (u *uploader) put(root *os.Root, e Entry, content []byte) {
 
 func (u *uploader) store(root *os.Root, e Entry, content []byte) error {
 	if content != nil || e.Size == 0 {
-		return u.blobs.Put(u.ctx, e.Blob, bytes.NewReader(content))
+		return u.blobs.Put(u.ctx, e.Blob, e.Size, bytes.NewReader(content))
 	}
 	f, err := root.OpenFile(e.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return u.blobs.Put(u.ctx, e.Blob, &verifier{r: io.LimitReader(ctxReader{u.ctx, f}, e.Size), h: sha256.New(), want: e.Blob, left: e.Size})
+	return u.blobs.Put(u.ctx, e.Blob, e.Size, &verifier{r: io.LimitReader(ctxReader{u.ctx, f}, e.Size), h: sha256.New(), want: e.Blob, left: e.Size})
 }
 
 func (u *uploader) fail(err error) {

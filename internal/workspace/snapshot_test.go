@@ -27,7 +27,7 @@ type memBlobs struct {
 
 func newMemBlobs() *memBlobs { return &memBlobs{blobs: map[string][]byte{}} }
 
-func (m *memBlobs) Put(ctx context.Context, name string, r io.Reader) error {
+func (m *memBlobs) Put(ctx context.Context, name string, size int64, r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
