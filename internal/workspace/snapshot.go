@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -57,17 +58,19 @@ type Entry struct {
 
 // Manifest describes one incremental checkpoint: the workspace's entries,
 // parents first in lexical order, stored as pages (blobs of gzip-compressed
-// JSON) whose names the manifest lists. Pages are cut where a path's hash
-// says so, not by position, so that adding or removing a file changes the
-// page that holds it and no other.
+// JSON), whose names are stored as index pages the same way, whose names
+// the manifest lists. Pages are cut where a path's hash says so, not by
+// position, so that adding or removing a file changes the page that holds
+// it and no other (and index pages likewise, by page name).
 type Manifest struct {
 	Version  int      `json:"version"`
-	Pages    []string `json:"pages"`
+	Index    []string `json:"index"`
 	Files    int64    `json:"files"`
 	Dirs     int64    `json:"dirs"`
 	Symlinks int64    `json:"symlinks"`
 	Bytes    int64    `json:"bytes"`
 
+	pages   []string
 	entries []Entry
 }
 
@@ -75,10 +78,10 @@ type Manifest struct {
 const manifestVersion = 1
 
 // pageMask cuts a page after an entry whose path hash has these bits all
-// zero: pages of 256 entries on average, which keeps both the manifest
-// (one name per page) and the page a changed file rewrites small for a
-// workspace of 200,000 files.
-const pageMask = 0xff
+// zero: pages of 64 entries (a few KB) on average, and index pages of 64
+// page names, so that a workspace of 200,000 files has a manifest of about
+// 50 names.
+const pageMask = 0x3f
 
 // uploadWorkers bounds the blob uploads and downloads in flight: a first
 // checkpoint of many small files is bound by round trips, not bandwidth.
@@ -127,8 +130,8 @@ func DecodeManifest(data []byte) (*Manifest, error) {
 // its files' content. It is complete only for a manifest that Snapshot
 // returned or RestoreSnapshot loaded.
 func (m *Manifest) Blobs() map[string]bool {
-	names := make(map[string]bool, len(m.Pages)+len(m.entries))
-	for _, p := range m.Pages {
+	names := make(map[string]bool, len(m.Index)+len(m.pages)+len(m.entries))
+	for _, p := range slices.Concat(m.Index, m.pages) {
 		names[p] = true
 	}
 	for _, e := range m.entries {
@@ -141,15 +144,7 @@ func (m *Manifest) Blobs() map[string]bool {
 
 // SameAs reports whether two manifests describe the same tree.
 func (m *Manifest) SameAs(o *Manifest) bool {
-	if m == nil || o == nil || len(m.Pages) != len(o.Pages) {
-		return false
-	}
-	for i := range m.Pages {
-		if m.Pages[i] != o.Pages[i] {
-			return false
-		}
-	}
-	return true
+	return m != nil && o != nil && slices.Equal(m.Index, o.Index)
 }
 
 // SnapshotStats says what a Snapshot found and what it uploaded.
@@ -401,12 +396,27 @@ func identity(info fs.FileInfo) (ino uint64, ctime int64) {
 	return 0, 0
 }
 
-// storePages cuts the manifest's entries into pages and stores those not
-// known already.
+// storePages cuts the manifest's entries into pages, and the list of
+// pages into index pages, and stores those not known already: a change
+// rewrites one page, one index page and the manifest, however large the
+// workspace.
 func (s *snapshotter) storePages(m *Manifest) error {
-	var page []Entry
+	var err error
+	if m.pages, err = storeCut(s, m.entries, func(e Entry) string { return e.Path }); err != nil {
+		return err
+	}
+	m.Index, err = storeCut(s, m.pages, func(name string) string { return name })
+	return err
+}
+
+// storeCut cuts items into chunks, each ending after an item whose key's
+// hash says so (or at the end), stores each chunk not known already as a
+// blob of gzip-compressed JSON, and returns their names in order.
+func storeCut[T any](s *snapshotter, items []T, key func(T) string) ([]string, error) {
+	var names []string
+	var chunk []T
 	flush := func() error {
-		b, err := json.Marshal(page)
+		b, err := json.Marshal(chunk)
 		if err != nil {
 			return fmt.Errorf("encode manifest page: %w", err)
 		}
@@ -415,7 +425,7 @@ func (s *snapshotter) storePages(m *Manifest) error {
 			return err
 		}
 		name := blobName(data)
-		m.Pages = append(m.Pages, name)
+		names = append(names, name)
 		if !s.known[name] {
 			s.known[name] = true
 			if err := s.blobs.Put(s.ctx, name, int64(len(data)), bytes.NewReader(data)); err != nil {
@@ -424,21 +434,23 @@ func (s *snapshotter) storePages(m *Manifest) error {
 			s.stats.Uploaded += int64(len(data))
 			s.stats.UploadedBlobs++
 		}
-		page = page[:0]
+		chunk = chunk[:0]
 		return nil
 	}
-	for _, e := range m.entries {
-		page = append(page, e)
-		if pathHash(e.Path)&pageMask == 0 {
+	for _, it := range items {
+		chunk = append(chunk, it)
+		if pathHash(key(it))&pageMask == 0 {
 			if err := flush(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	if len(page) > 0 || len(m.Pages) == 0 {
-		return flush()
+	if len(chunk) > 0 || len(names) == 0 {
+		if err := flush(); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	return names, nil
 }
 
 func pathHash(p string) uint32 {

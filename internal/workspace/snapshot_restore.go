@@ -75,33 +75,51 @@ func RestoreSnapshot(ctx context.Context, dir string, m *Manifest, blobs Blobs) 
 	return st, nil
 }
 
-// loadPages reads the entries of m's pages, in order.
+// loadPages reads m's index pages, then its pages, and returns their
+// entries in order; m keeps the names of its pages.
 func loadPages(ctx context.Context, m *Manifest, blobs Blobs) ([]Entry, error) {
-	var entries []Entry
-	for _, name := range m.Pages {
-		if !validBlobName(name) {
-			return nil, fmt.Errorf("read manifest: %w: page name %q", ErrUnsafe, name)
+	var pages []string
+	for _, name := range m.Index {
+		var chunk []string
+		if err := readChunk(ctx, blobs, name, &chunk); err != nil {
+			return nil, err
 		}
-		r, err := blobs.Get(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("read manifest page %s: %w", name, err)
-		}
-		data, err := io.ReadAll(io.LimitReader(r, maxPageBytes+1))
-		r.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read manifest page %s: %w", name, err)
-		}
-		b, err := gunzipped(data)
-		if err != nil {
-			return nil, fmt.Errorf("read manifest page %s: %w", name, err)
-		}
-		var page []Entry
-		if err := json.Unmarshal(b, &page); err != nil {
-			return nil, fmt.Errorf("decode manifest page %s: %w", name, err)
-		}
-		entries = append(entries, page...)
+		pages = append(pages, chunk...)
 	}
+	var entries []Entry
+	for _, name := range pages {
+		var chunk []Entry
+		if err := readChunk(ctx, blobs, name, &chunk); err != nil {
+			return nil, err
+		}
+		entries = append(entries, chunk...)
+	}
+	m.pages = pages
 	return entries, nil
+}
+
+// readChunk reads one page or index page into v.
+func readChunk(ctx context.Context, blobs Blobs, name string, v any) error {
+	if !validBlobName(name) {
+		return fmt.Errorf("read manifest: %w: page name %q", ErrUnsafe, name)
+	}
+	r, err := blobs.Get(ctx, name)
+	if err != nil {
+		return fmt.Errorf("read manifest page %s: %w", name, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxPageBytes+1))
+	r.Close()
+	if err != nil {
+		return fmt.Errorf("read manifest page %s: %w", name, err)
+	}
+	b, err := gunzipped(data)
+	if err != nil {
+		return fmt.Errorf("read manifest page %s: %w", name, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode manifest page %s: %w", name, err)
+	}
+	return nil
 }
 
 // header turns an entry into the tar header Restore's checks take.
