@@ -47,12 +47,9 @@ const maxTrailing = 1 << 20
 // tree; the caller should discard it.
 func Restore(ctx context.Context, dir string, r io.Reader) (Stats, error) {
 	var st Stats
-	if err := prepareTarget(dir); err != nil {
-		return st, err
-	}
-	root, err := os.OpenRoot(dir)
+	root, err := openTarget(dir)
 	if err != nil {
-		return st, fmt.Errorf("open restore target %s: %w", dir, err)
+		return st, err
 	}
 	defer root.Close()
 
@@ -97,6 +94,19 @@ func Restore(ctx context.Context, dir string, r io.Reader) (Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+// openTarget opens dir, an empty directory or one that does not exist
+// yet, as the root of a restore.
+func openTarget(dir string) (*os.Root, error) {
+	if err := prepareTarget(dir); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open restore target %s: %w", dir, err)
+	}
+	return root, nil
 }
 
 // prepareTarget makes sure dir is an empty directory, creating it if it

@@ -187,23 +187,7 @@ func Snapshot(ctx context.Context, dir string, prev *Manifest, blobs Blobs) (*Ma
 	s := snapshotter{ctx: ctx, root: root, blobs: blobs, stats: &st, known: known, old: old}
 	s.up = newUploader(ctx, blobs, &st)
 	var entries []Entry
-	err = fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if name == "." {
-				return err
-			}
-			st.skip(name, skipReason(err))
-			if d != nil && d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if name == "." {
-			return nil
-		}
+	err = walk(ctx, root, &st.Stats, func(name string, d fs.DirEntry) error {
 		e, ok, err := s.entry(name, d)
 		if ok {
 			entries = append(entries, e)
@@ -507,8 +491,8 @@ type uploader struct {
 	stats *SnapshotStats
 	sem   chan struct{}
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	err   error
+	mu    sync.Mutex // guards stats
+	errs  firstError
 }
 
 func newUploader(ctx context.Context, blobs Blobs, st *SnapshotStats) *uploader {
@@ -521,7 +505,7 @@ func (u *uploader) put(root *os.Root, e Entry, content []byte) {
 	select {
 	case u.sem <- struct{}{}:
 	case <-u.ctx.Done():
-		u.fail(u.ctx.Err())
+		u.errs.set(u.ctx.Err())
 		return
 	}
 	u.wg.Add(1)
@@ -529,7 +513,7 @@ func (u *uploader) put(root *os.Root, e Entry, content []byte) {
 		defer func() { <-u.sem; u.wg.Done() }()
 		err := u.store(root, e, content)
 		if err != nil {
-			u.fail(fmt.Errorf("store %s: %w", e.Path, err))
+			u.errs.set(fmt.Errorf("store %s: %w", e.Path, err))
 			return
 		}
 		u.mu.Lock()
@@ -551,17 +535,29 @@ func (u *uploader) store(root *os.Root, e Entry, content []byte) error {
 	return u.blobs.Put(u.ctx, e.Blob, e.Size, &verifier{r: io.LimitReader(ctxReader{u.ctx, f}, e.Size), h: sha256.New(), want: e.Blob, left: e.Size})
 }
 
-func (u *uploader) fail(err error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.err == nil {
-		u.err = err
+func (u *uploader) wait() error {
+	u.wg.Wait()
+	return u.errs.get()
+}
+
+// firstError keeps the first error of concurrent workers.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
 	}
 }
 
-func (u *uploader) wait() error {
-	u.wg.Wait()
-	return u.err
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 // verifier yields a file's content and fails at its end unless the content

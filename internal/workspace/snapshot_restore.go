@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -33,12 +32,9 @@ func RestoreSnapshot(ctx context.Context, dir string, m *Manifest, blobs Blobs) 
 	if err != nil {
 		return st, err
 	}
-	if err := prepareTarget(dir); err != nil {
-		return st, err
-	}
-	root, err := os.OpenRoot(dir)
+	root, err := openTarget(dir)
 	if err != nil {
-		return st, fmt.Errorf("open restore target %s: %w", dir, err)
+		return st, err
 	}
 	defer root.Close()
 	rs := restorer{ctx: ctx, root: root, stats: &st, dirs: map[string]bool{".": true}, buf: make([]byte, copyBufferSize)}
@@ -55,16 +51,14 @@ func RestoreSnapshot(ctx context.Context, dir string, m *Manifest, blobs Blobs) 
 			err = rs.entry(hdr, nil)
 		}
 		if err != nil {
-			fr.fail(fmt.Errorf("restore entry %q: %w", e.Path, err))
+			fr.errs.set(fmt.Errorf("restore entry %q: %w", e.Path, err))
 			break
 		}
 	}
 	fr.wg.Wait()
-	if fr.err == nil {
-		fr.err = ctx.Err()
-	}
-	if fr.err != nil {
-		return st, fmt.Errorf("restore into %s: %w", dir, fr.err)
+	fr.errs.set(ctx.Err())
+	if err := fr.errs.get(); err != nil {
+		return st, fmt.Errorf("restore into %s: %w", dir, err)
 	}
 	for _, d := range slices.Backward(rs.lateModes) {
 		if err := chmodDir(root, d.name, d.mode); err != nil {
@@ -159,8 +153,8 @@ type fileRestorer struct {
 	blobs Blobs
 	sem   chan struct{}
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	err   error
+	mu    sync.Mutex // guards the restorer's stats
+	errs  firstError
 }
 
 func (fr *fileRestorer) start(e *Entry, hdr *tar.Header) error {
@@ -169,7 +163,7 @@ func (fr *fileRestorer) start(e *Entry, hdr *tar.Header) error {
 		return err
 	}
 	fr.sem <- struct{}{}
-	if fr.failed() {
+	if fr.errs.get() != nil {
 		<-fr.sem
 		return nil
 	}
@@ -177,7 +171,7 @@ func (fr *fileRestorer) start(e *Entry, hdr *tar.Header) error {
 	go func() {
 		defer func() { <-fr.sem; fr.wg.Done() }()
 		if err := fr.write(e, name, mode, hdr); err != nil {
-			fr.fail(fmt.Errorf("restore entry %q: %w", e.Path, err))
+			fr.errs.set(fmt.Errorf("restore entry %q: %w", e.Path, err))
 		}
 	}()
 	return nil
@@ -208,18 +202,4 @@ func (fr *fileRestorer) write(e *Entry, name string, mode fs.FileMode, hdr *tar.
 	fr.rs.stats.Bytes += n
 	fr.mu.Unlock()
 	return nil
-}
-
-func (fr *fileRestorer) fail(err error) {
-	fr.mu.Lock()
-	defer fr.mu.Unlock()
-	if fr.err == nil {
-		fr.err = err
-	}
-}
-
-func (fr *fileRestorer) failed() bool {
-	fr.mu.Lock()
-	defer fr.mu.Unlock()
-	return fr.err != nil
 }

@@ -56,22 +56,14 @@ func takeSnapshot(t *testing.T, dir string, prev *Manifest, blobs Blobs) (*Manif
 		t.Fatalf("Snapshot: %v", err)
 	}
 	// Store and read the manifest as a host does.
-	data, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := DecodeManifest(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !back.SameAs(m) {
+	if !storedCopy(t, m).SameAs(m) {
 		t.Fatalf("manifest changed through Encode and DecodeManifest")
 	}
 	return m, st
 }
 
-// restoreSnapshot restores a stored copy of m, as a new host does.
-func restoreSnapshot(t *testing.T, m *Manifest, blobs Blobs) string {
+// storedCopy returns m as a new host reads it.
+func storedCopy(t *testing.T, m *Manifest) *Manifest {
 	t.Helper()
 	data, err := m.Encode()
 	if err != nil {
@@ -81,12 +73,28 @@ func restoreSnapshot(t *testing.T, m *Manifest, blobs Blobs) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stored
+}
+
+// restoreSnapshot restores a stored copy of m, as a new host does, and
+// returns where.
+func restoreSnapshot(t *testing.T, m *Manifest, blobs Blobs) string {
+	t.Helper()
+	_, dst := restoreStored(t, m, blobs)
+	return dst
+}
+
+// restoreStored restores a stored copy of m and returns the copy, which
+// now knows the restored files, and where.
+func restoreStored(t *testing.T, m *Manifest, blobs Blobs) (*Manifest, string) {
+	t.Helper()
+	stored := storedCopy(t, m)
 	dst := filepath.Join(t.TempDir(), "restored")
 	if _, err := RestoreSnapshot(context.Background(), dst, stored, blobs); err != nil {
 		t.Fatalf("RestoreSnapshot: %v", err)
 	}
 	t.Cleanup(func() { os.Chmod(filepath.Join(dst, "locked"), 0o755) })
-	return dst
+	return stored, dst
 }
 
 func sameTree(t *testing.T, want, got string) {
@@ -193,19 +201,7 @@ func TestSnapshotAfterRestoreReadsNothing(t *testing.T) {
 	if len(m.Index) < 2 {
 		t.Fatalf("%d index pages for 6,000 files", len(m.Index))
 	}
-	data, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, err := DecodeManifest(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(t.TempDir(), "restored")
-	if _, err := RestoreSnapshot(context.Background(), dst, stored, blobs); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Chmod(filepath.Join(dst, "locked"), 0o755) })
+	stored, dst := restoreStored(t, m, blobs)
 	// What the restored manifest needs is everything the stored one does:
 	// garbage collection keeps exactly that.
 	if !maps.Equal(stored.Blobs(), m.Blobs()) {
