@@ -160,7 +160,7 @@ func changesWorkspace(op api.Op) bool {
 // holds the change (Finish). When that fails, an answer that would have
 // been ok says that the change is not durable.
 func (h *Host) requestSnapshot(ctx context.Context, c *api.Completion) *pendingCheckpoint {
-	ctx, span := telemetry.Start(ctx, "sandrun.checkpoint", trace.SpanKindInternal)
+	ctx, span := telemetry.Start(ctx, "sandrun.request.checkpoint", trace.SpanKindInternal)
 	p, err := h.snapshot(ctx)
 	telemetry.End(span, err)
 	if err != nil {
