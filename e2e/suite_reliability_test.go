@@ -507,7 +507,7 @@ func TestReliabilityCrashAfterWrite(t *testing.T) {
 	// Less often than TestReliabilityHostsAndReaperKilled: five sessions
 	// share the kills, and a session whose new hosts keep dying before
 	// they serve is given up (LAUNCH_FAILED), which tests nothing here.
-	hosts := every(time.Second, 3*time.Second, stop, func() {
+	hosts := every(2*time.Second, 4*time.Second, stop, func() {
 		if _, err := w.suite.KillExecution(""); err == nil {
 			mu.Lock()
 			kills++

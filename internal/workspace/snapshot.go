@@ -194,14 +194,16 @@ func Snapshot(ctx context.Context, dir string, prev *Manifest, blobs Blobs) (*Ma
 		}
 		return err
 	})
+	// Pages upload beside the files' blobs: a request waits for one round
+	// of uploads, not for two.
+	m := &Manifest{Version: manifestVersion, entries: entries, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks, Bytes: st.Bytes}
+	if err == nil {
+		err = s.storePages(m)
+	}
 	if werr := s.up.wait(); err == nil {
 		err = werr
 	}
 	if err != nil {
-		return nil, st, fmt.Errorf("snapshot %s: %w", dir, err)
-	}
-	m := &Manifest{Version: manifestVersion, entries: entries, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks, Bytes: st.Bytes}
-	if err := s.storePages(m); err != nil {
 		return nil, st, fmt.Errorf("snapshot %s: %w", dir, err)
 	}
 	return m, st, nil
@@ -412,11 +414,7 @@ func storeCut[T any](s *snapshotter, items []T, key func(T) string) ([]string, e
 		names = append(names, name)
 		if !s.known[name] {
 			s.known[name] = true
-			if err := s.blobs.Put(s.ctx, name, int64(len(data)), bytes.NewReader(data)); err != nil {
-				return fmt.Errorf("store manifest page %s: %w", name, err)
-			}
-			s.stats.Uploaded += int64(len(data))
-			s.stats.UploadedBlobs++
+			s.up.putData("manifest page", name, data)
 		}
 		chunk = chunk[:0]
 		return nil
@@ -502,6 +500,18 @@ func newUploader(ctx context.Context, blobs Blobs, st *SnapshotStats) *uploader 
 // put stores the blob of e: from content when the file was small, else
 // from the file read again, verified against e.Blob.
 func (u *uploader) put(root *os.Root, e Entry, content []byte) {
+	u.run(e.Path, e.Size, func() error { return u.store(root, e, content) })
+}
+
+// putData stores data as the blob name.
+func (u *uploader) putData(what, name string, data []byte) {
+	u.run(what+" "+name, int64(len(data)), func() error {
+		return u.blobs.Put(u.ctx, name, int64(len(data)), bytes.NewReader(data))
+	})
+}
+
+// run runs one upload of size bytes, when a worker is free.
+func (u *uploader) run(what string, size int64, upload func() error) {
 	select {
 	case u.sem <- struct{}{}:
 	case <-u.ctx.Done():
@@ -511,13 +521,12 @@ func (u *uploader) put(root *os.Root, e Entry, content []byte) {
 	u.wg.Add(1)
 	go func() {
 		defer func() { <-u.sem; u.wg.Done() }()
-		err := u.store(root, e, content)
-		if err != nil {
-			u.errs.set(fmt.Errorf("store %s: %w", e.Path, err))
+		if err := upload(); err != nil {
+			u.errs.set(fmt.Errorf("store %s: %w", what, err))
 			return
 		}
 		u.mu.Lock()
-		u.stats.Uploaded += e.Size
+		u.stats.Uploaded += size
 		u.stats.UploadedBlobs++
 		u.mu.Unlock()
 	}()
