@@ -553,8 +553,12 @@ func TestReliabilityCrashAfterWrite(t *testing.T) {
 	}
 	report(t, o)
 	for code := range o.Outcomes {
-		if code != "ok" && code != string(api.CodeHostLost) {
-			t.Errorf("outcome %s: only ok and HOST_LOST are expected here (%v)", code, o.Outcomes)
+		// Random kills can take three new hosts of one session in a row
+		// before they serve (a loaded machine starts them slowly), and
+		// the reaper then gives the session's queued requests up
+		// (LAUNCH_FAILED): an answer, and nothing acknowledged is lost.
+		if code != "ok" && code != string(api.CodeHostLost) && code != string(api.CodeLaunchFailed) {
+			t.Errorf("outcome %s: only ok, HOST_LOST and LAUNCH_FAILED are expected here (%v)", code, o.Outcomes)
 		}
 	}
 	if o.LostWrites > 0 {
