@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,6 +222,18 @@ func report(t *testing.T, o outcome) {
 	}
 }
 
+// killHosts SIGKILLs a random running host at random intervals between min
+// and max until stop closes, and counts the kills.
+func (w *world) killHosts(min, max time.Duration, stop <-chan struct{}) (*sync.WaitGroup, *atomic.Int64) {
+	var kills atomic.Int64
+	wg := every(min, max, stop, func() {
+		if _, err := w.suite.KillExecution(""); err == nil {
+			kills.Add(1)
+		}
+	})
+	return wg, &kills
+}
+
 // every runs f at random intervals between min and max until stop closes.
 func every(min, max time.Duration, stop <-chan struct{}, f func()) *sync.WaitGroup {
 	var wg sync.WaitGroup
@@ -269,22 +282,14 @@ func TestReliabilityHostsAndReaperKilled(t *testing.T) {
 	wl := newWorkload(t, "kh", sc.requests, sc.sessions, "sleep 0.$((RANDOM % 3))")
 	started := time.Now()
 	stop := make(chan struct{})
-	var mu sync.Mutex
-	kills := 0
-	hosts := every(500*time.Millisecond, 2*time.Second, stop, func() {
-		if _, err := w.suite.KillExecution(""); err == nil {
-			mu.Lock()
-			kills++
-			mu.Unlock()
-		}
-	})
+	hosts, kills := w.killHosts(500*time.Millisecond, 2*time.Second, stop)
 	reapers := every(2*time.Second, 5*time.Second, stop, reaper.crash)
 	wl.publish(t, w, time.Duration(sc.requests)*20*time.Millisecond)
 	o := wl.await(t, tp, "hosts SIGKILLed mid-command and while checkpointing; reaper SIGKILLed", 10*time.Minute, started)
 	close(stop)
 	hosts.Wait()
 	reapers.Wait()
-	o.Crashes = map[string]int{"host": kills, "reaper": reaper.restarts}
+	o.Crashes = map[string]int{"host": int(kills.Load()), "reaper": reaper.restarts}
 	report(t, o)
 	for code := range o.Outcomes {
 		if code != "ok" && code != string(api.CodeHostLost) {
@@ -502,23 +507,15 @@ func TestReliabilityCrashAfterWrite(t *testing.T) {
 	}
 	started := time.Now()
 	stop := make(chan struct{})
-	var mu sync.Mutex
-	kills := 0
 	// Less often than TestReliabilityHostsAndReaperKilled: five sessions
 	// share the kills, and a session whose new hosts keep dying before
 	// they serve is given up (LAUNCH_FAILED), which tests nothing here.
-	hosts := every(2*time.Second, 4*time.Second, stop, func() {
-		if _, err := w.suite.KillExecution(""); err == nil {
-			mu.Lock()
-			kills++
-			mu.Unlock()
-		}
-	})
+	hosts, kills := w.killHosts(2*time.Second, 4*time.Second, stop)
 	wl.publish(t, w, time.Duration(sc.requests)*50*time.Millisecond)
 	o := wl.await(t, tp, "hosts SIGKILLed after acknowledging writes; every acknowledged write checked on the next host", 10*time.Minute, started)
 	close(stop)
 	hosts.Wait()
-	o.Crashes = map[string]int{"host": kills}
+	o.Crashes = map[string]int{"host": int(kills.Load())}
 
 	acked := map[string][]string{}
 	for id, ms := range byRequest(completionsSoFar(tp)) {
