@@ -89,7 +89,10 @@ func (r *runner) checkpointTree(ctx context.Context, tree benchTree) error {
 	}
 	var ratios, times, floors []float64
 	for i := range n {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("request-%03d.txt", i)), bytes.Repeat([]byte{'k'}, 1024), 0o644); err != nil {
+		// Content of its own each time: content seen before is not
+		// uploaded again.
+		content := fmt.Appendf(bytes.Repeat([]byte{'k'}, 1024-8), "%08d", i)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("request-%03d.txt", i)), content, 0o644); err != nil {
 			return err
 		}
 		start := time.Now()
