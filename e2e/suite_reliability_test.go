@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,6 +97,7 @@ type outcome struct {
 	Differing  int            `json:"differing_completions"`
 	Unrun      int            `json:"ok_but_not_run"`
 	OutOfOrder int            `json:"out_of_order"`
+	LostWrites int            `json:"lost_acknowledged_writes,omitempty"`
 	Outcomes   map[string]int `json:"outcomes"`
 	Injected   map[string]int `json:"faults_injected,omitempty"`
 	Crashes    map[string]int `json:"crashes,omitempty"`
@@ -234,6 +236,18 @@ func report(t *testing.T, o outcome) {
 	}
 }
 
+// killHosts SIGKILLs a random running host at random intervals between min
+// and max until stop closes, and counts the kills.
+func (w *world) killHosts(min, max time.Duration, stop <-chan struct{}) (*sync.WaitGroup, *atomic.Int64) {
+	var kills atomic.Int64
+	wg := every(min, max, stop, func() {
+		if _, err := w.suite.KillExecution(""); err == nil {
+			kills.Add(1)
+		}
+	})
+	return wg, &kills
+}
+
 // every runs f at random intervals between min and max until stop closes.
 func every(min, max time.Duration, stop <-chan struct{}, f func()) *sync.WaitGroup {
 	var wg sync.WaitGroup
@@ -283,22 +297,14 @@ func TestReliabilityHostsAndReaperKilled(t *testing.T) {
 	wl := newWorkload(t, "kh", sc.requests, sc.sessions, "sleep 0.$((RANDOM % 3))")
 	started := time.Now()
 	stop := make(chan struct{})
-	var mu sync.Mutex
-	kills := 0
-	hosts := every(500*time.Millisecond, 2*time.Second, stop, func() {
-		if _, err := w.suite.KillExecution(""); err == nil {
-			mu.Lock()
-			kills++
-			mu.Unlock()
-		}
-	})
+	hosts, kills := w.killHosts(500*time.Millisecond, 2*time.Second, stop)
 	reapers := every(2*time.Second, 5*time.Second, stop, reaper.crash)
 	wl.publish(t, w, time.Duration(sc.requests)*20*time.Millisecond)
 	o := wl.await(t, tp, "hosts SIGKILLed mid-command and while checkpointing; reaper SIGKILLed", 10*time.Minute, started)
 	close(stop)
 	hosts.Wait()
 	reapers.Wait()
-	o.Crashes = map[string]int{"host": kills, "reaper": reaper.restarts}
+	o.Crashes = map[string]int{"host": int(kills.Load()), "reaper": reaper.restarts}
 	report(t, o)
 	for code := range o.Outcomes {
 		if code != "ok" && code != string(api.CodeHostLost) {
@@ -495,5 +501,80 @@ func TestReliabilityRedeliveryAndStreamEnds(t *testing.T) {
 	}
 	if o.Injected["pubsub StreamingPull UNKNOWN"] == 0 {
 		t.Errorf("no StreamingPull ended with UNKNOWN: the scenario did not exercise it")
+	}
+}
+
+// TestReliabilityCrashAfterWrite: an ok means the workspace change is
+// durable. Every request writes a file of its own into its session's
+// workspace and is answered; hosts are SIGKILLed at random points through
+// the local Cloud Run; then every host is killed, and a new host of each
+// session lists the files. Every write answered ok must be there.
+func TestReliabilityCrashAfterWrite(t *testing.T) {
+	sc := scale()
+	// A long idle timeout: no host leaves (and checkpoints on leaving)
+	// between requests, so only the checkpoint behind each ok keeps a write.
+	w := start(t, options{idleTimeout: time.Minute, leaseTTL: 3 * time.Second})
+	tp := w.subscribe(w.sys.Names.Completions)
+	sessions := max(sc.sessions/2, 1)
+	wl := newWorkload(t, "cw", sc.requests, sessions, "")
+	for i := range wl.reqs {
+		r := &wl.reqs[i]
+		r.Command = fmt.Sprintf("mkdir -p ~/acked && echo %s > ~/acked/%s; %s", r.RequestID, r.RequestID, r.Command)
+	}
+	started := time.Now()
+	stop := make(chan struct{})
+	// Less often than TestReliabilityHostsAndReaperKilled: five sessions
+	// share the kills, and a session whose new hosts keep dying before
+	// they serve is given up (LAUNCH_FAILED), which tests nothing here.
+	hosts, kills := w.killHosts(2*time.Second, 4*time.Second, stop)
+	wl.publish(t, w, time.Duration(sc.requests)*50*time.Millisecond)
+	o := wl.await(t, tp, "hosts SIGKILLed after acknowledging writes; every acknowledged write checked on the next host", 10*time.Minute, started)
+	close(stop)
+	hosts.Wait()
+	o.Crashes = map[string]int{"host": int(kills.Load())}
+
+	acked := map[string][]string{}
+	for id, ms := range byRequest(completionsSoFar(tp)) {
+		var c api.Completion
+		json.Unmarshal(ms[0].Data, &c)
+		if c.Status == api.StatusOK {
+			acked[c.SessionID] = append(acked[c.SessionID], id)
+		}
+	}
+	// The check runs on a host that did not acknowledge the writes.
+	for range 1000 {
+		if _, err := w.suite.KillExecution(""); err != nil {
+			break
+		}
+	}
+	for s := range sessions {
+		sid := fmt.Sprintf("cw-%02d", s)
+		got := w.exec(sid, "ls ~/acked")
+		if got.Status != api.StatusOK {
+			t.Fatalf("session %s: listing the writes answered %s %+v", sid, got.Status, got.Error)
+		}
+		present := map[string]bool{}
+		for _, name := range strings.Fields(got.Stdout) {
+			present[name] = true
+		}
+		for _, id := range acked[sid] {
+			if !present[id] {
+				o.LostWrites++
+				t.Errorf("request %s was answered ok, but its write is gone after the crash", id)
+			}
+		}
+	}
+	report(t, o)
+	for code := range o.Outcomes {
+		// Random kills can take three new hosts of one session in a row
+		// before they serve (a loaded machine starts them slowly), and
+		// the reaper then gives the session's queued requests up
+		// (LAUNCH_FAILED): an answer, and nothing acknowledged is lost.
+		if code != "ok" && code != string(api.CodeHostLost) && code != string(api.CodeLaunchFailed) {
+			t.Errorf("outcome %s: only ok, HOST_LOST and LAUNCH_FAILED are expected here (%v)", code, o.Outcomes)
+		}
+	}
+	if o.LostWrites > 0 {
+		t.Errorf("%d acknowledged writes lost; want 0", o.LostWrites)
 	}
 }

@@ -50,7 +50,7 @@ func TestOneTracePerRequest(t *testing.T) {
 	// Every span of the request, the host's checkpoint when it leaves
 	// included.
 	want := []string{"sandrun.dispatch", "sandrun.launch", "sandrun.host.start", "sandrun.restore", "sandrun.request",
-		"sandrun.run", "sandrun.record", "sandrun.publish completion", "sandrun.checkpoint"}
+		"sandrun.run", "sandrun.request.checkpoint", "sandrun.record", "sandrun.publish completion", "sandrun.checkpoint"}
 	byName := map[string]telemetrytest.Span{}
 	deadline := time.After(time.Minute)
 	for {
@@ -75,6 +75,7 @@ func TestOneTracePerRequest(t *testing.T) {
 		"sandrun.restore":            "sandrun.host.start",
 		"sandrun.request":            "sandrun.dispatch",
 		"sandrun.run":                "sandrun.request",
+		"sandrun.request.checkpoint": "sandrun.request",
 		"sandrun.record":             "sandrun.request",
 		"sandrun.publish completion": "sandrun.request",
 		"sandrun.checkpoint":         "sandrun.host.start",

@@ -23,6 +23,7 @@ the same run (the same work without sandrun) and their ratio, because on a
 shared machine only ratios compare from one run to another. Prints a table
 and writes the results as JSON.`)
 	quick := fs.Bool("quick", false, "shorter runs (a smoke test of a minute or two)")
+	large := fs.Bool("large-checkpoints", false, "also measure checkpoint and restore of 1 GB in four files and of 200,000 small files (minutes, a few GB of disk and memory)")
 	only := fs.String("only", "", "comma-separated measurements to run: "+strings.Join(bench.Names, ", "))
 	out := fs.String("json", "bench-results.json", "write the results as JSON to this file (empty: do not)")
 	startDelay := fs.Duration("start-delay", 0, "simulated cold start of every execution")
@@ -49,7 +50,7 @@ and writes the results as JSON.`)
 	if err != nil {
 		return fmt.Errorf("find the sandrun program to run as executor: %w", err)
 	}
-	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, StartDelay: *startDelay, PoolStartDelay: *poolDelay,
+	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, LargeCheckpoints: *large, StartDelay: *startDelay, PoolStartDelay: *poolDelay,
 		Python: *python, Out: env.Stderr}
 	if *pythonPath != "" {
 		if cfg.PythonPath, err = filepath.Abs(*pythonPath); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
 	"github.com/sandrun/sandrun/internal/telemetry"
+	"github.com/sandrun/sandrun/internal/workspace"
 )
 
 // Config says which session to host and how.
@@ -109,6 +110,11 @@ type Host struct {
 	dirty          bool
 	lastCheckpoint time.Time
 	checkpoints    int
+	// manifest is the session's checkpoint as this host last committed or
+	// restored it (nil before the first incremental one); uncommitted is
+	// true once a snapshot stored blobs that no checkpoint took up.
+	manifest    *workspace.Manifest
+	uncommitted bool
 
 	// leaseLost is closed when the host learns it lost its lease, or
 	// fences itself off because it could not renew it in time.
@@ -419,10 +425,14 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 		// they leave.
 		h.closeProcs(ctx)
 	}
-	if h.dirty {
-		if err := h.checkpoint(ctx); err != nil {
-			return fmt.Errorf("checkpoint before leaving: %w", err)
-		}
+	// Background processes may have changed files since the last request:
+	// a snapshot reads only what changed, and commits nothing when nothing
+	// did.
+	if err := h.checkpoint(ctx); err != nil {
+		return fmt.Errorf("checkpoint before leaving: %w", err)
+	}
+	if !forced {
+		h.sweepBlobs(ctx)
 	}
 	// Forced, the host leaves even with requests queued: they find no
 	// host and the reaper launches one.

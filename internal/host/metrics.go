@@ -56,7 +56,7 @@ func newMetrics() *metrics {
 	}
 	x.live, _ = m.Int64UpDownCounter("sandrun.hosts.live", metric.WithUnit("{host}"), metric.WithDescription("session hosts holding a session's lease"))
 	x.idleExits, _ = m.Int64Counter("sandrun.host.idle_exits", metric.WithUnit("{host}"), metric.WithDescription("session hosts that left because they were idle (not stopped, not lost)"))
-	x.cpBytes, _ = m.Int64Histogram("sandrun.checkpoint.size", metric.WithUnit("By"), metric.WithDescription("size of a checkpoint archive written"), metric.WithExplicitBucketBoundaries(bytesBuckets...))
+	x.cpBytes, _ = m.Int64Histogram("sandrun.checkpoint.size", metric.WithUnit("By"), metric.WithDescription("bytes a checkpoint uploaded: the blobs of changed files, changed manifest pages and the manifest"), metric.WithExplicitBucketBoundaries(bytesBuckets...))
 	return x
 }
 

@@ -235,6 +235,10 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		c.Fail(api.CodeResourceExhausted, fmt.Sprintf("the command left %d bytes of working directory and exported environment; a session keeps at most %d, so the state it started with is kept", stateSize(f.state), maxStateBytes))
 		f.state, c.Cwd = nil, h.state.Cwd
 	}
+	var pending *pendingCheckpoint
+	if foreground && !f.destroyed && changesWorkspace(req.Op) {
+		pending = h.requestSnapshot(ctx, c)
+	}
 	var keep *session.Shell
 	if f.state != nil {
 		sh := session.NewShell(f.state.Cwd, f.state.Env)
@@ -250,11 +254,15 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		span.SetStatus(codes.Error, string(c.Error.Code))
 	}
 	fctx, fspan := telemetry.Start(rctx, "sandrun.record", trace.SpanKindInternal)
-	data, err := h.store.Finish(fctx, h.lease, c, keep)
+	replaced := h.lease.Checkpoint
+	data, err := h.store.Finish(fctx, h.lease, c, keep, pending.checkpoint())
 	telemetry.End(fspan, err)
 	if err != nil {
 		f.err = err
 		return f
+	}
+	if pending != nil && h.lease.Checkpoint == &pending.cp {
+		h.committed(rctx, pending, replaced)
 	}
 	h.metrics.served(ctx, c)
 	// The completion carries its publish span's context out, to the

@@ -47,7 +47,7 @@ func TestReaperMetrics(t *testing.T) {
 	if _, _, err := e.store.Start(ctx, held, "r3"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.Finish(ctx, held, &api.Completion{RequestID: "r3", SessionID: "unpublished", Op: api.OpExec, Status: api.StatusOK}, nil); err != nil {
+	if _, err := e.store.Finish(ctx, held, &api.Completion{RequestID: "r3", SessionID: "unpublished", Op: api.OpExec, Status: api.StatusOK}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	e.now = e.now.Add(11 * time.Second)

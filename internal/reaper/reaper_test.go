@@ -144,7 +144,7 @@ func TestReaperRepublishesLostCompletions(t *testing.T) {
 	}
 	// The host records the completion, then dies before publishing it.
 	c := &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec, Status: api.StatusOK}
-	if _, err := e.store.Finish(ctx, lease, c, nil); err != nil {
+	if _, err := e.store.Finish(ctx, lease, c, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.reaper.Once(ctx); err != nil {
@@ -202,7 +202,7 @@ func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
 		t.Fatalf("launched %v, want a host for s1 (r2 waits)", e.runner.launched)
 	}
 	// The old host, if it still ran, could write nothing.
-	if _, err := e.store.Finish(ctx, lease, &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec}, nil); err == nil {
+	if _, err := e.store.Finish(ctx, lease, &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec}, nil, nil); err == nil {
 		t.Fatal("the lost host could still record a completion")
 	}
 }

@@ -34,6 +34,9 @@ type Lease struct {
 	// version is the lease document's update time after this lease's last
 	// renewal; zero until the first renewal, or when its outcome is unknown.
 	version time.Time
+	// Unreleased is true when the previous host never gave the lease up
+	// (it died or was taken away): it may have left uploads behind.
+	Unreleased bool
 }
 
 // Acquire takes the session's lease for execution for ttl. It fails with
@@ -71,7 +74,8 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 			next.Epoch = ld.Epoch
 		}
 		next.Epoch++
-		lease = &Lease{SessionID: sessionID, Execution: execution, Epoch: next.Epoch, Expires: next.LeaseExpires, Acquired: now}
+		lease = &Lease{SessionID: sessionID, Execution: execution, Epoch: next.Epoch, Expires: next.LeaseExpires, Acquired: now,
+			Unreleased: ld != nil && (ld.Execution != "" || ld.Abandoned)}
 		if doc.Launch != nil {
 			next.LaunchID = doc.Launch.ID
 			lease.LaunchRequestedAt = doc.Launch.RequestedAt
@@ -246,10 +250,12 @@ func (s *Store) Start(ctx context.Context, lease *Lease, requestID string) (item
 }
 
 // Finish records the completion of a running item under the lease, with the
-// shell state it left (nil keeps the session's), and returns the completion
-// bytes to publish. A completion is recorded once: finishing an item that is
-// already done returns what was recorded.
-func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, shell *Shell) ([]byte, error) {
+// shell state it left (nil keeps the session's) and the checkpoint of the
+// workspace it left (nil keeps the session's), in one transaction: the
+// answer is recorded only with the state it reports. It returns the
+// completion bytes to publish. A completion is recorded once: finishing an
+// item that is already done returns what was recorded.
+func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, shell *Shell, cp *Checkpoint) ([]byte, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
@@ -270,11 +276,21 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, she
 		}
 		it.Status, it.Completion, it.FinishedAt = ItemDone, string(b), now
 		recorded = b
+		// Merge names whole fields: the shell replaces the old one (an unset
+		// variable goes), and so does the checkpoint; what is nil stays.
+		state := map[string]any{"expire_at": now.Add(s.cfg.TTL)}
+		fields := []firestore.FieldPath{{"expire_at"}}
 		if shell != nil {
-			// Merge names whole fields: the shell replaces the old one (an
-			// unset variable goes), the checkpoint stays.
-			state := map[string]any{"shell": *shell, "expire_at": now.Add(s.cfg.TTL)}
-			if err := tx.Set(s.stateRef(lease.SessionID), state, firestore.Merge([]string{"shell"}, []string{"expire_at"})); err != nil {
+			state["shell"] = *shell
+			fields = append(fields, firestore.FieldPath{"shell"})
+		}
+		if cp != nil {
+			cp.Epoch, cp.CreatedAt = lease.Epoch, now
+			state["checkpoint"] = *cp
+			fields = append(fields, firestore.FieldPath{"checkpoint"})
+		}
+		if len(fields) > 1 {
+			if err := tx.Set(s.stateRef(lease.SessionID), state, firestore.Merge(fields...)); err != nil {
 				return err
 			}
 		}
@@ -282,6 +298,10 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, she
 	})
 	if err != nil {
 		return nil, fmt.Errorf("finish request %s of session %s: %w", c.RequestID, lease.SessionID, err)
+	}
+	if cp != nil && string(recorded) == string(b) {
+		// Only the host holding the lease writes it, one request at a time.
+		lease.Checkpoint = cp
 	}
 	return recorded, nil
 }

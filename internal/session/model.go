@@ -83,8 +83,12 @@ type LeaseDoc struct {
 	LeaseExpires time.Time `firestore:"lease_expires"`
 	StartedAt    time.Time `firestore:"started_at"`
 	// LaunchID is the launch the host answered.
-	LaunchID string    `firestore:"launch_id"`
-	ExpireAt time.Time `firestore:"expire_at"`
+	LaunchID string `firestore:"launch_id"`
+	// Abandoned is set when the reaper took the session from a host that
+	// never released it: that host may have left uploads that no
+	// checkpoint names, which the next host sweeps (Lease.Unreleased).
+	Abandoned bool      `firestore:"abandoned,omitempty"`
+	ExpireAt  time.Time `firestore:"expire_at"`
 }
 
 // live reports whether the lease names a host whose lease has not lapsed.
@@ -119,12 +123,20 @@ type StateDoc struct {
 
 // Checkpoint names the object that holds a workspace checkpoint.
 type Checkpoint struct {
+	// Object holds the checkpoint: a gzip tar archive of the workspace
+	// when Format is empty (what hosts wrote before), the manifest of an
+	// incremental checkpoint when it is FormatManifest.
 	Object     string    `firestore:"object"`
+	Format     string    `firestore:"format"`
 	Generation int64     `firestore:"generation"`
 	Bytes      int64     `firestore:"bytes"`
 	Epoch      int64     `firestore:"epoch"`
 	CreatedAt  time.Time `firestore:"created_at"`
 }
+
+// FormatManifest marks a Checkpoint whose object is a workspace.Manifest
+// over the session's blobs (BlobObject).
+const FormatManifest = "manifest"
 
 // Shell is what a shell keeps between commands. Firestore strings are
 // UTF-8, while a shell's values are any bytes: values that are not valid

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/storage"
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 )
 
@@ -38,18 +40,124 @@ func CheckpointObject(lease *Lease, seq int) string {
 	return fmt.Sprintf("%scheckpoints/%010d-%06d.tar.gz", objectPrefix(lease.SessionID), lease.Epoch, seq)
 }
 
-// CommitCheckpoint makes cp the session's checkpoint, under the lease, and
-// deletes the object of the one it replaces.
-func (s *Store) CommitCheckpoint(ctx context.Context, lease *Lease, cp Checkpoint) error {
-	var old *Checkpoint
-	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
-		st, err := txGet[StateDoc](tx, s.stateRef(lease.SessionID))
+// ManifestObject names the object of the lease's seq-th incremental
+// checkpoint: its manifest.
+func ManifestObject(lease *Lease, seq int) string {
+	return fmt.Sprintf("%scheckpoints/%010d-%06d.manifest.gz", objectPrefix(lease.SessionID), lease.Epoch, seq)
+}
+
+// blobPrefix is where a session's checkpoint blobs live.
+func blobPrefix(sessionID string) string { return objectPrefix(sessionID) + "blobs/" }
+
+// Blobs are a session's checkpoint blobs, with the Put and Get that
+// workspace.Blobs asks for.
+type Blobs struct {
+	store     *Store
+	sessionID string
+}
+
+// Blobs returns the session's checkpoint blobs.
+func (s *Store) Blobs(sessionID string) Blobs { return Blobs{s, sessionID} }
+
+// Put stores a blob (PutBlob).
+func (b Blobs) Put(ctx context.Context, name string, size int64, r io.Reader) error {
+	return b.store.PutBlob(ctx, b.sessionID, name, size, r)
+}
+
+// Get reads a blob (GetBlob).
+func (b Blobs) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	return b.store.GetBlob(ctx, b.sessionID, name)
+}
+
+// PutBlob stores a content-addressed checkpoint blob of the session. It
+// sets no precondition: every writer of a name writes the same bytes, and a
+// rewrite gives the object a new generation and creation time, which
+// SweepBlobs respects. When r fails, the upload is abandoned and nothing is
+// stored.
+func (s *Store) PutBlob(ctx context.Context, sessionID, name string, size int64, r io.Reader) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := s.gcs.Bucket(s.cfg.Bucket).Object(blobPrefix(sessionID) + name).NewWriter(wctx)
+	w.ContentType = "application/octet-stream"
+	if size < smallBlob {
+		// The writer's default buffer is 16 MiB per upload; most blobs are
+		// small files, many uploaded at once.
+		w.ChunkSize = smallBlob
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		cancel()
+		w.Close()
+		return fmt.Errorf("write blob %s: %w", name, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("write blob %s: %w", name, err)
+	}
+	return nil
+}
+
+// smallBlob is the upload buffer of a blob that fits in it, the smallest
+// Cloud Storage's resumable uploads take: the upload keeps its retries.
+const smallBlob = 256 << 10
+
+// GetBlob reads a checkpoint blob of the session.
+func (s *Store) GetBlob(ctx context.Context, sessionID, name string) (io.ReadCloser, error) {
+	r, err := s.gcs.Bucket(s.cfg.Bucket).Object(blobPrefix(sessionID) + name).NewReader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", name, err)
+	}
+	return r, nil
+}
+
+// DeleteBlobs deletes checkpoint blobs of the session; one already gone is
+// no error.
+func (s *Store) DeleteBlobs(ctx context.Context, sessionID string, names []string) error {
+	b := s.gcs.Bucket(s.cfg.Bucket)
+	for _, name := range names {
+		if err := b.Object(blobPrefix(sessionID) + name).Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+			return fmt.Errorf("delete blob %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// SweepBlobs deletes the session's blobs that live does not hold and that
+// were created before before: the uploads of hosts that died before their
+// checkpoint was committed. The caller holds the lease and passes a time
+// before which no other host could have written (its lease was current
+// then, less a margin for clocks), so that a blob a later host stored is
+// never swept; the delete is conditional on the generation listed, so a
+// blob rewritten since is kept. It returns how many blobs it deleted.
+func (s *Store) SweepBlobs(ctx context.Context, sessionID string, live map[string]bool, before time.Time) (int, error) {
+	b := s.gcs.Bucket(s.cfg.Bucket)
+	prefix := blobPrefix(sessionID)
+	it := b.Objects(ctx, &storage.Query{Prefix: prefix})
+	deleted := 0
+	for {
+		a, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return deleted, nil
+		}
 		if err != nil {
-			return err
+			return deleted, fmt.Errorf("list blobs of session %s: %w", sessionID, err)
 		}
-		if st != nil {
-			old = st.Checkpoint
+		if live[a.Name[len(prefix):]] || !a.Created.Before(before) {
+			continue
 		}
+		err = b.Object(a.Name).If(storage.Conditions{GenerationMatch: a.Generation}).Delete(ctx)
+		if err != nil && !errors.Is(err, storage.ErrObjectNotExist) && !isPrecondition(err) {
+			return deleted, fmt.Errorf("delete blob %s: %w", a.Name, err)
+		}
+		if err == nil {
+			deleted++
+		}
+	}
+}
+
+// CommitCheckpoint makes cp the session's checkpoint, under the lease. The
+// host deletes what it replaced (DeleteObject, DeleteBlobs): only it knows
+// which blobs the new checkpoint still needs.
+func (s *Store) CommitCheckpoint(ctx context.Context, lease *Lease, cp Checkpoint) error {
+	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
 		cp.Epoch, cp.CreatedAt = lease.Epoch, now
 		state := map[string]any{"checkpoint": cp, "expire_at": now.Add(s.cfg.TTL)}
 		return tx.Set(s.stateRef(lease.SessionID), state, firestore.Merge([]string{"checkpoint"}, []string{"expire_at"}))
@@ -58,14 +166,31 @@ func (s *Store) CommitCheckpoint(ctx context.Context, lease *Lease, cp Checkpoin
 		return fmt.Errorf("commit checkpoint %s of session %s: %w", cp.Object, lease.SessionID, err)
 	}
 	lease.Checkpoint = &cp
-	if old != nil && old.Object != cp.Object {
-		// A leftover object costs storage until the session is purged, not
-		// correctness: the pointer moved already.
-		if err := s.gcs.Bucket(s.cfg.Bucket).Object(old.Object).Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
-			return fmt.Errorf("delete replaced checkpoint %s: %w", old.Object, err)
-		}
+	return nil
+}
+
+// DeleteObject deletes an object of the bucket; one already gone is no
+// error.
+func (s *Store) DeleteObject(ctx context.Context, name string) error {
+	if err := s.gcs.Bucket(s.cfg.Bucket).Object(name).Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+		return fmt.Errorf("delete object %s: %w", name, err)
 	}
 	return nil
+}
+
+// ReadCheckpoint reads the whole of a checkpoint's object at its recorded
+// generation: an incremental checkpoint's manifest.
+func (s *Store) ReadCheckpoint(ctx context.Context, cp *Checkpoint) ([]byte, error) {
+	r, err := s.OpenCheckpoint(ctx, cp)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint %s: %w", cp.Object, err)
+	}
+	return b, nil
 }
 
 // OpenCheckpoint reads the checkpoint's object at its recorded generation.
@@ -93,4 +218,11 @@ func (s *Store) deleteObjects(ctx context.Context, prefix string) error {
 			return fmt.Errorf("delete object %s: %w", a.Name, err)
 		}
 	}
+}
+
+// isPrecondition reports whether err is Cloud Storage refusing a write for
+// its precondition.
+func isPrecondition(err error) bool {
+	var g *googleapi.Error
+	return errors.As(err, &g) && g.Code == http.StatusPreconditionFailed
 }

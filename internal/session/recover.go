@@ -111,7 +111,7 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpub
 		if err := s.setFence(tx, sessionID, epoch, "", now); err != nil {
 			return err
 		}
-		return tx.Set(ref, LeaseDoc{Epoch: epoch, LaunchID: ld.LaunchID, ExpireAt: now.Add(s.cfg.TTL)})
+		return tx.Set(ref, LeaseDoc{Epoch: epoch, LaunchID: ld.LaunchID, Abandoned: true, ExpireAt: now.Add(s.cfg.TTL)})
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("recover session %s from its lost host: %w", sessionID, err)

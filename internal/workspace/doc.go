@@ -1,6 +1,18 @@
-// Package workspace checkpoints a session's workspace directory into one
-// archive and restores it, so that a session's files outlive the host
-// process that serves it.
+// Package workspace checkpoints a session's workspace directory and
+// restores it, so that a session's files outlive the host process that
+// serves it.
+//
+// Hosts checkpoint incrementally (Snapshot, RestoreSnapshot): each file's
+// content is a blob named by its SHA-256, and a Manifest lists the tree in
+// pages that are blobs too. A snapshot reads only the files whose size,
+// mtime, inode or ctime changed since the previous manifest and stores only
+// the blobs that manifest does not reference, so its cost follows what
+// changed, not the size of the workspace. Where blobs live is the caller's
+// (the Blobs interface); which blobs a manifest needs is Manifest.Blobs,
+// from which the caller collects garbage.
+//
+// The single archive below (Checkpoint, Restore) is the format hosts wrote
+// before; they still restore it.
 //
 // The archive is a tar stream compressed with gzip at its fastest level
 // (see Level), written to any io.Writer (a Cloud Storage object writer)

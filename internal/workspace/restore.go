@@ -47,12 +47,9 @@ const maxTrailing = 1 << 20
 // tree; the caller should discard it.
 func Restore(ctx context.Context, dir string, r io.Reader) (Stats, error) {
 	var st Stats
-	if err := prepareTarget(dir); err != nil {
-		return st, err
-	}
-	root, err := os.OpenRoot(dir)
+	root, err := openTarget(dir)
 	if err != nil {
-		return st, fmt.Errorf("open restore target %s: %w", dir, err)
+		return st, err
 	}
 	defer root.Close()
 
@@ -99,6 +96,19 @@ func Restore(ctx context.Context, dir string, r io.Reader) (Stats, error) {
 	return st, nil
 }
 
+// openTarget opens dir, an empty directory or one that does not exist
+// yet, as the root of a restore.
+func openTarget(dir string) (*os.Root, error) {
+	if err := prepareTarget(dir); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open restore target %s: %w", dir, err)
+	}
+	return root, nil
+}
+
 // prepareTarget makes sure dir is an empty directory, creating it if it
 // does not exist.
 func prepareTarget(dir string) error {
@@ -140,15 +150,24 @@ type dirMode struct {
 	mode fs.FileMode
 }
 
-func (rs *restorer) entry(hdr *tar.Header, tr io.Reader) error {
+// check returns the entry's name and permission bits, or an error wrapping
+// ErrUnsafe when the name may not be written.
+func (rs *restorer) check(hdr *tar.Header) (string, fs.FileMode, error) {
 	name, err := entryName(hdr)
+	if err != nil {
+		return "", 0, err
+	}
+	if parent := path.Dir(name); !rs.dirs[parent] {
+		return "", 0, fmt.Errorf("%w: parent %s is not a directory created by this archive", ErrUnsafe, parent)
+	}
+	return name, fs.FileMode(hdr.Mode).Perm(), nil
+}
+
+func (rs *restorer) entry(hdr *tar.Header, tr io.Reader) error {
+	name, mode, err := rs.check(hdr)
 	if err != nil {
 		return err
 	}
-	if parent := path.Dir(name); !rs.dirs[parent] {
-		return fmt.Errorf("%w: parent %s is not a directory created by this archive", ErrUnsafe, parent)
-	}
-	mode := fs.FileMode(hdr.Mode).Perm()
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		if err := rs.root.Mkdir(name, 0o700); err != nil {
@@ -162,7 +181,13 @@ func (rs *restorer) entry(hdr *tar.Header, tr io.Reader) error {
 		}
 		return chmodDir(rs.root, name, mode)
 	case tar.TypeReg: // tar.Reader already turned the old TypeRegA into this
-		return rs.file(name, mode, hdr, tr)
+		f, n, err := rs.file(name, mode, hdr, tr, rs.buf)
+		if err != nil {
+			return err
+		}
+		rs.stats.Files++
+		rs.stats.Bytes += n
+		return f.Close()
 	case tar.TypeSymlink:
 		if err := rs.root.Symlink(hdr.Linkname, name); err != nil {
 			return existsIsUnsafe(err)
@@ -180,15 +205,16 @@ func (rs *restorer) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 }
 
-// file writes a regular file. O_EXCL refuses a name that exists, a
-// symlink included, so nothing is written through a link or over an
-// earlier entry.
-func (rs *restorer) file(name string, mode fs.FileMode, hdr *tar.Header, tr io.Reader) error {
+// file writes a regular file of hdr.Size bytes from r through buf and
+// returns it open, for the caller to close. O_EXCL refuses a name that
+// exists, a symlink included, so nothing is written through a link or over
+// an earlier entry.
+func (rs *restorer) file(name string, mode fs.FileMode, hdr *tar.Header, r io.Reader, buf []byte) (*os.File, int64, error) {
 	f, err := rs.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return existsIsUnsafe(err)
+		return nil, 0, existsIsUnsafe(err)
 	}
-	n, err := io.CopyBuffer(onlyWriter{f}, ctxReader{rs.ctx, tr}, rs.buf)
+	n, err := io.CopyBuffer(onlyWriter{f}, ctxReader{rs.ctx, r}, buf)
 	if err == nil && n != hdr.Size {
 		err = io.ErrUnexpectedEOF
 	}
@@ -198,15 +224,11 @@ func (rs *restorer) file(name string, mode fs.FileMode, hdr *tar.Header, tr io.R
 	if err == nil {
 		err = setMtime(f, hdr.ModTime)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		return err
+		f.Close()
+		return nil, 0, err
 	}
-	rs.stats.Files++
-	rs.stats.Bytes += n
-	return nil
+	return f, n, nil
 }
 
 // onlyWriter hides os.File's ReadFrom, so that the copy goes through the

@@ -89,27 +89,7 @@ func Checkpoint(ctx context.Context, w io.Writer, dir string) (Stats, error) {
 	tw := tar.NewWriter(gz)
 	c := checkpointer{ctx: ctx, root: root, tw: tw, stats: &st, buf: make([]byte, copyBufferSize)}
 
-	err = fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if name == "." {
-				return err
-			}
-			// The entry vanished or may not be read: a workspace that
-			// commands keep changing must still checkpoint.
-			st.skip(name, skipReason(err))
-			if d != nil && d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if name == "." {
-			return nil // the root's own mode belongs to whoever restores
-		}
-		return c.add(name, d)
-	})
+	err = walk(ctx, root, &st, c.add)
 	if err != nil {
 		return st, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
@@ -120,6 +100,33 @@ func Checkpoint(ctx context.Context, w io.Writer, dir string) (Stats, error) {
 		return st, fmt.Errorf("finish gzip stream: %w", err)
 	}
 	return st, nil
+}
+
+// walk calls visit for every entry below root, parents first in lexical
+// order, never following a link. An entry that vanished or may not be read
+// is skipped and counted in st: a workspace that commands keep changing
+// must still checkpoint. The root itself is not visited: its mode belongs
+// to whoever restores.
+func walk(ctx context.Context, root *os.Root, st *Stats, visit func(name string, d fs.DirEntry) error) error {
+	return fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if name == "." {
+				return err
+			}
+			st.skip(name, skipReason(err))
+			if d != nil && d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if name == "." {
+			return nil
+		}
+		return visit(name, d)
+	})
 }
 
 type checkpointer struct {

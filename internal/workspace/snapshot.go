@@ -1,0 +1,590 @@
+package workspace
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// Blobs stores the content-addressed objects of incremental checkpoints.
+// A blob's name is the hex SHA-256 of its bytes, so every writer of a name
+// writes the same bytes.
+type Blobs interface {
+	// Put stores the size bytes r yields under name. When r fails, the
+	// blob must not be stored.
+	Put(ctx context.Context, name string, size int64, r io.Reader) error
+	// Get reads the blob name.
+	Get(ctx context.Context, name string) (io.ReadCloser, error)
+}
+
+// Entry is one entry of a Manifest: a directory, a regular file or a
+// symlink, named by its slash-separated path below the workspace root.
+type Entry struct {
+	Path string `json:"p"`
+	// Kind is "d" (directory), "f" (regular file) or "l" (symlink).
+	Kind string `json:"k"`
+	// Mode holds the permission bits of a file or directory.
+	Mode uint32 `json:"m,omitempty"`
+	// Size, Mtime (Unix nanoseconds, to the microsecond that restoring can
+	// set) and Blob (the name of the blob that
+	// holds the content) describe a file.
+	Size  int64  `json:"s,omitempty"`
+	Mtime int64  `json:"t,omitempty"`
+	Blob  string `json:"b,omitempty"`
+	// Link is a symlink's target, kept as it is.
+	Link string `json:"l,omitempty"`
+	// Ino and Ctime are what the file is on this host's disk, never
+	// stored: Snapshot trusts Blob for a file whose size, mtime, inode and
+	// ctime are all unchanged (a write changes the ctime even when a
+	// command resets the mtime), and reads only the others.
+	Ino   uint64 `json:"-"`
+	Ctime int64  `json:"-"`
+}
+
+// Manifest describes one incremental checkpoint: the workspace's entries,
+// parents first in lexical order, stored as pages (blobs of gzip-compressed
+// JSON), whose names are stored as index pages the same way, whose names
+// the manifest lists. Pages are cut where a path's hash says so, not by
+// position, so that adding or removing a file changes the page that holds
+// it and no other (and index pages likewise, by page name).
+type Manifest struct {
+	Version  int      `json:"version"`
+	Index    []string `json:"index"`
+	Files    int64    `json:"files"`
+	Dirs     int64    `json:"dirs"`
+	Symlinks int64    `json:"symlinks"`
+	Bytes    int64    `json:"bytes"`
+
+	pages   []string
+	entries []Entry
+}
+
+// manifestVersion is the version of the manifest format Snapshot writes.
+const manifestVersion = 1
+
+// pageMask cuts a page after an entry whose path hash has these bits all
+// zero: pages of 64 entries (a few KB) on average, and index pages of 64
+// page names, so that a workspace of 200,000 files has a manifest of about
+// 50 names.
+const pageMask = 0x3f
+
+// uploadWorkers bounds the blob uploads and downloads in flight: a first
+// checkpoint of many small files is bound by round trips, not bandwidth.
+const uploadWorkers = 16
+
+// smallFile is the size up to which Snapshot keeps a changed file's bytes
+// from hashing to uploading, instead of reading it twice.
+const smallFile = 256 << 10
+
+// changeAttempts bounds how often Snapshot reads a file that changes
+// while it is read before it leaves the file out.
+const changeAttempts = 3
+
+// ErrChanged is wrapped by the error Snapshot returns when a file changed
+// between being hashed and being uploaded; taking the snapshot again
+// usually succeeds.
+var ErrChanged = errors.New("file changed while it was read")
+
+// Encode returns the manifest as stored: gzip-compressed JSON.
+func (m *Manifest) Encode() ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	return gzipped(b)
+}
+
+// DecodeManifest reads a manifest as Encode wrote it. Its pages are read
+// by RestoreSnapshot.
+func DecodeManifest(data []byte) (*Manifest, error) {
+	b, err := gunzipped(data)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	if m.Version != manifestVersion {
+		return nil, fmt.Errorf("manifest version %d: this host reads version %d", m.Version, manifestVersion)
+	}
+	return &m, nil
+}
+
+// Blobs returns the names of every blob the manifest needs: its pages and
+// its files' content. It is complete only for a manifest that Snapshot
+// returned or RestoreSnapshot loaded.
+func (m *Manifest) Blobs() map[string]bool {
+	names := make(map[string]bool, len(m.Index)+len(m.pages)+len(m.entries))
+	for _, p := range slices.Concat(m.Index, m.pages) {
+		names[p] = true
+	}
+	for _, e := range m.entries {
+		if e.Blob != "" {
+			names[e.Blob] = true
+		}
+	}
+	return names
+}
+
+// SameAs reports whether two manifests describe the same tree.
+func (m *Manifest) SameAs(o *Manifest) bool {
+	return m != nil && o != nil && slices.Equal(m.Index, o.Index)
+}
+
+// SnapshotStats says what a Snapshot found and what it uploaded.
+type SnapshotStats struct {
+	Stats
+	// Hashed counts the bytes of files read because they changed since
+	// the previous manifest (or were new).
+	Hashed int64
+	// Uploaded counts the bytes of blobs stored: new file content and new
+	// pages.
+	Uploaded      int64
+	UploadedBlobs int64
+}
+
+// Snapshot checkpoints the tree under dir incrementally against prev (nil
+// for the first): it walks the tree, reads only the files whose size,
+// mtime, inode or ctime differ from prev's, stores the blobs that prev
+// does not have, and returns the new manifest, which the caller stores and
+// points the session at. It keeps what Checkpoint keeps (files with their
+// permission bits and mtime, directories, empty ones included, with their
+// permission bits, symlinks as links) and skips what Checkpoint skips.
+//
+// A file that keeps changing while it is read (changeAttempts times) is
+// left out and reported in Stats.Changed and Stats.Skipped.
+func Snapshot(ctx context.Context, dir string, prev *Manifest, blobs Blobs) (*Manifest, SnapshotStats, error) {
+	var st SnapshotStats
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, st, fmt.Errorf("open workspace %s: %w", dir, err)
+	}
+	defer root.Close()
+	known := map[string]bool{}
+	old := map[string]*Entry{}
+	if prev != nil {
+		known = prev.Blobs()
+		for i := range prev.entries {
+			old[prev.entries[i].Path] = &prev.entries[i]
+		}
+	}
+	s := snapshotter{ctx: ctx, root: root, blobs: blobs, stats: &st, known: known, old: old}
+	s.up = newUploader(ctx, blobs, &st)
+	var entries []Entry
+	err = walk(ctx, root, &st.Stats, func(name string, d fs.DirEntry) error {
+		e, ok, err := s.entry(name, d)
+		if ok {
+			entries = append(entries, e)
+		}
+		return err
+	})
+	// Pages upload beside the files' blobs: a request waits for one round
+	// of uploads, not for two.
+	m := &Manifest{Version: manifestVersion, entries: entries, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks, Bytes: st.Bytes}
+	if err == nil {
+		err = s.storePages(m)
+	}
+	if werr := s.up.wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return nil, st, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
+	return m, st, nil
+}
+
+type snapshotter struct {
+	ctx   context.Context
+	root  *os.Root
+	blobs Blobs
+	stats *SnapshotStats
+	// known holds the blobs stored already: prev's and this snapshot's.
+	known map[string]bool
+	old   map[string]*Entry
+	up    *uploader
+}
+
+// entry describes one walked entry; ok is false when it is left out.
+func (s *snapshotter) entry(name string, d fs.DirEntry) (e Entry, ok bool, err error) {
+	switch typ := d.Type(); {
+	case typ.IsDir():
+		info, err := d.Info()
+		if err != nil {
+			s.stats.skip(name, skipReason(err))
+			return e, false, fs.SkipDir
+		}
+		s.stats.Dirs++
+		return Entry{Path: name, Kind: "d", Mode: uint32(info.Mode().Perm())}, true, nil
+	case typ&fs.ModeSymlink != 0:
+		target, err := s.root.Readlink(name)
+		if err != nil {
+			s.stats.skip(name, skipReason(err))
+			return e, false, nil
+		}
+		s.stats.Symlinks++
+		return Entry{Path: name, Kind: "l", Link: target}, true, nil
+	case typ.IsRegular():
+		return s.file(name)
+	default:
+		s.stats.skip(name, kindName(typ))
+		return e, false, nil
+	}
+}
+
+// file describes a regular file, hashing it unless prev says it is
+// unchanged, and queues its blob for upload unless it is stored already.
+func (s *snapshotter) file(name string) (Entry, bool, error) {
+	for range changeAttempts {
+		e, content, err := s.hashFile(name)
+		if err != nil {
+			s.stats.skip(name, skipReason(err))
+			return e, false, nil
+		}
+		if e.Path == "" {
+			continue // it changed while it was hashed
+		}
+		s.stats.Files++
+		s.stats.Bytes += e.Size
+		if !s.known[e.Blob] {
+			s.known[e.Blob] = true
+			s.up.put(s.root, e, content)
+		}
+		return e, true, nil
+	}
+	s.stats.skip(name, "kept changing while it was read")
+	if len(s.stats.Changed) < MaxSkippedListed {
+		s.stats.Changed = append(s.stats.Changed, name)
+	}
+	return Entry{}, false, nil
+}
+
+// hashFile reads a file's identity from an open descriptor (O_NOFOLLOW:
+// never a link; O_NONBLOCK: never stuck on a FIFO swapped in) and its
+// content hash, from prev when its identity is unchanged. It returns an
+// empty Entry when the file changed while it was read, and the content
+// when the file is small and was read.
+func (s *snapshotter) hashFile(name string) (Entry, []byte, error) {
+	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return Entry{}, nil, fmt.Errorf("%s", kindName(info.Mode().Type()))
+	}
+	e := Entry{Path: name, Kind: "f", Mode: uint32(info.Mode().Perm()), Size: info.Size(), Mtime: truncMtime(info.ModTime())}
+	e.Ino, e.Ctime = identity(info)
+	if o := s.old[name]; o != nil && o.Kind == "f" && o.Size == e.Size && o.Mtime == e.Mtime && o.Ino == e.Ino && o.Ctime == e.Ctime {
+		e.Blob = o.Blob
+		return e, nil, nil
+	}
+	h := sha256.New()
+	var content []byte
+	var r io.Reader = io.LimitReader(ctxReader{s.ctx, f}, e.Size)
+	if e.Size <= smallFile {
+		content = make([]byte, 0, e.Size)
+		r = io.TeeReader(r, (*sliceWriter)(&content))
+	}
+	n, err := io.Copy(h, r)
+	if err != nil {
+		if s.ctx.Err() != nil {
+			return Entry{}, nil, s.ctx.Err()
+		}
+		return Entry{}, nil, err
+	}
+	s.stats.Hashed += n
+	after, err := f.Stat()
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	if ino, ctime := identity(after); n != e.Size || after.Size() != e.Size || ino != e.Ino || ctime != e.Ctime {
+		return Entry{}, nil, nil
+	}
+	e.Blob = hex.EncodeToString(h.Sum(nil))
+	return e, content, nil
+}
+
+type sliceWriter []byte
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	*w = append(*w, p...)
+	return len(p), nil
+}
+
+// storedEntry is an Entry as a page stores it: a path or link target that
+// is not valid UTF-8 (any bytes but NUL are a valid name) goes as bytes,
+// which JSON strings cannot carry.
+type storedEntry struct {
+	entryFields
+	PathBytes []byte `json:"pb,omitempty"`
+	LinkBytes []byte `json:"lb,omitempty"`
+}
+
+type entryFields Entry
+
+// MarshalJSON stores the entry with names that are not UTF-8 as bytes.
+func (e Entry) MarshalJSON() ([]byte, error) {
+	s := storedEntry{entryFields: entryFields(e)}
+	if !utf8.ValidString(e.Path) {
+		s.Path, s.PathBytes = "", []byte(e.Path)
+	}
+	if !utf8.ValidString(e.Link) {
+		s.Link, s.LinkBytes = "", []byte(e.Link)
+	}
+	return json.Marshal(s)
+}
+
+// UnmarshalJSON reads what MarshalJSON stored.
+func (e *Entry) UnmarshalJSON(b []byte) error {
+	var s storedEntry
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*e = Entry(s.entryFields)
+	if s.PathBytes != nil {
+		e.Path = string(s.PathBytes)
+	}
+	if s.LinkBytes != nil {
+		e.Link = string(s.LinkBytes)
+	}
+	return nil
+}
+
+// truncMtime is an mtime as an Entry keeps it.
+func truncMtime(t time.Time) int64 { return t.UnixNano() / 1000 * 1000 }
+
+// identity returns the inode and ctime of a file, which change on every
+// write even when a command resets the mtime.
+func identity(info fs.FileInfo) (ino uint64, ctime int64) {
+	if sys, ok := info.Sys().(*syscall.Stat_t); ok {
+		return sys.Ino, sys.Ctim.Nano()
+	}
+	return 0, 0
+}
+
+// storePages cuts the manifest's entries into pages, and the list of
+// pages into index pages, and stores those not known already: a change
+// rewrites one page, one index page and the manifest, however large the
+// workspace.
+func (s *snapshotter) storePages(m *Manifest) error {
+	var err error
+	if m.pages, err = storeCut(s, m.entries, func(e Entry) string { return e.Path }); err != nil {
+		return err
+	}
+	m.Index, err = storeCut(s, m.pages, func(name string) string { return name })
+	return err
+}
+
+// storeCut cuts items into chunks, each ending after an item whose key's
+// hash says so (or at the end), stores each chunk not known already as a
+// blob of gzip-compressed JSON, and returns their names in order.
+func storeCut[T any](s *snapshotter, items []T, key func(T) string) ([]string, error) {
+	var names []string
+	var chunk []T
+	flush := func() error {
+		b, err := json.Marshal(chunk)
+		if err != nil {
+			return fmt.Errorf("encode manifest page: %w", err)
+		}
+		data, err := gzipped(b)
+		if err != nil {
+			return err
+		}
+		name := blobName(data)
+		names = append(names, name)
+		if !s.known[name] {
+			s.known[name] = true
+			s.up.putData("manifest page", name, data)
+		}
+		chunk = chunk[:0]
+		return nil
+	}
+	for _, it := range items {
+		chunk = append(chunk, it)
+		if pathHash(key(it))&pageMask == 0 {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(chunk) > 0 || len(names) == 0 {
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+func pathHash(p string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(p))
+	return h.Sum32()
+}
+
+func blobName(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+func gzipped(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, Level)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// maxPageBytes bounds what a manifest or a page may expand to, so that a
+// corrupt one cannot take the host's memory.
+const maxPageBytes = 256 << 20
+
+func gunzipped(data []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	b, err := io.ReadAll(io.LimitReader(zr, maxPageBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPageBytes {
+		return nil, fmt.Errorf("more than %d bytes", maxPageBytes)
+	}
+	return b, nil
+}
+
+// uploader stores file blobs with bounded concurrency and keeps the first
+// error.
+type uploader struct {
+	ctx   context.Context
+	blobs Blobs
+	stats *SnapshotStats
+	sem   chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex // guards stats
+	errs  firstError
+}
+
+func newUploader(ctx context.Context, blobs Blobs, st *SnapshotStats) *uploader {
+	return &uploader{ctx: ctx, blobs: blobs, stats: st, sem: make(chan struct{}, uploadWorkers)}
+}
+
+// put stores the blob of e: from content when the file was small, else
+// from the file read again, verified against e.Blob.
+func (u *uploader) put(root *os.Root, e Entry, content []byte) {
+	u.run(e.Path, e.Size, func() error { return u.store(root, e, content) })
+}
+
+// putData stores data as the blob name.
+func (u *uploader) putData(what, name string, data []byte) {
+	u.run(what+" "+name, int64(len(data)), func() error {
+		return u.blobs.Put(u.ctx, name, int64(len(data)), bytes.NewReader(data))
+	})
+}
+
+// run runs one upload of size bytes, when a worker is free.
+func (u *uploader) run(what string, size int64, upload func() error) {
+	select {
+	case u.sem <- struct{}{}:
+	case <-u.ctx.Done():
+		u.errs.set(u.ctx.Err())
+		return
+	}
+	u.wg.Add(1)
+	go func() {
+		defer func() { <-u.sem; u.wg.Done() }()
+		if err := upload(); err != nil {
+			u.errs.set(fmt.Errorf("store %s: %w", what, err))
+			return
+		}
+		u.mu.Lock()
+		u.stats.Uploaded += size
+		u.stats.UploadedBlobs++
+		u.mu.Unlock()
+	}()
+}
+
+func (u *uploader) store(root *os.Root, e Entry, content []byte) error {
+	if content != nil || e.Size == 0 {
+		return u.blobs.Put(u.ctx, e.Blob, e.Size, bytes.NewReader(content))
+	}
+	f, err := root.OpenFile(e.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return u.blobs.Put(u.ctx, e.Blob, e.Size, &verifier{r: io.LimitReader(ctxReader{u.ctx, f}, e.Size), h: sha256.New(), want: e.Blob, left: e.Size})
+}
+
+func (u *uploader) wait() error {
+	u.wg.Wait()
+	return u.errs.get()
+}
+
+// firstError keeps the first error of concurrent workers.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// verifier yields a file's content and fails at its end unless the content
+// hashes to want: a file rewritten between hashing and uploading must not
+// be stored under a name its bytes do not have.
+type verifier struct {
+	r    io.Reader
+	h    hash.Hash
+	want string
+	left int64
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.left -= int64(n)
+	if err == io.EOF && (v.left != 0 || hex.EncodeToString(v.h.Sum(nil)) != v.want) {
+		return n, ErrChanged
+	}
+	return n, err
+}

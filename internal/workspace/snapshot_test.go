@@ -1,0 +1,338 @@
+package workspace
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// memBlobs keeps blobs in memory and, as the Cloud Storage store does,
+// stores nothing when the reader fails.
+type memBlobs struct {
+	mu    sync.Mutex
+	blobs map[string][]byte
+	puts  int
+}
+
+func newMemBlobs() *memBlobs { return &memBlobs{blobs: map[string][]byte{}} }
+
+func (m *memBlobs) Put(ctx context.Context, name string, size int64, r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.blobs[name] = b
+	m.puts++
+	return nil
+}
+
+func (m *memBlobs) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.blobs[name]
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w", name, os.ErrNotExist)
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func takeSnapshot(t *testing.T, dir string, prev *Manifest, blobs Blobs) (*Manifest, SnapshotStats) {
+	t.Helper()
+	m, st, err := Snapshot(context.Background(), dir, prev, blobs)
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	// Store and read the manifest as a host does.
+	if !storedCopy(t, m).SameAs(m) {
+		t.Fatalf("manifest changed through Encode and DecodeManifest")
+	}
+	return m, st
+}
+
+// storedCopy returns m as a new host reads it.
+func storedCopy(t *testing.T, m *Manifest) *Manifest {
+	t.Helper()
+	data, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := DecodeManifest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stored
+}
+
+// restoreSnapshot restores a stored copy of m, as a new host does, and
+// returns where.
+func restoreSnapshot(t *testing.T, m *Manifest, blobs Blobs) string {
+	t.Helper()
+	_, dst := restoreStored(t, m, blobs)
+	return dst
+}
+
+// restoreStored restores a stored copy of m and returns the copy, which
+// now knows the restored files, and where.
+func restoreStored(t *testing.T, m *Manifest, blobs Blobs) (*Manifest, string) {
+	t.Helper()
+	stored := storedCopy(t, m)
+	dst := filepath.Join(t.TempDir(), "restored")
+	if _, err := RestoreSnapshot(context.Background(), dst, stored, blobs); err != nil {
+		t.Fatalf("RestoreSnapshot: %v", err)
+	}
+	t.Cleanup(func() { os.Chmod(filepath.Join(dst, "locked"), 0o755) })
+	return stored, dst
+}
+
+func sameTree(t *testing.T, want, got string) {
+	t.Helper()
+	w, g := snapshot(t, want), snapshot(t, got)
+	for _, name := range slices.Sorted(maps.Keys(w)) {
+		if g[name] != w[name] {
+			t.Errorf("%q: restored %+v, want %+v", name, g[name], w[name])
+		}
+	}
+	for name := range g {
+		if _, ok := w[name]; !ok {
+			t.Errorf("%q: restored but not in the source", name)
+		}
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	t.Parallel()
+	src := sampleTree(t)
+	blobs := newMemBlobs()
+	m, st := takeSnapshot(t, src, nil, blobs)
+	if st.Files != 10 || st.Symlinks != 5 || st.SkippedCount != 0 {
+		t.Errorf("snapshot stats %+v", st)
+	}
+	sameTree(t, src, restoreSnapshot(t, m, blobs))
+}
+
+// A change costs what changed: a 1 KiB write beside 8 MiB of files stores
+// the 1 KiB and one page, and deletions, new empty directories, new
+// symlinks and mode changes round-trip.
+func TestSnapshotIsIncremental(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	for i := range 8 {
+		mustWrite(t, filepath.Join(src, fmt.Sprintf("data/%d.bin", i)), bytes.Repeat([]byte{byte(i)}, 1<<20), 0o644)
+	}
+	for i := range 300 {
+		mustWrite(t, filepath.Join(src, fmt.Sprintf("src/f%03d.txt", i)), []byte(fmt.Sprint("file ", i)), 0o644)
+	}
+	blobs := newMemBlobs()
+	m1, st1 := takeSnapshot(t, src, nil, blobs)
+	if st1.Uploaded < 8<<20 {
+		t.Fatalf("first snapshot uploaded %d bytes, want the whole tree", st1.Uploaded)
+	}
+
+	mustWrite(t, filepath.Join(src, "src/new.txt"), bytes.Repeat([]byte("k"), 1024), 0o644)
+	m2, st2 := takeSnapshot(t, src, m1, blobs)
+	if st2.Hashed != 1024 {
+		t.Errorf("second snapshot read %d bytes, want only the 1024 written", st2.Hashed)
+	}
+	if st2.Uploaded < 1024 || st2.Uploaded > 1024+8<<10 {
+		t.Errorf("second snapshot uploaded %d bytes in %d blobs for a 1 KiB write", st2.Uploaded, st2.UploadedBlobs)
+	}
+	sameTree(t, src, restoreSnapshot(t, m2, blobs))
+
+	// Unchanged: nothing read, nothing stored.
+	m3, st3 := takeSnapshot(t, src, m2, blobs)
+	if st3.Hashed != 0 || st3.Uploaded != 0 || !m3.SameAs(m2) {
+		t.Errorf("unchanged tree: read %d, uploaded %d, same manifest %v", st3.Hashed, st3.Uploaded, m3.SameAs(m2))
+	}
+
+	// A rewrite that keeps size and mtime is still seen (its ctime moved).
+	p := filepath.Join(src, "src/f007.txt")
+	info, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, p, []byte("FILE 7"), 0o644)
+	if err := os.Chtimes(p, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(src, "data/3.bin")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(src, "src/f010.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(src, "empty/dir"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	mustSymlink(t, "../data/0.bin", filepath.Join(src, "src/link"))
+	if err := os.Chmod(filepath.Join(src, "data/1.bin"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m4, st4 := takeSnapshot(t, src, m3, blobs)
+	if st4.Hashed > 1<<20+16 {
+		t.Errorf("read %d bytes after a 6-byte rewrite and a chmod", st4.Hashed)
+	}
+	sameTree(t, src, restoreSnapshot(t, m4, blobs))
+}
+
+// A restored tree's manifest knows its files: the next snapshot on the
+// new host reads and stores nothing.
+func TestSnapshotAfterRestoreReadsNothing(t *testing.T) {
+	t.Parallel()
+	src := sampleTree(t)
+	// Enough files for several pages of the index.
+	for i := range 6000 {
+		mustWrite(t, filepath.Join(src, fmt.Sprintf("many/%d", i)), []byte(fmt.Sprint(i)), 0o644)
+	}
+	blobs := newMemBlobs()
+	m, _ := takeSnapshot(t, src, nil, blobs)
+	if len(m.Index) < 2 {
+		t.Fatalf("%d index pages for 6,000 files", len(m.Index))
+	}
+	stored, dst := restoreStored(t, m, blobs)
+	// What the restored manifest needs is everything the stored one does:
+	// garbage collection keeps exactly that.
+	if !maps.Equal(stored.Blobs(), m.Blobs()) {
+		t.Errorf("a restored manifest names %d blobs, the one stored %d", len(stored.Blobs()), len(m.Blobs()))
+	}
+	m2, st := takeSnapshot(t, dst, stored, blobs)
+	if st.Hashed != 0 || st.Uploaded != 0 || !m2.SameAs(m) {
+		t.Errorf("snapshot after restore read %d and uploaded %d bytes; same manifest %v", st.Hashed, st.Uploaded, m2.SameAs(m))
+	}
+}
+
+// A file rewritten between hashing and uploading is never stored under a
+// name its bytes do not have.
+func TestVerifierRefusesChangedContent(t *testing.T) {
+	t.Parallel()
+	sum := sha256.Sum256([]byte("before"))
+	v := &verifier{r: bytes.NewReader([]byte("after!")), h: sha256.New(), want: hex.EncodeToString(sum[:]), left: 6}
+	if _, err := io.ReadAll(v); !errors.Is(err, ErrChanged) {
+		t.Fatalf("read changed content: %v, want ErrChanged", err)
+	}
+}
+
+// hostileManifest stores entries as one page, listed by one index page,
+// and returns the manifest.
+func hostileManifest(t testing.TB, blobs *memBlobs, entries []Entry) *Manifest {
+	page := storeJSON(t, blobs, entries)
+	return &Manifest{Version: manifestVersion, Index: []string{storeJSON(t, blobs, []string{page})}}
+}
+
+func storeJSON(t testing.TB, blobs *memBlobs, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := gzipped(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := blobName(data)
+	blobs.blobs[name] = data
+	return name
+}
+
+func contentBlob(blobs *memBlobs, content string) string {
+	name := blobName([]byte(content))
+	blobs.blobs[name] = []byte(content)
+	return name
+}
+
+func TestRestoreSnapshotRejectsHostileManifests(t *testing.T) {
+	t.Parallel()
+	blobs := newMemBlobs()
+	x := contentBlob(blobs, "x")
+	file := func(p string) Entry { return Entry{Path: p, Kind: "f", Mode: 0o644, Size: 1, Blob: x} }
+	for name, entries := range map[string][]Entry{
+		"through a symlink":   {{Path: "l", Kind: "l", Link: "../outside"}, file("l/victim")},
+		"climbing":            {file("../outside/victim")},
+		"absolute":            {file("/tmp/victim")},
+		"not canonical":       {{Path: "d", Kind: "d", Mode: 0o755}, file("d/./f")},
+		"duplicate":           {file("f"), file("f")},
+		"parent not created":  {file("nodir/f")},
+		"unknown kind":        {{Path: "p", Kind: "p"}},
+		"blob name not a sum": {{Path: "f", Kind: "f", Size: 1, Blob: "../../etc/passwd"}},
+		"dir over a link":     {{Path: "d", Kind: "l", Link: "/"}, {Path: "d", Kind: "d", Mode: 0o755}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := hostileManifest(t, blobs, entries)
+			_, err := restoreSnapshotContained(t, m, blobs)
+			if !errors.Is(err, ErrUnsafe) {
+				t.Fatalf("restore: %v, want ErrUnsafe", err)
+			}
+		})
+	}
+	// A blob shorter than its entry says is an error, not a short file.
+	m := hostileManifest(t, blobs, []Entry{{Path: "f", Kind: "f", Size: 5, Blob: x}})
+	if _, err := restoreSnapshotContained(t, m, blobs); err == nil {
+		t.Fatal("restore of a truncated blob succeeded")
+	}
+}
+
+// restoreSnapshotContained restores m into a fresh target beside a file
+// it must not touch, and checks that it was not touched.
+func restoreSnapshotContained(t *testing.T, m *Manifest, blobs Blobs) (Stats, error) {
+	t.Helper()
+	sandbox := t.TempDir()
+	victim := filepath.Join(sandbox, "outside", "victim")
+	mustWrite(t, victim, []byte("untouched"), 0o644)
+	st, err := RestoreSnapshot(context.Background(), filepath.Join(sandbox, "target"), m, blobs)
+	if b, rerr := os.ReadFile(victim); rerr != nil || string(b) != "untouched" {
+		t.Fatalf("outside file changed: %q %v", b, rerr)
+	}
+	names, rerr := os.ReadDir(sandbox)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	for _, n := range names {
+		if n.Name() != "outside" && n.Name() != "target" {
+			t.Errorf("restore created %s outside its target", n.Name())
+		}
+	}
+	return st, err
+}
+
+// FuzzRestoreSnapshot feeds RestoreSnapshot manifests described by the
+// bytes (lines "<kind><path>\x00<arg>", as FuzzRestore's) and checks that
+// it never panics and never writes outside its target.
+func FuzzRestoreSnapshot(f *testing.F) {
+	f.Add([]byte("dd\nfd/f\x00data\nld/l\x00..\nfd/l/x\x00y"))
+	f.Add([]byte("ll\x00../outside\nfl/victim\x00x\ndl/sub"))
+	f.Add([]byte("f../outside/victim\x00x\nf/abs\x00y\npfifo\x00"))
+	f.Fuzz(func(t *testing.T, desc []byte) {
+		blobs := newMemBlobs()
+		var entries []Entry
+		for line := range bytes.SplitSeq(desc, []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			p, arg, _ := bytes.Cut(line[1:], []byte{0})
+			e := Entry{Path: string(p), Kind: string(line[:1]), Mode: 0o755}
+			switch e.Kind {
+			case "f":
+				e.Size, e.Blob = int64(len(arg)), contentBlob(blobs, string(arg))
+			case "l":
+				e.Link = string(arg)
+			}
+			entries = append(entries, e)
+		}
+		m := hostileManifest(t, blobs, entries)
+		st, err := restoreSnapshotContained(t, m, blobs)
+		if err == nil && (st.Files < 0 || st.Bytes < 0) {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}
