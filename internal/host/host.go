@@ -307,8 +307,21 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 	return nil
 }
 
-// destroy ends the session after its destroy request was answered.
-func (h *Host) destroy(ctx context.Context) error {
+// destroy ends the session after its destroy request, requestID, was
+// answered: the command running (the destroy overtook it) and the
+// background processes end, and every request not finished is answered
+// ABORTED.
+func (h *Host) destroy(ctx context.Context, requestID string) error {
+	// The destroy fences the host off, and the heartbeat then stops it:
+	// what is left to do must not stop with it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	// Killed by name first, so that the running command's exec says why it
+	// ended; Close then ends what is left and stops intake.
+	reason := fmt.Sprintf("the session was destroyed by request %s", requestID)
+	if _, err := h.procs.Kill(ctx, procs.KillRequest{All: true, Grace: procs.DefaultCloseGrace, Reason: reason}); err != nil {
+		h.logger.Warn("ending the session's processes", "event", "procs.kill_failed", "error", err.Error())
+	}
 	h.closeProcs(ctx)
 	_, answered, err := h.store.Destroy(ctx, h.cfg.SessionID, "session.destroy")
 	if err != nil {

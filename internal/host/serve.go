@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -19,7 +20,7 @@ import (
 )
 
 // queueWindow is how many queued items the serve loop looks at at once: a
-// control request behind that many others waits for them.
+// request queued behind that many others waits until it is among them.
 const queueWindow = 100
 
 // finished is what a request's goroutine reports to the serve loop.
@@ -33,19 +34,115 @@ type finished struct {
 	err       error
 }
 
+// flight is what the serve loop has started and not yet seen finish, and
+// decides what may start next (mayStart).
+type flight struct {
+	// ops are the requests in flight, by request id.
+	ops map[string]api.Op
+	// fg is the foreground request, "" when none runs. overtakable says
+	// that control requests may run beside it (it is a command, which
+	// runs for as long as it likes); begun, until it is closed, that its
+	// command is not yet where process.kill and process.list see it.
+	fg          string
+	overtakable bool
+	begun       chan struct{}
+	// kills counts the process.kill requests in flight; destroying is
+	// set once a session.destroy started.
+	kills      int
+	destroying bool
+}
+
+// mayStart says whether a queued request of op may start now:
+//   - a session.destroy starts at once, whatever runs or is queued, and
+//     then nothing else does: the destroy ends what runs and answers
+//     every unfinished request ABORTED;
+//   - a control request starts when nothing runs in the foreground, or
+//     beside a foreground command once that command has begun, so that a
+//     process.kill queued after a command sees it;
+//   - any other request starts when nothing runs in the foreground and no
+//     process.kill is being served, so that no command starts between a
+//     kill's choice of its targets and its end: a kill never lands on a
+//     command that starts after it.
+func (f *flight) mayStart(op api.Op) bool {
+	switch {
+	case f.destroying:
+		return false
+	case op == api.OpSessionDestroy:
+		return true
+	case api.ControlOp(op):
+		return f.fg == "" || f.overtakable && f.hasBegun()
+	default:
+		return f.fg == "" && f.kills == 0
+	}
+}
+
+// hasBegun reports whether the foreground command has begun.
+func (f *flight) hasBegun() bool {
+	select {
+	case <-f.begun: // a nil channel never reads: see started
+		f.begun = nil
+		return true
+	default:
+		return f.begun == nil
+	}
+}
+
+// started records a request the loop started; for a foreground command,
+// it returns the channel its goroutine closes once the command has begun.
+func (f *flight) started(it *session.Item) (begun chan struct{}) {
+	op := api.Op(it.Op)
+	f.ops[it.RequestID] = op
+	switch {
+	case op == api.OpSessionDestroy:
+		f.destroying = true
+	case op == api.OpProcessKill:
+		f.kills++
+	case !api.ControlOp(op):
+		f.fg, f.overtakable = it.RequestID, overtakable(it)
+		if f.overtakable {
+			f.begun = make(chan struct{})
+			return f.begun
+		}
+	}
+	return nil
+}
+
+// ended records that a request finished.
+func (f *flight) ended(fin finished) {
+	if f.ops[fin.requestID] == api.OpProcessKill {
+		f.kills--
+	}
+	delete(f.ops, fin.requestID)
+	if fin.foreground {
+		f.fg, f.overtakable, f.begun = "", false, nil
+	}
+}
+
+// candidates returns the queued items to consider starting, in inbox
+// order: a session.destroy overtakes everything, so when the window holds
+// one it is the only candidate.
+func candidates(items []session.Item) []session.Item {
+	for i := range items {
+		if api.Op(items[i].Op) == api.OpSessionDestroy {
+			return items[i : i+1]
+		}
+	}
+	return items
+}
+
 // serve runs the session's inbox until the host is idle and may leave, or
 // ctx ends. parent is the execution's own context: it ends when Cloud Run
 // cancels the execution.
 //
-// Requests run one at a time in inbox order (the foreground), except control
-// requests (process.*, shell.view), which run at once beside a foreground
-// command: a process.kill must not wait for the command it kills. A control
-// request never overtakes a request queued before it that has not started.
+// Requests run one at a time in inbox order (the foreground), except that
+// control requests (process.*, shell.view) and session.destroy overtake
+// the queued ones: a process.kill, process.list or session.destroy must
+// not wait for the command it would stop, nor for what is queued behind
+// that command. mayStart has the rules.
 func (h *Host) serve(ctx, parent context.Context) error {
 	wake := h.store.WatchQueued(ctx, h.cfg.SessionID)
 	done := make(chan finished)
-	inflight := map[string]bool{}
-	fg, fgOvertakable := "", false
+	f := &flight{ops: map[string]api.Op{}}
 	idleSince := time.Now()
 	poll := time.NewTicker(h.cfg.PollInterval)
 	defer poll.Stop()
@@ -53,9 +150,8 @@ func (h *Host) serve(ctx, parent context.Context) error {
 	// drain waits for every request in flight; ctx's end has told them to
 	// stop.
 	drain := func() {
-		for len(inflight) > 0 {
-			f := <-done
-			delete(inflight, f.requestID)
+		for len(f.ops) > 0 {
+			f.ended(<-done)
 		}
 	}
 	for {
@@ -71,15 +167,8 @@ func (h *Host) serve(ctx, parent context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
 		}
-		blocked := fg != "" && !fgOvertakable
-		for i := range items {
-			it := &items[i]
-			control := api.ControlOp(api.Op(it.Op))
-			switch {
-			case control && !blocked:
-			case !control && fg == "" && !blocked:
-			default:
-				blocked = blocked || !control
+		for _, it := range candidates(items) {
+			if !f.mayStart(api.Op(it.Op)) {
 				continue
 			}
 			started, ok, err := h.store.Start(ctx, h.lease, it.RequestID)
@@ -90,19 +179,16 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			if !ok {
 				continue
 			}
-			inflight[started.RequestID] = true
-			if !control {
-				fg, fgOvertakable = started.RequestID, overtakable(started)
-				blocked = !fgOvertakable
-			}
+			begun := f.started(started)
+			foreground := f.fg == started.RequestID
 			first := h.served == 0
 			h.served++
-			go func() { done <- h.serveRequest(ctx, started, !control, first) }()
+			go func() { done <- h.serveRequest(ctx, started, foreground, first, begun) }()
 		}
 
 		// A host with live background processes stays, so that a later
 		// request reaches them, up to its maximum lifetime.
-		quiet := fg == "" && len(inflight) == 0 && len(items) == 0
+		quiet := f.fg == "" && len(f.ops) == 0 && len(items) == 0
 		if quiet && h.procs.Live() > 0 && time.Since(h.lease.Acquired) > h.cfg.MaxLifetime {
 			h.logger.Info("host reached its maximum lifetime; its processes end", "event", "host.max_lifetime", "processes", h.procs.Live())
 			h.closeProcs(ctx)
@@ -130,24 +216,30 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			idleC = idleTimer.C
 		}
 		select {
-		case f := <-done:
-			delete(inflight, f.requestID)
-			if f.foreground {
-				fg, fgOvertakable = "", false
-				if f.state != nil {
-					h.state, h.dirty = *f.state, true
-				}
+		case fin := <-done:
+			f.ended(fin)
+			if f.destroying && errors.Is(fin.err, session.ErrLeaseLost) {
+				// The destroy fenced this host off, and answered the
+				// request.
+				fin.err = nil
 			}
-			if f.err != nil || f.destroyed {
+			if fin.foreground && fin.state != nil {
+				h.state, h.dirty = *fin.state, true
+			}
+			if fin.err != nil || fin.destroyed {
 				drain()
-				return f.err
+				return fin.err
 			}
 			idleSince = time.Now()
-			if fg == "" && len(inflight) == 0 && h.dirty && time.Since(h.lastCheckpoint) > h.cfg.CheckpointInterval {
+			if f.fg == "" && len(f.ops) == 0 && h.dirty && time.Since(h.lastCheckpoint) > h.cfg.CheckpointInterval {
 				if err := h.checkpoint(ctx); err != nil {
 					h.logger.Warn("checkpoint failed", "event", "checkpoint.failed", "error", err.Error())
 				}
 			}
+		case <-f.begun:
+			// The foreground command began: control requests queued
+			// behind it may start.
+			f.begun = nil
 		case <-wake:
 		case <-poll.C:
 		case <-live:
@@ -174,8 +266,15 @@ func overtakable(it *session.Item) bool {
 }
 
 // serveRequest serves one started request: runs it, records its completion
-// and publishes it.
-func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground, first bool) finished {
+// and publishes it. begun, when not nil, is closed once a foreground
+// command has begun, or will not.
+func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground, first bool, begun chan struct{}) finished {
+	markBegun := sync.OnceFunc(func() {
+		if begun != nil {
+			close(begun)
+		}
+	})
+	defer markBegun()
 	f := finished{requestID: item.RequestID, foreground: foreground}
 	// The request's span is a child of the dispatcher's, whose context the
 	// inbox item kept.
@@ -202,7 +301,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	started := time.Now()
 	if c.Error == nil {
 		xctx, xspan := telemetry.Start(ctx, "sandrun.run", trace.SpanKindInternal, attribute.String("sandrun.op", item.Op))
-		f.state, f.destroyed = h.execute(xctx, &req, c)
+		f.state, f.destroyed = h.execute(xctx, &req, c, markBegun)
 		xspan.SetAttributes(attribute.Int("sandrun.exit_code", c.ExitCode))
 		xspan.End()
 	}
@@ -253,18 +352,19 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
 		"duration_seconds", c.DurationSeconds, "total_seconds", c.Timing.TotalSeconds, "cold_start", c.ColdStart)
 	if f.destroyed {
-		f.err = h.destroy(ctx)
+		f.err = h.destroy(ctx, item.RequestID)
 	}
 	return f
 }
 
 // execute runs the operation of a request into its completion. It returns
 // the shell state an exec left, and whether the request destroyed the
-// session.
-func (h *Host) execute(ctx context.Context, req *api.Request, c *api.Completion) (state *shell.State, destroyed bool) {
+// session. A foreground command calls begun once process.kill and
+// process.list see it.
+func (h *Host) execute(ctx context.Context, req *api.Request, c *api.Completion, begun func()) (state *shell.State, destroyed bool) {
 	switch req.Op {
 	case api.OpExec:
-		return h.exec(ctx, req, c), false
+		return h.exec(ctx, req, c, begun), false
 	case api.OpSessionDestroy:
 		c.ExitCode = 0
 		return nil, true
