@@ -390,9 +390,7 @@ func TestProgramGrants(t *testing.T) {
 // checks that the grant check reports each break.
 func TestProgramGrantsCatchMistakes(t *testing.T) {
 	rows := readPermissions(t)
-	tests := []struct {
-		name, file, old, new, want string
-	}{
+	checkBreakages(t, func(c *config, errorf errorf) { checkProgramGrants(c, rows, errorf) }, []breakage{
 		{"delete permission removed", "iam.tf", "    \"datastore.entities.delete\",\n", "",
 			"needs datastore.entities.delete on google_firestore_database.sessions"},
 		{"grant on the wrong topic", "iam.tf", "topic  = google_pubsub_topic.completions.name\n  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.reaper.member",
@@ -407,20 +405,29 @@ func TestProgramGrantsCatchMistakes(t *testing.T) {
 			"executor needs cloudtrace.traces.patch on project"},
 		{"a metric permission left out", "iam.tf", "    \"monitoring.metricDescriptors.create\",\n", "",
 			"needs monitoring.metricDescriptors.create on project"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	})
+}
+
+// A breakage replaces old by new in a copy of file, and check must then
+// report a problem that contains want.
+type breakage struct{ name, file, old, new, want string }
+
+// checkBreakages runs check on a broken copy of the configuration for each
+// breakage, and fails unless it reports what the breakage wants.
+func checkBreakages(t *testing.T, check func(*config, errorf), breakages []breakage) {
+	for _, b := range breakages {
+		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			var got []string
-			checkProgramGrants(parseDir(t, brokenCopy(t, tt.file, tt.old, tt.new)), rows, func(format string, args ...any) {
+			check(parseDir(t, brokenCopy(t, b.file, b.old, b.new)), func(format string, args ...any) {
 				got = append(got, fmt.Sprintf(format, args...))
 			})
 			for _, msg := range got {
-				if strings.Contains(msg, tt.want) {
+				if strings.Contains(msg, b.want) {
 					return
 				}
 			}
-			t.Errorf("no problem reported contains %q; got %q", tt.want, got)
+			t.Errorf("no problem reported contains %q; got %q", b.want, got)
 		})
 	}
 }
