@@ -53,8 +53,9 @@ type flight struct {
 }
 
 // mayStart says whether a queued request of op may start now:
-//   - a session.destroy starts at once, whatever runs or is queued, and
-//     then nothing else does: the destroy ends what runs and answers
+//   - a session.destroy starts at once, whatever runs or is queued (once a
+//     command that runs has begun, so that the destroy's kill reaches it),
+//     and then nothing else does: the destroy ends what runs and answers
 //     every unfinished request ABORTED;
 //   - a control request starts when nothing runs in the foreground, or
 //     beside a foreground command once that command has begun, so that a
@@ -68,7 +69,7 @@ func (f *flight) mayStart(op api.Op) bool {
 	case f.destroying:
 		return false
 	case op == api.OpSessionDestroy:
-		return true
+		return f.hasBegun()
 	case api.ControlOp(op):
 		return f.fg == "" || f.overtakable && f.hasBegun()
 	default:
@@ -76,7 +77,8 @@ func (f *flight) mayStart(op api.Op) bool {
 	}
 }
 
-// hasBegun reports whether the foreground command has begun.
+// hasBegun reports whether the foreground command has begun; true when
+// none runs.
 func (f *flight) hasBegun() bool {
 	select {
 	case <-f.begun: // a nil channel never reads: see started

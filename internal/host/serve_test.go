@@ -70,7 +70,8 @@ func TestServeOrder(t *testing.T) {
 		}},
 		{"destroy overtakes everything and then nothing starts", []step{
 			{queued: []session.Item{item("long", exec)}, want: []string{"long"}},
-			{queued: []session.Item{item("q1", exec), item("list", list), item("destroy", destroy), item("q2", exec)}, want: []string{"destroy"}},
+			{queued: []session.Item{item("q1", exec), item("list", list), item("destroy", destroy), item("q2", exec)}},
+			{before: []string{"begun"}, queued: []session.Item{item("q1", exec), item("list", list), item("destroy", destroy), item("q2", exec)}, want: []string{"destroy"}},
 			{before: []string{"long"}, queued: []session.Item{item("q1", exec), item("list", list), item("q2", exec)}},
 		}},
 	} {
