@@ -148,6 +148,11 @@ func (h *Host) serve(ctx, parent context.Context) error {
 	idleSince := time.Now()
 	poll := time.NewTicker(h.cfg.PollInterval)
 	defer poll.Stop()
+	// reread is false when the loop woke for what it can decide from the
+	// queued items it read last (a command began): reading the inbox again
+	// would cost Firestore reads for nothing new.
+	var items []session.Item
+	reread := true
 
 	// drain waits for every request in flight; ctx's end has told them to
 	// stop.
@@ -165,12 +170,16 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			return h.leave(parent, true)
 		}
 		live := h.procs.LiveChanged()
-		items, err := h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
-		if err != nil && ctx.Err() == nil {
-			h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
+		if reread {
+			var err error
+			items, err = h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
+			if err != nil && ctx.Err() == nil {
+				h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
+			}
 		}
+		reread = true
 		for _, it := range candidates(items) {
-			if !f.mayStart(api.Op(it.Op)) {
+			if _, started := f.ops[it.RequestID]; started || !f.mayStart(api.Op(it.Op)) {
 				continue
 			}
 			started, ok, err := h.store.Start(ctx, h.lease, it.RequestID)
@@ -241,7 +250,7 @@ func (h *Host) serve(ctx, parent context.Context) error {
 		case <-f.begun:
 			// The foreground command began: control requests queued
 			// behind it may start.
-			f.begun = nil
+			f.begun, reread = nil, false
 		case <-wake:
 		case <-poll.C:
 		case <-live:
