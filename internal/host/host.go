@@ -308,7 +308,7 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 }
 
 // destroy ends the session after its destroy request, requestID, was
-// answered: the command running (the destroy overtook it) and the
+// recorded: the command running (the destroy overtook it) and the
 // background processes end, and every request not finished is answered
 // ABORTED.
 func (h *Host) destroy(ctx context.Context, requestID string) error {

@@ -354,6 +354,13 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		return f
 	}
 	h.metrics.served(ctx, c)
+	if f.destroyed {
+		// Recorded first (the destroy answers every request still
+		// unfinished, and must not answer itself), published once the
+		// session is gone: a request sent after the answer finds it
+		// destroyed.
+		f.err = h.destroy(ctx, item.RequestID)
+	}
 	// The completion carries its publish span's context out, to the
 	// backend that receives it.
 	pctx, pspan := telemetry.Start(rctx, "sandrun.publish completion", trace.SpanKindProducer)
@@ -362,9 +369,6 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	h.logger.InfoContext(ctx, "request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
 		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
 		"duration_seconds", c.DurationSeconds, "total_seconds", c.Timing.TotalSeconds, "cold_start", c.ColdStart)
-	if f.destroyed {
-		f.err = h.destroy(ctx, item.RequestID)
-	}
 	return f
 }
 
