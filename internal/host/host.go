@@ -307,15 +307,12 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 	return nil
 }
 
-// destroy ends the session after its destroy request, requestID, was
+// destroy ends the session once its destroy request, requestID, was
 // recorded: the command running (the destroy overtook it) and the
-// background processes end, and every request not finished is answered
-// ABORTED.
-func (h *Host) destroy(ctx context.Context, requestID string) error {
-	// The destroy fences the host off, and the heartbeat then stops it:
-	// what is left to do must not stop with it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
+// background processes end, and the session is destroyed, every request
+// not finished answered ABORTED. The caller then publishes the destroy's
+// answer, and calls cleanUp with the aborted requests.
+func (h *Host) destroy(ctx context.Context, requestID string) (aborted []session.Unpublished, err error) {
 	// Killed by name first, so that the running command's exec says why it
 	// ended; Close then ends what is left and stops intake.
 	reason := fmt.Sprintf("the session was destroyed by request %s", requestID)
@@ -323,11 +320,14 @@ func (h *Host) destroy(ctx context.Context, requestID string) error {
 		h.logger.Warn("ending the session's processes", "event", "procs.kill_failed", "error", err.Error())
 	}
 	h.closeProcs(ctx)
-	_, answered, err := h.store.Destroy(ctx, h.cfg.SessionID, "session.destroy")
-	if err != nil {
-		return err
-	}
-	for _, u := range answered {
+	_, aborted, err = h.store.Destroy(ctx, h.cfg.SessionID, "session.destroy")
+	return aborted, err
+}
+
+// cleanUp publishes the answers of the requests a destroy aborted and
+// deletes the destroyed session's objects.
+func (h *Host) cleanUp(ctx context.Context, aborted []session.Unpublished) {
+	for _, u := range aborted {
 		h.metrics.answered(ctx, u.Completion)
 		h.publish(ctx, u.SessionID, u.RequestID, u.Completion, "")
 	}
@@ -335,7 +335,6 @@ func (h *Host) destroy(ctx context.Context, requestID string) error {
 		h.logger.Warn("purge failed; the reaper will finish it", "event", "session.purge_failed", "error", err.Error())
 	}
 	h.logger.Info("session destroyed", "event", "session.destroyed")
-	return nil
 }
 
 // publish sends a recorded completion and marks it published. A failure is

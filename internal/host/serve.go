@@ -354,12 +354,16 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		return f
 	}
 	h.metrics.served(ctx, c)
+	var aborted []session.Unpublished
 	if f.destroyed {
 		// Recorded first (the destroy answers every request still
 		// unfinished, and must not answer itself), published once the
-		// session is gone: a request sent after the answer finds it
-		// destroyed.
-		f.err = h.destroy(ctx, item.RequestID)
+		// session is destroyed: a request sent after the answer finds it
+		// so. The host is fenced off by then, and its heartbeat stops it:
+		// rctx outlives that.
+		if aborted, f.err = h.destroy(rctx, item.RequestID); f.err != nil {
+			return f
+		}
 	}
 	// The completion carries its publish span's context out, to the
 	// backend that receives it.
@@ -369,6 +373,9 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	h.logger.InfoContext(ctx, "request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
 		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
 		"duration_seconds", c.DurationSeconds, "total_seconds", c.Timing.TotalSeconds, "cold_start", c.ColdStart)
+	if f.destroyed {
+		h.cleanUp(rctx, aborted)
+	}
 	return f
 }
 
