@@ -103,6 +103,9 @@ type Host struct {
 	dirty          bool
 	lastCheckpoint time.Time
 	checkpoints    int
+	// destroyed is set when the host destroyed its session: the destroy
+	// fenced it off, so the loss of its lease that follows is no failure.
+	destroyed bool
 
 	// leaseLost is closed when the host learns it lost its lease.
 	leaseLost chan struct{}
@@ -223,6 +226,9 @@ func (h *Host) run(ctx context.Context) error {
 
 // stop turns the end of the host into Run's result.
 func (h *Host) stop(err error) error {
+	if h.destroyed {
+		return nil
+	}
 	if h.isLost() || errors.Is(err, session.ErrLeaseLost) {
 		h.logger.Warn("lease lost: stopped", "event", "host.lease_lost")
 		return ErrLeaseLost
@@ -307,20 +313,16 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 	return nil
 }
 
-// destroy ends the session once its destroy request, requestID, was
-// recorded: the command running (the destroy overtook it) and the
-// background processes end, and the session is destroyed, every request
-// not finished answered ABORTED. The caller then publishes the destroy's
-// answer, and calls cleanUp with the aborted requests.
-func (h *Host) destroy(ctx context.Context, requestID string) (aborted []session.Unpublished, err error) {
-	// Killed by name first, so that the running command's exec says why it
-	// ended; Close then ends what is left and stops intake.
-	reason := fmt.Sprintf("the session was destroyed by request %s", requestID)
-	if _, err := h.procs.Kill(ctx, procs.KillRequest{All: true, Grace: procs.DefaultCloseGrace, Reason: reason}); err != nil {
-		h.logger.Warn("ending the session's processes", "event", "procs.kill_failed", "error", err.Error())
-	}
-	h.closeProcs(ctx)
+// destroy ends the session once its destroy request was recorded: the
+// session is destroyed, which answers every request not finished ABORTED
+// (the command running too: the destroy overtook it) and fences this host
+// off, and then the processes end. Fenced first, the killed command's own
+// answer fails at once instead of contending with the destroy's
+// transaction for the same documents. The caller then publishes the
+// destroy's answer, and calls cleanUp with the aborted requests.
+func (h *Host) destroy(ctx context.Context) (aborted []session.Unpublished, err error) {
 	_, aborted, err = h.store.Destroy(ctx, h.cfg.SessionID, "session.destroy")
+	h.closeProcs(ctx)
 	return aborted, err
 }
 

@@ -47,14 +47,15 @@ type flight struct {
 	overtakable bool
 	begun       chan struct{}
 	// kills counts the process.kill requests in flight; destroying is
-	// set once a session.destroy started.
-	kills      int
-	destroying bool
+	// set once a session.destroy started, destroyed once it destroyed the
+	// session.
+	kills                 int
+	destroying, destroyed bool
 }
 
 // mayStart says whether a queued request of op may start now:
 //   - a session.destroy starts at once, whatever runs or is queued (once a
-//     command that runs has begun, so that the destroy's kill reaches it),
+//     command that runs has begun, so that ending the processes reaches it),
 //     and then nothing else does: the destroy ends what runs and answers
 //     every unfinished request ABORTED;
 //   - a control request starts when nothing runs in the foreground, or
@@ -115,6 +116,7 @@ func (f *flight) ended(fin finished) {
 		f.kills--
 	}
 	delete(f.ops, fin.requestID)
+	f.destroyed = f.destroyed || fin.destroyed && fin.err == nil
 	if fin.foreground {
 		f.fg, f.overtakable, f.begun = "", false, nil
 	}
@@ -145,6 +147,7 @@ func (h *Host) serve(ctx, parent context.Context) error {
 	wake := h.store.WatchQueued(ctx, h.cfg.SessionID)
 	done := make(chan finished)
 	f := &flight{ops: map[string]api.Op{}}
+	defer func() { h.destroyed = f.destroyed }()
 	idleSince := time.Now()
 	poll := time.NewTicker(h.cfg.PollInterval)
 	defer poll.Stop()
@@ -361,7 +364,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		// session is destroyed: a request sent after the answer finds it
 		// so. The host is fenced off by then, and its heartbeat stops it:
 		// rctx outlives that.
-		if aborted, f.err = h.destroy(rctx, item.RequestID); f.err != nil {
+		if aborted, f.err = h.destroy(rctx); f.err != nil {
 			return f
 		}
 	}
