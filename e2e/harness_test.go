@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -67,7 +68,10 @@ func TestMain(m *testing.M) {
 type options struct {
 	idleTimeout time.Duration
 	leaseTTL    time.Duration
-	startDelay  time.Duration
+	// idleLeaseTTL is the lease of an idle host: leaseTTL unless set, so
+	// that a host lost while idle is found as fast as a busy one.
+	idleLeaseTTL time.Duration
+	startDelay   time.Duration
 	// ownDispatcher leaves the dispatcher to the test (see runDispatcher
 	// and program); ownReaper the reaper.
 	ownDispatcher, ownReaper bool
@@ -155,7 +159,7 @@ func start(t *testing.T, o options) *world {
 	}
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
 		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: stateDir,
-		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, ReaperInterval: 500 * time.Millisecond,
+		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, IdleLeaseTTL: cmp.Or(o.idleLeaseTTL, o.leaseTTL), ReaperInterval: 500 * time.Millisecond,
 		StartDelay: o.startDelay, Logger: logging.New(logs, -4, "sandrun-local"), LogLevel: "debug",
 		NoDispatcher: o.ownDispatcher, NoReaper: o.ownReaper,
 	})

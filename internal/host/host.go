@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -33,15 +35,19 @@ type Config struct {
 	// IdleTimeout is how long the host waits for a request before it
 	// checkpoints and leaves.
 	IdleTimeout time.Duration
-	// LeaseTTL is how long the lease lasts without renewal; the host
-	// renews it every LeaseTTL/3.
+	// LeaseTTL is how long the lease of a busy host lasts without renewal:
+	// a host that dies while it runs a request is found lost this long
+	// after its last renewal. See the lease timing below.
 	LeaseTTL time.Duration
+	// IdleLeaseTTL is the lease of a host that has served nothing for
+	// LeaseTTL: renewed once a minute by default, it makes an idle host
+	// cost one Firestore write a minute, and a host that dies idle is
+	// found lost this long after its last renewal. It is never shorter
+	// than LeaseTTL.
+	IdleLeaseTTL time.Duration
 	// CheckpointInterval is how often a busy host checkpoints between
 	// requests, so that a crash loses at most that much work.
 	CheckpointInterval time.Duration
-	// PollInterval bounds how long a new request can wait unnoticed if the
-	// inbox listener misses it.
-	PollInterval time.Duration
 	// MaxLifetime bounds how long a host stays up for its session's
 	// background processes alone; past it, an otherwise idle host ends them
 	// and leaves.
@@ -75,8 +81,8 @@ const recordTimeout = 30 * time.Second
 const (
 	DefaultIdleTimeout        = 2 * time.Minute
 	DefaultLeaseTTL           = 15 * time.Second
+	DefaultIdleLeaseTTL       = 75 * time.Second
 	DefaultCheckpointInterval = time.Minute
-	DefaultPollInterval       = 2 * time.Second
 	DefaultMaxLifetime        = time.Hour
 )
 
@@ -107,12 +113,25 @@ type Host struct {
 	// fenced it off, so the loss of its lease that follows is no failure.
 	destroyed bool
 
-	// leaseLost is closed when the host learns it lost its lease.
+	// leaseLost is closed when the host learns it lost its lease, or
+	// fences itself off because it could not renew it in time.
 	leaseLost chan struct{}
 	lostOnce  sync.Once
+	// leaseSent is when the request that took the lease was sent: the
+	// local clock's start of the lease (see fenceAt).
+	leaseSent time.Time
+	// working is true while the serve loop has requests running or
+	// queued, lastWork (Unix ns) when it last had; kick asks the heartbeat
+	// to shorten a long idle lease at once, which longLease says it holds.
+	working   atomic.Bool
+	lastWork  atomic.Int64
+	kick      chan struct{}
+	longLease atomic.Bool
 	// procs runs the session's background processes and tracks the
-	// foreground command.
-	procs *procs.Manager
+	// foreground command. procsMu guards replacing it against the fence,
+	// which runs on the heartbeat's goroutine.
+	procs   *procs.Manager
+	procsMu sync.Mutex
 	// launchTrace is the context of the host's start span, the parent of
 	// its checkpoints' spans.
 	launchTrace trace.SpanContext
@@ -136,14 +155,17 @@ func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, l
 	if cfg.CheckpointInterval <= 0 {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
+	if cfg.IdleLeaseTTL <= 0 {
+		cfg.IdleLeaseTTL = DefaultIdleLeaseTTL
 	}
+	cfg.IdleLeaseTTL = max(cfg.IdleLeaseTTL, cfg.LeaseTTL)
 	if cfg.MaxLifetime <= 0 {
 		cfg.MaxLifetime = DefaultMaxLifetime
 	}
 	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
-	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{}), metrics: newMetrics()}
+	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
+	// A new host is busy: it was started for a request, or handed one.
+	h.lastWork.Store(time.Now().UnixNano())
 	return h.run(ctx)
 }
 
@@ -161,6 +183,7 @@ func (h *Host) run(ctx context.Context) error {
 	var lease *session.Lease
 	err := retry.Do(sctx, retry.Firestore, h.logger, "acquire lease", func(ctx context.Context) error {
 		var err error
+		h.leaseSent = time.Now()
 		lease, err = h.store.Acquire(ctx, h.cfg.SessionID, h.cfg.Execution, h.cfg.LeaseTTL)
 		return err
 	})
@@ -240,31 +263,140 @@ func (h *Host) stop(err error) error {
 	return nil
 }
 
-// heartbeat renews the lease until ctx ends. If the lease is lost, or
-// cannot be renewed before it lapses, the host must stop.
+// Lease timing, from the busy lease (LeaseTTL, 15 s by default): the host
+// renews its lease when renewSlack of it is left (every 4.5 s for the 15 s
+// lease of a busy host, every 64.5 s for the 75 s lease of an idle one),
+// retrying each failed renewal at once with a short backoff: under load, a
+// renewal (one Firestore write) has 10 s to get through (as long as a
+// renewal had before the fence), not one try. If it has not renewed when
+// only fenceMargin of the lease is left (0.5 s),
+// counted on the local monotonic clock from when it sent the renewal (so
+// before Firestore's expiry, which counts from when the write landed), the
+// host fences itself off: it SIGKILLs every command and process of the
+// session and stops serving. Once the lease has lapsed, the old host has
+// done its last, and the reaper only recovers the session after Cloud Run
+// reports the old execution ended, which also covers a host that cannot
+// act at all (stopped, frozen).
+func renewSlack(busyTTL time.Duration) time.Duration  { return busyTTL * 7 / 10 }
+func fenceMargin(busyTTL time.Duration) time.Duration { return busyTTL / 30 }
+
+// heartbeat renews the lease until ctx ends, on a goroutine of its own
+// that nothing else the host does waits on. It fences the host off when
+// the lease is lost, or cannot be renewed before the fence.
 func (h *Host) heartbeat(ctx context.Context) {
-	t := time.NewTicker(h.cfg.LeaseTTL / 3)
-	defer t.Stop()
+	short := h.cfg.LeaseTTL
+	margin := fenceMargin(short)
+	fenceAt := h.leaseSent.Add(short - margin)
+	// The first renewal comes at once: it reads the lease document's
+	// version, which the later ones write against without a read.
+	renewAt := time.Now()
 	for {
+		t := time.NewTimer(time.Until(renewAt))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
+		case <-h.kick:
+			t.Stop()
+			if !h.longLease.Load() {
+				continue
+			}
 		}
-		rctx, cancel := context.WithDeadline(ctx, h.lease.Expires)
-		err := h.store.Renew(rctx, h.lease, h.cfg.LeaseTTL)
+		ttl := h.cfg.IdleLeaseTTL
+		if h.busy() {
+			ttl = short
+		}
+		sent := time.Now()
+		// A shorter lease than the one held makes the fence earlier before
+		// the write is sent: it may land unseen.
+		if f := sent.Add(ttl - margin); f.Before(fenceAt) {
+			fenceAt = f
+		}
+		if !h.renew(ctx, ttl, fenceAt) {
+			return
+		}
+		fenceAt, renewAt = sent.Add(ttl-margin), sent.Add(ttl-renewSlack(short))
+		h.longLease.Store(ttl > short)
+	}
+}
+
+// renew renews the lease for ttl, retrying until it succeeds or fenceAt
+// passes. It reports whether the host still holds its lease; when not, it
+// has fenced the host off.
+func (h *Host) renew(ctx context.Context, ttl time.Duration, fenceAt time.Time) bool {
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithDeadline(ctx, fenceAt)
+		err := h.store.Renew(actx, h.lease, ttl)
 		cancel()
 		switch {
 		case err == nil:
+			return true
+		case ctx.Err() != nil:
+			return false
 		case errors.Is(err, session.ErrLeaseLost):
-			h.markLost()
-			return
-		case time.Now().After(h.lease.Expires):
-			h.logger.Error("lease lapsed before it could be renewed", "event", "host.lease_lapsed", "error", err.Error())
-			h.markLost()
-			return
+			h.fence("the session's lease was taken from this host")
+			return false
+		case !time.Now().Before(fenceAt):
+			h.logger.Error("lease not renewed in time", "event", "host.lease_lapsed", "attempts", attempt, "error", err.Error())
+			h.fence("the lease could not be renewed before it lapsed")
+			return false
+		case session.LeaseMoved(err):
+			continue // the next attempt reads the document
+		}
+		h.logger.Warn("lease renewal failed; retrying", "event", "host.renew_failed", "attempt", attempt, "error", err.Error())
+		t := time.NewTimer(min(wait, time.Until(fenceAt)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// fence stops the host for good: the lease is gone or about to lapse, and
+// another host may soon run the session's requests. Every process of the
+// session is SIGKILLed at once, and the process manager closed so that
+// nothing more starts; the serve loop stops with the lease marked lost.
+func (h *Host) fence(reason string) {
+	h.logger.Warn("fencing off: every command of the session ends now", "event", "host.fenced", "reason", reason)
+	h.markLost()
+	h.procsMu.Lock()
+	m := h.procs
+	h.procsMu.Unlock()
+	if m == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), fenceMargin(h.cfg.LeaseTTL))
+	defer cancel()
+	if _, err := m.Kill(ctx, procs.KillRequest{All: true, Signal: syscall.SIGKILL, Reason: "the host lost its lease"}); err != nil {
+		h.logger.Warn("fence: killing the session's processes", "event", "host.fence_kill_failed", "error", err.Error())
+	}
+	done, stop := context.WithCancel(ctx)
+	stop()
+	m.Close(done) // intake stops; a process started since dies at once
+}
+
+// busy reports whether the host served anything within the last busy
+// lease: it then keeps its lease short.
+func (h *Host) busy() bool {
+	return h.working.Load() || time.Since(time.Unix(0, h.lastWork.Load())) < h.cfg.LeaseTTL
+}
+
+// noteWork tells the heartbeat whether requests run or wait now. A host
+// holding a long idle lease shortens it as soon as work arrives, so that
+// its death while busy is found as fast as any busy host's.
+func (h *Host) noteWork(working bool) {
+	if h.working.Swap(working) || working {
+		h.lastWork.Store(time.Now().UnixNano())
+	}
+	if working && h.longLease.Load() {
+		select {
+		case h.kick <- struct{}{}:
 		default:
-			h.logger.Warn("lease renewal failed; retrying", "event", "host.renew_failed", "error", err.Error())
 		}
 	}
 }

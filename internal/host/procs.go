@@ -237,7 +237,9 @@ func (h *Host) newProcs() error {
 	if err != nil {
 		return fmt.Errorf("start the process manager: %w", err)
 	}
+	h.procsMu.Lock()
 	h.procs = m
+	h.procsMu.Unlock()
 	return nil
 }
 

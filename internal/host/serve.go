@@ -19,6 +19,10 @@ import (
 	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
+// inboxRetry is how soon the serve loop reads the inbox again after a
+// read failed.
+const inboxRetry = time.Second
+
 // queueWindow is how many queued items the serve loop looks at at once: a
 // request queued behind that many others waits until it is among them.
 const queueWindow = 100
@@ -149,8 +153,6 @@ func (h *Host) serve(ctx, parent context.Context) error {
 	f := &flight{ops: map[string]api.Op{}}
 	defer func() { h.destroyed = f.destroyed }()
 	idleSince := time.Now()
-	poll := time.NewTicker(h.cfg.PollInterval)
-	defer poll.Stop()
 	// reread is false when the loop woke for what it can decide from the
 	// queued items it read last (a command began): reading the inbox again
 	// would cost Firestore reads for nothing new.
@@ -173,11 +175,15 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			return h.leave(parent, true)
 		}
 		live := h.procs.LiveChanged()
+		// The inbox listener wakes the loop for each change; nothing
+		// polls. Only a failed read is retried on a timer.
+		var retryC <-chan time.Time
 		if reread {
 			var err error
 			items, err = h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
 			if err != nil && ctx.Err() == nil {
 				h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
+				retryC = time.After(inboxRetry)
 			}
 		}
 		reread = true
@@ -200,9 +206,15 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			go func() { done <- h.serveRequest(ctx, started, foreground, first, begun) }()
 		}
 
+		h.noteWork(len(f.ops) > 0 || len(items) > 0)
+
 		// A host with live background processes stays, so that a later
 		// request reaches them, up to its maximum lifetime.
 		quiet := f.fg == "" && len(f.ops) == 0 && len(items) == 0
+		var lifetimeC <-chan time.Time
+		if quiet && h.procs.Live() > 0 {
+			lifetimeC = time.After(h.cfg.MaxLifetime - time.Since(h.lease.Acquired))
+		}
 		if quiet && h.procs.Live() > 0 && time.Since(h.lease.Acquired) > h.cfg.MaxLifetime {
 			h.logger.Info("host reached its maximum lifetime; its processes end", "event", "host.max_lifetime", "processes", h.procs.Live())
 			h.closeProcs(ctx)
@@ -255,7 +267,8 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			// behind it may start.
 			f.begun, reread = nil, false
 		case <-wake:
-		case <-poll.C:
+		case <-retryC:
+		case <-lifetimeC:
 		case <-live:
 			// A background process ended (or began): the host may be idle.
 			idleSince = time.Now()

@@ -54,6 +54,11 @@ func TestReaperSettlesProcessesOfHostsThatAreGone(t *testing.T) {
 	record(oldHost, 301, session.ProcessRunning)
 
 	e.now = e.now.Add(11 * time.Second) // the 10-second leases lapse
+	// The old host is recovered (as a reaper pass does once its execution
+	// ended) before a new host may take the session.
+	if _, _, err := e.store.RecoverHost(ctx, "replaced"); err != nil {
+		t.Fatal(err)
+	}
 	newHost := acquire("replaced", "exec-new", time.Hour)
 	record(newHost, 301, session.ProcessRunning)
 

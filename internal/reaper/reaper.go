@@ -13,12 +13,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/dispatcher"
@@ -211,14 +214,23 @@ func (r *Reaper) launch(ctx context.Context, sessionID string, l *session.Launch
 }
 
 // recoverHosts takes sessions from hosts whose lease lapsed; the
-// relaunch step that follows gives them new hosts.
+// relaunch step that follows gives them new hosts. A lapsed host may only
+// be stopped or cut off from Firestore, its commands still running: its
+// execution is cancelled first, and the session recovered only once Cloud
+// Run reports it ended, so that no two commands of a session ever run at
+// once (docs/reliability.md, "A lost host does nothing more").
 func (r *Reaper) recoverHosts(ctx context.Context, rep *Report) error {
-	ids, err := r.store.ExpiredHosts(ctx)
+	expired, err := r.store.ExpiredHosts(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, id := range ids {
+	for _, h := range expired {
+		id := h.SessionID
+		if ended, err := r.hostEnded(ctx, h); err != nil || !ended {
+			errs = append(errs, err)
+			continue
+		}
 		lost, recovered, err := r.store.RecoverHost(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
@@ -235,6 +247,28 @@ func (r *Reaper) recoverHosts(ctx context.Context, rep *Report) error {
 		r.publishAll(ctx, lost)
 	}
 	return errors.Join(errs...)
+}
+
+// hostEnded reports whether a lapsed host's execution has ended; while it
+// runs, it cancels it (again each pass: a cancel is idempotent).
+func (r *Reaper) hostEnded(ctx context.Context, h session.ExpiredHost) (bool, error) {
+	if h.Execution == "" {
+		return true, nil
+	}
+	e, err := r.runner.Get(ctx, h.Execution)
+	switch {
+	case status.Code(err) == codes.NotFound:
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("session %s: look at its lapsed host: %w", h.SessionID, err)
+	case !e.Running:
+		return true, nil
+	}
+	r.logger.Warn("lapsed host still runs: cancelling it before the session moves on", "event", "host.lapsed_cancel", "session_id", h.SessionID, "execution_id", h.Execution)
+	if err := r.runner.Cancel(ctx, h.Execution); err != nil {
+		return false, fmt.Errorf("session %s: cancel its lapsed host: %w", h.SessionID, err)
+	}
+	return false, nil
 }
 
 // relaunchStranded gives sessions with queued requests and no host one. A

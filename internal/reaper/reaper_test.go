@@ -3,6 +3,7 @@ package reaper
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -165,8 +166,10 @@ func TestReaperRepublishesLostCompletions(t *testing.T) {
 	}
 }
 
-func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
-	e := setup(t)
+// runningHost gives session s1 a host, exec-old, whose 10-second lease
+// runs r1 ("sleep 600") while r2 waits behind it.
+func runningHost(t *testing.T, e *env) *session.Lease {
+	t.Helper()
 	ctx := context.Background()
 	e.enqueue(t, "s1", "r1", "sleep 600")
 	lease, err := e.store.Acquire(ctx, "s1", "exec-old", 10*time.Second)
@@ -177,6 +180,13 @@ func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.enqueue(t, "s1", "r2", "echo next")
+	return lease
+}
+
+func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	lease := runningHost(t, e)
 	e.now = e.now.Add(11 * time.Second) // the lease lapses
 	rep, err := e.reaper.Once(ctx)
 	if err != nil {
@@ -194,6 +204,40 @@ func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
 	// The old host, if it still ran, could write nothing.
 	if _, err := e.store.Finish(ctx, lease, &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec}, nil); err == nil {
 		t.Fatal("the lost host could still record a completion")
+	}
+}
+
+// A lapsed host whose execution still runs (stopped, or cut off from
+// Firestore) may still be running a command: the reaper cancels it and
+// recovers the session, and launches its next host, only once the
+// execution ended. Until then no new host may take the session either.
+func TestReaperWaitsOutALapsedHostThatStillRuns(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	runningHost(t, e)
+	e.runner.running = []jobrunner.Execution{{ID: "exec-old", SessionID: "s1", Running: true}}
+	e.now = e.now.Add(11 * time.Second) // the lease lapses
+	rep, err := e.reaper.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.HostsRecovered != 0 || rep.Launched != 0 || len(e.pub.sent) != 0 {
+		t.Fatalf("report %+v, published %+v: the session moved on while its old host ran", rep, e.pub.sent)
+	}
+	if !slices.Equal(e.runner.cancelled, []string{"exec-old"}) {
+		t.Fatalf("cancelled %v, want the lapsed host exec-old", e.runner.cancelled)
+	}
+	if _, err := e.store.Acquire(ctx, "s1", "exec-new", time.Minute); !errors.Is(err, session.ErrLeaseHeld) {
+		t.Fatalf("a new host took the session from a lapsed host that still runs: %v", err)
+	}
+
+	e.runner.running = nil // the cancel took effect
+	rep, err = e.reaper.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.HostsRecovered != 1 || rep.HostLost != 1 || rep.Launched != 1 {
+		t.Fatalf("report %+v after the old host ended", rep)
 	}
 }
 

@@ -11,7 +11,10 @@
 //     host and no launch in flight.
 //   - A host takes the session's lease, which raises the session's epoch.
 //     Every later write of that host checks that the epoch is still its own
-//     (fencing): a host that lost its lease cannot write anything.
+//     (fencing, against the fence document, which renewals do not touch): a
+//     host that lost its lease cannot write anything. A renewal is one write
+//     to the lease document. A lapsed lease passes to no other host until
+//     the reaper recovered it (RecoverHost), after the old execution ended.
 //   - A host records a completion in the inbox document before publishing it
 //     (outbox), so a lost publish is found and repeated, and a request that
 //     was running when its host died is answered HOST_LOST, never re-run.

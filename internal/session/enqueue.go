@@ -182,7 +182,9 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			doc = s.revive(doc, now)
 		}
 		doc.UpdatedAt, doc.ExpireAt = now, now.Add(s.cfg.TTL)
-		needHost := !lease.live(now) && !s.launchInFlight(doc, lease, now)
+		// A lapsed host that the reaper has not recovered yet may still be
+		// running a command: the reaper launches the next host after it.
+		needHost := !lease.held() && !s.launchInFlight(doc, lease, now)
 
 		if req.Op == api.OpSessionCreate {
 			// Creating a session warms it: a host is launched now so that
@@ -335,6 +337,9 @@ func (s *Store) destroy(tx *firestore.Transaction, id string, d *Doc, lease *Lea
 		epoch = lease.Epoch
 	}
 	if err := tx.Set(s.leaseRef(id), LeaseDoc{Epoch: epoch + 1, ExpireAt: now.Add(s.cfg.TTL)}); err != nil {
+		return err
+	}
+	if err := s.setFence(tx, id, epoch+1, "", now); err != nil {
 		return err
 	}
 	return tx.Delete(s.stateRef(id))

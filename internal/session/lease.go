@@ -3,12 +3,16 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/retry"
 )
 
 // Lease is a host's right to act for a session. Every write made under it
@@ -27,11 +31,16 @@ type Lease struct {
 	// Checkpoint and Shell are the session's state when the lease was taken.
 	Checkpoint *Checkpoint
 	Shell      Shell
+	// version is the lease document's update time after this lease's last
+	// renewal; zero until the first renewal, or when its outcome is unknown.
+	version time.Time
 }
 
 // Acquire takes the session's lease for execution for ttl. It fails with
-// ErrLeaseHeld while another host's lease is live, ErrDestroyed or
-// ErrNotFound when there is no session to host.
+// ErrLeaseHeld while another host holds the lease, even one whose lease
+// lapsed: such a host may still be running commands until the reaper has
+// made sure its execution ended (RecoverHost). It fails with ErrDestroyed
+// or ErrNotFound when there is no session to host.
 func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl time.Duration) (*Lease, error) {
 	var lease *Lease
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -54,7 +63,7 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 			return ErrDestroyed
 		}
 		now := s.now()
-		if ld.live(now) && ld.Execution != execution {
+		if ld.held() && ld.Execution != execution {
 			return ErrLeaseHeld
 		}
 		next := LeaseDoc{Execution: execution, LeaseExpires: now.Add(ttl), StartedAt: now, ExpireAt: now.Add(s.cfg.TTL)}
@@ -70,6 +79,9 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 		if st != nil {
 			lease.Checkpoint, lease.Shell = st.Checkpoint, st.Shell
 		}
+		if err := s.setFence(tx, sessionID, next.Epoch, execution, now); err != nil {
+			return err
+		}
 		return tx.Set(s.leaseRef(sessionID), next)
 	})
 	if err != nil {
@@ -79,33 +91,81 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 }
 
 // fenced runs f in a transaction after checking, in it, that lease is
-// current. f may read more before it writes.
+// current: the fence document, not the lease document that renewals write,
+// so that the read lock it takes never holds up a renewal. f may read more
+// before it writes.
 func (s *Store) fenced(ctx context.Context, lease *Lease, f func(tx *firestore.Transaction, now time.Time) error) error {
 	return s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		ld, err := txGet[LeaseDoc](tx, s.leaseRef(lease.SessionID))
+		fd, err := txGet[FenceDoc](tx, s.fenceRef(lease.SessionID))
 		if err != nil {
 			return err
 		}
-		if ld == nil || ld.Epoch != lease.Epoch || ld.Execution != lease.Execution {
+		if fd == nil || fd.Epoch != lease.Epoch || fd.Host != lease.Execution {
 			return ErrLeaseLost
 		}
 		return f(tx, s.now())
 	})
 }
 
-// Renew extends the lease by ttl from now.
+// Renew extends the lease to ttl from now, and returns the new expiry.
+//
+// It is one write with no read: the update is conditioned on the lease
+// document's update time as this lease last wrote it, so it fails if
+// anyone else wrote the document since (only a host taking over or the
+// session's destroy do, and both raise the epoch). Only the first renewal
+// of a lease, and one after a write whose outcome is unknown (a timeout),
+// read the document first to learn its update time, and check the epoch
+// there. Renew must not be called concurrently for the same lease.
 func (s *Store) Renew(ctx context.Context, lease *Lease, ttl time.Duration) error {
-	var expires time.Time
-	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
-		expires = now.Add(ttl)
-		return tx.Update(s.leaseRef(lease.SessionID), []firestore.Update{{Path: "lease_expires", Value: expires}, {Path: "expire_at", Value: now.Add(s.cfg.TTL)}})
-	})
-	if err != nil {
+	ref := s.leaseRef(lease.SessionID)
+	if lease.version.IsZero() {
+		snap, err := ref.Get(ctx)
+		if status.Code(err) == codes.NotFound {
+			return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, ErrLeaseLost)
+		}
+		if err != nil {
+			return fmt.Errorf("renew lease of session %s: read it: %w", lease.SessionID, err)
+		}
+		var ld LeaseDoc
+		if err := snap.DataTo(&ld); err != nil {
+			return fmt.Errorf("renew lease of session %s: decode it: %w", lease.SessionID, err)
+		}
+		if ld.Epoch != lease.Epoch || ld.Execution != lease.Execution {
+			return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, ErrLeaseLost)
+		}
+		lease.version = snap.UpdateTime
+	}
+	now := s.now()
+	expires := now.Add(ttl)
+	wr, err := ref.Update(ctx, []firestore.Update{{Path: "lease_expires", Value: expires}, {Path: "expire_at", Value: now.Add(s.cfg.TTL)}},
+		firestore.LastUpdateTime(lease.version))
+	switch status.Code(err) {
+	case codes.OK:
+		lease.version, lease.Expires = wr.UpdateTime, expires
+		return nil
+	case codes.FailedPrecondition, codes.NotFound:
+		// Someone else wrote the document, or our own last write landed
+		// unseen: the next renewal reads it to tell which.
+		lease.version = time.Time{}
+		return fmt.Errorf("renew lease of session %s: the lease document changed: %w", lease.SessionID, errLeaseMoved)
+	case codes.Aborted:
+		// It waited too long for a transaction's lock on the document
+		// (Firestore's pessimistic concurrency) and did not land.
+		return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, err)
+	default:
+		// The write may have landed; its update time is unknown.
+		lease.version = time.Time{}
 		return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, err)
 	}
-	lease.Expires = expires
-	return nil
 }
+
+// errLeaseMoved says that a renewal found the lease document changed; a
+// renewal that reads it (the next one) says whether the lease is lost.
+var errLeaseMoved = errors.New("lease document changed since this host last renewed it")
+
+// LeaseMoved reports whether a renewal failed only because the lease
+// document changed: worth one more renewal at once, which reads it.
+func LeaseMoved(err error) bool { return errors.Is(err, errLeaseMoved) }
 
 // Release gives the lease up, unless requests are queued (ErrWorkPending):
 // a host leaves only when no request would be stranded. With force it
@@ -121,6 +181,9 @@ func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 			if queued {
 				return ErrWorkPending
 			}
+		}
+		if err := s.setFence(tx, lease.SessionID, lease.Epoch, "", now); err != nil {
+			return err
 		}
 		return tx.Update(s.leaseRef(lease.SessionID), []firestore.Update{{Path: "execution", Value: ""}, {Path: "lease_expires", Value: time.Time{}}})
 	})
@@ -138,24 +201,24 @@ func (s *Store) Queued(ctx context.Context, sessionID string, limit int) ([]Item
 }
 
 // WatchQueued signals on the returned channel whenever the session's queued
-// items change, until ctx ends. A host waits on it instead of polling.
+// items change, until ctx ends. A host waits on it instead of polling: a
+// listener that ends with an error is opened again (with backoff), and its
+// first snapshot signals, so that a change made while it was down is seen.
 func (s *Store) WatchQueued(ctx context.Context, sessionID string) <-chan struct{} {
 	ch := make(chan struct{}, 1)
-	go func() {
+	go retry.Restart(ctx, retry.Firestore, nil, "inbox listener of session "+sessionID, func(ctx context.Context) error {
 		it := s.queuedQuery(sessionID).Snapshots(ctx)
 		defer it.Stop()
 		for {
 			if _, err := it.Next(); err != nil {
-				// The iterator ends with ctx; on any other error the host
-				// falls back to its own periodic look.
-				return
+				return err
 			}
 			select {
 			case ch <- struct{}{}:
 			default:
 			}
 		}
-	}()
+	})
 	return ch
 }
 

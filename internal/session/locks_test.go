@@ -10,6 +10,7 @@ import (
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
+	"github.com/sandrun/sandrun/emulator/firestore"
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/session"
 )
@@ -39,6 +40,14 @@ func (c *pausingClock) now() time.Time {
 
 func newStores(t *testing.T) (dispatcher, host *session.Store, clock *pausingClock) {
 	t.Helper()
+	dispatcher, host, clock, _ = newStoresWithUsage(t)
+	return dispatcher, host, clock
+}
+
+// newStoresWithUsage is newStores, with the local Firestore's billing
+// counters.
+func newStoresWithUsage(t *testing.T) (dispatcher, host *session.Store, clock *pausingClock, usage *firestore.Usage) {
+	t.Helper()
 	const bucket = "locks-test"
 	s := emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}})
 	ctx := context.Background()
@@ -50,7 +59,7 @@ func newStores(t *testing.T) (dispatcher, host *session.Store, clock *pausingClo
 	clock = &pausingClock{paused: make(chan struct{}), release: make(chan struct{})}
 	dispatcher = session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: bucket, Now: clock.now})
 	host = session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: bucket})
-	return dispatcher, host, clock
+	return dispatcher, host, clock, s.FirestoreUsage
 }
 
 func enqueue(ctx context.Context, s *session.Store, sessionID, requestID string) (session.Accepted, error) {

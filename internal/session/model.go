@@ -16,6 +16,11 @@ const (
 	runtimeCollection = "runtime"
 	leaseDoc          = "lease"
 	stateDoc          = "state"
+	// fenceDoc holds the epoch that a host's writes are checked against.
+	// It is apart from the lease document, which the host renews, so
+	// that a renewal never waits for the read locks that the host's own
+	// fenced transactions hold (Firestore's pessimistic concurrency).
+	fenceDoc = "fence"
 )
 
 // Session statuses.
@@ -86,6 +91,21 @@ type LeaseDoc struct {
 func (l *LeaseDoc) live(now time.Time) bool {
 	return l != nil && l.Execution != "" && l.LeaseExpires.After(now)
 }
+
+// FenceDoc is sessions/{session_id}/runtime/fence: the epoch and host that
+// the lease document last gave the session to, written with it by every
+// change of holder (never by a renewal). Its fields are named apart from
+// the lease's, so that queries of the runtime documents by lease_expires
+// or execution never find it.
+type FenceDoc struct {
+	Epoch    int64     `firestore:"epoch"`
+	Host     string    `firestore:"host"`
+	ExpireAt time.Time `firestore:"expire_at"`
+}
+
+// held reports whether the lease names a host, live or lapsed: until the
+// reaper recovers a lapsed one, no other host may take the session.
+func (l *LeaseDoc) held() bool { return l != nil && l.Execution != "" }
 
 // StateDoc is sessions/{session_id}/runtime/state: what hosts keep of the
 // session between them.

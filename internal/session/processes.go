@@ -79,14 +79,29 @@ func (s *Store) Processes(ctx context.Context, sessionID string) ([]ProcessDoc, 
 // although the host that ran them is gone (its epoch is past). It returns
 // how many it settled.
 func (s *Store) SettleProcesses(ctx context.Context) (int, error) {
-	_, refs, err := readAll[ProcessDoc](s.fs.CollectionGroup(processesCollection).Where("status", "==", ProcessRunning).Documents(ctx), "running processes")
+	docs, refs, err := readAll[ProcessDoc](s.fs.CollectionGroup(processesCollection).Where("status", "==", ProcessRunning).Documents(ctx), "running processes")
 	if err != nil {
 		return 0, err
 	}
 	now := s.now()
 	settled := 0
-	for _, ref := range refs {
+	// Each session's lease is first read plainly, once a pass: a live
+	// host's processes are left alone with no transaction, which would
+	// lock the lease document and hold up the host's renewal (a session
+	// with 20 processes did, once a pass).
+	leases := map[string]*LeaseDoc{}
+	for i, ref := range refs {
 		id := sessionOf(ref)
+		ld, seen := leases[id]
+		if !seen {
+			if ld, err = find[LeaseDoc](ctx, s.leaseRef(id)); err != nil {
+				return settled, fmt.Errorf("settle process %s: %w", ref.Path, err)
+			}
+			leases[id] = ld
+		}
+		if ld != nil && ld.Epoch == docs[i].Epoch && ld.live(now) {
+			continue
+		}
 		ok := false
 		err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 			ok = false

@@ -108,6 +108,9 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpub
 		recovered = true
 		// LaunchID stays: the launch it names was answered, and is not in
 		// flight any more.
+		if err := s.setFence(tx, sessionID, epoch, "", now); err != nil {
+			return err
+		}
 		return tx.Set(ref, LeaseDoc{Epoch: epoch, LaunchID: ld.LaunchID, ExpireAt: now.Add(s.cfg.TTL)})
 	})
 	if err != nil {
@@ -119,15 +122,21 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpub
 // sessionOf returns the session id of a document below sessions/{id}/C/.
 func sessionOf(ref *firestore.DocumentRef) string { return ref.Parent.Parent.ID }
 
+// ExpiredHost is a session whose host's lease lapsed, and that host.
+type ExpiredHost struct {
+	SessionID string
+	Execution string
+}
+
 // ExpiredHosts lists sessions whose host's lease lapsed before now.
-func (s *Store) ExpiredHosts(ctx context.Context) ([]string, error) {
+func (s *Store) ExpiredHosts(ctx context.Context) ([]ExpiredHost, error) {
 	q := s.fs.CollectionGroup(runtimeCollection).Where("lease_expires", ">", time.Unix(1, 0)).Where("lease_expires", "<", s.now())
-	_, refs, err := readAll[struct{}](q.Select().Documents(ctx), "sessions with expired hosts")
-	var ids []string
-	for _, ref := range refs {
-		ids = append(ids, sessionOf(ref))
+	docs, refs, err := readAll[LeaseDoc](q.Select("execution").Documents(ctx), "sessions with expired hosts")
+	var out []ExpiredHost
+	for i, ref := range refs {
+		out = append(out, ExpiredHost{SessionID: sessionOf(ref), Execution: docs[i].Execution})
 	}
-	return ids, err
+	return out, err
 }
 
 // Waiting is a session with queued requests and no host.
@@ -192,7 +201,8 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 			return err
 		}
 		now := s.now()
-		if doc.Status != StatusActive || ld.live(now) || s.launchInFlight(doc, ld, now) {
+		// A lapsed host is the reaper's to recover first (RecoverHost).
+		if doc.Status != StatusActive || ld.held() || s.launchInFlight(doc, ld, now) {
 			return nil
 		}
 		queued, err := s.hasQueued(tx, sessionID)

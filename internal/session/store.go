@@ -83,6 +83,16 @@ func (s *Store) leaseRef(id string) *firestore.DocumentRef {
 	return s.sessionRef(id).Collection(runtimeCollection).Doc(leaseDoc)
 }
 
+func (s *Store) fenceRef(id string) *firestore.DocumentRef {
+	return s.sessionRef(id).Collection(runtimeCollection).Doc(fenceDoc)
+}
+
+// setFence records, in tx, the epoch and host that the session's writes
+// are fenced by from now on ("" when no host may write).
+func (s *Store) setFence(tx *firestore.Transaction, id string, epoch int64, host string, now time.Time) error {
+	return tx.Set(s.fenceRef(id), FenceDoc{Epoch: epoch, Host: host, ExpireAt: now.Add(s.cfg.TTL)})
+}
+
 func (s *Store) stateRef(id string) *firestore.DocumentRef {
 	return s.sessionRef(id).Collection(runtimeCollection).Doc(stateDoc)
 }

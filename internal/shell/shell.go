@@ -284,7 +284,7 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 		done:      make(chan struct{}),
 	}
 	r.started = time.Now()
-	if err := c.Start(); err != nil {
+	if err := startNiced(c); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("start bash: %w", err)
 	}

@@ -40,8 +40,9 @@ type LocalConfig struct {
 	// is StateDir/workspaces/SESSION_ID, shared by its hosts.
 	Workspace string
 	// Host settings passed to every host through the job's environment.
-	IdleTimeout time.Duration
-	LeaseTTL    time.Duration
+	IdleTimeout  time.Duration
+	LeaseTTL     time.Duration
+	IdleLeaseTTL time.Duration
 	// ReaperInterval is the time between reaper passes.
 	ReaperInterval time.Duration
 	// Reaper and Dispatcher tune those programs.
@@ -126,6 +127,9 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 	}
 	if cfg.LeaseTTL > 0 {
 		env["SANDRUN_LEASE_TTL"] = cfg.LeaseTTL.String()
+	}
+	if cfg.IdleLeaseTTL > 0 {
+		env["SANDRUN_IDLE_LEASE_TTL"] = cfg.IdleLeaseTTL.String()
 	}
 	// The job's command is the executor program itself: on the local
 	// cloud a container's command runs as a local program.

@@ -250,6 +250,8 @@ func (h *HostConfig) DefineHost(fs *config.FlagSet) {
 	fs.Env("idle-timeout", "SANDRUN_IDLE_TIMEOUT")
 	fs.DurationVar(&h.LeaseTTL, "lease-ttl", host.DefaultLeaseTTL, "how long a host's lease lasts unrenewed; a dead host's requests are answered HOST_LOST after it")
 	fs.Env("lease-ttl", "SANDRUN_LEASE_TTL")
+	fs.DurationVar(&h.IdleLeaseTTL, "idle-lease-ttl", host.DefaultIdleLeaseTTL, "how long the lease of a host idle for a lease-ttl lasts unrenewed (renewed when 70 % of lease-ttl is left: about once a minute by default); a host that dies idle is replaced after it")
+	fs.Env("idle-lease-ttl", "SANDRUN_IDLE_LEASE_TTL")
 	fs.DurationVar(&h.MaxLifetime, "max-lifetime", host.DefaultMaxLifetime, "how long a host stays up for its session's background processes alone")
 	fs.Env("max-lifetime", "SANDRUN_MAX_LIFETIME")
 	fs.DurationVar(&h.CheckpointInterval, "checkpoint-interval", host.DefaultCheckpointInterval, "how often a busy host checkpoints between requests")

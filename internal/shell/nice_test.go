@@ -1,0 +1,38 @@
+package shell
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Commands run below their host (CommandNice more than the host's nice
+// value), and starting one leaves the host's own nice value as it was.
+func TestCommandsRunBelowTheirHost(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("nice values are set on Linux only")
+	}
+	hostNice := func() int {
+		t.Helper()
+		// getpriority answers 20 - nice, here for the calling thread.
+		prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 20 - prio
+	}
+	before := hostNice()
+	s := newSession(t)
+	for range 3 {
+		_, out := s.run(`nice`, Command{})
+		if got, want := strings.TrimSpace(out.stdout), fmt.Sprint(min(before+CommandNice, 19)); got != want {
+			t.Fatalf("a command runs at nice %s, want %s", got, want)
+		}
+	}
+	if after := hostNice(); after != before {
+		t.Fatalf("the host ran at nice %d and now runs at %d", before, after)
+	}
+}
