@@ -50,9 +50,10 @@ const (
 )
 
 // ControlOp reports whether op is a control operation (process.* and
-// shell.view): a host serves it while a foreground command runs, instead
-// of queueing it behind that command. Every other operation of a session
-// runs one at a time, in inbox order.
+// shell.view): a host serves it while a foreground command runs, ahead of
+// the requests queued behind that command. Every other operation of a
+// session runs one at a time, in inbox order, session.destroy aside (it too
+// overtakes, and ends what runs).
 func ControlOp(op Op) bool {
 	switch op {
 	case OpProcessList, OpProcessKill, OpProcessLogs, OpProcessWait, OpProcessWrite, OpShellView:

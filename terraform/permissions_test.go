@@ -149,11 +149,17 @@ var iamTargets = map[string]string{
 	"google_artifact_registry_repository_iam_member": "repository",
 }
 
-// granted returns, per service account (google_service_account.NAME), the
+// granted returns, per identity (google_service_account.NAME, a local
+// naming a service agent, or the variable a for_each grants to), the
 // permissions the configuration grants it and on what, read from the IAM
 // member resources; custom roles' permissions are read from their
-// google_project_iam_custom_role. Anything it cannot follow is reported.
+// google_project_iam_custom_role, predefined roles' from
+// predefined_roles.csv. Anything it cannot follow is reported.
 func granted(c *config, errorf errorf) map[string]map[grant][]string {
+	known, err := predefinedRoles()
+	if err != nil {
+		errorf("%v", err)
+	}
 	roles := map[string][]string{}
 	for _, b := range c.all("resource", "google_project_iam_custom_role") {
 		var perms []string
@@ -172,7 +178,7 @@ func granted(c *config, errorf errorf) map[string]map[grant][]string {
 			continue
 		}
 		name := resourceName(b)
-		members := eachValues(c, b, "member", errorf)
+		members := memberIdentities(c, b, errorf)
 		targets := eachValues(c, b, targetArg, errorf)
 		var target []string
 		for _, tr := range targets {
@@ -198,16 +204,12 @@ func granted(c *config, errorf errorf) map[string]map[grant][]string {
 				errorf("%s: cannot read role %s", name, c.exprText(role.Expr))
 				continue
 			}
-			perms = predefinedRoles[v.AsString()]
+			perms = known[v.AsString()]
 			if perms == nil {
 				perms = []string{"(every permission of " + v.AsString() + ")"}
 			}
 		}
-		for _, m := range members {
-			if m.RootName() != "google_service_account" {
-				continue
-			}
-			sa := address(m)
+		for _, sa := range members {
 			if out[sa] == nil {
 				out[sa] = map[grant][]string{}
 			}
@@ -222,13 +224,23 @@ func granted(c *config, errorf errorf) map[string]map[grant][]string {
 	return out
 }
 
-// predefinedRoles are the predefined roles that the checked accounts may
-// hold, with their permissions. It is empty: the programs hold custom
-// roles only (iam.tf), whose permissions the configuration itself lists,
-// so that what they are granted is exactly what the code calls. A
-// predefined role granted to a program is reported with all its
-// permissions unknown.
-var predefinedRoles = map[string][]string{}
+// memberIdentities returns who b grants its role to: service accounts of
+// the configuration and locals (a service agent) by their address, and the
+// members of a for_each over a variable by the variable's.
+func memberIdentities(c *config, b *hclsyntax.Block, errorf errorf) []string {
+	var ids []string
+	for _, m := range eachValues(c, b, "member", errorf) {
+		if root := m.RootName(); root == "google_service_account" || root == "local" {
+			ids = append(ids, address(m))
+		}
+	}
+	if fe, ok := b.Body.Attributes["for_each"]; ok {
+		if tr := firstTraversal(fe.Expr); tr != nil && tr.RootName() == "var" {
+			ids = append(ids, address(tr))
+		}
+	}
+	return ids
+}
 
 // eachValues returns the traversals an argument of b refers to, following
 // for_each over a map or set of references (each.value, each.key).
@@ -331,17 +343,25 @@ func checkProgramGrants(c *config, rows []permissionRow, errorf errorf) {
 				}
 			}
 		}
-		for _, g := range sortedGrants(need) {
-			if _, ok := has[sa][g]; !ok {
-				errorf("%s needs %s on %s (for %s); no grant to %s gives it",
-					program, g.permission, g.resource, strings.Join(need[g], ", "), sa)
-			}
+		compareGrants(program, sa, has[sa], need, optional, "no call of the "+program, errorf)
+	}
+}
+
+// compareGrants reports each grant in need that has (what identity id is
+// granted) lacks, and each grant in has that is neither needed nor
+// allowed. who names the identity's user in the report, unneeded who has
+// no use for a grant.
+func compareGrants(who, id string, has map[grant][]string, need map[grant][]string, allowed map[grant]bool, unneeded string, errorf errorf) {
+	for _, g := range sortedGrants(need) {
+		if _, ok := has[g]; !ok {
+			errorf("%s needs %s on %s (for %s); no grant to %s gives it",
+				who, g.permission, g.resource, strings.Join(need[g], ", "), id)
 		}
-		for _, g := range sortedGrants(has[sa]) {
-			if _, ok := need[g]; !ok && !optional[g] {
-				errorf("%s is granted %s on %s (by %s), which no call of the %s needs",
-					sa, g.permission, g.resource, strings.Join(has[sa][g], ", "), program)
-			}
+	}
+	for _, g := range sortedGrants(has) {
+		if _, ok := need[g]; !ok && !allowed[g] {
+			errorf("%s is granted %s on %s (by %s), which %s needs",
+				id, g.permission, g.resource, strings.Join(has[g], ", "), unneeded)
 		}
 	}
 }
@@ -370,9 +390,7 @@ func TestProgramGrants(t *testing.T) {
 // checks that the grant check reports each break.
 func TestProgramGrantsCatchMistakes(t *testing.T) {
 	rows := readPermissions(t)
-	tests := []struct {
-		name, file, old, new, want string
-	}{
+	checkBreakages(t, func(c *config, errorf errorf) { checkProgramGrants(c, rows, errorf) }, []breakage{
 		{"delete permission removed", "iam.tf", "    \"datastore.entities.delete\",\n", "",
 			"needs datastore.entities.delete on google_firestore_database.sessions"},
 		{"grant on the wrong topic", "iam.tf", "topic  = google_pubsub_topic.completions.name\n  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.reaper.member",
@@ -387,20 +405,29 @@ func TestProgramGrantsCatchMistakes(t *testing.T) {
 			"executor needs cloudtrace.traces.patch on project"},
 		{"a metric permission left out", "iam.tf", "    \"monitoring.metricDescriptors.create\",\n", "",
 			"needs monitoring.metricDescriptors.create on project"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	})
+}
+
+// A breakage replaces old by new in a copy of file, and check must then
+// report a problem that contains want.
+type breakage struct{ name, file, old, new, want string }
+
+// checkBreakages runs check on a broken copy of the configuration for each
+// breakage, and fails unless it reports what the breakage wants.
+func checkBreakages(t *testing.T, check func(*config, errorf), breakages []breakage) {
+	for _, b := range breakages {
+		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			var got []string
-			checkProgramGrants(parseDir(t, brokenCopy(t, tt.file, tt.old, tt.new)), rows, func(format string, args ...any) {
+			check(parseDir(t, brokenCopy(t, b.file, b.old, b.new)), func(format string, args ...any) {
 				got = append(got, fmt.Sprintf(format, args...))
 			})
 			for _, msg := range got {
-				if strings.Contains(msg, tt.want) {
+				if strings.Contains(msg, b.want) {
 					return
 				}
 			}
-			t.Errorf("no problem reported contains %q; got %q", tt.want, got)
+			t.Errorf("no problem reported contains %q; got %q", b.want, got)
 		})
 	}
 }

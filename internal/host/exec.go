@@ -18,8 +18,9 @@ import (
 
 // exec runs a command in the session's shell and fills the completion. It
 // returns the shell state to keep, or nil to keep the current one. A
-// command with Background starts as a background process instead.
-func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *shell.State {
+// command with Background starts as a background process instead. begun is
+// called once the process manager shows the command.
+func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion, begun func()) *shell.State {
 	if req.Background {
 		h.startBackground(req, c)
 		return nil
@@ -51,6 +52,7 @@ func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion) *s
 	// and lets process.kill end it; it adopts what the command leaves
 	// running as background processes.
 	fg, fgErr := h.procs.BeginForeground(procs.ForegroundSpec{Process: running, Command: req.Command, Stdout: stdout, Stderr: stderr})
+	begun()
 	res, err := running.Wait()
 	var end procs.ForegroundEnd
 	if fgErr == nil {

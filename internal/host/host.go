@@ -115,6 +115,9 @@ type Host struct {
 	// true once a snapshot stored blobs that no checkpoint took up.
 	manifest    *workspace.Manifest
 	uncommitted bool
+	// destroyed is set when the host destroyed its session: the destroy
+	// fenced it off, so the loss of its lease that follows is no failure.
+	destroyed bool
 
 	// leaseLost is closed when the host learns it lost its lease, or
 	// fences itself off because it could not renew it in time.
@@ -252,6 +255,9 @@ func (h *Host) run(ctx context.Context) error {
 
 // stop turns the end of the host into Run's result.
 func (h *Host) stop(err error) error {
+	if h.destroyed {
+		return nil
+	}
 	if h.isLost() || errors.Is(err, session.ErrLeaseLost) {
 		h.logger.Warn("lease lost: stopped", "event", "host.lease_lost")
 		return ErrLeaseLost
@@ -449,14 +455,23 @@ func (h *Host) leave(ctx context.Context, forced bool) error {
 	return nil
 }
 
-// destroy ends the session after its destroy request was answered.
-func (h *Host) destroy(ctx context.Context) error {
+// destroy ends the session once its destroy request was recorded: the
+// session is destroyed, which answers every request not finished ABORTED
+// (the command running too: the destroy overtook it) and fences this host
+// off, and then the processes end. Fenced first, the killed command's own
+// answer fails at once instead of contending with the destroy's
+// transaction for the same documents. The caller then publishes the
+// destroy's answer, and calls cleanUp with the aborted requests.
+func (h *Host) destroy(ctx context.Context) (aborted []session.Unpublished, err error) {
+	_, aborted, err = h.store.Destroy(ctx, h.cfg.SessionID, "session.destroy")
 	h.closeProcs(ctx)
-	_, answered, err := h.store.Destroy(ctx, h.cfg.SessionID, "session.destroy")
-	if err != nil {
-		return err
-	}
-	for _, u := range answered {
+	return aborted, err
+}
+
+// cleanUp publishes the answers of the requests a destroy aborted and
+// deletes the destroyed session's objects.
+func (h *Host) cleanUp(ctx context.Context, aborted []session.Unpublished) {
+	for _, u := range aborted {
 		h.metrics.answered(ctx, u.Completion)
 		h.publish(ctx, u.SessionID, u.RequestID, u.Completion, "")
 	}
@@ -464,7 +479,6 @@ func (h *Host) destroy(ctx context.Context) error {
 		h.logger.Warn("purge failed; the reaper will finish it", "event", "session.purge_failed", "error", err.Error())
 	}
 	h.logger.Info("session destroyed", "event", "session.destroyed")
-	return nil
 }
 
 // publish sends a recorded completion and marks it published. A failure is

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -23,7 +24,7 @@ import (
 const inboxRetry = time.Second
 
 // queueWindow is how many queued items the serve loop looks at at once: a
-// control request behind that many others waits for them.
+// request queued behind that many others waits until it is among them.
 const queueWindow = 100
 
 // finished is what a request's goroutine reports to the serve loop.
@@ -37,27 +38,132 @@ type finished struct {
 	err       error
 }
 
+// flight is what the serve loop has started and not yet seen finish, and
+// decides what may start next (mayStart).
+type flight struct {
+	// ops are the requests in flight, by request id.
+	ops map[string]api.Op
+	// fg is the foreground request, "" when none runs. overtakable says
+	// that control requests may run beside it (it is a command, which
+	// runs for as long as it likes); begun, until it is closed, that its
+	// command is not yet where process.kill and process.list see it.
+	fg          string
+	overtakable bool
+	begun       chan struct{}
+	// kills counts the process.kill requests in flight; destroying is
+	// set once a session.destroy started, destroyed once it destroyed the
+	// session.
+	kills                 int
+	destroying, destroyed bool
+}
+
+// mayStart says whether a queued request of op may start now:
+//   - a session.destroy starts at once, whatever runs or is queued (once a
+//     command that runs has begun, so that ending the processes reaches it),
+//     and then nothing else does: the destroy ends what runs and answers
+//     every unfinished request ABORTED;
+//   - a control request starts when nothing runs in the foreground, or
+//     beside a foreground command once that command has begun, so that a
+//     process.kill queued after a command sees it;
+//   - any other request starts when nothing runs in the foreground and no
+//     process.kill is being served, so that no command starts between a
+//     kill's choice of its targets and its end: a kill never lands on a
+//     command that starts after it.
+func (f *flight) mayStart(op api.Op) bool {
+	switch {
+	case f.destroying:
+		return false
+	case op == api.OpSessionDestroy:
+		return f.hasBegun()
+	case api.ControlOp(op):
+		return f.fg == "" || f.overtakable && f.hasBegun()
+	default:
+		return f.fg == "" && f.kills == 0
+	}
+}
+
+// hasBegun reports whether the foreground command has begun; true when
+// none runs.
+func (f *flight) hasBegun() bool {
+	select {
+	case <-f.begun: // a nil channel never reads: see started
+		f.begun = nil
+		return true
+	default:
+		return f.begun == nil
+	}
+}
+
+// started records a request the loop started; for a foreground command,
+// it returns the channel its goroutine closes once the command has begun.
+func (f *flight) started(it *session.Item) (begun chan struct{}) {
+	op := api.Op(it.Op)
+	f.ops[it.RequestID] = op
+	switch {
+	case op == api.OpSessionDestroy:
+		f.destroying = true
+	case op == api.OpProcessKill:
+		f.kills++
+	case !api.ControlOp(op):
+		f.fg, f.overtakable = it.RequestID, overtakable(it)
+		if f.overtakable {
+			f.begun = make(chan struct{})
+			return f.begun
+		}
+	}
+	return nil
+}
+
+// ended records that a request finished.
+func (f *flight) ended(fin finished) {
+	if f.ops[fin.requestID] == api.OpProcessKill {
+		f.kills--
+	}
+	delete(f.ops, fin.requestID)
+	f.destroyed = f.destroyed || fin.destroyed && fin.err == nil
+	if fin.foreground {
+		f.fg, f.overtakable, f.begun = "", false, nil
+	}
+}
+
+// candidates returns the queued items to consider starting, in inbox
+// order: a session.destroy overtakes everything, so when the window holds
+// one it is the only candidate.
+func candidates(items []session.Item) []session.Item {
+	for i := range items {
+		if api.Op(items[i].Op) == api.OpSessionDestroy {
+			return items[i : i+1]
+		}
+	}
+	return items
+}
+
 // serve runs the session's inbox until the host is idle and may leave, or
 // ctx ends. parent is the execution's own context: it ends when Cloud Run
 // cancels the execution.
 //
-// Requests run one at a time in inbox order (the foreground), except control
-// requests (process.*, shell.view), which run at once beside a foreground
-// command: a process.kill must not wait for the command it kills. A control
-// request never overtakes a request queued before it that has not started.
+// Requests run one at a time in inbox order (the foreground), except that
+// control requests (process.*, shell.view) and session.destroy overtake
+// the queued ones: a process.kill, process.list or session.destroy must
+// not wait for the command it would stop, nor for what is queued behind
+// that command. mayStart has the rules.
 func (h *Host) serve(ctx, parent context.Context) error {
 	wake := h.store.WatchQueued(ctx, h.cfg.SessionID)
 	done := make(chan finished)
-	inflight := map[string]bool{}
-	fg, fgOvertakable := "", false
+	f := &flight{ops: map[string]api.Op{}}
+	defer func() { h.destroyed = f.destroyed }()
 	idleSince := time.Now()
+	// reread is false when the loop woke for what it can decide from the
+	// queued items it read last (a command began): reading the inbox again
+	// would cost Firestore reads for nothing new.
+	var items []session.Item
+	reread := true
 
 	// drain waits for every request in flight; ctx's end has told them to
 	// stop.
 	drain := func() {
-		for len(inflight) > 0 {
-			f := <-done
-			delete(inflight, f.requestID)
+		for len(f.ops) > 0 {
+			f.ended(<-done)
 		}
 	}
 	for {
@@ -69,23 +175,20 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			return h.leave(parent, true)
 		}
 		live := h.procs.LiveChanged()
-		items, err := h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
 		// The inbox listener wakes the loop for each change; nothing
 		// polls. Only a failed read is retried on a timer.
 		var retryC <-chan time.Time
-		if err != nil && ctx.Err() == nil {
-			h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
-			retryC = time.After(inboxRetry)
+		if reread {
+			var err error
+			items, err = h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
+			if err != nil && ctx.Err() == nil {
+				h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
+				retryC = time.After(inboxRetry)
+			}
 		}
-		blocked := fg != "" && !fgOvertakable
-		for i := range items {
-			it := &items[i]
-			control := api.ControlOp(api.Op(it.Op))
-			switch {
-			case control && !blocked:
-			case !control && fg == "" && !blocked:
-			default:
-				blocked = blocked || !control
+		reread = true
+		for _, it := range candidates(items) {
+			if _, started := f.ops[it.RequestID]; started || !f.mayStart(api.Op(it.Op)) {
 				continue
 			}
 			started, ok, err := h.store.Start(ctx, h.lease, it.RequestID)
@@ -96,21 +199,18 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			if !ok {
 				continue
 			}
-			inflight[started.RequestID] = true
-			if !control {
-				fg, fgOvertakable = started.RequestID, overtakable(started)
-				blocked = !fgOvertakable
-			}
+			begun := f.started(started)
+			foreground := f.fg == started.RequestID
 			first := h.served == 0
 			h.served++
-			go func() { done <- h.serveRequest(ctx, started, !control, first) }()
+			go func() { done <- h.serveRequest(ctx, started, foreground, first, begun) }()
 		}
 
-		h.noteWork(len(inflight) > 0 || len(items) > 0)
+		h.noteWork(len(f.ops) > 0 || len(items) > 0)
 
 		// A host with live background processes stays, so that a later
 		// request reaches them, up to its maximum lifetime.
-		quiet := fg == "" && len(inflight) == 0 && len(items) == 0
+		quiet := f.fg == "" && len(f.ops) == 0 && len(items) == 0
 		var lifetimeC <-chan time.Time
 		if quiet && h.procs.Live() > 0 {
 			lifetimeC = time.After(h.cfg.MaxLifetime - time.Since(h.lease.Acquired))
@@ -142,24 +242,30 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			idleC = idleTimer.C
 		}
 		select {
-		case f := <-done:
-			delete(inflight, f.requestID)
-			if f.foreground {
-				fg, fgOvertakable = "", false
-				if f.state != nil {
-					h.state, h.dirty = *f.state, true
-				}
+		case fin := <-done:
+			f.ended(fin)
+			if f.destroying && errors.Is(fin.err, session.ErrLeaseLost) {
+				// The destroy fenced this host off, and answered the
+				// request.
+				fin.err = nil
 			}
-			if f.err != nil || f.destroyed {
+			if fin.foreground && fin.state != nil {
+				h.state, h.dirty = *fin.state, true
+			}
+			if fin.err != nil || fin.destroyed {
 				drain()
-				return f.err
+				return fin.err
 			}
 			idleSince = time.Now()
-			if fg == "" && len(inflight) == 0 && h.dirty && time.Since(h.lastCheckpoint) > h.cfg.CheckpointInterval {
+			if f.fg == "" && len(f.ops) == 0 && h.dirty && time.Since(h.lastCheckpoint) > h.cfg.CheckpointInterval {
 				if err := h.checkpoint(ctx); err != nil {
 					h.logger.Warn("checkpoint failed", "event", "checkpoint.failed", "error", err.Error())
 				}
 			}
+		case <-f.begun:
+			// The foreground command began: control requests queued
+			// behind it may start.
+			f.begun, reread = nil, false
 		case <-wake:
 		case <-retryC:
 		case <-lifetimeC:
@@ -187,8 +293,15 @@ func overtakable(it *session.Item) bool {
 }
 
 // serveRequest serves one started request: runs it, records its completion
-// and publishes it.
-func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground, first bool) finished {
+// and publishes it. begun, when not nil, is closed once a foreground
+// command has begun, or will not.
+func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground, first bool, begun chan struct{}) finished {
+	markBegun := sync.OnceFunc(func() {
+		if begun != nil {
+			close(begun)
+		}
+	})
+	defer markBegun()
 	f := finished{requestID: item.RequestID, foreground: foreground}
 	// The request's span is a child of the dispatcher's, whose context the
 	// inbox item kept.
@@ -215,7 +328,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	started := time.Now()
 	if c.Error == nil {
 		xctx, xspan := telemetry.Start(ctx, "sandrun.run", trace.SpanKindInternal, attribute.String("sandrun.op", item.Op))
-		f.state, f.destroyed = h.execute(xctx, &req, c)
+		f.state, f.destroyed = h.execute(xctx, &req, c, markBegun)
 		xspan.SetAttributes(attribute.Int("sandrun.exit_code", c.ExitCode))
 		xspan.End()
 	}
@@ -265,6 +378,17 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		h.committed(rctx, pending, replaced)
 	}
 	h.metrics.served(ctx, c)
+	var aborted []session.Unpublished
+	if f.destroyed {
+		// Recorded first (the destroy answers every request still
+		// unfinished, and must not answer itself), published once the
+		// session is destroyed: a request sent after the answer finds it
+		// so. The host is fenced off by then, and its heartbeat stops it:
+		// rctx outlives that.
+		if aborted, f.err = h.destroy(rctx); f.err != nil {
+			return f
+		}
+	}
 	// The completion carries its publish span's context out, to the
 	// backend that receives it.
 	pctx, pspan := telemetry.Start(rctx, "sandrun.publish completion", trace.SpanKindProducer)
@@ -274,18 +398,19 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
 		"duration_seconds", c.DurationSeconds, "total_seconds", c.Timing.TotalSeconds, "cold_start", c.ColdStart)
 	if f.destroyed {
-		f.err = h.destroy(ctx)
+		h.cleanUp(rctx, aborted)
 	}
 	return f
 }
 
 // execute runs the operation of a request into its completion. It returns
 // the shell state an exec left, and whether the request destroyed the
-// session.
-func (h *Host) execute(ctx context.Context, req *api.Request, c *api.Completion) (state *shell.State, destroyed bool) {
+// session. A foreground command calls begun once process.kill and
+// process.list see it.
+func (h *Host) execute(ctx context.Context, req *api.Request, c *api.Completion, begun func()) (state *shell.State, destroyed bool) {
 	switch req.Op {
 	case api.OpExec:
-		return h.exec(ctx, req, c), false
+		return h.exec(ctx, req, c, begun), false
 	case api.OpSessionDestroy:
 		c.ExitCode = 0
 		return nil, true
