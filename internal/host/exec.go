@@ -132,7 +132,7 @@ func (h *Host) attachOutput(ctx context.Context, c *api.Completion, requestID, s
 	var object string
 	if size > api.InlineOutputBytes {
 		name := session.OutputObject(h.cfg.SessionID, requestID, stream)
-		if err := h.upload(ctx, name, io.NewSectionReader(f, 0, size)); err != nil {
+		if _, err := h.store.WriteNewObject(ctx, name, "application/octet-stream", io.NewSectionReader(f, 0, size)); err != nil {
 			return fmt.Errorf("keep whole %s: %w", stream, err)
 		}
 		object = h.store.ObjectURI(name)
@@ -159,15 +159,3 @@ func trimPartialRune(b []byte) []byte {
 	return b
 }
 
-// upload copies what r holds into a new object.
-func (h *Host) upload(ctx context.Context, name string, r io.Reader) error {
-	w := h.store.CreateObject(ctx, name, "application/octet-stream")
-	if _, err := io.Copy(w, r); err != nil {
-		w.Close()
-		return fmt.Errorf("upload %s: %w", name, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("upload %s: %w", name, err)
-	}
-	return nil
-}
