@@ -158,4 +158,3 @@ func trimPartialRune(b []byte) []byte {
 	}
 	return b
 }
-
