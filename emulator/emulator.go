@@ -86,6 +86,9 @@ type Config struct {
 	// StorageDir keeps Cloud Storage objects on disk there; empty keeps them
 	// in memory.
 	StorageDir string
+	// FirestoreFile keeps Firestore's documents in that file across
+	// restarts (firestore.Server.Persist); empty keeps them in memory.
+	FirestoreFile string
 	// Buckets are created when the suite starts.
 	Buckets []string
 	// CloudRun configures the Cloud Run fake. The suite adds its own
@@ -236,6 +239,11 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	// Firestore.
 	if firestoreL != nil {
 		s.Firestore = firestore.New(firestore.Options{})
+		if cfg.FirestoreFile != "" {
+			if err := s.Firestore.Persist(cfg.FirestoreFile, time.Second); err != nil {
+				return nil, fmt.Errorf("start firestore: %w", err)
+			}
+		}
 		s.FirestoreUsage = &firestore.Usage{}
 		firestoreG := s.newGRPCServer(faults.Firestore, s.FirestoreUsage.Interceptors()...)
 		s.Firestore.Register(firestoreG)
@@ -425,6 +433,12 @@ func (s *Suite) Close(ctx context.Context) error {
 	}
 	for _, g := range s.grpcs {
 		stopGRPC(ctx, g)
+	}
+	if s.Firestore != nil {
+		// What was committed until the server stopped.
+		if err := s.Firestore.SaveSnapshot(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.PubSub != nil {
 		if err := s.PubSub.Close(); err != nil {
