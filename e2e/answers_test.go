@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/client"
 	"github.com/sandrun/sandrun/internal/session"
 )
 
@@ -99,5 +101,32 @@ func TestSessionDestroyPrintsTheSession(t *testing.T) {
 	var got api.SessionInfo
 	if err := json.Unmarshal([]byte(out), &got); err != nil || got.SessionID != "cli-destroy" || got.Status != session.StatusDestroyed {
 		t.Fatalf("session destroy printed %q", out)
+	}
+}
+
+// TestOutputIsBounded: a command printing 3 GiB answers ok; its object
+// keeps the first api.MaxOutputBytes, the completion says the rest was cut
+// and counts it, and the host serves on (issue 19).
+func TestOutputIsBounded(t *testing.T) {
+	w := start(t, options{})
+	const s = "bounded-output"
+	got := w.do(&api.Request{SessionID: s, Op: api.OpExec, Command: "yes | head -c 3G", TimeoutSeconds: 300})
+	if got.Status != api.StatusOK || got.ExitCode != 0 {
+		t.Fatalf("yes | head -c 3G: %s %+v exit %d", got.Status, got.Error, got.ExitCode)
+	}
+	if got.StdoutBytes != 3<<30 || !got.StdoutCut || got.StderrCut || got.StdoutObject == "" || len(got.Stdout) != api.InlineOutputBytes {
+		t.Fatalf("stdout: %d bytes, cut %v, object %q, %d inline; stderr cut %v", got.StdoutBytes, got.StdoutCut, got.StdoutObject, len(got.Stdout), got.StderrCut)
+	}
+	r, err := client.ReadObject(t.Context(), got.StdoutObject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n, err := io.Copy(io.Discard, r)
+	if err != nil || n != api.MaxOutputBytes {
+		t.Fatalf("the object holds %d bytes (%v), want %d", n, err, api.MaxOutputBytes)
+	}
+	if next := w.exec(s, "echo alive"); next.ExecutionID != got.ExecutionID {
+		t.Fatalf("next request served by %s, not %s", next.ExecutionID, got.ExecutionID)
 	}
 }
