@@ -118,6 +118,8 @@ type Suite struct {
 	// with Config.ExternalPubSub).
 	PubSub  *pstest.Server
 	Storage *fakestorage.Server
+	// uploads serves resumable uploads when Storage keeps objects on disk.
+	uploads *diskUploads
 	// Firestore is sandrun's own (nil with Config.ExternalFirestore).
 	Firestore *firestore.Server
 	// FirestoreUsage counts the document reads, writes and deletes the
@@ -234,6 +236,12 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	for _, b := range cfg.Buckets {
 		s.Storage.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: b, VersioningEnabled: false})
 	}
+	if cfg.StorageDir != "" {
+		// Large uploads go to disk as they arrive (storage_uploads.go).
+		if s.uploads, err = newDiskUploads(cfg.StorageDir, s.Storage); err != nil {
+			return nil, fmt.Errorf("start storage: %w", err)
+		}
+	}
 	s.serveHTTP(&http.Server{Handler: s.StorageHandler(), ReadHeaderTimeout: 10 * time.Second}, storageL)
 
 	// Firestore.
@@ -295,7 +303,11 @@ func (s *Suite) hasBucket(name string) bool {
 // reached by every official client through the one STORAGE_EMULATOR_HOST
 // that Env sets (see jsonAPIPrefix).
 func (s *Suite) StorageHandler() http.Handler {
-	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.Storage.HTTPHandler())))
+	h := s.Storage.HTTPHandler()
+	if s.uploads != nil {
+		s.uploads.next, h = h, s.uploads
+	}
+	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, h)))
 }
 
 // jsonAPIPrefix serves the JSON API under / as well as under /storage/v1.
