@@ -81,6 +81,9 @@ type options struct {
 	// hostUser runs the hosts as this user, as the executor's image does
 	// (uid 1000); the test must run as root.
 	hostUser *syscall.Credential
+	// storageDir keeps the local Cloud Storage on disk there, as sandrun
+	// dev does (in memory when empty).
+	storageDir string
 }
 
 // world is sandrun running on a local cloud for one test.
@@ -131,7 +134,7 @@ func start(t *testing.T, o options) *world {
 		StopGrace: 2 * time.Second,
 		Output:    logs,
 		User:      o.hostUser,
-	}}
+	}, StorageDir: o.storageDir}
 	if onGoogleEmulators {
 		// Firestore and Pub/Sub are Google's emulators, in a project of
 		// the test's own (TestOnGoogleEmulators).
