@@ -2,13 +2,11 @@ package firestore
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	fs "cloud.google.com/go/firestore"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 )
 
@@ -63,32 +61,15 @@ func persistingServer(t *testing.T, path string) (*fs.Client, func()) {
 	if err := srv.Persist(path, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = g.Serve(l)
-	}()
-	t.Setenv("FIRESTORE_EMULATOR_HOST", l.Addr().String())
+	addr, stopServer := serve(t, srv)
+	t.Setenv("FIRESTORE_EMULATOR_HOST", addr)
 	client, err := fs.NewClient(context.Background(), testProject)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
 	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
 		_ = client.Close()
-		srv.Close()
-		g.Stop()
-		<-served
+		stopServer()
 	}
 	t.Cleanup(stop)
 	return client, stop
