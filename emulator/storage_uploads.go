@@ -84,6 +84,11 @@ const uploadPathPrefix = "/upload/storage/v1/b/"
 func newDiskUploads(root string, server *fakestorage.Server) (*diskUploads, error) {
 	root = filepath.Clean(root)
 	spool := root + ".uploads"
+	// Upload sessions do not outlive the suite: what an earlier one left
+	// unfinished goes.
+	if err := os.RemoveAll(spool); err != nil {
+		return nil, fmt.Errorf("clear upload spool %s: %w", spool, err)
+	}
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return nil, fmt.Errorf("create upload spool %s: %w", spool, err)
 	}
