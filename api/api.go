@@ -256,13 +256,20 @@ type Completion struct {
 	Stderr         string   `json:"stderr"`
 	StdoutEncoding Encoding `json:"stdout_encoding,omitempty"`
 	StderrEncoding Encoding `json:"stderr_encoding,omitempty"`
-	// StdoutBytes and StderrBytes are the whole output's sizes.
+	// StdoutBytes and StderrBytes are the whole output's sizes: what the
+	// command printed, even past MaxOutputBytes.
 	StdoutBytes int64 `json:"stdout_bytes"`
 	StderrBytes int64 `json:"stderr_bytes"`
 	// StdoutObject and StderrObject name the Cloud Storage object
-	// (gs://bucket/name) holding the whole output when it was cut here.
+	// (gs://bucket/name) holding the whole output, up to MaxOutputBytes,
+	// when it was cut here.
 	StdoutObject string `json:"stdout_object,omitempty"`
 	StderrObject string `json:"stderr_object,omitempty"`
+	// StdoutCut and StderrCut are true when the command printed more than
+	// MaxOutputBytes to the stream: its object holds the first
+	// MaxOutputBytes, and the rest was not kept.
+	StdoutCut bool `json:"stdout_cut,omitempty"`
+	StderrCut bool `json:"stderr_cut,omitempty"`
 	// Cwd is the session's working directory after the request.
 	Cwd string `json:"cwd,omitempty"`
 
@@ -311,6 +318,13 @@ type Completion struct {
 	// Running is the foreground command running now (shell.view); nil when
 	// none is.
 	Running *ProcessInfo `json:"running,omitempty"`
+
+	// ResultObject is set when the completion's JSON was larger than
+	// MaxCompletionBytes: it names the Cloud Storage object
+	// (gs://bucket/name) holding the whole completion as JSON, and this
+	// completion is its Summary. The Go client and the Python SDK fetch it
+	// in its place.
+	ResultObject string `json:"result_object,omitempty"`
 
 	// ColdStart is true when a host was launched for this request.
 	ColdStart bool `json:"cold_start"`

@@ -40,6 +40,21 @@ func InlineOutput(b []byte) (string, Encoding) {
 	return base64.StdEncoding.EncodeToString(b), EncodingBase64
 }
 
+// Summary is what a completion's message carries when its JSON is over
+// MaxCompletionBytes and the whole of it is stored in resultObject: the
+// completion without the fields that grow with what the operation
+// returned (inline output and content, entries, matches, processes, the
+// pid lists and the foreground command), its sizes, status, error and
+// timing kept.
+func (c *Completion) Summary(resultObject string) *Completion {
+	s := *c
+	s.Stdout, s.StdoutEncoding, s.Stderr, s.StderrEncoding = "", "", "", ""
+	s.Content, s.ContentEncoding = "", ""
+	s.Entries, s.Matches, s.Processes, s.Killed, s.BackgroundPIDs, s.Running = nil, nil, nil, nil, nil, nil
+	s.ResultObject = resultObject
+	return &s
+}
+
 // StdoutData returns the inline stdout as bytes, decoding base64 if needed.
 func (c *Completion) StdoutData() ([]byte, error) {
 	return decodeOutput("stdout", c.Stdout, c.StdoutEncoding)

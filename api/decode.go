@@ -29,6 +29,11 @@ func ParseRequest(data []byte) (Request, error) {
 	if !utf8.Valid(data) {
 		return req, newDecodeError(data, ReasonInvalidUTF8, "request is not valid UTF-8")
 	}
+	if at := loneSurrogate(data); at >= 0 {
+		// encoding/json would read it as U+FFFD and run another command
+		// than the one sent.
+		return req, newDecodeError(data, ReasonInvalidUTF8, fmt.Sprintf("request is not valid UTF-8 once decoded: the escape %s at byte %d is half of a UTF-16 surrogate pair, which stands for no character", data[at:at+6], at))
+	}
 	present, problem := decodeRequest(data, &req)
 	if problem != "" {
 		e := newDecodeError(data, ReasonNotARequest, "request is not a JSON object of the request schema: "+problem)
@@ -45,6 +50,42 @@ func ParseRequest(data []byte) (Request, error) {
 		return req, err
 	}
 	return req, nil
+}
+
+// loneSurrogate returns the offset of the first \uXXXX escape in data
+// that is a UTF-16 surrogate (D800-DFFF) not paired as high then low, or
+// -1. A backslash only begins an escape inside a JSON string, and data
+// that is not JSON fails later anyway, so strings need not be tracked.
+func loneSurrogate(data []byte) int {
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		r, ok := escapedRune(data, i)
+		switch {
+		case !ok:
+			i++ // \n, \\, ... : skip the escaped byte
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return i
+		case r >= 0xD800 && r <= 0xDBFF:
+			if lo, ok := escapedRune(data, i+6); !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return i
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return -1
+}
+
+// escapedRune reads the \uXXXX escape at data[i:], if there is one.
+func escapedRune(data []byte, i int) (rune, bool) {
+	if i+6 > len(data) || data[i] != '\\' || data[i+1] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(data[i+2:i+6]), 16, 16)
+	return rune(n), err == nil
 }
 
 // newDecodeError is the error of data that is not a request, with what

@@ -31,6 +31,19 @@ const (
 	// InlineOutputBytes is how much of stdout and of stderr a completion
 	// carries; the whole output is in the object the completion names.
 	InlineOutputBytes = 64 << 10
+	// MaxOutputBytes is how much of each output stream of an exec is
+	// kept: the object a completion names holds at most this much, and
+	// stdout_cut or stderr_cut says when the command printed more (the
+	// rest is counted in stdout_bytes or stderr_bytes, not kept).
+	MaxOutputBytes = 256 << 20
+	// MaxCompletionBytes bounds the JSON of a completion as it is recorded
+	// and published: what Firestore's 1 MiB document holds beside the
+	// request (at most MaxRequestBytes), with room to spare. A completion
+	// whose JSON is larger is stored whole in the object result_object
+	// names, and the message carries it without its large fields (see
+	// Completion.Summary). The size is of the JSON, escapes included, not
+	// of the raw bytes: 192 KiB of NUL bytes are 1.1 MB of JSON.
+	MaxCompletionBytes = 512 << 10
 	// MaxInlineFileBytes bounds file.write's content, once decoded, and
 	// what one file.read returns. Larger files travel through Cloud
 	// Storage, by file.upload and file.download.

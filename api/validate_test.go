@@ -80,6 +80,8 @@ func parseCases() []parseCase {
 		{name: "exec with timeout in exponent form", data: obj(rid, sid, opExec, echo, `"timeout_seconds":1e2`)},
 		{name: "exec with unicode and newlines", data: obj(rid, sid, opExec, q("command", "echo héllo ✓\nprintf '%s\\n' \"$A\"")),
 			want: &Request{RequestID: "r1", SessionID: "s1", Op: OpExec, Command: "echo héllo ✓\nprintf '%s\\n' \"$A\""}},
+		{name: "exec with a surrogate pair and an escaped backslash", data: obj(rid, sid, opExec, `"command":"echo \ud83d\ude00 \\ud800"`),
+			want: &Request{RequestID: "r1", SessionID: "s1", Op: OpExec, Command: "echo 😀 \\ud800"}},
 		{name: "exec with escaped field name", data: `{"request\u005fid":"r1","session_id":"s1","op":"exec","command":"ls"}`},
 		{name: "exec with the longest command", data: obj(rid, sid, opExec, q("command", long('x', MaxCommandBytes)))},
 		{name: "exec with env at its limit", data: obj(rid, sid, opExec, echo, fmt.Sprintf(`"env":{"A":%q}`, long('v', MaxEnvBytes-1)))},
@@ -129,6 +131,11 @@ func parseCases() []parseCase {
 		{name: "invalid UTF-8 with a readable request_id", data: obj(rid, sid, opExec, `"command":"echo `+"\xff"+`"`), reason: ReasonInvalidUTF8, requestID: "r1", msg: "not valid UTF-8", schemaBlind: true},
 		{name: "invalid UTF-8 in the request_id", data: obj(`"request_id":"r`+"\xfe"+`"`, sid, opExec, echo), reason: ReasonInvalidUTF8, msg: "not valid UTF-8"},
 		{name: "invalid UTF-8 and no JSON", data: "\xff\xfe", reason: ReasonInvalidUTF8, msg: "not valid UTF-8"},
+		// A lone surrogate escape would decode to U+FFFD: another command.
+		{name: "lone high surrogate", data: obj(rid, sid, opExec, `"command":"echo \ud800"`), reason: ReasonInvalidUTF8, requestID: "r1", msg: `the escape \ud800 at byte`, schemaBlind: true},
+		{name: "lone low surrogate", data: obj(rid, sid, opExec, `"command":"echo \uDC00x"`), reason: ReasonInvalidUTF8, requestID: "r1", msg: "half of a UTF-16 surrogate pair", schemaBlind: true},
+		{name: "high surrogate then another high", data: obj(rid, sid, opExec, `"command":"echo \ud83d\ud83d"`), reason: ReasonInvalidUTF8, requestID: "r1", msg: "surrogate", schemaBlind: true},
+		{name: "lone surrogate in env", data: obj(rid, sid, opExec, echo, `"env":{"A":"\ud800"}`), reason: ReasonInvalidUTF8, requestID: "r1", msg: "surrogate", schemaBlind: true},
 
 		// Missing ids and op.
 		{name: "missing request_id", data: obj(sid, opExec, echo), reason: ReasonInvalidRequestID, msg: "request_id is missing"},

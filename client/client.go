@@ -203,14 +203,39 @@ func (c *Client) Send(ctx context.Context, req *api.Request) (err error) {
 	return nil
 }
 
-// Do publishes a request and waits for its completion until ctx ends.
+// Do publishes a request and waits for its completion until ctx ends. A
+// completion too large for a message (api.MaxCompletionBytes) arrives as a
+// summary naming its result object: Do reads the whole completion from
+// that object (as ReadObject does) and returns it.
 func (c *Client) Do(ctx context.Context, req *api.Request) (*api.Completion, error) {
 	wait := c.expect(req.RequestID)
 	if err := c.Send(ctx, req); err != nil {
 		c.forget(req.RequestID)
 		return nil, err
 	}
-	return c.await(ctx, req.RequestID, wait)
+	done, err := c.await(ctx, req.RequestID, wait)
+	if err != nil || done.ResultObject == "" {
+		return done, err
+	}
+	return FetchResult(ctx, done)
+}
+
+// FetchResult returns the whole completion that a summary's result object
+// holds, or done itself when it names none.
+func FetchResult(ctx context.Context, done *api.Completion, opts ...option.ClientOption) (*api.Completion, error) {
+	if done.ResultObject == "" {
+		return done, nil
+	}
+	r, err := ReadObject(ctx, done.ResultObject, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the completion of request %s: %w", done.RequestID, err)
+	}
+	defer r.Close()
+	var whole api.Completion
+	if err := json.NewDecoder(r).Decode(&whole); err != nil {
+		return nil, fmt.Errorf("decode the completion of request %s from %s: %w", done.RequestID, done.ResultObject, err)
+	}
+	return &whole, nil
 }
 
 // expect registers interest in a request's completion before it is sent,

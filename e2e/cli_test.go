@@ -85,15 +85,7 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 
 	// Ctrl-C stops everything it started, and its environment file goes.
-	d.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-d.done:
-		if d.err != nil {
-			t.Fatalf("sandrun dev exited with %v: %s", d.err, devErr.String())
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("sandrun dev did not stop within a minute of Ctrl-C")
-	}
+	d.interrupt(t)
 	if _, err := os.Stat(filepath.Join(home, "dev.env")); !os.IsNotExist(err) {
 		t.Errorf("dev.env left behind: %v", err)
 	}
@@ -104,12 +96,52 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 }
 
+// TestDevKeepsSessionsAcrossARestart: a session's working directory,
+// variables and files are there after `sandrun dev` was stopped and
+// started again with the same home (issue 19).
+func TestDevKeepsSessionsAcrossARestart(t *testing.T) {
+	home := t.TempDir()
+	environ := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SANDRUN_HOME=" + home}
+	run := func(command string) string {
+		t.Helper()
+		cmd := exec.Command(sandrunBin, "exec", "--session", "kept", "--", command)
+		cmd.Env = environ
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("sandrun exec %q: %v", command, err)
+		}
+		return string(out)
+	}
+	d := startDev(t, environ)
+	run("mkdir -p work && cd work && echo kept > notes.txt && export KEPT=yes")
+	d.interrupt(t)
+
+	startDev(t, environ)
+	if got, want := run(`basename "$PWD"; echo "$KEPT"; cat notes.txt`), "work\nyes\nkept\n"; got != want {
+		t.Fatalf("after the restart: %q, want %q", got, want)
+	}
+}
+
 // devProcess is a `sandrun dev` a test started.
 type devProcess struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	done   chan struct{} // closed once it exited; err is then Wait's
 	err    error
+}
+
+// interrupt stops d as Ctrl-C does and waits until it exited cleanly.
+func (d *devProcess) interrupt(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-d.done:
+		if d.err != nil {
+			t.Fatalf("sandrun dev exited with %v: %s", d.err, d.stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("sandrun dev did not stop within a minute of Ctrl-C")
+	}
 }
 
 // startDev starts `sandrun dev` on free ports with env (a new terminal's:

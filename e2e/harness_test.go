@@ -85,6 +85,9 @@ type options struct {
 	// hostUser runs the hosts as this user, as the executor's image does
 	// (uid 1000); the test must run as root.
 	hostUser *syscall.Credential
+	// storageDir keeps the local Cloud Storage on disk there, as sandrun
+	// dev does (in memory when empty).
+	storageDir string
 }
 
 // world is sandrun running on a local cloud for one test.
@@ -135,7 +138,8 @@ func start(t *testing.T, o options) *world {
 		StopGrace: 2 * time.Second,
 		Output:    logs,
 		User:      o.hostUser,
-	}, Logger: logging.New(logs, 0, "sandrun-local")} // the local Pub/Sub logs what it dead-letters
+	}, Logger: logging.New(logs, 0, "sandrun-local"), // the local Pub/Sub logs what it dead-letters
+		StorageDir: o.storageDir}
 	if onGoogleEmulators {
 		// Firestore and Pub/Sub are Google's emulators, in a project of
 		// the test's own (TestOnGoogleEmulators).

@@ -74,6 +74,9 @@ type Config struct {
 	// StorageDir keeps Cloud Storage objects on disk there; empty keeps them
 	// in memory.
 	StorageDir string
+	// FirestoreFile keeps Firestore's documents in that file across
+	// restarts (firestore.Server.Persist); empty keeps them in memory.
+	FirestoreFile string
 	// Buckets are created when the suite starts.
 	Buckets []string
 	// CloudRun configures the Cloud Run fake. The suite adds its own
@@ -104,6 +107,8 @@ type Suite struct {
 	// PubSub is sandrun's own (nil with Config.ExternalPubSub).
 	PubSub  *pubsub.Server
 	Storage *fakestorage.Server
+	// uploads serves resumable uploads when Storage keeps objects on disk.
+	uploads *diskUploads
 	// Firestore is sandrun's own (nil with Config.ExternalFirestore).
 	Firestore *firestore.Server
 	// FirestoreUsage counts the document reads, writes and deletes the
@@ -220,11 +225,22 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	for _, b := range cfg.Buckets {
 		s.Storage.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: b, VersioningEnabled: false})
 	}
+	if cfg.StorageDir != "" {
+		// Large uploads go to disk as they arrive (storage_uploads.go).
+		if s.uploads, err = newDiskUploads(cfg.StorageDir, s.Storage); err != nil {
+			return nil, fmt.Errorf("start storage: %w", err)
+		}
+	}
 	s.serveHTTP(&http.Server{Handler: s.StorageHandler(), ReadHeaderTimeout: 10 * time.Second}, storageL)
 
 	// Firestore.
 	if firestoreL != nil {
 		s.Firestore = firestore.New(firestore.Options{})
+		if cfg.FirestoreFile != "" {
+			if err := s.Firestore.Persist(cfg.FirestoreFile, time.Second); err != nil {
+				return nil, fmt.Errorf("start firestore: %w", err)
+			}
+		}
 		s.FirestoreUsage = &firestore.Usage{}
 		firestoreG := s.newGRPCServer(faults.Firestore, s.FirestoreUsage.Interceptors()...)
 		s.Firestore.Register(firestoreG)
@@ -276,7 +292,11 @@ func (s *Suite) hasBucket(name string) bool {
 // reached by every official client through the one STORAGE_EMULATOR_HOST
 // that Env sets (see jsonAPIPrefix).
 func (s *Suite) StorageHandler() http.Handler {
-	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.Storage.HTTPHandler())))
+	h := s.Storage.HTTPHandler()
+	if s.uploads != nil {
+		s.uploads.next, h = h, s.uploads
+	}
+	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, h)))
 }
 
 // jsonAPIPrefix serves the JSON API under / as well as under /storage/v1.
@@ -421,6 +441,12 @@ func (s *Suite) Close(ctx context.Context) error {
 	}
 	if s.pubsubProxy != nil {
 		s.pubsubProxy.Close()
+	}
+	if s.Firestore != nil {
+		// What was committed until the server stopped.
+		if err := s.Firestore.SaveSnapshot(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.Storage != nil {
 		s.Storage.Stop()

@@ -51,7 +51,12 @@ func write(t *testing.T, w *storage.Writer, data []byte) error {
 }
 
 func TestStorageLargeObjectRoundTrip(t *testing.T) {
-	emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}})
+	t.Run("memory", func(t *testing.T) { testLargeObjectRoundTrip(t, "") })
+	t.Run("disk", func(t *testing.T) { testLargeObjectRoundTrip(t, t.TempDir()) })
+}
+
+func testLargeObjectRoundTrip(t *testing.T, dir string) {
+	emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}, StorageDir: dir})
 	b := newStorage(t)
 	ctx := context.Background()
 
@@ -163,6 +168,62 @@ func TestStoragePreconditionsListAndDelete(t *testing.T) {
 	}
 	if got := list(t, b, "sessions/"); !slices.Equal(got, []string{"sessions/s10/checkpoint", "sessions/s2/checkpoint"}) {
 		t.Fatalf("other sessions' objects: %v", got)
+	}
+}
+
+// TestStorageOnDiskResumableUploads: with StorageDir, resumable uploads go
+// to disk as they arrive (storage_uploads.go); to the official client they
+// behave as Google's do: create-only and generation preconditions, the
+// generation the writer reports is the one reads find, and the object
+// lists, reads by generation and deletes as any other.
+func TestStorageOnDiskResumableUploads(t *testing.T) {
+	emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}, StorageDir: t.TempDir()})
+	b := newStorage(t)
+	ctx := context.Background()
+	upload := func(o *storage.ObjectHandle, data []byte) (*storage.ObjectAttrs, error) {
+		w := o.NewWriter(ctx)
+		w.ChunkSize = 256 << 10 // several chunks, each a request
+		w.ContentType = "application/x-test"
+		err := write(t, w, data)
+		return w.Attrs(), err
+	}
+	obj := b.Object("sessions/s1/results/r1/stdout")
+	v1 := randomBytes(600 << 10)
+	attrs, err := upload(obj.If(storage.Conditions{DoesNotExist: true}), v1)
+	if err != nil {
+		t.Fatalf("create-only upload: %v", err)
+	}
+	if _, err := upload(obj.If(storage.Conditions{DoesNotExist: true}), v1); !isPreconditionFailed(err) {
+		t.Fatalf("create-only upload of an existing object: %v, want 412", err)
+	}
+	if _, err := upload(obj.If(storage.Conditions{GenerationMatch: attrs.Generation + 1}), v1); !isPreconditionFailed(err) {
+		t.Fatalf("upload with a wrong generation: %v, want 412", err)
+	}
+	r, err := obj.Generation(attrs.Generation).NewReader(ctx)
+	if err != nil {
+		t.Fatalf("read at the generation the writer reported (%d): %v", attrs.Generation, err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, v1) {
+		t.Fatalf("read back %d bytes (%v), want the %d uploaded", len(got), err, len(v1))
+	}
+	stored, err := obj.Attrs(ctx)
+	if err != nil || stored.Size != int64(len(v1)) || stored.ContentType != "application/x-test" || !bytes.Equal(stored.MD5, attrs.MD5) || stored.CRC32C != attrs.CRC32C {
+		t.Fatalf("stored attributes %+v (%v), writer's %+v", stored, err, attrs)
+	}
+	v2 := randomBytes(300 << 10)
+	if _, err := upload(obj.If(storage.Conditions{GenerationMatch: attrs.Generation}), v2); err != nil {
+		t.Fatalf("upload with the current generation: %v", err)
+	}
+	if got := list(t, b, "sessions/"); !slices.Equal(got, []string{"sessions/s1/results/r1/stdout"}) {
+		t.Fatalf("list: %v", got)
+	}
+	if err := obj.Delete(ctx); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if got := list(t, b, "sessions/"); len(got) != 0 {
+		t.Fatalf("left after delete: %v", got)
 	}
 }
 

@@ -48,9 +48,13 @@
 // per-document write rate limits, Firestore's index-range locks (a query
 // here locks what its filter matches), vector search (find_nearest), query explain,
 // pipelines (ExecutePipeline), PartitionQuery, the Write streaming RPC,
-// existence filters and bloom filters in Listen, and persistence: stop the
-// server and the data is gone. Read times reach back only as far as
-// Options.History. Methods not implemented answer Unimplemented.
+// existence filters and bloom filters in Listen. Without Persist, stop the
+// server and the data is gone; with it (persist.go), the documents as they
+// last were, with their create and update times, outlive a restart, as
+// Google's emulator's --export-on-exit and --import-data keep them, but
+// not their history, transactions or resume tokens. Read times reach back
+// only as far as Options.History. Methods not implemented answer
+// Unimplemented.
 //
 // Each behaviour above is checked against Google's Firestore emulator by
 // the package's tests (TestOfficialEmulator runs them all there); the

@@ -50,6 +50,10 @@ type Server struct {
 	done    chan struct{} // closed by Close
 	streams map[*listenStream]struct{}
 	wg      sync.WaitGroup // running Listen handlers
+	// snapshotPath is Persist's file; persisted, with Persist, is closed
+	// once the last snapshot is written after Close.
+	snapshotPath string
+	persisted    chan struct{}
 
 	resets atomic.Int64 // Listen resumptions answered with RESET, for tests
 }
@@ -90,7 +94,8 @@ const closeWait = 5 * time.Second
 // Close ends open Listen streams (with Unavailable, so clients reconnect
 // elsewhere or give up) and waits for their handlers to return, up to a
 // few seconds for a handler stuck sending to a client that does not read.
-// Other RPCs are not affected; stop the gRPC server to end those. Close is
+// Other RPCs are not affected; stop the gRPC server to end those. With
+// Persist, it then waits for the last snapshot to be written. Close is
 // safe to call more than once. The server has no other goroutines.
 func (s *Server) Close() {
 	s.mu.Lock()
@@ -99,6 +104,9 @@ func (s *Server) Close() {
 		close(s.done)
 	}
 	s.mu.Unlock()
+	if s.persisted != nil {
+		<-s.persisted
+	}
 	ended := make(chan struct{})
 	go func() {
 		s.wg.Wait()

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,23 +139,7 @@ func newTestEnvWith(t *testing.T, opts Options) *testEnv {
 		project = official.Project(t)
 	} else {
 		srv = New(opts)
-		g := grpc.NewServer()
-		srv.Register(g)
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			_ = g.Serve(l)
-		}()
-		t.Cleanup(func() {
-			srv.Close()
-			g.Stop()
-			<-served
-		})
-		addr = l.Addr().String()
+		addr, _ = serve(t, srv)
 	}
 	t.Setenv("FIRESTORE_EMULATOR_HOST", addr)
 	client, err := fs.NewClient(context.Background(), project)
@@ -163,6 +148,33 @@ func newTestEnvWith(t *testing.T, opts Options) *testEnv {
 	}
 	t.Cleanup(func() { _ = client.Close() })
 	return &testEnv{srv: srv, client: client, addr: addr, db: "projects/" + project + "/databases/(default)"}
+}
+
+// serve serves srv on a loopback port until stop, which closes srv and
+// its gRPC server (at cleanup at the latest).
+func serve(t *testing.T, srv *Server) (addr string, stop func()) {
+	t.Helper()
+	g := grpc.NewServer()
+	srv.Register(g)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = g.Serve(l)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			srv.Close()
+			g.Stop()
+			<-served
+		})
+	}
+	t.Cleanup(stop)
+	return l.Addr().String(), stop
 }
 
 // gapic returns the official low-level (GAPIC) client on the same server,

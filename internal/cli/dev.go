@@ -19,7 +19,12 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "dev", `dev [flags]
 
 Runs sandrun on one machine: the local cloud, the dispatcher, the reaper,
-and session hosts as local processes started by the Cloud Run fake. Other
+and session hosts as local processes started by the Cloud Run fake. The
+local cloud keeps Cloud Storage objects in --home/storage (unless
+--storage-dir says otherwise) and Firestore's documents in
+--home/firestore.snapshot, so that a restart with the same --home keeps
+every session: cwd, environment and files (Pub/Sub messages in flight are
+not kept). Other
 sandrun commands (exec, session) find it through $SANDRUN_HOME/dev.env while
 it runs. The dispatcher's and the reaper's /live, /health, /ready and
 /metrics are served on the port after the local cloud's five (--base-port
@@ -28,7 +33,7 @@ it started ends.`)
 	var ec emulatorConfig
 	ec.define(fs)
 	ec.defineTasks(fs, defaultHostUser(), defaultWorkspace())
-	home := fs.String("home", stateDir(env), "directory for session workspaces and dev.env")
+	home := fs.String("home", stateDir(env), "directory for session workspaces, the local cloud's storage and Firestore, and dev.env")
 	fs.Env("home", "SANDRUN_HOME")
 	idle := fs.Duration("idle-timeout", 2*time.Minute, "how long an idle host waits before it checkpoints and exits")
 	fs.Env("idle-timeout", "SANDRUN_IDLE_TIMEOUT")
@@ -58,6 +63,12 @@ it started ends.`)
 	if err != nil {
 		return err
 	}
+	// The local cloud keeps its Cloud Storage and Firestore under --home,
+	// so that sessions outlive a restart with the same home.
+	if cfg.StorageDir == "" {
+		cfg.StorageDir = filepath.Join(*home, "storage")
+	}
+	cfg.FirestoreFile = filepath.Join(*home, "firestore.snapshot")
 	if u := cfg.CloudRun.User; u != nil && cfg.CloudRun.Workspace == "" {
 		// The hosts keep the sessions' workspaces under --home: they must
 		// own the directory (and reach it: a --home under /root is not).

@@ -176,6 +176,10 @@ func runSession(ctx context.Context, env *Env, args []string) error {
 	if done.Status == api.StatusError {
 		return fmt.Errorf("%s: %s", done.Error.Code, done.Error.Message)
 	}
+	if done.Session == nil {
+		// session.destroy answers without a session: it is gone.
+		return printJSON(env, &api.SessionInfo{SessionID: id, Status: session.StatusDestroyed})
+	}
 	return printJSON(env, done.Session)
 }
 

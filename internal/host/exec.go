@@ -42,7 +42,7 @@ func (h *Host) exec(ctx context.Context, req *api.Request, c *api.Completion, be
 
 	running, err := shell.Start(ctx, h.spool, h.state.Clone(), shell.Command{
 		Script: req.Command, Env: req.Env, Dir: req.Cwd, Timeout: req.Timeout(),
-		Stdout: stdout, Stderr: stderr,
+		Stdout: stdout, Stderr: stderr, MaxOutput: api.MaxOutputBytes,
 	})
 	if err != nil {
 		failStart(c, req, err)
@@ -118,12 +118,14 @@ func (h *Host) startBackground(req *api.Request, c *api.Completion) {
 	c.Processes = []api.ProcessInfo{h.processInfo(info)}
 }
 
-// attachOutput puts the start of the command's output, the first size
-// bytes of f, in the completion and, when it does not fit, all of it in an
+// attachOutput puts the start of the command's output in the completion
+// and, when it does not fit, all of it that was kept (the first
+// api.MaxOutputBytes of the size bytes printed, the file's start) in an
 // object that the completion names. What the command's leftovers write to
 // f later is theirs, not the request's.
 func (h *Host) attachOutput(ctx context.Context, c *api.Completion, requestID, stream string, f *os.File, size int64) error {
-	head := make([]byte, min(size, api.InlineOutputBytes))
+	kept := min(size, api.MaxOutputBytes)
+	head := make([]byte, min(kept, api.InlineOutputBytes))
 	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -134,15 +136,16 @@ func (h *Host) attachOutput(ctx context.Context, c *api.Completion, requestID, s
 	var object string
 	if size > api.InlineOutputBytes {
 		name := session.OutputObject(h.cfg.SessionID, requestID, stream)
-		if err := h.upload(ctx, name, io.NewSectionReader(f, 0, size)); err != nil {
+		if _, err := h.store.WriteNewObject(ctx, name, "application/octet-stream", io.NewSectionReader(f, 0, kept)); err != nil {
 			return fmt.Errorf("keep whole %s: %w", stream, err)
 		}
 		object = h.store.ObjectURI(name)
 	}
+	cut := size > kept
 	if stream == "stdout" {
-		c.Stdout, c.StdoutEncoding, c.StdoutBytes, c.StdoutObject = text, enc, size, object
+		c.Stdout, c.StdoutEncoding, c.StdoutBytes, c.StdoutObject, c.StdoutCut = text, enc, size, object, cut
 	} else {
-		c.Stderr, c.StderrEncoding, c.StderrBytes, c.StderrObject = text, enc, size, object
+		c.Stderr, c.StderrEncoding, c.StderrBytes, c.StderrObject, c.StderrCut = text, enc, size, object, cut
 	}
 	return nil
 }
@@ -159,17 +162,4 @@ func trimPartialRune(b []byte) []byte {
 		}
 	}
 	return b
-}
-
-// upload copies what r holds into a new object.
-func (h *Host) upload(ctx context.Context, name string, r io.Reader) error {
-	w := h.store.CreateObject(ctx, name, "application/octet-stream")
-	if _, err := io.Copy(w, r); err != nil {
-		w.Close()
-		return fmt.Errorf("upload %s: %w", name, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("upload %s: %w", name, err)
-	}
-	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"path/filepath"
@@ -142,13 +141,8 @@ func (h *Host) downloadFile(ctx context.Context, ops files.Ops, req *api.Request
 	}
 	defer f.Close()
 	name := session.TransferObject(h.cfg.SessionID, req.RequestID, safeObjectName(path.Base(info.Path)))
-	w := h.store.CreateObject(ctx, name, "application/octet-stream")
-	n, err := io.Copy(w, f)
+	n, err := h.store.WriteNewObject(ctx, name, "application/octet-stream", f)
 	if err != nil {
-		w.Close()
-		return fmt.Errorf("download %s: %w", req.Path, err)
-	}
-	if err := w.Close(); err != nil {
 		return fmt.Errorf("download %s: %w", req.Path, err)
 	}
 	c.Object, c.Size = h.store.ObjectURI(name), n

@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -255,10 +254,13 @@ func (s *Store) Start(ctx context.Context, lease *Lease, requestID string) (item
 // answer is recorded only with the state it reports. It returns the
 // completion bytes to publish. A completion is recorded once: finishing an
 // item that is already done returns what was recorded.
+//
+// A completion whose JSON is over api.MaxCompletionBytes is stored whole
+// in its result object, and its Summary is recorded and published.
 func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, shell *Shell, cp *Checkpoint) ([]byte, error) {
-	b, err := json.Marshal(c)
+	b, err := s.fit(ctx, lease.SessionID, c)
 	if err != nil {
-		return nil, fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
+		return nil, err
 	}
 	iref := s.itemRef(lease.SessionID, c.RequestID)
 	var recorded []byte

@@ -1,7 +1,9 @@
 package session
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,8 @@ import (
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
+
+	"github.com/sandrun/sandrun/api"
 )
 
 // objectPrefix is where a session's objects live in the bucket.
@@ -26,6 +30,44 @@ func OutputObject(sessionID, requestID, stream string) string {
 	return objectPrefix(sessionID) + "results/" + requestID + "/" + stream
 }
 
+// CompletionObject is the object that keeps the whole completion of a
+// request whose JSON is over api.MaxCompletionBytes.
+func CompletionObject(sessionID, requestID string) string {
+	return objectPrefix(sessionID) + "results/" + requestID + "/completion.json"
+}
+
+// fit returns the JSON of c to record and publish: c's own when it is at
+// most api.MaxCompletionBytes, else its Summary, after c was stored whole
+// in its CompletionObject. When that store fails, the request is answered
+// INTERNAL instead: its answer is lost, but the host keeps serving.
+func (s *Store) fit(ctx context.Context, sessionID string, c *api.Completion) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
+	}
+	if len(b) <= api.MaxCompletionBytes {
+		return b, nil
+	}
+	name := CompletionObject(sessionID, c.RequestID)
+	sum := c.Summary(s.ObjectURI(name))
+	if _, err := s.WriteNewObject(ctx, name, "application/json", bytes.NewReader(b)); err != nil {
+		sum = c.Summary("")
+		sum.Fail(api.CodeInternal, fmt.Sprintf("the answer was %d bytes of JSON, over the %d a completion carries, and could not be stored in Cloud Storage: %v", len(b), api.MaxCompletionBytes, err))
+	}
+	if b, err = json.Marshal(sum); err != nil {
+		return nil, fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
+	}
+	if len(b) > api.MaxCompletionBytes {
+		// Only an error message or a path of absurd length gets here.
+		b, err = json.Marshal(api.ErrorCompletion(c.RequestID, c.SessionID, c.Op, api.CodeInternal,
+			fmt.Sprintf("even the summary of the answer is %d bytes of JSON, over the %d a completion carries", len(b), api.MaxCompletionBytes)))
+		if err != nil {
+			return nil, fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
+		}
+	}
+	return b, nil
+}
+
 // CreateObject returns a writer of a new object; writing fails if the
 // object exists, so two hosts can never clobber each other's objects.
 // Closing the writer commits it.
@@ -33,6 +75,25 @@ func (s *Store) CreateObject(ctx context.Context, name, contentType string) *sto
 	w := s.gcs.Bucket(s.cfg.Bucket).Object(name).If(storage.Conditions{DoesNotExist: true}).NewWriter(ctx)
 	w.ContentType = contentType
 	return w
+}
+
+// WriteNewObject copies what r holds into a new object (see CreateObject)
+// and returns how many bytes it copied.
+func (s *Store) WriteNewObject(ctx context.Context, name, contentType string, r io.Reader) (int64, error) {
+	return copyToObject(s.CreateObject(ctx, name, contentType), r)
+}
+
+// copyToObject copies r into the object w writes and commits it.
+func copyToObject(w *storage.Writer, r io.Reader) (int64, error) {
+	n, err := io.Copy(w, r)
+	if err != nil {
+		w.Close()
+		return n, fmt.Errorf("write object %s: %w", w.Name, err)
+	}
+	if err := w.Close(); err != nil {
+		return n, fmt.Errorf("write object %s: %w", w.Name, err)
+	}
+	return n, nil
 }
 
 // CheckpointObject names the object of the lease's seq-th checkpoint.

@@ -152,12 +152,6 @@ func (s *Store) OpenObject(ctx context.Context, name string) (*storage.Reader, e
 func (s *Store) ReplaceObject(ctx context.Context, name, contentType string, r io.Reader) error {
 	w := s.gcs.Bucket(s.cfg.Bucket).Object(name).NewWriter(ctx)
 	w.ContentType = contentType
-	if _, err := io.Copy(w, r); err != nil {
-		w.Close()
-		return fmt.Errorf("write object %s: %w", name, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("write object %s: %w", name, err)
-	}
-	return nil
+	_, err := copyToObject(w, r)
+	return err
 }

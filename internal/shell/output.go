@@ -21,11 +21,15 @@ import (
 // every writer is gone. cut marks the command's end: the bytes written
 // until then (those still queued in the pipe included) are the command's
 // output; what its leftovers write later follows them in the file and
-// never changes them.
+// never changes them. Past limit bytes (when above 0) the drain reads and
+// counts but writes nothing more: the file stays bounded and the writers
+// never block.
 type outputPipe struct {
 	w   *os.File // the write end, handed to bash and closed once it started
 	r   *os.File // the read end, the drain's
 	dst *os.File // the drain's own descriptor of the caller's file
+	// limit bounds what goes to dst; 0: no bound.
+	limit int64
 
 	mu     sync.Mutex
 	closed bool // r is closed: no deadline may be set on it
@@ -37,7 +41,7 @@ type outputPipe struct {
 }
 
 // newOutputPipe makes the pipe of a stream going to dst.
-func newOutputPipe(dst *os.File) (*outputPipe, error) {
+func newOutputPipe(dst *os.File, limit int64) (*outputPipe, error) {
 	// The drain's own descriptor: the caller may close its file as soon
 	// as the command ended, while leftovers still write.
 	fd, err := unix.FcntlInt(dst.Fd(), unix.F_DUPFD_CLOEXEC, 0)
@@ -50,7 +54,7 @@ func newOutputPipe(dst *os.File) (*outputPipe, error) {
 		own.Close()
 		return nil, fmt.Errorf("create output pipe: %w", err)
 	}
-	return &outputPipe{w: w, r: r, dst: own, cutDone: make(chan struct{})}, nil
+	return &outputPipe{w: w, r: r, dst: own, limit: limit, cutDone: make(chan struct{})}, nil
 }
 
 // drain copies the pipe into the file until no writer is left, or the
@@ -64,12 +68,17 @@ func (p *outputPipe) drain() {
 		p.dst.Close()
 	}()
 	buf := make([]byte, 64<<10)
-	var written int64
+	// seen counts what the writers wrote, written what reached the file.
+	var seen, written int64
 	write := func(b []byte) bool {
+		seen += int64(len(b))
+		if p.limit > 0 {
+			b = b[:min(int64(len(b)), max(p.limit-written, 0))]
+		}
 		n, err := p.dst.Write(b)
 		written += int64(n)
 		if err != nil {
-			p.finishCut(written, fmt.Errorf("write command output to %s: %w", p.dst.Name(), err))
+			p.finishCut(seen, fmt.Errorf("write command output to %s: %w", p.dst.Name(), err))
 			return false
 		}
 		return true
@@ -92,10 +101,10 @@ func (p *outputPipe) drain() {
 				queued -= n
 				qerr = rerr
 			}
-			p.finishCut(written, nil)
+			p.finishCut(seen, nil)
 		case err != nil:
 			// io.EOF: every writer is gone, everything is written.
-			p.finishCut(written, nil)
+			p.finishCut(seen, nil)
 			return
 		}
 	}
@@ -109,7 +118,8 @@ func (p *outputPipe) finishCut(size int64, err error) {
 }
 
 // cut returns how many bytes the stream holds now, every byte written
-// before the call included, once they are in the file.
+// before the call included, once they are in the file (or, past the
+// limit, counted).
 func (p *outputPipe) cut() (int64, error) {
 	p.mu.Lock()
 	if !p.closed {
@@ -131,9 +141,9 @@ func (p *outputPipe) abandon() {
 // outputPipes makes the pipes of a command's stdout and stderr files: one
 // for both when they are the same file, so that their interleaving is
 // kept; none for a nil file.
-func outputPipes(stdout, stderr *os.File) (out, errp *outputPipe, err error) {
+func outputPipes(stdout, stderr *os.File, limit int64) (out, errp *outputPipe, err error) {
 	if stdout != nil {
-		if out, err = newOutputPipe(stdout); err != nil {
+		if out, err = newOutputPipe(stdout, limit); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -142,7 +152,7 @@ func outputPipes(stdout, stderr *os.File) (out, errp *outputPipe, err error) {
 	case stderr == stdout:
 		errp = out
 	default:
-		if errp, err = newOutputPipe(stderr); err != nil {
+		if errp, err = newOutputPipe(stderr, limit); err != nil {
 			if out != nil {
 				out.abandon()
 			}

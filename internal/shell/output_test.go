@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -54,6 +55,31 @@ func TestLateOutputOfLeftoverDoesNotTouchTheCommandsOutput(t *testing.T) {
 	// line follows it (once copied), as the leftover's log.
 	if res.StdoutBytes != int64(len("start\n")) {
 		t.Fatalf("StdoutBytes %d, want %d", res.StdoutBytes, len("start\n"))
+	}
+}
+
+// TestOutputPastMaxOutputIsCountedNotKept: a command printing more than
+// MaxOutput runs to its end; the file holds the first MaxOutput bytes of
+// each stream and the result counts all it printed.
+func TestOutputPastMaxOutputIsCountedNotKept(t *testing.T) {
+	t.Parallel()
+	s := newSession(t)
+	stdout, stderr := s.outFile("stdout"), s.outFile("stderr")
+	res, err := Run(t.Context(), s.spool, s.st, Command{
+		Script: `head -c 5000000 /dev/zero | tr '\0' x; echo short >&2; exit 7`,
+		Stdout: stdout, Stderr: stderr, MaxOutput: 1000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 7 || res.StdoutBytes != 5000000 || res.StderrBytes != 6 {
+		t.Fatalf("exit %d, stdout %d bytes, stderr %d bytes; want 7, 5000000, 6", res.ExitCode, res.StdoutBytes, res.StderrBytes)
+	}
+	if got := readFile(t, stdout.Name()); len(got) != 1000 || strings.Trim(got, "x") != "" {
+		t.Fatalf("the stdout file holds %d bytes, want the first 1000", len(got))
+	}
+	if got := readFile(t, stderr.Name()); got != "short\n" {
+		t.Fatalf("stderr file %q", got)
 	}
 }
 

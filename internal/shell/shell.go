@@ -50,6 +50,11 @@ type Command struct {
 	// Result.StdoutBytes): a command that reopens its output
 	// (/dev/stdout) reopens the pipe and loses nothing.
 	Stdout, Stderr *os.File
+	// MaxOutput, when above 0, bounds what each of Stdout and Stderr
+	// receives: past it, the command's output is still read and counted
+	// (Result.StdoutBytes, StderrBytes), so the command neither blocks nor
+	// fails, but dropped.
+	MaxOutput int64
 	// Credential, if set, runs the command as this user and group. The
 	// state file is then chowned to it, and spoolDir must be searchable
 	// by it.
@@ -92,7 +97,8 @@ type Result struct {
 	// command's output: every byte written until bash exited. Leftovers
 	// that write later append to the same file, after them; they never
 	// change those bytes. When Stdout and Stderr are the same file, both
-	// count that file.
+	// count that file. Past Command.MaxOutput they count what the command
+	// wrote, of which the file holds the first MaxOutput bytes.
 	StdoutBytes, StderrBytes int64
 	// Leftovers are the pids of the command's process group still alive
 	// after bash exited (`server &`), in increasing order. Run does not kill
@@ -233,7 +239,7 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 		}
 	}
 
-	stdout, stderr, err := outputPipes(cmd.Stdout, cmd.Stderr)
+	stdout, stderr, err := outputPipes(cmd.Stdout, cmd.Stderr, cmd.MaxOutput)
 	if err != nil {
 		cleanup()
 		return nil, err

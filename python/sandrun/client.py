@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import os
 import secrets
 import time
@@ -282,6 +283,10 @@ class Client:
     ) -> Completion:
         """Publishes a request and returns its completion, whatever its status.
 
+        A completion too large for a message arrives as a summary naming its
+        ``result_object``: the whole completion is read from that object
+        and returned in its place.
+
         Raises Timeout when no completion arrives within ``timeout`` seconds
         (default: ``deadline_for(request)``), RequestTooLarge before
         publishing a request over the message limit, and SandrunError
@@ -299,9 +304,12 @@ class Client:
             await self._publish(session_id, request_id, request, deadline)
             remaining = deadline - time.monotonic()
             try:
-                return await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.001))
+                done = await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.001))
             except asyncio.TimeoutError:
                 raise Timeout("TIMEOUT", f"no completion of {request.OP} within {limit:.0f}s", request_id=request_id) from None
+            if done.result_object:
+                done = await self._fetch_result(done, deadline)
+            return done
         finally:
             if self._waiters.get(request_id) is fut:
                 del self._waiters[request_id]
@@ -316,7 +324,17 @@ class Client:
         return done
 
     async def _publish(self, session_id: str, request_id: str, request: Request, deadline: float) -> None:
-        data = encode_request(request_id, session_id, request)
+        try:
+            data = encode_request(request_id, session_id, request)
+        except UnicodeEncodeError as e:
+            # A lone surrogate ("\ud800") is no character: sandrun answers
+            # INVALID_ARGUMENT, so it is not sent.
+            raise SandrunError(
+                "INVALID_ARGUMENT",
+                f"the {request.OP} request holds {e.object[e.start:e.end]!r}, half of a UTF-16 surrogate pair,"
+                " which is no character and cannot be sent as UTF-8; nothing was sent",
+                request_id=request_id,
+            ) from None
         if len(data) > MAX_REQUEST_BYTES:
             raise RequestTooLarge(
                 "INVALID_ARGUMENT",
@@ -426,6 +444,18 @@ class Client:
         if delete and "/transfers/" in name:
             await self._delete_quietly(blob)
         return copied
+
+    async def _fetch_result(self, summary: Completion, deadline: float) -> Completion:
+        """The whole completion that a summary's result object holds."""
+        assert summary.result_object is not None
+        buf = io.BytesIO()
+        await self.read_object(summary.result_object, buf, timeout=max(deadline - time.monotonic(), 0.001))
+        try:
+            return Completion.from_json(buf.getvalue())
+        except (ValueError, TypeError) as e:
+            raise SandrunError(
+                "INTERNAL", f"{summary.result_object} does not hold a completion: {e}", request_id=summary.request_id
+            ) from e
 
     async def _storage(self, deadline: float) -> Any:
         if self._gcs is None:

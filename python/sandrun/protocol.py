@@ -389,6 +389,8 @@ class Completion:
     stderr_bytes: int = 0
     stdout_object: str | None = None
     stderr_object: str | None = None
+    stdout_cut: bool = False
+    stderr_cut: bool = False
     cwd: str | None = None
     session: SessionInfo | None = None
     content: str | None = None
@@ -407,6 +409,9 @@ class Completion:
     killed: list[int] = field(default_factory=list)
     background_pids: list[int] = field(default_factory=list)
     running: ProcessInfo | None = None
+    # Set on a summary whose whole completion was too large for a message:
+    # the object holding it (Client.do reads it in the summary's place).
+    result_object: str | None = None
     cold_start: bool = False
     pool_hit: bool = False
     execution_id: str | None = None

@@ -51,6 +51,42 @@ async def test_deadline_raises_timeout_and_the_session_goes_on(client: sandrun.C
     assert done.stdout == "next\n"
 
 
+async def test_answers_too_large_for_a_message_come_whole(client: sandrun.Client) -> None:
+    # Issue 19: answers whose JSON is over what a completion message
+    # carries arrive as a summary naming a result object; do() returns the
+    # whole completion read from it, and the host serves on.
+    s = session()
+    long = "d" * 250
+    first = await client.call(
+        s,
+        sandrun.ExecRequest(
+            command="head -c 196608 /dev/zero > zeros\n"
+            "mkdir tree && cd tree && for i in $(seq 0 100); do mkdir d$i && (cd d$i && touch $(seq -f f%g 0 99)); done && cd ..\n"
+            f'p=long; for i in $(seq 12); do p="$p/{long}"; done; mkdir -p "$p" && (cd "$p" && touch $(seq -f "{"f" * 200}%g" 0 999))'
+        ),
+    )
+    read = await client.call(s, sandrun.FileReadRequest(path="zeros"))
+    assert read.content_data() == bytes(196608) and read.eof and read.result_object is None
+    listed = await client.call(s, sandrun.FileListRequest(path="tree", recursive=True, max_results=10000))
+    assert len(listed.entries) == 10000 and listed.truncated
+    found = await client.call(s, sandrun.FileFindRequest(path="long", pattern="**/f*"))
+    assert len(found.entries) == 1000 and len(found.entries[0].path) > 3000
+    out = await client.call(s, sandrun.ExecRequest(command="head -c 65536 /dev/zero; head -c 65536 /dev/zero >&2"))
+    assert out.stdout_data() == bytes(65536) and out.stderr_data() == bytes(65536)
+    for done in (read, listed, found, out):
+        assert done.execution_id == first.execution_id
+
+
+async def test_lone_surrogate_is_refused_before_publishing(client: sandrun.Client) -> None:
+    s = session()
+    with pytest.raises(sandrun.SandrunError) as e:
+        await client.do(s, sandrun.ExecRequest(command="echo \ud800"))
+    assert e.value.code == "INVALID_ARGUMENT" and "surrogate" in e.value.message
+    # Nothing reached sandrun: the session was never created.
+    done = await client.do(s, sandrun.SessionGetRequest())
+    assert done.error is not None and done.error.code == "NOT_FOUND"
+
+
 async def test_oversized_request_is_refused_before_publishing(client: sandrun.Client) -> None:
     s = session()
     command = "echo " + "x" * sandrun.MAX_REQUEST_BYTES

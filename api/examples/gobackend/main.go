@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/client"
 )
 
 func main() {
@@ -38,6 +39,11 @@ func main() {
 	defer cancel()
 	c, err := run(ctx, project, requests, completions, *session, strings.Join(flag.Args(), " "))
 	if err != nil {
+		log.Fatal(err)
+	}
+	// A completion over api.MaxCompletionBytes of JSON arrives as a
+	// summary; the whole one is in the Cloud Storage object it names.
+	if c, err = client.FetchResult(ctx, c); err != nil {
 		log.Fatal(err)
 	}
 	stdout, _ := c.StdoutData() // decodes base64 output
