@@ -30,6 +30,7 @@ func reapsOrphans() bool { return false }
 type procStat struct {
 	state      byte
 	ppid, pgrp int
+	sid        int
 	start      uint64
 }
 
@@ -41,8 +42,9 @@ func awaitPidfd(pidfd *os.File) error                      { return errNoPidfd }
 func exitedPidfd(pidfd *os.File) bool                      { return true }
 func signalPidfd(pidfd *os.File, sig syscall.Signal) error { return errNoPidfd }
 func reapPidfd(pidfd *os.File) (exit, bool)                { return exit{}, false }
-func groupZombies(groups map[int]bool) []int               { return nil }
+func orphanZombies(groups map[int]bool, owns bool) []int   { return nil }
 func liveChildren() map[int][]int                          { return nil }
+func liveStats() map[int]procStat                          { return nil }
 
 // dupFile returns a new descriptor of f's open file.
 func dupFile(f *os.File) (*os.File, error) {

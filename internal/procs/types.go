@@ -86,6 +86,11 @@ var (
 // ProcessInfo describes one process of the host, running or ended.
 type ProcessInfo struct {
 	Pid int
+	// Parent is the pid of the listed process this one was found under:
+	// the background command, adopted process (a subshell) or foreground
+	// command that started it. 0 for a command, and for what a foreground
+	// command that ended left running.
+	Parent int
 	// Command is the script of a background process or foreground
 	// command, and the command line (/proc/PID/cmdline, arguments joined
 	// by spaces) of an adopted leftover.
