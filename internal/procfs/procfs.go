@@ -81,6 +81,23 @@ func Gone(pid int) bool {
 	return len(f) > 0 && string(f[0]) == "Z"
 }
 
+// StartTime returns when process pid started, in clock ticks after boot.
+// With the pid it names one process across pid reuse: a process seen
+// again under the same pid with another start time is another process.
+func StartTime(pid int) (uint64, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	f := bytes.Fields(stat[i+1:])
+	// starttime is field 22 of the line, 19 after the command.
+	if len(f) < 20 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(string(f[19]), 10, 64)
+}
+
 // CPUTime returns the CPU time (user and system) a process has used, with
 // that of its children it has reaped when withChildren, from /proc/PID/stat
 // (clock ticks of 1/100 s, Linux's USER_HZ).
