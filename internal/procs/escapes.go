@@ -19,12 +19,13 @@ import (
 //
 // Why a subreaper and not a cgroup: a cgroup holds every process forked
 // inside it whatever it does, but making one needs a writable, delegated
-// cgroup2 hierarchy. The executor runs as uid 1000 with no capabilities,
-// Cloud Run does not delegate a cgroup to the container's user, and the
-// local system runs hosts as the current user or as uid 1000 under
-// setpriv, on machines whose cgroup2 tree (if any) belongs to root (this
-// development machine mounts cgroup v1 with a root-owned cgroup2 beside
-// it). A child subreaper (BecomeSubreaper) needs no privilege anywhere:
+// cgroup hierarchy. The executor runs as uid 1000 with no capabilities;
+// Cloud Run's second generation documents cgroup support but no cgroup
+// delegated to a container's non-root user (not tried on Cloud Run
+// itself); the local system runs hosts as the current user or as uid 1000
+// under setpriv, on machines whose cgroup trees belong to root (on the
+// development machine, cgroup v1 with a cgroup2 beside it, uid 1000 gets
+// EACCES making a cgroup in either). A child subreaper (BecomeSubreaper) needs no privilege anywhere:
 // a process whose parent dies is reparented to the host, not to init, so
 // nothing a command starts ever leaves the host's process tree while the
 // host lives. The tree is read from /proc; each process is pinned by a
