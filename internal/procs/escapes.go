@@ -131,6 +131,45 @@ func (m *Manager) sweep(closing bool) {
 	}
 }
 
+// sweepAfterCommand sweeps once a command's bash exited, when something
+// may have escaped it. What left its group comes to this process when its
+// parent dies (bash now, or the parent of a daemon's fork), so a sweep is
+// needed only if this process has a child it does not track, or if the
+// command timed out: what it started must be found to be ended. An escaped
+// process whose parent still runs in the group is found by the next sweep
+// (the parent is adopted, and keeps the host up meanwhile). The check
+// reads a file per thread instead of all of /proc, which every command's
+// end would otherwise pay.
+func (m *Manager) sweepAfterCommand(timedOut bool) {
+	if timedOut || m.untrackedChild() {
+		m.sweep(false)
+	}
+}
+
+// untrackedChild reports whether this process has a child that is neither
+// a tracked process nor a command's bash, or whether it cannot tell.
+func (m *Manager) untrackedChild() bool {
+	if !reapsOrphans() {
+		return false // orphans go to init: nothing to find here
+	}
+	pids, ok := ownChildren()
+	if !ok {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, pid := range pids {
+		if p := m.procs[pid]; p != nil && p.status == StatusRunning {
+			continue
+		}
+		if m.fg != nil && m.fg.pid == pid {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
 // discover walks the process tree from roots and, when orphans come to
 // this process, from this process, and returns what it finds that is not
 // tracked, pinned by pidfds, each with the tracked process (or the found

@@ -95,7 +95,7 @@ func (f *Foreground) End(res shell.Result) ForegroundEnd {
 func (m *Manager) endForeground(p *proc, res shell.Result) ForegroundEnd {
 	// What escaped its group is found while p is still the foreground
 	// command, before its logs are settled: it may share them.
-	m.sweep(false)
+	m.sweepAfterCommand(res.TimedOut)
 	adoptees := m.prepareAdoptees(p, res.Leftovers)
 	// Bash exited (End comes after), so no kill adopts more processes
 	// sharing its logs: its signal, which such an adoption needs, fails.

@@ -192,7 +192,9 @@ const minSweepInterval = time.Second
 // housekeep ships logs, every ShipInterval for the running processes and
 // once more for each process that ends, then reports its end to the
 // registry; it also reaps orphaned zombies of the session's groups and,
-// while anything runs, sweeps for processes that left their groups. It
+// while anything runs (always, with OwnsOrphans: an orphan missed at its
+// command's end is found here), sweeps for processes that left their
+// groups. It
 // returns once Close closed finals and every final ship was made.
 func (m *Manager) housekeep() {
 	defer close(m.hkDone)
@@ -228,7 +230,7 @@ func (m *Manager) housekeep() {
 				}
 			}
 			m.reapOrphans()
-			if time.Since(swept) >= minSweepInterval && (m.Live() > 0 || m.foregroundRuns()) {
+			if time.Since(swept) >= minSweepInterval && (m.cfg.OwnsOrphans || m.Live() > 0 || m.foregroundRuns()) {
 				m.sweep(false)
 				swept = time.Now()
 			}

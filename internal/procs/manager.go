@@ -279,7 +279,7 @@ func (m *Manager) awaitBackground(p *proc) {
 	}
 	m.closeStdin(p)
 	// What escaped its group is found while p still counts as running.
-	m.sweep(false)
+	m.sweepAfterCommand(res.TimedOut)
 	adoptees := m.prepareAdoptees(p, res.Leftovers)
 	reason := ""
 	if res.TimedOut {

@@ -45,6 +45,7 @@ func reapPidfd(pidfd *os.File) (exit, bool)                { return exit{}, fals
 func orphanZombies(groups map[int]bool, owns bool) []int   { return nil }
 func liveChildren() map[int][]int                          { return nil }
 func liveStats() map[int]procStat                          { return nil }
+func ownChildren() ([]int, bool)                           { return nil, false }
 
 // dupFile returns a new descriptor of f's open file.
 func dupFile(f *os.File) (*os.File, error) {
