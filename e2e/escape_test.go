@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +61,19 @@ func TestSetsidProcessEndsWithTheHost(t *testing.T) {
 		w := start(t, options{idleTimeout: time.Second, hostEnv: []string{"SANDRUN_MAX_LIFETIME=2s"}})
 		const s = "escape-leaves"
 		pid, started := escapedSleep(t, w, s, "1009"+n)
+		w.waitNoHost(s)
+		if survives(pid, started) {
+			t.Fatalf("setsid'd sleep %d outlived its host", pid)
+		}
+	})
+	t.Run("host leaves, as uid 1000", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("runs the host as uid 1000, as the executor's image does, which needs root")
+		}
+		w := start(t, options{idleTimeout: time.Second, hostEnv: []string{"SANDRUN_MAX_LIFETIME=2s"},
+			hostUser: &syscall.Credential{Uid: 1000, Gid: 1000}})
+		const s = "escape-uid"
+		pid, started := escapedSleep(t, w, s, "1029"+n)
 		w.waitNoHost(s)
 		if survives(pid, started) {
 			t.Fatalf("setsid'd sleep %d outlived its host", pid)

@@ -131,6 +131,33 @@ func (m *Manager) sweep(closing bool) {
 	}
 }
 
+// refreshCommands reads again the command line of each running adopted
+// process: one found between a fork and an exec (`setsid sleep 9 &` is
+// bash, then setsid, then sleep) shows, and is matched by kill patterns
+// as, what it runs now.
+func (m *Manager) refreshCommands() {
+	m.mu.Lock()
+	var ps []*proc
+	for _, p := range m.procs {
+		if p.kind == kindAdopted && p.status == StatusRunning {
+			ps = append(ps, p)
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range ps {
+		command := readCommand(p.pid)
+		// Read while the pidfd's process ran: the pid was still its.
+		if exitedPidfd(p.pidfd) {
+			continue
+		}
+		m.mu.Lock()
+		if p.status == StatusRunning {
+			p.command = command
+		}
+		m.mu.Unlock()
+	}
+}
+
 // sweepAfterCommand sweeps once a command's bash exited, when something
 // may have escaped it. What left its group comes to this process when its
 // parent dies (bash now, or the parent of a daemon's fork), so a sweep is

@@ -76,6 +76,7 @@ func (m *Manager) Kill(ctx context.Context, req KillRequest) ([]int, error) {
 	// What left its command's group is tracked first, so that it can be
 	// selected, and found under the process it descends from.
 	m.sweep(false)
+	m.refreshCommands()
 
 	m.mu.Lock()
 	if m.closed {

@@ -107,7 +107,6 @@ const (
 type proc struct {
 	pid     int
 	kind    kind
-	command string
 	started time.Time
 	pgid    int
 	logs    *logFiles
@@ -125,6 +124,7 @@ type proc struct {
 	stdinOpen atomic.Bool // guarded by stdinMu for writes
 
 	// Guarded by Manager.mu.
+	command  string // what it runs: read again for an adopted one (refreshCommands)
 	status   Status
 	exitCode *int
 	signal   string
@@ -395,6 +395,7 @@ func (m *Manager) infoLocked(p *proc) ProcessInfo {
 // command while it runs (once it ended, its exec's result tells of it).
 func (m *Manager) List() []ProcessInfo {
 	m.sweep(false)
+	m.refreshCommands()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]ProcessInfo, 0, len(m.procs)+1)
