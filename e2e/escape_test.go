@@ -57,28 +57,27 @@ func survives(pid int, start uint64) bool {
 // lifetime, which ends its processes, then idle) nor one that crashes.
 func TestSetsidProcessEndsWithTheHost(t *testing.T) {
 	n := strconv.Itoa(os.Getpid())
-	t.Run("host leaves", func(t *testing.T) {
-		w := start(t, options{idleTimeout: time.Second, hostEnv: []string{"SANDRUN_MAX_LIFETIME=2s"}})
-		const s = "escape-leaves"
-		pid, started := escapedSleep(t, w, s, "1009"+n)
-		w.waitNoHost(s)
-		if survives(pid, started) {
-			t.Fatalf("setsid'd sleep %d outlived its host", pid)
-		}
-	})
-	t.Run("host leaves, as uid 1000", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("runs the host as uid 1000, as the executor's image does, which needs root")
-		}
-		w := start(t, options{idleTimeout: time.Second, hostEnv: []string{"SANDRUN_MAX_LIFETIME=2s"},
-			hostUser: &syscall.Credential{Uid: 1000, Gid: 1000}})
-		const s = "escape-uid"
-		pid, started := escapedSleep(t, w, s, "1029"+n)
-		w.waitNoHost(s)
-		if survives(pid, started) {
-			t.Fatalf("setsid'd sleep %d outlived its host", pid)
-		}
-	})
+	// The host leaves at its maximum lifetime, which ends its processes,
+	// then idle; as the current user, and as uid 1000 as in the image.
+	for _, c := range []struct {
+		session, seconds string
+		user             *syscall.Credential
+	}{
+		{"escape-leaves", "1009", nil},
+		{"escape-leaves-uid", "1029", &syscall.Credential{Uid: 1000, Gid: 1000}},
+	} {
+		t.Run(c.session, func(t *testing.T) {
+			if c.user != nil && os.Geteuid() != 0 {
+				t.Skip("runs the host as uid 1000, which needs root")
+			}
+			w := start(t, options{idleTimeout: time.Second, hostEnv: []string{"SANDRUN_MAX_LIFETIME=2s"}, hostUser: c.user})
+			pid, started := escapedSleep(t, w, c.session, c.seconds+n)
+			w.waitNoHost(c.session)
+			if survives(pid, started) {
+				t.Fatalf("setsid'd sleep %d outlived its host", pid)
+			}
+		})
+	}
 	t.Run("host killed", func(t *testing.T) {
 		w := start(t, options{})
 		const s = "escape-killed"

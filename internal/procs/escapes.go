@@ -108,13 +108,7 @@ func (m *Manager) sweep(closing bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, d := range found {
-		if m.closed {
-			signalPidfd(d.pidfd, syscall.SIGKILL)
-			d.pidfd.Close()
-			continue
-		}
-		if m.trackedLocked(d) {
-			d.pidfd.Close() // found by another sweep or a kill meanwhile
+		if admit, _ := m.admitLocked(d); !admit {
 			continue
 		}
 		d.logs = m.logsOfLocked(d.parent)
@@ -330,10 +324,21 @@ func latestBefore(commands []*proc, ticks uint64) *proc {
 	return best
 }
 
-// trackedLocked reports whether d's process is tracked already.
-func (m *Manager) trackedLocked(d *proc) bool {
-	q := m.procs[d.pid]
-	return q != nil && q.status == StatusRunning && q.ticks == d.ticks
+// admitLocked decides whether p, pinned for adoption, becomes tracked:
+// not after Close (it is SIGKILLed), nor when it is tracked already
+// (another sweep, a kill or its command's end found it first; tracked
+// says so). Whatever is not admitted has its pidfd closed.
+func (m *Manager) admitLocked(p *proc) (admit, tracked bool) {
+	if m.closed {
+		signalPidfd(p.pidfd, syscall.SIGKILL)
+		p.pidfd.Close()
+		return false, false
+	}
+	if q := m.procs[p.pid]; q != nil && q.status == StatusRunning && q.ticks == p.ticks {
+		p.pidfd.Close()
+		return false, true
+	}
+	return true, false
 }
 
 // logsOfLocked returns the logs a process found under owner shares:

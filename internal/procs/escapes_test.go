@@ -5,6 +5,7 @@ package procs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -89,18 +90,6 @@ func ownsOrphans(t *testing.T) *Manager {
 	return m
 }
 
-// awaitEnded waits until the process pinned by fd ended.
-func awaitEnded(t *testing.T, what string, fd *os.File) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- awaitPidfd(fd) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s still runs", what)
-	}
-}
-
 func TestEscapedProcessesAreListed(t *testing.T) {
 	for _, e := range escapes(t) {
 		t.Run(e.name, func(t *testing.T) {
@@ -122,33 +111,27 @@ func TestEscapedProcessesAreListed(t *testing.T) {
 
 func TestEscapedProcessesAreKilled(t *testing.T) {
 	for _, e := range escapes(t) {
-		t.Run(e.name+"/by pid", func(t *testing.T) {
-			m := ownsOrphans(t)
-			runForeground(t, m, e.script)
-			pid, fd := e.escaped(t)
-			pids, err := m.Kill(context.Background(), KillRequest{Pid: pid, Grace: 10 * time.Second})
-			if err != nil {
-				t.Fatalf("Kill(%d): %v", pid, err)
-			}
-			if !exitedPidfd(fd) || !slices.Contains(pids, pid) {
-				t.Errorf("Kill = %v; process %d ended: %v", pids, pid, exitedPidfd(fd))
-			}
-		})
-		t.Run(e.name+"/all", func(t *testing.T) {
-			m := ownsOrphans(t)
-			runForeground(t, m, e.script)
-			pid, fd := e.escaped(t)
-			pids, err := m.Kill(context.Background(), KillRequest{All: true, Grace: 10 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !exitedPidfd(fd) || !slices.Contains(pids, pid) {
-				t.Errorf("Kill(all) = %v; process %d ended: %v", pids, pid, exitedPidfd(fd))
-			}
-			if got, _ := m.Get(pid); got.Status != StatusKilled || got.Reason != ReasonKilled {
-				t.Errorf("Get(%d) = %+v, want killed", pid, got)
-			}
-		})
+		for _, all := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/all=%v", e.name, all), func(t *testing.T) {
+				m := ownsOrphans(t)
+				runForeground(t, m, e.script)
+				pid, fd := e.escaped(t)
+				req := KillRequest{Pid: pid, Grace: 10 * time.Second}
+				if all {
+					req = KillRequest{All: true, Grace: 10 * time.Second}
+				}
+				pids, err := m.Kill(context.Background(), req)
+				if err != nil {
+					t.Fatalf("Kill(%+v): %v", req, err)
+				}
+				if !exitedPidfd(fd) || !slices.Contains(pids, pid) {
+					t.Errorf("Kill(%+v) = %v; process %d ended: %v", req, pids, pid, exitedPidfd(fd))
+				}
+				if got, _ := m.Get(pid); got.Status != StatusKilled || got.Reason != ReasonKilled {
+					t.Errorf("Get(%d) = %+v, want killed", pid, got)
+				}
+			})
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sandrun/sandrun/internal/shell"
@@ -177,14 +176,11 @@ func (m *Manager) prepareAdoptees(cmd *proc, pids []int) []*proc {
 func (m *Manager) adoptLocked(adoptees []*proc, logs *logFiles, from *killOp) []int {
 	var pids []int
 	for _, p := range adoptees {
-		if m.closed {
-			signalPidfd(p.pidfd, syscall.SIGKILL)
-			p.pidfd.Close()
-			continue
+		admit, tracked := m.admitLocked(p)
+		if tracked {
+			pids = append(pids, p.pid) // a sweep found it first
 		}
-		if m.trackedLocked(p) {
-			p.pidfd.Close() // a sweep found it first
-			pids = append(pids, p.pid)
+		if !admit {
 			continue
 		}
 		p.logs = logs
