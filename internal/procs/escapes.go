@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/sandrun/sandrun/internal/shell"
@@ -250,7 +251,7 @@ func (m *Manager) discover(roots []*proc, tracked map[int]bool, running, groups 
 					owner = groups[st.pgrp]
 				case !owns:
 					continue // not known to be the session's
-				case st.pgrp == pid && st.sid == mySid && !closing:
+				case !closing && mayBeStarting(pid, st, mySid):
 					continue // a command's bash that is being announced
 				default:
 					owner = latestBefore(commands, st.start)
@@ -286,6 +287,24 @@ func (m *Manager) discover(roots []*proc, tracked map[int]bool, running, groups 
 		}
 	}
 	return found
+}
+
+// mayBeStarting reports whether pid, a child of this process, may be the
+// bash of a command being started, which the Manager is told of only once
+// it runs: a leader of its own group in this process's session (Setpgid)
+// that runs sandrun's wrapper, or still this program (os/exec forked it and
+// it has not exec'd bash yet). A job that `set -m` made and whose bash
+// ended looks the same by its ids, but runs its own program; a subshell job
+// (`set -m; ( … ) &`) does not, and is taken only by Close.
+func mayBeStarting(pid int, st procStat, sid int) bool {
+	if st.pgrp != pid || st.sid != sid {
+		return false
+	}
+	argv := readArgv(pid)
+	if _, ok := shell.CommandScript(argv); ok {
+		return true
+	}
+	return slices.Equal(argv, readArgv(os.Getpid()))
 }
 
 // commandsLocked returns the commands an orphan may have come from: the

@@ -50,6 +50,7 @@ time.sleep(1000) # ` + n
 		{"double fork in a new session", `( setsid sleep 1011` + n + ` & ) &`, []string{"sleep", "1011" + n}, ""},
 		{"nohup", `nohup setsid sleep 1012` + n + ` > /dev/null 2>&1 &`, []string{"sleep", "1012" + n}, ""},
 		{"setsid -f", `setsid -f sleep 1013` + n, []string{"sleep", "1013" + n}, ""},
+		{"job control", `set -m; sleep 1014` + n + ` &`, []string{"sleep", "1014" + n}, ""},
 		{"python daemonize", python(t) + ` -c '` + daemonize + `'`, []string{python(t), "-c", daemonize}, ready},
 	}
 }

@@ -144,9 +144,7 @@ const maxCommandBytes = 4096
 // subshell it forked for `( … ) &` has its command line) is shown as the
 // script the user ran, not as the wrapper that runs it.
 func readCommand(pid int) string {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err == nil && len(data) > 0 {
-		argv := strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00")
+	if argv := readArgv(pid); len(argv) > 0 {
 		command := strings.Join(argv, " ")
 		if script, ok := shell.CommandScript(argv); ok {
 			command = script
@@ -161,6 +159,16 @@ func readCommand(pid int) string {
 		return "[?]"
 	}
 	return "[" + strings.TrimSpace(string(comm)) + "]"
+}
+
+// readArgv returns the command line of pid, nil when it has none (a
+// kernel thread, a zombie) or is gone.
+func readArgv(pid int) []string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || len(data) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00")
 }
 
 // openPidfd returns a pollable pidfd of pid. The process may have exited

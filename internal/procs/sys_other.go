@@ -37,6 +37,7 @@ type procStat struct {
 func readStat(pid int) (procStat, error)                   { return procStat{}, errNoPidfd }
 func startedAt(ticks uint64) time.Time                     { return time.Now() }
 func readCommand(pid int) string                           { return "[?]" }
+func readArgv(pid int) []string                            { return nil }
 func openPidfd(pid int) (*os.File, error)                  { return nil, errNoPidfd }
 func awaitPidfd(pidfd *os.File) error                      { return errNoPidfd }
 func exitedPidfd(pidfd *os.File) bool                      { return true }
