@@ -45,7 +45,10 @@ import (
 // latest command started before it. That guess is the one imprecision:
 // a process that left its group and whose parent died before any sweep
 // saw them, while several commands ran, may be grouped under the wrong
-// one (and so killed with that one's timeout). It is never left out.
+// one (and so killed with that one's timeout). One case is left to Close:
+// a subshell that `set -m` made a job of and whose bash ended looks, by
+// its ids and command line, like a command's bash the host is starting,
+// which must not be taken (mayBeStarting).
 //
 // A command that ends by its timeout takes what it started with it
 // (endDescendantsLocked); one that ends by itself leaves it running, as
