@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -24,12 +25,16 @@ func escapedSleep(t *testing.T, w *world, s, n string) (int, uint64) {
 			}
 		}
 	})
-	if got := w.exec(s, "setsid sleep "+n+" &"); got.Status != api.StatusOK {
-		t.Fatalf("exec: %+v", got)
+	done := w.exec(s, "setsid sleep "+n+" &")
+	if done.Status != api.StatusOK {
+		t.Fatalf("exec: %+v", done)
 	}
 	pids := procfs.Running(argv...)
 	if len(pids) != 1 {
 		t.Fatalf("sleep %s runs as %v", n, pids)
+	}
+	if !slices.Contains(done.BackgroundPIDs, pids[0]) {
+		t.Errorf("the exec names background_pids %v, not the setsid'd sleep %d", done.BackgroundPIDs, pids[0])
 	}
 	start, err := procfs.StartTime(pids[0])
 	if err != nil {

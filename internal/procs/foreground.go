@@ -3,6 +3,7 @@ package procs
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,7 +43,7 @@ type ForegroundEnd struct {
 	Reason string
 	Signal string
 	// Adopted are the pids of its leftovers that are now background
-	// processes.
+	// processes, and of what it started outside its group, in order.
 	Adopted []int
 }
 
@@ -115,6 +116,14 @@ func (m *Manager) endForeground(p *proc, res shell.Result) ForegroundEnd {
 	if res.TimedOut {
 		reason = ReasonTimeout
 		m.endDescendantsLocked(p, ReasonTimeout)
+	} else {
+		// What left its group runs on too (`setsid server &`).
+		for _, q := range m.descendantsLocked(p) {
+			if !slices.Contains(adopted, q.pid) {
+				adopted = append(adopted, q.pid)
+			}
+		}
+		slices.Sort(adopted)
 	}
 	m.finishLocked(p, exit{code: res.ExitCode, signal: res.Signal}, true, reason)
 	if m.fg == p {
