@@ -29,9 +29,12 @@ func escapedSleep(t *testing.T, w *world, s, n string) (int, uint64) {
 	if done.Status != api.StatusOK {
 		t.Fatalf("exec: %+v", done)
 	}
-	pids := procfs.Running(argv...)
-	if len(pids) != 1 {
-		t.Fatalf("sleep %s runs as %v", n, pids)
+	// setsid may not have exec'd sleep yet: nothing to await but that.
+	var pids []int
+	for deadline := time.Now().Add(10 * time.Second); len(pids) != 1; time.Sleep(10 * time.Millisecond) {
+		if pids = procfs.Running(argv...); time.Now().After(deadline) {
+			t.Fatalf("sleep %s runs as %v", n, pids)
+		}
 	}
 	if !slices.Contains(done.BackgroundPIDs, pids[0]) {
 		t.Errorf("the exec names background_pids %v, not the setsid'd sleep %d", done.BackgroundPIDs, pids[0])
