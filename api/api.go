@@ -432,6 +432,11 @@ type Match struct {
 // ProcessInfo describes a process of a session.
 type ProcessInfo struct {
 	PID int `json:"pid"`
+	// ParentPID is the pid of the listed process this one was started
+	// under (the background command, or the subshell, that started it),
+	// so that a command's processes can be shown grouped; 0 (absent) for
+	// a command itself and for what a foreground command left running.
+	ParentPID int `json:"parent_pid,omitempty"`
 	// Command is the command line the process was started with.
 	Command string        `json:"command"`
 	Status  ProcessStatus `json:"status"`

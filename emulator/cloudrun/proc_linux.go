@@ -22,14 +22,17 @@ func sysProcAttr() *syscall.SysProcAttr {
 }
 
 // signalTask sends sig to every process of the task whose main process is
-// pid: its process group, and every process of its session, which includes
+// pid: its process group, every process of its session, which includes
 // the processes it moved into process groups of their own (as a shell with
-// job control or a process supervisor does). Only a process that started a
-// session of its own escapes, which in Cloud Run would still die with the
-// container.
+// job control or a process supervisor does), and every descendant of the
+// main process, which includes those that started a session of their own
+// (setsid) while it runs: a sandrun host is a child subreaper, so nothing
+// its commands start leaves its process tree. What escaped a main process
+// that already died is out of reach, as it would not be in Cloud Run,
+// where it would die with the container.
 func signalTask(pid int, sig syscall.Signal) {
 	_ = syscall.Kill(-pid, sig)
-	for _, p := range sessionMembers(pid) {
+	for _, p := range taskProcesses(pid) {
 		_ = syscall.Kill(p, sig)
 	}
 }
@@ -37,17 +40,19 @@ func signalTask(pid int, sig syscall.Signal) {
 // taskAlive reports whether any process of the task whose main process was
 // pid is still alive (zombies, which only wait to be reaped, do not count).
 func taskAlive(pid int) bool {
-	return len(sessionMembers(pid)) > 0
+	return len(taskProcesses(pid)) > 0
 }
 
-// sessionMembers lists the live processes of session sid, from /proc.
-func sessionMembers(sid int) []int {
+// taskProcesses lists, from one scan of /proc, the live processes of
+// session sid and the live descendants of process sid.
+func taskProcesses(sid int) []int {
 	dir, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
 	want := []byte(strconv.Itoa(sid))
 	var pids []int
+	children := map[int][]int{}
 	for _, d := range dir {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
@@ -63,9 +68,27 @@ func sessionMembers(sid int) []int {
 		if i < 0 {
 			continue
 		}
-		if f := bytes.Fields(stat[i+1:]); len(f) > 3 && bytes.Equal(f[3], want) && string(f[0]) != "Z" {
-			pids = append(pids, pid)
+		f := bytes.Fields(stat[i+1:])
+		if len(f) <= 3 || string(f[0]) == "Z" {
+			continue
 		}
+		if bytes.Equal(f[3], want) {
+			pids = append(pids, pid)
+			continue
+		}
+		if ppid, err := strconv.Atoi(string(f[1])); err == nil {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	// Descendants outside the session, and theirs; those in the session
+	// are listed already, and so are their descendants in it.
+	queue := append([]int{sid}, pids...)
+	for ; len(queue) > 0; queue = queue[1:] {
+		for _, c := range children[queue[0]] {
+			pids = append(pids, c)
+			queue = append(queue, c)
+		}
+		delete(children, queue[0])
 	}
 	return pids
 }

@@ -61,6 +61,11 @@ type Config struct {
 	// host (or handed it the session); the host's start and its
 	// checkpoints are spans of that trace.
 	Traceparent string
+	// OwnsOrphans says that the host's process is a child subreaper that
+	// hosts this session alone (the executor): every orphan that comes to
+	// it is the session's, tracked and ended with the host (see
+	// procs.Config.OwnsOrphans).
+	OwnsOrphans bool
 }
 
 // maxStateBytes bounds a session's shell state (cwd and exported

@@ -180,7 +180,7 @@ func (h *Host) allProcesses(ctx context.Context) ([]api.ProcessInfo, error) {
 }
 
 func (h *Host) processInfo(p procs.ProcessInfo) api.ProcessInfo {
-	return api.ProcessInfo{PID: p.Pid, Command: p.Command, Status: api.ProcessStatus(p.Status), ExitCode: p.ExitCode,
+	return api.ProcessInfo{PID: p.Pid, ParentPID: p.Parent, Command: p.Command, Status: api.ProcessStatus(p.Status), ExitCode: p.ExitCode,
 		Signal: p.Signal, StartedAt: p.StartedAt, FinishedAt: p.FinishedAt, Foreground: p.Foreground, Host: h.cfg.Execution}
 }
 
@@ -233,7 +233,8 @@ func (s logSink) Ship(ctx context.Context, key procs.ProcessKey, stream string, 
 
 // newProcs starts the session's process manager for this host.
 func (h *Host) newProcs() error {
-	m, err := procs.New(procs.Config{Dir: h.spool + "/procs", Epoch: h.lease.Epoch, Registry: registry{h}, Sink: logSink{h}, Logger: h.logger})
+	m, err := procs.New(procs.Config{Dir: h.spool + "/procs", Epoch: h.lease.Epoch, Registry: registry{h}, Sink: logSink{h}, Logger: h.logger,
+		OwnsOrphans: h.cfg.OwnsOrphans})
 	if err != nil {
 		return fmt.Errorf("start the process manager: %w", err)
 	}

@@ -81,18 +81,41 @@ func Gone(pid int) bool {
 	return len(f) > 0 && string(f[0]) == "Z"
 }
 
+// StartTime returns when process pid started, in clock ticks after boot.
+// With the pid it names one process across pid reuse: a process seen
+// again under the same pid with another start time is another process.
+func StartTime(pid int) (uint64, error) {
+	// starttime is field 22 of the line, 19 after the command.
+	f, err := statFields(pid, 20)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(string(f[19]), 10, 64)
+}
+
+// statFields returns the fields of /proc/PID/stat after the command (its
+// state first), at least n of them.
+func statFields(pid, n int) ([][]byte, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	// The command may hold spaces and ')': fields count from the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	f := bytes.Fields(stat[i+1:])
+	if len(f) < n {
+		return nil, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	return f, nil
+}
+
 // CPUTime returns the CPU time (user and system) a process has used, with
 // that of its children it has reaped when withChildren, from /proc/PID/stat
 // (clock ticks of 1/100 s, Linux's USER_HZ).
 func CPUTime(pid int, withChildren bool) (time.Duration, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid, 15)
 	if err != nil {
 		return 0, err
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	f := bytes.Fields(stat[i+1:])
-	if len(f) < 15 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
 	// After the command: state, then utime, stime, cutime, cstime at
 	// fields 14 to 17 of the line, 11 to 14 here.

@@ -27,3 +27,29 @@ func TestRunningFindsACommandLineUntilItEnds(t *testing.T) {
 		t.Errorf("Running still lists %d after it ended: %v", pid, got)
 	}
 }
+
+func TestStartTimeTellsProcessesApart(t *testing.T) {
+	a := exec.Command("sleep", "31.6")
+	b := exec.Command("sleep", "31.6")
+	for _, c := range []*exec.Cmd{a, b} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	}
+	sa, err := StartTime(a.Process.Pid)
+	if err != nil || sa == 0 {
+		t.Fatalf("StartTime = %d, %v", sa, err)
+	}
+	if again, _ := StartTime(a.Process.Pid); again != sa {
+		t.Errorf("StartTime of one process changed: %d, then %d", sa, again)
+	}
+	if sb, _ := StartTime(b.Process.Pid); sb < sa {
+		t.Errorf("a later process started earlier: %d < %d", sb, sa)
+	}
+	a.Process.Kill()
+	a.Wait()
+	if _, err := StartTime(a.Process.Pid); err == nil {
+		t.Errorf("StartTime of a reaped process: no error")
+	}
+}

@@ -41,6 +41,8 @@ func (m *Manager) close(ctx context.Context) error {
 	m.intake.Lock()
 	m.closing.Store(true)
 	m.intake.Unlock()
+	// What left its command's group is tracked, to be ended with the rest.
+	m.sweep(true)
 
 	m.mu.Lock()
 	op := &killOp{sig: syscall.SIGTERM, grace: m.cfg.CloseGrace, reason: ReasonHostEnded}
@@ -72,6 +74,9 @@ func (m *Manager) close(ctx context.Context) error {
 	var errs []error
 	if abandoned := m.awaitIdle(ctx); len(abandoned) > 0 {
 		errs = append(errs, fmt.Errorf("close: processes %v still running when the deadline passed: SIGKILLed, not awaited", abandoned))
+	}
+	if m.cfg.OwnsOrphans {
+		m.killStrays(ctx)
 	}
 
 	// Every process ended (or was given up) and its last ship is queued:

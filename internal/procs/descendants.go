@@ -68,9 +68,10 @@ func (m *Manager) prepareTrees(roots []*proc) []tree {
 		type node struct {
 			pid   int
 			pidfd *os.File
+			proc  *proc
 		}
 		seen := map[int]bool{root.pid: true}
-		for queue := []node{{root.pid, rootFd}}; len(queue) > 0; queue = queue[1:] {
+		for queue := []node{{root.pid, rootFd, root}}; len(queue) > 0; queue = queue[1:] {
 			parent := queue[0]
 			for _, pid := range children[parent.pid] {
 				if seen[pid] {
@@ -87,11 +88,12 @@ func (m *Manager) prepareTrees(roots []*proc) []tree {
 					pidfd.Close()
 					continue
 				}
-				t.below = append(t.below, &proc{
-					pid: pid, kind: kindAdopted, command: command, started: startedAt(st.start),
-					pgid: st.pgrp, pidfd: pidfd, done: make(chan struct{}), status: StatusRunning,
-				})
-				queue = append(queue, node{pid, pidfd})
+				d := &proc{
+					pid: pid, kind: kindAdopted, command: command, started: startedAt(st.start), ticks: st.start,
+					pgid: st.pgrp, pidfd: pidfd, parent: parent.proc, done: make(chan struct{}), status: StatusRunning,
+				}
+				t.below = append(t.below, d)
+				queue = append(queue, node{pid, pidfd, d})
 			}
 		}
 		trees = append(trees, t)

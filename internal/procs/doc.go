@@ -21,6 +21,12 @@
 //     that left its command's group) is adopted the same way when the
 //     signal is sent, sharing the logs of the process it descends from,
 //     and killed with it.
+//   - Processes that left their command's group (setsid, `setsid -f`,
+//     a daemon's double fork): found in the process tree, which they
+//     cannot leave while the host is a child subreaper, adopted under the
+//     process they descend from (ProcessInfo.Parent), killed with their
+//     command's timeout, ended with the host. Why a subreaper and not a
+//     cgroup, and the one imprecision of the tracking: escapes.go.
 //   - The foreground command, which the host runs itself and announces with
 //     BeginForeground and Foreground.End, so that List, Kill, Logs, Wait and
 //     View see it, and End reports whether Kill ended it.
@@ -37,7 +43,9 @@
 //     path of Start and Kill, and flushed by Close.
 //   - Close: every process ended (SIGTERM, SIGKILL after a grace), recorded
 //     killed with ReasonHostEnded, last logs shipped, registry calls made,
-//     files removed, no goroutine left.
+//     files removed, no goroutine left; with Config.OwnsOrphans, nothing
+//     left running below the host's process. KillAll: everything SIGKILLed
+//     at once, for a host that lost its lease.
 //
 // # Processes it did not start
 //

@@ -3,8 +3,8 @@ package procs
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sandrun/sandrun/internal/shell"
@@ -43,7 +43,7 @@ type ForegroundEnd struct {
 	Reason string
 	Signal string
 	// Adopted are the pids of its leftovers that are now background
-	// processes.
+	// processes, and of what it started outside its group, in order.
 	Adopted []int
 }
 
@@ -69,7 +69,7 @@ func (m *Manager) BeginForeground(spec ForegroundSpec) (*Foreground, error) {
 	}
 	p := &proc{
 		pid: spec.Process.Pid(), kind: kindForeground, command: spec.Command, started: started,
-		pgid: spec.Process.Pid(), logs: logs, sig: spec.Process,
+		pgid: spec.Process.Pid(), logs: logs, sig: spec.Process, ticks: startTicks(spec.Process.Pid()),
 		done: make(chan struct{}), status: StatusRunning,
 	}
 	m.mu.Lock()
@@ -79,7 +79,7 @@ func (m *Manager) BeginForeground(spec ForegroundSpec) (*Foreground, error) {
 		return nil, fmt.Errorf("begin foreground command %d: %w", p.pid, ErrBusy)
 	}
 	m.fg = p
-	m.groups[p.pgid] = true
+	m.groups[p.pgid] = p
 	return &Foreground{m: m, p: p}, nil
 }
 
@@ -93,7 +93,10 @@ func (f *Foreground) End(res shell.Result) ForegroundEnd {
 }
 
 func (m *Manager) endForeground(p *proc, res shell.Result) ForegroundEnd {
-	adoptees := m.prepareAdoptees(p.pgid, res.Leftovers)
+	// What escaped its group is found while p is still the foreground
+	// command, before its logs are settled: it may share them.
+	m.sweepAfterCommand(res.TimedOut)
+	adoptees := m.prepareAdoptees(p, res.Leftovers)
 	// Bash exited (End comes after), so no kill adopts more processes
 	// sharing its logs: its signal, which such an adoption needs, fails.
 	m.mu.Lock()
@@ -112,10 +115,19 @@ func (m *Manager) endForeground(p *proc, res shell.Result) ForegroundEnd {
 	reason := ""
 	if res.TimedOut {
 		reason = ReasonTimeout
+		m.endDescendantsLocked(p, ReasonTimeout)
+	} else {
+		// What left its group runs on too (`setsid server &`).
+		for _, q := range m.descendantsLocked(p) {
+			if !slices.Contains(adopted, q.pid) {
+				adopted = append(adopted, q.pid)
+			}
+		}
+		slices.Sort(adopted)
 	}
 	m.finishLocked(p, exit{code: res.ExitCode, signal: res.Signal}, true, reason)
 	if m.fg == p {
-		m.fg = nil
+		m.fg, m.lastFg = nil, p
 	}
 	end := ForegroundEnd{Adopted: adopted}
 	if p.kill != nil {
@@ -129,12 +141,15 @@ func (m *Manager) endForeground(p *proc, res shell.Result) ForegroundEnd {
 }
 
 // prepareAdoptees opens what adoption needs of the leftovers pids of
-// process group pgid, without the Manager's lock: a pidfd, which pins the
-// process whatever becomes of its pid, then its group (to check the pid
-// still names a member), command line and start time. Processes already
-// gone are left out.
-func (m *Manager) prepareAdoptees(pgid int, pids []int) []*proc {
+// command cmd (members of its process group), without the Manager's lock:
+// a pidfd, which pins the process whatever becomes of its pid, then its
+// group (to check the pid still names a member), command line and start
+// time. Processes already gone are left out. Each is grouped under the
+// leftover that is its parent (a subshell), else under cmd.
+func (m *Manager) prepareAdoptees(cmd *proc, pids []int) []*proc {
 	var ps []*proc
+	ppids := map[*proc]int{}
+	byPid := map[int]*proc{}
 	for _, pid := range pids {
 		pidfd, err := openPidfd(pid)
 		if err != nil {
@@ -144,15 +159,22 @@ func (m *Manager) prepareAdoptees(pgid int, pids []int) []*proc {
 			continue
 		}
 		st, err := readStat(pid)
-		if err != nil || st.pgrp != pgid {
+		if err != nil || st.pgrp != cmd.pgid {
 			// Gone, or the pid now names another process.
 			pidfd.Close()
 			continue
 		}
-		ps = append(ps, &proc{
-			pid: pid, kind: kindAdopted, command: readCommand(pid), started: startedAt(st.start),
-			pgid: pgid, pidfd: pidfd, done: make(chan struct{}), status: StatusRunning,
-		})
+		p := &proc{
+			pid: pid, kind: kindAdopted, command: readCommand(pid), started: startedAt(st.start), ticks: st.start,
+			pgid: cmd.pgid, pidfd: pidfd, parent: cmd, done: make(chan struct{}), status: StatusRunning,
+		}
+		ps = append(ps, p)
+		ppids[p], byPid[pid] = st.ppid, p
+	}
+	for _, p := range ps {
+		if q := byPid[ppids[p]]; q != nil {
+			p.parent = q
+		}
 	}
 	return ps
 }
@@ -163,9 +185,11 @@ func (m *Manager) prepareAdoptees(pgid int, pids []int) []*proc {
 func (m *Manager) adoptLocked(adoptees []*proc, logs *logFiles, from *killOp) []int {
 	var pids []int
 	for _, p := range adoptees {
-		if m.closed {
-			signalPidfd(p.pidfd, syscall.SIGKILL)
-			p.pidfd.Close()
+		admit, tracked := m.admitLocked(p)
+		if tracked {
+			pids = append(pids, p.pid) // a sweep found it first
+		}
+		if !admit {
 			continue
 		}
 		p.logs = logs

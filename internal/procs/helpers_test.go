@@ -92,12 +92,18 @@ func awaitGone(t *testing.T, pid int) {
 		return // reaped
 	}
 	defer fd.Close()
+	awaitEnded(t, fmt.Sprintf("process %d", pid), fd)
+}
+
+// awaitEnded waits until the process pinned by fd ended.
+func awaitEnded(t *testing.T, what string, fd *os.File) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- awaitPidfd(fd) }()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("process %d still running", pid)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s still runs", what)
 	}
 }
 

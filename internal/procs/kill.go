@@ -73,6 +73,10 @@ func (m *Manager) Kill(ctx context.Context, req KillRequest) ([]int, error) {
 	if op.reason == "" {
 		op.reason = ReasonKilled
 	}
+	// What left its command's group is tracked first, so that it can be
+	// selected, and found under the process it descends from.
+	m.sweep(false)
+	m.refreshCommands()
 
 	m.mu.Lock()
 	if m.closed {
@@ -87,6 +91,9 @@ func (m *Manager) Kill(ctx context.Context, req KillRequest) ([]int, error) {
 			return nil, fmt.Errorf("kill: %w", err)
 		}
 		targets = append(targets, p)
+		if p.status == StatusRunning {
+			targets = append(targets, m.descendantsLocked(p)...)
+		}
 	} else {
 		if m.fg != nil {
 			targets = append(targets, m.fg)

@@ -156,6 +156,13 @@ func readRange(f *os.File, offset, tail int64, limit int) ([]byte, int64, error)
 	return buf[:n], size, nil
 }
 
+// released reports whether release was called.
+func (l *logFiles) released() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.gone
+}
+
 // release closes the files and removes those in the Manager's directory.
 func (l *logFiles) release() {
 	l.mu.Lock()
@@ -178,15 +185,23 @@ type shipMark struct {
 	mod  time.Time
 }
 
+// minSweepInterval bounds how often housekeep sweeps the process tree (a
+// scan of /proc) when Config.ShipInterval is shorter.
+const minSweepInterval = time.Second
+
 // housekeep ships logs, every ShipInterval for the running processes and
 // once more for each process that ends, then reports its end to the
-// registry; it also reaps orphaned zombies of the session's groups. It
+// registry; it also reaps orphaned zombies of the session's groups and,
+// while anything runs (always, with OwnsOrphans: an orphan missed at its
+// command's end is found here), sweeps for processes that left their
+// groups. It
 // returns once Close closed finals and every final ship was made.
 func (m *Manager) housekeep() {
 	defer close(m.hkDone)
 	t := time.NewTicker(m.cfg.ShipInterval)
 	defer t.Stop()
 	retry := map[*proc]bool{} // ended processes whose last ship failed
+	var swept time.Time       // the last periodic sweep
 	for {
 		for {
 			p, ok, done := m.finals.pop()
@@ -215,9 +230,20 @@ func (m *Manager) housekeep() {
 				}
 			}
 			m.reapOrphans()
+			if time.Since(swept) >= minSweepInterval && (m.cfg.OwnsOrphans || m.Live() > 0 || m.foregroundRuns()) {
+				m.sweep(false)
+				swept = time.Now()
+			}
 		case <-m.finals.ready:
 		}
 	}
+}
+
+// foregroundRuns reports whether a foreground command runs.
+func (m *Manager) foregroundRuns() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fg != nil
 }
 
 // running returns the running background processes.
@@ -291,7 +317,7 @@ func (m *Manager) reapOrphans() {
 	}
 	m.mu.Unlock()
 	reaped := 0
-	for _, pid := range groupZombies(groups) {
+	for _, pid := range orphanZombies(groups, m.cfg.OwnsOrphans) {
 		pidfd, err := openPidfd(pid)
 		if err != nil {
 			continue

@@ -44,6 +44,14 @@ type Config struct {
 	CloseGrace time.Duration
 	// Logger receives the Manager's events; nil means slog.Default().
 	Logger *slog.Logger
+	// OwnsOrphans says that the calling process is a child subreaper
+	// (BecomeSubreaper) and that this Manager is the only one in it, as in
+	// the executor: every orphan that comes to the process is then a
+	// session process, adopted even when nothing ties it to a command any
+	// more (it left the command's process group and its parent died), and
+	// Close ends every process below this one. Without it, only orphans
+	// of the session's process groups are adopted. See escapes.go.
+	OwnsOrphans bool
 }
 
 // Manager runs and tracks the processes of one session on one host. Its
@@ -69,8 +77,9 @@ type Manager struct {
 	mu      sync.Mutex
 	procs   map[int]*proc // background and adopted, by pid; the newest wins
 	fg      *proc
-	groups  map[int]bool // process groups of the session's commands
-	files   []*logFiles  // released by Close
+	lastFg  *proc         // the latest foreground command, once it ended
+	groups  map[int]*proc // process groups of the session's commands, by pgid
+	files   []*logFiles   // released by Close
 	live    int
 	liveCh  chan struct{}
 	closeOp *killOp // set when Close begins
@@ -98,20 +107,24 @@ const (
 type proc struct {
 	pid     int
 	kind    kind
-	command string
 	started time.Time
 	pgid    int
 	logs    *logFiles
 	run     *shell.Running // kindBackground
 	sig     Signaler       // kindForeground
 	pidfd   *os.File       // kindAdopted
-	stdin   *os.File       // write end of the stdin pipe, if keepStdin
-	done    chan struct{}  // closed once the process ended
+	ticks   uint64         // start time in clock ticks after boot (0: unknown)
+	// parent is the tracked process it was found under (the command that
+	// started it, a subshell); nil for a command.
+	parent *proc
+	stdin  *os.File      // write end of the stdin pipe, if keepStdin
+	done   chan struct{} // closed once the process ended
 
 	stdinMu   sync.Mutex  // serializes writes and the closing of stdin
 	stdinOpen atomic.Bool // guarded by stdinMu for writes
 
 	// Guarded by Manager.mu.
+	command  string // what it runs: read again for an adopted one (refreshCommands)
 	status   Status
 	exitCode *int
 	signal   string
@@ -163,7 +176,7 @@ func New(cfg Config) (*Manager, error) {
 		log:        logger,
 		createdDir: created,
 		procs:      map[int]*proc{},
-		groups:     map[int]bool{},
+		groups:     map[int]*proc{},
 		liveCh:     make(chan struct{}),
 		hkDone:     make(chan struct{}),
 		regDone:    make(chan struct{}),
@@ -226,14 +239,14 @@ func (m *Manager) Start(st shell.State, cmd shell.Command, keepStdin bool) (Proc
 	}
 	p := &proc{
 		pid: run.Pid(), kind: kindBackground, command: cmd.Script, started: started,
-		pgid: run.Pid(), logs: logs, run: run, stdin: stdinW,
+		pgid: run.Pid(), logs: logs, run: run, stdin: stdinW, ticks: startTicks(run.Pid()),
 		done: make(chan struct{}), status: StatusRunning,
 	}
 	p.stdinOpen.Store(stdinW != nil)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.groups[p.pgid] = true
+	m.groups[p.pgid] = p
 	m.files = append(m.files, logs)
 	m.registerLocked(p)
 	m.wg.Add(1) // Close waits for intake, so it cannot be waiting on wg yet
@@ -265,7 +278,9 @@ func (m *Manager) awaitBackground(p *proc) {
 		m.log.Debug("background process state unreadable", "event", "procs.state_unreadable", "pid", p.pid, "error", err.Error())
 	}
 	m.closeStdin(p)
-	adoptees := m.prepareAdoptees(p.pgid, res.Leftovers)
+	// What escaped its group is found while p still counts as running.
+	m.sweepAfterCommand(res.TimedOut)
+	adoptees := m.prepareAdoptees(p, res.Leftovers)
 	reason := ""
 	if res.TimedOut {
 		reason = ReasonTimeout
@@ -274,6 +289,9 @@ func (m *Manager) awaitBackground(p *proc) {
 	defer m.mu.Unlock()
 	// Adopt first, so that Live never passes through 0 in between.
 	m.adoptLocked(adoptees, p.logs, p.kill)
+	if res.TimedOut {
+		m.endDescendantsLocked(p, ReasonTimeout)
+	}
 	m.finishLocked(p, exit{code: res.ExitCode, signal: res.Signal}, true, reason)
 }
 
@@ -351,6 +369,7 @@ func (m *Manager) lookup(pid int) (*proc, error) {
 func (m *Manager) infoLocked(p *proc) ProcessInfo {
 	info := ProcessInfo{
 		Pid:        p.pid,
+		Parent:     m.listedParentLocked(p),
 		Command:    p.command,
 		Status:     p.status,
 		Signal:     p.signal,
@@ -375,6 +394,8 @@ func (m *Manager) infoLocked(p *proc) ProcessInfo {
 // start time: background processes, adopted leftovers and the foreground
 // command while it runs (once it ended, its exec's result tells of it).
 func (m *Manager) List() []ProcessInfo {
+	m.sweep(false)
+	m.refreshCommands()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]ProcessInfo, 0, len(m.procs)+1)

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandrun/sandrun/internal/shell"
 )
 
 // BecomeSubreaper makes the calling process a child subreaper
@@ -80,6 +82,7 @@ type procStat struct {
 	state byte
 	ppid  int
 	pgrp  int
+	sid   int    // session id
 	start uint64 // clock ticks after boot
 }
 
@@ -113,6 +116,7 @@ func readStat(pid int) (procStat, error) {
 	st.state = f[0][0]
 	st.ppid, _ = strconv.Atoi(string(f[1]))
 	st.pgrp, _ = strconv.Atoi(string(f[2]))
+	st.sid, _ = strconv.Atoi(string(f[3]))
 	st.start, _ = strconv.ParseUint(string(f[19]), 10, 64)
 	return st, nil
 }
@@ -132,24 +136,39 @@ func startedAt(ticks uint64) time.Time {
 	return now.Add(-max(since, 0))
 }
 
-// maxCommandBytes bounds the command line read from /proc.
+// maxCommandBytes bounds the command shown for a process.
 const maxCommandBytes = 4096
 
 // readCommand returns the command line of pid, arguments joined by spaces,
-// or "[comm]" for a process without one.
+// or "[comm]" for a process without one. A bash of the shell package (a
+// subshell it forked for `( … ) &` has its command line) is shown as the
+// script the user ran, not as the wrapper that runs it.
 func readCommand(pid int) string {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err == nil && len(data) > 0 {
-		if len(data) > maxCommandBytes {
-			data = data[:maxCommandBytes]
+	if argv := readArgv(pid); len(argv) > 0 {
+		command := strings.Join(argv, " ")
+		if script, ok := shell.CommandScript(argv); ok {
+			command = script
 		}
-		return strings.ReplaceAll(strings.TrimRight(string(data), "\x00"), "\x00", " ")
+		if len(command) > maxCommandBytes {
+			command = command[:maxCommandBytes]
+		}
+		return command
 	}
 	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	if err != nil {
 		return "[?]"
 	}
 	return "[" + strings.TrimSpace(string(comm)) + "]"
+}
+
+// readArgv returns the command line of pid, nil when it has none (a
+// kernel thread, a zombie) or is gone.
+func readArgv(pid int) []string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || len(data) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00")
 }
 
 // openPidfd returns a pollable pidfd of pid. The process may have exited
@@ -270,22 +289,31 @@ func reapPidfd(pidfd *os.File) (e exit, known bool) {
 	return exit{}, false
 }
 
-// groupZombies returns the zombie children of this process that are
-// members, but not leaders, of one of groups.
+// orphanZombies returns the zombie children of this process that are
+// members, but not leaders, of one of groups, and, when owns (the
+// Manager owns the process's orphans), every other zombie child that
+// does not look like a command's bash (the leader of a group in this
+// process's session, which os/exec waits for).
 //
-// Such a zombie is never os/exec's: every command bash runs for a session
-// leads its own group (Setpgid), the host's other children stay in its
-// group, and no group id of a live session group can be handed to a new
-// process. While a process is our zombie only we can reap it, so its pid
-// still names it when its pidfd is opened.
-func groupZombies(groups map[int]bool) []int {
-	if len(groups) == 0 {
+// A member of a session group is never os/exec's: every command bash
+// runs for a session leads its own group (Setpgid), the host's other
+// children stay in its group, and no group id of a live session group can
+// be handed to a new process. While a process is our zombie only we can
+// reap it, so its pid still names it when its pidfd is opened.
+func orphanZombies(groups map[int]bool, owns bool) []int {
+	if len(groups) == 0 && !owns {
 		return nil
 	}
 	self := os.Getpid()
+	sid, _ := unix.Getsid(0)
 	var pids []int
 	scanProcs(func(pid int, st procStat) {
-		if st.state == 'Z' && st.ppid == self && st.pgrp != pid && groups[st.pgrp] {
+		if st.state != 'Z' || st.ppid != self {
+			return
+		}
+		member := st.pgrp != pid && groups[st.pgrp]
+		orphan := owns && !(st.pgrp == pid && st.sid == sid)
+		if member || orphan {
 			pids = append(pids, pid)
 		}
 	})
@@ -303,6 +331,44 @@ func liveChildren() map[int][]int {
 		}
 	})
 	return children
+}
+
+// ownChildren returns the pids of this process's children, from the
+// children file of each of its threads (an orphan is reparented to one of
+// them): far cheaper than a scan of /proc. ok is false when the kernel
+// does not offer the files.
+func ownChildren() (pids []int, ok bool) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, false
+	}
+	for _, t := range tasks {
+		data, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread ended
+		}
+		if err != nil {
+			return nil, false
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids, true
+}
+
+// liveStats returns the stat of every live (not zombie) process, by pid,
+// from one scan of /proc.
+func liveStats() map[int]procStat {
+	stats := map[int]procStat{}
+	scanProcs(func(pid int, st procStat) {
+		if st.state != 'Z' && st.state != 'X' {
+			stats[pid] = st
+		}
+	})
+	return stats
 }
 
 // scanProcs calls fn with the stat of every process in /proc. A process

@@ -86,9 +86,15 @@ var (
 // ProcessInfo describes one process of the host, running or ended.
 type ProcessInfo struct {
 	Pid int
+	// Parent is the pid of the listed process this one was found under:
+	// the background command, adopted process (a subshell) or foreground
+	// command that started it. 0 for a command, and for what a foreground
+	// command that ended left running.
+	Parent int
 	// Command is the script of a background process or foreground
 	// command, and the command line (/proc/PID/cmdline, arguments joined
-	// by spaces) of an adopted leftover.
+	// by spaces, as of the last List or Kill while it runs) of an adopted
+	// process; for a subshell of a command, the command's script.
 	Command string
 	Status  Status
 	// ExitCode is nil while the process runs and when its exit status is

@@ -49,7 +49,10 @@
 // Wait returns once the group is gone. Processes still in the group after
 // bash exited normally (`server &`) are reported as Result.Leftovers and
 // are left running: they are the caller's background processes. A process
-// that leaves the group (setsid) is not tracked.
+// that leaves the group (setsid) is not this package's to find: the caller
+// tracks it (package procs, from the process tree). CommandScript tells
+// the caller which processes are this package's bash (or a subshell of
+// one) and what script they run.
 //
 // # Output
 //

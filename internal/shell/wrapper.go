@@ -81,3 +81,15 @@ var wrapperStatements = []string{
 }
 
 var wrapperScript = strings.Join(wrapperStatements, "; ")
+
+// CommandScript returns the script of a command that this package runs,
+// given the command line (argv) of its bash, or of a subshell that bash
+// forked (`( … ) &`), which keeps it: what a process list should show
+// instead of the wrapper. ok is false for any other command line.
+func CommandScript(argv []string) (script string, ok bool) {
+	// bash -c WRAPPER bash STATE ENV DIR FALLBACK SCRIPT: see Start.
+	if len(argv) != 9 || argv[1] != "-c" || argv[2] != wrapperScript {
+		return "", false
+	}
+	return argv[8], true
+}

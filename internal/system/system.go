@@ -285,10 +285,13 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 		}
 		logger.Warn("host is dumpable; commands can read its environment and memory", "event", "host.dumpable", "error", err.Error())
 	}
-	// Orphans of the session's commands come to the host, which learns how
-	// its background processes end and reaps them.
+	// Orphans of the session's commands come to the host, which tracks
+	// them (a process that left its command's group included), learns how
+	// they end, reaps them and ends them when it leaves.
 	if err := procs.BecomeSubreaper(); err != nil {
-		logger.Warn("not a child subreaper; adopted processes' exit codes stay unknown", "event", "host.no_subreaper", "error", err.Error())
+		logger.Warn("not a child subreaper; processes that leave their command's group are not tracked", "event", "host.no_subreaper", "error", err.Error())
+	} else {
+		hc.OwnsOrphans = true
 	}
 	var ts oauth2.TokenSource // nil: the job's own credentials
 	tokens := hc.Tokens

@@ -340,6 +340,7 @@ class ProcessInfo:
     pid: int
     command: str
     status: str
+    parent_pid: int | None = None
     exit_code: int | None = None
     signal: str | None = None
     started_at: str | None = None

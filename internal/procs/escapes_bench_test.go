@@ -1,0 +1,45 @@
+//go:build linux
+
+package procs
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/sandrun/sandrun/internal/shell"
+)
+
+// BenchmarkSweep measures the sweep every command's end, list and kill
+// pays: one scan of /proc and the walk of this process's tree.
+func BenchmarkSweep(b *testing.B) {
+	m, err := New(Config{Dir: b.TempDir() + "/procs", OwnsOrphans: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	if _, err := m.Start(shell.State{Env: map[string]string{"PATH": "/usr/bin:/bin"}}, shell.Command{Script: "sleep 600"}, false); err != nil {
+		b.Fatal(err)
+	}
+	procs, _ := os.ReadDir("/proc")
+	b.Logf("%d entries in /proc", len(procs))
+	for b.Loop() {
+		m.sweep(false)
+	}
+}
+
+// BenchmarkSweepAfterCommand measures what a command's end pays when
+// nothing escaped it.
+func BenchmarkSweepAfterCommand(b *testing.B) {
+	if err := BecomeSubreaper(); err != nil {
+		b.Skip(err)
+	}
+	m, err := New(Config{Dir: b.TempDir() + "/procs", OwnsOrphans: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	for b.Loop() {
+		m.sweepAfterCommand(false)
+	}
+}
