@@ -352,7 +352,7 @@ func (w *world) runDispatcher() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- system.RunDispatcher(ctx, &w.sys, dispatcher.Config{}, logging.New(w.logs, -4, w.sys.Project))
+		done <- system.RunDispatcher(ctx, &w.sys, dispatcher.Config{}, nil, logging.New(w.logs, -4, w.sys.Project))
 	}()
 	var once sync.Once
 	stop = func() {
