@@ -73,6 +73,8 @@ type options struct {
 	ownDispatcher, ownReaper bool
 	// pool is the warm pool's policy (off when zero).
 	pool pool.Policy
+	// maxHosts bounds the running hosts (none when zero).
+	maxHosts int
 	// hostEnv is added to every host's environment.
 	hostEnv []string
 	// hostTokens sets how host tokens are minted and renewed (the
@@ -146,6 +148,7 @@ func start(t *testing.T, o options) *world {
 	})
 	sys := system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
 		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL, Pool: o.pool, Host: o.hostTokens}
+	sys.Launch.MaxHosts = o.maxHosts
 	ctx := context.Background()
 	stateDir := t.TempDir()
 	if u := o.hostUser; u != nil {

@@ -265,7 +265,16 @@ func (l *Launcher) dispatch(ctx context.Context) time.Duration {
 			due = append(due, e)
 		}
 	}
+	// First come, first served; but a session whose launch Cloud Run
+	// refused retries after those not refused yet, so that no new
+	// session's first try waits behind other sessions' retries.
 	slices.SortFunc(due, func(a, b *entry) int {
+		if ar, br := a.waiting == session.WaitRefused, b.waiting == session.WaitRefused; ar != br {
+			if ar {
+				return 1
+			}
+			return -1
+		}
 		if c := a.since.Compare(b.since); c != 0 {
 			return c
 		}

@@ -58,7 +58,7 @@ func (s *Store) WaitingForHost(ctx context.Context) ([]HostWait, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []HostWait
+	out := []HostWait{}
 	for i, d := range docs {
 		if d.Status != StatusActive || d.Launch == nil || d.Launch.Execution != "" {
 			continue
