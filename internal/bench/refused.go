@@ -68,7 +68,8 @@ func (r *runner) refused(ctx context.Context) error {
 	p50, p99 := percentiles(during)
 	r.add(Result{Name: fmt.Sprintf("warm request, %d new sessions refused", burst), Unit: "ms", P50: p50, P99: p99, Samples: n,
 		Floor: bp50, FloorName: "the same warm request before the burst",
-		Note: fmt.Sprintf("every RunJob fails RESOURCE_EXHAUSTED; the burst's %d requests were published in %.1f s, then the warm requests ran while they waited", burst, published.Seconds())})
+		Note: fmt.Sprintf("every RunJob fails RESOURCE_EXHAUSTED; the burst's %d requests were published in %.1f s, then the warm requests ran while they waited; p99 ratio %.2f",
+			burst, published.Seconds(), p99/bp99)})
 
 	// The burst's sessions are destroyed, which answers their requests.
 	return r.sendEach(ctx, ids, func(id string) *api.Request {
