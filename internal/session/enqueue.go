@@ -160,12 +160,12 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			if !exists {
 				return answer(notFound())
 			}
-			if !lease.live(now) {
-				// No host runs it: destroy it here, no host needed. What
-				// waits for a host (its requests, a launch that may still
-				// be refused or queued behind the most hosts) ends now:
-				// the requests are answered ABORTED, and a host that
-				// starts for it finds it destroyed and exits.
+			if !lease.live(now) && !s.launchStarting(doc, lease, now) {
+				// No host runs it and none is starting: destroy it here, no
+				// host needed. What waits for a host (its requests, a
+				// launch refused or in line behind the most hosts) ends
+				// now: the requests are answered ABORTED, and a host that
+				// starts for it later finds it destroyed and exits.
 				c := ok()
 				if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
 					return err
