@@ -75,6 +75,8 @@ type options struct {
 	pool pool.Policy
 	// maxHosts bounds the running hosts (none when zero).
 	maxHosts int
+	// reaperInterval is the time between reaper passes (500 ms when zero).
+	reaperInterval time.Duration
 	// hostEnv is added to every host's environment.
 	hostEnv []string
 	// hostTokens sets how host tokens are minted and renewed (the
@@ -127,6 +129,9 @@ func start(t *testing.T, o options) *world {
 	if o.leaseTTL == 0 {
 		o.leaseTTL = 10 * time.Second
 	}
+	if o.reaperInterval == 0 {
+		o.reaperInterval = 500 * time.Millisecond
+	}
 	logs := &syncBuffer{}
 	cfg := emulator.Config{CloudRun: cloudrun.Config{
 		Env:       append([]string{"PATH=" + os.Getenv("PATH")}, o.hostEnv...),
@@ -158,7 +163,7 @@ func start(t *testing.T, o options) *world {
 	}
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
 		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: stateDir,
-		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, ReaperInterval: 500 * time.Millisecond,
+		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, ReaperInterval: o.reaperInterval,
 		StartDelay: o.startDelay, Logger: logging.New(logs, -4, "sandrun-local"), LogLevel: "debug",
 		NoDispatcher: o.ownDispatcher, NoReaper: o.ownReaper,
 	})

@@ -288,10 +288,13 @@ func (l *Launcher) dispatch(ctx context.Context) time.Duration {
 		if !mayRun {
 			// The line moves when hosts leave: look again then.
 			wait = min(wait, l.cfg.CountInterval)
-			// A session in line has its place recorded once; after that
-			// only the first in line tries, now and then, for an idle
-			// pool host (which runs already, so takes no room).
-			if e.waiting == session.WaitMaxHosts && (i > 0 || l.pool == nil || now.Sub(e.lastTry) < l.cfg.CountInterval) {
+			// A session in line has its place recorded once, and again
+			// before its claim would time out (else the reaper would claim
+			// anew, counting an attempt, and in the end give it up); in
+			// between only the first in line tries, now and then, for an
+			// idle pool host (which runs already, so takes no room).
+			fresh := now.Sub(e.claim.RequestedAt) < l.store.LaunchTimeout()/2
+			if e.waiting == session.WaitMaxHosts && fresh && (i > 0 || l.pool == nil || now.Sub(e.lastTry) < l.cfg.CountInterval) {
 				continue
 			}
 		}
