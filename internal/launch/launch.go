@@ -214,6 +214,14 @@ func (l *Launcher) poke() {
 	}
 }
 
+// Holds reports whether the launcher holds a claim of the session, not yet
+// carried out.
+func (l *Launcher) Holds(sessionID string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pending[sessionID] != nil
+}
+
 // Pending is the number of claims not yet carried out.
 func (l *Launcher) Pending() int {
 	l.mu.Lock()

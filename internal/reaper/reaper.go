@@ -38,9 +38,11 @@ type Runner interface {
 }
 
 // Launches carries out the launches the reaper claims, in the background
-// (package launch).
+// (package launch). Holds reports a session whose claim it holds: the
+// reaper leaves those alone.
 type Launches interface {
 	Request(sessionID string, claim *session.Launch, traceparent string)
+	Holds(sessionID string) bool
 }
 
 // Publisher publishes recorded completions.
@@ -279,7 +281,9 @@ func (r *Reaper) recoverHosts(ctx context.Context, t *tally) error {
 // (it crashed at start) is withdrawn first, rather than waited out. The
 // launches it claims are handed to the launcher, never waited for.
 func (r *Reaper) relaunchStranded(ctx context.Context, t *tally) error {
-	waiting, err := r.store.Waiting(ctx)
+	// The sessions this process's launcher holds are being launched, or
+	// wait in line: nothing to read of them.
+	waiting, err := r.store.Waiting(ctx, r.launches.Holds)
 	if err != nil {
 		return err
 	}

@@ -137,11 +137,12 @@ type Waiting struct {
 	Launch *Launch
 }
 
-// Waiting lists active sessions with queued requests and no live host. It
-// reads the sessions' documents in batches, not one by one: with many
+// Waiting lists active sessions with queued requests and no live host,
+// leaving out those skip names (nil: none). It reads the sessions'
+// documents in batches, not one by one, and not those skipped: with many
 // sessions waiting (launches refused at a quota), a reaper pass must stay
 // short.
-func (s *Store) Waiting(ctx context.Context) ([]Waiting, error) {
+func (s *Store) Waiting(ctx context.Context, skip func(sessionID string) bool) ([]Waiting, error) {
 	_, refs, err := readAll[struct{}](s.fs.CollectionGroup(inboxCollection).Where("status", "==", ItemQueued).Select().Documents(ctx), "queued requests")
 	if err != nil {
 		return nil, err
@@ -151,7 +152,9 @@ func (s *Store) Waiting(ctx context.Context) ([]Waiting, error) {
 	for _, ref := range refs {
 		if id := sessionOf(ref); !seen[id] {
 			seen[id] = true
-			ids = append(ids, id)
+			if skip == nil || !skip(id) {
+				ids = append(ids, id)
+			}
 		}
 	}
 	var out []Waiting
