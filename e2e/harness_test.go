@@ -77,6 +77,10 @@ type options struct {
 	ownDispatcher, ownReaper bool
 	// pool is the warm pool's policy (off when zero).
 	pool pool.Policy
+	// maxHosts bounds the running hosts (none when zero).
+	maxHosts int
+	// reaperInterval is the time between reaper passes (500 ms when zero).
+	reaperInterval time.Duration
 	// hostEnv is added to every host's environment.
 	hostEnv []string
 	// hostTokens sets how host tokens are minted and renewed (the
@@ -132,6 +136,9 @@ func start(t *testing.T, o options) *world {
 	if o.leaseTTL == 0 {
 		o.leaseTTL = 10 * time.Second
 	}
+	if o.reaperInterval == 0 {
+		o.reaperInterval = 500 * time.Millisecond
+	}
 	logs := &syncBuffer{}
 	cfg := emulator.Config{CloudRun: cloudrun.Config{
 		Env:       append([]string{"PATH=" + os.Getenv("PATH")}, o.hostEnv...),
@@ -154,6 +161,7 @@ func start(t *testing.T, o options) *world {
 	})
 	sys := system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
 		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL, Pool: o.pool, Host: o.hostTokens}
+	sys.Launch.MaxHosts = o.maxHosts
 	ctx := context.Background()
 	stateDir := t.TempDir()
 	if u := o.hostUser; u != nil {
@@ -163,7 +171,7 @@ func start(t *testing.T, o options) *world {
 	}
 	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
 		Executor: sandrunBin, ExecutorArgs: []string{"executor"}, StateDir: stateDir,
-		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, IdleLeaseTTL: cmp.Or(o.idleLeaseTTL, o.leaseTTL), ReaperInterval: 500 * time.Millisecond,
+		IdleTimeout: o.idleTimeout, LeaseTTL: o.leaseTTL, IdleLeaseTTL: cmp.Or(o.idleLeaseTTL, o.leaseTTL), ReaperInterval: o.reaperInterval,
 		StartDelay: o.startDelay, Logger: logging.New(logs, -4, "sandrun-local"), LogLevel: "debug",
 		NoDispatcher: o.ownDispatcher, NoReaper: o.ownReaper,
 	})
@@ -360,7 +368,7 @@ func (w *world) runDispatcher() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- system.RunDispatcher(ctx, &w.sys, dispatcher.Config{}, logging.New(w.logs, -4, w.sys.Project))
+		done <- system.RunDispatcher(ctx, &w.sys, dispatcher.Config{}, nil, logging.New(w.logs, -4, w.sys.Project))
 	}()
 	var once sync.Once
 	stop = func() {

@@ -1,5 +1,5 @@
 # The APIs sandrun and this configuration call (iamcredentials: the
-# dispatcher and the reaper minting the host's access tokens, and
+# dispatcher minting the host's access tokens, and
 # impersonating the backend service account, docs/deploy.md step 6).
 # serviceusage and cloudresourcemanager must be on before Terraform can
 # enable the others (docs/deploy.md enables them with gcloud first); they are
@@ -9,7 +9,6 @@ locals {
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudresourcemanager.googleapis.com",
-    "cloudscheduler.googleapis.com",
     "cloudtrace.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",

@@ -19,13 +19,15 @@ const module = "github.com/sandrun/sandrun"
 
 // programRoots are the functions each deployed program runs: cmd/X's main
 // goes through internal/cli to these, and everything else cli links (dev,
-// exec, bench) never runs in that program's container. Each program also
+// exec, bench) never runs in that program's container. The reaper's loop
+// runs in the dispatcher's process (RunDispatcher); cmd/reaper, a
+// standalone reaper for a dispatcher run with --reaper=false, is not
+// deployed. Each program also
 // sets up its telemetry (export.Setup), whose Google exporters call Cloud
 // Trace and Cloud Monitoring as the program.
 var programRoots = map[string][]string{
 	"dispatcher": {module + "/internal/system.RunDispatcher", exportSetup},
 	"executor":   {module + "/internal/system.RunHost", exportSetup},
-	"reaper":     {module + "/internal/system.RunReaper", exportSetup},
 }
 
 const exportSetup = module + "/internal/telemetry/export.Setup"

@@ -6,7 +6,7 @@
 # The executor job runs as sandrun-sandbox, which holds nothing: untrusted
 # commands reach the job's identity through the metadata server. The
 # session host's rights belong to sandrun-executor, which no workload runs
-# as: the dispatcher and the reaper mint short-lived access tokens for it
+# as: the dispatcher (and the reaper loop in it) mints short-lived access tokens for it
 # (IAM Credentials generateAccessToken) and pass them to each execution they
 # launch; the host keeps them in memory and never gives them to the commands.
 #
@@ -33,7 +33,7 @@ resource "google_service_account" "dispatcher" {
 resource "google_service_account" "executor" {
   account_id   = "${var.name_prefix}-executor"
   display_name = "sandrun executor (session host)"
-  description  = "The session host's identity, attached to no workload: the dispatcher and reaper mint short-lived tokens for it and pass them to each execution, whose host holds them in memory."
+  description  = "The session host's identity, attached to no workload: the dispatcher mints short-lived tokens for it and passes them to each execution, whose host holds them in memory."
 
   depends_on = [google_project_service.apis]
 }
@@ -44,14 +44,6 @@ resource "google_service_account" "sandbox" {
   account_id   = "${var.name_prefix}-sandbox"
   display_name = "sandrun sandbox (executor job runtime)"
   description  = "The executor job's runtime identity. Untrusted commands can obtain its token through the metadata server, so it holds no roles."
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_service_account" "reaper" {
-  account_id   = "${var.name_prefix}-reaper"
-  display_name = "sandrun reaper"
-  description  = "Recovers lost hosts, republishes, destroys stale sessions; Cloud Scheduler runs the reaper job as it."
 
   depends_on = [google_project_service.apis]
 }
@@ -187,7 +179,7 @@ resource "google_project_iam_custom_role" "host_launcher" {
 }
 
 # Reading and listing the executor job's executions: the reaper's orphan and
-# lost-host passes.
+# lost-host passes, and counting the running hosts against max_hosts.
 resource "google_project_iam_custom_role" "host_inspector" {
   role_id     = "${local.role_prefix}HostInspector"
   title       = "sandrun host inspector"
@@ -195,19 +187,6 @@ resource "google_project_iam_custom_role" "host_inspector" {
   permissions = [
     "run.executions.get",
     "run.executions.list",
-  ]
-
-  depends_on = [google_project_service.apis]
-}
-
-# Cloud Scheduler starting the reaper job with the reaper's token: RunJob
-# without overrides.
-resource "google_project_iam_custom_role" "job_starter" {
-  role_id     = "${local.role_prefix}JobStarter"
-  title       = "sandrun job starter"
-  description = "Run a job as it is defined."
-  permissions = [
-    "run.jobs.run",
   ]
 
   depends_on = [google_project_service.apis]
@@ -254,7 +233,6 @@ resource "google_project_iam_member" "telemetry" {
   for_each = {
     dispatcher = google_service_account.dispatcher.member
     executor   = google_service_account.executor.member
-    reaper     = google_service_account.reaper.member
   }
 
   project = var.project
@@ -314,6 +292,15 @@ resource "google_cloud_run_v2_job_iam_member" "dispatcher_launches" {
   member   = google_service_account.dispatcher.member
 }
 
+# Lists the executor job's executions: the reaper's loop finds orphans and
+# hosts that died, and the launcher counts the running hosts (max_hosts).
+resource "google_cloud_run_v2_job_iam_member" "dispatcher_lists" {
+  location = google_cloud_run_v2_job.executor.location
+  name     = google_cloud_run_v2_job.executor.name
+  role     = google_project_iam_custom_role.host_inspector.name
+  member   = google_service_account.dispatcher.member
+}
+
 # The host's access tokens, for the executions it launches; on the executor
 # account only.
 resource "google_service_account_iam_member" "dispatcher_host_tokens" {
@@ -350,68 +337,6 @@ resource "google_storage_bucket_iam_member" "executor_objects" {
     title      = "sessions prefix only"
     expression = local.sessions_objects_condition
   }
-}
-
-# --- reaper -------------------------------------------------------------------
-
-resource "google_pubsub_topic_iam_member" "reaper_completions" {
-  topic  = google_pubsub_topic.completions.name
-  role   = google_project_iam_custom_role.completion_publisher.name
-  member = google_service_account.reaper.member
-}
-
-resource "google_project_iam_member" "reaper_firestore" {
-  project = var.project
-  role    = google_project_iam_custom_role.session_state.name
-  member  = google_service_account.reaper.member
-
-  condition {
-    title      = "sandrun database only"
-    expression = local.firestore_condition
-  }
-}
-
-resource "google_storage_bucket_iam_member" "reaper_objects" {
-  bucket = google_storage_bucket.sessions.name
-  role   = google_project_iam_custom_role.session_purger.name
-  member = google_service_account.reaper.member
-
-  condition {
-    title      = "sessions prefix only"
-    expression = local.sessions_objects_condition
-  }
-}
-
-# Relaunches (RunJob with overrides) and cancels (executions.cancel) hosts.
-resource "google_cloud_run_v2_job_iam_member" "reaper_launches" {
-  location = google_cloud_run_v2_job.executor.location
-  name     = google_cloud_run_v2_job.executor.name
-  role     = google_project_iam_custom_role.host_launcher.name
-  member   = google_service_account.reaper.member
-}
-
-# Lists the executor job's executions to find orphans.
-resource "google_cloud_run_v2_job_iam_member" "reaper_lists" {
-  location = google_cloud_run_v2_job.executor.location
-  name     = google_cloud_run_v2_job.executor.name
-  role     = google_project_iam_custom_role.host_inspector.name
-  member   = google_service_account.reaper.member
-}
-
-# Cloud Scheduler starts the reaper job with the reaper's own token.
-resource "google_cloud_run_v2_job_iam_member" "reaper_runs_reaper" {
-  location = google_cloud_run_v2_job.reaper.location
-  name     = google_cloud_run_v2_job.reaper.name
-  role     = google_project_iam_custom_role.job_starter.name
-  member   = google_service_account.reaper.member
-}
-
-# The host's access tokens, for the executions it relaunches; on the
-# executor account only.
-resource "google_service_account_iam_member" "reaper_host_tokens" {
-  service_account_id = google_service_account.executor.name
-  role               = google_project_iam_custom_role.host_token_minter.name
-  member             = google_service_account.reaper.member
 }
 
 # --- backend ------------------------------------------------------------------

@@ -10,7 +10,6 @@ locals {
     dead_letter_sub         = "${var.name_prefix}-dead-letters"
     backend_subscription    = "${var.name_prefix}-backend"
     executor_job            = "${var.name_prefix}-executor"
-    reaper_job              = "${var.name_prefix}-reaper"
     dispatcher_pool         = "${var.name_prefix}-dispatcher"
     repository              = var.name_prefix
   }
@@ -24,7 +23,6 @@ locals {
   registry = "${var.region}-docker.pkg.dev/${var.project}/${google_artifact_registry_repository.images.repository_id}"
   images = {
     dispatcher = coalesce(var.dispatcher_image, "${local.registry}/dispatcher:${var.image_tag}")
-    reaper     = coalesce(var.reaper_image, "${local.registry}/reaper:${var.image_tag}")
     executor   = coalesce(var.executor_image, "${local.registry}/executor:${var.image_tag}")
   }
 
@@ -62,8 +60,8 @@ locals {
   })
 
   # The warm pool's policy (internal/pool.Policy.Define), which the
-  # dispatcher (claims, refills as it takes) and the reaper (refills each
-  # pass) must agree on. Pool hosts learn their side from their launch.
+  # dispatcher uses to claim, to refill as it takes, and to refill in each
+  # reaper pass. Pool hosts learn their side from their launch.
   pool_env = {
     SANDRUN_POOL_MIN          = tostring(var.pool_min)
     SANDRUN_POOL_TARGET       = tostring(var.pool_target)
@@ -71,7 +69,7 @@ locals {
     SANDRUN_POOL_IDLE_TIMEOUT = "${var.pool_idle_timeout_seconds}s"
   }
 
-  # The host identity whose access tokens the dispatcher and the reaper mint
+  # The host identity whose access tokens the dispatcher mints
   # for the executions they launch (iam.tf). Not the executor's: it is given
   # a token, never the means to mint one.
   host_env = {
@@ -80,9 +78,12 @@ locals {
 
   dispatcher_env = merge(local.common_env, local.otel_env, local.pool_env, local.host_env, {
     SANDRUN_MAX_OUTSTANDING = tostring(var.dispatcher_max_outstanding)
+    # The reaper's loop runs in the dispatcher's process (run.tf).
+    SANDRUN_REAPER = "true"
+    # New sessions beyond max_hosts running hosts wait in line.
+    SANDRUN_MAX_HOSTS = tostring(var.max_hosts)
   })
 
-  reaper_env = merge(local.common_env, local.otel_env, local.pool_env, local.host_env)
 
   # IAM condition pieces. Object names in conditions are
   # projects/_/buckets/BUCKET/objects/NAME; a list request is checked on the

@@ -6,7 +6,8 @@
 #   - the dispatcher (worker pool) logs "request.accepted" with
 #     duration_seconds, and "request.rejected", "request.dead_lettered",
 #     "request.duplicate", "request.nacked";
-#   - the reaper job logs "reaper.pass" with outcome ok or failed.
+#   - the reaper's loop, in the dispatcher's process, logs "reaper.pass"
+#     with outcome ok or failed.
 # tfcheck (checkMonitoring) refuses a log-based metric without a
 # resource.type restriction or an event match, one that reads textPayload,
 # and an alert filter without a metric type and a resource type that
@@ -14,7 +15,8 @@
 #
 # Caveat: a user command runs as the executor's own uid and can write to the
 # executor's stderr, so request.done lines can be forged from inside a
-# sandbox (docs/deploy.md). The dispatcher's and the reaper's logs cannot.
+# sandbox (docs/deploy.md). The dispatcher's logs (the reaper's included)
+# cannot.
 #
 # The resource type of a Cloud Run worker pool's log entries,
 # cloud_run_worker_pool, is not verified against Google Cloud yet
@@ -28,10 +30,6 @@ locals {
     "resource.labels.job_name=\"${local.names.executor_job}\"",
   ])
   dispatcher_logs = "resource.type=\"cloud_run_worker_pool\""
-  reaper_logs = join(" AND ", [
-    "resource.type=\"cloud_run_job\"",
-    "resource.labels.job_name=\"${local.names.reaper_job}\"",
-  ])
 }
 
 # Requests answered by a host, by status (ok, error) and op.
@@ -163,7 +161,7 @@ resource "google_logging_metric" "dispatch_outcomes" {
 resource "google_logging_metric" "reaper_passes" {
   name        = "${var.name_prefix}-reaper-passes"
   description = "Reaper passes (event reaper.pass), by outcome: ok, or failed when a step failed."
-  filter      = "${local.reaper_logs} AND jsonPayload.event=\"reaper.pass\""
+  filter      = "${local.dispatcher_logs} AND jsonPayload.event=\"reaper.pass\""
 
   metric_descriptor {
     metric_kind  = "DELTA"
@@ -324,7 +322,7 @@ resource "google_monitoring_alert_policy" "reaper_failures" {
     display_name = "more than 2 failed passes in 10 minutes"
 
     condition_threshold {
-      filter          = "metric.type=\"${local.metric_prefix}${google_logging_metric.reaper_passes.name}\" AND resource.type=\"cloud_run_job\" AND metric.label.outcome=\"failed\""
+      filter          = "metric.type=\"${local.metric_prefix}${google_logging_metric.reaper_passes.name}\" AND resource.type=\"cloud_run_worker_pool\" AND metric.label.outcome=\"failed\""
       comparison      = "COMPARISON_GT"
       threshold_value = 2
       duration        = "0s"
@@ -345,16 +343,14 @@ resource "google_monitoring_alert_policy" "reaper_failures" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "The reaper's passes fail. Read the job ${local.names.reaper_job}'s log: the reaper.pass line has outcome failed, and the line \"sandrun reaper: ...\" names the steps that failed. Right after the first deployment, the Firestore indexes may still be building."
+    content   = "The reaper's passes fail. Read the worker pool ${local.names.dispatcher_pool}'s log, where the reaper's loop runs: the reaper.pass line has outcome failed, and the reaper.failed line names the steps that failed. Right after the first deployment, the Firestore indexes may still be building."
   }
 }
 
-# More hosts are running than the deployment expects. Nothing stops launches
-# at this number: Cloud Run has no per-job cap, and the region's limit of
-# 1000 running executions is the hard one (beyond it launches fail and the
-# requests are answered LAUNCH_FAILED).
+# The running hosts stay at max_hosts: new sessions wait in line for a host
+# (the dispatcher never launches past it; `sandrun status` shows the line).
 resource "google_monitoring_alert_policy" "hosts" {
-  display_name          = "sandrun: more than ${var.max_hosts} session hosts"
+  display_name          = "sandrun: ${var.max_hosts} session hosts, the most allowed"
   combiner              = "OR"
   notification_channels = var.notification_channels
   severity              = "WARNING"
@@ -365,7 +361,7 @@ resource "google_monitoring_alert_policy" "hosts" {
     condition_threshold {
       filter          = "metric.type=\"run.googleapis.com/job/running_executions\" AND resource.type=\"cloud_run_job\" AND resource.label.job_name=\"${google_cloud_run_v2_job.executor.name}\""
       comparison      = "COMPARISON_GT"
-      threshold_value = var.max_hosts
+      threshold_value = var.max_hosts - 1
       duration        = "300s"
 
       aggregations {
@@ -382,7 +378,7 @@ resource "google_monitoring_alert_policy" "hosts" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "More than ${var.max_hosts} executions of ${local.names.executor_job} run. Each live session with background processes keeps its host; idle hosts leave after ${var.idle_timeout_seconds}s. Check for sessions that are never destroyed, or raise max_hosts."
+    content   = "${var.max_hosts} executions of ${local.names.executor_job} run, the most max_hosts allows: new sessions wait in line (`sandrun status` lists them). Each live session with background processes keeps its host; idle hosts leave after ${var.idle_timeout_seconds}s. Check for sessions that are never destroyed, or raise max_hosts within the region's job instance quota (docs/cost.md)."
   }
 
   depends_on = [google_project_service.apis]

@@ -50,11 +50,6 @@ output "dispatcher_worker_pool" {
   value       = google_cloud_run_v2_worker_pool.dispatcher.name
 }
 
-output "reaper_job" {
-  description = "Cloud Run job of the reaper, run by Cloud Scheduler."
-  value       = google_cloud_run_v2_job.reaper.name
-}
-
 output "image_repository" {
   description = "Artifact Registry path the images are pushed to (cloudbuild.yaml's _REPOSITORY is its last segment)."
   value       = local.registry

@@ -22,7 +22,7 @@ const permissionsFile = "permissions.csv"
 
 // A permissionRow is one line of permissions.csv.
 type permissionRow struct {
-	program     string   // dispatcher, executor, reaper; * for calls that reach no API
+	program     string   // dispatcher, executor; * for calls that reach no API
 	call        string   // the client function, as callName writes it; terraform:ADDRESS for a call the Terraform makes as the program
 	api         string   // the API method, for the reader
 	permissions []string // what the call needs
@@ -123,13 +123,12 @@ func TestPermissionTableMatchesCode(t *testing.T) {
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // programAccounts are the service accounts the programs act as: the
-// dispatcher and the reaper run as their own; the executor acts with the
+// dispatcher (with the reaper's loop in it) runs as its own; the executor acts with the
 // host identity's minted token; the sandbox account is what the executor
 // job runs as, reachable by every command, and must hold nothing.
 var programAccounts = map[string]string{
 	"dispatcher": "dispatcher",
 	"executor":   "executor",
-	"reaper":     "reaper",
 	"sandbox":    "sandbox",
 }
 
@@ -393,8 +392,8 @@ func TestProgramGrantsCatchMistakes(t *testing.T) {
 	checkBreakages(t, func(c *config, errorf errorf) { checkProgramGrants(c, rows, errorf) }, []breakage{
 		{"delete permission removed", "iam.tf", "    \"datastore.entities.delete\",\n", "",
 			"needs datastore.entities.delete on google_firestore_database.sessions"},
-		{"grant on the wrong topic", "iam.tf", "topic  = google_pubsub_topic.completions.name\n  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.reaper.member",
-			"topic  = google_pubsub_topic.requests.name\n  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.reaper.member",
+		{"grant on the wrong topic", "iam.tf", "topic  = google_pubsub_topic.completions.name\n  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.executor.member",
+			"topic  = google_pubsub_topic.requests.name\n  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.executor.member",
 			"granted pubsub.topics.publish on google_pubsub_topic.requests"},
 		{"a predefined role", "iam.tf", "role     = google_project_iam_custom_role.host_inspector.name", "role     = \"roles/run.viewer\"",
 			"(every permission of roles/run.viewer)"},

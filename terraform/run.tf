@@ -1,8 +1,8 @@
-# The three programs on Cloud Run.
+# sandrun on Cloud Run: the host job and the dispatcher (whose process also
+# runs the reaper's loop).
 
-# The sandbox: one execution hosts one session. The dispatcher and the
-# reaper start executions with RunJob, overriding SANDRUN_SESSION_ID and
-# SANDRUN_LAUNCH_ID, and hand each the host's access token (iam.tf). The job
+# The sandbox: one execution hosts one session. The dispatcher starts
+# executions with RunJob, overriding SANDRUN_SESSION_ID and SANDRUN_LAUNCH_ID, and hand each the host's access token (iam.tf). The job
 # runs as sandrun-sandbox, which holds nothing: the metadata server gives
 # commands that account's token, not the host's.
 resource "google_cloud_run_v2_job" "executor" {
@@ -63,7 +63,9 @@ resource "google_cloud_run_v2_job" "executor" {
 
 # The dispatcher pulls; it serves no HTTP, so it runs as a worker pool (Cloud
 # Run's resource for pull-based work, in beta in provider 6.50) with a fixed
-# number of instances and CPU always allocated.
+# number of instances and CPU always allocated. It also runs the reaper's
+# loop (SANDRUN_REAPER, on by default), so that one always-on process is the
+# whole control plane: no reaper job, no scheduler.
 resource "google_cloud_run_v2_worker_pool" "dispatcher" {
   name                = local.names.dispatcher_pool
   location            = var.region
@@ -108,85 +110,7 @@ resource "google_cloud_run_v2_worker_pool" "dispatcher" {
     google_project_iam_member.dispatcher_firestore,
     google_storage_bucket_iam_member.dispatcher_objects,
     google_cloud_run_v2_job_iam_member.dispatcher_launches,
+    google_cloud_run_v2_job_iam_member.dispatcher_lists,
     google_service_account_iam_member.dispatcher_host_tokens,
   ]
-}
-
-# The reaper makes one pass per execution (--once), started by Cloud
-# Scheduler.
-resource "google_cloud_run_v2_job" "reaper" {
-  name                = local.names.reaper_job
-  location            = var.region
-  deletion_protection = var.deletion_protection
-
-  template {
-    task_count  = 1
-    parallelism = 1
-
-    template {
-      service_account = google_service_account.reaper.email
-      timeout         = "${var.reaper_timeout_seconds}s"
-
-      # The next scheduled pass is the retry.
-      max_retries = 0
-
-      containers {
-        image = local.images.reaper
-        args  = ["--once"]
-
-        resources {
-          limits = {
-            cpu    = "1"
-            memory = var.reaper_memory
-          }
-        }
-
-        dynamic "env" {
-          for_each = local.reaper_env
-          content {
-            name  = env.key
-            value = env.value
-          }
-        }
-      }
-    }
-  }
-
-  depends_on = [
-    google_project_service.apis,
-    google_pubsub_topic_iam_member.reaper_completions,
-    google_project_iam_member.reaper_firestore,
-    google_storage_bucket_iam_member.reaper_objects,
-    google_cloud_run_v2_job_iam_member.reaper_launches,
-    google_cloud_run_v2_job_iam_member.reaper_lists,
-    google_service_account_iam_member.reaper_host_tokens,
-  ]
-}
-
-# Runs the reaper job through the Cloud Run Admin API as the reaper's own
-# service account, which may run that one job.
-resource "google_cloud_scheduler_job" "reaper" {
-  name             = local.names.reaper_job
-  region           = var.region
-  description      = "One sandrun reaper pass: HOST_LOST answers, relaunches, lost publishes, stale sessions, orphaned executions."
-  schedule         = var.reaper_schedule
-  time_zone        = "Etc/UTC"
-  attempt_deadline = "60s"
-
-  # A missed pass is made up by the next one.
-  retry_config {
-    retry_count = 0
-  }
-
-  http_target {
-    http_method = "POST"
-    uri         = "https://run.googleapis.com/v2/projects/${var.project}/locations/${var.region}/jobs/${google_cloud_run_v2_job.reaper.name}:run"
-
-    oauth_token {
-      service_account_email = google_service_account.reaper.email
-      scope                 = "https://www.googleapis.com/auth/cloud-platform"
-    }
-  }
-
-  depends_on = [google_cloud_run_v2_job_iam_member.reaper_runs_reaper]
 }

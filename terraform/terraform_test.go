@@ -109,8 +109,8 @@ func TestSchemaCatchesMistakes(t *testing.T) {
 			"google_monitoring_alert_policy.end_to_end_latency: condition_threshold.filter has no restriction on resource.type"},
 		{"denominator without a resource type", "monitoring.tf", `${google_logging_metric.dispatch_outcomes.name}\" AND resource.type=\"cloud_run_worker_pool\""`, `${google_logging_metric.dispatch_outcomes.name}\""`,
 			"google_monitoring_alert_policy.error_rate: condition_threshold.denominator_filter has no restriction on resource.type"},
-		{"alert on the wrong resource type", "monitoring.tf", `${google_logging_metric.reaper_passes.name}\" AND resource.type=\"cloud_run_job\"`, `${google_logging_metric.reaper_passes.name}\" AND resource.type=\"cloud_run_revision\"`,
-			`restricts resource.type to "cloud_run_revision", but logging.googleapis.com/user/{google_logging_metric.reaper_passes} is written against "cloud_run_job"`},
+		{"alert on the wrong resource type", "monitoring.tf", `${google_logging_metric.reaper_passes.name}\" AND resource.type=\"cloud_run_worker_pool\"`, `${google_logging_metric.reaper_passes.name}\" AND resource.type=\"cloud_run_revision\"`,
+			`restricts resource.type to "cloud_run_revision", but logging.googleapis.com/user/{google_logging_metric.reaper_passes} is written against "cloud_run_worker_pool"`},
 		{"unknown built-in metric", "monitoring.tf", "run.googleapis.com/job/running_executions", "run.googleapis.com/job/running_execution_count",
 			`names the metric "run.googleapis.com/job/running_execution_count", which is neither`},
 		{"log-based metric on free text", "monitoring.tf", `AND jsonPayload.event=\"reaper.pass\""`, `AND textPayload:\"sandrun reaper:\""`,
@@ -312,7 +312,7 @@ func TestFilesByConcern(t *testing.T) {
 		"pubsub.tf":     {"google_pubsub_topic", "google_pubsub_subscription"},
 		"storage.tf":    {"google_storage_bucket"},
 		"firestore.tf":  {"google_firestore_database", "google_firestore_field", "google_firestore_index"},
-		"run.tf":        {"google_cloud_run_v2_job", "google_cloud_run_v2_worker_pool", "google_cloud_scheduler_job"},
+		"run.tf":        {"google_cloud_run_v2_job", "google_cloud_run_v2_worker_pool"},
 		"iam.tf":        {"google_service_account", "google_project_iam_custom_role"},
 		"monitoring.tf": {"google_logging_metric", "google_monitoring_alert_policy"},
 		"build.tf":      {"google_artifact_registry_repository"},
@@ -388,19 +388,31 @@ func TestDeploymentInvariants(t *testing.T) {
 		}
 	}
 	c.one("resource", "google_cloud_run_v2_worker_pool", "dispatcher")
-	if got := c.text(c.one("resource", "google_cloud_run_v2_job", "reaper"), "template.template.containers.args"); got != `["--once"]` {
-		t.Errorf("the reaper job runs with args %s, want [\"--once\"]", got)
+	// The reaper's loop runs in the dispatcher's process: no job, no
+	// scheduler, and the dispatcher bounds the running hosts.
+	if n := len(c.all("resource", "google_cloud_scheduler_job")) + len(c.all("resource", "google_cloud_run_v2_job")); n != 1 {
+		t.Errorf("%d Cloud Run jobs and scheduler jobs, want the executor job alone: the dispatcher runs the reaper's loop", n)
 	}
-	c.one("resource", "google_cloud_scheduler_job", "reaper")
+	var dispatcherEnv string
+	for _, b := range c.all("locals") {
+		if _, ok := b.Body.Attributes["dispatcher_env"]; ok {
+			dispatcherEnv = c.text(b, "dispatcher_env")
+		}
+	}
+	for _, want := range []string{`SANDRUN_REAPER = "true"`, "SANDRUN_MAX_HOSTS = tostring(var.max_hosts)"} {
+		if !strings.Contains(dispatcherEnv, want) {
+			t.Errorf("the dispatcher is not given %s", want)
+		}
+	}
 
-	for _, sa := range []string{"dispatcher", "executor", "sandbox", "reaper", "backend"} {
+	for _, sa := range []string{"dispatcher", "executor", "sandbox", "backend"} {
 		c.one("resource", "google_service_account", sa)
 	}
 
 	// Project-wide grants are the exceptions iam.tf explains; every other
 	// grant is on a resource.
 	allowed := map[string]bool{
-		"dispatcher_firestore": true, "executor_firestore": true, "reaper_firestore": true,
+		"dispatcher_firestore": true, "executor_firestore": true,
 		"backend_temporary_subscriptions": true, "build_logs": true, "telemetry": true,
 	}
 	for _, b := range c.all("resource", "google_project_iam_member") {
@@ -426,7 +438,7 @@ func TestDeploymentInvariants(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"executor_objects", "dispatcher_objects", "reaper_objects", "backend_results"} {
+	for _, name := range []string{"executor_objects", "dispatcher_objects", "backend_results"} {
 		c.attr(c.one("resource", "google_storage_bucket_iam_member", name), "condition.expression")
 	}
 
@@ -461,7 +473,7 @@ func TestDeploymentInvariants(t *testing.T) {
 // The executor job runs as sandrun-sandbox, whose token any command in the
 // sandbox can get from the metadata server, so it must hold nothing. The
 // session host's rights are sandrun-executor's, which no workload runs as:
-// the dispatcher and the reaper mint its access tokens (a custom role with
+// the dispatcher mints its access tokens (a custom role with
 // iam.serviceAccounts.getAccessToken, granted on that account alone) and
 // hand them to the executions they launch. Each check reports through
 // errorf, so that TestHostIdentityChecksCatchMistakes can run it on broken
@@ -547,8 +559,8 @@ func checkExecutorIdentity(c *config, errorf errorf) {
 			}
 		})
 	}
-	if workloads < 4 { // the executor, dispatcher and reaper, and the scheduler's token
-		errorf("found %d runtime service accounts, want at least 4", workloads)
+	if workloads < 2 { // the executor and the dispatcher (which runs the reaper's loop)
+		errorf("found %d runtime service accounts, want at least 2", workloads)
 	}
 }
 
@@ -623,7 +635,7 @@ func checkHostTokenMinterRole(c *config, errorf errorf) {
 	}
 	for _, meta := range []string{"count", "for_each"} {
 		if _, ok := role.Body.Attributes[meta]; ok {
-			errorf("host_token_minter has %s: the dispatcher and the reaper always need it", meta)
+			errorf("host_token_minter has %s: the dispatcher always needs it", meta)
 		}
 	}
 	var perms []string
@@ -661,13 +673,12 @@ func checkHostTokenMinterRole(c *config, errorf errorf) {
 }
 
 // checkHostTokenMinterGrants: the minter role is granted to exactly the
-// dispatcher and the reaper, each once, with google_service_account_iam_member
+// dispatcher (which runs the reaper's loop), once, with google_service_account_iam_member
 // on google_service_account.executor; nothing else is granted on that
 // account; and the programs are deployed after their grant.
 func checkHostTokenMinterGrants(c *config, errorf errorf) {
 	want := map[string]string{ // member -> the program's Cloud Run resource
 		"google_service_account.dispatcher.member": "google_cloud_run_v2_worker_pool.dispatcher",
-		"google_service_account.reaper.member":     "google_cloud_run_v2_job.reaper",
 	}
 	granted := map[string][]string{} // member -> grants
 	for _, b := range c.all("resource") {
@@ -682,7 +693,7 @@ func checkHostTokenMinterGrants(c *config, errorf errorf) {
 		}
 		name := resourceName(b)
 		if !minter {
-			errorf("%s grants %s on the host identity; only the dispatcher's and the reaper's minter grants belong there", name, c.text(b, "role"))
+			errorf("%s grants %s on the host identity; only the dispatcher's minter grant belongs there", name, c.text(b, "role"))
 			continue
 		}
 		if b.Labels[0] != "google_service_account_iam_member" {
@@ -699,7 +710,7 @@ func checkHostTokenMinterGrants(c *config, errorf errorf) {
 		}
 		member := c.text(b, "member")
 		if _, ok := want[member]; !ok {
-			errorf("%s grants the minter role to %s; only the dispatcher and the reaper launch hosts", name, member)
+			errorf("%s grants the minter role to %s; only the dispatcher launches hosts", name, member)
 		}
 		granted[member] = append(granted[member], name)
 	}
@@ -777,7 +788,7 @@ func (c *config) exprText(e hclsyntax.Expression) string {
 	return string(r.SliceBytes(c.sources[r.Filename]))
 }
 
-// checkHostServiceAccountEnv: the dispatcher and the reaper are told the
+// checkHostServiceAccountEnv: the dispatcher is told the
 // host identity's address in SANDRUN_HOST_SERVICE_ACCOUNT; the executor is
 // not.
 func checkHostServiceAccountEnv(c *config, errorf errorf) {
@@ -787,7 +798,6 @@ func checkHostServiceAccountEnv(c *config, errorf errorf) {
 		host                 bool
 	}{
 		{"dispatcher_env", "google_cloud_run_v2_worker_pool.dispatcher", "template.containers.dynamic.for_each", true},
-		{"reaper_env", "google_cloud_run_v2_job.reaper", "template.template.containers.dynamic.for_each", true},
 		{"executor_env", "google_cloud_run_v2_job.executor", "template.template.containers.dynamic.for_each", false},
 	}
 	for _, p := range programs {
@@ -849,8 +859,8 @@ func TestHostIdentityChecksCatchMistakes(t *testing.T) {
 			"service_account = google_service_account.sandbox.email", "service_account = google_service_account.executor.email",
 			"the executor job runs as google_service_account.executor.email"},
 		{"another workload runs as the host identity", checkExecutorIdentity, "run.tf",
-			"service_account = google_service_account.reaper.email", "service_account = google_service_account.executor.email",
-			"google_cloud_run_v2_job.reaper runs as the host identity"},
+			"service_account = google_service_account.dispatcher.email", "service_account = google_service_account.executor.email",
+			"google_cloud_run_v2_worker_pool.dispatcher runs as the host identity"},
 		{"sandbox granted a role", checkSandboxHoldsNothing, "iam.tf",
 			"  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.executor.member", "  role   = google_project_iam_custom_role.completion_publisher.name\n  member = google_service_account.sandbox.member",
 			"google_pubsub_topic_iam_member.executor_completions: member refers to google_service_account.sandbox"},
@@ -861,7 +871,7 @@ func TestHostIdentityChecksCatchMistakes(t *testing.T) {
 			`pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"`, "pubsub_agent = google_service_account.sandbox.member",
 			"refers to local.pubsub_agent, which carries google_service_account.sandbox"},
 		{"sandbox granted by address", checkSandboxHoldsNothing, "iam.tf",
-			"  member = google_service_account.reaper.member\n}", "  member = \"serviceAccount:${var.name_prefix}-sandbox@${var.project}.iam.gserviceaccount.com\"\n}",
+			"  member = google_service_account.executor.member\n}", "  member = \"serviceAccount:${var.name_prefix}-sandbox@${var.project}.iam.gserviceaccount.com\"\n}",
 			"names the sandbox account by address"},
 		{"minter with a second permission", checkHostTokenMinterRole, "iam.tf",
 			"\"iam.serviceAccounts.getAccessToken\",\n", "\"iam.serviceAccounts.getAccessToken\",\n    \"iam.serviceAccounts.signBlob\",\n",
@@ -870,7 +880,7 @@ func TestHostIdentityChecksCatchMistakes(t *testing.T) {
 			"    \"iamcredentials.googleapis.com\",\n", "",
 			"iamcredentials.googleapis.com, which serves generateAccessToken, is not enabled"},
 		{"minter granted to the backend", checkHostTokenMinterGrants, "iam.tf",
-			"  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.reaper.member",
+			"  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.dispatcher.member",
 			"  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.backend.member",
 			"grants the minter role to google_service_account.backend.member"},
 		{"minter on the project", checkHostTokenMinterGrants, "iam.tf",
@@ -878,18 +888,18 @@ func TestHostIdentityChecksCatchMistakes(t *testing.T) {
 			"resource \"google_project_iam_member\" \"dispatcher_host_tokens\" {\n  project = var.project",
 			"want google_service_account_iam_member"},
 		{"minter on another account", checkHostTokenMinterGrants, "iam.tf",
-			"service_account_id = google_service_account.executor.name\n  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.reaper.member",
-			"service_account_id = google_service_account.backend.name\n  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.reaper.member",
+			"service_account_id = google_service_account.executor.name\n  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.dispatcher.member",
+			"service_account_id = google_service_account.backend.name\n  role               = google_project_iam_custom_role.host_token_minter.name\n  member             = google_service_account.dispatcher.member",
 			"grants the minter role on google_service_account.backend.name"},
 		{"another grant on the host identity", checkHostTokenMinterGrants, "iam.tf",
 			"service_account_id = google_service_account.backend.name", "service_account_id = google_service_account.executor.name",
 			"google_service_account_iam_member.backend_impersonators grants \"roles/iam.serviceAccountTokenCreator\" on the host identity"},
-		{"reaper deployed before its grant", checkHostTokenMinterGrants, "run.tf",
-			"    google_service_account_iam_member.reaper_host_tokens,\n", "",
-			"google_cloud_run_v2_job.reaper does not depend on google_service_account_iam_member.reaper_host_tokens"},
-		{"reaper not told the host identity", checkHostServiceAccountEnv, "locals.tf",
-			"reaper_env = merge(local.common_env, local.otel_env, local.pool_env, local.host_env)", "reaper_env = merge(local.common_env, local.otel_env, local.pool_env)",
-			"local.reaper_env has no SANDRUN_HOST_SERVICE_ACCOUNT"},
+		{"dispatcher deployed before its grant", checkHostTokenMinterGrants, "run.tf",
+			"    google_service_account_iam_member.dispatcher_host_tokens,\n", "",
+			"google_cloud_run_v2_worker_pool.dispatcher does not depend on google_service_account_iam_member.dispatcher_host_tokens"},
+		{"dispatcher not told the host identity", checkHostServiceAccountEnv, "locals.tf",
+			"dispatcher_env = merge(local.common_env, local.otel_env, local.pool_env, local.host_env, {", "dispatcher_env = merge(local.common_env, local.otel_env, local.pool_env, {",
+			"local.dispatcher_env has no SANDRUN_HOST_SERVICE_ACCOUNT"},
 		{"host identity is the wrong account", checkHostServiceAccountEnv, "locals.tf",
 			"SANDRUN_HOST_SERVICE_ACCOUNT = google_service_account.executor.email", "SANDRUN_HOST_SERVICE_ACCOUNT = google_service_account.backend.email",
 			"local.dispatcher_env sets SANDRUN_HOST_SERVICE_ACCOUNT = google_service_account.backend.email"},

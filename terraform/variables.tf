@@ -50,12 +50,6 @@ variable "dispatcher_image" {
   default     = null
 }
 
-variable "reaper_image" {
-  type        = string
-  description = "Full reference of the reaper image; null means REGION-docker.pkg.dev/PROJECT/NAME_PREFIX/reaper:IMAGE_TAG."
-  default     = null
-}
-
 variable "executor_image" {
   type        = string
   description = "Full reference of the executor (sandbox) image; null means REGION-docker.pkg.dev/PROJECT/NAME_PREFIX/executor:IMAGE_TAG."
@@ -95,7 +89,7 @@ variable "bucket_force_destroy" {
 
 variable "deletion_protection" {
   type        = bool
-  description = "Refuse to destroy the Cloud Run job, worker pool and reaper through Terraform. They hold no state, so the default allows it."
+  description = "Refuse to destroy the Cloud Run job and worker pool through Terraform. They hold no state, so the default allows it."
   default     = false
 }
 
@@ -180,7 +174,7 @@ variable "executor_task_timeout_hours" {
 
 variable "max_hosts" {
   type        = number
-  description = "Session hosts (running executions of the executor job) above which the hosts alert fires. Cloud Run has no per-job cap to set: the hard limit is the region's 1000 running executions per project."
+  description = "Most session hosts running at once (running executions of the executor job, warm pool hosts included; SANDRUN_MAX_HOSTS): new sessions beyond wait in line, first come first served, and `sandrun status` shows their place. The default stays within Cloud Run's quota of container instances of all running job executions in a region, 200 at 1 vCPU and 2 GiB (docs/cost.md), leaving room for other jobs of the project. The hosts alert fires when the line stays full."
   default     = 100
 
   validation {
@@ -235,7 +229,7 @@ variable "pool_idle_timeout_seconds" {
   }
 }
 
-# --- dispatcher and reaper ----------------------------------------------------
+# --- dispatcher (and the reaper's loop in it) -----------------------------------
 
 variable "dispatcher_instances" {
   type        = number
@@ -263,24 +257,6 @@ variable "dispatcher_cpu" {
 variable "dispatcher_memory" {
   type        = string
   description = "Memory limit of one dispatcher instance."
-  default     = "512Mi"
-}
-
-variable "reaper_schedule" {
-  type        = string
-  description = "Cron schedule (UTC) of the reaper's passes. Every minute is Cloud Scheduler's finest; it bounds how late HOST_LOST answers, relaunches and re-publishes come."
-  default     = "* * * * *"
-}
-
-variable "reaper_timeout_seconds" {
-  type        = number
-  description = "Seconds one reaper pass may take before Cloud Run stops it."
-  default     = 300
-}
-
-variable "reaper_memory" {
-  type        = string
-  description = "Memory limit of the reaper."
   default     = "512Mi"
 }
 

@@ -60,7 +60,7 @@ type Config struct {
 }
 
 // Names are the measurements, in the order they run.
-var Names = []string{"warm", "python", "cold", "throughput", "transfer", "checkpoint", "pool", "tracing"}
+var Names = []string{"warm", "python", "cold", "throughput", "transfer", "checkpoint", "pool", "tracing", "refused"}
 
 // Result is one figure with its floor.
 type Result struct {
@@ -188,6 +188,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		report: &Report{StartedAt: time.Now().UTC(), Quick: cfg.Quick, Machine: describeMachine()}}
 	steps := map[string]func(context.Context) error{
 		"warm": r.warm, "python": r.python, "cold": r.cold, "throughput": r.throughput, "transfer": r.transfer, "checkpoint": r.checkpoint, "pool": r.pool, "tracing": r.tracing,
+		"refused": r.refused,
 	}
 	for _, name := range Names {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, name) {

@@ -43,6 +43,7 @@ it started ends.`)
 	fs.Env("reaper-interval", "SANDRUN_REAPER_INTERVAL")
 	var sys system.Config
 	sys.DefinePool(fs)
+	sys.DefineLaunch(fs)
 	level := defineLogLevel(fs)
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err

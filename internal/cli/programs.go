@@ -73,12 +73,20 @@ func runDispatcher(ctx context.Context, env *Env, args []string) error {
 
 Pulls requests from the requests subscription, validates and de-duplicates
 them, appends them to their session's inbox in order, and launches session
-hosts as Cloud Run Jobs executions. Stops pulling on SIGTERM and finishes the
-messages in hand. With --http-addr it serves /live, /health, /ready (its
-dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+telemetryHelp)
+hosts as Cloud Run Jobs executions in the background (at most --max-hosts
+running; sessions beyond wait in line). Unless --reaper=false it also runs
+the reaper's loop (see reaper --help), so that one always-on process is the
+whole control plane. Stops pulling on SIGTERM and finishes the messages in
+hand. With --http-addr it serves /live, /health, /ready (its dependencies:
+Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+telemetryHelp)
 	var sys system.Config
 	sys.Define(fs)
 	sys.DefinePool(fs)
+	sys.DefineLaunch(fs)
+	withReaper := fs.Bool("reaper", true, "run the reaper's loop in this process")
+	fs.Env("reaper", "SANDRUN_REAPER")
+	var rc reaper.Config
+	defineReaper(fs, &rc)
 	var dc dispatcher.Config
 	fs.IntVar(&dc.MaxOutstanding, "max-outstanding", dispatcher.DefaultMaxOutstanding, "messages in hand at once (flow control)")
 	fs.Env("max-outstanding", "SANDRUN_MAX_OUTSTANDING")
@@ -105,7 +113,26 @@ dependencies: Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+telemetryHel
 	}
 	defer stop()
 	sys.HTTP.Metrics = metrics
-	return system.RunDispatcher(ctx, &sys, dc, logger)
+	inProcess := &rc
+	if !*withReaper {
+		inProcess = nil
+	}
+	return system.RunDispatcher(ctx, &sys, dc, inProcess, logger)
+}
+
+// defineReaper registers the reaper's flags, which the dispatcher takes too
+// when it runs the reaper's loop.
+func defineReaper(fs *config.FlagSet, rc *reaper.Config) {
+	fs.DurationVar(&rc.Interval, "reaper-interval", reaper.DefaultInterval, "time between reaper passes")
+	fs.Env("reaper-interval", "SANDRUN_REAPER_INTERVAL")
+	fs.DurationVar(&rc.PublishAfter, "publish-after", reaper.DefaultPublishAfter, "age after which an unpublished completion is re-published")
+	fs.Env("publish-after", "SANDRUN_PUBLISH_AFTER")
+	fs.IntVar(&rc.MaxLaunchAttempts, "max-launch-attempts", reaper.DefaultMaxLaunchAttempts, "hosts a session gets that die before serving it, before its requests are answered LAUNCH_FAILED (launches Cloud Run refuses do not count)")
+	fs.Env("max-launch-attempts", "SANDRUN_MAX_LAUNCH_ATTEMPTS")
+	fs.DurationVar(&rc.OrphanAfter, "orphan-after", reaper.DefaultOrphanAfter, "age after which an execution hosting no session is cancelled")
+	fs.Env("orphan-after", "SANDRUN_ORPHAN_AFTER")
+	fs.IntVar(&rc.Concurrency, "reaper-concurrency", reaper.DefaultConcurrency, "sessions a reaper pass works on at once")
+	fs.Env("reaper-concurrency", "SANDRUN_REAPER_CONCURRENCY")
 }
 
 func runReaper(ctx context.Context, env *Env, args []string) error {
@@ -114,21 +141,17 @@ func runReaper(ctx context.Context, env *Env, args []string) error {
 Recovers from dead hosts (HOST_LOST), relaunches hosts for sessions with
 queued work, re-publishes lost completions, destroys sessions idle past their
 TTL, and cancels orphaned executions: in a loop, or one pass with --once.
-With --http-addr it serves /live, /health, /ready (its dependencies:
-Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+telemetryHelp)
+The dispatcher runs the same loop in its own process by default; run this
+program only for a dispatcher started with --reaper=false. With --http-addr
+it serves /live, /health, /ready (its dependencies: Firestore, Pub/Sub, the
+Cloud Run job) and /metrics.`+telemetryHelp)
 	var sys system.Config
 	sys.Define(fs)
 	sys.DefinePool(fs)
+	sys.DefineLaunch(fs)
 	var rc reaper.Config
 	once := fs.Bool("once", false, "make one pass and exit (for a scheduler)")
-	fs.DurationVar(&rc.Interval, "interval", reaper.DefaultInterval, "time between passes")
-	fs.Env("interval", "SANDRUN_REAPER_INTERVAL")
-	fs.DurationVar(&rc.PublishAfter, "publish-after", reaper.DefaultPublishAfter, "age after which an unpublished completion is re-published")
-	fs.Env("publish-after", "SANDRUN_PUBLISH_AFTER")
-	fs.IntVar(&rc.MaxLaunchAttempts, "max-launch-attempts", reaper.DefaultMaxLaunchAttempts, "launches a session gets before its requests are answered LAUNCH_FAILED")
-	fs.Env("max-launch-attempts", "SANDRUN_MAX_LAUNCH_ATTEMPTS")
-	fs.DurationVar(&rc.OrphanAfter, "orphan-after", reaper.DefaultOrphanAfter, "age after which an execution hosting no session is cancelled")
-	fs.Env("orphan-after", "SANDRUN_ORPHAN_AFTER")
+	defineReaper(fs, &rc)
 	sys.DefineHTTP(fs)
 	level := defineLogLevel(fs)
 	if err := fs.Parse(env.Getenv, args); err != nil {

@@ -31,6 +31,10 @@ type statusReport struct {
 	PoolHits   int            `json:"pool_hits"`
 	Errors     []recentError  `json:"recent_errors"`
 	Pool       pool.Status    `json:"pool"`
+	// Waiting are the sessions waiting for a host, in line (first come,
+	// first served): behind the deployment's most running hosts, or while
+	// Cloud Run refuses launches.
+	Waiting []session.HostWait `json:"waiting_for_host"`
 	// HostTokenExpires is when the hosts' stored token expires; nil when
 	// none is stored (hosts then work with their job's own account).
 	HostTokenExpires *time.Time `json:"host_token_expires,omitempty"`
@@ -57,6 +61,7 @@ const (
 	recentLimit  = 5000
 	errorsShown  = 5
 	messageShown = 120
+	waitingShown = 20
 )
 
 func runStatus(ctx context.Context, env *Env, args []string) error {
@@ -65,9 +70,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 Shows the running system from its Firestore state: active sessions, live
 hosts, queued requests; the requests finished within the window by outcome,
 their end-to-end and queue latency percentiles, cold starts, and the newest
-errors; the warm pool of hosts (idle, starting, hits and misses); and when
-the hosts' access token expires. It reads only: it neither creates nor
-wakes anything.`)
+errors; the warm pool of hosts (idle, starting, hits and misses); the
+sessions waiting for a host, with their place in line; and when the hosts'
+access token expires. It reads only: it neither creates nor wakes anything.`)
 	var cf clientFlags
 	fs.StringVar(&cf.project, "project", "", "Google Cloud project of the deployment (default: the running `sandrun dev`)")
 	fs.Env("project", "SANDRUN_PROJECT")
@@ -95,6 +100,9 @@ wakes anything.`)
 	}
 	rep := summarize(o, *window)
 	if rep.Pool, err = pool.New(sys.Pool, store, nil, nil, slog.New(slog.DiscardHandler)).Status(ctx); err != nil {
+		return err
+	}
+	if rep.Waiting, err = store.WaitingForHost(ctx); err != nil {
 		return err
 	}
 	tok, err := store.HostToken(ctx)
@@ -187,6 +195,20 @@ func (rep *statusReport) write(env *Env) {
 		fmt.Fprintf(w, "; a host takes %.1fs to start\n", p.ReadySeconds)
 	default:
 		fmt.Fprintln(w, "pool      off")
+	}
+	if len(rep.Waiting) > 0 {
+		fmt.Fprintf(w, "waiting   %d sessions wait for a host, first come first served:\n", len(rep.Waiting))
+		for i, h := range rep.Waiting {
+			if i == waitingShown {
+				fmt.Fprintf(w, "  ... and %d more\n", len(rep.Waiting)-i)
+				break
+			}
+			why := "the most running hosts are running"
+			if h.For == session.WaitRefused {
+				why = "Cloud Run refuses launches; retrying"
+			}
+			fmt.Fprintf(w, "  %d. %s  since %s  (%s)\n", h.Place, h.SessionID, h.Since.UTC().Format(time.RFC3339), why)
+		}
 	}
 	if t := rep.HostTokenExpires; t != nil {
 		fmt.Fprintf(w, "token     the hosts' token expires %s (in %s; renewed 20m before by default)\n", t.UTC().Format(time.RFC3339), time.Until(*t).Round(time.Second))

@@ -19,7 +19,6 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -30,15 +29,11 @@ import (
 	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
-// Launcher starts a host execution for a session.
-type Launcher interface {
-	Launch(ctx context.Context, sessionID, launchID string, env map[string]string) (string, error)
-}
-
-// Pool hands a session's launch to a pre-started host. Claim returns the
-// execution that took it, or "" when none was idle.
-type Pool interface {
-	Claim(ctx context.Context, sessionID, launchID, traceparent string) (string, error)
+// Launches carries out, in the background, the host launches that the
+// dispatcher claims (package launch): a request never waits for a launch,
+// nor for other sessions' launches.
+type Launches interface {
+	Request(sessionID string, claim *session.Launch, traceparent string)
 }
 
 // Config tunes the dispatcher. Zero fields take the defaults below.
@@ -84,8 +79,7 @@ type Dispatcher struct {
 	cfg      Config
 	store    *session.Store
 	queue    *queue.Queue
-	launcher Launcher
-	pool     Pool
+	launches Launches
 	sub      *pubsub.Subscriber
 	logger   *slog.Logger
 	// order keeps each session's messages in publish order across
@@ -107,9 +101,8 @@ type Dispatcher struct {
 // meterName is the instrumentation scope of the dispatcher's metrics.
 const meterName = "github.com/sandrun/sandrun/internal/dispatcher"
 
-// New returns a dispatcher reading sub. pool may be nil: every launch is
-// then a RunJob.
-func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queue, launcher Launcher, pool Pool, logger *slog.Logger) *Dispatcher {
+// New returns a dispatcher reading sub, whose launches go to launches.
+func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queue, launches Launches, logger *slog.Logger) *Dispatcher {
 	if cfg.MaxOutstanding <= 0 {
 		cfg.MaxOutstanding = DefaultMaxOutstanding
 	}
@@ -128,7 +121,7 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 	if cfg.RefuseDelay <= 0 {
 		cfg.RefuseDelay = DefaultRefuseDelay
 	}
-	d := &Dispatcher{cfg: cfg, store: store, queue: q, launcher: launcher, pool: pool, sub: sub, logger: logger,
+	d := &Dispatcher{cfg: cfg, store: store, queue: q, launches: launches, sub: sub, logger: logger,
 		order: newOrderGate(cfg.OrderHold, cfg.RefuseDelay, time.Now)}
 	d.handle, d.ack, d.nack = d.Handle, (*pubsub.Message).Ack, (*pubsub.Message).Nack
 	// From the global meter provider: no-ops unless metrics are on.
@@ -278,6 +271,16 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 			return err
 		}
 	}
+	if len(acc.Aborted) > 0 {
+		// The destroy answered the requests that waited for a host.
+		for _, u := range acc.Aborted {
+			item := session.Item{SessionID: u.SessionID, RequestID: u.RequestID, Completion: string(u.Completion)}
+			if err := d.publish(ctx, &item); err != nil {
+				// Recorded: the reaper publishes what was not.
+				log.Warn("publishing an aborted request failed; the reaper publishes it", "event", "completion.publish_failed", "aborted_request_id", u.RequestID, "error", err.Error())
+			}
+		}
+	}
 	if acc.Purge {
 		if err := d.store.Purge(ctx, req.SessionID); err != nil {
 			// The reaper purges what is left; the request is answered.
@@ -285,7 +288,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 		}
 	}
 	if acc.Launch != nil {
-		Launch(ctx, d.store, d.launcher, d.pool, log, req.SessionID, acc.Launch, traceparent)
+		d.launches.Request(req.SessionID, acc.Launch, traceparent)
 	}
 	log.InfoContext(ctx, "request accepted", "event", "request.accepted", "seq", acc.Item.Seq, "status", acc.Item.Status,
 		"launch", acc.Launch != nil, "duration_seconds", time.Since(start).Seconds())
@@ -366,70 +369,3 @@ func (d *Dispatcher) publish(ctx context.Context, item *session.Item) error {
 	}
 	return nil
 }
-
-// Launch starts a host for a session whose launch was claimed, and records
-// the execution: an idle host of the pool when there is one, else a new
-// execution. A launch that fails is withdrawn so that the reaper tries
-// again; the session's requests stay queued either way. The reaper launches
-// through it too. log should carry the session id; pool may be nil.
-func Launch(ctx context.Context, store *session.Store, launcher Launcher, pool Pool, log *slog.Logger, sessionID string, l *session.Launch, traceparent string) {
-	ctx, span := telemetry.Start(telemetry.WithTraceparent(ctx, traceparent), "sandrun.launch", trace.SpanKindClient,
-		attribute.String("sandrun.session_id", sessionID), attribute.Int("sandrun.launch_attempt", l.Attempts))
-	defer span.End()
-	// The host's spans are children of the launch's.
-	traceparent = telemetry.Traceparent(ctx)
-	if pool != nil {
-		execution, err := pool.Claim(ctx, sessionID, l.ID, traceparent)
-		if err != nil {
-			log.Warn("claiming a pool host failed; launching one", "event", "pool.claim_failed", "error", err.Error())
-		}
-		if execution != "" {
-			span.SetAttributes(attribute.Bool("sandrun.pool_hit", true), attribute.String("sandrun.execution_id", execution))
-			countLaunch(ctx, "ok", true)
-			recordLaunch(ctx, store, log, sessionID, l, execution, true)
-			return
-		}
-	}
-	env := map[string]string{}
-	if traceparent != "" {
-		env[EnvTraceparent] = traceparent
-	}
-	var execution string
-	err := retry.Do(ctx, retry.CloudRun, log, "launch host for session "+sessionID, func(ctx context.Context) error {
-		var err error
-		execution, err = launcher.Launch(ctx, sessionID, l.ID, env)
-		return err
-	})
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-		countLaunch(ctx, "failed", false)
-		log.Error("host launch failed", "event", "host.launch_failed", "attempt", l.Attempts, "error", err.Error())
-		if err := store.LaunchFailed(ctx, sessionID, l.ID); err != nil {
-			log.Error("withdrawing the failed launch failed", "event", "host.launch_withdraw_failed", "error", err.Error())
-		}
-		return
-	}
-	span.SetAttributes(attribute.String("sandrun.execution_id", execution))
-	countLaunch(ctx, "ok", false)
-	recordLaunch(ctx, store, log, sessionID, l, execution, false)
-}
-
-// countLaunch counts a host launch by outcome (ok or failed) and whether a
-// pool host took it. Launch is shared by the dispatcher and the reaper, so
-// the counter comes from the global meter provider at each launch.
-func countLaunch(ctx context.Context, outcome string, pooled bool) {
-	c, _ := otel.GetMeterProvider().Meter(meterName).Int64Counter("sandrun.host.launches", metric.WithUnit("{launch}"),
-		metric.WithDescription("host launches by outcome (ok or failed) and pooled (handed to a warm pool host)"))
-	c.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.Bool("pooled", pooled)))
-}
-
-func recordLaunch(ctx context.Context, store *session.Store, log *slog.Logger, sessionID string, l *session.Launch, execution string, pooled bool) {
-	log.Info("host launched", "event", "host.launched", "execution_id", execution, "attempt", l.Attempts, "pooled", pooled)
-	if err := store.RecordLaunch(ctx, sessionID, l.ID, execution); err != nil {
-		log.Warn("recording the launch failed", "event", "host.launch_record_failed", "execution_id", execution, "error", err.Error())
-	}
-}
-
-// EnvTraceparent carries the trace context of the request that launched a
-// host into the host's environment.
-const EnvTraceparent = "SANDRUN_TRACEPARENT"

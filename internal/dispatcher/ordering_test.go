@@ -100,9 +100,7 @@ var errInjected = errors.New("injected failure of a first delivery")
 // stubLauncher launches nothing: the test looks at the inbox, not at hosts.
 type stubLauncher struct{}
 
-func (stubLauncher) Launch(_ context.Context, sessionID, launchID string, _ map[string]string) (string, error) {
-	return "exec-" + launchID, nil
-}
+func (stubLauncher) Request(string, *session.Launch, string) {}
 
 func runOrdered(t *testing.T, backend string, sc orderScenario) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -152,7 +150,7 @@ func runOrdered(t *testing.T, backend string, sc orderScenario) {
 	// A message left unsettled is not kept alive for long: its deadline
 	// expires and Pub/Sub redelivers it.
 	sub.ReceiveSettings.MaxExtension = time.Second
-	d := New(Config{}, sub, store, q, stubLauncher{}, nil, logger)
+	d := New(Config{}, sub, store, q, stubLauncher{}, logger)
 
 	// The plan, by request id; what each request went through.
 	type record struct {

@@ -51,7 +51,7 @@ func TestReaperMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.now = e.now.Add(11 * time.Second)
-	if _, err := e.reaper.Once(ctx); err != nil {
+	if _, err := e.once(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// lost's new host takes it.
@@ -68,7 +68,7 @@ func TestReaperMetrics(t *testing.T) {
 			t.Fatal("the reaper never gave up on dying")
 		}
 		e.now = e.now.Add(session.DefaultLaunchTimeout + time.Second)
-		if rep, err = e.reaper.Once(ctx); err != nil {
+		if rep, err = e.once(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -62,7 +62,7 @@ func TestReaperSettlesProcessesOfHostsThatAreGone(t *testing.T) {
 	newHost := acquire("replaced", "exec-new", time.Hour)
 	record(newHost, 301, session.ProcessRunning)
 
-	rep, err := e.reaper.Once(ctx)
+	rep, err := e.once(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestReaperSettlesProcessesOfHostsThatAreGone(t *testing.T) {
 	// Settled entries stay settled; the live host's process is left alone
 	// for as long as its lease is live.
 	e.now = e.now.Add(time.Minute)
-	rep, err = e.reaper.Once(ctx)
+	rep, err = e.once(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,10 @@
 // sessions whose objects remain, and executions that host no live session.
 //
 // Each pass is idempotent and safe to run from many places at once: every
-// change is a transaction on the session's state. The reaper never runs
-// user commands.
+// change is a transaction on the session's state. A pass works sessions in
+// parallel, a bounded number at once, and never waits for a launch: it
+// hands the launches it claims to a launcher (package launch). The reaper
+// never runs user commands.
 package reaper
 
 import (
@@ -15,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -24,20 +27,25 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sandrun/sandrun/api"
-	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/jobrunner"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
-// Runner launches, lists and cancels host executions.
+// Runner lists and cancels host executions.
 type Runner interface {
-	dispatcher.Launcher
-	pool.Launcher
 	Running(ctx context.Context) ([]jobrunner.Execution, error)
 	Get(ctx context.Context, id string) (jobrunner.Execution, error)
 	Cancel(ctx context.Context, name string) error
+}
+
+// Launches carries out the launches the reaper claims, in the background
+// (package launch). Holds reports a session whose claim it holds: the
+// reaper leaves those alone.
+type Launches interface {
+	Request(sessionID string, claim *session.Launch, traceparent string)
+	Holds(sessionID string) bool
 }
 
 // Publisher publishes recorded completions.
@@ -61,6 +69,8 @@ type Config struct {
 	// it is cancelled (a launch records its execution a moment after
 	// starting it).
 	OrphanAfter time.Duration
+	// Concurrency bounds the sessions a pass works on at once.
+	Concurrency int
 }
 
 // Defaults of Config.
@@ -69,17 +79,19 @@ const (
 	DefaultPublishAfter      = 30 * time.Second
 	DefaultMaxLaunchAttempts = 3
 	DefaultOrphanAfter       = 2 * time.Minute
+	DefaultConcurrency       = 8
 )
 
 // Reaper runs recovery passes.
 type Reaper struct {
-	cfg    Config
-	store  *session.Store
-	pub    Publisher
-	runner Runner
-	pool   *pool.Pool
-	logger *slog.Logger
-	now    func() time.Time
+	cfg      Config
+	store    *session.Store
+	pub      Publisher
+	runner   Runner
+	launches Launches
+	pool     *pool.Pool
+	logger   *slog.Logger
+	now      func() time.Time
 
 	// The reaper's instruments: requests it answers (HOST_LOST,
 	// LAUNCH_FAILED, those of sessions it destroys), completions it
@@ -90,8 +102,9 @@ type Reaper struct {
 	passes      metric.Int64Counter
 }
 
-// New returns a reaper. pool may be nil (no warm pool).
-func New(cfg Config, store *session.Store, pub Publisher, runner Runner, pool *pool.Pool, logger *slog.Logger) *Reaper {
+// New returns a reaper whose launches go to launches. pool may be nil (no
+// warm pool).
+func New(cfg Config, store *session.Store, pub Publisher, runner Runner, launches Launches, pool *pool.Pool, logger *slog.Logger) *Reaper {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
@@ -107,7 +120,10 @@ func New(cfg Config, store *session.Store, pub Publisher, runner Runner, pool *p
 	if cfg.OrphanAfter <= 0 {
 		cfg.OrphanAfter = DefaultOrphanAfter
 	}
-	r := &Reaper{cfg: cfg, store: store, pub: pub, runner: runner, pool: pool, logger: logger, now: time.Now}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	r := &Reaper{cfg: cfg, store: store, pub: pub, runner: runner, launches: launches, pool: pool, logger: logger, now: time.Now}
 	// From the global meter provider: no-ops unless metrics are on.
 	m := otel.GetMeterProvider().Meter("github.com/sandrun/sandrun/internal/reaper")
 	r.answered = telemetry.RequestCounter(m)
@@ -155,19 +171,20 @@ func (r *Reaper) Run(ctx context.Context) error {
 // a step that fails and returns the errors joined.
 func (r *Reaper) Once(ctx context.Context) (Report, error) {
 	start := r.now()
-	var rep Report
+	var t tally
 	// Stale sessions go first, so that none is relaunched only to be
 	// destroyed.
 	errs := []error{
-		r.destroyStale(ctx, &rep),
-		r.recoverHosts(ctx, &rep),
-		r.relaunchStranded(ctx, &rep),
-		r.republish(ctx, &rep),
-		r.purge(ctx, &rep),
-		r.cancelOrphans(ctx, &rep),
-		r.settleProcesses(ctx, &rep),
-		r.refillPool(ctx, &rep),
+		r.destroyStale(ctx, &t),
+		r.recoverHosts(ctx, &t),
+		r.relaunchStranded(ctx, &t),
+		r.republish(ctx, &t),
+		r.purge(ctx, &t),
+		r.cancelOrphans(ctx, &t),
+		r.settleProcesses(ctx, &t),
+		r.refillPool(ctx, &t),
 	}
+	rep := t.rep
 	err := errors.Join(errs...)
 	outcome := "ok"
 	if err != nil {
@@ -179,6 +196,40 @@ func (r *Reaper) Once(ctx context.Context) (Report, error) {
 		"hosts_recovered", rep.HostsRecovered, "host_lost", rep.HostLost, "launched", rep.Launched, "launch_failed", rep.LaunchFailed,
 		"republished", rep.Republished, "destroyed", rep.Destroyed, "purged", rep.Purged, "orphans_cancelled", rep.OrphansCanceled, "processes_lost", rep.ProcessesLost, "pool_idle", rep.PoolIdle)
 	return rep, err
+}
+
+// tally is a pass's Report, added to by sessions worked in parallel.
+type tally struct {
+	mu  sync.Mutex
+	rep Report
+}
+
+func (t *tally) add(f func(*Report)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f(&t.rep)
+}
+
+// each calls f for every session of ids, at most cfg.Concurrency at once,
+// and returns their errors joined. It starts no more once ctx ends.
+func (r *Reaper) each(ctx context.Context, ids []string, f func(id string) error) error {
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	errs := make([]error, len(ids))
+	for i, id := range ids {
+		if ctx.Err() != nil {
+			errs[i] = ctx.Err()
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = f(id)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // countAnswers counts requests the reaper answered, from their recorded
@@ -207,46 +258,37 @@ func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) int {
 	return n
 }
 
-func (r *Reaper) launch(ctx context.Context, sessionID string, l *session.Launch, rep *Report) {
-	// A pool that is off, or none, claims nothing: every launch is a RunJob.
-	dispatcher.Launch(ctx, r.store, r.runner, r.pool, r.logger.With("session_id", sessionID), sessionID, l, "")
-	rep.Launched++
-}
-
 // recoverHosts takes sessions from hosts whose lease lapsed; the
 // relaunch step that follows gives them new hosts. A lapsed host may only
 // be stopped or cut off from Firestore, its commands still running: its
 // execution is cancelled first, and the session recovered only once Cloud
 // Run reports it ended, so that no two commands of a session ever run at
 // once (docs/reliability.md, "A lost host does nothing more").
-func (r *Reaper) recoverHosts(ctx context.Context, rep *Report) error {
+func (r *Reaper) recoverHosts(ctx context.Context, t *tally) error {
 	expired, err := r.store.ExpiredHosts(ctx)
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, h := range expired {
-		id := h.SessionID
-		if ended, err := r.hostEnded(ctx, h); err != nil || !ended {
-			errs = append(errs, err)
-			continue
+	ids := make([]string, len(expired))
+	hosts := make(map[string]session.ExpiredHost, len(expired))
+	for i, h := range expired {
+		ids[i], hosts[h.SessionID] = h.SessionID, h
+	}
+	return r.each(ctx, ids, func(id string) error {
+		if ended, err := r.hostEnded(ctx, hosts[id]); err != nil || !ended {
+			return err
 		}
 		lost, recovered, err := r.store.RecoverHost(ctx, id)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		if err != nil || !recovered {
+			return err
 		}
-		if !recovered {
-			continue
-		}
-		rep.HostsRecovered++
-		rep.HostLost += len(lost)
+		t.add(func(rep *Report) { rep.HostsRecovered++; rep.HostLost += len(lost) })
 		r.hostsLost.Add(ctx, 1)
 		r.countAnswers(ctx, lost)
 		r.logger.Warn("host lost", "event", "host.lost", "session_id", id, "requests_lost", len(lost))
 		r.publishAll(ctx, lost)
-	}
-	return errors.Join(errs...)
+		return nil
+	})
 }
 
 // hostEnded reports whether a lapsed host's execution has ended; while it
@@ -273,104 +315,105 @@ func (r *Reaper) hostEnded(ctx context.Context, h session.ExpiredHost) (bool, er
 
 // relaunchStranded gives sessions with queued requests and no host one. A
 // launch whose execution already ended without taking the session's lease
-// (it crashed at start) is withdrawn first, rather than waited out.
-func (r *Reaper) relaunchStranded(ctx context.Context, rep *Report) error {
-	waiting, err := r.store.Waiting(ctx)
+// (it crashed at start) is withdrawn first, rather than waited out. The
+// launches it claims are handed to the launcher, never waited for.
+func (r *Reaper) relaunchStranded(ctx context.Context, t *tally) error {
+	// The sessions this process's launcher holds are being launched, or
+	// wait in line: nothing to read of them.
+	waiting, err := r.store.Waiting(ctx, r.launches.Holds)
 	if err != nil {
 		return err
 	}
-	var errs []error
+	launches := make(map[string]*session.Launch, len(waiting))
+	ids := make([]string, 0, len(waiting))
 	for _, w := range waiting {
-		if w.Launch != nil {
-			if w.Launch.Execution == "" {
-				continue // still being launched
+		launches[w.SessionID] = w.Launch
+		ids = append(ids, w.SessionID)
+	}
+	return r.each(ctx, ids, func(id string) error {
+		if inFlight := launches[id]; inFlight != nil {
+			if inFlight.Execution == "" {
+				return nil // still being launched
 			}
-			e, err := r.runner.Get(ctx, w.Launch.Execution)
+			e, err := r.runner.Get(ctx, inFlight.Execution)
 			if err != nil || e.Running {
-				continue
+				return nil
 			}
-			r.logger.Warn("host ended before it served its session", "event", "host.launch_died", "session_id", w.SessionID, "execution_id", w.Launch.Execution)
-			if err := r.store.LaunchFailed(ctx, w.SessionID, w.Launch.ID); err != nil {
-				errs = append(errs, err)
-				continue
+			r.logger.Warn("host ended before it served its session", "event", "host.launch_died", "session_id", id, "execution_id", inFlight.Execution)
+			if err := r.store.LaunchFailed(ctx, id, inFlight.ID); err != nil {
+				return err
 			}
 		}
-		l, failed, err := r.store.Relaunch(ctx, w.SessionID, r.cfg.MaxLaunchAttempts)
+		l, failed, err := r.store.Relaunch(ctx, id, r.cfg.MaxLaunchAttempts)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
 		if len(failed) > 0 {
-			rep.LaunchFailed += len(failed)
+			t.add(func(rep *Report) { rep.LaunchFailed += len(failed) })
 			r.countAnswers(ctx, failed)
-			r.logger.Error("session given up: no host could be launched", "event", "host.launch_given_up", "session_id", w.SessionID, "requests", len(failed))
+			r.logger.Error("session given up: no host could be launched", "event", "host.launch_given_up", "session_id", id, "requests", len(failed))
 			r.publishAll(ctx, failed)
 		}
 		if l != nil {
-			r.launch(ctx, w.SessionID, l, rep)
+			r.launches.Request(id, l, "")
+			t.add(func(rep *Report) { rep.Launched++ })
 		}
-	}
-	return errors.Join(errs...)
+		return nil
+	})
 }
 
 // republish publishes completions whose publish was lost.
-func (r *Reaper) republish(ctx context.Context, rep *Report) error {
+func (r *Reaper) republish(ctx context.Context, t *tally) error {
 	us, err := r.store.Unpublished(ctx, r.now().Add(-r.cfg.PublishAfter), 500)
 	if err != nil {
 		return err
 	}
 	n := r.publishAll(ctx, us)
-	rep.Republished += n
+	t.add(func(rep *Report) { rep.Republished += n })
 	r.republished.Add(ctx, int64(n))
 	return nil
 }
 
 // destroyStale destroys sessions idle past their TTL.
-func (r *Reaper) destroyStale(ctx context.Context, rep *Report) error {
+func (r *Reaper) destroyStale(ctx context.Context, t *tally) error {
 	ids, err := r.store.Stale(ctx, r.now().Add(-r.cfg.TTL))
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, id := range ids {
+	return r.each(ctx, ids, func(id string) error {
 		host, answered, err := r.store.Destroy(ctx, id, "idle past its time to live")
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
-		rep.Destroyed++
+		t.add(func(rep *Report) { rep.Destroyed++ })
 		r.countAnswers(ctx, answered)
 		r.logger.Info("stale session destroyed", "event", "session.expired", "session_id", id)
 		r.publishAll(ctx, answered)
 		if host != "" {
-			if err := r.runner.Cancel(ctx, host); err != nil {
-				errs = append(errs, err)
-			}
+			return r.runner.Cancel(ctx, host)
 		}
-	}
-	return errors.Join(errs...)
+		return nil
+	})
 }
 
 // purge deletes the objects of destroyed sessions.
-func (r *Reaper) purge(ctx context.Context, rep *Report) error {
+func (r *Reaper) purge(ctx context.Context, t *tally) error {
 	ids, err := r.store.PurgePending(ctx)
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, id := range ids {
+	return r.each(ctx, ids, func(id string) error {
 		if err := r.store.Purge(ctx, id); err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
-		rep.Purged++
-	}
-	return errors.Join(errs...)
+		t.add(func(rep *Report) { rep.Purged++ })
+		return nil
+	})
 }
 
 // cancelOrphans cancels executions that host no live session, which also
 // ends their background processes.
-func (r *Reaper) cancelOrphans(ctx context.Context, rep *Report) error {
+func (r *Reaper) cancelOrphans(ctx context.Context, t *tally) error {
 	running, err := r.runner.Running(ctx)
 	if err != nil {
 		return err
@@ -392,7 +435,7 @@ func (r *Reaper) cancelOrphans(ctx context.Context, rep *Report) error {
 			errs = append(errs, err)
 			continue
 		}
-		rep.OrphansCanceled++
+		t.add(func(rep *Report) { rep.OrphansCanceled++ })
 		r.logger.Warn("orphaned execution cancelled", "event", "execution.orphan_cancelled", "execution_id", e.ID, "session_id", e.SessionID)
 	}
 	return errors.Join(errs...)
@@ -400,18 +443,18 @@ func (r *Reaper) cancelOrphans(ctx context.Context, rep *Report) error {
 
 // settleProcesses marks the background processes of hosts that are gone as
 // lost in the sessions' registries.
-func (r *Reaper) settleProcesses(ctx context.Context, rep *Report) error {
+func (r *Reaper) settleProcesses(ctx context.Context, t *tally) error {
 	n, err := r.store.SettleProcesses(ctx)
-	rep.ProcessesLost += n
+	t.add(func(rep *Report) { rep.ProcessesLost += n })
 	return err
 }
 
 // refillPool removes dead pool hosts and launches what the pool lacks.
-func (r *Reaper) refillPool(ctx context.Context, rep *Report) error {
+func (r *Reaper) refillPool(ctx context.Context, t *tally) error {
 	if !r.pool.Enabled() {
 		return nil
 	}
 	st, err := r.pool.Refill(ctx)
-	rep.PoolIdle = st.Idle
+	t.add(func(rep *Report) { rep.PoolIdle = st.Idle })
 	return err
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
 	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/launch"
 	"github.com/sandrun/sandrun/internal/session"
 )
 
@@ -92,7 +93,9 @@ type env struct {
 	runner *fakeRunner
 	pub    *publisher
 	reaper *Reaper
-	now    time.Time
+	// launcher carries out the reaper's launches.
+	launcher *launch.Launcher
+	now      time.Time
 }
 
 const bucket = "reaper-test"
@@ -115,9 +118,24 @@ func setup(t *testing.T) *env {
 	// The store's clock is the test's, so that it can age sessions.
 	e.store = session.NewStore(fs, gcs, session.Config{Bucket: bucket, Now: func() time.Time { return e.now }})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e.reaper = New(Config{PublishAfter: time.Second, OrphanAfter: time.Minute}, e.store, e.pub, e.runner, nil, logger)
+	e.launcher = launch.New(launch.Config{}, e.store, e.runner, logger)
+	lctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.launcher.Run(lctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	e.reaper = New(Config{PublishAfter: time.Second, OrphanAfter: time.Minute}, e.store, e.pub, e.runner, e.launcher, nil, logger)
 	e.reaper.now = func() time.Time { return e.now }
 	return e
+}
+
+// once makes a reaper pass and waits until the launcher tried each launch
+// it claimed, as `reaper --once` does.
+func (e *env) once(ctx context.Context) (Report, error) {
+	rep, err := e.reaper.Once(ctx)
+	if err != nil {
+		return rep, err
+	}
+	return rep, e.launcher.Drain(ctx)
 }
 
 func (e *env) enqueue(t *testing.T, sessionID, requestID, command string) session.Accepted {
@@ -147,21 +165,21 @@ func TestReaperRepublishesLostCompletions(t *testing.T) {
 	if _, err := e.store.Finish(ctx, lease, c, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.reaper.Once(ctx); err != nil {
+	if _, err := e.once(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if len(e.pub.sent) != 0 {
 		t.Fatalf("published a fresh completion its host may still publish: %+v", e.pub.sent)
 	}
 	e.now = e.now.Add(2 * time.Second)
-	rep, err := e.reaper.Once(ctx)
+	rep, err := e.once(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Republished != 1 || len(e.pub.sent) != 1 || e.pub.sent[0].RequestID != "r1" {
 		t.Fatalf("republished %d: %+v", rep.Republished, e.pub.sent)
 	}
-	if rep, _ := e.reaper.Once(ctx); rep.Republished != 0 {
+	if rep, _ := e.once(ctx); rep.Republished != 0 {
 		t.Fatalf("a published completion was published again")
 	}
 }
@@ -188,7 +206,7 @@ func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
 	ctx := context.Background()
 	lease := runningHost(t, e)
 	e.now = e.now.Add(11 * time.Second) // the lease lapses
-	rep, err := e.reaper.Once(ctx)
+	rep, err := e.once(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +269,7 @@ func TestReaperGivesUpOnSessionsWhoseHostsKeepDying(t *testing.T) {
 	for attempt := 1; ; attempt++ {
 		// Each launch's execution ends without taking the lease.
 		e.now = e.now.Add(session.DefaultLaunchTimeout + time.Second)
-		rep, err := e.reaper.Once(ctx)
+		rep, err := e.once(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,7 +306,7 @@ func TestReaperDestroysStaleSessionsAndCancelsOrphans(t *testing.T) {
 		{ID: "exec-young", Running: true, CreatedAt: e.now.Add(-time.Second)},
 	}
 	e.enqueue(t, "fresh", "r3", "true") // fresh is active again
-	rep, err := e.reaper.Once(ctx)
+	rep, err := e.once(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,9 @@ type Accepted struct {
 	// Purge is set when the request destroyed the session: the caller
 	// deletes its objects with Purge.
 	Purge bool
+	// Aborted are the session's earlier requests that the destroy answered
+	// ABORTED (it had no host to run them): the caller publishes them.
+	Aborted []Unpublished
 	// hostSeen: the request was queued for a host that was live when
 	// Enqueue read its lease outside the transaction.
 	hostSeen bool
@@ -157,14 +160,22 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			if !exists {
 				return answer(notFound())
 			}
-			queued, err := s.hasQueued(tx, req.SessionID)
-			if err != nil {
-				return err
-			}
-			if !lease.live(now) && !s.launchInFlight(doc, lease, now) && !queued {
-				// Nothing runs and nothing waits: destroy it here, no host needed.
+			if !lease.live(now) && !s.launchStarting(doc, lease, now) {
+				// No host runs it and none is starting: destroy it here, no
+				// host needed. What waits for a host (its requests, a
+				// launch refused or in line behind the most hosts) ends
+				// now: the requests are answered ABORTED, and a host that
+				// starts for it later finds it destroyed and exits.
 				c := ok()
 				if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
+					return err
+				}
+				unfinished := s.sessionRef(req.SessionID).Collection(inboxCollection).Where("status", "in", []string{ItemQueued, ItemRunning})
+				acc.Aborted, err = answerAll(tx, unfinished, now, func(it *Item) *api.Completion {
+					return api.ErrorCompletion(it.RequestID, req.SessionID, api.Op(it.Op), api.CodeAborted,
+						fmt.Sprintf("session %s was destroyed (session.destroy %s) before this request finished", req.SessionID, req.RequestID))
+				})
+				if err != nil {
 					return err
 				}
 				if err := s.destroy(tx, req.SessionID, doc, lease, now); err != nil {
@@ -354,7 +365,8 @@ func (s *Store) RecordLaunch(ctx context.Context, sessionID, launchID, execution
 		if err != nil || doc == nil || doc.Launch == nil || doc.Launch.ID != launchID {
 			return err
 		}
-		return tx.Update(ref, []firestore.Update{{Path: "launch.execution", Value: execution}})
+		return tx.Update(ref, []firestore.Update{{Path: "launch.execution", Value: execution},
+			{Path: "launch.waiting_since", Value: time.Time{}}, {Path: "launch.waiting_for", Value: ""}})
 	})
 	if err != nil {
 		return fmt.Errorf("record launch %s of session %s: %w", execution, sessionID, err)
@@ -365,6 +377,14 @@ func (s *Store) RecordLaunch(ctx context.Context, sessionID, launchID, execution
 // LaunchFailed withdraws a launch claim whose execution could not be
 // started or died before taking the lease, so that another may be claimed.
 func (s *Store) LaunchFailed(ctx context.Context, sessionID, launchID string) error {
+	return s.WithdrawLaunch(ctx, sessionID, launchID, true)
+}
+
+// WithdrawLaunch withdraws a launch claim so that another may be claimed.
+// counted=false takes it out of the session's launch attempts too: a
+// launch that never started an execution (Cloud Run refused it, or its
+// launcher stopped first) is no reason to give the session up.
+func (s *Store) WithdrawLaunch(ctx context.Context, sessionID, launchID string, counted bool) error {
 	ref := s.sessionRef(sessionID)
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		doc, err := txGet[Doc](tx, ref)
@@ -373,7 +393,11 @@ func (s *Store) LaunchFailed(ctx context.Context, sessionID, launchID string) er
 		}
 		// Keep the claim's record; only its time says it is no longer in
 		// flight.
-		return tx.Update(ref, []firestore.Update{{Path: "launch.requested_at", Value: time.Time{}}})
+		ups := []firestore.Update{{Path: "launch.requested_at", Value: time.Time{}}}
+		if !counted && doc.LaunchAttempts > 0 {
+			ups = append(ups, firestore.Update{Path: "launch_attempts", Value: doc.LaunchAttempts - 1})
+		}
+		return tx.Update(ref, ups)
 	})
 	if err != nil {
 		return fmt.Errorf("withdraw launch of session %s: %w", sessionID, err)

@@ -69,7 +69,19 @@ type Launch struct {
 	Execution string `firestore:"execution"`
 	// Attempts is the session's LaunchAttempts with this launch.
 	Attempts int `firestore:"attempts"`
+	// WaitingSince is set while the launch waits for a host it cannot have
+	// yet (the deployment's most running hosts are running, or Cloud Run
+	// refuses launches): the session's place in line is by this time.
+	WaitingSince time.Time `firestore:"waiting_since"`
+	// WaitingFor says why it waits: WaitMaxHosts or WaitRefused.
+	WaitingFor string `firestore:"waiting_for"`
 }
+
+// Why a launch waits (Launch.WaitingFor).
+const (
+	WaitMaxHosts = "max_hosts"
+	WaitRefused  = "launch_refused"
+)
 
 // LeaseDoc is sessions/{session_id}/runtime/lease: the session's host, if
 // any, and the fencing epoch.

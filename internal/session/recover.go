@@ -146,43 +146,68 @@ type Waiting struct {
 	Launch *Launch
 }
 
-// Waiting lists active sessions with queued requests and no live host.
-func (s *Store) Waiting(ctx context.Context) ([]Waiting, error) {
+// Waiting lists active sessions with queued requests and no live host,
+// leaving out those skip names (nil: none). It reads the sessions'
+// documents in batches, not one by one, and not those skipped: with many
+// sessions waiting (launches refused at a quota), a reaper pass must stay
+// short.
+func (s *Store) Waiting(ctx context.Context, skip func(sessionID string) bool) ([]Waiting, error) {
 	_, refs, err := readAll[struct{}](s.fs.CollectionGroup(inboxCollection).Where("status", "==", ItemQueued).Select().Documents(ctx), "queued requests")
 	if err != nil {
 		return nil, err
 	}
 	seen := map[string]bool{}
-	var out []Waiting
+	var ids []string
 	for _, ref := range refs {
-		id := sessionOf(ref)
-		if seen[id] {
-			continue
+		if id := sessionOf(ref); !seen[id] {
+			seen[id] = true
+			if skip == nil || !skip(id) {
+				ids = append(ids, id)
+			}
 		}
-		seen[id] = true
-		doc, err := get[Doc](ctx, s.sessionRef(id))
-		if errors.Is(err, ErrNotFound) {
-			continue
+	}
+	var out []Waiting
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), waitingBatch)]
+		ids = ids[len(batch):]
+		docRefs := make([]*firestore.DocumentRef, 0, 2*len(batch))
+		for _, id := range batch {
+			docRefs = append(docRefs, s.sessionRef(id), s.leaseRef(id))
 		}
+		snaps, err := s.fs.GetAll(ctx, docRefs)
 		if err != nil {
-			return nil, err
-		}
-		ld, err := get[LeaseDoc](ctx, s.leaseRef(id))
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
+			return nil, fmt.Errorf("read sessions with queued requests: %w", err)
 		}
 		now := s.now()
-		if doc.Status != StatusActive || ld.live(now) {
-			continue
+		for i, id := range batch {
+			doc, ld := new(Doc), new(LeaseDoc)
+			if !snaps[2*i].Exists() {
+				continue
+			}
+			if err := snaps[2*i].DataTo(doc); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", snaps[2*i].Ref.Path, err)
+			}
+			if !snaps[2*i+1].Exists() {
+				ld = nil
+			} else if err := snaps[2*i+1].DataTo(ld); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", snaps[2*i+1].Ref.Path, err)
+			}
+			if doc.Status != StatusActive || ld.live(now) {
+				continue
+			}
+			w := Waiting{SessionID: id}
+			if s.launchInFlight(doc, ld, now) {
+				w.Launch = doc.Launch
+			}
+			out = append(out, w)
 		}
-		w := Waiting{SessionID: id}
-		if s.launchInFlight(doc, ld, now) {
-			w.Launch = doc.Launch
-		}
-		out = append(out, w)
 	}
 	return out, nil
 }
+
+// waitingBatch is how many sessions Waiting reads at once (two documents
+// each, in one BatchGetDocuments).
+const waitingBatch = 100
 
 // Relaunch claims a launch for a session with queued requests, no host and
 // no launch in flight; it returns nil when there is nothing to do. After

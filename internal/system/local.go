@@ -151,14 +151,21 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 			return nil, err
 		}
 	}
-	if !cfg.NoDispatcher {
-		l.run(rctx, "dispatcher", cfg.Logger, func(ctx context.Context) error { return RunDispatcher(ctx, &l.Config, cfg.Dispatcher, cfg.Logger) })
-	}
 	rc := cfg.Reaper
 	if cfg.ReaperInterval > 0 {
 		rc.Interval = cfg.ReaperInterval
 	}
-	if !cfg.NoReaper {
+	// As deployed, the reaper's loop runs in the dispatcher's process.
+	switch {
+	case !cfg.NoDispatcher:
+		inProcess := &rc
+		if cfg.NoReaper {
+			inProcess = nil
+		}
+		l.run(rctx, "dispatcher", cfg.Logger, func(ctx context.Context) error {
+			return RunDispatcher(ctx, &l.Config, cfg.Dispatcher, inProcess, cfg.Logger)
+		})
+	case !cfg.NoReaper:
 		l.run(rctx, "reaper", cfg.Logger, func(ctx context.Context) error { return RunReaper(ctx, &l.Config, rc, false, cfg.Logger) })
 	}
 	return l, nil
@@ -247,6 +254,9 @@ func (l *Local) Env() []string {
 		"SANDRUN_COMPLETIONS_TOPIC=" + l.Config.Names.Completions,
 		"SANDRUN_DEAD_LETTER_TOPIC=" + l.Config.Names.DeadLetters,
 		"SANDRUN_SUBSCRIPTION=" + l.Config.Names.Dispatcher,
+	}
+	if n := l.Config.Launch.MaxHosts; n > 0 {
+		env = append(env, fmt.Sprintf("SANDRUN_MAX_HOSTS=%d", n))
 	}
 	if p := l.Config.Pool; p.Enabled() {
 		env = append(env, fmt.Sprintf("SANDRUN_POOL_MIN=%d", p.Min), fmt.Sprintf("SANDRUN_POOL_TARGET=%d", p.Target),

@@ -21,6 +21,7 @@ import (
 	"github.com/sandrun/sandrun/internal/host"
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/launch"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/queue"
@@ -41,6 +42,9 @@ type Config struct {
 	TTL time.Duration
 	// Pool is the warm pool's policy (off unless its Min or Target is set).
 	Pool pool.Policy
+	// Launch is how hosts are launched: how many launches at once, and the
+	// most running hosts.
+	Launch launch.Config
 	// Host is how the dispatcher and the reaper mint and renew the hosts'
 	// access tokens, and how hosts renew theirs (off unless its Account
 	// is set).
@@ -91,6 +95,15 @@ func (c *Config) Define(fs *config.FlagSet) {
 // DefinePool registers the warm pool's flags, which the dispatcher and
 // the reaper, the two that claim and refill it, must agree on.
 func (c *Config) DefinePool(fs *config.FlagSet) { c.Pool.Define(fs) }
+
+// DefineLaunch registers the flags of launching hosts, which the
+// dispatcher and the reaper, the two that launch, must agree on.
+func (c *Config) DefineLaunch(fs *config.FlagSet) {
+	fs.IntVar(&c.Launch.MaxHosts, "max-hosts", 0, "most running hosts (Cloud Run executions of the host job, pool hosts included); new sessions beyond wait in line, first come first served (0: no bound; keep it within the region's Cloud Run job instance quota)")
+	fs.Env("max-hosts", "SANDRUN_MAX_HOSTS")
+	fs.IntVar(&c.Launch.Concurrency, "launch-concurrency", launch.DefaultConcurrency, "host launches under way at once")
+	fs.Env("launch-concurrency", "SANDRUN_LAUNCH_CONCURRENCY")
+}
 
 // JobName is the full name of the host job.
 func (c *Config) JobName() string { return jobrunner.JobName(c.Project, c.Region, c.Job) }
@@ -158,8 +171,27 @@ func background(ctx context.Context, f func(context.Context)) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// RunDispatcher runs a dispatcher until ctx ends.
-func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger *slog.Logger) error {
+// launching is a program's way of launching hosts: the launcher, and the
+// warm pool that launches its hosts through it.
+func launching(c *Config, s *services, runner *jobrunner.Runner, logger *slog.Logger) (*launch.Launcher, *pool.Pool) {
+	l := launch.New(c.Launch, s.store, runner, logger)
+	p := pool.New(c.Pool, s.store, l, nil, logger)
+	if p.Enabled() {
+		l.UsePool(p)
+	}
+	return l, p
+}
+
+// runLauncher runs l until the returned stop is called. Its context does
+// not end with ctx: launches handed over while the program drains are
+// carried out (or handed back) at stop, not dropped.
+func runLauncher(ctx context.Context, l *launch.Launcher) (stop func()) {
+	return background(context.WithoutCancel(ctx), l.Run)
+}
+
+// RunDispatcher runs a dispatcher until ctx ends, and in the same process,
+// unless rc is nil, the reaper's loop.
+func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, rc *reaper.Config, logger *slog.Logger) error {
 	s, err := connect(ctx, c, nil, logger)
 	if err != nil {
 		return err
@@ -181,13 +213,22 @@ func RunDispatcher(ctx context.Context, c *Config, dc dispatcher.Config, logger 
 	}
 	defer stopHTTP()
 	sub := s.clients.PubSub.Subscriber(c.Names.Dispatcher)
-	p := pool.New(c.Pool, s.store, runner, nil, logger)
+	launcher, p := launching(c, s, runner, logger)
+	// Stopped last (defers run in reverse): after the dispatcher and the
+	// reaper stopped handing it launches.
+	defer runLauncher(ctx, launcher)()
 	if p.Enabled() {
 		// The dispatcher refills the pool as it takes from it, so that
 		// the pool keeps up with arrivals between reaper passes.
 		defer background(ctx, func(ctx context.Context) { p.Run(ctx, pool.DefaultRefillInterval) })()
 	}
-	return dispatcher.New(dc, sub, s.store, s.queue, runner, p, logger).Run(ctx)
+	if rc != nil {
+		cfg := *rc
+		cfg.TTL = c.TTL
+		r := reaper.New(cfg, s.store, s.queue, runner, launcher, p, logger)
+		defer background(ctx, func(ctx context.Context) { _ = r.Run(ctx) })()
+	}
+	return dispatcher.New(dc, sub, s.store, s.queue, launcher, logger).Run(ctx)
 }
 
 // RunReaper runs the reaper until ctx ends, or makes one pass when once.
@@ -213,10 +254,14 @@ func RunReaper(ctx context.Context, c *Config, rc reaper.Config, once bool, logg
 	}
 	defer stopHTTP()
 	rc.TTL = c.TTL
-	r := reaper.New(rc, s.store, s.queue, runner, pool.New(c.Pool, s.store, runner, nil, logger), logger)
+	launcher, p := launching(c, s, runner, logger)
+	defer runLauncher(ctx, launcher)()
+	r := reaper.New(rc, s.store, s.queue, runner, launcher, p, logger)
 	if once {
 		_, err := r.Once(ctx)
-		return err
+		// Each launch the pass claimed is tried once before the program
+		// ends; those refused are handed back for the next pass.
+		return errors.Join(err, launcher.Drain(ctx))
 	}
 	return r.Run(ctx)
 }
@@ -257,7 +302,7 @@ func (h *HostConfig) DefineHost(fs *config.FlagSet) {
 	fs.DurationVar(&h.CheckpointInterval, "checkpoint-interval", host.DefaultCheckpointInterval, "how often a busy host checkpoints between requests")
 	fs.Env("checkpoint-interval", "SANDRUN_CHECKPOINT_INTERVAL")
 	fs.StringVar(&h.Traceparent, "traceparent", "", "trace context of the launch that started this host (set by the launch)")
-	fs.Env("traceparent", dispatcher.EnvTraceparent)
+	fs.Env("traceparent", launch.EnvTraceparent)
 	fs.StringVar(&h.Member.ID, "pool-member", "", "wait in the warm pool as this member instead of hosting --session (set by the pool's launch)")
 	fs.Env("pool-member", pool.EnvMember)
 	fs.DurationVar(&h.Member.IdleTimeout, "pool-idle-timeout", pool.DefaultIdleTimeout, "how long a pool member waits unclaimed before it exits")
