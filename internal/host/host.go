@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -383,7 +382,7 @@ func (h *Host) fence(reason string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), fenceMargin(h.cfg.LeaseTTL))
 	defer cancel()
-	if _, err := m.Kill(ctx, procs.KillRequest{All: true, Signal: syscall.SIGKILL, Reason: "the host lost its lease"}); err != nil {
+	if _, err := m.KillAll(ctx, "the host lost its lease"); err != nil {
 		h.logger.Warn("fence: killing the session's processes", "event", "host.fence_kill_failed", "error", err.Error())
 	}
 	done, stop := context.WithCancel(ctx)
