@@ -89,9 +89,14 @@ locals {
   # projects/_/buckets/BUCKET/objects/NAME; a list request is checked on the
   # bucket, with the prefix it asks for as an API attribute.
   objects_prefix = "projects/_/buckets/${google_storage_bucket.sessions.name}/objects/sessions/"
+  # Checkpoint blobs live under blobs/, out of reach of the lifecycle
+  # rule's age (storage.tf).
+  blobs_prefix = "projects/_/buckets/${google_storage_bucket.sessions.name}/objects/blobs/"
   sessions_objects_condition = join(" || ", [
     "resource.name.startsWith(\"${local.objects_prefix}\")",
+    "resource.name.startsWith(\"${local.blobs_prefix}\")",
     "(resource.type == \"storage.googleapis.com/Bucket\" && api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\").startsWith(\"sessions/\"))",
+    "(resource.type == \"storage.googleapis.com/Bucket\" && api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\").startsWith(\"blobs/\"))",
   ])
   firestore_condition = "resource.name == \"projects/${var.project}/databases/${google_firestore_database.sessions.name}\""
 }

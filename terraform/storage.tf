@@ -1,5 +1,6 @@
 # The sessions' checkpoints, full outputs, process logs and transfer staging,
-# all under sessions/SESSION_ID/.
+# under sessions/SESSION_ID/; the checkpoints' content-addressed file blobs
+# under blobs/SESSION_ID/.
 resource "google_storage_bucket" "sessions" {
   name          = local.bucket_name
   location      = var.region
@@ -12,6 +13,9 @@ resource "google_storage_bucket" "sessions" {
 
   # Session state expires after state_retention_days whatever happens to
   # the session; the reaper deletes a destroyed session's objects sooner.
+  # Not blobs/: a checkpoint blob is live as long as a checkpoint names it,
+  # however old (an unchanged file of a session in use for weeks); a
+  # session's purge deletes them.
   lifecycle_rule {
     condition {
       age            = var.state_retention_days

@@ -66,7 +66,7 @@ variable "bucket_name" {
 
 variable "state_retention_days" {
   type        = number
-  description = "Age in days after which Cloud Storage deletes any object under sessions/ (checkpoints, outputs, logs). Must cover session_ttl_hours."
+  description = "Age in days after which Cloud Storage deletes any object under sessions/ (checkpoints, outputs, logs; not the checkpoints' file blobs under blobs/, which a session's purge deletes). Must cover session_ttl_hours."
   default     = 7
 
   validation {

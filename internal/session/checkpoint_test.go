@@ -39,8 +39,12 @@ func TestFinishRecordsTheCheckpointWithTheAnswer(t *testing.T) {
 	if lease.Checkpoint != cp {
 		t.Errorf("the lease does not carry the checkpoint just committed")
 	}
-	// The lease lapses and another host takes the session: the first
-	// host's next answer and checkpoint are both refused.
+	// The lease lapses, the reaper takes the session from its host, and
+	// another host takes it: the first host's next answer and checkpoint
+	// are both refused.
+	if _, recovered, err := host.RecoverHost(ctx, "s1"); err != nil || !recovered {
+		t.Fatalf("recover the lapsed host: %v %v", recovered, err)
+	}
 	next, err := host.Acquire(ctx, "s1", "exec-2", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -106,3 +110,28 @@ func TestPutBlobStoresNothingWhenTheReaderFails(t *testing.T) {
 type failingReader struct{}
 
 func (failingReader) Read([]byte) (int, error) { return 0, errors.New("file changed") }
+
+// A session's checkpoint blobs live outside sessions/ (where the bucket's
+// lifecycle rule deletes by age) and go with the rest of the session when
+// it is purged; another session's stay.
+func TestPurgeDeletesTheSessionsBlobs(t *testing.T) {
+	ctx := context.Background()
+	_, host, _ := newStores(t)
+	for _, s := range []string{"s1", "s2"} {
+		if err := host.PutBlob(ctx, s, "b", 1, strings.NewReader("b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := host.Purge(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range map[string]bool{"s1": false, "s2": true} {
+		r, err := host.GetBlob(ctx, s, "b")
+		if err == nil {
+			r.Close()
+		}
+		if got := err == nil; got != want {
+			t.Errorf("session %s's blob kept: %v, want %v (%v)", s, got, want, err)
+		}
+	}
+}

@@ -107,8 +107,12 @@ func ManifestObject(lease *Lease, seq int) string {
 	return fmt.Sprintf("%scheckpoints/%010d-%06d.manifest.gz", objectPrefix(lease.SessionID), lease.Epoch, seq)
 }
 
-// blobPrefix is where a session's checkpoint blobs live.
-func blobPrefix(sessionID string) string { return objectPrefix(sessionID) + "blobs/" }
+// blobPrefix is where a session's checkpoint blobs live: outside
+// sessions/, because the bucket's lifecycle rule deletes every object
+// under sessions/ by its age, and a blob stays live for as long as a
+// checkpoint names it, however old it is (an unchanged file of a session
+// in use for weeks). Purge deletes them with the rest of the session.
+func blobPrefix(sessionID string) string { return "blobs/" + sessionID + "/" }
 
 // Blobs are a session's checkpoint blobs, with the Put and Get that
 // workspace.Blobs asks for.

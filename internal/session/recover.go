@@ -382,8 +382,10 @@ func (s *Store) Destroy(ctx context.Context, sessionID, reason string) (host str
 // Purge deletes the objects of a destroyed session and clears its
 // purge_pending mark.
 func (s *Store) Purge(ctx context.Context, sessionID string) error {
-	if err := s.deleteObjects(ctx, objectPrefix(sessionID)); err != nil {
-		return fmt.Errorf("purge session %s: %w", sessionID, err)
+	for _, prefix := range []string{objectPrefix(sessionID), blobPrefix(sessionID)} {
+		if err := s.deleteObjects(ctx, prefix); err != nil {
+			return fmt.Errorf("purge session %s: %w", sessionID, err)
+		}
 	}
 	ref := s.sessionRef(sessionID)
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
