@@ -5,6 +5,7 @@ package cloudrun
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 )
@@ -29,10 +30,34 @@ func sysProcAttr() *syscall.SysProcAttr {
 // (setsid) while it runs: a sandrun host is a child subreaper, so nothing
 // its commands start leaves its process tree. What escaped a main process
 // that already died is out of reach, as it would not be in Cloud Run,
-// where it would die with the container.
+// where it would die with the container. A SIGKILL therefore first stops
+// every process it finds (a stopped process cannot fork), so that the main
+// process dying first, as a container's entrypoint does, cannot hand what
+// it adopted to init before it is killed too.
 func signalTask(pid int, sig syscall.Signal) {
+	if sig != syscall.SIGKILL {
+		_ = syscall.Kill(-pid, sig)
+		for _, p := range taskProcesses(pid) {
+			_ = syscall.Kill(p, sig)
+		}
+		return
+	}
+	var found []int
+	for range 5 { // a process may have forked just before it was stopped
+		var more []int
+		for _, p := range taskProcesses(pid) {
+			if !slices.Contains(found, p) {
+				_ = syscall.Kill(p, syscall.SIGSTOP)
+				more = append(more, p)
+			}
+		}
+		if len(more) == 0 {
+			break
+		}
+		found = append(found, more...)
+	}
 	_ = syscall.Kill(-pid, sig)
-	for _, p := range taskProcesses(pid) {
+	for _, p := range found {
 		_ = syscall.Kill(p, sig)
 	}
 }
