@@ -210,13 +210,13 @@ func (t *tally) add(f func(*Report)) {
 	f(&t.rep)
 }
 
-// each calls f for every session of ids, at most cfg.Concurrency at once,
+// each calls f for every item (one per session), at most limit at once,
 // and returns their errors joined. It starts no more once ctx ends.
-func (r *Reaper) each(ctx context.Context, ids []string, f func(id string) error) error {
-	sem := make(chan struct{}, r.cfg.Concurrency)
+func each[T any](ctx context.Context, limit int, items []T, f func(T) error) error {
+	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
-	errs := make([]error, len(ids))
-	for i, id := range ids {
+	errs := make([]error, len(items))
+	for i, item := range items {
 		if ctx.Err() != nil {
 			errs[i] = ctx.Err()
 			break
@@ -225,7 +225,7 @@ func (r *Reaper) each(ctx context.Context, ids []string, f func(id string) error
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = f(id)
+			errs[i] = f(item)
 		}()
 	}
 	wg.Wait()
@@ -269,15 +269,11 @@ func (r *Reaper) recoverHosts(ctx context.Context, t *tally) error {
 	if err != nil {
 		return err
 	}
-	ids := make([]string, len(expired))
-	hosts := make(map[string]session.ExpiredHost, len(expired))
-	for i, h := range expired {
-		ids[i], hosts[h.SessionID] = h.SessionID, h
-	}
-	return r.each(ctx, ids, func(id string) error {
-		if ended, err := r.hostEnded(ctx, hosts[id]); err != nil || !ended {
+	return each(ctx, r.cfg.Concurrency, expired, func(h session.ExpiredHost) error {
+		if ended, err := r.hostEnded(ctx, h); err != nil || !ended {
 			return err
 		}
+		id := h.SessionID
 		lost, recovered, err := r.store.RecoverHost(ctx, id)
 		if err != nil || !recovered {
 			return err
@@ -324,14 +320,9 @@ func (r *Reaper) relaunchStranded(ctx context.Context, t *tally) error {
 	if err != nil {
 		return err
 	}
-	launches := make(map[string]*session.Launch, len(waiting))
-	ids := make([]string, 0, len(waiting))
-	for _, w := range waiting {
-		launches[w.SessionID] = w.Launch
-		ids = append(ids, w.SessionID)
-	}
-	return r.each(ctx, ids, func(id string) error {
-		if inFlight := launches[id]; inFlight != nil {
+	return each(ctx, r.cfg.Concurrency, waiting, func(w session.Waiting) error {
+		id := w.SessionID
+		if inFlight := w.Launch; inFlight != nil {
 			if inFlight.Execution == "" {
 				return nil // still being launched
 			}
@@ -380,7 +371,7 @@ func (r *Reaper) destroyStale(ctx context.Context, t *tally) error {
 	if err != nil {
 		return err
 	}
-	return r.each(ctx, ids, func(id string) error {
+	return each(ctx, r.cfg.Concurrency, ids, func(id string) error {
 		host, answered, err := r.store.Destroy(ctx, id, "idle past its time to live")
 		if err != nil {
 			return err
@@ -402,7 +393,7 @@ func (r *Reaper) purge(ctx context.Context, t *tally) error {
 	if err != nil {
 		return err
 	}
-	return r.each(ctx, ids, func(id string) error {
+	return each(ctx, r.cfg.Concurrency, ids, func(id string) error {
 		if err := r.store.Purge(ctx, id); err != nil {
 			return err
 		}
