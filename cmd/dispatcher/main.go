@@ -1,6 +1,7 @@
 // Command dispatcher runs sandrun's dispatcher; `dispatcher --help` lists its flags and
 // environment variables. It is `sandrun dispatcher` in a binary of its own, for its
-// container image.
+// container image, which links only what it runs (none of the local cloud,
+// the bench or the people's commands).
 package main
 
 import (
@@ -9,12 +10,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sandrun/sandrun/internal/cli"
+	"github.com/sandrun/sandrun/internal/programs"
+	"github.com/sandrun/sandrun/internal/programs/control"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, cli.OSEnv(), append([]string{"dispatcher"}, os.Args[1:]...))
+	code := programs.Main(ctx, programs.OSEnv(), "dispatcher", control.Dispatcher, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

@@ -1,6 +1,7 @@
 // Command executor runs sandrun's executor; `executor --help` lists its flags and
 // environment variables. It is `sandrun executor` in a binary of its own, for its
-// container image.
+// container image, which links only what it runs (none of the local cloud,
+// the bench or the people's commands).
 package main
 
 import (
@@ -9,12 +10,12 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sandrun/sandrun/internal/cli"
+	"github.com/sandrun/sandrun/internal/programs"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, cli.OSEnv(), append([]string{"executor"}, os.Args[1:]...))
+	code := programs.Main(ctx, programs.OSEnv(), "executor", programs.Executor, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

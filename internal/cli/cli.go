@@ -6,14 +6,14 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strconv"
 
 	"github.com/sandrun/sandrun/internal/config"
+	"github.com/sandrun/sandrun/internal/programs"
+	"github.com/sandrun/sandrun/internal/programs/control"
 )
 
 // command is one subcommand of sandrun.
@@ -23,12 +23,7 @@ type command struct {
 }
 
 // Env is what a command may touch of the outside world.
-type Env struct {
-	Stdout, Stderr io.Writer
-	Stdin          io.Reader
-	// Getenv reads the environment (os.Getenv in production).
-	Getenv func(string) string
-}
+type Env = programs.Env
 
 // exitError carries an exit code other than 1 out of a command.
 type exitError struct{ code int }
@@ -38,9 +33,9 @@ func (e exitError) Error() string { return "exit status " + strconv.Itoa(e.code)
 func commands() map[string]command {
 	return map[string]command{
 		"emulator":   {"serve the local cloud (Pub/Sub, Cloud Storage, Firestore, Cloud Run) on loopback", runEmulator},
-		"dispatcher": {"run the dispatcher (the Pub/Sub queue worker)", runDispatcher},
-		"reaper":     {"run the reaper (recovery of lost hosts, publishes, stale sessions)", runReaper},
-		"executor":   {"run the session host (the Cloud Run job's entrypoint)", runExecutor},
+		"dispatcher": {"run the dispatcher (the Pub/Sub queue worker)", control.Dispatcher},
+		"reaper":     {"run the reaper (recovery of lost hosts, publishes, stale sessions)", control.Reaper},
+		"executor":   {"run the session host (the Cloud Run job's entrypoint)", programs.Executor},
 		"exec":       {"run a shell command in a session and print its output", runExec},
 		"session":    {"create, get, destroy or list sessions", runSession},
 		"cp":         {"copy a file between this machine and a session (SESSION:PATH)", runCp},
@@ -73,20 +68,10 @@ func Main(ctx context.Context, env *Env, args []string) int {
 		return 2
 	}
 	err := cmd.run(ctx, env, args[1:])
-	var exit exitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &exit):
+	if exit := (exitError{}); errors.As(err, &exit) {
 		return exit.code
-	case errors.Is(err, errUsage):
-		return 2
-	default:
-		fmt.Fprintf(env.Stderr, "sandrun %s: %v\n", args[0], err)
-		return 1
 	}
+	return programs.ExitCode(env.Stderr, "sandrun "+args[0], err)
 }
 
 // errUsage reports bad arguments after the flag set has printed why.
@@ -94,7 +79,7 @@ var errUsage = config.ErrUsage
 
 // newFlagSet returns a command's flag set.
 func newFlagSet(env *Env, name, synopsis string) *config.FlagSet {
-	return config.New(name, "sandrun "+synopsis, env.Stderr)
+	return programs.FlagSet(env, name, synopsis)
 }
 
 func usage(w io.Writer, cmds map[string]command) {
@@ -112,6 +97,4 @@ func usage(w io.Writer, cmds map[string]command) {
 }
 
 // OSEnv is the Env of a real process.
-func OSEnv() *Env {
-	return &Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv}
-}
+func OSEnv() *Env { return programs.OSEnv() }

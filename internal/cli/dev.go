@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/sandrun/sandrun/emulator"
-	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/programs"
+	"github.com/sandrun/sandrun/internal/programs/control"
 	"github.com/sandrun/sandrun/internal/system"
 )
 
@@ -35,20 +36,12 @@ it started ends.`)
 	ec.defineTasks(fs, defaultHostUser(), defaultWorkspace())
 	home := fs.String("home", stateDir(env), "directory for session workspaces, the local cloud's storage and Firestore, and dev.env")
 	fs.Env("home", "SANDRUN_HOME")
-	idle := fs.Duration("idle-timeout", 2*time.Minute, "how long an idle host waits before it checkpoints and exits")
-	fs.Env("idle-timeout", "SANDRUN_IDLE_TIMEOUT")
-	leaseTTL := fs.Duration("lease-ttl", 10*time.Second, "host lease; a dead host's requests are answered HOST_LOST after it")
-	fs.Env("lease-ttl", "SANDRUN_LEASE_TTL")
-	reaperInterval := fs.Duration("reaper-interval", 2*time.Second, "time between reaper passes")
-	fs.Env("reaper-interval", "SANDRUN_REAPER_INTERVAL")
-	var sys system.Config
-	sys.DefinePool(fs)
-	sys.DefineLaunch(fs)
-	level := defineLogLevel(fs)
+	s := system.DefaultSettings(system.Table(), system.Dev)
+	s.Define(fs, system.Table(), system.Dev)
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
 	}
-	logger, err := newLogger(env, *level)
+	logger, err := programs.NewLogger(env, s.LogLevel, ec.project)
 	if err != nil {
 		return err
 	}
@@ -93,18 +86,16 @@ it started ends.`)
 	if err := suite.SetEnv(); err != nil {
 		return err
 	}
-	sys.Project, sys.Region, sys.Job, sys.Bucket, sys.TTL = ec.project, system.DefaultRegion, system.DefaultJob, system.DefaultBucket, 7*24*time.Hour
-	sys.Names = queue.DefaultNames()
-	metrics, stopTelemetry, err := startTelemetry(ctx, "sandrun-dev", true, sys.Project, nil, logger)
+	s.Project, s.TTL, s.HTTP.Addr = ec.project, 7*24*time.Hour, ec.httpAddr()
+	stopTelemetry, err := control.StartTelemetry(ctx, "sandrun-dev", s, logger)
 	if err != nil {
 		return err
 	}
 	defer stopTelemetry()
-	sys.HTTP = system.HTTP{Addr: ec.httpAddr(), Metrics: metrics}
-	local, err := system.StartLocal(ctx, sys, system.LocalConfig{
+	local, err := system.StartLocal(ctx, s.Config, system.LocalConfig{
 		Executor: executor, ExecutorArgs: []string{"executor"}, StateDir: *home, Workspace: ec.hostWorkspace(),
-		IdleTimeout: *idle, LeaseTTL: *leaseTTL, ReaperInterval: *reaperInterval,
-		StartDelay: ec.startDelay, LogLevel: *level, Logger: logger,
+		IdleTimeout: s.Executor.IdleTimeout, LeaseTTL: s.Executor.LeaseTTL, ReaperInterval: s.Reaper.Interval,
+		StartDelay: ec.startDelay, LogLevel: s.LogLevel, Logger: logger,
 	})
 	if err != nil {
 		return err

@@ -78,8 +78,8 @@ access token expires. It reads only: it neither creates nor wakes anything.`)
 	fs.Env("project", "SANDRUN_PROJECT")
 	window := fs.Duration("window", 15*time.Minute, "how far back the request figures look")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	var sys system.Config
-	sys.DefinePool(fs)
+	var sys system.Settings
+	sys.Define(fs, system.Table(), system.Status)
 	if err := cf.parse(fs, env, args); err != nil {
 		return err
 	}

@@ -21,7 +21,14 @@ var ErrUsage = errors.New("usage")
 type FlagSet struct {
 	*flag.FlagSet
 	stderr  io.Writer
-	fromEnv [][2]string // flag name, environment variable
+	fromEnv []fromEnv
+}
+
+// fromEnv is a flag whose default the environment may set: the first of
+// keys that is set wins.
+type fromEnv struct {
+	flag string
+	keys []string
 }
 
 // New returns a flag set that prints its usage, headed by synopsis, to
@@ -36,26 +43,33 @@ func New(name, synopsis string, stderr io.Writer) *FlagSet {
 	return fs
 }
 
-// Env makes the environment variable key set the default of flag name.
-func (fs *FlagSet) Env(name, key string) {
+// Env makes the environment variable key set the default of flag name;
+// when key is unset, the first of fallbacks that is set does.
+func (fs *FlagSet) Env(name, key string, fallbacks ...string) {
 	f := fs.Lookup(name)
 	if f == nil {
 		panic("config: no flag " + name)
 	}
-	f.Usage += " [" + key + "]"
-	fs.fromEnv = append(fs.fromEnv, [2]string{name, key})
+	keys := append([]string{key}, fallbacks...)
+	f.Usage += " [" + strings.Join(keys, ", else ") + "]"
+	fs.fromEnv = append(fs.fromEnv, fromEnv{name, keys})
 }
 
 // Parse applies the environment (read with getenv), then the arguments. A
 // bad value in either is ErrUsage after a message that names it;
 // flag.ErrHelp is returned for -h.
 func (fs *FlagSet) Parse(getenv func(string) string, args []string) error {
-	for _, p := range fs.fromEnv {
-		if v := getenv(p[1]); v != "" {
-			if err := fs.Set(p[0], v); err != nil {
-				fmt.Fprintf(fs.stderr, "invalid value %q of %s: %v\n", v, p[1], err)
+	for _, e := range fs.fromEnv {
+		for _, key := range e.keys {
+			v := getenv(key)
+			if v == "" {
+				continue
+			}
+			if err := fs.Set(e.flag, v); err != nil {
+				fmt.Fprintf(fs.stderr, "invalid value %q of %s: %v\n", v, key, err)
 				return ErrUsage
 			}
+			break
 		}
 	}
 	if err := fs.FlagSet.Parse(args); err != nil {

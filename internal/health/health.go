@@ -8,7 +8,7 @@
 //     200 either way: a program whose dependency fails keeps running and
 //     retrying, so it reports degraded rather than asking to be restarted.
 //   - /metrics: the program's metrics in Prometheus's text format, when
-//     it was given a handler for them (export.Options.Prometheus).
+//     it was given a handler for them (package telemetry/prometheus).
 //
 // It is a package of its own rather than part of internal/telemetry
 // because readiness is about dependencies, not instruments: the checks are

@@ -31,8 +31,6 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-
-	"github.com/sandrun/sandrun/internal/config"
 )
 
 // The environment a launch gives a host.
@@ -296,20 +294,8 @@ type Config struct {
 	CheckInterval time.Duration
 }
 
-// Define registers the flags, each with its environment variable.
-func (c *Config) Define(fs *config.FlagSet) {
-	fs.StringVar(&c.Account, "host-service-account", "", "service account whose access tokens the dispatcher and the reaper mint for the hosts they launch (empty: hosts use their job's own account)")
-	fs.Env("host-service-account", "SANDRUN_HOST_SERVICE_ACCOUNT")
-	fs.DurationVar(&c.Lifetime, "host-token-lifetime", DefaultLifetime, "lifetime of a minted host token (IAM allows at most 1h unless an organization policy allows 12h)")
-	fs.Env("host-token-lifetime", "SANDRUN_HOST_TOKEN_LIFETIME")
-	fs.DurationVar(&c.RenewBefore, "host-token-renew-before", DefaultRenewBefore, "how much of a host token's life is left when it is replaced")
-	fs.Env("host-token-renew-before", "SANDRUN_HOST_TOKEN_RENEW_BEFORE")
-	fs.DurationVar(&c.CheckInterval, "host-token-check-interval", DefaultCheckInterval, "how often the dispatcher, the reaper and hosts check the host token")
-	fs.Env("host-token-check-interval", "SANDRUN_HOST_TOKEN_CHECK_INTERVAL")
-}
-
-// WithDefaults fills the durations left zero with the defaults the flags
-// have.
+// WithDefaults fills the durations left zero with the defaults (those of
+// the settings table, internal/system).
 func (c Config) WithDefaults() Config {
 	if c.Lifetime <= 0 {
 		c.Lifetime = DefaultLifetime

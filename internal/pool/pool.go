@@ -31,7 +31,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/sandrun/sandrun/internal/config"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 )
@@ -83,18 +82,6 @@ const (
 	// when nothing asks it to sooner.
 	DefaultRefillInterval = 10 * time.Second
 )
-
-// Define registers the pool's flags, each with its environment variable.
-func (p *Policy) Define(fs *config.FlagSet) {
-	fs.IntVar(&p.Min, "pool-min", 0, "idle pool hosts kept at all times (0 with --pool-target 0: no pool)")
-	fs.Env("pool-min", "SANDRUN_POOL_MIN")
-	fs.IntVar(&p.Target, "pool-target", 0, "idle pool hosts kept while new sessions arrive; more as the arrival rate asks")
-	fs.Env("pool-target", "SANDRUN_POOL_TARGET")
-	fs.IntVar(&p.Max, "pool-max", DefaultMax, "most pool hosts, idle and starting")
-	fs.Env("pool-max", "SANDRUN_POOL_MAX")
-	fs.DurationVar(&p.IdleTimeout, "pool-idle-timeout", DefaultIdleTimeout, "how long a pool host waits unclaimed before it exits, and how long after the last new session the pool shrinks to --pool-min")
-	fs.Env("pool-idle-timeout", EnvIdleTimeout)
-}
 
 // Enabled reports whether the policy keeps a pool at all.
 func (p Policy) Enabled() bool { return p.Min > 0 || p.Target > 0 }

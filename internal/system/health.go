@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/sandrun/sandrun/internal/config"
 	"github.com/sandrun/sandrun/internal/health"
 	"github.com/sandrun/sandrun/internal/jobrunner"
 )
@@ -20,16 +19,9 @@ import (
 type HTTP struct {
 	// Addr is where to serve (host:port); empty serves nothing.
 	Addr string
-	// Metrics serves /metrics (export.Setup's Prometheus handler), or
+	// Metrics serves /metrics (package telemetry/prometheus's handler), or
 	// is nil.
 	Metrics http.Handler
-}
-
-// DefineHTTP registers the HTTP server's flag, which the dispatcher and
-// the reaper take.
-func (c *Config) DefineHTTP(fs *config.FlagSet) {
-	fs.StringVar(&c.HTTP.Addr, "http-addr", "", "serve /live, /health, /ready and /metrics (Prometheus) on this host:port; empty: no HTTP server")
-	fs.Env("http-addr", "SANDRUN_HTTP_ADDR")
 }
 
 // readyDoc is what the Firestore check reads: a document that never

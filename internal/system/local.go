@@ -103,40 +103,7 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 		return nil, err
 	}
 	defer runner.Close()
-	env := map[string]string{
-		"SANDRUN_PROJECT":           sys.Project,
-		"SANDRUN_REGION":            sys.Region,
-		"SANDRUN_JOB":               sys.Job,
-		"SANDRUN_BUCKET":            sys.Bucket,
-		"SANDRUN_REQUESTS_TOPIC":    sys.Names.Requests,
-		"SANDRUN_COMPLETIONS_TOPIC": sys.Names.Completions,
-		"SANDRUN_DEAD_LETTER_TOPIC": sys.Names.DeadLetters,
-		"SANDRUN_SESSION_TTL":       sys.TTL.String(),
-		"SANDRUN_LOG_LEVEL":         cfg.LogLevel,
-	}
-	if cfg.Workspace != "" {
-		env["SANDRUN_WORKSPACE"] = cfg.Workspace
-	} else {
-		env["SANDRUN_WORKSPACES_DIR"] = filepath.Join(cfg.StateDir, "workspaces")
-	}
-	// Hosts start looking for a renewed token when the keepers renew it.
-	env["SANDRUN_HOST_TOKEN_RENEW_BEFORE"] = sys.Host.RenewBefore.String()
-	env["SANDRUN_HOST_TOKEN_CHECK_INTERVAL"] = sys.Host.CheckInterval.String()
-	if cfg.IdleTimeout > 0 {
-		env["SANDRUN_IDLE_TIMEOUT"] = cfg.IdleTimeout.String()
-	}
-	if cfg.LeaseTTL > 0 {
-		env["SANDRUN_LEASE_TTL"] = cfg.LeaseTTL.String()
-	}
-	if cfg.IdleLeaseTTL > 0 {
-		env["SANDRUN_IDLE_LEASE_TTL"] = cfg.IdleLeaseTTL.String()
-	}
-	// The job's command is the executor program itself: on the local
-	// cloud a container's command runs as a local program.
-	spec := jobrunner.JobSpec{Image: ExecutorImage, Command: []string{cfg.Executor}, Args: cfg.ExecutorArgs, Env: env, TaskTimeout: 24 * time.Hour}
-	if cfg.StartDelay > 0 {
-		spec.Annotations = map[string]string{"emulator.sandrun.dev/start-delay": cfg.StartDelay.String()}
-	}
+	spec := localJob(sys, cfg)
 	if err := runner.EnsureJob(ctx, spec); err != nil {
 		return nil, err
 	}
@@ -169,6 +136,37 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 		l.run(rctx, "reaper", cfg.Logger, func(ctx context.Context) error { return RunReaper(ctx, &l.Config, rc, false, cfg.Logger) })
 	}
 	return l, nil
+}
+
+// localJob is the host job of the local system: its command is the
+// executor program itself (on the local cloud a container's command runs as
+// a local program), and its environment gives every host the settings of
+// sys and cfg, as Terraform's job does in a deployment (see JobEnv).
+func localJob(sys Config, cfg LocalConfig) jobrunner.JobSpec {
+	s := DefaultSettings(Table(), Executor)
+	s.Config = sys
+	h := &s.Executor
+	if cfg.Workspace != "" {
+		h.Workspace = cfg.Workspace
+	} else {
+		h.WorkspacesDir = filepath.Join(cfg.StateDir, "workspaces")
+	}
+	for _, d := range []struct {
+		to   *time.Duration
+		from time.Duration
+	}{
+		{&h.IdleTimeout, cfg.IdleTimeout}, {&h.LeaseTTL, cfg.LeaseTTL}, {&h.IdleLeaseTTL, cfg.IdleLeaseTTL},
+	} {
+		if d.from > 0 {
+			*d.to = d.from
+		}
+	}
+	s.LogLevel = cfg.LogLevel
+	spec := jobrunner.JobSpec{Image: ExecutorImage, Command: []string{cfg.Executor}, Args: cfg.ExecutorArgs, Env: JobEnv(Table(), s), TaskTimeout: 24 * time.Hour}
+	if cfg.StartDelay > 0 {
+		spec.Annotations = map[string]string{"emulator.sandrun.dev/start-delay": cfg.StartDelay.String()}
+	}
+	return spec
 }
 
 // localHostTokens fills what h leaves unset: the host account of the
@@ -243,24 +241,8 @@ func (l *Local) Close() error {
 }
 
 // Env is the environment that points a client, or another dispatcher or
-// reaper, at the local system, on top of the local cloud's own.
+// reaper, at the local system, on top of the local cloud's own: its
+// deployment settings (see DeploymentEnv).
 func (l *Local) Env() []string {
-	env := []string{
-		"SANDRUN_PROJECT=" + l.Config.Project,
-		"SANDRUN_REGION=" + l.Config.Region,
-		"SANDRUN_JOB=" + l.Config.Job,
-		"SANDRUN_BUCKET=" + l.Config.Bucket,
-		"SANDRUN_REQUESTS_TOPIC=" + l.Config.Names.Requests,
-		"SANDRUN_COMPLETIONS_TOPIC=" + l.Config.Names.Completions,
-		"SANDRUN_DEAD_LETTER_TOPIC=" + l.Config.Names.DeadLetters,
-		"SANDRUN_SUBSCRIPTION=" + l.Config.Names.Dispatcher,
-	}
-	if n := l.Config.Launch.MaxHosts; n > 0 {
-		env = append(env, fmt.Sprintf("SANDRUN_MAX_HOSTS=%d", n))
-	}
-	if p := l.Config.Pool; p.Enabled() {
-		env = append(env, fmt.Sprintf("SANDRUN_POOL_MIN=%d", p.Min), fmt.Sprintf("SANDRUN_POOL_TARGET=%d", p.Target),
-			fmt.Sprintf("SANDRUN_POOL_MAX=%d", p.Max), "SANDRUN_POOL_IDLE_TIMEOUT="+p.IdleTimeout.String())
-	}
-	return env
+	return DeploymentEnv(Table(), &Settings{Config: l.Config})
 }

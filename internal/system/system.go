@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/sandrun/sandrun/internal/config"
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/host"
@@ -62,48 +61,6 @@ const (
 	DefaultJob     = "sandrun-executor"
 	DefaultBucket  = "sandrun-local"
 )
-
-// Define registers the shared flags, each with its environment variable.
-func (c *Config) Define(fs *config.FlagSet) {
-	project := os.Getenv("GOOGLE_CLOUD_PROJECT")
-	if project == "" {
-		project = DefaultProject
-	}
-	fs.StringVar(&c.Project, "project", project, "Google Cloud project (default: $GOOGLE_CLOUD_PROJECT, else sandrun-local)")
-	fs.Env("project", "SANDRUN_PROJECT")
-	fs.StringVar(&c.Region, "region", DefaultRegion, "region of the Cloud Run job")
-	fs.Env("region", "SANDRUN_REGION")
-	fs.StringVar(&c.Job, "job", DefaultJob, "Cloud Run job whose executions host sessions")
-	fs.Env("job", "SANDRUN_JOB")
-	fs.StringVar(&c.Bucket, "bucket", DefaultBucket, "Cloud Storage bucket of the sessions' checkpoints and outputs")
-	fs.Env("bucket", "SANDRUN_BUCKET")
-	d := queue.DefaultNames()
-	fs.StringVar(&c.Names.Requests, "requests-topic", d.Requests, "Pub/Sub topic of requests")
-	fs.Env("requests-topic", "SANDRUN_REQUESTS_TOPIC")
-	fs.StringVar(&c.Names.Completions, "completions-topic", d.Completions, "Pub/Sub topic of completions")
-	fs.Env("completions-topic", "SANDRUN_COMPLETIONS_TOPIC")
-	fs.StringVar(&c.Names.DeadLetters, "dead-letter-topic", d.DeadLetters, "Pub/Sub topic of messages that are not requests")
-	fs.Env("dead-letter-topic", "SANDRUN_DEAD_LETTER_TOPIC")
-	fs.StringVar(&c.Names.Dispatcher, "subscription", d.Dispatcher, "the dispatcher's subscription to the requests topic")
-	fs.Env("subscription", "SANDRUN_SUBSCRIPTION")
-	c.Names.DeadLetterSubscription = d.DeadLetterSubscription
-	fs.DurationVar(&c.TTL, "session-ttl", session.DefaultTTL, "how long an idle session lives before it is destroyed")
-	fs.Env("session-ttl", "SANDRUN_SESSION_TTL")
-	c.Host.Define(fs)
-}
-
-// DefinePool registers the warm pool's flags, which the dispatcher and
-// the reaper, the two that claim and refill it, must agree on.
-func (c *Config) DefinePool(fs *config.FlagSet) { c.Pool.Define(fs) }
-
-// DefineLaunch registers the flags of launching hosts, which the
-// dispatcher and the reaper, the two that launch, must agree on.
-func (c *Config) DefineLaunch(fs *config.FlagSet) {
-	fs.IntVar(&c.Launch.MaxHosts, "max-hosts", 0, "most running hosts (Cloud Run executions of the host job, pool hosts included); new sessions beyond wait in line, first come first served (0: no bound; keep it within the region's Cloud Run job instance quota)")
-	fs.Env("max-hosts", "SANDRUN_MAX_HOSTS")
-	fs.IntVar(&c.Launch.Concurrency, "launch-concurrency", launch.DefaultConcurrency, "host launches under way at once")
-	fs.Env("launch-concurrency", "SANDRUN_LAUNCH_CONCURRENCY")
-}
 
 // JobName is the full name of the host job.
 func (c *Config) JobName() string { return jobrunner.JobName(c.Project, c.Region, c.Job) }
@@ -279,36 +236,6 @@ type HostConfig struct {
 	// if it passed one; the host then works with it instead of its job's
 	// own account, and keeps it renewed.
 	Tokens *hostcred.Source
-}
-
-// DefineHost registers the executor's flags.
-func (h *HostConfig) DefineHost(fs *config.FlagSet) {
-	fs.StringVar(&h.SessionID, "session", "", "the session to host (set by the launch)")
-	fs.Env("session", jobrunner.EnvSessionID)
-	fs.StringVar(&h.Execution, "execution", "", "this execution's id (set by Cloud Run)")
-	fs.Env("execution", "CLOUD_RUN_EXECUTION")
-	fs.StringVar(&h.Workspace, "workspace", "/workspace", "the session's working tree, kept by checkpoints")
-	fs.Env("workspace", "SANDRUN_WORKSPACE")
-	fs.StringVar(&h.WorkspacesDir, "workspaces-dir", "", "if set, each session's workspace is DIR/SESSION_ID (local runs)")
-	fs.Env("workspaces-dir", "SANDRUN_WORKSPACES_DIR")
-	fs.DurationVar(&h.IdleTimeout, "idle-timeout", host.DefaultIdleTimeout, "how long an idle host waits for a request before it checkpoints and exits")
-	fs.Env("idle-timeout", "SANDRUN_IDLE_TIMEOUT")
-	fs.DurationVar(&h.LeaseTTL, "lease-ttl", host.DefaultLeaseTTL, "how long a host's lease lasts unrenewed; a dead host's requests are answered HOST_LOST after it")
-	fs.Env("lease-ttl", "SANDRUN_LEASE_TTL")
-	fs.DurationVar(&h.IdleLeaseTTL, "idle-lease-ttl", host.DefaultIdleLeaseTTL, "how long the lease of a host idle for a lease-ttl lasts unrenewed (renewed when 70 % of lease-ttl is left: about once a minute by default); a host that dies idle is replaced after it")
-	fs.Env("idle-lease-ttl", "SANDRUN_IDLE_LEASE_TTL")
-	fs.DurationVar(&h.MaxLifetime, "max-lifetime", host.DefaultMaxLifetime, "how long a host stays up for its session's background processes alone")
-	fs.Env("max-lifetime", "SANDRUN_MAX_LIFETIME")
-	fs.DurationVar(&h.CheckpointInterval, "checkpoint-interval", host.DefaultCheckpointInterval, "how often a busy host checkpoints between requests")
-	fs.Env("checkpoint-interval", "SANDRUN_CHECKPOINT_INTERVAL")
-	fs.StringVar(&h.Traceparent, "traceparent", "", "trace context of the launch that started this host (set by the launch)")
-	fs.Env("traceparent", launch.EnvTraceparent)
-	fs.StringVar(&h.Member.ID, "pool-member", "", "wait in the warm pool as this member instead of hosting --session (set by the pool's launch)")
-	fs.Env("pool-member", pool.EnvMember)
-	fs.DurationVar(&h.Member.IdleTimeout, "pool-idle-timeout", pool.DefaultIdleTimeout, "how long a pool member waits unclaimed before it exits")
-	fs.Env("pool-idle-timeout", pool.EnvIdleTimeout)
-	fs.DurationVar(&h.Member.TTL, "pool-member-ttl", pool.DefaultMemberTTL, "how long an idle pool member stays claimable unrenewed")
-	fs.Env("pool-member-ttl", pool.EnvMemberTTL)
 }
 
 // RunHost hosts one session until it is idle or ctx ends. A pool member

@@ -10,8 +10,8 @@
 // OTEL_METRICS_EXPORTER=google_cloud_monitoring say so (see Exporters);
 // otherwise the global providers stay the no-op ones, and instrumentation
 // costs nothing. A program that serves a Prometheus endpoint (the
-// dispatcher and the reaper, for local use) gets a metrics reader for it
-// either way.
+// dispatcher and the reaper) passes its metrics reader (package
+// telemetry/prometheus), which reads either way.
 //
 // It is a package of its own so that the public client, which makes spans
 // with package telemetry, links none of the exporters.
@@ -21,20 +21,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
 
 	mexporter "github.com/GoogleCloudPlatform/opentelemetry-operations-go/exporter/metric"
 	texporter "github.com/GoogleCloudPlatform/opentelemetry-operations-go/exporter/trace"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -47,9 +42,9 @@ import (
 type Options struct {
 	// Service names the program in its resource (service.name).
 	Service string
-	// Prometheus, when true, makes Setup return a handler that serves the
-	// program's metrics in Prometheus's format.
-	Prometheus bool
+	// Readers read the program's metrics whatever the environment says
+	// (a Prometheus endpoint's).
+	Readers []sdkmetric.Reader
 	// Project is the Google Cloud project the Google exporters write to.
 	Project string
 	// GoogleClientOptions are given to the Google exporters' clients: the
@@ -60,8 +55,6 @@ type Options struct {
 
 // Telemetry is what Setup set up.
 type Telemetry struct {
-	// Metrics serves the metrics for Prometheus, or is nil.
-	Metrics  http.Handler
 	shutdown []func(context.Context) error
 }
 
@@ -145,17 +138,8 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 		}
 		readers = append(readers, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
 	}
-	if opts.Prometheus {
-		reg := prometheus.NewRegistry()
-		// The Go runtime's and the process's own figures (goroutines,
-		// memory, open files) come along, for a soak to watch.
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		exp, err := otelprom.New(otelprom.WithRegisterer(reg))
-		if err != nil {
-			return nil, fmt.Errorf("Prometheus exporter: %w", err)
-		}
-		readers = append(readers, sdkmetric.WithReader(exp))
-		t.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	for _, r := range opts.Readers {
+		readers = append(readers, sdkmetric.WithReader(r))
 	}
 	if len(readers) > 0 {
 		mp := sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(res))...)
