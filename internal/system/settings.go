@@ -199,8 +199,8 @@ func Table() []Setting {
 			func(s *Settings) *string { return &s.Executor.Workspace }),
 		setting("workspaces-dir", "SANDRUN_WORKSPACES_DIR", "", Executor, Own, "if set, each session's workspace is DIR/SESSION_ID (local runs)",
 			func(s *Settings) *string { return &s.Executor.WorkspacesDir }),
-		devDefault(setting("idle-timeout", "SANDRUN_IDLE_TIMEOUT", host.DefaultIdleTimeout, Executor|Dev, Own, "how long an idle host waits for a request before it checkpoints and exits",
-			func(s *Settings) *time.Duration { return &s.Executor.IdleTimeout }), 2*time.Minute),
+		setting("idle-timeout", "SANDRUN_IDLE_TIMEOUT", host.DefaultIdleTimeout, Executor|Dev, Own, "how long an idle host waits for a request before it checkpoints and exits",
+			func(s *Settings) *time.Duration { return &s.Executor.IdleTimeout }),
 		devDefault(setting("lease-ttl", "SANDRUN_LEASE_TTL", host.DefaultLeaseTTL, Executor|Dev, Own, "how long a host's lease lasts unrenewed; a dead host's requests are answered HOST_LOST after it",
 			func(s *Settings) *time.Duration { return &s.Executor.LeaseTTL }), 10*time.Second),
 		setting("idle-lease-ttl", "SANDRUN_IDLE_LEASE_TTL", host.DefaultIdleLeaseTTL, Executor, Own, "how long the lease of a host idle for a lease-ttl lasts unrenewed (renewed when 70 % of lease-ttl is left: about once a minute by default); a host that dies idle is replaced after it",
@@ -237,8 +237,8 @@ func (s Setting) withFallback(keys ...string) Setting {
 	return s
 }
 
-// defaultFor is s's default in program p.
-func (s Setting) defaultFor(p Program) any {
+// DefaultIn is s's default in program p.
+func (s Setting) DefaultIn(p Program) any {
 	if p == Dev && s.DevDefault != nil {
 		return s.DevDefault
 	}
@@ -249,13 +249,13 @@ func (s Setting) defaultFor(p Program) any {
 func (s Setting) define(fs *config.FlagSet, v *Settings, p Program) {
 	switch f := s.field(v).(type) {
 	case *string:
-		fs.StringVar(f, s.Flag, s.defaultFor(p).(string), s.Help)
+		fs.StringVar(f, s.Flag, s.DefaultIn(p).(string), s.Help)
 	case *int:
-		fs.IntVar(f, s.Flag, s.defaultFor(p).(int), s.Help)
+		fs.IntVar(f, s.Flag, s.DefaultIn(p).(int), s.Help)
 	case *bool:
-		fs.BoolVar(f, s.Flag, s.defaultFor(p).(bool), s.Help)
+		fs.BoolVar(f, s.Flag, s.DefaultIn(p).(bool), s.Help)
 	case *time.Duration:
-		fs.DurationVar(f, s.Flag, s.defaultFor(p).(time.Duration), s.Help)
+		fs.DurationVar(f, s.Flag, s.DefaultIn(p).(time.Duration), s.Help)
 	default:
 		panic(fmt.Sprintf("system: setting %s has a field of type %T", s.Flag, f))
 	}
@@ -263,7 +263,7 @@ func (s Setting) define(fs *config.FlagSet, v *Settings, p Program) {
 }
 
 // setDefault sets s in v to its default in program p.
-func (s Setting) setDefault(v *Settings, p Program) { s.set(v, s.defaultFor(p)) }
+func (s Setting) setDefault(v *Settings, p Program) { s.set(v, s.DefaultIn(p)) }
 
 // format is the value of s in v as its flag and environment variable
 // take it.
