@@ -10,6 +10,7 @@ import (
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
+	"github.com/sandrun/sandrun/internal/config"
 	"github.com/sandrun/sandrun/internal/programs"
 	"github.com/sandrun/sandrun/internal/system"
 	"github.com/sandrun/sandrun/internal/telemetry/prometheus"
@@ -27,11 +28,7 @@ the reaper's loop (see reaper --help), so that one always-on process is the
 whole control plane. Stops pulling on SIGTERM and finishes the messages in
 hand. With --http-addr it serves /live, /health, /ready (its dependencies:
 Firestore, Pub/Sub, the Cloud Run job) and /metrics.`+programs.TelemetryHelp)
-	s, logger, err := programs.Parse(fs, env, args, system.Dispatcher)
-	if err != nil {
-		return err
-	}
-	stop, err := StartTelemetry(ctx, "sandrun-dispatcher", s, logger)
+	s, logger, stop, err := start(ctx, fs, env, args, system.Dispatcher)
 	if err != nil {
 		return err
 	}
@@ -55,11 +52,7 @@ program only for a dispatcher started with --reaper=false. With --http-addr
 it serves /live, /health, /ready (its dependencies: Firestore, Pub/Sub, the
 Cloud Run job) and /metrics.`+programs.TelemetryHelp)
 	once := fs.Bool("once", false, "make one pass and exit (for a scheduler)")
-	s, logger, err := programs.Parse(fs, env, args, system.Reaper)
-	if err != nil {
-		return err
-	}
-	stop, err := StartTelemetry(ctx, "sandrun-reaper", s, logger)
+	s, logger, stop, err := start(ctx, fs, env, args, system.Reaper)
 	if err != nil {
 		return err
 	}
@@ -67,8 +60,21 @@ Cloud Run job) and /metrics.`+programs.TelemetryHelp)
 	return system.RunReaper(ctx, &s.Config, s.Reaper, *once, logger)
 }
 
-// startTelemetry sets up the telemetry of service, and with an HTTP
-// server in s, the metrics it serves for Prometheus.
+// start parses the settings of program p from env and args and sets up
+// its logs and its telemetry; stop flushes the telemetry.
+func start(ctx context.Context, fs *config.FlagSet, env *programs.Env, args []string, p system.Program) (s *system.Settings, logger *slog.Logger, stop func(), err error) {
+	if s, logger, err = programs.Parse(fs, env, args, p); err != nil {
+		return nil, nil, nil, err
+	}
+	if stop, err = StartTelemetry(ctx, "sandrun-"+fs.Name(), s, logger); err != nil {
+		return nil, nil, nil, err
+	}
+	return s, logger, stop, nil
+}
+
+// StartTelemetry sets up the telemetry of service (see
+// programs.StartTelemetry), and when s has an HTTP server, the metrics it
+// serves for Prometheus (s.HTTP.Metrics).
 func StartTelemetry(ctx context.Context, service string, s *system.Settings, logger *slog.Logger) (stop func(), err error) {
 	t := programs.Telemetry{Service: service, Project: s.Project}
 	if s.HTTP.Addr != "" {
