@@ -18,8 +18,8 @@ import (
 const module = "github.com/sandrun/sandrun"
 
 // programRoots are the functions each deployed program runs: cmd/X's main
-// goes through internal/cli to these, and everything else cli links (dev,
-// exec, bench) never runs in that program's container. The reaper's loop
+// goes through internal/programs to these (the people's command line,
+// internal/cli, with dev, exec and bench, is not linked). The reaper's loop
 // runs in the dispatcher's process (RunDispatcher); cmd/reaper, a
 // standalone reaper for a dispatcher run with --reaper=false, is not
 // deployed. Each program also

@@ -18,8 +18,7 @@ import (
 )
 
 // Settings holds every setting of sandrun's programs. Each program takes
-// the part the table (see settings) says it takes; the rest keeps its
-// default.
+// the part Table says it takes; the rest keeps its default.
 type Settings struct {
 	Config
 	// Executor is the executor's own.

@@ -1,7 +1,9 @@
 // Package system wires sandrun's programs from their configuration. The
 // same code starts each program in its own process (cmd/dispatcher,
 // cmd/reaper, cmd/executor) and all of them in one process (`sandrun dev`),
-// so tests and the local cloud wire exactly as production does.
+// so tests and the local cloud wire exactly as production does. It also
+// declares every setting of the programs, once (Table), and reads the
+// environment only through the getenv it is given.
 package system
 
 import (
