@@ -10,7 +10,6 @@ import (
 
 	"github.com/sandrun/sandrun/client"
 	"github.com/sandrun/sandrun/internal/config"
-	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/system"
 )
 
@@ -72,19 +71,14 @@ func useDevEnv(env *Env) error {
 	return nil
 }
 
-// clientFlags are the flags of the commands that talk to sandrun as a
-// backend does.
-type clientFlags struct {
-	project, requests, completions string
-}
+// clientFlags are the settings of the commands that talk to sandrun as a
+// backend does (system.Client) or read its state (system.Inspect).
+type clientFlags struct{ s *system.Settings }
 
-func (c *clientFlags) define(fs *config.FlagSet) {
-	fs.StringVar(&c.project, "project", "", "Google Cloud project of the deployment (default: the running `sandrun dev`)")
-	fs.Env("project", "SANDRUN_PROJECT")
-	fs.StringVar(&c.requests, "requests-topic", queue.DefaultRequestsTopic, "Pub/Sub topic of requests")
-	fs.Env("requests-topic", "SANDRUN_REQUESTS_TOPIC")
-	fs.StringVar(&c.completions, "completions-topic", queue.DefaultCompletionsTopic, "Pub/Sub topic of completions")
-	fs.Env("completions-topic", "SANDRUN_COMPLETIONS_TOPIC")
+// define registers on fs the settings of program p.
+func (c *clientFlags) define(fs *config.FlagSet, p system.Program) {
+	c.s = system.DefaultSettings(system.Table(), p)
+	c.s.Define(fs, system.Table(), p)
 }
 
 // parse parses the flags after pointing the process at `sandrun dev` if
@@ -96,16 +90,7 @@ func (c *clientFlags) parse(fs *config.FlagSet, env *Env, args []string) error {
 			return err
 		}
 	}
-	if err := fs.Parse(env.Getenv, args); err != nil {
-		return err
-	}
-	if c.project == "" {
-		c.project = env.Getenv("GOOGLE_CLOUD_PROJECT")
-	}
-	if c.project == "" {
-		c.project = system.DefaultProject
-	}
-	return nil
+	return fs.Parse(env.Getenv, args)
 }
 
 func hasFlag(args []string, name string) bool {
@@ -123,5 +108,5 @@ func hasFlag(args []string, name string) bool {
 
 // connect opens a sandrun client; filter narrows the completions it reads.
 func (c *clientFlags) connect(ctx context.Context, filter string) (*client.Client, error) {
-	return client.New(ctx, client.Config{Project: c.project, RequestsTopic: c.requests, CompletionsTopic: c.completions, Filter: filter})
+	return client.New(ctx, client.Config{Project: c.s.Project, RequestsTopic: c.s.Names.Requests, CompletionsTopic: c.s.Names.Completions, Filter: filter})
 }

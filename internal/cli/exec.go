@@ -17,6 +17,7 @@ import (
 	"github.com/sandrun/sandrun/internal/config"
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/system"
 )
 
 // defaultSession is the session commands use unless told otherwise.
@@ -34,7 +35,7 @@ the completion), writes its stdout and stderr as they came, and exits with
 its exit code. The session keeps its working directory, exported variables
 and files from one command to the next.`)
 	var cf clientFlags
-	cf.define(fs)
+	cf.define(fs, system.Client)
 	sessionID := fs.String("session", defaultSession, "session to run in")
 	fs.Env("session", "SANDRUN_SESSION")
 	timeout := fs.Duration("timeout", api.DefaultTimeout, "kill the command after this long")
@@ -154,7 +155,7 @@ func runSession(ctx context.Context, env *Env, args []string) error {
 	}
 	fs := newFlagSet(env, "session "+args[0], "session "+args[0]+" [flags] [SESSION]")
 	var cf clientFlags
-	cf.define(fs)
+	cf.define(fs, system.Client)
 	if err := cf.parse(fs, env, args[1:]); err != nil {
 		return err
 	}
@@ -192,8 +193,7 @@ active, the execution hosting it (while its host's lease is live, or
 the deployment's Firestore directly, so it needs read access to it, and it
 neither creates nor wakes a session.`)
 	var cf clientFlags
-	fs.StringVar(&cf.project, "project", "", "Google Cloud project of the deployment (default: the running `sandrun dev`)")
-	fs.Env("project", "SANDRUN_PROJECT")
+	cf.define(fs, system.Inspect)
 	all := fs.Bool("all", false, "list destroyed sessions too (until Firestore's TTL removes them)")
 	asJSON := fs.Bool("json", false, "print the sessions as a JSON array")
 	limit := fs.Int("limit", session.DefaultListLimit, fmt.Sprintf("the most sessions listed (at most %d)", session.MaxListLimit))
@@ -207,7 +207,7 @@ neither creates nor wakes a session.`)
 	if *limit < 1 || *limit > session.MaxListLimit {
 		return fmt.Errorf("--limit %d: want 1 to %d", *limit, session.MaxListLimit)
 	}
-	clients, err := gcp.Connect(ctx, cf.project, nil)
+	clients, err := gcp.Connect(ctx, cf.s.Project, nil)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/client"
+	"github.com/sandrun/sandrun/internal/system"
 )
 
 // remotePath is a SESSION:PATH argument; SESSION may be empty (":PATH")
@@ -65,7 +66,7 @@ SESSION:PATH (or :PATH for --session's session). Small files travel in the
 request, with their permission bits; larger ones through Cloud Storage,
 streamed both ways (a new file gets mode 0644).`)
 	var cf clientFlags
-	cf.define(fs)
+	cf.define(fs, system.Client)
 	sessionID := fs.String("session", defaultSession, "session of a :PATH argument")
 	fs.Env("session", "SANDRUN_SESSION")
 	if err := cf.parse(fs, env, args); err != nil {
@@ -158,7 +159,7 @@ func download(ctx context.Context, cf *clientFlags, from remotePath, local strin
 func runLs(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "ls", "ls [flags] [PATH]\n\nLists a directory of a session (default: its working directory).")
 	var cf clientFlags
-	cf.define(fs)
+	cf.define(fs, system.Client)
 	sessionID := fs.String("session", defaultSession, "session to list")
 	fs.Env("session", "SANDRUN_SESSION")
 	recursive := fs.Bool("r", false, "descend into subdirectories")
@@ -189,7 +190,7 @@ func runLs(ctx context.Context, env *Env, args []string) error {
 func runCat(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "cat", "cat [flags] PATH\n\nWrites a file of a session to standard output.")
 	var cf clientFlags
-	cf.define(fs)
+	cf.define(fs, system.Client)
 	sessionID := fs.String("session", defaultSession, "session to read from")
 	fs.Env("session", "SANDRUN_SESSION")
 	if err := cf.parse(fs, env, args); err != nil {

@@ -40,7 +40,7 @@ func TestHelpNeedsNoSandrun(t *testing.T) {
 func TestHelpListsEverySetting(t *testing.T) {
 	programs := map[string]system.Program{
 		"dispatcher": system.Dispatcher, "reaper": system.Reaper, "executor": system.Executor,
-		"dev": system.Dev, "status": system.Status,
+		"dev": system.Dev, "status": system.Inspect | system.Status, "exec": system.Client, "cp": system.Client,
 	}
 	table := system.Table()
 	for name, p := range programs {

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/system"
 )
 
 func runPs(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "ps", "ps [flags]\n\nLists a session's processes: the foreground command and the background ones.")
 	var cf clientFlags
-	cf.define(fs)
+	cf.define(fs, system.Client)
 	sessionID := fs.String("session", defaultSession, "session to list")
 	fs.Env("session", "SANDRUN_SESSION")
 	if err := cf.parse(fs, env, args); err != nil {
@@ -40,7 +41,7 @@ func runPs(ctx context.Context, env *Env, args []string) error {
 func runLogs(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "logs", "logs [flags] PID\n\nWrites a background process's stdout and stderr so far.")
 	var cf clientFlags
-	cf.define(fs)
+	cf.define(fs, system.Client)
 	sessionID := fs.String("session", defaultSession, "session of the process")
 	fs.Env("session", "SANDRUN_SESSION")
 	tail := fs.Int64("tail", 0, "only the last N bytes of each stream")
@@ -65,7 +66,7 @@ func runLogs(ctx context.Context, env *Env, args []string) error {
 func runKill(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "kill", "kill [flags] PID | --pattern RE | --all\n\nSignals a session's processes: the process group of each, then SIGKILL after the grace period.")
 	var cf clientFlags
-	cf.define(fs)
+	cf.define(fs, system.Client)
 	sessionID := fs.String("session", defaultSession, "session of the processes")
 	fs.Env("session", "SANDRUN_SESSION")
 	pattern := fs.String("pattern", "", "kill the processes whose command line matches this regular expression")

@@ -74,12 +74,9 @@ errors; the warm pool of hosts (idle, starting, hits and misses); the
 sessions waiting for a host, with their place in line; and when the hosts'
 access token expires. It reads only: it neither creates nor wakes anything.`)
 	var cf clientFlags
-	fs.StringVar(&cf.project, "project", "", "Google Cloud project of the deployment (default: the running `sandrun dev`)")
-	fs.Env("project", "SANDRUN_PROJECT")
+	cf.define(fs, system.Inspect|system.Status)
 	window := fs.Duration("window", 15*time.Minute, "how far back the request figures look")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	var sys system.Settings
-	sys.Define(fs, system.Table(), system.Status)
 	if err := cf.parse(fs, env, args); err != nil {
 		return err
 	}
@@ -87,7 +84,7 @@ access token expires. It reads only: it neither creates nor wakes anything.`)
 		fmt.Fprintf(env.Stderr, "sandrun status: unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
-	clients, err := gcp.Connect(ctx, cf.project, nil)
+	clients, err := gcp.Connect(ctx, cf.s.Project, nil)
 	if err != nil {
 		return err
 	}
@@ -99,7 +96,7 @@ access token expires. It reads only: it neither creates nor wakes anything.`)
 		return err
 	}
 	rep := summarize(o, *window)
-	if rep.Pool, err = pool.New(sys.Pool, store, nil, nil, slog.New(slog.DiscardHandler)).Status(ctx); err != nil {
+	if rep.Pool, err = pool.New(cf.s.Pool, store, nil, nil, slog.New(slog.DiscardHandler)).Status(ctx); err != nil {
 		return err
 	}
 	if rep.Waiting, err = store.WaitingForHost(ctx); err != nil {

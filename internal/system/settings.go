@@ -36,13 +36,17 @@ type Settings struct {
 type Program uint8
 
 // The programs that take settings. Dev is `sandrun dev`, Status
-// `sandrun status`.
+// `sandrun status`; Client the commands that talk to sandrun as a backend
+// does (exec, session, cp, ls, cat, ps, logs, kill) and Inspect those that
+// read its state (status, session list).
 const (
 	Dispatcher Program = 1 << iota
 	Reaper
 	Executor
 	Dev
 	Status
+	Client
+	Inspect
 )
 
 // Scope says who must agree on a setting, and so where the local system
@@ -123,7 +127,7 @@ func Table() []Setting {
 	d := queue.DefaultNames()
 	return []Setting{
 		// What a deployment's programs agree on.
-		setting("project", "SANDRUN_PROJECT", DefaultProject, deployed, Deployment, "Google Cloud project",
+		setting("project", "SANDRUN_PROJECT", DefaultProject, deployed|Client|Inspect, Deployment, "Google Cloud project of the deployment (for sandrun's own commands, when none is set: the running sandrun dev's)",
 			func(s *Settings) *string { return &s.Project }).withFallback("GOOGLE_CLOUD_PROJECT"),
 		setting("region", "SANDRUN_REGION", DefaultRegion, deployed, Deployment, "region of the Cloud Run job",
 			func(s *Settings) *string { return &s.Region }),
@@ -131,9 +135,9 @@ func Table() []Setting {
 			func(s *Settings) *string { return &s.Job }),
 		setting("bucket", "SANDRUN_BUCKET", DefaultBucket, deployed, Deployment, "Cloud Storage bucket of the sessions' checkpoints and outputs",
 			func(s *Settings) *string { return &s.Bucket }),
-		setting("requests-topic", "SANDRUN_REQUESTS_TOPIC", d.Requests, deployed, Deployment, "Pub/Sub topic of requests",
+		setting("requests-topic", "SANDRUN_REQUESTS_TOPIC", d.Requests, deployed|Client, Deployment, "Pub/Sub topic of requests",
 			func(s *Settings) *string { return &s.Names.Requests }),
-		setting("completions-topic", "SANDRUN_COMPLETIONS_TOPIC", d.Completions, deployed, Deployment, "Pub/Sub topic of completions",
+		setting("completions-topic", "SANDRUN_COMPLETIONS_TOPIC", d.Completions, deployed|Client, Deployment, "Pub/Sub topic of completions",
 			func(s *Settings) *string { return &s.Names.Completions }),
 		setting("dead-letter-topic", "SANDRUN_DEAD_LETTER_TOPIC", d.DeadLetters, deployed, Deployment, "Pub/Sub topic of messages that are not requests",
 			func(s *Settings) *string { return &s.Names.DeadLetters }),

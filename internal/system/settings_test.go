@@ -12,7 +12,7 @@ import (
 )
 
 // allPrograms are the programs that take settings.
-var allPrograms = []Program{Dispatcher, Reaper, Executor, Dev, Status}
+var allPrograms = []Program{Dispatcher, Reaper, Executor, Dev, Status, Client, Inspect}
 
 // TestTableIsWellFormed: each program's flags and environment variables
 // are distinct, every default has its setting's type, and every setting
