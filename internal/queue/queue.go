@@ -30,6 +30,15 @@ const (
 	DefaultDeadLetterSubscription = "sandrun-dead-letters"
 )
 
+// MaxDeliveryAttempts is the dispatcher's subscription's dead-letter
+// policy: the most Pub/Sub allows. Killed dispatchers' expiries, key-wide
+// redelivery and the order gate's nacks all spend attempts of requests that
+// did nothing wrong (one reached 9 of 10 in TestReliabilityDispatcherKilled);
+// with the retry policy's backoff (1 s to 60 s), 100 attempts last about 1.5
+// hours, far past any outage the dispatcher rides out, so only a message it
+// can never handle reaches the dead-letter topic.
+const MaxDeliveryAttempts = 100
+
 // Attributes a dead letter carries besides the original message's.
 const (
 	AttrReason            = "reason"
@@ -133,7 +142,7 @@ func Provision(ctx context.Context, client *pubsub.Client, names Names) error {
 		{
 			Name: sub(names.Dispatcher), Topic: topic(names.Requests),
 			EnableMessageOrdering: true, AckDeadlineSeconds: 60,
-			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic(names.DeadLetters), MaxDeliveryAttempts: 10},
+			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic(names.DeadLetters), MaxDeliveryAttempts: MaxDeliveryAttempts},
 			RetryPolicy:      &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(time.Second), MaximumBackoff: durationpb.New(60 * time.Second)},
 		},
 		{Name: sub(names.DeadLetterSubscription), Topic: topic(names.DeadLetters), AckDeadlineSeconds: 60},
