@@ -83,6 +83,16 @@ func (s *Store) WriteNewObject(ctx context.Context, name, contentType string, r 
 	return copyToObject(s.CreateObject(ctx, name, contentType), r)
 }
 
+// PutNewObject stores data as a new object (see CreateObject) and returns
+// the object's generation.
+func (s *Store) PutNewObject(ctx context.Context, name, contentType string, data []byte) (generation int64, err error) {
+	w := s.CreateObject(ctx, name, contentType)
+	if _, err := copyToObject(w, bytes.NewReader(data)); err != nil {
+		return 0, err
+	}
+	return w.Attrs().Generation, nil
+}
+
 // copyToObject copies r into the object w writes and commits it.
 func copyToObject(w *storage.Writer, r io.Reader) (int64, error) {
 	n, err := io.Copy(w, r)
@@ -114,15 +124,24 @@ func ManifestObject(lease *Lease, seq int) string {
 // in use for weeks). Purge deletes them with the rest of the session.
 func blobPrefix(sessionID string) string { return "blobs/" + sessionID + "/" }
 
+// BlobStore keeps the checkpoint blobs of sessions.
+type BlobStore interface {
+	PutBlob(ctx context.Context, sessionID, name string, size int64, r io.Reader) error
+	GetBlob(ctx context.Context, sessionID, name string) (io.ReadCloser, error)
+}
+
 // Blobs are a session's checkpoint blobs, with the Put and Get that
 // workspace.Blobs asks for.
 type Blobs struct {
-	store     *Store
+	store     BlobStore
 	sessionID string
 }
 
+// SessionBlobs returns the blobs of a session that store keeps.
+func SessionBlobs(store BlobStore, sessionID string) Blobs { return Blobs{store, sessionID} }
+
 // Blobs returns the session's checkpoint blobs.
-func (s *Store) Blobs(sessionID string) Blobs { return Blobs{s, sessionID} }
+func (s *Store) Blobs(sessionID string) Blobs { return SessionBlobs(s, sessionID) }
 
 // Put stores a blob (PutBlob).
 func (b Blobs) Put(ctx context.Context, name string, size int64, r io.Reader) error {

@@ -135,8 +135,15 @@ func TransferObject(sessionID, requestID, name string) string {
 	return objectPrefix(sessionID) + "transfers/" + requestID + "/" + name
 }
 
-// OpenObject reads an object of the sessions' bucket.
-func (s *Store) OpenObject(ctx context.Context, name string) (*storage.Reader, error) {
+// Object is an object being read: its content and its whole size.
+type Object struct {
+	io.ReadCloser
+	Size int64
+}
+
+// OpenObject reads an object of the sessions' bucket; a missing one is
+// ErrNotFound.
+func (s *Store) OpenObject(ctx context.Context, name string) (*Object, error) {
 	r, err := s.gcs.Bucket(s.cfg.Bucket).Object(name).NewReader(ctx)
 	if err != nil {
 		if errors.Is(err, storage.ErrObjectNotExist) {
@@ -144,7 +151,7 @@ func (s *Store) OpenObject(ctx context.Context, name string) (*storage.Reader, e
 		}
 		return nil, fmt.Errorf("open object %s: %w", name, err)
 	}
-	return r, nil
+	return &Object{ReadCloser: r, Size: r.Attrs.Size}, nil
 }
 
 // ReplaceObject writes an object whole, replacing what was there (process
