@@ -99,7 +99,7 @@ func (s *Store) SettleProcesses(ctx context.Context) (int, error) {
 			}
 			leases[id] = ld
 		}
-		if ld != nil && ld.Epoch == docs[i].Epoch && ld.live(now) {
+		if ld != nil && ld.Epoch == docs[i].Epoch && ld.Live(now) {
 			continue
 		}
 		ok := false
@@ -113,7 +113,7 @@ func (s *Store) SettleProcesses(ctx context.Context) (int, error) {
 			if err != nil || cur == nil || cur.Status != ProcessRunning {
 				return err
 			}
-			if ld != nil && ld.Epoch == cur.Epoch && ld.live(now) {
+			if ld != nil && ld.Epoch == cur.Epoch && ld.Live(now) {
 				return nil // its host still runs it
 			}
 			cur.Status, cur.FinishedAt, cur.Reason = ProcessLost, now, "its host ended without reporting how the process ended"
