@@ -13,7 +13,9 @@ var rules = Rules{TTL: time.Hour, LaunchTimeout: time.Minute}
 
 func TestEnqueueDecision(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	active := func() *Doc { return &Doc{Status: StatusActive, CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-time.Minute), NextSeq: 7} }
+	active := func() *Doc {
+		return &Doc{Status: StatusActive, CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-time.Minute), NextSeq: 7}
+	}
 	destroyed := &Doc{Status: StatusDestroyed, NextSeq: 9}
 	purging := &Doc{Status: StatusDestroyed, NextSeq: 9, PurgePending: true}
 	live := &LeaseDoc{Epoch: 3, Execution: "exec-1", LeaseExpires: now.Add(time.Second)}
