@@ -376,3 +376,34 @@ func Settle(it *Item, c *api.Completion, now time.Time) (Unpublished, error) {
 	it.Status, it.Completion, it.FinishedAt = ItemDone, string(b), now
 	return Unpublished{SessionID: it.SessionID, RequestID: it.RequestID, Completion: b}, nil
 }
+
+// MayRelaunch reports whether a launch may be claimed for the session
+// apart from its queue: it is active, no host holds its lease (a lapsed
+// host is the reaper's to recover first) and no launch is in flight.
+func (r Rules) MayRelaunch(doc *Doc, ld *LeaseDoc, now time.Time) bool {
+	return doc != nil && doc.Status == StatusActive && !ld.Held() && !r.LaunchInFlight(doc, ld, now)
+}
+
+// Relaunch decides, for a session that MayRelaunch with queued requests,
+// between claiming a launch (returned, recorded in doc) and giving up
+// (nil, and doc has no launch left, after attempts launches): it gives up
+// after maxAttempts launches with no request finished since they began to
+// be counted (progressed false).
+func Relaunch(doc *Doc, progressed bool, maxAttempts int, now time.Time) (launch *Launch, attempts int) {
+	if progressed {
+		doc.LaunchAttempts = 0
+	}
+	if doc.LaunchAttempts < maxAttempts {
+		return doc.claimLaunch(now), 0
+	}
+	attempts = doc.LaunchAttempts
+	doc.Launch, doc.LaunchAttempts = nil, 0
+	return nil, attempts
+}
+
+// GaveUp is the answer to a queued request of a session that no host
+// could be started for after attempts launches.
+func GaveUp(it *Item, sessionID string, attempts int) *api.Completion {
+	return api.ErrorCompletion(it.RequestID, sessionID, api.Op(it.Op), api.CodeLaunchFailed,
+		fmt.Sprintf("no host could be started for session %s after %d attempts", sessionID, attempts))
+}

@@ -41,6 +41,18 @@ func CompletionObject(sessionID, requestID string) string {
 // in its CompletionObject. When that store fails, the request is answered
 // INTERNAL instead: its answer is lost, but the host keeps serving.
 func (s *Store) fit(ctx context.Context, sessionID string, c *api.Completion) ([]byte, error) {
+	return Fit(ctx, s, sessionID, c)
+}
+
+// ObjectWriter writes new objects of the sessions' bucket.
+type ObjectWriter interface {
+	WriteNewObject(ctx context.Context, name, contentType string, r io.Reader) (int64, error)
+	ObjectURI(name string) string
+}
+
+// Fit returns the JSON of c to record and publish (see Store.Finish),
+// storing c whole with w when it is too large to record.
+func Fit(ctx context.Context, w ObjectWriter, sessionID string, c *api.Completion) ([]byte, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
@@ -49,8 +61,8 @@ func (s *Store) fit(ctx context.Context, sessionID string, c *api.Completion) ([
 		return b, nil
 	}
 	name := CompletionObject(sessionID, c.RequestID)
-	sum := c.Summary(s.ObjectURI(name))
-	if _, err := s.WriteNewObject(ctx, name, "application/json", bytes.NewReader(b)); err != nil {
+	sum := c.Summary(w.ObjectURI(name))
+	if _, err := w.WriteNewObject(ctx, name, "application/json", bytes.NewReader(b)); err != nil {
 		sum = c.Summary("")
 		sum.Fail(api.CodeInternal, fmt.Sprintf("the answer was %d bytes of JSON, over the %d a completion carries, and could not be stored in Cloud Storage: %v", len(b), api.MaxCompletionBytes, err))
 	}

@@ -208,8 +208,7 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 			return err
 		}
 		now := s.now()
-		// A lapsed host is the reaper's to recover first (RecoverHost).
-		if doc.Status != StatusActive || ld.Held() || s.rules.LaunchInFlight(doc, ld, now) {
+		if !s.rules.MayRelaunch(doc, ld, now) {
 			return nil
 		}
 		queued, err := s.hasQueued(tx, sessionID)
@@ -220,23 +219,14 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 		if err != nil {
 			return err
 		}
-		if progressed {
-			doc.LaunchAttempts = 0
+		var attempts int
+		if launch, attempts = Relaunch(doc, progressed, maxAttempts, now); launch == nil {
+			// Give up: every queued request gets its one outcome.
+			failed, err = answerAll(tx, s.queuedQuery(sessionID), now, func(it *Item) *api.Completion { return GaveUp(it, sessionID, attempts) })
+			if err != nil {
+				return err
+			}
 		}
-		if doc.LaunchAttempts < maxAttempts {
-			launch = doc.claimLaunch(now)
-			return tx.Set(ref, doc)
-		}
-		// Give up: every queued request gets its one outcome.
-		attempts := doc.LaunchAttempts
-		failed, err = answerAll(tx, s.queuedQuery(sessionID), now, func(it *Item) *api.Completion {
-			return api.ErrorCompletion(it.RequestID, sessionID, api.Op(it.Op), api.CodeLaunchFailed,
-				fmt.Sprintf("no host could be started for session %s after %d attempts", sessionID, attempts))
-		})
-		if err != nil {
-			return err
-		}
-		doc.Launch, doc.LaunchAttempts = nil, 0
 		return tx.Set(ref, doc)
 	})
 	if err != nil {
