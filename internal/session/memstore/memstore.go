@@ -209,6 +209,9 @@ func (s *Store) enqueue(req *api.Request, raw []byte, traceparent string) (acc s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.session(req.SessionID)
+	if prev := st.inbox[req.RequestID]; prev != nil {
+		return session.Accepted{Item: *prev, Duplicate: true}, false, nil
+	}
 	in := session.EnqueueInput{Req: req, Raw: raw, Traceparent: traceparent, Doc: clone(st.doc), Lease: clone(st.lease), Now: s.now()}
 	if session.ShowsSession(req.Op) && st.doc != nil {
 		if st.runtime != nil {
@@ -382,7 +385,7 @@ func (s *Store) Renew(ctx context.Context, lease *session.Lease, ttl time.Durati
 // Release gives the lease up, unless requests are queued and not force.
 func (s *Store) Release(ctx context.Context, lease *session.Lease, force bool) error {
 	err := s.fenced(lease, func(st *state, now time.Time) error {
-		if false && !force && len(st.queued()) > 0 {
+		if !force && len(st.queued()) > 0 {
 			return session.ErrWorkPending
 		}
 		fd := *st.fence
