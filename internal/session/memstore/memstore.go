@@ -11,8 +11,8 @@
 // Firestore store's is one transaction. The contract suite
 // (package storetest) runs the same assertions against both.
 //
-// It keeps nothing on disk, takes its time from session.Config.Now (see
-// Clock), and keeps no pool members (package pool's records live apart).
+// It keeps nothing on disk and takes its time from session.Config.Now (see
+// Clock).
 package memstore
 
 import (
@@ -64,6 +64,10 @@ type Store struct {
 	sessions map[string]*state
 	objects  map[string]*object
 	gen      int64
+	// members is the warm pool, by member id; memberWatchers are told
+	// each change of a member.
+	members        map[string]*session.MemberDoc
+	memberWatchers map[string]map[chan *session.MemberDoc]bool
 }
 
 // state is one session: what Firestore keeps under sessions/{id}.
@@ -94,7 +98,8 @@ func New(cfg session.Config) *Store {
 		now = time.Now
 	}
 	return &Store{rules: cfg.Rules(), bucket: cfg.Bucket, now: func() time.Time { return now().UTC() },
-		sessions: map[string]*state{}, objects: map[string]*object{}}
+		sessions: map[string]*state{}, objects: map[string]*object{},
+		members: map[string]*session.MemberDoc{}, memberWatchers: map[string]map[chan *session.MemberDoc]bool{}}
 }
 
 // session returns the session's state, creating an empty one.
@@ -648,12 +653,17 @@ func (s *Store) sessionIDs(match func(*session.Doc) bool) []string {
 	return out
 }
 
-// Hosted lists the execution ids that sessions' hosts and launches name
-// (this store keeps no pool members).
+// Hosted lists the execution ids that sessions' hosts and launches, and
+// the warm pool's members, name.
 func (s *Store) Hosted(ctx context.Context) (map[string]bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string]bool{}
+	for _, m := range s.members {
+		if m.Status == session.MemberLaunching || m.Status == session.MemberIdle {
+			out[m.Execution] = true
+		}
+	}
 	for _, st := range s.sessions {
 		if st.lease != nil && st.lease.Execution != "" {
 			out[st.lease.Execution] = true

@@ -4,13 +4,18 @@ import (
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/host"
 	"github.com/sandrun/sandrun/internal/launch"
+	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/session/memstore"
 )
 
-// Both stores serve every role but the pool's (whose members live apart).
+// Both stores serve every role.
 var (
+	_ pool.Store       = (*memstore.Store)(nil)
+	_ pool.MemberStore = (*memstore.Store)(nil)
+	_ pool.Store       = (*session.Store)(nil)
+	_ pool.MemberStore = (*session.Store)(nil)
 	_ dispatcher.Store = (*memstore.Store)(nil)
 	_ host.Store       = (*memstore.Store)(nil)
 	_ reaper.Store     = (*memstore.Store)(nil)

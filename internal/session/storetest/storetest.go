@@ -25,18 +25,22 @@ import (
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/host"
 	"github.com/sandrun/sandrun/internal/launch"
+	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/session/memstore"
 )
 
-// Store is every role's view of a session store, and the reads the
+// Store is every role's view of a session store (the pool's too, whose
+// records the session store keeps today), and the reads the
 // contract checks with.
 type Store interface {
 	dispatcher.Store
 	host.Store
 	reaper.Store
 	launch.Store
+	pool.Store
+	pool.MemberStore
 	Session(ctx context.Context, id string) (*session.Doc, error)
 	Item(ctx context.Context, sessionID, requestID string) (*session.Item, error)
 }
@@ -70,6 +74,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"UnpublishedCompletionsAreFound", unpublishedCompletionsAreFound},
 		{"ReaperDestroyFencesTheHost", reaperDestroyFencesTheHost},
 		{"ObjectsAndCheckpoints", objectsAndCheckpoints},
+		{"PoolMembersAreClaimedOnce", poolMembersAreClaimedOnce},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, open(t)) })
 	}
@@ -630,5 +635,108 @@ func objectsAndCheckpoints(t *testing.T, st Stores) {
 	}
 	if next := acquire(t, s, id, "exec-2", time.Minute); next.Checkpoint == nil || next.Checkpoint.Object != name {
 		t.Errorf("the next host starts from checkpoint %+v", next.Checkpoint)
+	}
+}
+
+// A pool member goes launching → idle → assigned, is handed one session
+// only, and may not leave or be removed once assigned; an expired idle
+// member is not claimed; misses are recorded once.
+func poolMembersAreClaimedOnce(t *testing.T, st Stores) {
+	ctx, s := context.Background(), st.Store
+	id := sid(t) // the run's prefix for member ids
+	m1, m2, m3, m4 := id+"-m1", id+"-m2", id+"-m3", id+"-m4"
+	mine := func(ms []session.Member) map[string]string {
+		out := map[string]string{}
+		for _, m := range ms {
+			if strings.HasPrefix(m.ID, id) || m.LaunchID == id {
+				out[m.ID] = m.Status
+			}
+		}
+		return out
+	}
+	if err := s.AddLaunchingMember(ctx, m1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MemberLaunched(ctx, m1, "x1"); err != nil {
+		t.Fatal(err)
+	}
+	if hosted, err := s.Hosted(ctx); err != nil || !hosted["x1"] {
+		t.Errorf("hosted %v does not name a launching member's execution: %v", hosted, err)
+	}
+	watchCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	watch := s.WatchMember(watchCtx, m1)
+	if err := s.RegisterMember(ctx, m1, "x1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// The watch sends the record as it is, then each change; a member
+	// waits on it for its claim.
+	for idle := false; !idle; {
+		select {
+		case m := <-watch:
+			idle = m != nil && m.Status == session.MemberIdle
+		case <-time.After(30 * time.Second):
+			t.Fatal("the watch did not see the member register")
+		}
+	}
+	members, err := s.PoolMembers(ctx)
+	if got := mine(members); err != nil || got[m1] != session.MemberIdle {
+		t.Fatalf("pool members %v, %v; want %s idle", got, err, m1)
+	}
+	claimed, err := s.ClaimMember(ctx, id, "l1", "tp")
+	if err != nil || claimed == nil || claimed.ID != m1 || claimed.SessionID != id || claimed.LaunchID != "l1" || claimed.Status != session.MemberAssigned {
+		t.Fatalf("claim: %+v %v", claimed, err)
+	}
+	if again, err := s.ClaimMember(ctx, id, "l2", ""); err != nil || again != nil {
+		t.Errorf("a second claim got %+v, %v; want none idle", again, err)
+	}
+	for what, err := range map[string]error{
+		"remove": s.RemoveMember(ctx, m1), "leave": s.LeaveMember(ctx, m1), "renew": s.RenewMember(ctx, m1, time.Minute),
+		"register": s.RegisterMember(ctx, m1, "x1", time.Minute)} {
+		if !errors.Is(err, session.ErrMemberGone) {
+			t.Errorf("%s of an assigned member: %v", what, err)
+		}
+	}
+	if m, err := s.Member(ctx, m1); err != nil || m.Status != session.MemberAssigned || m.Traceparent != "tp" {
+		t.Errorf("assigned member %+v, %v", m, err)
+	}
+	// A member registers without a launching record, renews and leaves.
+	if err := s.RegisterMember(ctx, m2, "x2", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RenewMember(ctx, m2, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.LeaveMember(ctx, m2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Member(ctx, m2); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("a member that left: %v", err)
+	}
+	// An idle member that stopped renewing is not claimed, and is removed.
+	if err := s.RegisterMember(ctx, m3, "x3", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st.Clock.Advance(20 * time.Second)
+	if got, err := s.ClaimMember(ctx, id, "l3", ""); err != nil || got != nil {
+		t.Errorf("an expired member was claimed: %+v %v", got, err)
+	}
+	if err := s.RemoveMember(ctx, m3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddLaunchingMember(ctx, m4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddLaunchingMember(ctx, m4); err == nil {
+		t.Error("a member was recorded twice")
+	}
+	for range 2 {
+		if err := s.RecordMiss(ctx, id, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assigned, err := s.PoolAssignments(ctx, st.Clock.Now().Add(-time.Hour))
+	if got := mine(assigned); err != nil || len(got) != 2 || got[m1] != session.MemberAssigned || got["miss-"+id] != session.MemberMissed {
+		t.Errorf("assignments %v, %v; want %s assigned and one miss", got, err, m1)
 	}
 }
