@@ -23,7 +23,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandrun/sandrun/api"
-	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/telemetry"
@@ -34,6 +33,22 @@ import (
 // nor for other sessions' launches.
 type Launches interface {
 	Request(sessionID string, claim *session.Launch, traceparent string)
+}
+
+// Store is what the dispatcher keeps in a session's state (package
+// session provides it, over Firestore; package memstore in memory).
+type Store interface {
+	Enqueue(ctx context.Context, req *api.Request, raw []byte, traceparent string) (session.Accepted, error)
+	Reject(ctx context.Context, c *api.Completion, raw []byte) (item session.Item, duplicate bool, err error)
+	MarkPublished(ctx context.Context, sessionID, requestID string) error
+	Purge(ctx context.Context, sessionID string) error
+}
+
+// Queue publishes what the dispatcher answers and dead-letters what it
+// cannot (package queue).
+type Queue interface {
+	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
+	DeadLetter(ctx context.Context, m *pubsub.Message, reason string) error
 }
 
 // Config tunes the dispatcher. Zero fields take the defaults below.
@@ -77,8 +92,8 @@ const (
 // Dispatcher handles requests from one subscription.
 type Dispatcher struct {
 	cfg      Config
-	store    *session.Store
-	queue    *queue.Queue
+	store    Store
+	queue    Queue
 	launches Launches
 	sub      *pubsub.Subscriber
 	logger   *slog.Logger
@@ -102,7 +117,7 @@ type Dispatcher struct {
 const meterName = "github.com/sandrun/sandrun/internal/dispatcher"
 
 // New returns a dispatcher reading sub, whose launches go to launches.
-func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queue, launches Launches, logger *slog.Logger) *Dispatcher {
+func New(cfg Config, sub *pubsub.Subscriber, store Store, q Queue, launches Launches, logger *slog.Logger) *Dispatcher {
 	if cfg.MaxOutstanding <= 0 {
 		cfg.MaxOutstanding = DefaultMaxOutstanding
 	}

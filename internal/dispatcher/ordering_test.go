@@ -51,6 +51,9 @@ type orderScenario struct {
 // official Pub/Sub emulator (skipped without gcloud); Firestore is the local
 // cloud's in both.
 func TestOrderedRedelivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the local cloud (and Google's Pub/Sub emulator): not a unit test")
+	}
 	scenarios := map[string]orderScenario{
 		// r1 of r1, r2, r3 is nacked once.
 		"three/nack": {sessions: 1, perSession: 3, plan: func(_, i int) failure { return failFirst(i, nacked) }},

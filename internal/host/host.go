@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
@@ -96,10 +98,45 @@ type Publisher interface {
 	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
 }
 
+// Store is what a host keeps of its session: the lease, the inbox, the
+// process registry and the session's objects (package session provides it,
+// over Firestore and Cloud Storage; package memstore in memory).
+type Store interface {
+	Acquire(ctx context.Context, sessionID, execution string, ttl time.Duration) (*session.Lease, error)
+	Renew(ctx context.Context, lease *session.Lease, ttl time.Duration) error
+	Release(ctx context.Context, lease *session.Lease, force bool) error
+	FailOrphans(ctx context.Context, lease *session.Lease) ([]session.Unpublished, error)
+	WatchQueued(ctx context.Context, sessionID string) <-chan struct{}
+	Queued(ctx context.Context, sessionID string, limit int) ([]session.Item, error)
+	Start(ctx context.Context, lease *session.Lease, requestID string) (item *session.Item, ok bool, err error)
+	Finish(ctx context.Context, lease *session.Lease, c *api.Completion, shell *session.Shell, cp *session.Checkpoint) ([]byte, error)
+	MarkPublished(ctx context.Context, sessionID, requestID string) error
+	Destroy(ctx context.Context, sessionID, reason string) (host string, answered []session.Unpublished, err error)
+	Purge(ctx context.Context, sessionID string) error
+
+	RecordProcess(ctx context.Context, lease *session.Lease, p session.ProcessDoc) error
+	Processes(ctx context.Context, sessionID string) ([]session.ProcessDoc, error)
+
+	CommitCheckpoint(ctx context.Context, lease *session.Lease, cp session.Checkpoint) error
+	ReadCheckpoint(ctx context.Context, cp *session.Checkpoint) ([]byte, error)
+	OpenCheckpoint(ctx context.Context, cp *session.Checkpoint) (io.ReadCloser, error)
+	Blobs(sessionID string) session.Blobs
+	DeleteBlobs(ctx context.Context, sessionID string, names []string) error
+	SweepBlobs(ctx context.Context, sessionID string, live map[string]bool, before time.Time) (int, error)
+
+	Bucket() string
+	ObjectURI(name string) string
+	OpenObject(ctx context.Context, name string) (*session.Object, error)
+	PutNewObject(ctx context.Context, name, contentType string, data []byte) (generation int64, err error)
+	WriteNewObject(ctx context.Context, name, contentType string, r io.Reader) (int64, error)
+	ReplaceObject(ctx context.Context, name, contentType string, r io.Reader) error
+	DeleteObject(ctx context.Context, name string) error
+}
+
 // Host serves one session.
 type Host struct {
 	cfg    Config
-	store  *session.Store
+	store  Store
 	pub    Publisher
 	logger *slog.Logger
 
@@ -155,7 +192,7 @@ var ErrLeaseLost = session.ErrLeaseLost
 // Run hosts the session until it is idle, destroyed, or ctx ends (the
 // execution was cancelled). It returns nil when the host left cleanly or had
 // nothing to do.
-func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, logger *slog.Logger) error {
+func Run(ctx context.Context, cfg Config, store Store, pub Publisher, logger *slog.Logger) error {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}

@@ -23,6 +23,16 @@ type MemberConfig struct {
 	TTL time.Duration
 }
 
+// MemberStore is what a pool member keeps of its own record (package
+// session provides it, over Firestore).
+type MemberStore interface {
+	RegisterMember(ctx context.Context, id, execution string, ttl time.Duration) error
+	RenewMember(ctx context.Context, id string, ttl time.Duration) error
+	LeaveMember(ctx context.Context, id string) error
+	Member(ctx context.Context, id string) (*session.MemberDoc, error)
+	WatchMember(ctx context.Context, id string) <-chan *session.MemberDoc
+}
+
 // Assignment is the session a member was handed.
 type Assignment struct {
 	SessionID   string
@@ -34,7 +44,7 @@ type Assignment struct {
 // its idle time runs out, its record is removed, or ctx ends. It returns the
 // session to host, or nil when the member should exit without one. A member
 // that was claimed always gets its assignment, even when it was leaving.
-func Await(ctx context.Context, store *session.Store, cfg MemberConfig, logger *slog.Logger) (*Assignment, error) {
+func Await(ctx context.Context, store MemberStore, cfg MemberConfig, logger *slog.Logger) (*Assignment, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}

@@ -158,10 +158,22 @@ type Launcher interface {
 	Cancel(ctx context.Context, execution string) error
 }
 
+// Store keeps the warm pool's member records (package session provides
+// it, over Firestore).
+type Store interface {
+	AddLaunchingMember(ctx context.Context, id string) error
+	MemberLaunched(ctx context.Context, id, execution string) error
+	RemoveMember(ctx context.Context, id string) error
+	ClaimMember(ctx context.Context, sessionID, launchID, traceparent string) (*session.Member, error)
+	RecordMiss(ctx context.Context, sessionID, launchID string) error
+	PoolMembers(ctx context.Context) ([]session.Member, error)
+	PoolAssignments(ctx context.Context, since time.Time) ([]session.Member, error)
+}
+
 // Pool claims and refills the warm pool.
 type Pool struct {
 	policy   Policy
-	store    *session.Store
+	store    Store
 	launcher Launcher
 	logger   *slog.Logger
 	now      func() time.Time
@@ -179,7 +191,7 @@ type Pool struct {
 
 // New returns the pool that policy describes; meters may be nil (the global
 // meter provider is used).
-func New(policy Policy, store *session.Store, launcher Launcher, meters metric.MeterProvider, logger *slog.Logger) *Pool {
+func New(policy Policy, store Store, launcher Launcher, meters metric.MeterProvider, logger *slog.Logger) *Pool {
 	if meters == nil {
 		meters = otel.GetMeterProvider()
 	}

@@ -82,10 +82,28 @@ const (
 	DefaultConcurrency       = 8
 )
 
+// Store is what the reaper reads and repairs of the sessions' state
+// (package session provides it, over Firestore and Cloud Storage).
+type Store interface {
+	ExpiredHosts(ctx context.Context) ([]session.ExpiredHost, error)
+	RecoverHost(ctx context.Context, sessionID string) (lost []session.Unpublished, recovered bool, err error)
+	Waiting(ctx context.Context, skip func(sessionID string) bool) ([]session.Waiting, error)
+	Relaunch(ctx context.Context, sessionID string, maxAttempts int) (launch *session.Launch, failed []session.Unpublished, err error)
+	LaunchFailed(ctx context.Context, sessionID, launchID string) error
+	Unpublished(ctx context.Context, cutoff time.Time, limit int) ([]session.Unpublished, error)
+	MarkPublished(ctx context.Context, sessionID, requestID string) error
+	Stale(ctx context.Context, cutoff time.Time) ([]string, error)
+	Destroy(ctx context.Context, sessionID, reason string) (host string, answered []session.Unpublished, err error)
+	PurgePending(ctx context.Context) ([]string, error)
+	Purge(ctx context.Context, sessionID string) error
+	Hosted(ctx context.Context) (map[string]bool, error)
+	SettleProcesses(ctx context.Context) (int, error)
+}
+
 // Reaper runs recovery passes.
 type Reaper struct {
 	cfg      Config
-	store    *session.Store
+	store    Store
 	pub      Publisher
 	runner   Runner
 	launches Launches
@@ -104,7 +122,7 @@ type Reaper struct {
 
 // New returns a reaper whose launches go to launches. pool may be nil (no
 // warm pool).
-func New(cfg Config, store *session.Store, pub Publisher, runner Runner, launches Launches, pool *pool.Pool, logger *slog.Logger) *Reaper {
+func New(cfg Config, store Store, pub Publisher, runner Runner, launches Launches, pool *pool.Pool, logger *slog.Logger) *Reaper {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}

@@ -51,9 +51,10 @@ const (
 
 // Store reads and writes sessions.
 type Store struct {
-	fs  *firestore.Client
-	gcs *storage.Client
-	cfg Config
+	fs    *firestore.Client
+	gcs   *storage.Client
+	cfg   Config
+	rules Rules
 }
 
 // NewStore returns a store over the given clients.
@@ -67,7 +68,7 @@ func NewStore(fs *firestore.Client, gcs *storage.Client, cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{fs: fs, gcs: gcs, cfg: cfg}
+	return &Store{fs: fs, gcs: gcs, cfg: cfg, rules: cfg.Rules()}
 }
 
 // Bucket is the bucket that holds the sessions' objects.
@@ -90,7 +91,7 @@ func (s *Store) fenceRef(id string) *firestore.DocumentRef {
 // setFence records, in tx, the epoch and host that the session's writes
 // are fenced by from now on ("" when no host may write).
 func (s *Store) setFence(tx *firestore.Transaction, id string, epoch int64, host string, now time.Time) error {
-	return tx.Set(s.fenceRef(id), FenceDoc{Epoch: epoch, Host: host, ExpireAt: now.Add(s.cfg.TTL)})
+	return tx.Set(s.fenceRef(id), s.rules.fence(epoch, host, now))
 }
 
 func (s *Store) stateRef(id string) *firestore.DocumentRef {
@@ -196,15 +197,6 @@ func (s *Store) Session(ctx context.Context, id string) (*Doc, error) {
 // Item returns an inbox item.
 func (s *Store) Item(ctx context.Context, sessionID, requestID string) (*Item, error) {
 	return get[Item](ctx, s.itemRef(sessionID, requestID))
-}
-
-// launchInFlight reports whether d has a launch claimed recently enough that
-// its host may still come, and that no host has answered yet.
-func (s *Store) launchInFlight(d *Doc, lease *LeaseDoc, now time.Time) bool {
-	if d == nil || d.Launch == nil || now.Sub(d.Launch.RequestedAt) >= s.cfg.LaunchTimeout {
-		return false
-	}
-	return lease == nil || lease.LaunchID != d.Launch.ID
 }
 
 // runTx runs f in a Firestore transaction, retrying it when it aborts on a

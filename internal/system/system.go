@@ -112,6 +112,7 @@ func (c *Config) JobName() string { return jobrunner.JobName(c.Project, c.Region
 type services struct {
 	clients *gcp.Clients
 	store   *session.Store
+	tokens  *hostcred.FirestoreStore
 	queue   *queue.Queue
 }
 
@@ -125,6 +126,7 @@ func connect(ctx context.Context, c *Config, ts oauth2.TokenSource, logger *slog
 	return &services{
 		clients: clients,
 		store:   session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: c.Bucket, TTL: c.TTL}),
+		tokens:  hostcred.NewFirestoreStore(clients.Firestore),
 		queue:   queue.New(clients.PubSub, c.Names, logger),
 	}, nil
 }
@@ -149,7 +151,7 @@ func keepHostTokens(ctx context.Context, c *Config, s *services, runner *jobrunn
 	if err != nil {
 		return nil, err
 	}
-	keeper := hostcred.NewKeeper(s.store, minter, c.Host.RenewBefore)
+	keeper := hostcred.NewKeeper(s.tokens, minter, c.Host.RenewBefore)
 	runner.AddLaunchEnv(keeper)
 	if once {
 		if _, err := keeper.Token(ctx); err != nil {
@@ -350,7 +352,7 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 	defer s.close()
 	if tokens != nil {
 		logger.Info("host works with its launch's token", "event", "host.token", "held", tokens.Current())
-		defer background(ctx, func(ctx context.Context) { tokens.Run(ctx, s.store, c.Host.CheckInterval, logger) })()
+		defer background(ctx, func(ctx context.Context) { tokens.Run(ctx, s.tokens, c.Host.CheckInterval, logger) })()
 	}
 	if hc.SessionID == "" {
 		hc.Member.Execution = hc.Execution
