@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
@@ -98,9 +99,10 @@ type Publisher interface {
 
 // Host serves one session.
 type Host struct {
-	cfg    Config
-	store  *session.Store
-	pub    Publisher
+	cfg   Config
+	store *session.Store
+	// relay publishes recorded completions and marks them published.
+	relay  *outbox.Relay
 	logger *slog.Logger
 
 	lease *session.Lease
@@ -173,7 +175,7 @@ func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, l
 		cfg.MaxLifetime = DefaultMaxLifetime
 	}
 	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
-	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
+	h := &Host{cfg: cfg, store: store, relay: outbox.NewRelay(pub, store, logger), logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
 	// A new host is busy: it was started for a request, or handed one.
 	h.lastWork.Store(time.Now().UnixNano())
 	return h.run(ctx)
@@ -486,16 +488,10 @@ func (h *Host) cleanUp(ctx context.Context, aborted []session.Unpublished) {
 }
 
 // publish sends a recorded completion and marks it published. A failure is
-// logged, not returned: the completion is recorded, and the reaper publishes
-// what stays unmarked.
+// not the host's to handle (the relay logs it): the completion is recorded,
+// and the reaper publishes what stays unmarked.
 func (h *Host) publish(ctx context.Context, sessionID, requestID string, data []byte, traceparent string) {
-	if err := h.pub.PublishCompletion(ctx, data, traceparent); err != nil {
-		h.logger.Warn("publish failed; the reaper will publish it", "event", "completion.publish_failed", "request_id", requestID, "error", err.Error())
-		return
-	}
-	if err := h.store.MarkPublished(ctx, sessionID, requestID); err != nil {
-		h.logger.Warn("mark published failed", "event", "completion.mark_failed", "request_id", requestID, "error", err.Error())
-	}
+	_ = h.relay.Send(ctx, outbox.Recorded{SessionID: sessionID, RequestID: requestID, Completion: data, Traceparent: traceparent})
 }
 
 // workspaceDir returns the workspace, created if missing.

@@ -28,6 +28,7 @@ import (
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/telemetry"
@@ -51,6 +52,43 @@ type Launches interface {
 // Publisher publishes recorded completions.
 type Publisher interface {
 	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
+}
+
+// Store is what the reaper reads and changes of the sessions' state
+// (session.Store is it). Each method is one transaction or one query, and
+// retries transient failures itself (package retry).
+type Store interface {
+	// ExpiredHosts lists the sessions whose host's lease lapsed.
+	ExpiredHosts(ctx context.Context) ([]session.ExpiredHost, error)
+	// RecoverHost takes a session from its lapsed host, answering its
+	// running requests HOST_LOST.
+	RecoverHost(ctx context.Context, sessionID string) (lost []session.Unpublished, recovered bool, err error)
+	// Waiting lists the sessions with queued requests and no host, but
+	// those skip names.
+	Waiting(ctx context.Context, skip func(sessionID string) bool) ([]session.Waiting, error)
+	// LaunchFailed withdraws a launch whose execution ended unserved.
+	LaunchFailed(ctx context.Context, sessionID, launchID string) error
+	// Relaunch claims a new launch of a stranded session, or, past
+	// maxAttempts, answers its queued requests LAUNCH_FAILED.
+	Relaunch(ctx context.Context, sessionID string, maxAttempts int) (launch *session.Launch, failed []session.Unpublished, err error)
+	// Unpublished lists completions recorded before cutoff and never
+	// marked published.
+	Unpublished(ctx context.Context, cutoff time.Time, limit int) ([]session.Unpublished, error)
+	// MarkPublished marks a recorded completion published.
+	MarkPublished(ctx context.Context, sessionID, requestID string) error
+	// Stale lists the active sessions last used before cutoff.
+	Stale(ctx context.Context, cutoff time.Time) ([]string, error)
+	// Destroy destroys a session, answering its unfinished requests.
+	Destroy(ctx context.Context, sessionID, reason string) (host string, answered []session.Unpublished, err error)
+	// PurgePending lists destroyed sessions whose objects remain.
+	PurgePending(ctx context.Context) ([]string, error)
+	// Purge deletes a destroyed session's objects.
+	Purge(ctx context.Context, sessionID string) error
+	// Hosted is the set of executions that sessions' hosts and launches,
+	// and the warm pool's members, name.
+	Hosted(ctx context.Context) (map[string]bool, error)
+	// SettleProcesses marks the processes of hosts that are gone lost.
+	SettleProcesses(ctx context.Context) (int, error)
 }
 
 // Config tunes the reaper. Zero fields take the defaults below.
@@ -84,9 +122,10 @@ const (
 
 // Reaper runs recovery passes.
 type Reaper struct {
-	cfg      Config
-	store    *session.Store
-	pub      Publisher
+	cfg   Config
+	store Store
+	// relay publishes recorded completions and marks them published.
+	relay    *outbox.Relay
 	runner   Runner
 	launches Launches
 	pool     *pool.Pool
@@ -104,7 +143,7 @@ type Reaper struct {
 
 // New returns a reaper whose launches go to launches. pool may be nil (no
 // warm pool).
-func New(cfg Config, store *session.Store, pub Publisher, runner Runner, launches Launches, pool *pool.Pool, logger *slog.Logger) *Reaper {
+func New(cfg Config, store Store, pub Publisher, runner Runner, launches Launches, pool *pool.Pool, logger *slog.Logger) *Reaper {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
@@ -123,7 +162,7 @@ func New(cfg Config, store *session.Store, pub Publisher, runner Runner, launche
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
-	r := &Reaper{cfg: cfg, store: store, pub: pub, runner: runner, launches: launches, pool: pool, logger: logger, now: time.Now}
+	r := &Reaper{cfg: cfg, store: store, relay: outbox.NewRelay(pub, store, logger), runner: runner, launches: launches, pool: pool, logger: logger, now: time.Now}
 	// From the global meter provider: no-ops unless metrics are on.
 	m := otel.GetMeterProvider().Meter("github.com/sandrun/sandrun/internal/reaper")
 	r.answered = telemetry.RequestCounter(m)
@@ -243,17 +282,15 @@ func (r *Reaper) countAnswers(ctx context.Context, us []session.Unpublished) {
 	}
 }
 
+// publishAll publishes recorded completions and marks them published, and
+// returns how many it published; one that fails stays unmarked, and a later
+// pass publishes it (the relay logs the failure).
 func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) int {
 	n := 0
 	for _, u := range us {
-		if err := r.pub.PublishCompletion(ctx, u.Completion, ""); err != nil {
-			r.logger.Warn("publish failed; next pass retries", "event", "completion.publish_failed", "session_id", u.SessionID, "request_id", u.RequestID, "error", err.Error())
-			continue
+		if r.relay.Send(ctx, outbox.Recorded{SessionID: u.SessionID, RequestID: u.RequestID, Completion: u.Completion}) == nil {
+			n++
 		}
-		if err := r.store.MarkPublished(ctx, u.SessionID, u.RequestID); err != nil {
-			r.logger.Warn("mark published failed", "event", "completion.mark_failed", "session_id", u.SessionID, "request_id", u.RequestID, "error", err.Error())
-		}
-		n++
 	}
 	return n
 }
