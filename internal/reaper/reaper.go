@@ -23,8 +23,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/jobrunner"
@@ -175,6 +173,9 @@ func New(cfg Config, store Store, pub Publisher, runner Runner, launches Launche
 	return r
 }
 
+// republishBatch bounds the completions a pass publishes again.
+const republishBatch = 500
+
 // Report counts what one pass did.
 type Report struct {
 	HostsRecovered  int `json:"hosts_recovered"`
@@ -210,16 +211,17 @@ func (r *Reaper) Run(ctx context.Context) error {
 // a step that fails and returns the errors joined.
 func (r *Reaper) Once(ctx context.Context) (Report, error) {
 	start := r.now()
+	cut := cutoffsAt(start, r.cfg)
 	var t tally
 	// Stale sessions go first, so that none is relaunched only to be
 	// destroyed.
 	errs := []error{
-		r.destroyStale(ctx, &t),
+		r.destroyStale(ctx, cut, &t),
 		r.recoverHosts(ctx, &t),
 		r.relaunchStranded(ctx, &t),
-		r.republish(ctx, &t),
+		r.republish(ctx, cut, &t),
 		r.purge(ctx, &t),
-		r.cancelOrphans(ctx, &t),
+		r.cancelOrphans(ctx, cut, &t),
 		r.settleProcesses(ctx, &t),
 		r.refillPool(ctx, &t),
 	}
@@ -296,19 +298,31 @@ func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) int {
 }
 
 // recoverHosts takes sessions from hosts whose lease lapsed; the
-// relaunch step that follows gives them new hosts. A lapsed host may only
-// be stopped or cut off from Firestore, its commands still running: its
+// relaunch step that follows gives them new hosts. A lapsed host's
 // execution is cancelled first, and the session recovered only once Cloud
-// Run reports it ended, so that no two commands of a session ever run at
-// once (docs/reliability.md, "A lost host does nothing more").
+// Run reports it ended (lapsedHost).
 func (r *Reaper) recoverHosts(ctx context.Context, t *tally) error {
 	expired, err := r.store.ExpiredHosts(ctx)
 	if err != nil {
 		return err
 	}
 	return each(ctx, r.cfg.Concurrency, expired, func(h session.ExpiredHost) error {
-		if ended, err := r.hostEnded(ctx, h); err != nil || !ended {
+		var e jobrunner.Execution
+		var err error
+		if h.Execution != "" {
+			e, err = r.runner.Get(ctx, h.Execution)
+		}
+		step, err := lapsedHost(h, e, err)
+		switch step {
+		case hostWait:
 			return err
+		case hostCancel:
+			// Again each pass: a cancel is idempotent.
+			r.logger.Warn("lapsed host still runs: cancelling it before the session moves on", "event", "host.lapsed_cancel", "session_id", h.SessionID, "execution_id", h.Execution)
+			if err := r.runner.Cancel(ctx, h.Execution); err != nil {
+				return fmt.Errorf("session %s: cancel its lapsed host: %w", h.SessionID, err)
+			}
+			return nil
 		}
 		id := h.SessionID
 		lost, recovered, err := r.store.RecoverHost(ctx, id)
@@ -324,32 +338,9 @@ func (r *Reaper) recoverHosts(ctx context.Context, t *tally) error {
 	})
 }
 
-// hostEnded reports whether a lapsed host's execution has ended; while it
-// runs, it cancels it (again each pass: a cancel is idempotent).
-func (r *Reaper) hostEnded(ctx context.Context, h session.ExpiredHost) (bool, error) {
-	if h.Execution == "" {
-		return true, nil
-	}
-	e, err := r.runner.Get(ctx, h.Execution)
-	switch {
-	case status.Code(err) == codes.NotFound:
-		return true, nil
-	case err != nil:
-		return false, fmt.Errorf("session %s: look at its lapsed host: %w", h.SessionID, err)
-	case !e.Running:
-		return true, nil
-	}
-	r.logger.Warn("lapsed host still runs: cancelling it before the session moves on", "event", "host.lapsed_cancel", "session_id", h.SessionID, "execution_id", h.Execution)
-	if err := r.runner.Cancel(ctx, h.Execution); err != nil {
-		return false, fmt.Errorf("session %s: cancel its lapsed host: %w", h.SessionID, err)
-	}
-	return false, nil
-}
-
-// relaunchStranded gives sessions with queued requests and no host one. A
-// launch whose execution already ended without taking the session's lease
-// (it crashed at start) is withdrawn first, rather than waited out. The
-// launches it claims are handed to the launcher, never waited for.
+// relaunchStranded gives sessions with queued requests and no host one
+// (stranded decides). The launches it claims are handed to the launcher,
+// never waited for.
 func (r *Reaper) relaunchStranded(ctx context.Context, t *tally) error {
 	// The sessions this process's launcher holds are being launched, or
 	// wait in line: nothing to read of them.
@@ -359,16 +350,17 @@ func (r *Reaper) relaunchStranded(ctx context.Context, t *tally) error {
 	}
 	return each(ctx, r.cfg.Concurrency, waiting, func(w session.Waiting) error {
 		id := w.SessionID
-		if inFlight := w.Launch; inFlight != nil {
-			if inFlight.Execution == "" {
-				return nil // still being launched
-			}
-			e, err := r.runner.Get(ctx, inFlight.Execution)
-			if err != nil || e.Running {
-				return nil
-			}
-			r.logger.Warn("host ended before it served its session", "event", "host.launch_died", "session_id", id, "execution_id", inFlight.Execution)
-			if err := r.store.LaunchFailed(ctx, id, inFlight.ID); err != nil {
+		var e jobrunner.Execution
+		var err error
+		if needsExecution(w) {
+			e, err = r.runner.Get(ctx, w.Launch.Execution)
+		}
+		switch stranded(w, e, err) {
+		case strandedLeave:
+			return nil
+		case strandedWithdraw:
+			r.logger.Warn("host ended before it served its session", "event", "host.launch_died", "session_id", id, "execution_id", w.Launch.Execution)
+			if err := r.store.LaunchFailed(ctx, id, w.Launch.ID); err != nil {
 				return err
 			}
 		}
@@ -391,8 +383,8 @@ func (r *Reaper) relaunchStranded(ctx context.Context, t *tally) error {
 }
 
 // republish publishes completions whose publish was lost.
-func (r *Reaper) republish(ctx context.Context, t *tally) error {
-	us, err := r.store.Unpublished(ctx, r.now().Add(-r.cfg.PublishAfter), 500)
+func (r *Reaper) republish(ctx context.Context, cut cutoffs, t *tally) error {
+	us, err := r.store.Unpublished(ctx, cut.unpublished, republishBatch)
 	if err != nil {
 		return err
 	}
@@ -403,8 +395,8 @@ func (r *Reaper) republish(ctx context.Context, t *tally) error {
 }
 
 // destroyStale destroys sessions idle past their TTL.
-func (r *Reaper) destroyStale(ctx context.Context, t *tally) error {
-	ids, err := r.store.Stale(ctx, r.now().Add(-r.cfg.TTL))
+func (r *Reaper) destroyStale(ctx context.Context, cut cutoffs, t *tally) error {
+	ids, err := r.store.Stale(ctx, cut.stale)
 	if err != nil {
 		return err
 	}
@@ -441,7 +433,7 @@ func (r *Reaper) purge(ctx context.Context, t *tally) error {
 
 // cancelOrphans cancels executions that host no live session, which also
 // ends their background processes.
-func (r *Reaper) cancelOrphans(ctx context.Context, t *tally) error {
+func (r *Reaper) cancelOrphans(ctx context.Context, cut cutoffs, t *tally) error {
 	running, err := r.runner.Running(ctx)
 	if err != nil {
 		return err
@@ -454,11 +446,7 @@ func (r *Reaper) cancelOrphans(ctx context.Context, t *tally) error {
 		return err
 	}
 	var errs []error
-	cutoff := r.now().Add(-r.cfg.OrphanAfter)
-	for _, e := range running {
-		if hosted[e.ID] || e.CreatedAt.After(cutoff) {
-			continue
-		}
+	for _, e := range orphans(running, hosted, cut.orphan) {
 		if err := r.runner.Cancel(ctx, e.ID); err != nil {
 			errs = append(errs, err)
 			continue
