@@ -248,12 +248,9 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 	}
 	traceparent := telemetry.Traceparent(ctx)
 
-	var acc session.Accepted
-	err = retry.Do(ctx, retry.Firestore, d.logger, "enqueue request "+req.RequestID, func(ctx context.Context) error {
-		var err error
-		acc, err = d.store.Enqueue(ctx, &req, m.Data, traceparent)
-		return err
-	})
+	// The store retries what may go away on its own; an error here is
+	// final for this delivery, and Pub/Sub delivers the message again.
+	acc, err := d.store.Enqueue(ctx, &req, m.Data, traceparent)
 	if err != nil {
 		return err
 	}
@@ -337,13 +334,7 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, c)
 		return nil
 	}
-	var item session.Item
-	var dup bool
-	err := retry.Do(ctx, retry.Firestore, d.logger, "record rejection of "+rerr.RequestID, func(ctx context.Context) error {
-		var err error
-		item, dup, err = d.store.Reject(ctx, c, m.Data)
-		return err
-	})
+	item, dup, err := d.store.Reject(ctx, c, m.Data)
 	if err != nil {
 		return err
 	}

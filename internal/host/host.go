@@ -16,7 +16,6 @@ import (
 
 	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/procs"
-	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
 	"github.com/sandrun/sandrun/internal/telemetry"
@@ -192,13 +191,10 @@ func (h *Host) run(ctx context.Context) error {
 			span.End()
 		}
 	}()
-	var lease *session.Lease
-	err := retry.Do(sctx, retry.Firestore, h.logger, "acquire lease", func(ctx context.Context) error {
-		var err error
-		h.leaseSent = time.Now()
-		lease, err = h.store.Acquire(ctx, h.cfg.SessionID, h.cfg.Execution, h.cfg.LeaseTTL)
-		return err
-	})
+	// The lease counts, on the local clock, from before the store's first
+	// try (it retries transient failures itself): early, never late.
+	h.leaseSent = time.Now()
+	lease, err := h.store.Acquire(sctx, h.cfg.SessionID, h.cfg.Execution, h.cfg.LeaseTTL)
 	switch {
 	case errors.Is(err, session.ErrLeaseHeld), errors.Is(err, session.ErrDestroyed), errors.Is(err, session.ErrNotFound):
 		h.logger.Info("nothing to host", "event", "host.not_needed", "reason", err.Error())

@@ -12,9 +12,9 @@ import (
 // steps records, in order, what the relay asked of the publisher and the
 // store, and fails the calls the test says.
 type steps struct {
-	log                   []string
-	publishErr, markErr   error
-	published, traceparts []string
+	log                     []string
+	publishErr, markErr     error
+	published, traceparents []string
 }
 
 func (s *steps) PublishCompletion(ctx context.Context, data []byte, traceparent string) error {
@@ -22,7 +22,7 @@ func (s *steps) PublishCompletion(ctx context.Context, data []byte, traceparent 
 	if s.publishErr != nil {
 		return s.publishErr
 	}
-	s.traceparts = append(s.traceparts, traceparent)
+	s.traceparents = append(s.traceparents, traceparent)
 	return nil
 }
 
@@ -55,8 +55,8 @@ func TestRelay(t *testing.T) {
 			if !slices.Equal(s.log, tc.wantLog) {
 				t.Fatalf("calls %q, want %q", s.log, tc.wantLog)
 			}
-			if tc.publishErr == nil && !slices.Equal(s.traceparts, []string{"00-tp"}) {
-				t.Fatalf("published with traceparent %q, want the recorded one", s.traceparts)
+			if tc.publishErr == nil && !slices.Equal(s.traceparents, []string{"00-tp"}) {
+				t.Fatalf("published with traceparent %q, want the recorded one", s.traceparents)
 			}
 		})
 	}

@@ -205,12 +205,7 @@ func (p *Pool) Claim(ctx context.Context, sessionID, launchID, traceparent strin
 		return "", nil
 	}
 	defer p.RequestRefill()
-	var m *session.Member
-	err := retry.Do(ctx, retry.Firestore, p.logger, "claim pool host for session "+sessionID, func(ctx context.Context) error {
-		var err error
-		m, err = p.store.ClaimMember(ctx, sessionID, launchID, traceparent)
-		return err
-	})
+	m, err := p.store.ClaimMember(ctx, sessionID, launchID, traceparent)
 	if err != nil {
 		return "", err
 	}
