@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/session"
@@ -65,6 +66,11 @@ type Config struct {
 	// it is the session's, tracked and ended with the host (see
 	// procs.Config.OwnsOrphans).
 	OwnsOrphans bool
+
+	// beforeOp, when set (by tests alone), is called before each request's
+	// handler runs, on the handler's goroutine: a test panics in it to
+	// show that a handler's panic answers its request and no more.
+	beforeOp func(*api.Request)
 }
 
 // maxStateBytes bounds a session's shell state (cwd and exported
