@@ -4,7 +4,7 @@
 // checkpoint restore instead of a cold start.
 //
 // It owns three things: claiming an idle member for a session's launch (the
-// dispatcher and the reaper call Claim before falling back to RunJob), the
+// launcher, package launch, calls Claim before falling back to RunJob), the
 // refill policy (how many members to keep, launching the shortfall and
 // removing members that died or stopped renewing), and the member's side
 // (Await: register, stay claimable, wait for a session or leave when unused).

@@ -5,9 +5,12 @@
 // sessions whose objects remain, and executions that host no live session.
 //
 // Each pass is idempotent and safe to run from many places at once: every
-// change is a transaction on the session's state. A pass works sessions in
-// parallel, a bounded number at once, and never waits for a launch: it
-// hands the launches it claims to a launcher (package launch). The reaper
+// change is a transaction on the session's state. A step of a pass reads
+// (Store, Runner), decides with a pure function of what it read and the
+// time (decide.go), and acts. A pass works sessions in parallel, a bounded
+// number at once, and never waits for a launch: it hands the launches it
+// claims to the launcher (package launch, the one way hosts are launched).
+// Completions go out through the outbox relay (package outbox). The reaper
 // never runs user commands.
 package reaper
 
