@@ -1,13 +1,13 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +19,6 @@ import (
 	"github.com/sandrun/sandrun/emulator/emulatortest"
 	"github.com/sandrun/sandrun/internal/session"
 )
-
-// lockedBuffer is a log the host writes from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // completions hands the test what the host publishes.
 type completions chan api.Completion
@@ -79,10 +61,11 @@ func TestHandlerPanicAnswersInternalAndHostServesOn(t *testing.T) {
 	// One panic of each kind of handler: a command, a file operation, a
 	// control request.
 	panics := map[string]bool{"boom-exec": true, "boom-file": true, "boom-control": true}
+	enqueue(api.Request{RequestID: "before", Op: api.OpExec, Command: "cd / && export MARK=kept"})
 	enqueue(api.Request{RequestID: "boom-exec", Op: api.OpExec, Command: "echo never"})
 	enqueue(api.Request{RequestID: "boom-file", Op: api.OpFileRead, Path: "x"})
 	enqueue(api.Request{RequestID: "boom-control", Op: api.OpProcessList})
-	enqueue(api.Request{RequestID: "after", Op: api.OpExec, Command: "echo still here"})
+	enqueue(api.Request{RequestID: "after", Op: api.OpExec, Command: "echo $MARK; pwd"})
 
 	out := make(completions, 16)
 	cfg := Config{SessionID: "s1", Execution: "exec-test", Workspace: t.TempDir(), BaseEnv: map[string]string{"PATH": "/usr/bin:/bin"},
@@ -94,8 +77,13 @@ func TestHandlerPanicAnswersInternalAndHostServesOn(t *testing.T) {
 		}}
 	hctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	logs := &lockedBuffer{}
-	go func() { done <- Run(hctx, cfg, store, out, slog.New(slog.NewJSONHandler(logs, nil))) }()
+	// An *os.File takes the host's concurrent writes, one line each.
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "host.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logFile.Close() })
+	go func() { done <- Run(hctx, cfg, store, out, slog.New(slog.NewJSONHandler(logFile, nil))) }()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -104,14 +92,15 @@ func TestHandlerPanicAnswersInternalAndHostServesOn(t *testing.T) {
 	})
 
 	got := map[string]api.Completion{}
-	for len(got) < 4 {
+	const requests = 5
+	for len(got) < requests {
 		select {
 		case c := <-out:
 			got[c.RequestID] = c
 		case err := <-done:
-			t.Fatalf("the host stopped (%v) with %d of 4 requests answered: %+v", err, len(got), got)
+			t.Fatalf("the host stopped (%v) with %d of %d requests answered: %+v", err, len(got), requests, got)
 		case <-time.After(time.Minute):
-			t.Fatalf("%d of 4 requests answered after a minute: %+v", len(got), got)
+			t.Fatalf("%d of %d requests answered after a minute: %+v", len(got), requests, got)
 		}
 	}
 	for id := range panics {
@@ -121,13 +110,18 @@ func TestHandlerPanicAnswersInternalAndHostServesOn(t *testing.T) {
 		}
 	}
 	// Each panic is logged once, with the stack of the handler.
-	if n := strings.Count(logs.String(), `"event":"request.panic"`); n != 3 {
+	logged, err := os.ReadFile(logFile.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(logged), `"event":"request.panic"`); n != 3 {
 		t.Errorf("%d request.panic events logged, want 3", n)
 	}
-	if !strings.Contains(logs.String(), "host.(*Host).handle") {
+	if !strings.Contains(string(logged), "host.(*Host).handle") {
 		t.Error("the panic's stack is not in the log")
 	}
-	if c := got["after"]; c.Status != api.StatusOK || c.Stdout != "still here\n" || c.ExecutionID != "exec-test" {
-		t.Errorf("the request after the panics: %+v (error %+v), want ok with its output, from the same host", c, c.Error)
+	// The shell state the first command left survived the panics.
+	if c := got["after"]; c.Status != api.StatusOK || c.Stdout != "kept\n/\n" || c.ExecutionID != "exec-test" {
+		t.Errorf("the request after the panics: %+v (error %+v), want ok with the session's variable and directory, from the same host", c, c.Error)
 	}
 }
