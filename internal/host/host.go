@@ -179,8 +179,10 @@ func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, l
 	if cfg.MaxLifetime <= 0 {
 		cfg.MaxLifetime = DefaultMaxLifetime
 	}
+	// The relay names the session and the request itself.
+	relay := outbox.NewRelay(pub, store, logger.With("execution_id", cfg.Execution))
 	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
-	h := &Host{cfg: cfg, store: store, relay: outbox.NewRelay(pub, store, logger), logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
+	h := &Host{cfg: cfg, store: store, relay: relay, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
 	// A new host is busy: it was started for a request, or handed one.
 	h.lastWork.Store(time.Now().UnixNano())
 	return h.run(ctx)
