@@ -56,8 +56,8 @@ type Publisher interface {
 }
 
 // Store is what the reaper reads and changes of the sessions' state
-// (session.Store is it). Each method is one transaction or one query, and
-// retries transient failures itself (package retry).
+// (session.Store is it). The store retries what it retries (package
+// retry); what still fails, the reaper's next pass does again.
 type Store interface {
 	// ExpiredHosts lists the sessions whose host's lease lapsed.
 	ExpiredHosts(ctx context.Context) ([]session.ExpiredHost, error)
