@@ -1,4 +1,4 @@
-# Topics and subscriptions, configured as internal/queue.Provision creates
+# Topics and subscriptions, configured as internal/outbox.Provision creates
 # them on the local cloud.
 
 resource "google_pubsub_topic" "requests" {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/sandrun/sandrun/client"
 	"github.com/sandrun/sandrun/internal/config"
-	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/system"
 )
 
@@ -81,9 +81,9 @@ type clientFlags struct {
 func (c *clientFlags) define(fs *config.FlagSet) {
 	fs.StringVar(&c.project, "project", "", "Google Cloud project of the deployment (default: the running `sandrun dev`)")
 	fs.Env("project", "SANDRUN_PROJECT")
-	fs.StringVar(&c.requests, "requests-topic", queue.DefaultRequestsTopic, "Pub/Sub topic of requests")
+	fs.StringVar(&c.requests, "requests-topic", outbox.DefaultRequestsTopic, "Pub/Sub topic of requests")
 	fs.Env("requests-topic", "SANDRUN_REQUESTS_TOPIC")
-	fs.StringVar(&c.completions, "completions-topic", queue.DefaultCompletionsTopic, "Pub/Sub topic of completions")
+	fs.StringVar(&c.completions, "completions-topic", outbox.DefaultCompletionsTopic, "Pub/Sub topic of completions")
 	fs.Env("completions-topic", "SANDRUN_COMPLETIONS_TOPIC")
 }
 

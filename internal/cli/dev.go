@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sandrun/sandrun/emulator"
-	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/system"
 )
 
@@ -94,7 +94,7 @@ it started ends.`)
 		return err
 	}
 	sys.Project, sys.Region, sys.Job, sys.Bucket, sys.TTL = ec.project, system.DefaultRegion, system.DefaultJob, system.DefaultBucket, 7*24*time.Hour
-	sys.Names = queue.DefaultNames()
+	sys.Names = outbox.DefaultNames()
 	metrics, stopTelemetry, err := startTelemetry(ctx, "sandrun-dev", true, sys.Project, nil, logger)
 	if err != nil {
 		return err

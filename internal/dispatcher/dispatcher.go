@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/telemetry"
@@ -45,7 +46,7 @@ type Store interface {
 }
 
 // Queue publishes what the dispatcher answers and dead-letters what it
-// cannot (package queue).
+// cannot (package outbox's Publisher).
 type Queue interface {
 	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
 	DeadLetter(ctx context.Context, m *pubsub.Message, reason string) error
@@ -91,9 +92,11 @@ const (
 
 // Dispatcher handles requests from one subscription.
 type Dispatcher struct {
-	cfg      Config
-	store    Store
-	queue    Queue
+	cfg   Config
+	store Store
+	pub   Queue
+	// relay publishes recorded completions and marks them published.
+	relay    *outbox.Relay
 	launches Launches
 	sub      *pubsub.Subscriber
 	logger   *slog.Logger
@@ -117,7 +120,7 @@ type Dispatcher struct {
 const meterName = "github.com/sandrun/sandrun/internal/dispatcher"
 
 // New returns a dispatcher reading sub, whose launches go to launches.
-func New(cfg Config, sub *pubsub.Subscriber, store Store, q Queue, launches Launches, logger *slog.Logger) *Dispatcher {
+func New(cfg Config, sub *pubsub.Subscriber, store Store, pub Queue, launches Launches, logger *slog.Logger) *Dispatcher {
 	if cfg.MaxOutstanding <= 0 {
 		cfg.MaxOutstanding = DefaultMaxOutstanding
 	}
@@ -136,7 +139,7 @@ func New(cfg Config, sub *pubsub.Subscriber, store Store, q Queue, launches Laun
 	if cfg.RefuseDelay <= 0 {
 		cfg.RefuseDelay = DefaultRefuseDelay
 	}
-	d := &Dispatcher{cfg: cfg, store: store, queue: q, launches: launches, sub: sub, logger: logger,
+	d := &Dispatcher{cfg: cfg, store: store, pub: pub, relay: outbox.NewRelay(pub, store, logger), launches: launches, sub: sub, logger: logger,
 		order: newOrderGate(cfg.OrderHold, cfg.RefuseDelay, time.Now)}
 	d.handle, d.ack, d.nack = d.Handle, (*pubsub.Message).Ack, (*pubsub.Message).Nack
 	// From the global meter provider: no-ops unless metrics are on.
@@ -261,12 +264,9 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 	}
 	traceparent := telemetry.Traceparent(ctx)
 
-	var acc session.Accepted
-	err = retry.Do(ctx, retry.Firestore, d.logger, "enqueue request "+req.RequestID, func(ctx context.Context) error {
-		var err error
-		acc, err = d.store.Enqueue(ctx, &req, m.Data, traceparent)
-		return err
-	})
+	// The store retries what may go away on its own; an error here is
+	// final for this delivery, and Pub/Sub delivers the message again.
+	acc, err := d.store.Enqueue(ctx, &req, m.Data, traceparent)
 	if err != nil {
 		return err
 	}
@@ -289,11 +289,8 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 	if len(acc.Aborted) > 0 {
 		// The destroy answered the requests that waited for a host.
 		for _, u := range acc.Aborted {
-			item := session.Item{SessionID: u.SessionID, RequestID: u.RequestID, Completion: string(u.Completion)}
-			if err := d.publish(ctx, &item); err != nil {
-				// Recorded: the reaper publishes what was not.
-				log.Warn("publishing an aborted request failed; the reaper publishes it", "event", "completion.publish_failed", "aborted_request_id", u.RequestID, "error", err.Error())
-			}
+			// Recorded: the reaper publishes what was not (the relay logs it).
+			_ = d.relay.Send(ctx, outbox.Recorded{SessionID: u.SessionID, RequestID: u.RequestID, Completion: u.Completion})
 		}
 	}
 	if acc.Purge {
@@ -332,7 +329,7 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 	log := d.logger.With("message_id", m.ID, "reason", rerr.Reason)
 	if !rerr.Answerable() {
 		log.Warn("message dead-lettered", "event", "request.dead_lettered", "error", rerr.Message)
-		if err := d.queue.DeadLetter(ctx, m, rerr.Reason); err != nil {
+		if err := d.pub.DeadLetter(ctx, m, rerr.Reason); err != nil {
 			return err
 		}
 		d.deadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", rerr.Reason)))
@@ -347,19 +344,13 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 		if err != nil {
 			return fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
 		}
-		if err := d.queue.PublishCompletion(ctx, data, ""); err != nil {
+		if err := d.pub.PublishCompletion(ctx, data, ""); err != nil {
 			return err
 		}
 		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, c)
 		return nil
 	}
-	var item session.Item
-	var dup bool
-	err := retry.Do(ctx, retry.Firestore, d.logger, "record rejection of "+rerr.RequestID, func(ctx context.Context) error {
-		var err error
-		item, dup, err = d.store.Reject(ctx, c, m.Data)
-		return err
-	})
+	item, dup, err := d.store.Reject(ctx, c, m.Data)
 	if err != nil {
 		return err
 	}
@@ -372,15 +363,8 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 	return d.publish(ctx, &item)
 }
 
-// publish sends an item's recorded completion and marks it published.
+// publish sends an item's recorded completion and marks it published; an
+// error means the message must be delivered again.
 func (d *Dispatcher) publish(ctx context.Context, item *session.Item) error {
-	if err := d.queue.PublishCompletion(ctx, []byte(item.Completion), item.Traceparent); err != nil {
-		return err
-	}
-	if err := d.store.MarkPublished(ctx, item.SessionID, item.RequestID); err != nil {
-		// Published already; the reaper would publish once more, with the
-		// same content, which callers de-duplicate.
-		d.logger.Warn("completion published but not marked", "event", "completion.mark_failed", "session_id", item.SessionID, "request_id", item.RequestID, "error", err.Error())
-	}
-	return nil
+	return d.relay.Send(ctx, outbox.Recorded{SessionID: item.SessionID, RequestID: item.RequestID, Completion: []byte(item.Completion), Traceparent: item.Traceparent})
 }

@@ -16,8 +16,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/procs"
-	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
 	"github.com/sandrun/sandrun/internal/telemetry"
@@ -67,6 +67,11 @@ type Config struct {
 	// it is the session's, tracked and ended with the host (see
 	// procs.Config.OwnsOrphans).
 	OwnsOrphans bool
+
+	// beforeOp, when set (by tests alone), is called before each request's
+	// handler runs, on the handler's goroutine: a test panics in it to
+	// show that a handler's panic answers its request and no more.
+	beforeOp func(*api.Request)
 }
 
 // maxStateBytes bounds a session's shell state (cwd and exported
@@ -135,9 +140,10 @@ type Store interface {
 
 // Host serves one session.
 type Host struct {
-	cfg    Config
-	store  Store
-	pub    Publisher
+	cfg   Config
+	store Store
+	// relay publishes recorded completions and marks them published.
+	relay  *outbox.Relay
 	logger *slog.Logger
 
 	lease *session.Lease
@@ -209,8 +215,10 @@ func Run(ctx context.Context, cfg Config, store Store, pub Publisher, logger *sl
 	if cfg.MaxLifetime <= 0 {
 		cfg.MaxLifetime = DefaultMaxLifetime
 	}
+	// The relay names the session and the request itself.
+	relay := outbox.NewRelay(pub, store, logger.With("execution_id", cfg.Execution))
 	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
-	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
+	h := &Host{cfg: cfg, store: store, relay: relay, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
 	// A new host is busy: it was started for a request, or handed one.
 	h.lastWork.Store(time.Now().UnixNano())
 	return h.run(ctx)
@@ -227,13 +235,10 @@ func (h *Host) run(ctx context.Context) error {
 			span.End()
 		}
 	}()
-	var lease *session.Lease
-	err := retry.Do(sctx, retry.Firestore, h.logger, "acquire lease", func(ctx context.Context) error {
-		var err error
-		h.leaseSent = time.Now()
-		lease, err = h.store.Acquire(ctx, h.cfg.SessionID, h.cfg.Execution, h.cfg.LeaseTTL)
-		return err
-	})
+	// The lease counts, on the local clock, from before the store's first
+	// try (it retries transient failures itself): early, never late.
+	h.leaseSent = time.Now()
+	lease, err := h.store.Acquire(sctx, h.cfg.SessionID, h.cfg.Execution, h.cfg.LeaseTTL)
 	switch {
 	case errors.Is(err, session.ErrLeaseHeld), errors.Is(err, session.ErrDestroyed), errors.Is(err, session.ErrNotFound):
 		h.logger.Info("nothing to host", "event", "host.not_needed", "reason", err.Error())
@@ -523,16 +528,10 @@ func (h *Host) cleanUp(ctx context.Context, aborted []session.Unpublished) {
 }
 
 // publish sends a recorded completion and marks it published. A failure is
-// logged, not returned: the completion is recorded, and the reaper publishes
-// what stays unmarked.
+// not the host's to handle (the relay logs it): the completion is recorded,
+// and the reaper publishes what stays unmarked.
 func (h *Host) publish(ctx context.Context, sessionID, requestID string, data []byte, traceparent string) {
-	if err := h.pub.PublishCompletion(ctx, data, traceparent); err != nil {
-		h.logger.Warn("publish failed; the reaper will publish it", "event", "completion.publish_failed", "request_id", requestID, "error", err.Error())
-		return
-	}
-	if err := h.store.MarkPublished(ctx, sessionID, requestID); err != nil {
-		h.logger.Warn("mark published failed", "event", "completion.mark_failed", "request_id", requestID, "error", err.Error())
-	}
+	_ = h.relay.Send(ctx, outbox.Recorded{SessionID: sessionID, RequestID: requestID, Completion: data, Traceparent: traceparent})
 }
 
 // workspaceDir returns the workspace, created if missing.

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 )
 
@@ -53,10 +52,7 @@ func Await(ctx context.Context, store MemberStore, cfg MemberConfig, logger *slo
 	}
 	logger = logger.With("member", cfg.ID, "execution_id", cfg.Execution)
 	start := time.Now()
-	err := retry.Do(ctx, retry.Firestore, logger, "register pool host", func(ctx context.Context) error {
-		return store.RegisterMember(ctx, cfg.ID, cfg.Execution, cfg.TTL)
-	})
-	if err != nil {
+	if err := store.RegisterMember(ctx, cfg.ID, cfg.Execution, cfg.TTL); err != nil {
 		return nil, err
 	}
 	logger.Info("pool host idle", "event", "pool.member_idle", "duration_seconds", time.Since(start).Seconds())

@@ -4,7 +4,7 @@
 // checkpoint restore instead of a cold start.
 //
 // It owns three things: claiming an idle member for a session's launch (the
-// dispatcher and the reaper call Claim before falling back to RunJob), the
+// launcher, package launch, calls Claim before falling back to RunJob), the
 // refill policy (how many members to keep, launching the shortfall and
 // removing members that died or stopped renewing), and the member's side
 // (Await: register, stay claimable, wait for a session or leave when unused).
@@ -217,12 +217,7 @@ func (p *Pool) Claim(ctx context.Context, sessionID, launchID, traceparent strin
 		return "", nil
 	}
 	defer p.RequestRefill()
-	var m *session.Member
-	err := retry.Do(ctx, retry.Firestore, p.logger, "claim pool host for session "+sessionID, func(ctx context.Context) error {
-		var err error
-		m, err = p.store.ClaimMember(ctx, sessionID, launchID, traceparent)
-		return err
-	})
+	m, err := p.store.ClaimMember(ctx, sessionID, launchID, traceparent)
 	if err != nil {
 		return "", err
 	}

@@ -147,9 +147,23 @@ func readAll[T any](it *firestore.DocumentIterator, what string) ([]T, []*firest
 	}
 }
 
-// get reads a document outside a transaction; a missing one is ErrNotFound.
+// get reads a document outside a transaction, retrying transient failures
+// (unless called from a transaction's function: see runTx); a missing one
+// is ErrNotFound.
 func get[T any](ctx context.Context, ref *firestore.DocumentRef) (*T, error) {
-	snap, err := ref.Get(ctx)
+	var snap *firestore.DocumentSnapshot
+	read := func(ctx context.Context) error {
+		var err error
+		snap, err = ref.Get(ctx)
+		return err
+	}
+	var err error
+	if inTx(ctx) {
+		// The transaction's retry covers it (runTx).
+		err = read(ctx)
+	} else {
+		err = retry.Do(ctx, retry.Firestore, nil, "read "+ref.Path, read)
+	}
 	if status.Code(err) == codes.NotFound {
 		return nil, fmt.Errorf("%s: %w", ref.Path, ErrNotFound)
 	}
@@ -203,8 +217,19 @@ func (s *Store) Item(ctx context.Context, sessionID, requestID string) (*Item, e
 // conflicting write. The retries are sandrun's own, quick and capped by
 // retry.Firestore and ctx, rather than the client's, which wait up to
 // seconds between attempts: a host's lease renewal cannot wait that long.
+//
+// The store is the one layer that retries Firestore calls (package retry):
+// a transaction here, a plain read in get. A plain read made inside a
+// transaction's function is not retried on its own: its failure fails the
+// attempt, which runTx retries whole.
 func (s *Store) runTx(ctx context.Context, f func(context.Context, *firestore.Transaction) error) error {
+	ctx = context.WithValue(ctx, inTxKey{}, true)
 	return retry.Do(ctx, retry.Firestore, nil, "transaction", func(ctx context.Context) error {
 		return s.fs.RunTransaction(ctx, f, firestore.MaxAttempts(1))
 	})
 }
+
+// inTxKey marks the context of a transaction's function (runTx).
+type inTxKey struct{}
+
+func inTx(ctx context.Context) bool { return ctx.Value(inTxKey{}) != nil }

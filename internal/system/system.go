@@ -22,9 +22,9 @@ import (
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/jobrunner"
 	"github.com/sandrun/sandrun/internal/launch"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/procs"
-	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/session"
 )
@@ -37,7 +37,7 @@ type Config struct {
 	Job string
 	// Bucket holds the sessions' objects.
 	Bucket string
-	Names  queue.Names
+	Names  outbox.Names
 	// TTL is how long an idle session lives.
 	TTL time.Duration
 	// Pool is the warm pool's policy (off unless its Min or Target is set).
@@ -77,7 +77,7 @@ func (c *Config) Define(fs *config.FlagSet) {
 	fs.Env("job", "SANDRUN_JOB")
 	fs.StringVar(&c.Bucket, "bucket", DefaultBucket, "Cloud Storage bucket of the sessions' checkpoints and outputs")
 	fs.Env("bucket", "SANDRUN_BUCKET")
-	d := queue.DefaultNames()
+	d := outbox.DefaultNames()
 	fs.StringVar(&c.Names.Requests, "requests-topic", d.Requests, "Pub/Sub topic of requests")
 	fs.Env("requests-topic", "SANDRUN_REQUESTS_TOPIC")
 	fs.StringVar(&c.Names.Completions, "completions-topic", d.Completions, "Pub/Sub topic of completions")
@@ -113,7 +113,7 @@ type services struct {
 	clients *gcp.Clients
 	store   *session.Store
 	tokens  *hostcred.FirestoreStore
-	queue   *queue.Queue
+	queue   *outbox.Publisher
 }
 
 // connect opens the program's clients, authenticated with ts when it is
@@ -127,7 +127,7 @@ func connect(ctx context.Context, c *Config, ts oauth2.TokenSource, logger *slog
 		clients: clients,
 		store:   session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: c.Bucket, TTL: c.TTL}),
 		tokens:  hostcred.NewFirestoreStore(clients.Firestore),
-		queue:   queue.New(clients.PubSub, c.Names, logger),
+		queue:   outbox.NewPublisher(clients.PubSub, c.Names, logger),
 	}, nil
 }
 

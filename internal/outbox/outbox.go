@@ -1,8 +1,15 @@
-// Package queue is sandrun's Pub/Sub plumbing: it publishes completions and
-// dead letters, and creates the topics and subscriptions the local cloud
-// needs (Terraform creates them in production). It never decides what a
-// request means; package api decodes and validates requests.
-package queue
+// Package outbox is what sandrun sends out through Pub/Sub: it publishes
+// recorded completions (Relay: publish, then mark published, the one way
+// every part hands a recorded answer to the backend) and dead letters, and
+// creates the topics and subscriptions the local cloud needs (Terraform
+// creates them in production).
+//
+// The queue of requests is not here: a session's inbox is in Firestore
+// (package session). The outbox never decides what a request means (package
+// api decodes and validates requests) nor records a completion: it sends
+// what the session store recorded, so that a lost publish is found and
+// repeated.
+package outbox
 
 import (
 	"context"
@@ -62,17 +69,18 @@ func DefaultNames() Names {
 	}
 }
 
-// Queue publishes completions and dead letters.
-type Queue struct {
+// Publisher publishes completions and dead letters.
+type Publisher struct {
 	client      *pubsub.Client
 	completions *pubsub.Publisher
 	deadLetters *pubsub.Publisher
 	logger      *slog.Logger
 }
 
-// New returns a queue publishing to the named topics. Call Stop when done.
-func New(client *pubsub.Client, names Names, logger *slog.Logger) *Queue {
-	q := &Queue{client: client, logger: logger,
+// NewPublisher returns a publisher to the named topics. Call Stop when
+// done.
+func NewPublisher(client *pubsub.Client, names Names, logger *slog.Logger) *Publisher {
+	q := &Publisher{client: client, logger: logger,
 		completions: client.Publisher(names.Completions), deadLetters: client.Publisher(names.DeadLetters)}
 	// A completion is awaited by someone: send it at once, not after the
 	// default 10 ms batching delay.
@@ -81,14 +89,14 @@ func New(client *pubsub.Client, names Names, logger *slog.Logger) *Queue {
 }
 
 // Stop flushes and stops the publishers.
-func (q *Queue) Stop() {
+func (q *Publisher) Stop() {
 	q.completions.Stop()
 	q.deadLetters.Stop()
 }
 
 // PublishCompletion publishes a recorded completion (its JSON as recorded)
 // with its attributes, and returns once Pub/Sub has it.
-func (q *Queue) PublishCompletion(ctx context.Context, data []byte, traceparent string) error {
+func (q *Publisher) PublishCompletion(ctx context.Context, data []byte, traceparent string) error {
 	var c api.Completion
 	if err := json.Unmarshal(data, &c); err != nil {
 		return fmt.Errorf("publish completion: decode recorded completion: %w", err)
@@ -108,7 +116,7 @@ func (q *Queue) PublishCompletion(ctx context.Context, data []byte, traceparent 
 
 // DeadLetter publishes a message that is not a request to the dead-letter
 // topic, with its data and attributes and a reason attribute.
-func (q *Queue) DeadLetter(ctx context.Context, m *pubsub.Message, reason string) error {
+func (q *Publisher) DeadLetter(ctx context.Context, m *pubsub.Message, reason string) error {
 	attrs := make(map[string]string, len(m.Attributes)+2)
 	for k, v := range m.Attributes {
 		attrs[k] = v
