@@ -279,6 +279,13 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 		}
 		return nil
 	case acc.Answer != nil:
+		// A launch the answer claimed (a session.create warms its session)
+		// is requested before the publish: a redelivery after a failed
+		// publish is a duplicate and would not request it again.
+		if acc.Launch != nil {
+			d.launches.Request(req.SessionID, acc.Launch, traceparent)
+			acc.Launch = nil
+		}
 		// Counted once, as recorded: a redelivery after a failed publish
 		// finds it a duplicate and publishes it again, uncounted.
 		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, acc.Answer)

@@ -138,6 +138,11 @@ func TestHandleAnswersControlOnceEvenWhenThePublishFails(t *testing.T) {
 	if it, _ := w.store.Item(context.Background(), "s1", "c1"); it.Status != session.ItemDone || it.Published {
 		t.Fatalf("after a failed publish the answer is %+v, want recorded and unpublished", it)
 	}
+	// The create claimed its session's host; the redelivery, a duplicate,
+	// claims nothing, so the launch is requested whatever the publish did.
+	if len(w.launches.requests) != 1 {
+		t.Fatalf("launches requested after a failed publish of a create: %v, want one", w.launches.requests)
+	}
 	// The redelivery publishes the recorded answer, and marks it.
 	if err := w.handle(t, m); err != nil {
 		t.Fatal(err)
@@ -152,6 +157,9 @@ func TestHandleAnswersControlOnceEvenWhenThePublishFails(t *testing.T) {
 	// A third delivery finds it published: nothing more.
 	if err := w.handle(t, m); err != nil || len(w.queue.published) != 1 {
 		t.Errorf("a published answer was published again (%d), %v", len(w.queue.published), err)
+	}
+	if len(w.launches.requests) != 1 {
+		t.Errorf("launches requested: %v, want the create's one", w.launches.requests)
 	}
 }
 
