@@ -379,6 +379,17 @@ func (s *snapshotter) file(name string) (Entry, bool, error) {
 // empty Entry when the file changed while it was read, and the content
 // when the file is small and was read.
 func (s *snapshotter) hashFile(name string) (Entry, []byte, error) {
+	o := s.old[name]
+	if o != nil && o.Kind == "f" {
+		// Most files of a large workspace are unchanged: a stat tells,
+		// without opening them.
+		if info, err := s.root.Lstat(name); err == nil && info.Mode().IsRegular() {
+			if e := statEntry(name, info); unchanged(o, e) {
+				e.Blob = o.Blob
+				return e, nil, nil
+			}
+		}
+	}
 	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return Entry{}, nil, err
@@ -391,9 +402,8 @@ func (s *snapshotter) hashFile(name string) (Entry, []byte, error) {
 	if !info.Mode().IsRegular() {
 		return Entry{}, nil, fmt.Errorf("%s", kindName(info.Mode().Type()))
 	}
-	e := Entry{Path: name, Kind: "f", Mode: uint32(info.Mode().Perm()), Size: info.Size(), Mtime: truncMtime(info.ModTime())}
-	e.Ino, e.Ctime = identity(info)
-	if o := s.old[name]; o != nil && o.Kind == "f" && o.Size == e.Size && o.Mtime == e.Mtime && o.Ino == e.Ino && o.Ctime == e.Ctime {
+	e := statEntry(name, info)
+	if o != nil && unchanged(o, e) {
 		e.Blob = o.Blob
 		return e, nil, nil
 	}
@@ -421,6 +431,20 @@ func (s *snapshotter) hashFile(name string) (Entry, []byte, error) {
 	}
 	e.Blob = hex.EncodeToString(h.Sum(nil))
 	return e, content, nil
+}
+
+// statEntry describes a regular file as info shows it, without its
+// content.
+func statEntry(name string, info fs.FileInfo) Entry {
+	e := Entry{Path: name, Kind: "f", Mode: uint32(info.Mode().Perm()), Size: info.Size(), Mtime: truncMtime(info.ModTime())}
+	e.Ino, e.Ctime = identity(info)
+	return e
+}
+
+// unchanged reports whether a file is as its entry o of the previous
+// manifest found it: same size, mtime, inode and ctime.
+func unchanged(o *Entry, e Entry) bool {
+	return o.Kind == "f" && o.Size == e.Size && o.Mtime == e.Mtime && o.Ino == e.Ino && o.Ctime == e.Ctime
 }
 
 type sliceWriter []byte
@@ -545,12 +569,20 @@ func blobName(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// gzipWriters holds compressors for gzipped: a new one allocates about a
+// megabyte, and a snapshot of a large workspace compresses thousands of
+// pages. A reset compressor writes the same bytes as a new one, which the
+// pages' names (their hashes) rely on.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, Level) // Level is valid
+	return zw
+}}
+
 func gzipped(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, Level)
-	if err != nil {
-		return nil, err
-	}
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&buf)
 	if _, err := zw.Write(b); err != nil {
 		return nil, err
 	}
