@@ -392,7 +392,8 @@ func TestStorageKeepsObjectsOnDisk(t *testing.T) {
 
 // TestStorageSmallUploadsKeepTheirAttributes: an object small enough to
 // travel in one multipart request keeps what the writer set (content
-// type, metadata, the other headers), reports its MD5 and CRC32C, and is
+// type, metadata, the other headers), reports its MD5, CRC32C and
+// creation time (which the blob sweep compares with a lease's start), and is
 // refused whole (400, nothing stored) when the CRC32C the writer declares
 // does not match its bytes.
 func TestStorageSmallUploadsKeepTheirAttributes(t *testing.T) {
@@ -415,7 +416,8 @@ func TestStorageSmallUploadsKeepTheirAttributes(t *testing.T) {
 	sum := md5.Sum(data)
 	if a.ContentType != "text/plain" || a.CacheControl != "no-store" || a.ContentDisposition != "attachment" ||
 		a.Metadata["session"] != "s1" || a.Size != int64(len(data)) || !bytes.Equal(a.MD5, sum[:]) ||
-		a.CRC32C != crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)) || a.Generation != w.Attrs().Generation {
+		a.CRC32C != crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)) || a.Generation != w.Attrs().Generation ||
+		time.Since(a.Created).Abs() > time.Minute || !a.Updated.Equal(a.Created) {
 		t.Fatalf("stored attributes %+v; writer's %+v", a, w.Attrs())
 	}
 
