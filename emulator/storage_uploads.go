@@ -64,7 +64,12 @@ import (
 //
 // It keeps no older generations (fake-gcs-server's disk backend keeps
 // none): a read at a generation that was replaced answers 404, as a read
-// of a non-current generation does on a bucket without versioning.
+// of a non-current generation does on a bucket without versioning. Names
+// are paths of a file tree, as in that backend, so an object cannot be
+// named as another's parent (a beside a/b; Google allows it): such an
+// upload answers 500, and a name that cannot be a file there (empty
+// segments, . or ..) is refused (400) or, for a resumable upload, left to
+// fake-gcs-server. sandrun's own names are never either.
 //
 // The object lands where fake-gcs-server's disk backend keeps it
 // (ROOT/BUCKET/NAME, its attributes as JSON in the extended attribute
@@ -551,11 +556,9 @@ func (d *diskObjects) generation(path string) (int64, error) {
 	} else {
 		data, err = os.ReadFile(path + ".metadata")
 	}
+	// No file, or a file without attributes (one being put in place
+	// gets them before its rename): no object.
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, xattr.ENOATTR) {
-		return 0, nil
-	}
-	var xerr *xattr.Error
-	if errors.As(err, &xerr) && (errors.Is(xerr.Err, fs.ErrNotExist) || errors.Is(xerr.Err, xattr.ENOATTR)) {
 		return 0, nil
 	}
 	if err != nil {
