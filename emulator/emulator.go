@@ -112,6 +112,9 @@ type Suite struct {
 	// PubSub is sandrun's own (nil with Config.ExternalPubSub).
 	PubSub  *pubsub.Server
 	Storage *fakestorage.Server
+	// StorageDir is where Storage keeps its objects: Config.StorageDir, or
+	// a directory of a temporary one that Close removes.
+	StorageDir string
 	// objects writes Storage's objects to disk (storage_uploads.go).
 	objects *diskObjects
 	// storageTemp is the temporary directory of Storage's objects, which
@@ -225,6 +228,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 		}
 		cfg.StorageDir = filepath.Join(s.storageTemp, "objects")
 	}
+	s.StorageDir = cfg.StorageDir
 	storageURL := "http://" + s.StorageAddr
 	s.Storage, err = fakestorage.NewServerWithOptions(fakestorage.Options{
 		NoListener:  true,

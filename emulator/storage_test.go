@@ -11,6 +11,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
 
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
@@ -430,5 +433,41 @@ func TestStorageSmallUploadsKeepTheirAttributes(t *testing.T) {
 	}
 	if _, err := b.Object("attrs/bad.txt").Attrs(ctx); !errors.Is(err, storage.ErrObjectNotExist) {
 		t.Fatalf("the refused object: %v, want ErrObjectNotExist", err)
+	}
+}
+
+// TestStorageTemporaryDirectoryGoesWithTheSuite: without
+// Config.StorageDir, objects are files in a temporary directory that
+// Close removes; with it, they stay there after Close.
+func TestStorageTemporaryDirectoryGoesWithTheSuite(t *testing.T) {
+	kept := t.TempDir()
+	for _, dir := range []string{"", kept} {
+		ctx := context.Background()
+		s, err := emulator.Start(ctx, emulator.Config{Buckets: []string{bucket}, StorageDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := storage.NewClient(ctx, option.WithEndpoint("http://"+s.StorageAddr+"/storage/v1/"), option.WithoutAuthentication())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := write(t, c.Bucket(bucket).Object("a/b").NewWriter(ctx), []byte("on disk")); err != nil {
+			t.Fatalf("upload: %v", err)
+		}
+		c.Close()
+		file := filepath.Join(s.StorageDir, bucket, "a", "b")
+		if got, err := os.ReadFile(file); err != nil || string(got) != "on disk" {
+			t.Fatalf("the object's file %s: %q, %v", file, got, err)
+		}
+		if err := s.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, err = os.Stat(file)
+		if dir == "" && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the temporary directory's object after Close: %v, want it gone", err)
+		}
+		if dir != "" && err != nil {
+			t.Errorf("the object in Config.StorageDir after Close: %v, want it kept", err)
+		}
 	}
 }
