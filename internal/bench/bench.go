@@ -39,7 +39,7 @@ type Config struct {
 	Quick bool
 	// LargeCheckpoints adds to the checkpoint measurement a workspace of
 	// 1 GB in four files and one of 200,000 small files: minutes of work
-	// and a few GB of disk and memory for the local Cloud Storage.
+	// and a few GB of disk for the local Cloud Storage.
 	LargeCheckpoints bool
 	// Only, when not empty, names the measurements to run (see Names).
 	Only []string
