@@ -30,8 +30,8 @@ import (
 	"github.com/sandrun/sandrun/internal/dispatcher"
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/logging"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/pool"
-	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/system"
@@ -160,7 +160,7 @@ func start(t *testing.T, o options) *world {
 		}
 	})
 	sys := system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
-		Bucket: "sandrun-test", Names: queue.DefaultNames(), TTL: session.DefaultTTL, Pool: o.pool, Host: o.hostTokens}
+		Bucket: "sandrun-test", Names: outbox.DefaultNames(), TTL: session.DefaultTTL, Pool: o.pool, Host: o.hostTokens}
 	sys.Launch.MaxHosts = o.maxHosts
 	ctx := context.Background()
 	stateDir := t.TempDir()

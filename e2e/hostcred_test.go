@@ -27,7 +27,7 @@ func TestHostTokensAreMintedHiddenAndRenewed(t *testing.T) {
 	if got := strings.TrimSpace(c.Stdout); got != "0\nSANDRUN_SESSION_ID=tokens" {
 		t.Fatalf("the command's environment shows %q; want no token and only SANDRUN_SESSION_ID", got)
 	}
-	first, err := w.store.HostToken(ctx)
+	first, err := hostcred.NewFirestoreStore(w.fs).HostToken(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestHostTokensAreMintedHiddenAndRenewed(t *testing.T) {
 	if renewedLine == "" || strings.Contains(renewedLine, first.String()) {
 		t.Fatalf("the host never took a renewed token: %q", renewedLine)
 	}
-	renewed, err := w.store.HostToken(ctx)
+	renewed, err := hostcred.NewFirestoreStore(w.fs).HostToken(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

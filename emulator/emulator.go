@@ -12,8 +12,12 @@
 // admin endpoint lets a running suite be given faults and have executions
 // killed.
 //
-// The suite keeps everything in memory unless told otherwise; it is a
-// development and test tool and never talks to Google.
+// Cloud Storage keeps its objects on disk, always (in a temporary
+// directory that Close removes, unless Config.StorageDir names one), so
+// that objects of gigabytes pass without growing the local cloud's memory;
+// Pub/Sub and Firestore keep their state in memory (Firestore can persist
+// it to a file). The suite is a development and test tool and never talks
+// to Google.
 package emulator
 
 import (
@@ -25,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +67,7 @@ const (
 const DefaultProject = "sandrun-local"
 
 // Config says how to start the suite. The zero value starts every service on
-// a free loopback port, in memory.
+// a free loopback port, Cloud Storage in a temporary directory.
 type Config struct {
 	// Project defaults to DefaultProject.
 	Project string
@@ -71,8 +76,8 @@ type Config struct {
 	Host string
 	// Ports of each service; 0 picks a free port.
 	PubSubPort, StoragePort, FirestorePort, CloudRunPort, AdminPort int
-	// StorageDir keeps Cloud Storage objects on disk there; empty keeps them
-	// in memory.
+	// StorageDir is where Cloud Storage keeps its objects, which outlive
+	// the suite there; empty: a temporary directory that Close removes.
 	StorageDir string
 	// FirestoreFile keeps Firestore's documents in that file across
 	// restarts (firestore.Server.Persist); empty keeps them in memory.
@@ -107,8 +112,14 @@ type Suite struct {
 	// PubSub is sandrun's own (nil with Config.ExternalPubSub).
 	PubSub  *pubsub.Server
 	Storage *fakestorage.Server
-	// uploads serves resumable uploads when Storage keeps objects on disk.
-	uploads *diskUploads
+	// StorageDir is where Storage keeps its objects: Config.StorageDir, or
+	// a directory of a temporary one that Close removes.
+	StorageDir string
+	// objects writes Storage's objects to disk (storage_uploads.go).
+	objects *diskObjects
+	// storageTemp is the temporary directory of Storage's objects, which
+	// Close removes; empty when Config.StorageDir named one.
+	storageTemp string
 	// Firestore is sandrun's own (nil with Config.ExternalFirestore).
 	Firestore *firestore.Server
 	// FirestoreUsage counts the document reads, writes and deletes the
@@ -208,8 +219,16 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	}
 
 	// Cloud Storage: fake-gcs-server without a listener of its own, behind
-	// the fault middleware. ExternalURL makes the resumable-upload sessions
-	// it hands out point back here.
+	// the fault middleware, its objects on disk and written by
+	// diskObjects. ExternalURL makes the resumable-upload sessions it hands
+	// out point back here.
+	if cfg.StorageDir == "" {
+		if s.storageTemp, err = os.MkdirTemp("", "sandrun-storage-"); err != nil {
+			return nil, fmt.Errorf("start storage: %w", err)
+		}
+		cfg.StorageDir = filepath.Join(s.storageTemp, "objects")
+	}
+	s.StorageDir = cfg.StorageDir
 	storageURL := "http://" + s.StorageAddr
 	s.Storage, err = fakestorage.NewServerWithOptions(fakestorage.Options{
 		NoListener:  true,
@@ -225,12 +244,10 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	for _, b := range cfg.Buckets {
 		s.Storage.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: b, VersioningEnabled: false})
 	}
-	if cfg.StorageDir != "" {
-		// Large uploads go to disk as they arrive (storage_uploads.go).
-		if s.uploads, err = newDiskUploads(cfg.StorageDir, s.Storage); err != nil {
-			return nil, fmt.Errorf("start storage: %w", err)
-		}
+	if s.objects, err = newDiskObjects(cfg.StorageDir, s.Storage); err != nil {
+		return nil, fmt.Errorf("start storage: %w", err)
 	}
+	s.objects.next = s.Storage.HTTPHandler()
 	s.serveHTTP(&http.Server{Handler: s.StorageHandler(), ReadHeaderTimeout: 10 * time.Second}, storageL)
 
 	// Firestore.
@@ -292,11 +309,7 @@ func (s *Suite) hasBucket(name string) bool {
 // reached by every official client through the one STORAGE_EMULATOR_HOST
 // that Env sets (see jsonAPIPrefix).
 func (s *Suite) StorageHandler() http.Handler {
-	h := s.Storage.HTTPHandler()
-	if s.uploads != nil {
-		s.uploads.next, h = h, s.uploads
-	}
-	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, h)))
+	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.objects)))
 }
 
 // jsonAPIPrefix serves the JSON API under / as well as under /storage/v1.
@@ -450,6 +463,11 @@ func (s *Suite) Close(ctx context.Context) error {
 	}
 	if s.Storage != nil {
 		s.Storage.Stop()
+	}
+	if s.storageTemp != "" {
+		if err := os.RemoveAll(s.storageTemp); err != nil {
+			errs = append(errs, fmt.Errorf("remove the local Cloud Storage's objects: %w", err))
+		}
 	}
 	for range len(s.grpcs) + len(s.https) {
 		if err := <-s.serving; err != nil && !errors.Is(err, grpc.ErrServerStopped) {

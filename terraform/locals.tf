@@ -1,6 +1,6 @@
 locals {
   # Resource names. With the default prefix they are the programs' defaults
-  # (internal/queue.DefaultNames, internal/system.DefaultJob), so that
+  # (internal/outbox.DefaultNames, internal/system.DefaultJob), so that
   # `sandrun exec --project P` reaches this deployment without more flags.
   names = {
     requests_topic          = "${var.name_prefix}-requests"

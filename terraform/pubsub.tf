@@ -1,4 +1,4 @@
-# Topics and subscriptions, configured as internal/queue.Provision creates
+# Topics and subscriptions, configured as internal/outbox.Provision creates
 # them on the local cloud.
 
 resource "google_pubsub_topic" "requests" {
@@ -35,10 +35,13 @@ resource "google_pubsub_subscription" "dispatcher" {
   message_retention_duration = "604800s"
 
   # A message the dispatcher keeps failing on must not block its session's
-  # ordering key for ever.
+  # ordering key for ever. The most attempts Pub/Sub allows: killed
+  # dispatchers and the order gate spend attempts of healthy requests too
+  # (docs/reliability.md), and with the retry backoff 100 attempts last
+  # about 1.5 hours. Kept equal to queue.MaxDeliveryAttempts.
   dead_letter_policy {
     dead_letter_topic     = google_pubsub_topic.dead_letters.id
-    max_delivery_attempts = 10
+    max_delivery_attempts = 100
   }
 
   retry_policy {

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/terraform/tfcheck"
 )
 
@@ -348,6 +349,9 @@ func TestDeploymentInvariants(t *testing.T) {
 	}
 	if got := c.text(sub, "dead_letter_policy.dead_letter_topic"); got != "google_pubsub_topic.dead_letters.id" {
 		t.Errorf("dead-letter topic = %s", got)
+	}
+	if got, _ := c.literal(sub, "dead_letter_policy.max_delivery_attempts").AsBigFloat().Int64(); got != outbox.MaxDeliveryAttempts {
+		t.Errorf("max_delivery_attempts = %d, the local cloud provisions %d", got, outbox.MaxDeliveryAttempts)
 	}
 	c.attr(sub, "retry_policy.minimum_backoff")
 	c.attr(sub, "ack_deadline_seconds")

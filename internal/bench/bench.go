@@ -24,8 +24,8 @@ import (
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/internal/gcp"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/pool"
-	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/system"
 )
@@ -39,7 +39,7 @@ type Config struct {
 	Quick bool
 	// LargeCheckpoints adds to the checkpoint measurement a workspace of
 	// 1 GB in four files and one of 200,000 small files: minutes of work
-	// and a few GB of disk and memory for the local Cloud Storage.
+	// and a few GB of disk for the local Cloud Storage.
 	LargeCheckpoints bool
 	// Only, when not empty, names the measurements to run (see Names).
 	Only []string
@@ -141,7 +141,7 @@ func startEnvironment(ctx context.Context, cfg Config, startDelay time.Duration,
 		return nil, err
 	}
 	e.sys = system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
-		Bucket: "sandrun-bench", Names: queue.DefaultNames(), TTL: session.DefaultTTL, Pool: policy}
+		Bucket: "sandrun-bench", Names: outbox.DefaultNames(), TTL: session.DefaultTTL, Pool: policy}
 	local, err := system.StartLocal(ctx, e.sys, system.LocalConfig{
 		Executor: cfg.Executor, ExecutorArgs: cfg.ExecutorArgs, StateDir: e.state,
 		IdleTimeout: 10 * time.Minute, LeaseTTL: 15 * time.Second, ReaperInterval: 2 * time.Second,

@@ -16,6 +16,7 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/google/uuid"
 
+	"github.com/sandrun/sandrun/internal/procfs"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/workspace"
 )
@@ -43,6 +44,12 @@ func (r *runner) checkpoint(ctx context.Context) error {
 		if err := r.checkpointTree(ctx, tree); err != nil {
 			return fmt.Errorf("%s: %w", tree.name, err)
 		}
+	}
+	// The local Cloud Storage runs in this process and keeps objects on
+	// disk: its memory must not follow the bytes checkpointed.
+	if b, err := procfs.PeakRSS(os.Getpid()); err == nil {
+		r.add(Result{Name: "bench process peak memory (local cloud, client), checkpoint measurement", Unit: "MB", Value: float64(b >> 20),
+			Note: "the process's peak resident memory since it started (VmHWM)"})
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ the same run (the same work without sandrun) and their ratio, because on a
 shared machine only ratios compare from one run to another. Prints a table
 and writes the results as JSON.`)
 	quick := fs.Bool("quick", false, "shorter runs (a smoke test of a minute or two)")
-	large := fs.Bool("large-checkpoints", false, "also measure checkpoint and restore of 1 GB in four files and of 200,000 small files (minutes, a few GB of disk and memory)")
+	large := fs.Bool("large-checkpoints", false, "also measure checkpoint and restore of 1 GB in four files and of 200,000 small files (minutes, and a few GB of disk)")
 	only := fs.String("only", "", "comma-separated measurements to run: "+strings.Join(bench.Names, ", "))
 	out := fs.String("json", "bench-results.json", "write the results as JSON to this file (empty: do not)")
 	startDelay := fs.Duration("start-delay", 0, "simulated cold start of every execution")

@@ -57,7 +57,7 @@ func (c *emulatorConfig) define(fs *config.FlagSet) {
 	fs.Env("host", "SANDRUN_EMULATOR_HOST")
 	fs.IntVar(&c.basePort, "base-port", 8681, "first of five consecutive ports: Pub/Sub, Cloud Storage, Firestore, Cloud Run, admin; 0 picks free ports")
 	fs.Env("base-port", "SANDRUN_EMULATOR_BASE_PORT")
-	fs.StringVar(&c.storageDir, "storage-dir", "", "keep Cloud Storage objects in this directory (default: in memory)")
+	fs.StringVar(&c.storageDir, "storage-dir", "", "keep Cloud Storage objects in this directory, where they outlive the local cloud (default: a temporary directory removed on exit; sandrun dev: --home/storage)")
 	fs.Env("storage-dir", "SANDRUN_EMULATOR_STORAGE_DIR")
 	fs.DurationVar(&c.startDelay, "start-delay", 0, "delay before each Cloud Run execution starts, modelling a cold start")
 	fs.Env("start-delay", "SANDRUN_EMULATOR_START_DELAY")

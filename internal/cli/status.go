@@ -12,6 +12,7 @@ import (
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/gcp"
+	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/system"
@@ -102,7 +103,7 @@ access token expires. It reads only: it neither creates nor wakes anything.`)
 	if rep.Waiting, err = store.WaitingForHost(ctx); err != nil {
 		return err
 	}
-	tok, err := store.HostToken(ctx)
+	tok, err := hostcred.NewFirestoreStore(clients.Firestore).HostToken(ctx)
 	if err != nil {
 		return err
 	}

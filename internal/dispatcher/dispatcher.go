@@ -23,7 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandrun/sandrun/api"
-	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/telemetry"
@@ -34,6 +34,22 @@ import (
 // nor for other sessions' launches.
 type Launches interface {
 	Request(sessionID string, claim *session.Launch, traceparent string)
+}
+
+// Store is what the dispatcher keeps in a session's state (package
+// session provides it, over Firestore; package memstore in memory).
+type Store interface {
+	Enqueue(ctx context.Context, req *api.Request, raw []byte, traceparent string) (session.Accepted, error)
+	Reject(ctx context.Context, c *api.Completion, raw []byte) (item session.Item, duplicate bool, err error)
+	MarkPublished(ctx context.Context, sessionID, requestID string) error
+	Purge(ctx context.Context, sessionID string) error
+}
+
+// Queue publishes what the dispatcher answers and dead-letters what it
+// cannot (package outbox's Publisher).
+type Queue interface {
+	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
+	DeadLetter(ctx context.Context, m *pubsub.Message, reason string) error
 }
 
 // Config tunes the dispatcher. Zero fields take the defaults below.
@@ -76,9 +92,11 @@ const (
 
 // Dispatcher handles requests from one subscription.
 type Dispatcher struct {
-	cfg      Config
-	store    *session.Store
-	queue    *queue.Queue
+	cfg   Config
+	store Store
+	pub   Queue
+	// relay publishes recorded completions and marks them published.
+	relay    *outbox.Relay
 	launches Launches
 	sub      *pubsub.Subscriber
 	logger   *slog.Logger
@@ -102,7 +120,7 @@ type Dispatcher struct {
 const meterName = "github.com/sandrun/sandrun/internal/dispatcher"
 
 // New returns a dispatcher reading sub, whose launches go to launches.
-func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queue, launches Launches, logger *slog.Logger) *Dispatcher {
+func New(cfg Config, sub *pubsub.Subscriber, store Store, pub Queue, launches Launches, logger *slog.Logger) *Dispatcher {
 	if cfg.MaxOutstanding <= 0 {
 		cfg.MaxOutstanding = DefaultMaxOutstanding
 	}
@@ -121,7 +139,7 @@ func New(cfg Config, sub *pubsub.Subscriber, store *session.Store, q *queue.Queu
 	if cfg.RefuseDelay <= 0 {
 		cfg.RefuseDelay = DefaultRefuseDelay
 	}
-	d := &Dispatcher{cfg: cfg, store: store, queue: q, launches: launches, sub: sub, logger: logger,
+	d := &Dispatcher{cfg: cfg, store: store, pub: pub, relay: outbox.NewRelay(pub, store, logger), launches: launches, sub: sub, logger: logger,
 		order: newOrderGate(cfg.OrderHold, cfg.RefuseDelay, time.Now)}
 	d.handle, d.ack, d.nack = d.Handle, (*pubsub.Message).Ack, (*pubsub.Message).Nack
 	// From the global meter provider: no-ops unless metrics are on.
@@ -246,12 +264,9 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 	}
 	traceparent := telemetry.Traceparent(ctx)
 
-	var acc session.Accepted
-	err = retry.Do(ctx, retry.Firestore, d.logger, "enqueue request "+req.RequestID, func(ctx context.Context) error {
-		var err error
-		acc, err = d.store.Enqueue(ctx, &req, m.Data, traceparent)
-		return err
-	})
+	// The store retries what may go away on its own; an error here is
+	// final for this delivery, and Pub/Sub delivers the message again.
+	acc, err := d.store.Enqueue(ctx, &req, m.Data, traceparent)
 	if err != nil {
 		return err
 	}
@@ -264,6 +279,13 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 		}
 		return nil
 	case acc.Answer != nil:
+		// A launch the answer claimed (a session.create warms its session)
+		// is requested before the publish: a redelivery after a failed
+		// publish is a duplicate and would not request it again.
+		if acc.Launch != nil {
+			d.launches.Request(req.SessionID, acc.Launch, traceparent)
+			acc.Launch = nil
+		}
 		// Counted once, as recorded: a redelivery after a failed publish
 		// finds it a duplicate and publishes it again, uncounted.
 		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, acc.Answer)
@@ -274,11 +296,8 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 	if len(acc.Aborted) > 0 {
 		// The destroy answered the requests that waited for a host.
 		for _, u := range acc.Aborted {
-			item := session.Item{SessionID: u.SessionID, RequestID: u.RequestID, Completion: string(u.Completion)}
-			if err := d.publish(ctx, &item); err != nil {
-				// Recorded: the reaper publishes what was not.
-				log.Warn("publishing an aborted request failed; the reaper publishes it", "event", "completion.publish_failed", "aborted_request_id", u.RequestID, "error", err.Error())
-			}
+			// Recorded: the reaper publishes what was not (the relay logs it).
+			_ = d.relay.Send(ctx, outbox.Recorded{SessionID: u.SessionID, RequestID: u.RequestID, Completion: u.Completion})
 		}
 	}
 	if acc.Purge {
@@ -317,7 +336,7 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 	log := d.logger.With("message_id", m.ID, "reason", rerr.Reason)
 	if !rerr.Answerable() {
 		log.Warn("message dead-lettered", "event", "request.dead_lettered", "error", rerr.Message)
-		if err := d.queue.DeadLetter(ctx, m, rerr.Reason); err != nil {
+		if err := d.pub.DeadLetter(ctx, m, rerr.Reason); err != nil {
 			return err
 		}
 		d.deadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", rerr.Reason)))
@@ -332,19 +351,13 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 		if err != nil {
 			return fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
 		}
-		if err := d.queue.PublishCompletion(ctx, data, ""); err != nil {
+		if err := d.pub.PublishCompletion(ctx, data, ""); err != nil {
 			return err
 		}
 		telemetry.CountAnswer(ctx, d.answered, telemetry.AnsweredByDispatcher, c)
 		return nil
 	}
-	var item session.Item
-	var dup bool
-	err := retry.Do(ctx, retry.Firestore, d.logger, "record rejection of "+rerr.RequestID, func(ctx context.Context) error {
-		var err error
-		item, dup, err = d.store.Reject(ctx, c, m.Data)
-		return err
-	})
+	item, dup, err := d.store.Reject(ctx, c, m.Data)
 	if err != nil {
 		return err
 	}
@@ -357,15 +370,8 @@ func (d *Dispatcher) reject(ctx context.Context, m *pubsub.Message, rerr *api.Re
 	return d.publish(ctx, &item)
 }
 
-// publish sends an item's recorded completion and marks it published.
+// publish sends an item's recorded completion and marks it published; an
+// error means the message must be delivered again.
 func (d *Dispatcher) publish(ctx context.Context, item *session.Item) error {
-	if err := d.queue.PublishCompletion(ctx, []byte(item.Completion), item.Traceparent); err != nil {
-		return err
-	}
-	if err := d.store.MarkPublished(ctx, item.SessionID, item.RequestID); err != nil {
-		// Published already; the reaper would publish once more, with the
-		// same content, which callers de-duplicate.
-		d.logger.Warn("completion published but not marked", "event", "completion.mark_failed", "session_id", item.SessionID, "request_id", item.RequestID, "error", err.Error())
-	}
-	return nil
+	return d.relay.Send(ctx, outbox.Recorded{SessionID: item.SessionID, RequestID: item.RequestID, Completion: []byte(item.Completion), Traceparent: item.Traceparent})
 }

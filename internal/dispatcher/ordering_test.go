@@ -19,7 +19,7 @@ import (
 	"github.com/sandrun/sandrun/emulator/faults"
 	"github.com/sandrun/sandrun/emulator/official"
 	"github.com/sandrun/sandrun/internal/gcp"
-	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/session"
 )
 
@@ -51,6 +51,9 @@ type orderScenario struct {
 // official Pub/Sub emulator (skipped without gcloud); Firestore is the local
 // cloud's in both.
 func TestOrderedRedelivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the local cloud (and Google's Pub/Sub emulator): not a unit test")
+	}
 	scenarios := map[string]orderScenario{
 		// r1 of r1, r2, r3 is nacked once.
 		"three/nack": {sessions: 1, perSession: 3, plan: func(_, i int) failure { return failFirst(i, nacked) }},
@@ -125,8 +128,8 @@ func runOrdered(t *testing.T, backend string, sc orderScenario) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { clients.Close() })
-	names := queue.DefaultNames()
-	if err := queue.Provision(ctx, clients.PubSub, names); err != nil {
+	names := outbox.DefaultNames()
+	if err := outbox.Provision(ctx, clients.PubSub, names); err != nil {
 		t.Fatal(err)
 	}
 	var logs strings.Builder
@@ -144,7 +147,7 @@ func runOrdered(t *testing.T, backend string, sc orderScenario) {
 		}
 	})
 	store := session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: bucket})
-	q := queue.New(clients.PubSub, names, logger)
+	q := outbox.NewPublisher(clients.PubSub, names, logger)
 	t.Cleanup(q.Stop)
 	sub := clients.PubSub.Subscriber(names.Dispatcher)
 	// A message left unsettled is not kept alive for long: its deadline

@@ -129,16 +129,12 @@ func (h *Host) snapshot(ctx context.Context) (*pendingCheckpoint, error) {
 	}
 	h.checkpoints++
 	name := session.ManifestObject(h.lease, h.checkpoints)
-	w := h.store.CreateObject(ctx, name, "application/gzip")
-	if _, err := w.Write(data); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("write checkpoint manifest %s: %w", name, err)
-	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("write checkpoint manifest %s: %w", name, err)
+	gen, err := h.store.PutNewObject(ctx, name, "application/gzip", data)
+	if err != nil {
+		return nil, fmt.Errorf("write checkpoint manifest: %w", err)
 	}
 	p.stats.Uploaded += int64(len(data))
-	p.cp = session.Checkpoint{Object: name, Format: session.FormatManifest, Generation: w.Attrs().Generation, Bytes: int64(len(data))}
+	p.cp = session.Checkpoint{Object: name, Format: session.FormatManifest, Generation: gen, Bytes: int64(len(data))}
 	return p, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,8 +15,9 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/procs"
-	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/shell"
 	"github.com/sandrun/sandrun/internal/telemetry"
@@ -65,6 +67,11 @@ type Config struct {
 	// it is the session's, tracked and ended with the host (see
 	// procs.Config.OwnsOrphans).
 	OwnsOrphans bool
+
+	// beforeOp, when set (by tests alone), is called before each request's
+	// handler runs, on the handler's goroutine: a test panics in it to
+	// show that a handler's panic answers its request and no more.
+	beforeOp func(*api.Request)
 }
 
 // maxStateBytes bounds a session's shell state (cwd and exported
@@ -96,11 +103,47 @@ type Publisher interface {
 	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
 }
 
+// Store is what a host keeps of its session: the lease, the inbox, the
+// process registry and the session's objects (package session provides it,
+// over Firestore and Cloud Storage; package memstore in memory).
+type Store interface {
+	Acquire(ctx context.Context, sessionID, execution string, ttl time.Duration) (*session.Lease, error)
+	Renew(ctx context.Context, lease *session.Lease, ttl time.Duration) error
+	Release(ctx context.Context, lease *session.Lease, force bool) error
+	FailOrphans(ctx context.Context, lease *session.Lease) ([]session.Unpublished, error)
+	WatchQueued(ctx context.Context, sessionID string) <-chan struct{}
+	Queued(ctx context.Context, sessionID string, limit int) ([]session.Item, error)
+	Start(ctx context.Context, lease *session.Lease, requestID string) (item *session.Item, ok bool, err error)
+	Finish(ctx context.Context, lease *session.Lease, c *api.Completion, shell *session.Shell, cp *session.Checkpoint) ([]byte, error)
+	MarkPublished(ctx context.Context, sessionID, requestID string) error
+	Destroy(ctx context.Context, sessionID, reason string) (host string, answered []session.Unpublished, err error)
+	Purge(ctx context.Context, sessionID string) error
+
+	RecordProcess(ctx context.Context, lease *session.Lease, p session.ProcessDoc) error
+	Processes(ctx context.Context, sessionID string) ([]session.ProcessDoc, error)
+
+	CommitCheckpoint(ctx context.Context, lease *session.Lease, cp session.Checkpoint) error
+	ReadCheckpoint(ctx context.Context, cp *session.Checkpoint) ([]byte, error)
+	OpenCheckpoint(ctx context.Context, cp *session.Checkpoint) (io.ReadCloser, error)
+	Blobs(sessionID string) session.Blobs
+	DeleteBlobs(ctx context.Context, sessionID string, names []string) error
+	SweepBlobs(ctx context.Context, sessionID string, live map[string]bool, before time.Time) (int, error)
+
+	Bucket() string
+	ObjectURI(name string) string
+	OpenObject(ctx context.Context, name string) (*session.Object, error)
+	PutNewObject(ctx context.Context, name, contentType string, data []byte) (generation int64, err error)
+	WriteNewObject(ctx context.Context, name, contentType string, r io.Reader) (int64, error)
+	ReplaceObject(ctx context.Context, name, contentType string, r io.Reader) error
+	DeleteObject(ctx context.Context, name string) error
+}
+
 // Host serves one session.
 type Host struct {
-	cfg    Config
-	store  *session.Store
-	pub    Publisher
+	cfg   Config
+	store Store
+	// relay publishes recorded completions and marks them published.
+	relay  *outbox.Relay
 	logger *slog.Logger
 
 	lease *session.Lease
@@ -155,7 +198,7 @@ var ErrLeaseLost = session.ErrLeaseLost
 // Run hosts the session until it is idle, destroyed, or ctx ends (the
 // execution was cancelled). It returns nil when the host left cleanly or had
 // nothing to do.
-func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, logger *slog.Logger) error {
+func Run(ctx context.Context, cfg Config, store Store, pub Publisher, logger *slog.Logger) error {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
@@ -172,8 +215,10 @@ func Run(ctx context.Context, cfg Config, store *session.Store, pub Publisher, l
 	if cfg.MaxLifetime <= 0 {
 		cfg.MaxLifetime = DefaultMaxLifetime
 	}
+	// The relay names the session and the request itself.
+	relay := outbox.NewRelay(pub, store, logger.With("execution_id", cfg.Execution))
 	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
-	h := &Host{cfg: cfg, store: store, pub: pub, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
+	h := &Host{cfg: cfg, store: store, relay: relay, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
 	// A new host is busy: it was started for a request, or handed one.
 	h.lastWork.Store(time.Now().UnixNano())
 	return h.run(ctx)
@@ -190,13 +235,10 @@ func (h *Host) run(ctx context.Context) error {
 			span.End()
 		}
 	}()
-	var lease *session.Lease
-	err := retry.Do(sctx, retry.Firestore, h.logger, "acquire lease", func(ctx context.Context) error {
-		var err error
-		h.leaseSent = time.Now()
-		lease, err = h.store.Acquire(ctx, h.cfg.SessionID, h.cfg.Execution, h.cfg.LeaseTTL)
-		return err
-	})
+	// The lease counts, on the local clock, from before the store's first
+	// try (it retries transient failures itself): early, never late.
+	h.leaseSent = time.Now()
+	lease, err := h.store.Acquire(sctx, h.cfg.SessionID, h.cfg.Execution, h.cfg.LeaseTTL)
 	switch {
 	case errors.Is(err, session.ErrLeaseHeld), errors.Is(err, session.ErrDestroyed), errors.Is(err, session.ErrNotFound):
 		h.logger.Info("nothing to host", "event", "host.not_needed", "reason", err.Error())
@@ -486,16 +528,10 @@ func (h *Host) cleanUp(ctx context.Context, aborted []session.Unpublished) {
 }
 
 // publish sends a recorded completion and marks it published. A failure is
-// logged, not returned: the completion is recorded, and the reaper publishes
-// what stays unmarked.
+// not the host's to handle (the relay logs it): the completion is recorded,
+// and the reaper publishes what stays unmarked.
 func (h *Host) publish(ctx context.Context, sessionID, requestID string, data []byte, traceparent string) {
-	if err := h.pub.PublishCompletion(ctx, data, traceparent); err != nil {
-		h.logger.Warn("publish failed; the reaper will publish it", "event", "completion.publish_failed", "request_id", requestID, "error", err.Error())
-		return
-	}
-	if err := h.store.MarkPublished(ctx, sessionID, requestID); err != nil {
-		h.logger.Warn("mark published failed", "event", "completion.mark_failed", "request_id", requestID, "error", err.Error())
-	}
+	_ = h.relay.Send(ctx, outbox.Recorded{SessionID: sessionID, RequestID: requestID, Completion: data, Traceparent: traceparent})
 }
 
 // workspaceDir returns the workspace, created if missing.

@@ -118,7 +118,7 @@ func (h *Host) readLogObject(ctx context.Context, name string, offset, tail int6
 		return nil, 0, err
 	}
 	defer r.Close()
-	size := r.Attrs.Size
+	size := r.Size
 	start := offset
 	if tail > 0 {
 		start = max(size-tail, 0)

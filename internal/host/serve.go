@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -328,7 +329,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	started := time.Now()
 	if c.Error == nil {
 		xctx, xspan := telemetry.Start(ctx, "sandrun.run", trace.SpanKindInternal, attribute.String("sandrun.op", item.Op))
-		f.state, f.destroyed = h.execute(xctx, &req, c, markBegun)
+		f.state, f.destroyed = h.handle(xctx, &req, c, markBegun)
 		xspan.SetAttributes(attribute.Int("sandrun.exit_code", c.ExitCode))
 		xspan.End()
 	}
@@ -401,6 +402,30 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 		h.cleanUp(rctx, aborted)
 	}
 	return f
+}
+
+// handle runs the operation of a request into its completion, as execute
+// does, and turns a panic of its handler into an INTERNAL completion of
+// that request alone: the host serves on, the session's shell state is
+// kept as it was, and the stack goes to the log.
+func (h *Host) handle(ctx context.Context, req *api.Request, c *api.Completion, begun func()) (state *shell.State, destroyed bool) {
+	before := *c
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		h.logger.ErrorContext(ctx, "request handler panicked; the request is answered INTERNAL and the host serves on", "event", "request.panic",
+			"request_id", req.RequestID, "op", string(req.Op), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		// Whatever the handler filled in before it panicked is dropped.
+		*c = before
+		c.Fail(api.CodeInternal, fmt.Sprintf("the host failed while serving this %s request; the session goes on", req.Op))
+		state, destroyed = nil, false
+	}()
+	if h.cfg.beforeOp != nil {
+		h.cfg.beforeOp(req)
+	}
+	return h.execute(ctx, req, c, begun)
 }
 
 // execute runs the operation of a request into its completion. It returns

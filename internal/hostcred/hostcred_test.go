@@ -21,7 +21,6 @@ import (
 	"github.com/sandrun/sandrun/emulator/emulatortest"
 	"github.com/sandrun/sandrun/emulator/official"
 	"github.com/sandrun/sandrun/internal/hostcred"
-	"github.com/sandrun/sandrun/internal/session"
 )
 
 const account = "sandrun-executor@sandrun-local.iam.gserviceaccount.com"
@@ -65,14 +64,14 @@ func TestOnOfficialFirestore(t *testing.T) {
 	t.Run("SourceTakesTheRenewedToken", TestSourceTakesTheRenewedToken)
 }
 
-func (w *world) store() *session.Store {
+func (w *world) store() *hostcred.FirestoreStore {
 	w.t.Helper()
 	fs, err := firestore.NewClient(context.Background(), w.suite.Project)
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { fs.Close() })
-	return session.NewStore(fs, nil, session.Config{Bucket: "unused"})
+	return hostcred.NewFirestoreStore(fs)
 }
 
 func (w *world) minter(lifetime time.Duration) *hostcred.IAMMinter {

@@ -112,11 +112,20 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Store records the launches the Launcher carries out in their sessions'
+// documents (package session provides it, over Firestore).
+type Store interface {
+	LaunchTimeout() time.Duration
+	RecordLaunch(ctx context.Context, sessionID, launchID, execution string) error
+	WithdrawLaunch(ctx context.Context, sessionID, launchID string, counted bool) error
+	KeepClaim(ctx context.Context, sessionID, launchID string, since time.Time, why string) (*session.Launch, error)
+}
+
 // Launcher carries out claimed launches in the background. Request hands
 // it a claim; Run works the claims until its context ends.
 type Launcher struct {
 	cfg    Config
-	store  *session.Store
+	store  Store
 	runner Runner
 	pool   Pool
 	logger *slog.Logger
@@ -167,7 +176,7 @@ type entry struct {
 
 // New returns a Launcher that starts hosts with runner. Call UsePool to
 // let it hand launches to a warm pool first.
-func New(cfg Config, store *session.Store, runner Runner, logger *slog.Logger) *Launcher {
+func New(cfg Config, store Store, runner Runner, logger *slog.Logger) *Launcher {
 	l := &Launcher{cfg: cfg.withDefaults(), store: store, runner: runner, logger: logger, now: time.Now,
 		pending: map[string]*entry{}, settled: make(chan struct{}), wake: make(chan struct{}, 1)}
 	// From the global meter provider: no-ops unless metrics are on.

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/sandrun/sandrun/internal/retry"
 	"github.com/sandrun/sandrun/internal/session"
 )
 
@@ -23,6 +22,16 @@ type MemberConfig struct {
 	TTL time.Duration
 }
 
+// MemberStore is what a pool member keeps of its own record (package
+// session provides it, over Firestore).
+type MemberStore interface {
+	RegisterMember(ctx context.Context, id, execution string, ttl time.Duration) error
+	RenewMember(ctx context.Context, id string, ttl time.Duration) error
+	LeaveMember(ctx context.Context, id string) error
+	Member(ctx context.Context, id string) (*session.MemberDoc, error)
+	WatchMember(ctx context.Context, id string) <-chan *session.MemberDoc
+}
+
 // Assignment is the session a member was handed.
 type Assignment struct {
 	SessionID   string
@@ -34,7 +43,7 @@ type Assignment struct {
 // its idle time runs out, its record is removed, or ctx ends. It returns the
 // session to host, or nil when the member should exit without one. A member
 // that was claimed always gets its assignment, even when it was leaving.
-func Await(ctx context.Context, store *session.Store, cfg MemberConfig, logger *slog.Logger) (*Assignment, error) {
+func Await(ctx context.Context, store MemberStore, cfg MemberConfig, logger *slog.Logger) (*Assignment, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
@@ -43,10 +52,7 @@ func Await(ctx context.Context, store *session.Store, cfg MemberConfig, logger *
 	}
 	logger = logger.With("member", cfg.ID, "execution_id", cfg.Execution)
 	start := time.Now()
-	err := retry.Do(ctx, retry.Firestore, logger, "register pool host", func(ctx context.Context) error {
-		return store.RegisterMember(ctx, cfg.ID, cfg.Execution, cfg.TTL)
-	})
-	if err != nil {
+	if err := store.RegisterMember(ctx, cfg.ID, cfg.Execution, cfg.TTL); err != nil {
 		return nil, err
 	}
 	logger.Info("pool host idle", "event", "pool.member_idle", "duration_seconds", time.Since(start).Seconds())

@@ -4,7 +4,7 @@
 // checkpoint restore instead of a cold start.
 //
 // It owns three things: claiming an idle member for a session's launch (the
-// dispatcher and the reaper call Claim before falling back to RunJob), the
+// launcher, package launch, calls Claim before falling back to RunJob), the
 // refill policy (how many members to keep, launching the shortfall and
 // removing members that died or stopped renewing), and the member's side
 // (Await: register, stay claimable, wait for a session or leave when unused).
@@ -145,10 +145,22 @@ type Launcher interface {
 	Cancel(ctx context.Context, execution string) error
 }
 
+// Store keeps the warm pool's member records (package session provides
+// it, over Firestore).
+type Store interface {
+	AddLaunchingMember(ctx context.Context, id string) error
+	MemberLaunched(ctx context.Context, id, execution string) error
+	RemoveMember(ctx context.Context, id string) error
+	ClaimMember(ctx context.Context, sessionID, launchID, traceparent string) (*session.Member, error)
+	RecordMiss(ctx context.Context, sessionID, launchID string) error
+	PoolMembers(ctx context.Context) ([]session.Member, error)
+	PoolAssignments(ctx context.Context, since time.Time) ([]session.Member, error)
+}
+
 // Pool claims and refills the warm pool.
 type Pool struct {
 	policy   Policy
-	store    *session.Store
+	store    Store
 	launcher Launcher
 	logger   *slog.Logger
 	now      func() time.Time
@@ -166,7 +178,7 @@ type Pool struct {
 
 // New returns the pool that policy describes; meters may be nil (the global
 // meter provider is used).
-func New(policy Policy, store *session.Store, launcher Launcher, meters metric.MeterProvider, logger *slog.Logger) *Pool {
+func New(policy Policy, store Store, launcher Launcher, meters metric.MeterProvider, logger *slog.Logger) *Pool {
 	if meters == nil {
 		meters = otel.GetMeterProvider()
 	}
@@ -192,12 +204,7 @@ func (p *Pool) Claim(ctx context.Context, sessionID, launchID, traceparent strin
 		return "", nil
 	}
 	defer p.RequestRefill()
-	var m *session.Member
-	err := retry.Do(ctx, retry.Firestore, p.logger, "claim pool host for session "+sessionID, func(ctx context.Context) error {
-		var err error
-		m, err = p.store.ClaimMember(ctx, sessionID, launchID, traceparent)
-		return err
-	})
+	m, err := p.store.ClaimMember(ctx, sessionID, launchID, traceparent)
 	if err != nil {
 		return "", err
 	}

@@ -5,9 +5,12 @@
 // sessions whose objects remain, and executions that host no live session.
 //
 // Each pass is idempotent and safe to run from many places at once: every
-// change is a transaction on the session's state. A pass works sessions in
-// parallel, a bounded number at once, and never waits for a launch: it
-// hands the launches it claims to a launcher (package launch). The reaper
+// change is a transaction on the session's state. A step of a pass reads
+// (Store, Runner), decides with a pure function of what it read and the
+// time (decide.go), and acts. A pass works sessions in parallel, a bounded
+// number at once, and never waits for a launch: it hands the launches it
+// claims to the launcher (package launch, the one way hosts are launched).
+// Completions go out through the outbox relay (package outbox). The reaper
 // never runs user commands.
 package reaper
 
@@ -23,11 +26,10 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/jobrunner"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/telemetry"
@@ -51,6 +53,43 @@ type Launches interface {
 // Publisher publishes recorded completions.
 type Publisher interface {
 	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
+}
+
+// Store is what the reaper reads and changes of the sessions' state
+// (session.Store is it). The store retries what it retries (package
+// retry); what still fails, the reaper's next pass does again.
+type Store interface {
+	// ExpiredHosts lists the sessions whose host's lease lapsed.
+	ExpiredHosts(ctx context.Context) ([]session.ExpiredHost, error)
+	// RecoverHost takes a session from its lapsed host, answering its
+	// running requests HOST_LOST.
+	RecoverHost(ctx context.Context, sessionID string) (lost []session.Unpublished, recovered bool, err error)
+	// Waiting lists the sessions with queued requests and no host, but
+	// those skip names.
+	Waiting(ctx context.Context, skip func(sessionID string) bool) ([]session.Waiting, error)
+	// LaunchFailed withdraws a launch whose execution ended unserved.
+	LaunchFailed(ctx context.Context, sessionID, launchID string) error
+	// Relaunch claims a new launch of a stranded session, or, past
+	// maxAttempts, answers its queued requests LAUNCH_FAILED.
+	Relaunch(ctx context.Context, sessionID string, maxAttempts int) (launch *session.Launch, failed []session.Unpublished, err error)
+	// Unpublished lists completions recorded before cutoff and never
+	// marked published.
+	Unpublished(ctx context.Context, cutoff time.Time, limit int) ([]session.Unpublished, error)
+	// MarkPublished marks a recorded completion published.
+	MarkPublished(ctx context.Context, sessionID, requestID string) error
+	// Stale lists the active sessions last used before cutoff.
+	Stale(ctx context.Context, cutoff time.Time) ([]string, error)
+	// Destroy destroys a session, answering its unfinished requests.
+	Destroy(ctx context.Context, sessionID, reason string) (host string, answered []session.Unpublished, err error)
+	// PurgePending lists destroyed sessions whose objects remain.
+	PurgePending(ctx context.Context) ([]string, error)
+	// Purge deletes a destroyed session's objects.
+	Purge(ctx context.Context, sessionID string) error
+	// Hosted is the set of executions that sessions' hosts and launches,
+	// and the warm pool's members, name.
+	Hosted(ctx context.Context) (map[string]bool, error)
+	// SettleProcesses marks the processes of hosts that are gone lost.
+	SettleProcesses(ctx context.Context) (int, error)
 }
 
 // Config tunes the reaper. Zero fields take the defaults below.
@@ -84,9 +123,10 @@ const (
 
 // Reaper runs recovery passes.
 type Reaper struct {
-	cfg      Config
-	store    *session.Store
-	pub      Publisher
+	cfg   Config
+	store Store
+	// relay publishes recorded completions and marks them published.
+	relay    *outbox.Relay
 	runner   Runner
 	launches Launches
 	pool     *pool.Pool
@@ -104,7 +144,7 @@ type Reaper struct {
 
 // New returns a reaper whose launches go to launches. pool may be nil (no
 // warm pool).
-func New(cfg Config, store *session.Store, pub Publisher, runner Runner, launches Launches, pool *pool.Pool, logger *slog.Logger) *Reaper {
+func New(cfg Config, store Store, pub Publisher, runner Runner, launches Launches, pool *pool.Pool, logger *slog.Logger) *Reaper {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
@@ -123,7 +163,7 @@ func New(cfg Config, store *session.Store, pub Publisher, runner Runner, launche
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
-	r := &Reaper{cfg: cfg, store: store, pub: pub, runner: runner, launches: launches, pool: pool, logger: logger, now: time.Now}
+	r := &Reaper{cfg: cfg, store: store, relay: outbox.NewRelay(pub, store, logger), runner: runner, launches: launches, pool: pool, logger: logger, now: time.Now}
 	// From the global meter provider: no-ops unless metrics are on.
 	m := otel.GetMeterProvider().Meter("github.com/sandrun/sandrun/internal/reaper")
 	r.answered = telemetry.RequestCounter(m)
@@ -135,6 +175,9 @@ func New(cfg Config, store *session.Store, pub Publisher, runner Runner, launche
 		metric.WithDescription("reaper passes by outcome: ok, or failed when a step failed"))
 	return r
 }
+
+// republishBatch bounds the completions a pass publishes again.
+const republishBatch = 500
 
 // Report counts what one pass did.
 type Report struct {
@@ -171,16 +214,17 @@ func (r *Reaper) Run(ctx context.Context) error {
 // a step that fails and returns the errors joined.
 func (r *Reaper) Once(ctx context.Context) (Report, error) {
 	start := r.now()
+	cut := cutoffsAt(start, r.cfg)
 	var t tally
 	// Stale sessions go first, so that none is relaunched only to be
 	// destroyed.
 	errs := []error{
-		r.destroyStale(ctx, &t),
+		r.destroyStale(ctx, cut, &t),
 		r.recoverHosts(ctx, &t),
 		r.relaunchStranded(ctx, &t),
-		r.republish(ctx, &t),
+		r.republish(ctx, cut, &t),
 		r.purge(ctx, &t),
-		r.cancelOrphans(ctx, &t),
+		r.cancelOrphans(ctx, cut, &t),
 		r.settleProcesses(ctx, &t),
 		r.refillPool(ctx, &t),
 	}
@@ -243,35 +287,45 @@ func (r *Reaper) countAnswers(ctx context.Context, us []session.Unpublished) {
 	}
 }
 
+// publishAll publishes recorded completions and marks them published, and
+// returns how many it published; one that fails stays unmarked, and a later
+// pass publishes it (the relay logs the failure).
 func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) int {
 	n := 0
 	for _, u := range us {
-		if err := r.pub.PublishCompletion(ctx, u.Completion, ""); err != nil {
-			r.logger.Warn("publish failed; next pass retries", "event", "completion.publish_failed", "session_id", u.SessionID, "request_id", u.RequestID, "error", err.Error())
-			continue
+		if r.relay.Send(ctx, outbox.Recorded{SessionID: u.SessionID, RequestID: u.RequestID, Completion: u.Completion}) == nil {
+			n++
 		}
-		if err := r.store.MarkPublished(ctx, u.SessionID, u.RequestID); err != nil {
-			r.logger.Warn("mark published failed", "event", "completion.mark_failed", "session_id", u.SessionID, "request_id", u.RequestID, "error", err.Error())
-		}
-		n++
 	}
 	return n
 }
 
 // recoverHosts takes sessions from hosts whose lease lapsed; the
-// relaunch step that follows gives them new hosts. A lapsed host may only
-// be stopped or cut off from Firestore, its commands still running: its
+// relaunch step that follows gives them new hosts. A lapsed host's
 // execution is cancelled first, and the session recovered only once Cloud
-// Run reports it ended, so that no two commands of a session ever run at
-// once (docs/reliability.md, "A lost host does nothing more").
+// Run reports it ended (lapsedHost).
 func (r *Reaper) recoverHosts(ctx context.Context, t *tally) error {
 	expired, err := r.store.ExpiredHosts(ctx)
 	if err != nil {
 		return err
 	}
 	return each(ctx, r.cfg.Concurrency, expired, func(h session.ExpiredHost) error {
-		if ended, err := r.hostEnded(ctx, h); err != nil || !ended {
+		var e jobrunner.Execution
+		var err error
+		if h.Execution != "" {
+			e, err = r.runner.Get(ctx, h.Execution)
+		}
+		step, err := lapsedHost(h, e, err)
+		switch step {
+		case hostWait:
 			return err
+		case hostCancel:
+			// Again each pass: a cancel is idempotent.
+			r.logger.Warn("lapsed host still runs: cancelling it before the session moves on", "event", "host.lapsed_cancel", "session_id", h.SessionID, "execution_id", h.Execution)
+			if err := r.runner.Cancel(ctx, h.Execution); err != nil {
+				return fmt.Errorf("session %s: cancel its lapsed host: %w", h.SessionID, err)
+			}
+			return nil
 		}
 		id := h.SessionID
 		lost, recovered, err := r.store.RecoverHost(ctx, id)
@@ -287,32 +341,9 @@ func (r *Reaper) recoverHosts(ctx context.Context, t *tally) error {
 	})
 }
 
-// hostEnded reports whether a lapsed host's execution has ended; while it
-// runs, it cancels it (again each pass: a cancel is idempotent).
-func (r *Reaper) hostEnded(ctx context.Context, h session.ExpiredHost) (bool, error) {
-	if h.Execution == "" {
-		return true, nil
-	}
-	e, err := r.runner.Get(ctx, h.Execution)
-	switch {
-	case status.Code(err) == codes.NotFound:
-		return true, nil
-	case err != nil:
-		return false, fmt.Errorf("session %s: look at its lapsed host: %w", h.SessionID, err)
-	case !e.Running:
-		return true, nil
-	}
-	r.logger.Warn("lapsed host still runs: cancelling it before the session moves on", "event", "host.lapsed_cancel", "session_id", h.SessionID, "execution_id", h.Execution)
-	if err := r.runner.Cancel(ctx, h.Execution); err != nil {
-		return false, fmt.Errorf("session %s: cancel its lapsed host: %w", h.SessionID, err)
-	}
-	return false, nil
-}
-
-// relaunchStranded gives sessions with queued requests and no host one. A
-// launch whose execution already ended without taking the session's lease
-// (it crashed at start) is withdrawn first, rather than waited out. The
-// launches it claims are handed to the launcher, never waited for.
+// relaunchStranded gives sessions with queued requests and no host one
+// (stranded decides). The launches it claims are handed to the launcher,
+// never waited for.
 func (r *Reaper) relaunchStranded(ctx context.Context, t *tally) error {
 	// The sessions this process's launcher holds are being launched, or
 	// wait in line: nothing to read of them.
@@ -322,16 +353,17 @@ func (r *Reaper) relaunchStranded(ctx context.Context, t *tally) error {
 	}
 	return each(ctx, r.cfg.Concurrency, waiting, func(w session.Waiting) error {
 		id := w.SessionID
-		if inFlight := w.Launch; inFlight != nil {
-			if inFlight.Execution == "" {
-				return nil // still being launched
-			}
-			e, err := r.runner.Get(ctx, inFlight.Execution)
-			if err != nil || e.Running {
-				return nil
-			}
-			r.logger.Warn("host ended before it served its session", "event", "host.launch_died", "session_id", id, "execution_id", inFlight.Execution)
-			if err := r.store.LaunchFailed(ctx, id, inFlight.ID); err != nil {
+		var e jobrunner.Execution
+		var err error
+		if needsExecution(w) {
+			e, err = r.runner.Get(ctx, w.Launch.Execution)
+		}
+		switch stranded(w, e, err) {
+		case strandedLeave:
+			return nil
+		case strandedWithdraw:
+			r.logger.Warn("host ended before it served its session", "event", "host.launch_died", "session_id", id, "execution_id", w.Launch.Execution)
+			if err := r.store.LaunchFailed(ctx, id, w.Launch.ID); err != nil {
 				return err
 			}
 		}
@@ -354,8 +386,8 @@ func (r *Reaper) relaunchStranded(ctx context.Context, t *tally) error {
 }
 
 // republish publishes completions whose publish was lost.
-func (r *Reaper) republish(ctx context.Context, t *tally) error {
-	us, err := r.store.Unpublished(ctx, r.now().Add(-r.cfg.PublishAfter), 500)
+func (r *Reaper) republish(ctx context.Context, cut cutoffs, t *tally) error {
+	us, err := r.store.Unpublished(ctx, cut.unpublished, republishBatch)
 	if err != nil {
 		return err
 	}
@@ -366,8 +398,8 @@ func (r *Reaper) republish(ctx context.Context, t *tally) error {
 }
 
 // destroyStale destroys sessions idle past their TTL.
-func (r *Reaper) destroyStale(ctx context.Context, t *tally) error {
-	ids, err := r.store.Stale(ctx, r.now().Add(-r.cfg.TTL))
+func (r *Reaper) destroyStale(ctx context.Context, cut cutoffs, t *tally) error {
+	ids, err := r.store.Stale(ctx, cut.stale)
 	if err != nil {
 		return err
 	}
@@ -404,7 +436,7 @@ func (r *Reaper) purge(ctx context.Context, t *tally) error {
 
 // cancelOrphans cancels executions that host no live session, which also
 // ends their background processes.
-func (r *Reaper) cancelOrphans(ctx context.Context, t *tally) error {
+func (r *Reaper) cancelOrphans(ctx context.Context, cut cutoffs, t *tally) error {
 	running, err := r.runner.Running(ctx)
 	if err != nil {
 		return err
@@ -417,11 +449,7 @@ func (r *Reaper) cancelOrphans(ctx context.Context, t *tally) error {
 		return err
 	}
 	var errs []error
-	cutoff := r.now().Add(-r.cfg.OrphanAfter)
-	for _, e := range running {
-		if hosted[e.ID] || e.CreatedAt.After(cutoff) {
-			continue
-		}
+	for _, e := range orphans(running, hosted, cut.orphan) {
 		if err := r.runner.Cancel(ctx, e.ID); err != nil {
 			errs = append(errs, err)
 			continue

@@ -1,5 +1,22 @@
 // Package retry decides, in one place, which failures of Google Cloud calls
 // are worth another try, and retries them with capped exponential backoff.
+//
+// Each call is retried in exactly one layer: the one that makes it.
+//   - Firestore: the session store. Its methods retry their transactions
+//     and single-document reads under the Firestore policy, and return an
+//     error only once retrying is pointless or the policy's time ran out;
+//     their callers (dispatcher, host, pool, reaper, launcher) never wrap
+//     them in Do again, which would multiply the attempts and the wait.
+//     Its queries and single writes are tried once: their callers loop
+//     anyway (the host's lease renewal retries until its fence, the
+//     reaper's next pass, the host's next inbox read).
+//   - Pub/Sub publishing: package outbox (PublishCompletion, DeadLetter).
+//   - Cloud Run: the pool retries a member's launch; a session's launch is
+//     retried by package launch's per-session backoff, not by Do.
+//
+// What a layer above does with a final error is not another retry of the
+// call: the dispatcher nacks (Pub/Sub delivers the message again), the
+// launcher falls back from the pool to a new execution.
 package retry
 
 import (

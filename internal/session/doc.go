@@ -22,6 +22,15 @@
 //     request that arrives while it leaves is either served by it or sees no
 //     host and gets a new one.
 //
+// What each change decides is apart from how it is stored (decide.go):
+// pure functions of what a transaction read and the time (Rules.Enqueue,
+// Rules.Acquire, Rules.Recover, StartItem, FinishItem, Relaunch, ...), so
+// that policy is unit-tested without a cloud, and so that the in-memory
+// store of package memstore, which consumers' unit tests use, decides
+// exactly as the Firestore store does. Package storetest is the contract
+// both pass. Each consumer declares the part of the store it uses (the
+// Store interfaces of packages dispatcher, host, reaper, launch, pool).
+//
 // The package never runs user commands and never publishes to Pub/Sub: it
 // returns what must be published, and callers publish.
 package session

@@ -2,15 +2,12 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"github.com/google/uuid"
 
 	"github.com/sandrun/sandrun/api"
 )
@@ -72,7 +69,7 @@ func (s *Store) hostAfterEnqueue(ctx context.Context, acc *Accepted) error {
 	if err != nil {
 		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
 	}
-	if lease.live(s.now()) {
+	if lease.Live(s.now()) {
 		return nil
 	}
 	// No give-up here: the reaper counts launch attempts and gives up.
@@ -108,8 +105,8 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			acc.Item, acc.Duplicate = *prev, true
 			return nil
 		}
-		doc, err := txGet[Doc](tx, sref)
-		if err != nil {
+		in := EnqueueInput{Req: req, Raw: raw, Traceparent: traceparent}
+		if in.Doc, err = txGet[Doc](tx, sref); err != nil {
 			return err
 		}
 		// Only a destroy, which fences the host off, reads the lease in the
@@ -119,111 +116,47 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		// 15 s) and the reaper from recovering it. A plain read locks
 		// nothing; the race it opens with a host that leaves is closed
 		// after the commit (see Enqueue).
-		var lease *LeaseDoc
 		if req.Op == api.OpSessionDestroy {
-			lease, err = txGet[LeaseDoc](tx, s.leaseRef(req.SessionID))
+			in.Lease, err = txGet[LeaseDoc](tx, s.leaseRef(req.SessionID))
 		} else {
-			lease, err = find[LeaseDoc](ctx, s.leaseRef(req.SessionID))
+			in.Lease, err = find[LeaseDoc](ctx, s.leaseRef(req.SessionID))
 		}
 		if err != nil {
 			return err
 		}
-		now := s.now()
-		item := Item{
-			RequestID: req.RequestID, SessionID: req.SessionID, Op: string(req.Op),
-			Request: raw, RequestBytes: len(raw), Traceparent: traceparent, AcceptedAt: now, ExpireAt: now.Add(s.cfg.TTL),
-		}
-		exists := doc != nil && doc.Status == StatusActive
-		answer := func(c *api.Completion) error { return s.answer(tx, iref, &item, c, &acc) }
-		ok := func() *api.Completion {
-			return &api.Completion{RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op, Status: api.StatusOK}
-		}
-		notFound := func() *api.Completion {
-			return api.ErrorCompletion(req.RequestID, req.SessionID, req.Op, api.CodeNotFound, fmt.Sprintf("session %s does not exist", req.SessionID))
-		}
-
-		if req.Op == api.OpSessionGet {
-			// Reading a session neither creates nor wakes it.
-			if !exists {
-				return answer(notFound())
-			}
-			c := ok()
-			if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
+		if ShowsSession(req.Op) && in.Doc != nil {
+			if in.Shown, err = s.shown(ctx, req.SessionID); err != nil {
 				return err
 			}
-			return answer(c)
 		}
-		if doc != nil && doc.Status == StatusDestroyed && doc.PurgePending {
-			return errPurgeFirst
-		}
-		if req.Op == api.OpSessionDestroy {
-			if !exists {
-				return answer(notFound())
-			}
-			if !lease.live(now) && !s.launchStarting(doc, lease, now) {
-				// No host runs it and none is starting: destroy it here, no
-				// host needed. What waits for a host (its requests, a
-				// launch refused or in line behind the most hosts) ends
-				// now: the requests are answered ABORTED, and a host that
-				// starts for it later finds it destroyed and exits.
-				c := ok()
-				if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
-					return err
-				}
-				unfinished := s.sessionRef(req.SessionID).Collection(inboxCollection).Where("status", "in", []string{ItemQueued, ItemRunning})
-				acc.Aborted, err = answerAll(tx, unfinished, now, func(it *Item) *api.Completion {
-					return api.ErrorCompletion(it.RequestID, req.SessionID, api.Op(it.Op), api.CodeAborted,
-						fmt.Sprintf("session %s was destroyed (session.destroy %s) before this request finished", req.SessionID, req.RequestID))
-				})
-				if err != nil {
-					return err
-				}
-				if err := s.destroy(tx, req.SessionID, doc, lease, now); err != nil {
-					return err
-				}
-				c.Session.Status = StatusDestroyed
-				acc.Purge = true
-				return answer(c)
-			}
-			// Otherwise it waits its turn in the inbox, and the host ends
-			// the session.
-		}
-
-		if !exists {
-			doc = s.revive(doc, now)
-		}
-		doc.UpdatedAt, doc.ExpireAt = now, now.Add(s.cfg.TTL)
-		// A lapsed host that the reaper has not recovered yet may still be
-		// running a command: the reaper launches the next host after it.
-		needHost := !lease.held() && !s.launchInFlight(doc, lease, now)
-
-		if req.Op == api.OpSessionCreate {
-			// Creating a session warms it: a host is launched now so that
-			// the first command does not wait for one.
-			if needHost {
-				acc.Launch = doc.claimLaunch(now)
-			}
-			c := ok()
-			if c.Session, err = s.info(ctx, req.SessionID, doc, lease); err != nil {
-				return err
-			}
-			if err := tx.Set(sref, doc); err != nil {
-				return err
-			}
-			return answer(c)
-		}
-
-		item.Seq, item.Status = doc.NextSeq, ItemQueued
-		doc.NextSeq++
-		if needHost {
-			acc.Launch = doc.claimLaunch(now)
-		}
-		acc.hostSeen = lease.live(now)
-		if err := tx.Set(sref, doc); err != nil {
+		in.Now = s.now()
+		dec, err := s.rules.Enqueue(in)
+		if err != nil {
 			return err
 		}
-		acc.Item = item
-		return tx.Create(iref, item)
+		if dec.PurgeFirst {
+			return errPurgeFirst
+		}
+		if dec.Destroy {
+			unfinished := s.sessionRef(req.SessionID).Collection(inboxCollection).Where("status", "in", []string{ItemQueued, ItemRunning})
+			acc.Aborted, err = answerAll(tx, unfinished, in.Now, func(it *Item) *api.Completion {
+				return Aborted(it, req.SessionID, DestroyedBy(req.RequestID))
+			})
+			if err != nil {
+				return err
+			}
+			if err := s.destroy(tx, req.SessionID, in.Doc, in.Lease, in.Now); err != nil {
+				return err
+			}
+			acc.Purge = true
+		}
+		if dec.Doc != nil {
+			if err := tx.Set(sref, dec.Doc); err != nil {
+				return err
+			}
+		}
+		acc.Item, acc.Answer, acc.Launch, acc.hostSeen = dec.Item, dec.Answer, dec.Launch, dec.HostSeen
+		return tx.Create(iref, dec.Item)
 	})
 	if err != nil {
 		if errors.Is(err, errPurgeFirst) {
@@ -234,43 +167,27 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 	return acc, nil
 }
 
-// answer records item as done with completion c, unpublished.
-func (s *Store) answer(tx *firestore.Transaction, ref *firestore.DocumentRef, item *Item, c *api.Completion, acc *Accepted) error {
-	c.Timing.AcceptedAt, c.Timing.StartedAt, c.Timing.FinishedAt = item.AcceptedAt, item.AcceptedAt, item.AcceptedAt
-	b, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("encode completion: %w", err)
-	}
-	item.Status, item.Completion, item.FinishedAt = ItemDone, string(b), item.AcceptedAt
-	acc.Item, acc.Answer = *item, c
-	return tx.Create(ref, *item)
-}
-
-// info describes the session for a completion. What it reads besides d and
-// lease it reads outside the transaction: a description needs no lock, and
-// locks on the state document and the queued items would hold up the
-// session's host (Finish, Start) while the dispatcher lives.
-func (s *Store) info(ctx context.Context, id string, d *Doc, lease *LeaseDoc) (*api.SessionInfo, error) {
+// shown reads what an answer shows of the session besides its documents,
+// outside the transaction: a description needs no lock, and locks on the
+// state document and the queued items would hold up the session's host
+// (Finish, Start) while the dispatcher lives.
+func (s *Store) shown(ctx context.Context, id string) (Shown, error) {
 	st, err := find[StateDoc](ctx, s.stateRef(id))
 	if err != nil {
-		return nil, err
+		return Shown{}, err
 	}
-	si := &api.SessionInfo{SessionID: id, Status: d.Status, CreatedAt: d.CreatedAt, LastActiveAt: d.UpdatedAt}
+	var sh Shown
 	if st != nil {
-		cwd, _ := st.Shell.Values()
-		si.Cwd = strings.ToValidUTF8(cwd, "\uFFFD")
-	}
-	if lease.live(s.now()) {
-		si.Host = lease.Execution
+		sh.Cwd, _ = st.Shell.Values()
 	}
 	it := s.queuedQuery(id).Documents(ctx)
 	defer it.Stop()
 	snaps, err := it.GetAll()
 	if err != nil {
-		return nil, fmt.Errorf("count queued requests of session %s: %w", id, err)
+		return Shown{}, fmt.Errorf("count queued requests of session %s: %w", id, err)
 	}
-	si.Queued = len(snaps)
-	return si, nil
+	sh.Queued = len(snaps)
+	return sh, nil
 }
 
 // Reject records the error completion of a request that is invalid but
@@ -296,17 +213,11 @@ func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item
 			item, duplicate = *prev, true
 			return nil
 		}
-		now := s.now()
-		item = Item{RequestID: c.RequestID, SessionID: c.SessionID, Op: string(c.Op), RequestBytes: len(raw), AcceptedAt: now, ExpireAt: now.Add(s.cfg.TTL)}
-		if len(raw) <= api.MaxRequestBytes {
-			item.Request = raw
-		}
-		var acc Accepted
-		if err := s.answer(tx, ref, &item, c, &acc); err != nil {
+		if item, err = s.rules.Reject(c, raw, s.now()); err != nil {
 			return err
 		}
-		item, duplicate = acc.Item, false
-		return nil
+		duplicate = false
+		return tx.Create(ref, item)
 	})
 	if err != nil {
 		return Item{}, false, fmt.Errorf("record rejection of request %s of session %s: %w", c.RequestID, c.SessionID, err)
@@ -314,43 +225,17 @@ func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item
 	return item, duplicate, nil
 }
 
-// revive starts a new life for a session that never existed or was
-// destroyed. Its sequence continues, so ordering holds across lives.
-func (s *Store) revive(old *Doc, now time.Time) *Doc {
-	d := &Doc{Status: StatusActive, CreatedAt: now}
-	if old != nil {
-		d.NextSeq = old.NextSeq
-	}
-	return d
-}
-
-// claimLaunch records that a launch is under way and returns it.
-func (d *Doc) claimLaunch(now time.Time) *Launch {
-	if d.LaunchAttempts == 0 {
-		d.AttemptsSince = now
-	}
-	d.LaunchAttempts++
-	d.Launch = &Launch{ID: uuid.NewString(), RequestedAt: now, Attempts: d.LaunchAttempts}
-	return d.Launch
-}
-
-// destroy ends the session's life in tx: the session document says so, the
-// host (if any) is fenced off, and the hosts' state is dropped. The caller
+// destroy ends the session's life in tx (Rules.Destroyed). The caller
 // purges the objects.
 func (s *Store) destroy(tx *firestore.Transaction, id string, d *Doc, lease *LeaseDoc, now time.Time) error {
-	d.Status, d.UpdatedAt, d.ExpireAt = StatusDestroyed, now, now.Add(s.cfg.TTL)
-	d.Launch, d.LaunchAttempts, d.PurgePending = nil, 0, true
-	if err := tx.Set(s.sessionRef(id), d); err != nil {
+	doc, ld, fd := s.rules.Destroyed(*d, lease, now)
+	if err := tx.Set(s.sessionRef(id), doc); err != nil {
 		return err
 	}
-	var epoch int64
-	if lease != nil {
-		epoch = lease.Epoch
-	}
-	if err := tx.Set(s.leaseRef(id), LeaseDoc{Epoch: epoch + 1, ExpireAt: now.Add(s.cfg.TTL)}); err != nil {
+	if err := tx.Set(s.leaseRef(id), ld); err != nil {
 		return err
 	}
-	if err := s.setFence(tx, id, epoch+1, "", now); err != nil {
+	if err := tx.Set(s.fenceRef(id), fd); err != nil {
 		return err
 	}
 	return tx.Delete(s.stateRef(id))

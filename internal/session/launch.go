@@ -40,13 +40,6 @@ func (s *Store) KeepClaim(ctx context.Context, sessionID, launchID string, since
 	return kept, nil
 }
 
-// launchStarting reports whether a launch of the session is under way and
-// not waiting (WaitingFor): its host is starting, and a destroy waits for
-// it in the inbox, in order, as it does for a live host.
-func (s *Store) launchStarting(d *Doc, lease *LeaseDoc, now time.Time) bool {
-	return s.launchInFlight(d, lease, now) && d.Launch.WaitingFor == ""
-}
-
 // HostWait is a session waiting for a host, in line.
 type HostWait struct {
 	SessionID string    `json:"session_id"`

@@ -58,31 +58,12 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 		if err != nil {
 			return err
 		}
-		switch {
-		case doc == nil:
-			return ErrNotFound
-		case doc.Status == StatusDestroyed:
-			return ErrDestroyed
+		next, fence, l, err := s.rules.Acquire(sessionID, execution, ttl, doc, ld, st, s.now())
+		if err != nil {
+			return err
 		}
-		now := s.now()
-		if ld.held() && ld.Execution != execution {
-			return ErrLeaseHeld
-		}
-		next := LeaseDoc{Execution: execution, LeaseExpires: now.Add(ttl), StartedAt: now, ExpireAt: now.Add(s.cfg.TTL)}
-		if ld != nil {
-			next.Epoch = ld.Epoch
-		}
-		next.Epoch++
-		lease = &Lease{SessionID: sessionID, Execution: execution, Epoch: next.Epoch, Expires: next.LeaseExpires, Acquired: now,
-			Unreleased: ld != nil && (ld.Execution != "" || ld.Abandoned)}
-		if doc.Launch != nil {
-			next.LaunchID = doc.Launch.ID
-			lease.LaunchRequestedAt = doc.Launch.RequestedAt
-		}
-		if st != nil {
-			lease.Checkpoint, lease.Shell = st.Checkpoint, st.Shell
-		}
-		if err := s.setFence(tx, sessionID, next.Epoch, execution, now); err != nil {
+		lease = l
+		if err := tx.Set(s.fenceRef(sessionID), fence); err != nil {
 			return err
 		}
 		return tx.Set(s.leaseRef(sessionID), next)
@@ -103,7 +84,7 @@ func (s *Store) fenced(ctx context.Context, lease *Lease, f func(tx *firestore.T
 		if err != nil {
 			return err
 		}
-		if fd == nil || fd.Epoch != lease.Epoch || fd.Host != lease.Execution {
+		if !Fenced(fd, lease) {
 			return ErrLeaseLost
 		}
 		return f(tx, s.now())
@@ -234,12 +215,10 @@ func (s *Store) Start(ctx context.Context, lease *Lease, requestID string) (item
 		if err != nil {
 			return err
 		}
-		if it == nil || it.Status != ItemQueued {
-			item, ok = it, false
+		item, ok = it, StartItem(it, lease, now)
+		if !ok {
 			return nil
 		}
-		it.Status, it.StartedAt, it.Epoch, it.Execution = ItemRunning, now, lease.Epoch, lease.Execution
-		item, ok = it, true
 		return tx.Set(iref, *it)
 	})
 	if err != nil {
@@ -272,12 +251,10 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, she
 		if it == nil {
 			return fmt.Errorf("inbox item %s: %w", c.RequestID, ErrNotFound)
 		}
-		if it.Status == ItemDone {
-			recorded = []byte(it.Completion)
+		var first bool
+		if recorded, first = FinishItem(it, b, now); !first {
 			return nil
 		}
-		it.Status, it.Completion, it.FinishedAt = ItemDone, string(b), now
-		recorded = b
 		// Merge names whole fields: the shell replaces the old one (an unset
 		// variable goes), and so does the checkpoint; what is nil stays.
 		state := map[string]any{"expire_at": now.Add(s.cfg.TTL)}
@@ -322,7 +299,7 @@ func (s *Store) NextQueued(ctx context.Context, sessionID string) (*Item, error)
 // the session has no live host.
 func (s *Store) HostOf(ctx context.Context, sessionID string) (string, error) {
 	ld, err := find[LeaseDoc](ctx, s.leaseRef(sessionID))
-	if err != nil || !ld.live(s.now()) {
+	if err != nil || !ld.Live(s.now()) {
 		return "", err
 	}
 	return ld.Execution, nil

@@ -94,10 +94,10 @@ func (s *Store) List(ctx context.Context, opts ListOptions) ([]SessionSummary, e
 		sum := SessionSummary{SessionInfo: api.SessionInfo{SessionID: ids[i], Status: d.Status,
 			CreatedAt: d.CreatedAt, LastActiveAt: d.UpdatedAt}}
 		if d.Status == StatusActive {
-			if ld.live(now) {
+			if ld.Live(now) {
 				sum.Host = ld.Execution
 			}
-			sum.Launching = s.launchInFlight(d, ld, now)
+			sum.Launching = s.rules.LaunchInFlight(d, ld, now)
 			if sum.Queued, err = s.countQueued(ctx, ids[i]); err != nil {
 				return nil, err
 			}

@@ -103,11 +103,6 @@ type LeaseDoc struct {
 	ExpireAt  time.Time `firestore:"expire_at"`
 }
 
-// live reports whether the lease names a host whose lease has not lapsed.
-func (l *LeaseDoc) live(now time.Time) bool {
-	return l != nil && l.Execution != "" && l.LeaseExpires.After(now)
-}
-
 // FenceDoc is sessions/{session_id}/runtime/fence: the epoch and host that
 // the lease document last gave the session to, written with it by every
 // change of holder (never by a renewal). Its fields are named apart from
@@ -118,10 +113,6 @@ type FenceDoc struct {
 	Host     string    `firestore:"host"`
 	ExpireAt time.Time `firestore:"expire_at"`
 }
-
-// held reports whether the lease names a host, live or lapsed: until the
-// reaper recovers a lapsed one, no other host may take the session.
-func (l *LeaseDoc) held() bool { return l != nil && l.Execution != "" }
 
 // StateDoc is sessions/{session_id}/runtime/state: what hosts keep of the
 // session between them.

@@ -41,6 +41,18 @@ func CompletionObject(sessionID, requestID string) string {
 // in its CompletionObject. When that store fails, the request is answered
 // INTERNAL instead: its answer is lost, but the host keeps serving.
 func (s *Store) fit(ctx context.Context, sessionID string, c *api.Completion) ([]byte, error) {
+	return Fit(ctx, s, sessionID, c)
+}
+
+// ObjectWriter writes new objects of the sessions' bucket.
+type ObjectWriter interface {
+	WriteNewObject(ctx context.Context, name, contentType string, r io.Reader) (int64, error)
+	ObjectURI(name string) string
+}
+
+// Fit returns the JSON of c to record and publish (see Store.Finish),
+// storing c whole with w when it is too large to record.
+func Fit(ctx context.Context, w ObjectWriter, sessionID string, c *api.Completion) ([]byte, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode completion of request %s: %w", c.RequestID, err)
@@ -49,8 +61,8 @@ func (s *Store) fit(ctx context.Context, sessionID string, c *api.Completion) ([
 		return b, nil
 	}
 	name := CompletionObject(sessionID, c.RequestID)
-	sum := c.Summary(s.ObjectURI(name))
-	if _, err := s.WriteNewObject(ctx, name, "application/json", bytes.NewReader(b)); err != nil {
+	sum := c.Summary(w.ObjectURI(name))
+	if _, err := w.WriteNewObject(ctx, name, "application/json", bytes.NewReader(b)); err != nil {
 		sum = c.Summary("")
 		sum.Fail(api.CodeInternal, fmt.Sprintf("the answer was %d bytes of JSON, over the %d a completion carries, and could not be stored in Cloud Storage: %v", len(b), api.MaxCompletionBytes, err))
 	}
@@ -81,6 +93,16 @@ func (s *Store) CreateObject(ctx context.Context, name, contentType string) *sto
 // and returns how many bytes it copied.
 func (s *Store) WriteNewObject(ctx context.Context, name, contentType string, r io.Reader) (int64, error) {
 	return copyToObject(s.CreateObject(ctx, name, contentType), r)
+}
+
+// PutNewObject stores data as a new object (see CreateObject) and returns
+// the object's generation.
+func (s *Store) PutNewObject(ctx context.Context, name, contentType string, data []byte) (generation int64, err error) {
+	w := s.CreateObject(ctx, name, contentType)
+	if _, err := copyToObject(w, bytes.NewReader(data)); err != nil {
+		return 0, err
+	}
+	return w.Attrs().Generation, nil
 }
 
 // copyToObject copies r into the object w writes and commits it.
@@ -114,15 +136,24 @@ func ManifestObject(lease *Lease, seq int) string {
 // in use for weeks). Purge deletes them with the rest of the session.
 func blobPrefix(sessionID string) string { return "blobs/" + sessionID + "/" }
 
+// BlobStore keeps the checkpoint blobs of sessions.
+type BlobStore interface {
+	PutBlob(ctx context.Context, sessionID, name string, size int64, r io.Reader) error
+	GetBlob(ctx context.Context, sessionID, name string) (io.ReadCloser, error)
+}
+
 // Blobs are a session's checkpoint blobs, with the Put and Get that
 // workspace.Blobs asks for.
 type Blobs struct {
-	store     *Store
+	store     BlobStore
 	sessionID string
 }
 
+// SessionBlobs returns the blobs of a session that store keeps.
+func SessionBlobs(store BlobStore, sessionID string) Blobs { return Blobs{store, sessionID} }
+
 // Blobs returns the session's checkpoint blobs.
-func (s *Store) Blobs(sessionID string) Blobs { return Blobs{s, sessionID} }
+func (s *Store) Blobs(sessionID string) Blobs { return SessionBlobs(s, sessionID) }
 
 // Put stores a blob (PutBlob).
 func (b Blobs) Put(ctx context.Context, name string, size int64, r io.Reader) error {

@@ -99,7 +99,7 @@ func (s *Store) SettleProcesses(ctx context.Context) (int, error) {
 			}
 			leases[id] = ld
 		}
-		if ld != nil && ld.Epoch == docs[i].Epoch && ld.live(now) {
+		if ld != nil && ld.Epoch == docs[i].Epoch && ld.Live(now) {
 			continue
 		}
 		ok := false
@@ -113,7 +113,7 @@ func (s *Store) SettleProcesses(ctx context.Context) (int, error) {
 			if err != nil || cur == nil || cur.Status != ProcessRunning {
 				return err
 			}
-			if ld != nil && ld.Epoch == cur.Epoch && ld.live(now) {
+			if ld != nil && ld.Epoch == cur.Epoch && ld.Live(now) {
 				return nil // its host still runs it
 			}
 			cur.Status, cur.FinishedAt, cur.Reason = ProcessLost, now, "its host ended without reporting how the process ended"
@@ -135,8 +135,15 @@ func TransferObject(sessionID, requestID, name string) string {
 	return objectPrefix(sessionID) + "transfers/" + requestID + "/" + name
 }
 
-// OpenObject reads an object of the sessions' bucket.
-func (s *Store) OpenObject(ctx context.Context, name string) (*storage.Reader, error) {
+// Object is an object being read: its content and its whole size.
+type Object struct {
+	io.ReadCloser
+	Size int64
+}
+
+// OpenObject reads an object of the sessions' bucket; a missing one is
+// ErrNotFound.
+func (s *Store) OpenObject(ctx context.Context, name string) (*Object, error) {
 	r, err := s.gcs.Bucket(s.cfg.Bucket).Object(name).NewReader(ctx)
 	if err != nil {
 		if errors.Is(err, storage.ErrObjectNotExist) {
@@ -144,7 +151,7 @@ func (s *Store) OpenObject(ctx context.Context, name string) (*storage.Reader, e
 		}
 		return nil, fmt.Errorf("open object %s: %w", name, err)
 	}
-	return r, nil
+	return &Object{ReadCloser: r, Size: r.Attrs.Size}, nil
 }
 
 // ReplaceObject writes an object whole, replacing what was there (process

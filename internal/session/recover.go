@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -34,21 +33,14 @@ func answerAll(tx *firestore.Transaction, q firestore.Query, now time.Time, answ
 		if c == nil {
 			continue
 		}
-		c.Timing = api.Timing{AcceptedAt: items[i].AcceptedAt, StartedAt: items[i].StartedAt, FinishedAt: now,
-			TotalSeconds: now.Sub(items[i].AcceptedAt).Seconds()}
-		if !items[i].StartedAt.IsZero() {
-			c.Timing.QueueSeconds = items[i].StartedAt.Sub(items[i].AcceptedAt).Seconds()
-			c.Timing.RunSeconds = now.Sub(items[i].StartedAt).Seconds()
-		}
-		b, err := json.Marshal(c)
+		u, err := Settle(&items[i], c, now)
 		if err != nil {
-			return nil, fmt.Errorf("encode completion of request %s: %w", items[i].RequestID, err)
+			return nil, err
 		}
-		items[i].Status, items[i].Completion, items[i].FinishedAt = ItemDone, string(b), now
 		if err := tx.Set(refs[i], items[i]); err != nil {
 			return nil, err
 		}
-		out = append(out, Unpublished{SessionID: items[i].SessionID, RequestID: items[i].RequestID, Completion: b})
+		out = append(out, u)
 	}
 	return out, nil
 }
@@ -57,15 +49,7 @@ func answerAll(tx *firestore.Transaction, q firestore.Query, now time.Time, answ
 // running under an epoch older than epoch.
 func (s *Store) failRunning(tx *firestore.Transaction, sessionID string, epoch int64, now time.Time) ([]Unpublished, error) {
 	q := s.sessionRef(sessionID).Collection(inboxCollection).Where("status", "==", ItemRunning)
-	return answerAll(tx, q, now, func(it *Item) *api.Completion {
-		if it.Epoch >= epoch {
-			return nil
-		}
-		c := api.ErrorCompletion(it.RequestID, it.SessionID, api.Op(it.Op), api.CodeHostLost,
-			fmt.Sprintf("the host running this request (%s) stopped before it finished; the request was not re-run", it.Execution))
-		c.ExecutionID = it.Execution
-		return c
-	})
+	return answerAll(tx, q, now, func(it *Item) *api.Completion { return HostLost(it, epoch) })
 }
 
 // FailOrphans answers HOST_LOST, under a freshly taken lease, the requests
@@ -98,20 +82,18 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpub
 			return err
 		}
 		now := s.now()
-		if ld.Execution == "" || ld.live(now) {
+		next, fence, ok := s.rules.Recover(ld, now)
+		if !ok {
 			return nil
 		}
-		epoch := ld.Epoch + 1
-		if lost, err = s.failRunning(tx, sessionID, epoch, now); err != nil {
+		if lost, err = s.failRunning(tx, sessionID, next.Epoch, now); err != nil {
 			return err
 		}
 		recovered = true
-		// LaunchID stays: the launch it names was answered, and is not in
-		// flight any more.
-		if err := s.setFence(tx, sessionID, epoch, "", now); err != nil {
+		if err := tx.Set(s.fenceRef(sessionID), fence); err != nil {
 			return err
 		}
-		return tx.Set(ref, LeaseDoc{Epoch: epoch, LaunchID: ld.LaunchID, Abandoned: true, ExpireAt: now.Add(s.cfg.TTL)})
+		return tx.Set(ref, next)
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("recover session %s from its lost host: %w", sessionID, err)
@@ -192,11 +174,11 @@ func (s *Store) Waiting(ctx context.Context, skip func(sessionID string) bool) (
 			} else if err := snaps[2*i+1].DataTo(ld); err != nil {
 				return nil, fmt.Errorf("decode %s: %w", snaps[2*i+1].Ref.Path, err)
 			}
-			if doc.Status != StatusActive || ld.live(now) {
+			if doc.Status != StatusActive || ld.Live(now) {
 				continue
 			}
 			w := Waiting{SessionID: id}
-			if s.launchInFlight(doc, ld, now) {
+			if s.rules.LaunchInFlight(doc, ld, now) {
 				w.Launch = doc.Launch
 			}
 			out = append(out, w)
@@ -226,8 +208,7 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 			return err
 		}
 		now := s.now()
-		// A lapsed host is the reaper's to recover first (RecoverHost).
-		if doc.Status != StatusActive || ld.held() || s.launchInFlight(doc, ld, now) {
+		if !s.rules.MayRelaunch(doc, ld, now) {
 			return nil
 		}
 		queued, err := s.hasQueued(tx, sessionID)
@@ -238,23 +219,14 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 		if err != nil {
 			return err
 		}
-		if progressed {
-			doc.LaunchAttempts = 0
+		var attempts int
+		if launch, attempts = Relaunch(doc, progressed, maxAttempts, now); launch == nil {
+			// Give up: every queued request gets its one outcome.
+			failed, err = answerAll(tx, s.queuedQuery(sessionID), now, func(it *Item) *api.Completion { return GaveUp(it, sessionID, attempts) })
+			if err != nil {
+				return err
+			}
 		}
-		if doc.LaunchAttempts < maxAttempts {
-			launch = doc.claimLaunch(now)
-			return tx.Set(ref, doc)
-		}
-		// Give up: every queued request gets its one outcome.
-		attempts := doc.LaunchAttempts
-		failed, err = answerAll(tx, s.queuedQuery(sessionID), now, func(it *Item) *api.Completion {
-			return api.ErrorCompletion(it.RequestID, sessionID, api.Op(it.Op), api.CodeLaunchFailed,
-				fmt.Sprintf("no host could be started for session %s after %d attempts", sessionID, attempts))
-		})
-		if err != nil {
-			return err
-		}
-		doc.Launch, doc.LaunchAttempts = nil, 0
 		return tx.Set(ref, doc)
 	})
 	if err != nil {
@@ -358,10 +330,7 @@ func (s *Store) Destroy(ctx context.Context, sessionID, reason string) (host str
 		}
 		now := s.now()
 		unfinished := s.sessionRef(sessionID).Collection(inboxCollection).Where("status", "in", []string{ItemQueued, ItemRunning})
-		answered, err = answerAll(tx, unfinished, now, func(it *Item) *api.Completion {
-			return api.ErrorCompletion(it.RequestID, sessionID, api.Op(it.Op), api.CodeAborted,
-				fmt.Sprintf("session %s was destroyed (%s) before this request finished", sessionID, reason))
-		})
+		answered, err = answerAll(tx, unfinished, now, func(it *Item) *api.Completion { return Aborted(it, sessionID, reason) })
 		if err != nil {
 			return err
 		}

@@ -51,9 +51,10 @@ const (
 
 // Store reads and writes sessions.
 type Store struct {
-	fs  *firestore.Client
-	gcs *storage.Client
-	cfg Config
+	fs    *firestore.Client
+	gcs   *storage.Client
+	cfg   Config
+	rules Rules
 }
 
 // NewStore returns a store over the given clients.
@@ -67,7 +68,7 @@ func NewStore(fs *firestore.Client, gcs *storage.Client, cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{fs: fs, gcs: gcs, cfg: cfg}
+	return &Store{fs: fs, gcs: gcs, cfg: cfg, rules: cfg.Rules()}
 }
 
 // Bucket is the bucket that holds the sessions' objects.
@@ -90,7 +91,7 @@ func (s *Store) fenceRef(id string) *firestore.DocumentRef {
 // setFence records, in tx, the epoch and host that the session's writes
 // are fenced by from now on ("" when no host may write).
 func (s *Store) setFence(tx *firestore.Transaction, id string, epoch int64, host string, now time.Time) error {
-	return tx.Set(s.fenceRef(id), FenceDoc{Epoch: epoch, Host: host, ExpireAt: now.Add(s.cfg.TTL)})
+	return tx.Set(s.fenceRef(id), s.rules.fence(epoch, host, now))
 }
 
 func (s *Store) stateRef(id string) *firestore.DocumentRef {
@@ -146,9 +147,23 @@ func readAll[T any](it *firestore.DocumentIterator, what string) ([]T, []*firest
 	}
 }
 
-// get reads a document outside a transaction; a missing one is ErrNotFound.
+// get reads a document outside a transaction, retrying transient failures
+// (unless called from a transaction's function: see runTx); a missing one
+// is ErrNotFound.
 func get[T any](ctx context.Context, ref *firestore.DocumentRef) (*T, error) {
-	snap, err := ref.Get(ctx)
+	var snap *firestore.DocumentSnapshot
+	read := func(ctx context.Context) error {
+		var err error
+		snap, err = ref.Get(ctx)
+		return err
+	}
+	var err error
+	if inTx(ctx) {
+		// The transaction's retry covers it (runTx).
+		err = read(ctx)
+	} else {
+		err = retry.Do(ctx, retry.Firestore, nil, "read "+ref.Path, read)
+	}
 	if status.Code(err) == codes.NotFound {
 		return nil, fmt.Errorf("%s: %w", ref.Path, ErrNotFound)
 	}
@@ -198,21 +213,23 @@ func (s *Store) Item(ctx context.Context, sessionID, requestID string) (*Item, e
 	return get[Item](ctx, s.itemRef(sessionID, requestID))
 }
 
-// launchInFlight reports whether d has a launch claimed recently enough that
-// its host may still come, and that no host has answered yet.
-func (s *Store) launchInFlight(d *Doc, lease *LeaseDoc, now time.Time) bool {
-	if d == nil || d.Launch == nil || now.Sub(d.Launch.RequestedAt) >= s.cfg.LaunchTimeout {
-		return false
-	}
-	return lease == nil || lease.LaunchID != d.Launch.ID
-}
-
 // runTx runs f in a Firestore transaction, retrying it when it aborts on a
 // conflicting write. The retries are sandrun's own, quick and capped by
 // retry.Firestore and ctx, rather than the client's, which wait up to
 // seconds between attempts: a host's lease renewal cannot wait that long.
+//
+// The store is the one layer that retries Firestore calls (package retry):
+// a transaction here, a plain read in get. A plain read made inside a
+// transaction's function is not retried on its own: its failure fails the
+// attempt, which runTx retries whole.
 func (s *Store) runTx(ctx context.Context, f func(context.Context, *firestore.Transaction) error) error {
+	ctx = context.WithValue(ctx, inTxKey{}, true)
 	return retry.Do(ctx, retry.Firestore, nil, "transaction", func(ctx context.Context) error {
 		return s.fs.RunTransaction(ctx, f, firestore.MaxAttempts(1))
 	})
 }
+
+// inTxKey marks the context of a transaction's function (runTx).
+type inTxKey struct{}
+
+func inTx(ctx context.Context) bool { return ctx.Value(inTxKey{}) != nil }

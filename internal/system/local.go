@@ -17,7 +17,7 @@ import (
 	"github.com/sandrun/sandrun/internal/health"
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/jobrunner"
-	"github.com/sandrun/sandrun/internal/queue"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/retry"
 )
@@ -95,7 +95,7 @@ func StartLocal(ctx context.Context, sys Config, cfg LocalConfig) (*Local, error
 	if e := (*googleapi.Error)(nil); err != nil && !(errors.As(err, &e) && e.Code == http.StatusConflict) {
 		return nil, fmt.Errorf("create bucket %s: %w", sys.Bucket, err)
 	}
-	if err := queue.Provision(ctx, clients.PubSub, sys.Names); err != nil {
+	if err := outbox.Provision(ctx, clients.PubSub, sys.Names); err != nil {
 		return nil, err
 	}
 	runner, err := jobrunner.New(ctx, sys.JobName())

@@ -11,8 +11,8 @@ import (
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/jobrunner"
 	"github.com/sandrun/sandrun/internal/launch"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/pool"
-	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/session"
 )
@@ -124,7 +124,7 @@ const (
 // declared: the programs' flags and `--help`, the local host job's
 // environment and the environment `sandrun dev` writes all come from it.
 func Table() []Setting {
-	d := queue.DefaultNames()
+	d := outbox.DefaultNames()
 	return []Setting{
 		// What a deployment's programs agree on.
 		setting("project", "SANDRUN_PROJECT", DefaultProject, deployed|Client|Inspect, Deployment, "Google Cloud project of the deployment (for sandrun's own commands, when none is set: the running sandrun dev's)",
@@ -287,7 +287,7 @@ func (s *Settings) Define(fs *config.FlagSet, table []Setting, p Program) {
 // program p, taken by p or not. The dead-letter topic's subscription,
 // which no program takes, has its fixed name.
 func DefaultSettings(table []Setting, p Program) *Settings {
-	s := &Settings{Config: Config{Names: queue.DefaultNames()}}
+	s := &Settings{Config: Config{Names: outbox.DefaultNames()}}
 	for _, st := range table {
 		st.setDefault(s, p)
 	}

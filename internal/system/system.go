@@ -23,9 +23,9 @@ import (
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/jobrunner"
 	"github.com/sandrun/sandrun/internal/launch"
+	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/pool"
 	"github.com/sandrun/sandrun/internal/procs"
-	"github.com/sandrun/sandrun/internal/queue"
 	"github.com/sandrun/sandrun/internal/reaper"
 	"github.com/sandrun/sandrun/internal/session"
 )
@@ -38,7 +38,7 @@ type Config struct {
 	Job string
 	// Bucket holds the sessions' objects.
 	Bucket string
-	Names  queue.Names
+	Names  outbox.Names
 	// TTL is how long an idle session lives.
 	TTL time.Duration
 	// Pool is the warm pool's policy (off unless its Min or Target is set).
@@ -71,7 +71,8 @@ func (c *Config) JobName() string { return jobrunner.JobName(c.Project, c.Region
 type services struct {
 	clients *gcp.Clients
 	store   *session.Store
-	queue   *queue.Queue
+	tokens  *hostcred.FirestoreStore
+	queue   *outbox.Publisher
 }
 
 // connect opens the program's clients, authenticated with ts when it is
@@ -84,7 +85,8 @@ func connect(ctx context.Context, c *Config, ts oauth2.TokenSource, logger *slog
 	return &services{
 		clients: clients,
 		store:   session.NewStore(clients.Firestore, clients.Storage, session.Config{Bucket: c.Bucket, TTL: c.TTL}),
-		queue:   queue.New(clients.PubSub, c.Names, logger),
+		tokens:  hostcred.NewFirestoreStore(clients.Firestore),
+		queue:   outbox.NewPublisher(clients.PubSub, c.Names, logger),
 	}, nil
 }
 
@@ -108,7 +110,7 @@ func keepHostTokens(ctx context.Context, c *Config, s *services, runner *jobrunn
 	if err != nil {
 		return nil, err
 	}
-	keeper := hostcred.NewKeeper(s.store, minter, c.Host.RenewBefore)
+	keeper := hostcred.NewKeeper(s.tokens, minter, c.Host.RenewBefore)
 	runner.AddLaunchEnv(keeper)
 	if once {
 		if _, err := keeper.Token(ctx); err != nil {
@@ -279,7 +281,7 @@ func RunHost(ctx context.Context, c *Config, hc HostConfig, logger *slog.Logger)
 	defer s.close()
 	if tokens != nil {
 		logger.Info("host works with its launch's token", "event", "host.token", "held", tokens.Current())
-		defer background(ctx, func(ctx context.Context) { tokens.Run(ctx, s.store, c.Host.CheckInterval, logger) })()
+		defer background(ctx, func(ctx context.Context) { tokens.Run(ctx, s.tokens, c.Host.CheckInterval, logger) })()
 	}
 	if hc.SessionID == "" {
 		hc.Member.Execution = hc.Execution

@@ -7,7 +7,16 @@
 // pages that are blobs too. A snapshot reads only the files whose size,
 // mtime, inode or ctime changed since the previous manifest and stores only
 // the blobs that manifest does not reference, so its cost follows what
-// changed, not the size of the workspace. Where blobs live is the caller's
+// changed, not the size of the workspace. Small files (up to 256 KiB)
+// are not blobs of their own: a snapshot appends the new ones to a pack
+// (a blob of about 1 MiB, named by its SHA-256 too) and the manifest
+// places each in its pack, so that a workspace of 200,000 small files is a
+// few hundred objects, each a round trip, not 200,000; a restore reads
+// each pack once. Content is still found by its hash: a file whose content
+// is stored already, in a pack or a blob of its own, is not stored again.
+// A pack lives while one file of a manifest is in it, so deleted small
+// files keep their bytes in a pack that still holds a live one. Where
+// blobs live is the caller's
 // (the Blobs interface); which blobs a manifest needs is Manifest.Blobs,
 // from which the caller collects garbage.
 //

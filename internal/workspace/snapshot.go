@@ -46,6 +46,13 @@ type Entry struct {
 	Size  int64  `json:"s,omitempty"`
 	Mtime int64  `json:"t,omitempty"`
 	Blob  string `json:"b,omitempty"`
+	// Pack, when set, names the pack that holds a small file's content at
+	// Offset: a blob of the content of many small files one after another,
+	// and Blob is then the SHA-256 of the file's content, not a blob of
+	// its own. Packs spare a workspace of many small files an object (a
+	// round trip, in production tens of milliseconds) per file.
+	Pack   string `json:"pk,omitempty"`
+	Offset int64  `json:"o,omitempty"`
 	// Link is a symlink's target, kept as it is.
 	Link string `json:"l,omitempty"`
 	// Ino and Ctime are what the file is on this host's disk, never
@@ -74,8 +81,9 @@ type Manifest struct {
 	entries []Entry
 }
 
-// manifestVersion is the version of the manifest format Snapshot writes.
-const manifestVersion = 1
+// manifestVersion is the version of the manifest format Snapshot writes:
+// 2 adds packs (Entry.Pack). DecodeManifest reads version 1 too.
+const manifestVersion = 2
 
 // pageMask cuts a page after an entry whose path hash has these bits all
 // zero: pages of 64 entries (a few KB) on average, and index pages of 64
@@ -88,8 +96,21 @@ const pageMask = 0x3f
 const uploadWorkers = 16
 
 // smallFile is the size up to which Snapshot keeps a changed file's bytes
-// from hashing to uploading, instead of reading it twice.
+// from hashing to uploading, instead of reading it twice, and stores them
+// in a pack rather than a blob of their own.
 const smallFile = 256 << 10
+
+// packTarget is the size at which a pack being filled is stored: big
+// enough that a workspace of 200,000 small files is a few hundred objects,
+// small enough that the packs in flight (one per upload worker) take
+// little memory, and that a file changed in a later request costs a pack
+// of its own, not a rewrite of the pack it was in.
+const packTarget = 1 << 20
+
+// maxPackBytes bounds the pack RestoreSnapshot reads whole: what Snapshot
+// writes (packTarget plus one small file) with room to spare, so that a
+// corrupt manifest cannot take the host's memory.
+const maxPackBytes = 4 << 20
 
 // changeAttempts bounds how often Snapshot reads a file that changes
 // while it is read before it leaves the file out.
@@ -120,22 +141,24 @@ func DecodeManifest(data []byte) (*Manifest, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
-	if m.Version != manifestVersion {
-		return nil, fmt.Errorf("manifest version %d: this host reads version %d", m.Version, manifestVersion)
+	if m.Version < 1 || m.Version > manifestVersion {
+		return nil, fmt.Errorf("manifest version %d: this host reads versions 1 to %d", m.Version, manifestVersion)
 	}
 	return &m, nil
 }
 
-// Blobs returns the names of every blob the manifest needs: its pages and
-// its files' content. It is complete only for a manifest that Snapshot
-// returned or RestoreSnapshot loaded.
+// Blobs returns the names of every blob the manifest needs: its pages, its
+// files' content and the packs that hold some. It is complete only for a
+// manifest that Snapshot returned or RestoreSnapshot loaded.
 func (m *Manifest) Blobs() map[string]bool {
 	names := make(map[string]bool, len(m.Index)+len(m.pages)+len(m.entries))
 	for _, p := range slices.Concat(m.Index, m.pages) {
 		names[p] = true
 	}
 	for _, e := range m.entries {
-		if e.Blob != "" {
+		if e.Pack != "" {
+			names[e.Pack] = true
+		} else if e.Blob != "" {
 			names[e.Blob] = true
 		}
 	}
@@ -176,27 +199,33 @@ func Snapshot(ctx context.Context, dir string, prev *Manifest, blobs Blobs) (*Ma
 		return nil, st, fmt.Errorf("open workspace %s: %w", dir, err)
 	}
 	defer root.Close()
-	known := map[string]bool{}
+	known := map[string]location{}
 	old := map[string]*Entry{}
 	if prev != nil {
-		known = prev.Blobs()
+		for name := range prev.Blobs() {
+			known[name] = location{}
+		}
 		for i := range prev.entries {
-			old[prev.entries[i].Path] = &prev.entries[i]
+			e := &prev.entries[i]
+			old[e.Path] = e
+			if e.Pack != "" {
+				known[e.Blob] = location{pack: e.Pack, off: e.Offset}
+			}
 		}
 	}
 	s := snapshotter{ctx: ctx, root: root, blobs: blobs, stats: &st, known: known, old: old}
 	s.up = newUploader(ctx, blobs, &st)
-	var entries []Entry
 	err = walk(ctx, root, &st.Stats, func(name string, d fs.DirEntry) error {
 		e, ok, err := s.entry(name, d)
 		if ok {
-			entries = append(entries, e)
+			s.add(e)
 		}
 		return err
 	})
+	s.storePack()
 	// Pages upload beside the files' blobs: a request waits for one round
 	// of uploads, not for two.
-	m := &Manifest{Version: manifestVersion, entries: entries, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks, Bytes: st.Bytes}
+	m := &Manifest{Version: manifestVersion, entries: s.entries, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks, Bytes: st.Bytes}
 	if err == nil {
 		err = s.storePages(m)
 	}
@@ -214,10 +243,70 @@ type snapshotter struct {
 	root  *os.Root
 	blobs Blobs
 	stats *SnapshotStats
-	// known holds the blobs stored already: prev's and this snapshot's.
-	known map[string]bool
-	old   map[string]*Entry
-	up    *uploader
+	// known says where content stored already is, by its SHA-256: prev's
+	// and this snapshot's blobs, and the content in packs.
+	known   map[string]location
+	old     map[string]*Entry
+	up      *uploader
+	entries []Entry
+	pack    pack
+}
+
+// location is where stored content is: a blob of its own (pack empty), or
+// at off in a pack, which has no name yet while it is being filled
+// (pending).
+type location struct {
+	pack    string
+	off     int64
+	pending bool
+}
+
+// pack is the pack being filled: the content of the small files, the
+// hashes of that content, and the entries (indexes into
+// snapshotter.entries) that point into it.
+type pack struct {
+	data    []byte
+	hashes  []string
+	members []int
+}
+
+// add appends an entry to the manifest; an entry whose content is in the
+// pack being filled is named to it when the pack is stored, which happens
+// once the pack is full.
+func (s *snapshotter) add(e Entry) {
+	if e.Kind == "f" && s.known[e.Blob].pending {
+		s.pack.members = append(s.pack.members, len(s.entries))
+	}
+	s.entries = append(s.entries, e)
+	if len(s.pack.data) >= packTarget {
+		s.storePack()
+	}
+}
+
+// storePack names the pack being filled by its content, points its
+// entries at it, queues its upload and starts a new one.
+func (s *snapshotter) storePack() {
+	p := s.pack
+	if len(p.hashes) == 0 {
+		return
+	}
+	name := blobName(p.data)
+	// Stored already as a blob of its own (an identical pack, or content
+	// identical to the whole pack; a pack of one file is named by that
+	// file's hash, pending in known until now).
+	loc, known := s.known[name]
+	stored := known && loc.pack == "" && !loc.pending
+	for _, i := range p.members {
+		s.entries[i].Pack = name
+	}
+	for _, h := range p.hashes {
+		s.known[h] = location{pack: name, off: s.known[h].off}
+	}
+	s.known[name] = location{}
+	if !stored {
+		s.up.putData("pack", name, p.data)
+	}
+	s.pack = pack{}
 }
 
 // entry describes one walked entry; ok is false when it is left out.
@@ -261,9 +350,19 @@ func (s *snapshotter) file(name string) (Entry, bool, error) {
 		}
 		s.stats.Files++
 		s.stats.Bytes += e.Size
-		if !s.known[e.Blob] {
-			s.known[e.Blob] = true
-			s.up.put(s.root, e, content)
+		loc, stored := s.known[e.Blob]
+		switch {
+		case stored:
+			e.Pack, e.Offset = loc.pack, loc.off
+		case content != nil:
+			// Small: into the pack being filled.
+			e.Offset = int64(len(s.pack.data))
+			s.known[e.Blob] = location{off: e.Offset, pending: true}
+			s.pack.data = append(s.pack.data, content...)
+			s.pack.hashes = append(s.pack.hashes, e.Blob)
+		default:
+			s.known[e.Blob] = location{}
+			s.up.put(s.root, e)
 		}
 		return e, true, nil
 	}
@@ -280,6 +379,17 @@ func (s *snapshotter) file(name string) (Entry, bool, error) {
 // empty Entry when the file changed while it was read, and the content
 // when the file is small and was read.
 func (s *snapshotter) hashFile(name string) (Entry, []byte, error) {
+	o := s.old[name]
+	if o != nil && o.Kind == "f" {
+		// Most files of a large workspace are unchanged: a stat tells,
+		// without opening them.
+		if info, err := s.root.Lstat(name); err == nil && info.Mode().IsRegular() {
+			if e := statEntry(name, info); unchanged(o, e) {
+				e.Blob = o.Blob
+				return e, nil, nil
+			}
+		}
+	}
 	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return Entry{}, nil, err
@@ -292,9 +402,8 @@ func (s *snapshotter) hashFile(name string) (Entry, []byte, error) {
 	if !info.Mode().IsRegular() {
 		return Entry{}, nil, fmt.Errorf("%s", kindName(info.Mode().Type()))
 	}
-	e := Entry{Path: name, Kind: "f", Mode: uint32(info.Mode().Perm()), Size: info.Size(), Mtime: truncMtime(info.ModTime())}
-	e.Ino, e.Ctime = identity(info)
-	if o := s.old[name]; o != nil && o.Kind == "f" && o.Size == e.Size && o.Mtime == e.Mtime && o.Ino == e.Ino && o.Ctime == e.Ctime {
+	e := statEntry(name, info)
+	if o != nil && unchanged(o, e) {
 		e.Blob = o.Blob
 		return e, nil, nil
 	}
@@ -322,6 +431,20 @@ func (s *snapshotter) hashFile(name string) (Entry, []byte, error) {
 	}
 	e.Blob = hex.EncodeToString(h.Sum(nil))
 	return e, content, nil
+}
+
+// statEntry describes a regular file as info shows it, without its
+// content.
+func statEntry(name string, info fs.FileInfo) Entry {
+	e := Entry{Path: name, Kind: "f", Mode: uint32(info.Mode().Perm()), Size: info.Size(), Mtime: truncMtime(info.ModTime())}
+	e.Ino, e.Ctime = identity(info)
+	return e
+}
+
+// unchanged reports whether a file is as its entry o of the previous
+// manifest found it: same size, mtime, inode and ctime.
+func unchanged(o *Entry, e Entry) bool {
+	return o.Kind == "f" && o.Size == e.Size && o.Mtime == e.Mtime && o.Ino == e.Ino && o.Ctime == e.Ctime
 }
 
 type sliceWriter []byte
@@ -412,8 +535,8 @@ func storeCut[T any](s *snapshotter, items []T, key func(T) string) ([]string, e
 		}
 		name := blobName(data)
 		names = append(names, name)
-		if !s.known[name] {
-			s.known[name] = true
+		if _, stored := s.known[name]; !stored {
+			s.known[name] = location{}
 			s.up.putData("manifest page", name, data)
 		}
 		chunk = chunk[:0]
@@ -446,12 +569,20 @@ func blobName(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// gzipWriters holds compressors for gzipped: a new one allocates about a
+// megabyte, and a snapshot of a large workspace compresses thousands of
+// pages. A reset compressor writes the same bytes as a new one, which the
+// pages' names (their hashes) rely on.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, Level) // Level is valid
+	return zw
+}}
+
 func gzipped(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, Level)
-	if err != nil {
-		return nil, err
-	}
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&buf)
 	if _, err := zw.Write(b); err != nil {
 		return nil, err
 	}
@@ -497,10 +628,10 @@ func newUploader(ctx context.Context, blobs Blobs, st *SnapshotStats) *uploader 
 	return &uploader{ctx: ctx, blobs: blobs, stats: st, sem: make(chan struct{}, uploadWorkers)}
 }
 
-// put stores the blob of e: from content when the file was small, else
-// from the file read again, verified against e.Blob.
-func (u *uploader) put(root *os.Root, e Entry, content []byte) {
-	u.run(e.Path, e.Size, func() error { return u.store(root, e, content) })
+// put stores the blob of a file too large for a pack: from the file read
+// again, verified against e.Blob.
+func (u *uploader) put(root *os.Root, e Entry) {
+	u.run(e.Path, e.Size, func() error { return u.store(root, e) })
 }
 
 // putData stores data as the blob name.
@@ -532,10 +663,7 @@ func (u *uploader) run(what string, size int64, upload func() error) {
 	}()
 }
 
-func (u *uploader) store(root *os.Root, e Entry, content []byte) error {
-	if content != nil || e.Size == 0 {
-		return u.blobs.Put(u.ctx, e.Blob, e.Size, bytes.NewReader(content))
-	}
+func (u *uploader) store(root *os.Root, e Entry) error {
 	f, err := root.OpenFile(e.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err

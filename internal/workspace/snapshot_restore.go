@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -20,8 +21,8 @@ import (
 // only into a directory the manifest created earlier, never through a
 // link, and a name that is absolute, not canonical, climbing or repeated is
 // refused with an error wrapping ErrUnsafe, as is an entry of an unknown
-// kind or a blob name that is not a SHA-256. File content is fetched with
-// bounded concurrency.
+// kind, a blob name that is not a SHA-256 or a place outside its pack.
+// File content is fetched with bounded concurrency, each pack once.
 //
 // On success m holds its entries and the restored files' inodes and
 // ctimes, so that the next Snapshot against m reads none of them again.
@@ -45,7 +46,9 @@ func RestoreSnapshot(ctx context.Context, dir string, m *Manifest, blobs Blobs) 
 		}
 		e := &entries[i]
 		hdr, err := e.header()
-		if err == nil && e.Kind == "f" {
+		if err == nil && e.Kind == "f" && e.Pack != "" {
+			err = fr.packed(e, hdr)
+		} else if err == nil && e.Kind == "f" {
 			err = fr.start(e, hdr)
 		} else if err == nil {
 			err = rs.entry(hdr, nil)
@@ -54,6 +57,9 @@ func RestoreSnapshot(ctx context.Context, dir string, m *Manifest, blobs Blobs) 
 			fr.errs.set(fmt.Errorf("restore entry %q: %w", e.Path, err))
 			break
 		}
+	}
+	if fr.errs.get() == nil {
+		fr.startPacks()
 	}
 	fr.wg.Wait()
 	fr.errs.set(ctx.Err())
@@ -131,6 +137,9 @@ func (e *Entry) header() (*tar.Header, error) {
 		if e.Size < 0 {
 			return nil, fmt.Errorf("%w: negative size", ErrUnsafe)
 		}
+		if e.Pack != "" && (!validBlobName(e.Pack) || e.Offset < 0 || e.Offset > maxPackBytes || e.Size > maxPackBytes) {
+			return nil, fmt.Errorf("%w: place %d+%d in pack %q", ErrUnsafe, e.Offset, e.Size, e.Pack)
+		}
 		hdr.Typeflag, hdr.Size, hdr.ModTime = tar.TypeReg, e.Size, time.Unix(0, e.Mtime)
 	default:
 		return nil, fmt.Errorf("%w: entry kind %q", ErrUnsafe, e.Kind)
@@ -155,6 +164,18 @@ type fileRestorer struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex // guards the restorer's stats
 	errs  firstError
+	// packs holds the checked files of each pack, in the order the packs
+	// first appear, written once every entry is checked.
+	packs     map[string][]checkedFile
+	packOrder []string
+}
+
+// checkedFile is a file entry whose name passed the restorer's checks.
+type checkedFile struct {
+	e    *Entry
+	name string
+	mode fs.FileMode
+	hdr  *tar.Header
 }
 
 func (fr *fileRestorer) start(e *Entry, hdr *tar.Header) error {
@@ -162,29 +183,92 @@ func (fr *fileRestorer) start(e *Entry, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
+	fr.run(fmt.Sprintf("entry %q", e.Path), func() error { return fr.write(checkedFile{e, name, mode, hdr}) })
+	return nil
+}
+
+// packed checks a file whose content is in a pack, to be written with
+// the pack's other files.
+func (fr *fileRestorer) packed(e *Entry, hdr *tar.Header) error {
+	name, mode, err := fr.rs.check(hdr)
+	if err != nil {
+		return err
+	}
+	if fr.packs == nil {
+		fr.packs = map[string][]checkedFile{}
+	}
+	if _, seen := fr.packs[e.Pack]; !seen {
+		fr.packOrder = append(fr.packOrder, e.Pack)
+	}
+	fr.packs[e.Pack] = append(fr.packs[e.Pack], checkedFile{e, name, mode, hdr})
+	return nil
+}
+
+// startPacks reads each pack once and writes its files.
+func (fr *fileRestorer) startPacks() {
+	for _, name := range fr.packOrder {
+		files := fr.packs[name]
+		fr.run("pack "+name, func() error { return fr.writePack(name, files) })
+	}
+}
+
+// run runs one restore when a worker is free, unless one failed already.
+func (fr *fileRestorer) run(what string, restore func() error) {
 	fr.sem <- struct{}{}
 	if fr.errs.get() != nil {
 		<-fr.sem
-		return nil
+		return
 	}
 	fr.wg.Add(1)
 	go func() {
 		defer func() { <-fr.sem; fr.wg.Done() }()
-		if err := fr.write(e, name, mode, hdr); err != nil {
-			fr.errs.set(fmt.Errorf("restore entry %q: %w", e.Path, err))
+		if err := restore(); err != nil {
+			fr.errs.set(fmt.Errorf("restore %s: %w", what, err))
 		}
 	}()
+}
+
+// writePack reads a pack whole (it is small) and writes the files whose
+// content it holds.
+func (fr *fileRestorer) writePack(name string, files []checkedFile) error {
+	r, err := fr.blobs.Get(fr.rs.ctx, name)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxPackBytes+1))
+	r.Close()
+	if err != nil {
+		return fmt.Errorf("read pack %s: %w", name, err)
+	}
+	if len(data) > maxPackBytes {
+		return fmt.Errorf("%w: pack %s holds more than %d bytes", ErrUnsafe, name, maxPackBytes)
+	}
+	for _, cf := range files {
+		end := cf.e.Offset + cf.e.Size
+		if end > int64(len(data)) {
+			return fmt.Errorf("entry %q: %w: bytes %d to %d of a pack of %d", cf.e.Path, ErrUnsafe, cf.e.Offset, end, len(data))
+		}
+		if err := fr.writeFrom(cf, bytes.NewReader(data[cf.e.Offset:end])); err != nil {
+			return fmt.Errorf("entry %q: %w", cf.e.Path, err)
+		}
+	}
 	return nil
 }
 
-// write restores one file and records its identity in e.
-func (fr *fileRestorer) write(e *Entry, name string, mode fs.FileMode, hdr *tar.Header) error {
-	r, err := fr.blobs.Get(fr.rs.ctx, e.Blob)
+// write restores a file from its own blob.
+func (fr *fileRestorer) write(cf checkedFile) error {
+	r, err := fr.blobs.Get(fr.rs.ctx, cf.e.Blob)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	f, n, err := fr.rs.file(name, mode, hdr, r, make([]byte, min(copyBufferSize, max(hdr.Size, 512))))
+	return fr.writeFrom(cf, r)
+}
+
+// writeFrom writes one file from r and records its identity in its entry.
+func (fr *fileRestorer) writeFrom(cf checkedFile, r io.Reader) error {
+	e, hdr := cf.e, cf.hdr
+	f, n, err := fr.rs.file(cf.name, cf.mode, hdr, r, make([]byte, min(copyBufferSize, max(hdr.Size, 512))))
 	if err != nil {
 		return err
 	}

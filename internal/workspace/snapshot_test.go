@@ -262,16 +262,24 @@ func TestRestoreSnapshotRejectsHostileManifests(t *testing.T) {
 	blobs := newMemBlobs()
 	x := contentBlob(blobs, "x")
 	file := func(p string) Entry { return Entry{Path: p, Kind: "f", Mode: 0o644, Size: 1, Blob: x} }
+	xy := contentBlob(blobs, "xy")
+	packed := func(p string, off int64) Entry {
+		return Entry{Path: p, Kind: "f", Mode: 0o644, Size: 1, Blob: x, Pack: xy, Offset: off}
+	}
 	for name, entries := range map[string][]Entry{
-		"through a symlink":   {{Path: "l", Kind: "l", Link: "../outside"}, file("l/victim")},
-		"climbing":            {file("../outside/victim")},
-		"absolute":            {file("/tmp/victim")},
-		"not canonical":       {{Path: "d", Kind: "d", Mode: 0o755}, file("d/./f")},
-		"duplicate":           {file("f"), file("f")},
-		"parent not created":  {file("nodir/f")},
-		"unknown kind":        {{Path: "p", Kind: "p"}},
-		"blob name not a sum": {{Path: "f", Kind: "f", Size: 1, Blob: "../../etc/passwd"}},
-		"dir over a link":     {{Path: "d", Kind: "l", Link: "/"}, {Path: "d", Kind: "d", Mode: 0o755}},
+		"through a symlink":        {{Path: "l", Kind: "l", Link: "../outside"}, file("l/victim")},
+		"climbing":                 {file("../outside/victim")},
+		"absolute":                 {file("/tmp/victim")},
+		"not canonical":            {{Path: "d", Kind: "d", Mode: 0o755}, file("d/./f")},
+		"duplicate":                {file("f"), file("f")},
+		"parent not created":       {file("nodir/f")},
+		"unknown kind":             {{Path: "p", Kind: "p"}},
+		"blob name not a sum":      {{Path: "f", Kind: "f", Size: 1, Blob: "../../etc/passwd"}},
+		"dir over a link":          {{Path: "d", Kind: "l", Link: "/"}, {Path: "d", Kind: "d", Mode: 0o755}},
+		"packed through a symlink": {{Path: "l", Kind: "l", Link: "../outside"}, packed("l/victim", 0)},
+		"place beyond its pack":    {packed("f", 2)},
+		"negative place in a pack": {packed("f", -1)},
+		"pack name not a sum":      {{Path: "f", Kind: "f", Size: 1, Blob: x, Pack: "../../etc/passwd"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m := hostileManifest(t, blobs, entries)
@@ -341,4 +349,69 @@ func FuzzRestoreSnapshot(f *testing.F) {
 			t.Fatalf("stats %+v", st)
 		}
 	})
+}
+
+// TestSnapshotPacksSmallFiles: small files travel in packs, so that a
+// workspace of thousands of them is a few dozen objects, not one per
+// file; the manifest names the packs (not the files' own hashes) as the
+// blobs it needs, content seen before is not stored again, and the tree
+// comes back whole, also after a change that puts one file in a new pack.
+func TestSnapshotPacksSmallFiles(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	const files = 3000
+	for i := range files {
+		mustWrite(t, filepath.Join(src, fmt.Sprintf("d%02d/f%04d.txt", i/100, i)), bytes.Repeat([]byte{byte('a' + i%26)}, 700+i), 0o644)
+	}
+	mustWrite(t, filepath.Join(src, "copy.txt"), bytes.Repeat([]byte{'a'}, 700), 0o644) // same content as d00/f0000.txt
+	blobs := newMemBlobs()
+	m1, st1 := takeSnapshot(t, src, nil, blobs)
+	// About 3.2 MB of files: 4 packs, ~50 pages and their index.
+	if st1.UploadedBlobs > 100 {
+		t.Errorf("%d files stored as %d blobs, want them packed into under 100", files, st1.UploadedBlobs)
+	}
+	for name := range m1.Blobs() {
+		if _, ok := blobs.blobs[name]; !ok {
+			t.Errorf("the manifest needs blob %s, which was not stored", name)
+		}
+	}
+	var copies []Entry
+	for _, e := range m1.entries {
+		if e.Kind == "f" && e.Pack == "" {
+			t.Errorf("small file %s is not in a pack", e.Path)
+		}
+		if e.Path == "copy.txt" || e.Path == "d00/f0000.txt" {
+			copies = append(copies, e)
+		}
+	}
+	if len(copies) != 2 || copies[0].Pack != copies[1].Pack || copies[0].Offset != copies[1].Offset {
+		t.Errorf("two files of the same content: %+v, want one place", copies)
+	}
+	m1, dst := restoreStored(t, m1, blobs)
+	sameTree(t, src, dst)
+
+	// A change on the restored host: one new pack holding the new file.
+	mustWrite(t, filepath.Join(dst, "d05/new.txt"), []byte("new content"), 0o644)
+	m2, st2 := takeSnapshot(t, dst, m1, blobs)
+	if st2.Hashed != int64(len("new content")) {
+		t.Errorf("read %d bytes after an 11-byte write", st2.Hashed)
+	}
+	if st2.UploadedBlobs > 3 {
+		t.Errorf("stored %d blobs after an 11-byte write, want its pack, a page and the index", st2.UploadedBlobs)
+	}
+	sameTree(t, dst, restoreSnapshot(t, m2, blobs))
+}
+
+// A manifest of the first format (no packs) is still read; one of a
+// format newer than this host's is refused.
+func TestDecodeManifestVersions(t *testing.T) {
+	for version, ok := range map[int]bool{1: true, manifestVersion: true, manifestVersion + 1: false, 0: false} {
+		data, err := (&Manifest{Version: version, Index: []string{}}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeManifest(data); (err == nil) != ok {
+			t.Errorf("version %d: %v, want accepted %v", version, err, ok)
+		}
+	}
 }

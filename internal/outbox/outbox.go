@@ -1,8 +1,15 @@
-// Package queue is sandrun's Pub/Sub plumbing: it publishes completions and
-// dead letters, and creates the topics and subscriptions the local cloud
-// needs (Terraform creates them in production). It never decides what a
-// request means; package api decodes and validates requests.
-package queue
+// Package outbox is what sandrun sends out through Pub/Sub: it publishes
+// recorded completions (Relay: publish, then mark published, the one way
+// every part hands a recorded answer to the backend) and dead letters, and
+// creates the topics and subscriptions the local cloud needs (Terraform
+// creates them in production).
+//
+// The queue of requests is not here: a session's inbox is in Firestore
+// (package session). The outbox never decides what a request means (package
+// api decodes and validates requests) nor records a completion: it sends
+// what the session store recorded, so that a lost publish is found and
+// repeated.
+package outbox
 
 import (
 	"context"
@@ -30,6 +37,15 @@ const (
 	DefaultDeadLetterSubscription = "sandrun-dead-letters"
 )
 
+// MaxDeliveryAttempts is the dispatcher's subscription's dead-letter
+// policy: the most Pub/Sub allows. Killed dispatchers' expiries, key-wide
+// redelivery and the order gate's nacks all spend attempts of requests that
+// did nothing wrong (one reached 9 of 10 in TestReliabilityDispatcherKilled);
+// with the retry policy's backoff (1 s to 60 s), 100 attempts last about 1.5
+// hours, far past any outage the dispatcher rides out, so only a message it
+// can never handle reaches the dead-letter topic.
+const MaxDeliveryAttempts = 100
+
 // Attributes a dead letter carries besides the original message's.
 const (
 	AttrReason            = "reason"
@@ -53,17 +69,18 @@ func DefaultNames() Names {
 	}
 }
 
-// Queue publishes completions and dead letters.
-type Queue struct {
+// Publisher publishes completions and dead letters.
+type Publisher struct {
 	client      *pubsub.Client
 	completions *pubsub.Publisher
 	deadLetters *pubsub.Publisher
 	logger      *slog.Logger
 }
 
-// New returns a queue publishing to the named topics. Call Stop when done.
-func New(client *pubsub.Client, names Names, logger *slog.Logger) *Queue {
-	q := &Queue{client: client, logger: logger,
+// NewPublisher returns a publisher to the named topics. Call Stop when
+// done.
+func NewPublisher(client *pubsub.Client, names Names, logger *slog.Logger) *Publisher {
+	q := &Publisher{client: client, logger: logger,
 		completions: client.Publisher(names.Completions), deadLetters: client.Publisher(names.DeadLetters)}
 	// A completion is awaited by someone: send it at once, not after the
 	// default 10 ms batching delay.
@@ -72,14 +89,14 @@ func New(client *pubsub.Client, names Names, logger *slog.Logger) *Queue {
 }
 
 // Stop flushes and stops the publishers.
-func (q *Queue) Stop() {
+func (q *Publisher) Stop() {
 	q.completions.Stop()
 	q.deadLetters.Stop()
 }
 
 // PublishCompletion publishes a recorded completion (its JSON as recorded)
 // with its attributes, and returns once Pub/Sub has it.
-func (q *Queue) PublishCompletion(ctx context.Context, data []byte, traceparent string) error {
+func (q *Publisher) PublishCompletion(ctx context.Context, data []byte, traceparent string) error {
 	var c api.Completion
 	if err := json.Unmarshal(data, &c); err != nil {
 		return fmt.Errorf("publish completion: decode recorded completion: %w", err)
@@ -99,7 +116,7 @@ func (q *Queue) PublishCompletion(ctx context.Context, data []byte, traceparent 
 
 // DeadLetter publishes a message that is not a request to the dead-letter
 // topic, with its data and attributes and a reason attribute.
-func (q *Queue) DeadLetter(ctx context.Context, m *pubsub.Message, reason string) error {
+func (q *Publisher) DeadLetter(ctx context.Context, m *pubsub.Message, reason string) error {
 	attrs := make(map[string]string, len(m.Attributes)+2)
 	for k, v := range m.Attributes {
 		attrs[k] = v
@@ -133,7 +150,7 @@ func Provision(ctx context.Context, client *pubsub.Client, names Names) error {
 		{
 			Name: sub(names.Dispatcher), Topic: topic(names.Requests),
 			EnableMessageOrdering: true, AckDeadlineSeconds: 60,
-			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic(names.DeadLetters), MaxDeliveryAttempts: 10},
+			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic(names.DeadLetters), MaxDeliveryAttempts: MaxDeliveryAttempts},
 			RetryPolicy:      &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(time.Second), MaximumBackoff: durationpb.New(60 * time.Second)},
 		},
 		{Name: sub(names.DeadLetterSubscription), Topic: topic(names.DeadLetters), AckDeadlineSeconds: 60},

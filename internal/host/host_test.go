@@ -1,0 +1,188 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/session/memstore"
+)
+
+// The host's decisions on the in-memory store with a fake publisher: real
+// shells and files, no cloud.
+
+// fakePublisher records the completions published, in order.
+type fakePublisher struct {
+	mu        sync.Mutex
+	published []api.Completion
+}
+
+func (p *fakePublisher) PublishCompletion(ctx context.Context, data []byte, traceparent string) error {
+	var c api.Completion
+	if err := json.Unmarshal(data, &c); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.published = append(p.published, c)
+	return nil
+}
+
+func (p *fakePublisher) byRequest() map[string]api.Completion {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]api.Completion{}
+	for _, c := range p.published {
+		out[c.RequestID] = c
+	}
+	return out
+}
+
+type hostWorld struct {
+	store *memstore.Store
+	pub   *fakePublisher
+}
+
+func newHostWorld() *hostWorld {
+	clock := memstore.NewClock(time.Now())
+	return &hostWorld{store: memstore.New(session.Config{Bucket: "b", Now: clock.Now}), pub: &fakePublisher{}}
+}
+
+func (w *hostWorld) enqueue(t *testing.T, req api.Request) {
+	t.Helper()
+	raw, _ := json.Marshal(req)
+	if _, err := w.store.Enqueue(context.Background(), &req, raw, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run hosts the session as execution until the host leaves.
+func (w *hostWorld) run(t *testing.T, sessionID, execution string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := Config{SessionID: sessionID, Execution: execution, Workspace: t.TempDir(), IdleTimeout: 50 * time.Millisecond,
+		BaseEnv: map[string]string{"PATH": os.Getenv("PATH")}}
+	return Run(ctx, cfg, w.store, w.pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func exec(id, command string) api.Request {
+	return api.Request{RequestID: id, SessionID: "s1", Op: api.OpExec, Command: command}
+}
+
+func TestRunServesInOrderKeepsTheShellAndLeaves(t *testing.T) {
+	ctx := context.Background()
+	w := newHostWorld()
+	w.enqueue(t, exec("r1", "export A=1; mkdir sub; echo hi > sub/f; cd sub"))
+	w.enqueue(t, exec("r2", "echo $A; cat f"))
+	if err := w.run(t, "s1", "exec-1"); err != nil {
+		t.Fatal(err)
+	}
+	got := w.pub.byRequest()
+	if len(got) != 2 || got["r1"].Status != api.StatusOK || got["r2"].Stdout != "1\nhi\n" {
+		t.Fatalf("published %+v", w.pub.published)
+	}
+	for _, id := range []string{"r1", "r2"} {
+		if it, _ := w.store.Item(ctx, "s1", id); it.Status != session.ItemDone || !it.Published {
+			t.Errorf("%s: %+v, want done and published", id, it)
+		}
+	}
+	// It left cleanly, and the next host starts where it ended.
+	next, err := w.store.Acquire(ctx, "s1", "exec-2", time.Minute)
+	if err != nil || next.Unreleased || next.Checkpoint == nil {
+		t.Fatalf("next lease %+v, %v: want a released session with a checkpoint", next, err)
+	}
+	if err := w.store.Release(ctx, next, true); err != nil {
+		t.Fatal(err)
+	}
+	w.enqueue(t, exec("r3", "pwd | sed 's|.*/||'; echo $A; cat f"))
+	if err := w.run(t, "s1", "exec-3"); err != nil {
+		t.Fatal(err)
+	}
+	if c := w.pub.byRequest()["r3"]; c.Stdout != "sub\n1\nhi\n" {
+		t.Errorf("the next host answered %+v, want the shell and files the first left", c)
+	}
+}
+
+func TestRunAnswersWhatAnEarlierHostLeftRunningHostLost(t *testing.T) {
+	ctx := context.Background()
+	w := newHostWorld()
+	w.enqueue(t, exec("r1", "sleep 100"))
+	w.enqueue(t, exec("r2", "echo two"))
+	old, err := w.store.Acquire(ctx, "s1", "exec-0", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := w.store.Start(ctx, old, "r1"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	// The old host leaves without finishing r1 (its execution ended).
+	if err := w.store.Release(ctx, old, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.run(t, "s1", "exec-1"); err != nil {
+		t.Fatal(err)
+	}
+	got := w.pub.byRequest()
+	if c := got["r1"]; c.Error == nil || c.Error.Code != api.CodeHostLost {
+		t.Errorf("r1 answered %+v, want HOST_LOST", c)
+	}
+	if c := got["r2"]; c.Stdout != "two\n" {
+		t.Errorf("r2 answered %+v", c)
+	}
+}
+
+func TestRunWithNothingToHostLeaves(t *testing.T) {
+	w := newHostWorld()
+	if err := w.run(t, "missing", "exec-1"); err != nil {
+		t.Errorf("hosting a missing session: %v", err)
+	}
+	w.enqueue(t, api.Request{RequestID: "c", SessionID: "s1", Op: api.OpSessionCreate})
+	if _, _, err := w.store.Destroy(context.Background(), "s1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.run(t, "s1", "exec-1"); err != nil {
+		t.Errorf("hosting a destroyed session: %v", err)
+	}
+	if len(w.pub.published) != 0 {
+		t.Errorf("published %+v", w.pub.published)
+	}
+}
+
+func TestRunDestroyOvertakesAndEndsTheSession(t *testing.T) {
+	ctx := context.Background()
+	w := newHostWorld()
+	w.enqueue(t, exec("r1", "echo one"))
+	old, err := w.store.Acquire(ctx, "s1", "exec-0", time.Minute) // hosted: the destroy is queued
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.enqueue(t, api.Request{RequestID: "d", SessionID: "s1", Op: api.OpSessionDestroy})
+	w.enqueue(t, exec("r2", "echo two"))
+	if err := w.store.Release(ctx, old, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.run(t, "s1", "exec-1"); err != nil {
+		t.Fatal(err)
+	}
+	got := w.pub.byRequest()
+	// A destroy overtakes what is queued, which it answers ABORTED.
+	if len(got) != 3 || got["d"].Status != api.StatusOK {
+		t.Errorf("answers %+v, want d ok", w.pub.published)
+	}
+	for _, id := range []string{"r1", "r2"} {
+		if c := got[id]; c.Error == nil || c.Error.Code != api.CodeAborted {
+			t.Errorf("%s answered %+v, want ABORTED", id, c)
+		}
+	}
+	if doc, _ := w.store.Session(ctx, "s1"); doc.Status != session.StatusDestroyed || doc.PurgePending {
+		t.Errorf("session %+v, want destroyed and purged", doc)
+	}
+}
