@@ -3,7 +3,7 @@
 //
 // Each call is retried in exactly one layer: the one that makes it.
 //   - Firestore: the session store. Its methods retry their transactions
-//     and single-document reads under the Firestore policy, and return an
+//     (FirestoreTransaction) and single-document reads (Firestore), and return an
 //     error only once retrying is pointless or the policy's time ran out;
 //     their callers (dispatcher, host, pool, reaper, launcher) never wrap
 //     them in Do again, which would multiply the attempts and the wait.
@@ -43,9 +43,17 @@ type Policy struct {
 // to repeat; a launch may wait on Cloud Run's quota for a while.
 var (
 	Firestore = Policy{Initial: 20 * time.Millisecond, Max: 2 * time.Second, MaxElapsed: 30 * time.Second}
-	PubSub    = Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second, MaxElapsed: 60 * time.Second}
-	Storage   = Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, MaxElapsed: 60 * time.Second}
-	CloudRun  = Policy{Initial: 250 * time.Millisecond, Max: 10 * time.Second, MaxElapsed: 60 * time.Second}
+	// FirestoreTransaction outlasts a transaction that its caller
+	// abandoned (a dispatcher killed inside it): Firestore keeps such a
+	// transaction's locks for 60 s, and every transaction that touches the
+	// same documents meanwhile is aborted ("Transaction lock timeout").
+	// Giving up sooner turns each abandoned transaction into a nack, a
+	// redelivery after the subscription's backoff, and the session's later
+	// requests held behind it (TestReliabilityDispatcherKilled).
+	FirestoreTransaction = Policy{Initial: 20 * time.Millisecond, Max: 2 * time.Second, MaxElapsed: 75 * time.Second}
+	PubSub               = Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second, MaxElapsed: 60 * time.Second}
+	Storage              = Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, MaxElapsed: 60 * time.Second}
+	CloudRun             = Policy{Initial: 250 * time.Millisecond, Max: 10 * time.Second, MaxElapsed: 60 * time.Second}
 	// Stream reopens a stream that ended (a Pub/Sub StreamingPull): for
 	// as long as its consumer runs, so without a time limit.
 	Stream = Policy{Initial: 100 * time.Millisecond, Max: 10 * time.Second}

@@ -224,7 +224,7 @@ func (s *Store) Item(ctx context.Context, sessionID, requestID string) (*Item, e
 // attempt, which runTx retries whole.
 func (s *Store) runTx(ctx context.Context, f func(context.Context, *firestore.Transaction) error) error {
 	ctx = context.WithValue(ctx, inTxKey{}, true)
-	return retry.Do(ctx, retry.Firestore, nil, "transaction", func(ctx context.Context) error {
+	return retry.Do(ctx, retry.FirestoreTransaction, nil, "transaction", func(ctx context.Context) error {
 		return s.fs.RunTransaction(ctx, f, firestore.MaxAttempts(1))
 	})
 }
