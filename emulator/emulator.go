@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sandrun/sandrun/emulator/calls"
 	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/emulator/faults"
 	"github.com/sandrun/sandrun/emulator/firestore"
@@ -115,7 +116,12 @@ type Suite struct {
 	// Firestore calls served would be billed (docs/cost.md); nil with
 	// Config.ExternalFirestore.
 	FirestoreUsage *firestore.Usage
-	CloudRun       *cloudrun.Server
+	// Calls records the calls every service serves (calls after the fault
+	// injector: a call failed by an injected fault is not recorded), for
+	// `sandrun bench` to count; with Config.ExternalFirestore or
+	// ExternalPubSub, that service's calls are not recorded.
+	Calls    *calls.Log
+	CloudRun *cloudrun.Server
 	// IAM mints the access tokens of IAM Credentials' GenerateAccessToken,
 	// on CloudRunAddr.
 	IAM *iam.Server
@@ -142,6 +148,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	s := &Suite{
 		Project: cfg.Project,
 		Faults:  faults.New(),
+		Calls:   &calls.Log{},
 		logger:  cfg.Logger,
 		serving: make(chan error, 5),
 	}
@@ -197,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	// faults reach.
 	if cfg.ExternalPubSub == "" {
 		s.PubSub = pubsub.New(pubsub.Options{Logger: s.logger})
-		pubsubG := s.newGRPCServer(faults.PubSub)
+		pubsubG := s.newGRPCServer(faults.PubSub, s.Calls.PubSub()...)
 		s.PubSub.Register(pubsubG)
 		s.serveGRPC(pubsubG, pubsubL)
 	} else {
@@ -241,7 +248,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 				return nil, fmt.Errorf("start firestore: %w", err)
 			}
 		}
-		s.FirestoreUsage = &firestore.Usage{}
+		s.FirestoreUsage = &firestore.Usage{Log: s.Calls}
 		firestoreG := s.newGRPCServer(faults.Firestore, s.FirestoreUsage.Interceptors()...)
 		s.Firestore.Register(firestoreG)
 		s.serveGRPC(firestoreG, firestoreL)
@@ -250,11 +257,14 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	// Cloud Run: tasks see the suite as a Cloud Run job sees Google.
 	runCfg := cfg.CloudRun
 	runCfg.Env = append(append([]string(nil), runCfg.Env...), s.Env()...)
+	if runCfg.OnTaskStart == nil {
+		runCfg.OnTaskStart = s.Calls.TaskStarted
+	}
 	if runCfg.Logger == nil {
 		runCfg.Logger = cfg.Logger
 	}
 	s.CloudRun = cloudrun.New(runCfg)
-	cloudrunG := s.newGRPCServer(faults.CloudRun)
+	cloudrunG := s.newGRPCServer(faults.CloudRun, s.Calls.CloudRun()...)
 	s.CloudRun.Register(cloudrunG)
 	s.IAM = iam.New()
 	s.IAM.Register(cloudrunG)
@@ -296,7 +306,7 @@ func (s *Suite) StorageHandler() http.Handler {
 	if s.uploads != nil {
 		s.uploads.next, h = h, s.uploads
 	}
-	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, h)))
+	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.Calls.StorageMiddleware(h))))
 }
 
 // jsonAPIPrefix serves the JSON API under / as well as under /storage/v1.
