@@ -41,6 +41,7 @@ type Counted struct {
 type sample struct {
 	calls                  []calls.Call
 	chain                  []calls.Call
+	steps                  []string // the chain's calls as "program: service Method"
 	chainErr               error
 	tally                  Tally
 	sandrun, host, command time.Duration
@@ -90,6 +91,9 @@ func (e *environment) countOne(ctx context.Context, sessionID, command string, s
 		return s, nil
 	}
 	s.chain, s.chainErr = criticalPath(s.calls, publish, receipt, program)
+	for _, c := range s.chain {
+		s.steps = append(s.steps, program(c.Peer)+": "+c.Service+" "+c.Method)
+	}
 	return s, nil
 }
 
@@ -144,17 +148,15 @@ func summarize(kind string, samples []sample) Counted {
 			out.PathBroken++
 			continue
 		}
-		line := pathLine(s.chain)
+		line := strings.Join(s.steps, " → ")
 		paths[line]++
 		if paths[line] > paths[best] {
 			best = line
 		}
 	}
 	for _, s := range samples {
-		if s.chainErr == nil && pathLine(s.chain) == best {
-			for _, c := range s.chain {
-				out.Path = append(out.Path, c.Service+" "+c.Method)
-			}
+		if s.chainErr == nil && strings.Join(s.steps, " → ") == best {
+			out.Path = s.steps
 			out.SerialRPCs, out.PubSubHops, out.SerialByService = serialRPCs(s.chain)
 			break
 		}
