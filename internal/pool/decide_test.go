@@ -32,9 +32,9 @@ func TestDecide(t *testing.T) {
 	}{
 		{"off", Policy{}, nil, everySecond(60), 5 * time.Second, 0, nil},
 		{"empty pool launches its minimum", Policy{Min: 2}, nil, nil, 5 * time.Second, 2, nil},
-		{"launching members count", Policy{Min: 2}, []MemberState{launching("a", time.Second), idle("b", 10 * time.Second)}, nil, 5 * time.Second, 0, nil},
-		{"an expired idle member is removed and replaced", Policy{Min: 2}, []MemberState{idle("a", -time.Second), idle("b", 10 * time.Second)}, nil, 5 * time.Second, 1, []string{"a"}},
-		{"a member that never registered is removed and replaced", Policy{Min: 1, LaunchTimeout: time.Minute}, []MemberState{launching("a", 2 * time.Minute)}, nil, 5 * time.Second, 1, []string{"a"}},
+		{"launching members count", Policy{Min: 2}, []MemberState{launching("a", time.Second), idle("b", 10*time.Second)}, nil, 5 * time.Second, 0, nil},
+		{"an expired idle member is removed and replaced", Policy{Min: 2}, []MemberState{idle("a", -time.Second), idle("b", 10*time.Second)}, nil, 5 * time.Second, 1, []string{"a"}},
+		{"a member that never registered is removed and replaced", Policy{Min: 1, LaunchTimeout: time.Minute}, []MemberState{launching("a", 2*time.Minute)}, nil, 5 * time.Second, 1, []string{"a"}},
 		{"more members than desired: none launched, none retired (they leave when idle for long)", Policy{Min: 1}, []MemberState{idle("a", time.Minute), idle("b", time.Minute), idle("c", time.Minute)}, nil, 5 * time.Second, 0, nil},
 		// One a second (60 over the 59 s they span), 6 s to start: about 6
 		// start to replace the claimed, and half as many again wait idle:
@@ -108,7 +108,7 @@ func simulateBurst(policy Policy, ready time.Duration) int {
 	hits := 0
 	lastTick := start
 	for _, now := range times {
-		for lastTick.Add(10*time.Second).Before(now) {
+		for lastTick.Add(10 * time.Second).Before(now) {
 			lastTick = lastTick.Add(10 * time.Second)
 			refill(lastTick)
 		}
