@@ -23,14 +23,18 @@ type Counted struct {
 	// Path is the critical path seen most often, PathSeen in how many
 	// samples; SerialRPCs its RPCs (by service) and PubSubHops its Pub/Sub
 	// deliveries.
-	Path              []string       `json:"path"`
-	PathSeen          int            `json:"path_seen"`
-	SerialRPCs        int            `json:"serial_rpcs"`
-	SerialByService   map[string]int `json:"serial_by_service"`
-	PubSubHops        int            `json:"pubsub_hops"`
-	PathBroken        int            `json:"path_broken,omitempty"`
-	PerRequest        Tally          `json:"per_request"`
-	RPCsLow, RPCsHigh int            `json:"-"`
+	Path            []string       `json:"path"`
+	PathSeen        int            `json:"path_seen"`
+	SerialRPCs      int            `json:"serial_rpcs"`
+	SerialByService map[string]int `json:"serial_by_service"`
+	PubSubHops      int            `json:"pubsub_hops"`
+	PathBroken      int            `json:"path_broken,omitempty"`
+	// SerialLow and SerialHigh are the fewest and most serial RPCs of any
+	// sample's path.
+	SerialLow         int   `json:"serial_low"`
+	SerialHigh        int   `json:"serial_high"`
+	PerRequest        Tally `json:"per_request"`
+	RPCsLow, RPCsHigh int   `json:"-"`
 	// CPU per request in milliseconds: this process (the dispatcher, the
 	// reaper, the local cloud and the backend's client), the hosts, and
 	// what the hosts ran (their reaped children).
@@ -48,27 +52,51 @@ type sample struct {
 	completion             *api.Completion
 }
 
-// cpuNow reads the CPU this process, the hosts and their children have
-// used so far.
-func (e *environment) cpuNow() (self, hosts, children time.Duration) {
-	self, _ = procfs.CPUTime(os.Getpid(), false)
+// cpuSnapshot is the CPU this process and each running execution's tasks
+// (and their reaped children) have used so far.
+type cpuSnapshot struct {
+	self       time.Duration
+	executions map[string][2]time.Duration // own, children
+}
+
+func (e *environment) cpuNow() cpuSnapshot {
+	snap := cpuSnapshot{executions: map[string][2]time.Duration{}}
+	snap.self, _ = procfs.CPUTime(os.Getpid(), false)
 	for _, execution := range e.suite.CloudRun.RunningExecutions() {
+		var t [2]time.Duration
 		for _, pid := range e.suite.CloudRun.TaskPIDs(execution) {
 			own, err1 := procfs.CPUTime(pid, false)
 			all, err2 := procfs.CPUTime(pid, true)
 			if err1 == nil && err2 == nil {
-				hosts += own
-				children += all - own
+				t[0] += own
+				t[1] += all - own
 			}
 		}
+		snap.executions[execution] = t
 	}
-	return self, hosts, children
+	return snap
+}
+
+// since returns the CPU used since earlier by this process and by the tasks
+// of execution (its full name, or the last segment of it, as a host names
+// it in its completions; a host that started meanwhile counts from zero).
+func (s cpuSnapshot) since(earlier cpuSnapshot, execution string) (self, host, children time.Duration) {
+	find := func(m map[string][2]time.Duration) [2]time.Duration {
+		for name, t := range m {
+			if execution != "" && (name == execution || strings.HasSuffix(name, "/"+execution)) {
+				return t
+			}
+		}
+		return [2]time.Duration{}
+	}
+	now, before := find(s.executions), find(earlier.executions)
+	return s.self - earlier.self, now[0] - before[0], now[1] - before[1]
 }
 
 // countOne sends one request alone, waits settle after its completion for
 // what it set off, and returns its calls and critical path.
 func (e *environment) countOne(ctx context.Context, sessionID, command string, settle time.Duration) (sample, error) {
-	self0, host0, cmd0 := e.cpuNow()
+	cpu0 := e.cpuNow()
 	e.suite.Calls.Keep()
 	_, done, err := e.exec(ctx, sessionID, command)
 	if err != nil {
@@ -77,8 +105,8 @@ func (e *environment) countOne(ctx context.Context, sessionID, command string, s
 	}
 	time.Sleep(settle) // a bench: what the request set off runs meanwhile
 	all := e.suite.Calls.Stop()
-	self1, host1, cmd1 := e.cpuNow()
-	s := sample{completion: done, sandrun: self1 - self0, host: host1 - host0, command: cmd1 - cmd0}
+	s := sample{completion: done}
+	s.sandrun, s.host, s.command = e.cpuNow().since(cpu0, done.ExecutionID)
 	s.calls = requestCalls(all, sessionID)
 	s.tally = tally(s.calls)
 	program, err := programs()
@@ -150,6 +178,11 @@ func summarize(kind string, samples []sample) Counted {
 		}
 		line := strings.Join(s.steps, " → ")
 		paths[line]++
+		n, _, _ := serialRPCs(s.chain)
+		if out.SerialHigh == 0 || n < out.SerialLow {
+			out.SerialLow = n
+		}
+		out.SerialHigh = max(out.SerialHigh, n)
 		if paths[line] > paths[best] {
 			best = line
 		}
@@ -182,10 +215,10 @@ func summarize(kind string, samples []sample) Counted {
 // serial round trips on the critical path.
 func (c Counted) result() Result {
 	t := c.PerRequest
-	note := fmt.Sprintf("critical path (%d of %d samples; %d broken): %s. Serial RPCs by service: %s; Pub/Sub hops %d. "+
+	note := fmt.Sprintf("critical path (%d of %d samples; %d broken; serial RPCs %d to %d across samples): %s. Serial RPCs by service: %s; Pub/Sub hops %d. "+
 		"Per request (median sample; RPCs %d to %d across samples): %d RPCs and %d pushes (%s); Firestore %d reads, %d writes, %d deletes; "+
 		"Cloud Storage %d ops; Pub/Sub %d published, %d delivered. CPU per request: this process (dispatcher, reaper, local cloud, client) %.1f ms, hosts %.1f ms, their commands %.1f ms",
-		c.PathSeen, c.Samples, c.PathBroken, strings.Join(c.Path, " → "), methodsLine(c.SerialByService), c.PubSubHops,
+		c.PathSeen, c.Samples, c.PathBroken, c.SerialLow, c.SerialHigh, strings.Join(c.Path, " → "), methodsLine(c.SerialByService), c.PubSubHops,
 		c.RPCsLow, c.RPCsHigh, t.RPCs, t.Pushes, methodsLine(t.ByMethod), t.Reads, t.Writes, t.Deletes,
 		t.StorageOps, t.Published, t.Delivered, c.CPUSandrun, c.CPUHost, c.CPUCommand)
 	cc := c
@@ -208,7 +241,8 @@ func (r *runner) counts(ctx context.Context) error {
 	}
 	defer env.close()
 	const warm = "bench-count-warm"
-	if _, _, err := env.exec(ctx, warm, "true"); err != nil {
+	_, first, err := env.exec(ctx, warm, "true")
+	if err != nil {
 		return err
 	}
 	time.Sleep(time.Second)
@@ -232,7 +266,7 @@ func (r *runner) counts(ctx context.Context) error {
 	}
 	r.add(summarize("new session, no pool", samples).result())
 
-	if err := r.countIdle(ctx, env, warm, idleWindow); err != nil {
+	if err := r.countIdle(ctx, env, warm, first.ExecutionID, idleWindow); err != nil {
 		return err
 	}
 	return r.countPool(ctx, rounds)
@@ -240,9 +274,9 @@ func (r *runner) counts(ctx context.Context) error {
 
 // countIdle counts what the warm session's host costs while it idles, per
 // minute, once its lease has gone idle.
-func (r *runner) countIdle(ctx context.Context, env *environment, sessionID string, window time.Duration) error {
+func (r *runner) countIdle(ctx context.Context, env *environment, sessionID, execution string, window time.Duration) error {
 	time.Sleep(20 * time.Second) // past the idle-lease threshold (the lease TTL, 15 s)
-	self0, host0, _ := env.cpuNow()
+	cpu0 := env.cpuNow()
 	env.suite.Calls.Keep()
 	select {
 	case <-ctx.Done():
@@ -264,12 +298,12 @@ func (r *runner) countIdle(ctx context.Context, env *environment, sessionID stri
 		}
 	}
 	t := tally(hosts)
-	self1, host1, _ := env.cpuNow()
+	self, host, _ := env.cpuNow().since(cpu0, execution)
 	per := window.Minutes()
 	r.add(Result{Name: "counted: idle host-minute", Unit: "RPCs/min", Value: float64(t.RPCs) / per,
 		Note: fmt.Sprintf("one idle host for %v, per minute: %.1f RPCs and %.1f pushes (over the window: %s); Firestore %.1f reads, %.1f writes, %.1f deletes; Cloud Storage %.1f ops; CPU this process %.1f ms, host %.1f ms",
 			window, float64(t.RPCs)/per, float64(t.Pushes)/per, methodsLine(t.ByMethod), float64(t.Reads)/per, float64(t.Writes)/per, float64(t.Deletes)/per,
-			float64(t.StorageOps)/per, ms(self1-self0)/per, ms(host1-host0)/per),
+			float64(t.StorageOps)/per, ms(self)/per, ms(host)/per),
 		Counted: &Counted{Kind: "idle host-minute", PerRequest: t}})
 	return nil
 }
