@@ -10,7 +10,9 @@
 // fake-gcs-server; Cloud Run is sandrun's own (emulator/cloudrun). Every
 // service sits behind the fault injector of package emulator/faults, and an
 // admin endpoint lets a running suite be given faults and have executions
-// killed.
+// killed. Every call served is counted, and on demand recorded with its
+// timing (Suite.Calls, package emulator/calls), so that the bench can count
+// what a request costs; recording changes nothing a service answers.
 //
 // The suite keeps everything in memory unless told otherwise; it is a
 // development and test tool and never talks to Google.
