@@ -88,8 +88,6 @@ const (
 	// DefaultPeak keeps half a member start's arrivals idle beyond the
 	// members starting.
 	DefaultPeak = 0.5
-	// launchesAtOnce bounds the members a refill starts concurrently.
-	launchesAtOnce = 8
 	// DefaultRefillInterval is how often a dispatcher refills the pool
 	// when nothing asks it to sooner.
 	DefaultRefillInterval = 10 * time.Second
@@ -324,24 +322,12 @@ func (p *Pool) Refill(ctx context.Context) (Status, error) {
 			}
 		}
 	}
-	// Launches go out together: a burst needs its members started at
-	// once, not one RunJob after another.
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, launchesAtOnce)
 	for range d.Launch {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := p.launch(ctx); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
+		if err := p.launch(ctx); err != nil {
+			errs = append(errs, err)
+			break
+		}
 	}
-	wg.Wait()
 	p.idleGauge.Record(ctx, int64(st.Idle))
 	return st, errors.Join(errs...)
 }
