@@ -33,9 +33,11 @@ import (
 //     them; nor are open streams (StreamingPull, Listen) themselves, only
 //     their pushes.
 // Programs are told apart by their connections: the bench's own process
-// (the dispatcher, the reaper, the local cloud and the backend's client)
-// and the hosts. The serial round trips are the chain's calls that are
-// RPCs (its pushes are the hops between programs).
+// (the dispatcher, the reaper and the backend's client) and the hosts (whose
+// connections cannot be read: hosts are not dumpable). Goroutines of one
+// program are not told apart, so a call made beside the path by the same
+// program can be taken for a step of it. The serial round trips are the
+// chain's calls that are RPCs (its pushes are the hops between programs).
 
 // keySession returns the session a call's key names, or "".
 func keySession(key string) string {
