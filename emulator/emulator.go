@@ -10,7 +10,9 @@
 // fake-gcs-server; Cloud Run is sandrun's own (emulator/cloudrun). Every
 // service sits behind the fault injector of package emulator/faults, and an
 // admin endpoint lets a running suite be given faults and have executions
-// killed.
+// killed. Every call served is counted, and on demand recorded with its
+// timing (Suite.Calls, package emulator/calls), so that the bench can count
+// what a request costs; recording changes nothing a service answers.
 //
 // Cloud Storage keeps its objects on disk, always (in a temporary
 // directory that Close removes, unless Config.StorageDir names one), so
@@ -39,6 +41,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sandrun/sandrun/emulator/calls"
 	"github.com/sandrun/sandrun/emulator/cloudrun"
 	"github.com/sandrun/sandrun/emulator/faults"
 	"github.com/sandrun/sandrun/emulator/firestore"
@@ -126,7 +129,12 @@ type Suite struct {
 	// Firestore calls served would be billed (docs/cost.md); nil with
 	// Config.ExternalFirestore.
 	FirestoreUsage *firestore.Usage
-	CloudRun       *cloudrun.Server
+	// Calls records the calls every service serves (calls after the fault
+	// injector: a call failed by an injected fault is not recorded), for
+	// `sandrun bench` to count; with Config.ExternalFirestore or
+	// ExternalPubSub, that service's calls are not recorded.
+	Calls    *calls.Log
+	CloudRun *cloudrun.Server
 	// IAM mints the access tokens of IAM Credentials' GenerateAccessToken,
 	// on CloudRunAddr.
 	IAM *iam.Server
@@ -153,6 +161,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	s := &Suite{
 		Project: cfg.Project,
 		Faults:  faults.New(),
+		Calls:   &calls.Log{},
 		logger:  cfg.Logger,
 		serving: make(chan error, 5),
 	}
@@ -208,7 +217,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	// faults reach.
 	if cfg.ExternalPubSub == "" {
 		s.PubSub = pubsub.New(pubsub.Options{Logger: s.logger})
-		pubsubG := s.newGRPCServer(faults.PubSub)
+		pubsubG := s.newGRPCServer(faults.PubSub, s.Calls.PubSub()...)
 		s.PubSub.Register(pubsubG)
 		s.serveGRPC(pubsubG, pubsubL)
 	} else {
@@ -258,7 +267,7 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 				return nil, fmt.Errorf("start firestore: %w", err)
 			}
 		}
-		s.FirestoreUsage = &firestore.Usage{}
+		s.FirestoreUsage = &firestore.Usage{Log: s.Calls}
 		firestoreG := s.newGRPCServer(faults.Firestore, s.FirestoreUsage.Interceptors()...)
 		s.Firestore.Register(firestoreG)
 		s.serveGRPC(firestoreG, firestoreL)
@@ -267,11 +276,14 @@ func Start(ctx context.Context, cfg Config) (_ *Suite, err error) {
 	// Cloud Run: tasks see the suite as a Cloud Run job sees Google.
 	runCfg := cfg.CloudRun
 	runCfg.Env = append(append([]string(nil), runCfg.Env...), s.Env()...)
+	if runCfg.OnTaskStart == nil {
+		runCfg.OnTaskStart = s.Calls.TaskStarted
+	}
 	if runCfg.Logger == nil {
 		runCfg.Logger = cfg.Logger
 	}
 	s.CloudRun = cloudrun.New(runCfg)
-	cloudrunG := s.newGRPCServer(faults.CloudRun)
+	cloudrunG := s.newGRPCServer(faults.CloudRun, s.Calls.CloudRun()...)
 	s.CloudRun.Register(cloudrunG)
 	s.IAM = iam.New()
 	s.IAM.Register(cloudrunG)
@@ -309,7 +321,7 @@ func (s *Suite) hasBucket(name string) bool {
 // reached by every official client through the one STORAGE_EMULATOR_HOST
 // that Env sets (see jsonAPIPrefix).
 func (s *Suite) StorageHandler() http.Handler {
-	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.objects)))
+	return s.jsonAPIPrefix(recoverHTTP(s.logger, s.Faults.HTTPMiddleware(faults.Storage, s.Calls.StorageMiddleware(s.objects))))
 }
 
 // jsonAPIPrefix serves the JSON API under / as well as under /storage/v1.

@@ -132,6 +132,9 @@ func (s *Server) runAttempt(e *execution, t *task) attemptResult {
 	if err != nil {
 		return notStarted(t, err)
 	}
+	if s.cfg.OnTaskStart != nil {
+		s.cfg.OnTaskStart(e.name.String())
+	}
 
 	s.mu.Lock()
 	now = time.Now()

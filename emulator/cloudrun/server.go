@@ -61,6 +61,10 @@ type Config struct {
 	Output io.Writer
 	// Logger receives the emulator's own events (default: discard).
 	Logger *slog.Logger
+	// OnTaskStart, if set, is called with the execution's full name each
+	// time a task's process has started (after any simulated cold start),
+	// so that the suite's call log can see a host come up.
+	OnTaskStart func(execution string)
 	// User, if set, is the user and group every task runs as, as a
 	// container image's USER makes its entrypoint run (the executor's
 	// image: uid 1000); the server must be root to set one. Each task's

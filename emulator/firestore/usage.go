@@ -2,10 +2,16 @@ package firestore
 
 import (
 	"context"
+	"encoding/hex"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/grpc"
+
+	"github.com/sandrun/sandrun/emulator/calls"
 )
 
 // Usage counts what the calls served would be billed as on Firestore, so
@@ -27,6 +33,11 @@ import (
 // calls count what they returned before failing; a commit counts only when
 // it succeeds.
 type Usage struct {
+	// Log, when set, records each call too, with the documents it named,
+	// its transaction and its billing units, and each listener change as a
+	// push caused by the last commit that wrote the document.
+	Log *calls.Log
+
 	mu      sync.Mutex
 	reads   int64
 	writes  int64
@@ -85,15 +96,29 @@ func (u *Usage) Interceptors() []grpc.ServerOption {
 }
 
 func (u *Usage) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
 	resp, err := handler(ctx, req)
 	var reads, writes, deletes int64
+	var keys []string
+	var tx []byte
 	switch r := req.(type) {
 	case *pb.CommitRequest:
 		if err == nil {
 			writes, deletes = countWrites(r.GetWrites())
 		}
+		tx = r.GetTransaction()
+		for _, w := range r.GetWrites() {
+			keys = append(keys, relDoc(w.GetUpdate().GetName()+w.GetDelete()+w.GetTransform().GetDocument()))
+		}
+	case *pb.BeginTransactionRequest:
+		if b, ok := resp.(*pb.BeginTransactionResponse); ok {
+			tx = b.GetTransaction()
+		}
+	case *pb.RollbackRequest:
+		tx = r.GetTransaction()
 	case *pb.GetDocumentRequest:
 		reads = 1
+		keys = []string{relDoc(r.GetName())}
 	case *pb.CreateDocumentRequest, *pb.UpdateDocumentRequest:
 		if err == nil {
 			writes = 1
@@ -111,9 +136,33 @@ func (u *Usage) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 			reads = max(int64(len(l.GetDocuments())), 1)
 		}
 	}
-	u.add(shortMethod(info.FullMethod), reads, writes, deletes)
+	method := calls.ShortMethod(info.FullMethod)
+	u.add(method, reads, writes, deletes)
+	if u.Log != nil {
+		c := calls.Call{Service: calls.Firestore, Method: method, Start: start, End: time.Now(), Keys: keys, Tx: txKey(tx), Peer: calls.PeerOf(ctx),
+			Reads: reads, Writes: writes, Deletes: deletes, Failed: err != nil}
+		if _, ok := req.(*pb.CommitRequest); ok && err == nil {
+			u.Log.RecordCommit(c, keys)
+		} else {
+			u.Log.Record(c)
+		}
+	}
 	return resp, err
 }
+
+// relDoc turns projects/P/databases/D/documents/sessions/s1 into
+// sessions/s1.
+func relDoc(name string) string {
+	if _, rest, ok := strings.Cut(name, "/documents/"); ok {
+		return rest
+	}
+	if strings.HasSuffix(name, "/documents") {
+		return ""
+	}
+	return name
+}
+
+func txKey(tx []byte) string { return hex.EncodeToString(tx) }
 
 func countWrites(ws []*pb.Write) (writes, deletes int64) {
 	for _, w := range ws {
@@ -127,22 +176,77 @@ func countWrites(ws []*pb.Write) (writes, deletes int64) {
 }
 
 func (u *Usage) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	method := shortMethod(info.FullMethod)
+	start := time.Now()
+	method := calls.ShortMethod(info.FullMethod)
 	cs := &countingStream{ServerStream: ss, u: u}
 	err := handler(srv, cs)
 	if method == "RunQuery" && !cs.sawDocument {
 		cs.reads++ // a query that returns nothing is billed one read
 	}
 	u.add(method, cs.reads, 0, 0)
+	if u.Log != nil {
+		cs.mu.Lock()
+		keys, tx := cs.keys, cs.tx
+		cs.mu.Unlock()
+		u.Log.Record(calls.Call{Service: calls.Firestore, Method: method, Start: start, End: time.Now(), Stream: method == "Listen", Peer: calls.PeerOf(ss.Context()),
+			Keys: keys, Tx: txKey(tx), Reads: cs.reads, Failed: err != nil})
+	}
 	return err
 }
 
-// countingStream counts the documents a streaming call sends.
+// countingStream counts the documents a streaming call sends, and notes
+// what it names for the call log.
 type countingStream struct {
 	grpc.ServerStream
 	u           *Usage
 	reads       int64
 	sawDocument bool
+	// mu guards keys and tx: a Listen's requests are read on a goroutine
+	// of their own.
+	mu   sync.Mutex
+	keys []string
+	tx   []byte
+	// targetAdded is when the listener last added a target (Unix
+	// nanoseconds; requests are read and responses sent on different
+	// goroutines).
+	targetAdded atomic.Int64
+}
+
+func (s *countingStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err != nil || s.u.Log == nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch r := m.(type) {
+	case *pb.BatchGetDocumentsRequest:
+		for _, d := range r.GetDocuments() {
+			s.keys = append(s.keys, relDoc(d))
+		}
+		s.tx = r.GetTransaction()
+	case *pb.RunQueryRequest:
+		key := relDoc(r.GetParent())
+		for _, from := range r.GetStructuredQuery().GetFrom() {
+			if key != "" {
+				key += "/"
+			}
+			key += from.GetCollectionId()
+		}
+		s.keys = append(s.keys, key)
+		s.tx = r.GetTransaction()
+	case *pb.ListenRequest:
+		if r.GetAddTarget() != nil {
+			s.targetAdded.Store(time.Now().UnixNano())
+		}
+		for _, d := range r.GetAddTarget().GetDocuments().GetDocuments() {
+			s.keys = append(s.keys, relDoc(d))
+		}
+		if q := r.GetAddTarget().GetQuery(); q != nil {
+			s.keys = append(s.keys, relDoc(q.GetParent()))
+		}
+	}
+	return err
 }
 
 func (s *countingStream) SendMsg(m any) error {
@@ -151,10 +255,16 @@ func (s *countingStream) SendMsg(m any) error {
 		if r.GetFound() != nil || r.GetMissing() != "" {
 			s.reads++
 		}
+		if t := r.GetTransaction(); len(t) > 0 {
+			s.setTx(t)
+		}
 	case *pb.RunQueryResponse:
 		if r.GetDocument() != nil {
 			s.reads++
 			s.sawDocument = true
+		}
+		if t := r.GetTransaction(); len(t) > 0 {
+			s.setTx(t)
 		}
 	case *pb.RunAggregationQueryResponse:
 		if r.GetResult() != nil {
@@ -165,17 +275,18 @@ func (s *countingStream) SendMsg(m any) error {
 		// in its results; it runs for long, so count as it goes.
 		if r.GetDocumentChange() != nil && len(r.GetDocumentChange().GetTargetIds()) > 0 {
 			s.u.add("", 1, 0, 0)
+			if s.u.Log != nil {
+				now, doc := time.Now(), relDoc(r.GetDocumentChange().GetDocument().GetName())
+				s.u.Log.RecordChange(calls.Call{Service: calls.Firestore, Method: "Listen.Change", Start: now, End: now, Peer: calls.PeerOf(s.Context()),
+					Keys: []string{doc}, Reads: 1}, doc, time.Unix(0, s.targetAdded.Load()))
+			}
 		}
 	}
 	return s.ServerStream.SendMsg(m)
 }
 
-// shortMethod turns /google.firestore.v1.Firestore/Commit into Commit.
-func shortMethod(full string) string {
-	for i := len(full) - 1; i >= 0; i-- {
-		if full[i] == '/' {
-			return full[i+1:]
-		}
-	}
-	return full
+func (s *countingStream) setTx(t []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tx = t
 }

@@ -60,7 +60,7 @@ type Config struct {
 }
 
 // Names are the measurements, in the order they run.
-var Names = []string{"warm", "python", "cold", "throughput", "transfer", "checkpoint", "pool", "tracing", "refused"}
+var Names = []string{"warm", "counts", "python", "cold", "throughput", "transfer", "checkpoint", "pool", "burst", "tracing", "refused"}
 
 // Result is one figure with its floor.
 type Result struct {
@@ -78,6 +78,8 @@ type Result struct {
 	Ratio     float64 `json:"ratio,omitempty"`
 	Samples   int     `json:"samples,omitempty"`
 	Note      string  `json:"note,omitempty"`
+	// Counted holds, for the "counts" measurement, the calls counted.
+	Counted *Counted `json:"counted,omitempty"`
 }
 
 // Report is one run.
@@ -106,10 +108,22 @@ type environment struct {
 	closers []func()
 }
 
+// envSpec says how the system of an environment runs.
+type envSpec struct {
+	// StartDelay is every execution's simulated cold start.
+	StartDelay time.Duration
+	// Pool is the warm pool's policy (none by default).
+	Pool pool.Policy
+	// ReaperInterval is the time between reaper passes (default 2 s).
+	ReaperInterval time.Duration
+}
+
 // startEnvironment starts a fresh local cloud and the whole system on it,
-// every execution waiting startDelay, with the warm pool policy given.
-// It points this process's Google clients at the new cloud.
-func startEnvironment(ctx context.Context, cfg Config, startDelay time.Duration, policy pool.Policy) (_ *environment, err error) {
+// as spec says. It points this process's Google clients at the new cloud.
+func startEnvironment(ctx context.Context, cfg Config, spec envSpec) (_ *environment, err error) {
+	if spec.ReaperInterval <= 0 {
+		spec.ReaperInterval = 2 * time.Second
+	}
 	e := &environment{}
 	defer func() {
 		if err != nil {
@@ -141,11 +155,11 @@ func startEnvironment(ctx context.Context, cfg Config, startDelay time.Duration,
 		return nil, err
 	}
 	e.sys = system.Config{Project: suite.Project, Region: system.DefaultRegion, Job: system.DefaultJob,
-		Bucket: "sandrun-bench", Names: outbox.DefaultNames(), TTL: session.DefaultTTL, Pool: policy}
+		Bucket: "sandrun-bench", Names: outbox.DefaultNames(), TTL: session.DefaultTTL, Pool: spec.Pool}
 	local, err := system.StartLocal(ctx, e.sys, system.LocalConfig{
 		Executor: cfg.Executor, ExecutorArgs: cfg.ExecutorArgs, StateDir: e.state,
-		IdleTimeout: 10 * time.Minute, LeaseTTL: 15 * time.Second, ReaperInterval: 2 * time.Second,
-		StartDelay: startDelay, Logger: cfg.Logger, LogLevel: "warn",
+		IdleTimeout: 10 * time.Minute, LeaseTTL: 15 * time.Second, ReaperInterval: spec.ReaperInterval,
+		StartDelay: spec.StartDelay, Logger: cfg.Logger, LogLevel: "warn",
 	})
 	if err != nil {
 		return nil, err
@@ -178,7 +192,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	env, err := startEnvironment(ctx, cfg, cfg.StartDelay, pool.Policy{})
+	env, err := startEnvironment(ctx, cfg, envSpec{StartDelay: cfg.StartDelay})
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		report: &Report{StartedAt: time.Now().UTC(), Quick: cfg.Quick, Machine: describeMachine()}}
 	steps := map[string]func(context.Context) error{
 		"warm": r.warm, "python": r.python, "cold": r.cold, "throughput": r.throughput, "transfer": r.transfer, "checkpoint": r.checkpoint, "pool": r.pool, "tracing": r.tracing,
-		"refused": r.refused,
+		"refused": r.refused, "counts": r.counts, "burst": r.burst,
 	}
 	for _, name := range Names {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, name) {

@@ -38,7 +38,7 @@ func (r *runner) pool(ctx context.Context) error {
 		if withPool {
 			policy, name = benchPool, "new-session request, warm pool"
 		}
-		env, err := startEnvironment(ctx, r.cfg, delay, policy)
+		env, err := startEnvironment(ctx, r.cfg, envSpec{StartDelay: delay, Pool: policy})
 		if err != nil {
 			return err
 		}
@@ -77,39 +77,9 @@ func (r *runner) poolRun(ctx context.Context, env *environment, name string, wit
 			Note: "the floor of the pooled new-session figure, on the same system"})
 	}
 	// New sessions arrive at a steady rate, each with one request.
-	var mu sync.Mutex
-	var ds []time.Duration
-	hits := 0
-	var firstErr error
-	var wg sync.WaitGroup
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for i := range warmup + sessions {
-		if i > 0 {
-			<-tick.C
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d, done, err := env.exec(ctx, fmt.Sprintf("bench-new-%03d", i), "true")
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				firstErr = err
-				return
-			}
-			if i < warmup {
-				return
-			}
-			ds = append(ds, d)
-			if done.PoolHit {
-				hits++
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	ds, hits, err := arrive(ctx, env, "bench-new", []phase{{warmup, every, false}, {sessions, every, true}})
+	if err != nil {
+		return err
 	}
 	p50, p99 := percentiles(ds)
 	rate := time.Second / every
@@ -152,4 +122,108 @@ func waitIdle(ctx context.Context, env *environment, n int) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// phase is n new sessions arriving one every every; those of a measured
+// phase are counted.
+type phase struct {
+	n        int
+	every    time.Duration
+	measured bool
+}
+
+// arrive starts new sessions (named prefix-NNN), each with one request, on
+// the schedule the phases make, and returns the latencies of the measured
+// ones and how many of those were pool hits.
+func arrive(ctx context.Context, env *environment, prefix string, phases []phase) ([]time.Duration, int, error) {
+	var mu sync.Mutex
+	var ds []time.Duration
+	hits := 0
+	var firstErr error
+	var wg sync.WaitGroup
+	i := 0
+	for _, ph := range phases {
+		tick := time.NewTicker(ph.every)
+		for k := range ph.n {
+			if k > 0 || i > 0 {
+				<-tick.C
+			}
+			wg.Add(1)
+			go func(id string, measured bool) {
+				defer wg.Done()
+				d, done, err := env.exec(ctx, id, "true")
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					firstErr = err
+					return
+				}
+				if !measured {
+					return
+				}
+				ds = append(ds, d)
+				if done.PoolHit {
+					hits++
+				}
+			}(fmt.Sprintf("%s-%03d", prefix, i), ph.measured)
+			i++
+		}
+		tick.Stop()
+	}
+	wg.Wait()
+	return ds, hits, firstErr
+}
+
+// burstPeak is the pool's peak in the burst measurement's second run: a
+// burst at four times the recent rate is 1 + 3, and 4 leaves a margin for
+// the arrivals the rate estimate lags behind.
+const burstPeak = 4
+
+// burst measures the pool against a burst: new sessions at one a second for
+// two minutes (30 s with --quick), then 20 at four a second, every execution
+// waiting the simulated cold start; once with the pool's default peak and
+// once with burstPeak, each on a fresh system. The figure is the burst's
+// hit rate.
+func (r *runner) burst(ctx context.Context) error {
+	delay := r.cfg.PoolStartDelay
+	if delay <= 0 {
+		delay = DefaultPoolStartDelay
+	}
+	steady := 120
+	if r.cfg.Quick {
+		steady = 30
+	}
+	for _, peak := range []float64{0, burstPeak} {
+		policy := benchPool
+		policy.Peak = peak
+		name := "burst: pool hit rate, default peak"
+		if peak > 0 {
+			name = fmt.Sprintf("burst: pool hit rate, peak %g", peak)
+		}
+		if err := r.burstRun(ctx, name, policy, delay, steady); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) burstRun(ctx context.Context, name string, policy pool.Policy, delay time.Duration, steady int) error {
+	env, err := startEnvironment(ctx, r.cfg, envSpec{StartDelay: delay, Pool: policy})
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	if err := waitIdle(ctx, env, policy.Min); err != nil {
+		return err
+	}
+	const burst = 20
+	ds, hits, err := arrive(ctx, env, "bench-burst", []phase{{steady, time.Second, false}, {burst, 250 * time.Millisecond, true}})
+	if err != nil {
+		return err
+	}
+	p50, p99 := percentiles(ds)
+	r.add(Result{Name: name, Unit: "%", Value: 100 * float64(hits) / float64(len(ds)), Samples: len(ds),
+		Note: fmt.Sprintf("%d new sessions at 4 a second after %d at 1 a second, every execution waiting a simulated %v cold start; %d of %d were pool hits; their latency p50 %.1f ms, p99 %.1f ms; pool min %d, target %d, max %d, peak %g (0: the default)",
+			burst, steady, delay, hits, len(ds), p50, p99, policy.Min, policy.Target, policy.Max, policy.Peak)})
+	return nil
 }

@@ -17,8 +17,10 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 
 Starts the local cloud and sandrun, and measures it: warm and new-session
 requests, throughput across sessions, file transfers with the host's peak
-memory, workspace checkpoints, and new sessions under a simulated cold
-start with and without a warm pool of hosts. Each figure comes with a floor measured in
+memory, workspace checkpoints, new sessions under a simulated cold
+start with and without a warm pool of hosts and the pool against a burst,
+and (counts) the calls, Firestore operations, critical path and CPU of one
+request, read from the local cloud's record of every call. Each figure comes with a floor measured in
 the same run (the same work without sandrun) and their ratio, because on a
 shared machine only ratios compare from one run to another. Prints a table
 and writes the results as JSON.`)

@@ -101,7 +101,7 @@ func defaultText(s system.Setting, p system.Program) string {
 		if v != "" {
 			return fmt.Sprintf("(default %q)", v)
 		}
-	case int, time.Duration:
+	case int, float64, time.Duration:
 		if fmt.Sprint(v) != "0" && fmt.Sprint(v) != "0s" {
 			return fmt.Sprintf("(default %v)", v)
 		}

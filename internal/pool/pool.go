@@ -61,6 +61,14 @@ type Policy struct {
 	// LaunchTimeout is how long a launched member may take to register
 	// before it is taken for dead.
 	LaunchTimeout time.Duration
+	// Peak is the burst the pool absorbs from idle members while new
+	// sessions arrive: idle members for arrivals at Peak times the recent
+	// rate during one member's start, on top of the members starting to
+	// replace those claimed (default DefaultPeak). A burst of new sessions
+	// at up to (1 + Peak) times the recent rate, lasting about one member
+	// start, is then served from the pool; each unit of Peak costs
+	// rate × ready idle members.
+	Peak float64
 }
 
 // Defaults of Policy.
@@ -76,8 +84,9 @@ const (
 	// measured, minRateSpan the shortest.
 	rateWindow  = time.Minute
 	minRateSpan = 10 * time.Second
-	// headroom covers the arrivals while a shortfall is being launched.
-	headroom = 1.5
+	// DefaultPeak keeps half a member start's arrivals idle beyond the
+	// members starting.
+	DefaultPeak = 0.5
 	// DefaultRefillInterval is how often a dispatcher refills the pool
 	// when nothing asks it to sooner.
 	DefaultRefillInterval = 10 * time.Second
@@ -100,6 +109,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.LaunchTimeout <= 0 {
 		p.LaunchTimeout = DefaultLaunchTimeout
+	}
+	if p.Peak <= 0 {
+		p.Peak = DefaultPeak
 	}
 	return p
 }
@@ -133,9 +145,10 @@ func (p Policy) Desired(now time.Time, arrivals []time.Time, ready time.Duration
 	// arrival from reading as a flood.
 	span := min(max(now.Sub(first), minRateSpan), rateWindow)
 	rate := float64(recent) / span.Seconds()
-	// Little's law: the arrivals during one member's start are what the
-	// pool must hold to stay ahead of them.
-	grown := int(math.Ceil(rate * ready.Seconds() * headroom))
+	// Little's law: rate × ready arrive during one member's start, which
+	// the members starting replace; Peak times as many more wait idle for
+	// a burst.
+	grown := int(math.Ceil(rate * ready.Seconds() * (1 + p.Peak)))
 	return min(max(p.Target, grown), p.Max)
 }
 
@@ -273,19 +286,18 @@ func (p *Pool) Refill(ctx context.Context) (Status, error) {
 	if !p.Enabled() {
 		return Status{}, nil
 	}
-	st, members, err := p.look(ctx)
+	st, members, arrivals, ready, err := p.look(ctx)
 	if err != nil {
 		return st, err
 	}
-	now := p.now()
+	states := make([]MemberState, len(members))
+	for i, m := range members {
+		states[i] = MemberState{ID: m.ID, Execution: m.Execution, Launching: m.Status == session.MemberLaunching,
+			LaunchedAt: m.LaunchedAt, Expires: m.Expires}
+	}
+	d := Decide(p.policy, p.now(), states, arrivals, ready)
 	var errs []error
-	live := 0
-	for _, m := range members {
-		if m.Status == session.MemberIdle && m.Expires.After(now) ||
-			m.Status == session.MemberLaunching && now.Sub(m.LaunchedAt) < p.policy.LaunchTimeout {
-			live++
-			continue
-		}
+	for _, m := range d.Remove {
 		// It died, hangs, or never came up: out of the pool, and its
 		// execution, if any, ends.
 		if err := p.store.RemoveMember(ctx, m.ID); err != nil {
@@ -295,14 +307,14 @@ func (p *Pool) Refill(ctx context.Context) (Status, error) {
 			continue
 		}
 		p.removed.Add(ctx, 1)
-		p.logger.Warn("pool host removed", "event", "pool.member_removed", "member", m.ID, "execution_id", m.Execution, "status", m.Status)
+		p.logger.Warn("pool host removed", "event", "pool.member_removed", "member", m.ID, "execution_id", m.Execution, "launching", m.Launching)
 		if m.Execution != "" {
 			if err := p.launcher.Cancel(ctx, m.Execution); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	for range min(st.Desired, p.policy.Max) - live {
+	for range d.Launch {
 		if err := p.launch(ctx); err != nil {
 			errs = append(errs, err)
 			break
@@ -342,21 +354,22 @@ func (p *Pool) launch(ctx context.Context) error {
 
 // Status reports the pool from Firestore.
 func (p *Pool) Status(ctx context.Context) (Status, error) {
-	st, _, err := p.look(ctx)
+	st, _, _, _, err := p.look(ctx)
 	return st, err
 }
 
-// look reads the members and the recent demand.
-func (p *Pool) look(ctx context.Context) (Status, []session.Member, error) {
+// look reads the members and the recent demand: the arrivals of new
+// sessions and the median time a member took to register.
+func (p *Pool) look(ctx context.Context) (Status, []session.Member, []time.Time, time.Duration, error) {
 	st := Status{Enabled: p.Enabled(), Window: p.policy.IdleTimeout.String()}
 	now := p.now()
 	members, err := p.store.PoolMembers(ctx)
 	if err != nil {
-		return st, nil, err
+		return st, nil, nil, 0, err
 	}
 	assigned, err := p.store.PoolAssignments(ctx, now.Add(-p.policy.IdleTimeout))
 	if err != nil {
-		return st, nil, err
+		return st, nil, nil, 0, err
 	}
 	var arrivals []time.Time
 	var ready []time.Duration
@@ -389,5 +402,5 @@ func (p *Pool) look(ctx context.Context) (Status, []session.Member, error) {
 		st.HitRate = float64(st.Hits) / float64(n)
 	}
 	st.Desired = p.policy.Desired(now, arrivals, readyTime)
-	return st, members, nil
+	return st, members, arrivals, readyTime, nil
 }

@@ -133,3 +133,52 @@ func CPUTime(pid int, withChildren bool) (time.Duration, error) {
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
+
+// TCPPorts returns the local addresses (ip:port, IPv4) of the TCP sockets
+// process pid holds open. It needs to read /proc/PID/fd, which a process
+// may always do for itself and not for a process that is not dumpable.
+func TCPPorts(pid int) (map[string]bool, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); ok && err == nil {
+			inodes[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
+	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return nil, err
+	}
+	addrs := map[string]bool{}
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 || !inodes[f[9]] {
+			continue
+		}
+		if addr, err := hexAddr(f[1]); err == nil {
+			addrs[addr] = true
+		}
+	}
+	return addrs, nil
+}
+
+// hexAddr turns /proc/net/tcp's 0100007F:1F90 into 127.0.0.1:8080.
+func hexAddr(s string) (string, error) {
+	ip, port, ok := strings.Cut(s, ":")
+	if !ok || len(ip) != 8 {
+		return "", fmt.Errorf("not an IPv4 address: %q", s)
+	}
+	a, err := strconv.ParseUint(ip, 16, 32)
+	if err != nil {
+		return "", err
+	}
+	p, err := strconv.ParseUint(port, 16, 16)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d.%d.%d.%d:%d", a&0xff, a>>8&0xff, a>>16&0xff, a>>24, p), nil
+}

@@ -93,7 +93,7 @@ type Setting struct {
 
 // value is the types a setting can have.
 type value interface {
-	string | int | bool | time.Duration
+	string | int | float64 | bool | time.Duration
 }
 
 // setting makes a setting whose field has the type of its default.
@@ -164,6 +164,8 @@ func Table() []Setting {
 			func(s *Settings) *int { return &s.Pool.Max }),
 		setting("pool-idle-timeout", pool.EnvIdleTimeout, pool.DefaultIdleTimeout, launchers|Status, Deployment, "how long a pool host waits unclaimed before it exits, and how long after the last new session the pool shrinks to --pool-min",
 			func(s *Settings) *time.Duration { return &s.Pool.IdleTimeout }),
+		setting("pool-peak", "SANDRUN_POOL_PEAK", pool.DefaultPeak, launchers|Status, Deployment, "while new sessions arrive, idle pool hosts are kept for arrivals at this multiple of the last minute's rate during one host start, beyond the hosts starting: a burst at up to 1 + this times the rate is served from the pool",
+			func(s *Settings) *float64 { return &s.Pool.Peak }),
 		setting("max-hosts", "SANDRUN_MAX_HOSTS", 0, launchers, Deployment, "most running hosts (Cloud Run executions of the host job, pool hosts included); new sessions beyond wait in line, first come first served (0: no bound; keep it within the region's Cloud Run job instance quota)",
 			func(s *Settings) *int { return &s.Launch.MaxHosts }),
 		setting("launch-concurrency", "SANDRUN_LAUNCH_CONCURRENCY", launch.DefaultConcurrency, launchers, Deployment, "host launches under way at once",
@@ -255,6 +257,8 @@ func (s Setting) define(fs *config.FlagSet, v *Settings, p Program) {
 		fs.StringVar(f, s.Flag, s.DefaultIn(p).(string), s.Help)
 	case *int:
 		fs.IntVar(f, s.Flag, s.DefaultIn(p).(int), s.Help)
+	case *float64:
+		fs.Float64Var(f, s.Flag, s.DefaultIn(p).(float64), s.Help)
 	case *bool:
 		fs.BoolVar(f, s.Flag, s.DefaultIn(p).(bool), s.Help)
 	case *time.Duration:
