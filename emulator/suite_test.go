@@ -369,16 +369,7 @@ func TestLatencyDelaysOfficialClients(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	admin := &emulator.AdminClient{Addr: s.AdminAddr}
-	fs, err := firestore.NewClient(ctx, s.Project)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Close() })
-	gcs, err := storage.NewClient(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gcs.Close() })
+	fs, gcs := emulatortest.Clients(t, s)
 
 	tests := []struct {
 		name string

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/storage"
+
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/official"
 )
@@ -48,4 +51,23 @@ func StartOnOfficial(t testing.TB, cfg emulator.Config) *emulator.Suite {
 	cfg.ExternalFirestore = official.Firestore(t)
 	cfg.Project = official.Project(t)
 	return Start(t, cfg)
+}
+
+// Clients are the official Firestore and Cloud Storage clients of s's
+// project, closed when the test ends (before s stops, when s was started
+// first).
+func Clients(t testing.TB, s *emulator.Suite) (*firestore.Client, *storage.Client) {
+	t.Helper()
+	ctx := context.Background()
+	fs, err := firestore.NewClient(ctx, s.Project)
+	if err != nil {
+		t.Fatalf("firestore client: %v", err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	gcs, err := storage.NewClient(ctx)
+	if err != nil {
+		t.Fatalf("storage client: %v", err)
+	}
+	t.Cleanup(func() { gcs.Close() })
+	return fs, gcs
 }

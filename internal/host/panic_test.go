@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/storage"
-
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
@@ -38,16 +35,7 @@ func TestHandlerPanicAnswersInternalAndHostServesOn(t *testing.T) {
 	const bucket = "host-test"
 	suite := emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}})
 	ctx := context.Background()
-	fs, err := firestore.NewClient(ctx, suite.Project)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Close() })
-	gcs, err := storage.NewClient(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gcs.Close() })
+	fs, gcs := emulatortest.Clients(t, suite)
 	store := session.NewStore(fs, gcs, session.Config{Bucket: bucket})
 
 	enqueue := func(req api.Request) {

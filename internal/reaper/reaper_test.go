@@ -103,17 +103,7 @@ const bucket = "reaper-test"
 func setup(t *testing.T) *env {
 	t.Helper()
 	s := emulatortest.Start(t, emulator.Config{Buckets: []string{bucket}})
-	ctx := context.Background()
-	fs, err := firestore.NewClient(ctx, s.Project)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Close() })
-	gcs, err := storage.NewClient(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gcs.Close() })
+	fs, gcs := emulatortest.Clients(t, s)
 	e := &env{fs: fs, gcs: gcs, runner: &fakeRunner{}, pub: &publisher{}, now: time.Now()}
 	// The store's clock is the test's, so that it can age sessions.
 	e.store = session.NewStore(fs, gcs, session.Config{Bucket: bucket, Now: func() time.Time { return e.now }})
