@@ -17,6 +17,7 @@ import (
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
 	"github.com/sandrun/sandrun/internal/session"
+	"github.com/sandrun/sandrun/internal/session/memstore"
 )
 
 func TestDesired(t *testing.T) {
@@ -93,26 +94,14 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // world is a local cloud with a clock the test moves.
 type world struct {
-	t   *testing.T
-	now time.Time
-	mu  sync.Mutex
-}
-
-func (w *world) clock() time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.now
-}
-
-func (w *world) advance(d time.Duration) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.now = w.now.Add(d)
+	t *testing.T
+	// clock is the stores' and the pool's time, which the test moves.
+	clock *memstore.Clock
 }
 
 func newWorld(t *testing.T) (*world, *emulator.Suite) {
 	s := emulatortest.Start(t, emulator.Config{})
-	return &world{t: t, now: time.Now()}, s
+	return &world{t: t, clock: memstore.NewClock(time.Now())}, s
 }
 
 // store returns a store on a Firestore client of its own, as each
@@ -124,7 +113,7 @@ func (w *world) store(project string) *session.Store {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { fs.Close() })
-	return session.NewStore(fs, nil, session.Config{Bucket: "unused", Now: w.clock})
+	return session.NewStore(fs, nil, session.Config{Bucket: "unused", Now: w.clock.Now})
 }
 
 func (w *world) pool(st *session.Store, policy Policy, l Launcher, mp *sdkmetric.MeterProvider) *Pool {
@@ -134,7 +123,7 @@ func (w *world) pool(st *session.Store, policy Policy, l Launcher, mp *sdkmetric
 	} else {
 		p = New(policy, st, l, nil, discard)
 	}
-	p.now = w.clock
+	p.now = w.clock.Now
 	return p
 }
 
@@ -342,7 +331,7 @@ func TestRefill(t *testing.T) {
 	if err := st.RegisterMember(ctx, first, "exec-"+first, policy.MemberTTL); err != nil {
 		t.Fatal(err)
 	}
-	w.advance(policy.LaunchTimeout + time.Second)
+	w.clock.Advance(policy.LaunchTimeout + time.Second)
 	if _, err := p.Refill(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -373,13 +362,13 @@ func TestRefill(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w.advance(policy.MemberTTL / 3)
+	w.clock.Advance(policy.MemberTTL / 3)
 	for _, id := range want {
 		if err := st.RenewMember(ctx, id, policy.MemberTTL); err != nil {
 			t.Fatal(err)
 		}
 	}
-	w.advance(policy.MemberTTL * 2 / 3)
+	w.clock.Advance(policy.MemberTTL * 2 / 3)
 	status, err := p.Refill(ctx)
 	if err != nil {
 		t.Fatal(err)
