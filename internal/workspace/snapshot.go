@@ -207,20 +207,21 @@ func Snapshot(ctx context.Context, dir string, prev *Manifest, blobs Blobs) (*Ma
 	}
 	defer root.Close()
 	known := map[string]location{}
-	old := map[string]*Entry{}
 	if prev != nil {
 		for name := range prev.Blobs() {
 			known[name] = location{}
 		}
 		for i := range prev.entries {
 			e := &prev.entries[i]
-			old[e.Path] = e
 			if e.Pack != "" {
 				known[e.Blob] = location{pack: e.Pack, off: e.Offset}
 			}
 		}
 	}
-	s := snapshotter{ctx: ctx, root: root, blobs: blobs, stats: &st, known: known, old: old}
+	s := snapshotter{ctx: ctx, root: root, blobs: blobs, stats: &st, known: known}
+	if prev != nil {
+		s.prev = prev.entries
+	}
 	s.up = newUploader(ctx, blobs, &st)
 	err = walk(ctx, root, &st.Stats, func(ent walkEntry) error {
 		e, ok, err := s.entry(ent)
@@ -253,7 +254,10 @@ type snapshotter struct {
 	// known says where content stored already is, by its SHA-256: prev's
 	// and this snapshot's blobs, and the content in packs.
 	known   map[string]location
-	old     map[string]*Entry
+	// prev holds the previous manifest's entries, in the order of the
+	// walk, and next the first of them the walk has not passed.
+	prev []Entry
+	next int
 	up      *uploader
 	entries []Entry
 	pack    pack
@@ -383,7 +387,7 @@ func (s *snapshotter) file(ent walkEntry) (Entry, bool, error) {
 // when the file is small and was read.
 func (s *snapshotter) hashFile(ent walkEntry) (Entry, []byte, error) {
 	name := ent.name
-	o := s.old[name]
+	o := s.prevEntry(name)
 	if o != nil {
 		// Most files of a large workspace are unchanged: the walk's stat
 		// tells, without opening them.
@@ -433,6 +437,40 @@ func (s *snapshotter) hashFile(ent walkEntry) (Entry, []byte, error) {
 	}
 	e.Blob = hex.EncodeToString(h.Sum(nil))
 	return e, content, nil
+}
+
+// prevEntry returns the previous manifest's entry for name, or nil. The
+// walk and the manifest's entries are in the same order, so one pass over
+// the entries beside the walk finds them, without a map of 200,000 paths.
+// Entries out of that order (a manifest another writer made) are not
+// found: their files are read again, nothing worse.
+func (s *snapshotter) prevEntry(name string) *Entry {
+	for s.next < len(s.prev) && walkBefore(s.prev[s.next].Path, name) {
+		s.next++
+	}
+	if s.next < len(s.prev) && s.prev[s.next].Path == name {
+		return &s.prev[s.next]
+	}
+	return nil
+}
+
+// walkBefore reports whether walk visits path a before path b: names in
+// lexical order within a directory, a directory's content right after it.
+// That is the order of the bytes with "/" below every other byte (no name
+// holds a "/" or a NUL).
+func walkBefore(a, b string) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			switch {
+			case a[i] == '/':
+				return true
+			case b[i] == '/':
+				return false
+			}
+			return a[i] < b[i]
+		}
+	}
+	return len(a) < len(b)
 }
 
 // statEntry describes a regular file as info shows it, without its

@@ -530,3 +530,32 @@ func TestSnapshotFindsEveryChange(t *testing.T) {
 		})
 	}
 }
+
+// The snapshot finds each file's previous entry by walking the previous
+// manifest beside the tree, so walkBefore must be the walk's order, also
+// for names that sort around "/": an unchanged tree is read not at all.
+func TestSnapshotWalkOrder(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	for _, name := range []string{"a", "a.txt", "a-b/x", "a b", "ab", "a/b/c", "a/b.c", "a/b-c/d", "A", "\xffz", "z\x01", "a/\xe9t\xe9"} {
+		p := filepath.Join(src, name)
+		if name == "a" {
+			p = filepath.Join(src, "a/f")
+		}
+		mustWrite(t, p, []byte(name), 0o644)
+	}
+	blobs := newMemBlobs()
+	m1, _ := takeSnapshot(t, src, nil, blobs)
+	if !slices.IsSortedFunc(m1.entries, func(a, b Entry) int {
+		if walkBefore(a.Path, b.Path) {
+			return -1
+		}
+		return 1
+	}) {
+		t.Errorf("walk order is not walkBefore's: %v", m1.entries)
+	}
+	m2, st := takeSnapshot(t, src, m1, blobs)
+	if st.Hashed != 0 || !m2.SameAs(m1) {
+		t.Errorf("unchanged tree: read %d bytes again", st.Hashed)
+	}
+}
