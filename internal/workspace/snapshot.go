@@ -66,8 +66,10 @@ type Entry struct {
 // parents first in lexical order, stored as pages (blobs of gzip-compressed
 // JSON), whose names are stored as index pages the same way, whose names
 // the manifest lists. Pages are cut where a path's hash says so, not by
-// position, so that adding or removing a file changes the page that holds
-// it and no other (and index pages likewise, by page name).
+// position, so that changing, adding or removing a file changes the page
+// that holds it and no other (or, when its path is where a page ends,
+// splits that page or joins it with the next), and index pages likewise,
+// by page name.
 type Manifest struct {
 	Version  int      `json:"version"`
 	Index    []string `json:"index"`
@@ -253,11 +255,11 @@ type snapshotter struct {
 	stats *SnapshotStats
 	// known says where content stored already is, by its SHA-256: prev's
 	// and this snapshot's blobs, and the content in packs.
-	known   map[string]location
+	known map[string]location
 	// prev holds the previous manifest's entries, in the order of the
 	// walk, and next the first of them the walk has not passed.
-	prev []Entry
-	next int
+	prev    []Entry
+	next    int
 	up      *uploader
 	entries []Entry
 	pack    pack
