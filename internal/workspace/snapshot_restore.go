@@ -79,22 +79,26 @@ func RestoreSnapshot(ctx context.Context, dir string, m *Manifest, blobs Blobs) 
 // entries in order; m keeps the names of its pages.
 func loadPages(ctx context.Context, m *Manifest, blobs Blobs) ([]Entry, error) {
 	var pages []string
+	var indexEnds []int
 	for _, name := range m.Index {
 		var chunk []string
 		if err := readChunk(ctx, blobs, name, &chunk); err != nil {
 			return nil, err
 		}
 		pages = append(pages, chunk...)
+		indexEnds = append(indexEnds, len(pages))
 	}
 	var entries []Entry
+	var pageEnds []int
 	for _, name := range pages {
 		var chunk []Entry
 		if err := readChunk(ctx, blobs, name, &chunk); err != nil {
 			return nil, err
 		}
 		entries = append(entries, chunk...)
+		pageEnds = append(pageEnds, len(entries))
 	}
-	m.pages = pages
+	m.pages, m.pageEnds, m.indexEnds = pages, pageEnds, indexEnds
 	return entries, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // memBlobs keeps blobs in memory and, as the Cloud Storage store does,
@@ -413,5 +414,148 @@ func TestDecodeManifestVersions(t *testing.T) {
 		if _, err := DecodeManifest(data); (err == nil) != ok {
 			t.Errorf("version %d: %v, want accepted %v", version, err, ok)
 		}
+	}
+}
+
+// TestSnapshotFindsEveryChange: an incremental snapshot, which trusts a
+// file whose size, mtime, inode and ctime are unchanged and keeps the
+// previous manifest's unchanged pages, still finds every kind of change,
+// each in a tree of many pages, and encodes only the pages around it.
+func TestSnapshotFindsEveryChange(t *testing.T) {
+	t.Parallel()
+	sameMtime := func(t *testing.T, p string, write func()) {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write()
+		if err := os.Chtimes(p, info.ModTime(), info.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, change := range map[string]func(t *testing.T, src string){
+		"edit": func(t *testing.T, src string) {
+			mustWrite(t, filepath.Join(src, "d07/f0707.txt"), []byte("edited, and longer than before"), 0o644)
+		},
+		"create": func(t *testing.T, src string) {
+			mustWrite(t, filepath.Join(src, "d03/new.txt"), []byte("new"), 0o644)
+		},
+		"delete": func(t *testing.T, src string) {
+			if err := os.Remove(filepath.Join(src, "d11/f1111.txt")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"rename": func(t *testing.T, src string) {
+			if err := os.Rename(filepath.Join(src, "d02/f0202.txt"), filepath.Join(src, "d15/moved.txt")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		// Two files of one size and mtime swap names: each name's size
+		// and mtime are as before; its inode is not.
+		"swap": func(t *testing.T, src string) {
+			a, b, tmp := filepath.Join(src, "d04/f0404.txt"), filepath.Join(src, "d04/f0405.txt"), filepath.Join(src, "d04/tmp")
+			if err := os.Chtimes(b, time.Unix(1e9, 0), time.Unix(1e9, 0)); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(a, time.Unix(1e9, 0), time.Unix(1e9, 0)); err != nil {
+				t.Fatal(err)
+			}
+			for _, mv := range [][2]string{{a, tmp}, {b, a}, {tmp, b}} {
+				if err := os.Rename(mv[0], mv[1]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		// The same size and mtime, other bytes, in place: only the ctime
+		// tells.
+		"rewrite keeping size and mtime": func(t *testing.T, src string) {
+			p := filepath.Join(src, "d09/f0909.txt")
+			sameMtime(t, p, func() {
+				f, err := os.OpenFile(p, os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.WriteAt([]byte("XYZ"), 0); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+			})
+		},
+		"chmod": func(t *testing.T, src string) {
+			if err := os.Chmod(filepath.Join(src, "d12/f1212.txt"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"file becomes a symlink": func(t *testing.T, src string) {
+			p := filepath.Join(src, "d13/f1313.txt")
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, "f1314.txt", p)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			src := t.TempDir()
+			for i := range 1600 {
+				mustWrite(t, filepath.Join(src, fmt.Sprintf("d%02d/f%04d.txt", i/100, i)), fmt.Appendf(nil, "content %04d", i), 0o644)
+			}
+			blobs := newMemBlobs()
+			m1, st1 := takeSnapshot(t, src, nil, blobs)
+			if len(m1.pages) < 10 {
+				t.Fatalf("%d pages, want a tree of many", len(m1.pages))
+			}
+			// As a new host: the stored manifest, restored.
+			m1, dst := restoreStored(t, m1, blobs)
+			change(t, dst)
+			m2, st2 := takeSnapshot(t, dst, m1, blobs)
+			sameTree(t, dst, restoreSnapshot(t, m2, blobs))
+			if m2.SameAs(m1) {
+				t.Fatal("the change was not seen: the same manifest")
+			}
+			// Around the change: its page, maybe a neighbour, and the
+			// index pages that list them.
+			if st2.EncodedPages > 4 || st2.EncodedPages >= st1.EncodedPages {
+				t.Errorf("encoded %d pages after one change (first snapshot: %d)", st2.EncodedPages, st1.EncodedPages)
+			}
+			kept := 0
+			for _, p := range m2.pages {
+				if slices.Contains(m1.pages, p) {
+					kept++
+				}
+			}
+			if len(m2.pages)-kept > 2 {
+				t.Errorf("%d of %d pages are new after one change", len(m2.pages)-kept, len(m2.pages))
+			}
+		})
+	}
+}
+
+// The snapshot finds each file's previous entry by walking the previous
+// manifest beside the tree, so walkBefore must be the walk's order, also
+// for names that sort around "/": an unchanged tree is read not at all.
+func TestSnapshotWalkOrder(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	for _, name := range []string{"a", "a.txt", "a-b/x", "a b", "ab", "a/b/c", "a/b.c", "a/b-c/d", "A", "\xffz", "z\x01", "a/\xe9t\xe9"} {
+		p := filepath.Join(src, name)
+		if name == "a" {
+			p = filepath.Join(src, "a/f")
+		}
+		mustWrite(t, p, []byte(name), 0o644)
+	}
+	blobs := newMemBlobs()
+	m1, _ := takeSnapshot(t, src, nil, blobs)
+	if !slices.IsSortedFunc(m1.entries, func(a, b Entry) int {
+		if walkBefore(a.Path, b.Path) {
+			return -1
+		}
+		return 1
+	}) {
+		t.Errorf("walk order is not walkBefore's: %v", m1.entries)
+	}
+	m2, st := takeSnapshot(t, src, m1, blobs)
+	if st.Hashed != 0 || !m2.SameAs(m1) {
+		t.Errorf("unchanged tree: read %d bytes again", st.Hashed)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -87,7 +88,7 @@ func Checkpoint(ctx context.Context, w io.Writer, dir string) (Stats, error) {
 		return st, fmt.Errorf("start gzip: %w", err)
 	}
 	tw := tar.NewWriter(gz)
-	c := checkpointer{ctx: ctx, root: root, tw: tw, stats: &st, buf: make([]byte, copyBufferSize)}
+	c := checkpointer{ctx: ctx, tw: tw, stats: &st, buf: make([]byte, copyBufferSize)}
 
 	err = walk(ctx, root, &st, c.add)
 	if err != nil {
@@ -106,32 +107,110 @@ func Checkpoint(ctx context.Context, w io.Writer, dir string) (Stats, error) {
 // order, never following a link. An entry that vanished or may not be read
 // is skipped and counted in st: a workspace that commands keep changing
 // must still checkpoint. The root itself is not visited: its mode belongs
-// to whoever restores.
-func walk(ctx context.Context, root *os.Root, st *Stats, visit func(name string, d fs.DirEntry) error) error {
-	return fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if name == "." {
-				return err
-			}
-			st.skip(name, skipReason(err))
-			if d != nil && d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
+// to whoever restores. visit returns fs.SkipDir to leave a directory's
+// content out.
+//
+// Each entry is stat'ed once, by its name in its open parent directory:
+// resolving every path from the root again (os.Root opens each directory
+// on the way) cost a workspace of 200,000 files more than the stats
+// themselves. One directory per level of the tree is open at a time.
+func walk(ctx context.Context, root *os.Root, st *Stats, visit func(walkEntry) error) error {
+	names, err := readNames(root)
+	if err != nil {
+		return err
+	}
+	return walkDir(ctx, root, "", names, st, visit)
+}
+
+// walkEntry is one entry walk visits.
+type walkEntry struct {
+	name string // slash-separated, below the root
+	base string // the last element of name
+	// dir is the entry's parent directory, open while the entry is
+	// visited: open the entry as dir's base, never by name from the root.
+	dir  *os.Root
+	info fs.FileInfo // as lstat saw it: a link is a link
+}
+
+func walkDir(ctx context.Context, dir *os.Root, prefix string, names []string, st *Stats, visit func(walkEntry) error) error {
+	for _, base := range names {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if name == "." {
-			return nil
+		name := prefix + base
+		info, err := dir.Lstat(base)
+		if err != nil {
+			st.skip(name, skipReason(err))
+			continue
 		}
-		return visit(name, d)
-	})
+		err = visit(walkEntry{name: name, base: base, dir: dir, info: info})
+		if err == fs.SkipDir {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !info.IsDir() {
+			continue
+		}
+		sub, subNames, err := openDir(dir, base, info)
+		if err != nil {
+			st.skip(name, skipReason(err))
+			continue
+		}
+		err = walkDir(ctx, sub, name+"/", subNames, st, visit)
+		sub.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openDir opens the directory base of dir that lstat described as info,
+// and lists it. A directory swapped for something else (a link to another
+// directory of the workspace, which os.Root would follow) since it was
+// stat'ed is refused.
+func openDir(dir *os.Root, base string, info fs.FileInfo) (*os.Root, []string, error) {
+	sub, err := dir.OpenRoot(base)
+	if err != nil {
+		return nil, nil, err
+	}
+	now, err := sub.Stat(".")
+	if err == nil && !os.SameFile(now, info) {
+		err = errReplaced
+	}
+	var names []string
+	if err == nil {
+		names, err = readNames(sub)
+	}
+	if err != nil {
+		sub.Close()
+		return nil, nil, err
+	}
+	return sub, names, nil
+}
+
+// errReplaced is why walk skips a directory replaced while it walked.
+var errReplaced = errors.New("replaced while it was read")
+
+// readNames lists a directory's entries in lexical order.
+func readNames(dir *os.Root) ([]string, error) {
+	f, err := dir.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 type checkpointer struct {
 	ctx   context.Context
-	root  *os.Root
 	tw    *tar.Writer
 	stats *Stats
 	buf   []byte
@@ -139,14 +218,10 @@ type checkpointer struct {
 
 // add archives one entry. Errors writing the archive are returned; errors
 // reading the workspace skip the entry.
-func (c *checkpointer) add(name string, d fs.DirEntry) error {
-	switch typ := d.Type(); {
+func (c *checkpointer) add(ent walkEntry) error {
+	name, info := ent.name, ent.info
+	switch typ := info.Mode().Type(); {
 	case typ.IsDir():
-		info, err := d.Info()
-		if err != nil {
-			c.stats.skip(name, skipReason(err))
-			return fs.SkipDir
-		}
 		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: int64(info.Mode().Perm()), ModTime: info.ModTime()}
 		if err := c.tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
@@ -154,12 +229,7 @@ func (c *checkpointer) add(name string, d fs.DirEntry) error {
 		c.stats.Dirs++
 		return nil
 	case typ&fs.ModeSymlink != 0:
-		target, err := c.root.Readlink(name)
-		if err != nil {
-			c.stats.skip(name, skipReason(err))
-			return nil
-		}
-		info, err := d.Info()
+		target, err := ent.dir.Readlink(ent.base)
 		if err != nil {
 			c.stats.skip(name, skipReason(err))
 			return nil
@@ -171,7 +241,7 @@ func (c *checkpointer) add(name string, d fs.DirEntry) error {
 		c.stats.Symlinks++
 		return nil
 	case typ.IsRegular():
-		return c.addFile(name)
+		return c.addFile(ent)
 	default:
 		c.stats.skip(name, kindName(typ))
 		return nil
@@ -182,8 +252,9 @@ func (c *checkpointer) add(name string, d fs.DirEntry) error {
 // is archived is what was checked: O_NOFOLLOW refuses a file swapped for a
 // symlink, O_NONBLOCK keeps a file swapped for a FIFO from blocking, and
 // fstat tells the type, size, mode and mtime of what is actually read.
-func (c *checkpointer) addFile(name string) error {
-	f, err := c.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+func (c *checkpointer) addFile(ent walkEntry) error {
+	name := ent.name
+	f, err := ent.dir.OpenFile(ent.base, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		c.stats.skip(name, skipReason(err))
 		return nil
