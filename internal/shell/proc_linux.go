@@ -44,6 +44,20 @@ func groupMembers(pgid int) ([]int, error) {
 	return pids, nil
 }
 
+// groupPrograms maps each live member of group pgid to the program it runs
+// (its comm, which changes when it execs), as groupMembers finds them.
+func groupPrograms(pgid int) map[int]string {
+	pids, _ := groupMembers(pgid)
+	programs := make(map[int]string, len(pids))
+	for _, pid := range pids {
+		comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err == nil {
+			programs[pid] = string(comm)
+		}
+	}
+	return programs
+}
+
 // procGroup reads the process group of pid from /proc/pid/stat and whether
 // the process is alive (gone, zombie or dead is not).
 func procGroup(pid int) (pgid int, live bool) {

@@ -12,6 +12,9 @@ import (
 // empty off Linux, which sandrun supports for development builds only.
 func groupMembers(pgid int) ([]int, error) { return nil, nil }
 
+// groupPrograms cannot list a group either: no late signal off Linux.
+func groupPrograms(pgid int) map[int]string { return nil }
+
 // awaitGroupExit polls until signal 0 finds nobody in the group (zombies
 // included), or deadline.
 func awaitGroupExit(pgid int, deadline time.Time) {
