@@ -52,7 +52,7 @@ func groupPrograms(pgid int) map[int]string {
 	for _, pid := range pids {
 		comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 		if err == nil {
-			programs[pid] = string(comm)
+			programs[pid] = string(bytes.TrimSuffix(comm, []byte("\n")))
 		}
 	}
 	return programs

@@ -443,7 +443,7 @@ const lateSignalDelay = 100 * time.Millisecond
 // TERM trap runs is left alone.
 func (r *Running) signalLate(before map[int]string) {
 	for _, program := range before {
-		if program != "bash\n" {
+		if program != "bash" {
 			return
 		}
 	}
