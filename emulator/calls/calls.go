@@ -59,8 +59,8 @@ type Call struct {
 	// Messages published (Publish) or delivered (StreamingPull.Deliver).
 	Messages int64
 	// Cause is, for a push, the call whose effect it carries: the Publish
-	// of a delivered message, the last Commit that wrote a changed
-	// document. 0 when unknown.
+	// of a delivered message, the Commit that wrote the version of the
+	// document a listener change carries. 0 when unknown.
 	Cause int64
 	// Peer is the caller's address (host:port of its connection); for a
 	// push, the receiver's. A program's connections tell its calls apart
@@ -86,6 +86,19 @@ type Log struct {
 	lastWrite map[string]commit
 	// launched maps a Cloud Run execution to the RunJob that made it.
 	launched map[string]int64
+	// A push can be sent before the call that caused it returns and is
+	// recorded (a listener hears of a commit, a subscriber of a message, as
+	// the service applies it). Such a push waits here, as its index in kept,
+	// for its cause: a listener change by its document's version, a
+	// delivery by its message id.
+	changeWaits   map[version][]int
+	deliveryWaits map[string][]int
+}
+
+// version is one write of a Firestore document: its path and update time.
+type version struct {
+	doc string
+	at  int64 // update time, Unix nanoseconds
 }
 
 // Keep starts keeping every call (and forgets what was kept before);
@@ -96,6 +109,7 @@ func (l *Log) Keep() {
 	defer l.mu.Unlock()
 	l.keep, l.kept = true, nil
 	l.published, l.acks, l.lastWrite, l.launched = map[string]int64{}, map[string][]string{}, map[string]commit{}, map[string]int64{}
+	l.changeWaits, l.deliveryWaits = map[version][]int{}, map[string][]int{}
 }
 
 // Stop stops keeping calls and returns those kept since Keep.
@@ -104,6 +118,7 @@ func (l *Log) Stop() []Call {
 	defer l.mu.Unlock()
 	out := l.kept
 	l.keep, l.kept, l.published, l.acks, l.lastWrite, l.launched = false, nil, nil, nil, nil, nil
+	l.changeWaits, l.deliveryWaits = nil, nil
 	return out
 }
 
@@ -127,28 +142,42 @@ func (l *Log) Record(c Call) int64 { return l.record(c, nil) }
 // commit is a Commit call as a listener change's cause.
 type commit struct {
 	id  int64
+	at  int64 // the version it wrote, Unix nanoseconds
 	end time.Time
 }
 
-// RecordCommit adds a Firestore commit that wrote docs, so that listener
-// changes of those documents name it as their cause.
-func (l *Log) RecordCommit(c Call, docs []string) int64 {
+// RecordCommit adds a Firestore commit that wrote each of writes (a
+// document's path and the update time the commit gave it), so that
+// listener changes of those versions name it as their cause.
+func (l *Log) RecordCommit(c Call, writes map[string]time.Time) int64 {
 	return l.record(c, func(l *Log, c *Call) {
-		for _, d := range docs {
-			l.lastWrite[d] = commit{c.ID, c.End}
+		for doc, at := range writes {
+			v := version{doc, at.UnixNano()}
+			l.lastWrite[doc] = commit{c.ID, v.at, c.End}
+			for _, i := range l.changeWaits[v] {
+				l.kept[i].Cause = c.ID
+			}
+			delete(l.changeWaits, v)
 		}
 	})
 }
 
-// RecordChange adds a listener's change of doc, caused by the last commit
-// that wrote it if that commit ended after the listener's target was added
-// (since): a change in a listener's first snapshot is caused by the
-// listener's opening, not by the write that made the document.
-func (l *Log) RecordChange(c Call, doc string, since time.Time) int64 {
+// RecordChange adds a listener's change of doc to the version updated at,
+// caused by the Commit that wrote that version, unless the commit ended
+// before the listener's target was added (since): a change in a listener's
+// first snapshot is caused by the listener's opening, not by the write
+// that made the document. A change of a version whose commit is not
+// recorded yet gets its cause when it is.
+func (l *Log) RecordChange(c Call, doc string, at, since time.Time) int64 {
 	return l.record(c, func(l *Log, c *Call) {
-		if w, ok := l.lastWrite[doc]; ok && w.end.After(since) {
-			c.Cause = w.id
+		v := version{doc, at.UnixNano()}
+		if w, ok := l.lastWrite[doc]; ok && w.at == v.at {
+			if w.end.After(since) {
+				c.Cause = w.id
+			}
+			return
 		}
+		l.changeWaits[v] = append(l.changeWaits[v], len(l.kept))
 	})
 }
 
@@ -157,6 +186,10 @@ func (l *Log) RecordPublish(c Call, ids []string) int64 {
 	return l.record(c, func(l *Log, c *Call) {
 		for _, id := range ids {
 			l.published[id] = c.ID
+			for _, i := range l.deliveryWaits[id] {
+				l.kept[i].Cause = c.ID
+			}
+			delete(l.deliveryWaits, id)
 		}
 	})
 }
@@ -165,7 +198,11 @@ func (l *Log) RecordPublish(c Call, ids []string) int64 {
 // Publish; acknowledgements of ackID then name the message's keys.
 func (l *Log) RecordDelivery(c Call, id, ackID string) int64 {
 	return l.record(c, func(l *Log, c *Call) {
-		c.Cause = l.published[id]
+		if p, ok := l.published[id]; ok {
+			c.Cause = p
+		} else {
+			l.deliveryWaits[id] = append(l.deliveryWaits[id], len(l.kept))
+		}
 		l.acks[ackID] = c.Keys
 	})
 }
@@ -201,8 +238,9 @@ func (l *Log) RecordAck(c Call, ackIDs []string) int64 {
 }
 
 // record adds c and returns its id. link, when not nil, runs under the
-// lock with the log's maps (only while keeping) so that a call can name its
-// cause or leave what later calls need to name theirs.
+// lock with the log's maps (only while keeping), before c is appended to
+// kept (at index len(l.kept)), so that a call can name its cause or leave
+// what later calls need to name theirs.
 func (l *Log) record(c Call, link func(l *Log, c *Call)) int64 {
 	if l == nil {
 		return 0

@@ -12,13 +12,18 @@ func TestLogLinksPushesToTheirCauses(t *testing.T) {
 	l.Keep()
 	t0 := time.Now()
 	listenAdded := t0.Add(-time.Second)
-	commit := l.RecordCommit(Call{Service: Firestore, Method: "Commit", Start: t0, End: t0.Add(time.Millisecond)}, []string{"c/a"})
-	live := l.RecordChange(Call{Service: Firestore, Method: "Listen.Change"}, "c/a", listenAdded)
+	v1, v2 := t0.Add(-time.Hour), t0.Add(time.Millisecond)
+	commit := l.RecordCommit(Call{Service: Firestore, Method: "Commit", Start: t0, End: t0.Add(time.Millisecond)}, map[string]time.Time{"c/a": v1})
+	live := l.RecordChange(Call{Service: Firestore, Method: "Listen.Change"}, "c/a", v1, listenAdded)
 	// A listener added after the commit sees the document in its first
 	// snapshot: that change is not the commit's doing.
-	first := l.RecordChange(Call{Service: Firestore, Method: "Listen.Change"}, "c/a", t0.Add(time.Second))
-	publish := l.RecordPublish(Call{Service: PubSub, Method: "Publish", Keys: []string{"session_id=s1"}}, []string{"m1"})
+	first := l.RecordChange(Call{Service: Firestore, Method: "Listen.Change"}, "c/a", v1, t0.Add(time.Second))
+	// A listener can hear of a commit before the commit returns and is
+	// recorded; so can a subscriber of a message before its Publish.
+	early := l.RecordChange(Call{Service: Firestore, Method: "Listen.Change"}, "c/a", v2, listenAdded)
 	delivery := l.RecordDelivery(Call{Service: PubSub, Method: "StreamingPull.Deliver", Keys: []string{"session_id=s1"}}, "m1", "ack1")
+	later := l.RecordCommit(Call{Service: Firestore, Method: "Commit", Start: t0, End: t0.Add(2 * time.Millisecond)}, map[string]time.Time{"c/a": v2, "c/b": v2})
+	publish := l.RecordPublish(Call{Service: PubSub, Method: "Publish", Keys: []string{"session_id=s1"}}, []string{"m1"})
 	ack := l.RecordAck(Call{Service: PubSub, Method: "Acknowledge"}, []string{"ack1"})
 	runJob := l.RecordRunJob(Call{Service: CloudRun, Method: "RunJob"}, "jobs/j/executions/e1")
 	l.TaskStarted("jobs/j/executions/e1")
@@ -34,8 +39,11 @@ func TestLogLinksPushesToTheirCauses(t *testing.T) {
 	if got := byID[first].Cause; got != 0 {
 		t.Errorf("a first-snapshot change's cause is %d, want none", got)
 	}
+	if got := byID[early].Cause; got != later {
+		t.Errorf("a change recorded before its commit has cause %d, want the commit %d", got, later)
+	}
 	if got := byID[delivery].Cause; got != publish {
-		t.Errorf("a delivery's cause is %d, want its publish %d", got, publish)
+		t.Errorf("a delivery recorded before its publish has cause %d, want the publish %d", got, publish)
 	}
 	if got := byID[ack].Keys; !slices.Equal(got, []string{"session_id=s1"}) {
 		t.Errorf("an ack names %v, want the delivered message's keys", got)
@@ -44,8 +52,8 @@ func TestLogLinksPushesToTheirCauses(t *testing.T) {
 	if last.Method != "Task.Start" || last.Cause != runJob {
 		t.Errorf("the task start is %+v, want one caused by the RunJob %d", last, runJob)
 	}
-	if n := l.Counts()["firestore/Commit"]; n != 2 {
-		t.Errorf("commits counted %d, want 2 (kept or not)", n)
+	if n := l.Counts()["firestore/Commit"]; n != 3 {
+		t.Errorf("commits counted %d, want 3 (kept or not)", n)
 	}
 	if len(l.Kept()) != 0 {
 		t.Errorf("calls are kept after Stop")

@@ -141,13 +141,31 @@ func (u *Usage) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	if u.Log != nil {
 		c := calls.Call{Service: calls.Firestore, Method: method, Start: start, End: time.Now(), Keys: keys, Tx: txKey(tx), Peer: calls.PeerOf(ctx),
 			Reads: reads, Writes: writes, Deletes: deletes, Failed: err != nil}
-		if _, ok := req.(*pb.CommitRequest); ok && err == nil {
-			u.Log.RecordCommit(c, keys)
+		if r, ok := req.(*pb.CommitRequest); ok && err == nil {
+			u.Log.RecordCommit(c, versions(r, resp.(*pb.CommitResponse)))
 		} else {
 			u.Log.Record(c)
 		}
 	}
 	return resp, err
+}
+
+// versions maps each document a commit wrote (set, updated or
+// transformed; not deleted) to the update time the commit gave it.
+func versions(req *pb.CommitRequest, resp *pb.CommitResponse) map[string]time.Time {
+	out := map[string]time.Time{}
+	for i, w := range req.GetWrites() {
+		name := w.GetUpdate().GetName() + w.GetTransform().GetDocument()
+		if name == "" {
+			continue
+		}
+		at := resp.GetCommitTime()
+		if rs := resp.GetWriteResults(); i < len(rs) && rs[i].GetUpdateTime() != nil {
+			at = rs[i].GetUpdateTime()
+		}
+		out[relDoc(name)] = at.AsTime()
+	}
+	return out
 }
 
 // relDoc turns projects/P/databases/D/documents/sessions/s1 into
@@ -276,9 +294,10 @@ func (s *countingStream) SendMsg(m any) error {
 		if r.GetDocumentChange() != nil && len(r.GetDocumentChange().GetTargetIds()) > 0 {
 			s.u.add("", 1, 0, 0)
 			if s.u.Log != nil {
-				now, doc := time.Now(), relDoc(r.GetDocumentChange().GetDocument().GetName())
+				d := r.GetDocumentChange().GetDocument()
+				now, doc := time.Now(), relDoc(d.GetName())
 				s.u.Log.RecordChange(calls.Call{Service: calls.Firestore, Method: "Listen.Change", Start: now, End: now, Peer: calls.PeerOf(s.Context()),
-					Keys: []string{doc}, Reads: 1}, doc, time.Unix(0, s.targetAdded.Load()))
+					Keys: []string{doc}, Reads: 1}, doc, d.GetUpdateTime().AsTime(), time.Unix(0, s.targetAdded.Load()))
 			}
 		}
 	}
