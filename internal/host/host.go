@@ -111,10 +111,10 @@ type Store interface {
 	Renew(ctx context.Context, lease *session.Lease, ttl time.Duration) error
 	Release(ctx context.Context, lease *session.Lease, force bool) error
 	FailOrphans(ctx context.Context, lease *session.Lease) ([]session.Unpublished, error)
-	WatchQueued(ctx context.Context, sessionID string) <-chan struct{}
+	WatchQueued(ctx context.Context, sessionID string) <-chan session.Queue
 	Queued(ctx context.Context, sessionID string, limit int) ([]session.Item, error)
-	Start(ctx context.Context, lease *session.Lease, requestID string) (item *session.Item, ok bool, err error)
-	Finish(ctx context.Context, lease *session.Lease, c *api.Completion, shell *session.Shell, cp *session.Checkpoint) ([]byte, error)
+	Start(ctx context.Context, lease *session.Lease, seen session.Item) (item *session.Item, ok bool, err error)
+	Finish(ctx context.Context, lease *session.Lease, version time.Time, c *api.Completion, shell *session.Shell, cp *session.Checkpoint) ([]byte, error)
 	MarkPublished(ctx context.Context, sessionID, requestID string) error
 	Destroy(ctx context.Context, sessionID, reason string) (host string, answered []session.Unpublished, err error)
 	Purge(ctx context.Context, sessionID string) error
@@ -335,13 +335,28 @@ func fenceMargin(busyTTL time.Duration) time.Duration { return busyTTL / 30 }
 // heartbeat renews the lease until ctx ends, on a goroutine of its own
 // that nothing else the host does waits on. It fences the host off when
 // the lease is lost, or cannot be renewed before the fence.
+//
+// A Start or Finish renews the lease too (for at least the busy lease,
+// never shortening it: session.Lease.WorkExpiry): the heartbeat counts the
+// last renewal, whoever made it (session.Lease.Renewed), so that it need
+// not renew again soon after one. The timing above is kept, counted from
+// that renewal.
 func (h *Host) heartbeat(ctx context.Context) {
 	short := h.cfg.LeaseTTL
 	margin := fenceMargin(short)
 	fenceAt := h.leaseSent.Add(short - margin)
 	// The first renewal comes at once: it reads the lease document's
-	// version, which the later ones write against without a read.
+	// version, which the later writes are conditioned on without a read.
 	renewAt := time.Now()
+	// seen is when the last renewal the heartbeat counted was sent.
+	var seen time.Time
+	// count takes the last renewal as the one that times the next.
+	count := func() {
+		sent, left := h.lease.Renewed()
+		seen = sent
+		fenceAt, renewAt = sent.Add(left-margin), sent.Add(left-renewSlack(short))
+		h.longLease.Store(left > short)
+	}
 	for {
 		t := time.NewTimer(time.Until(renewAt))
 		select {
@@ -352,6 +367,15 @@ func (h *Host) heartbeat(ctx context.Context) {
 		case <-h.kick:
 			t.Stop()
 			if !h.longLease.Load() {
+				continue
+			}
+		}
+		if sent, _ := h.lease.Renewed(); sent.After(seen) {
+			// A Start or Finish renewed the lease since: it is this
+			// renewal, unless work came to a long idle lease (kick), which
+			// must be shortened now.
+			count()
+			if time.Now().Before(renewAt) && !(h.busy() && h.longLease.Load()) {
 				continue
 			}
 		}
@@ -368,8 +392,9 @@ func (h *Host) heartbeat(ctx context.Context) {
 		if !h.renew(ctx, ttl, fenceAt) {
 			return
 		}
-		fenceAt, renewAt = sent.Add(ttl-margin), sent.Add(ttl-renewSlack(short))
-		h.longLease.Store(ttl > short)
+		// This renewal, or a Start's or Finish's that came after it and
+		// only lengthened the lease.
+		count()
 	}
 }
 

@@ -120,7 +120,7 @@ func TestRunAnswersWhatAnEarlierHostLeftRunningHostLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := w.store.Start(ctx, old, "r1"); !ok || err != nil {
+	if _, ok, err := w.store.Start(ctx, old, session.Item{RequestID: "r1"}); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	// The old host leaves without finishing r1 (its execution ended).

@@ -20,8 +20,8 @@ import (
 	"github.com/sandrun/sandrun/internal/telemetry"
 )
 
-// inboxRetry is how soon the serve loop reads the inbox again after a
-// read failed.
+// inboxRetry is how often the serve loop reads the inbox itself while its
+// listener is down.
 const inboxRetry = time.Second
 
 // queueWindow is how many queued items the serve loop looks at at once: a
@@ -128,15 +128,36 @@ func (f *flight) ended(fin finished) {
 }
 
 // candidates returns the queued items to consider starting, in inbox
-// order: a session.destroy overtakes everything, so when the window holds
-// one it is the only candidate.
+// order, up to queueWindow of them: a session.destroy overtakes everything,
+// so when the window holds one it is the only candidate.
 func candidates(items []session.Item) []session.Item {
+	items = items[:min(len(items), queueWindow)]
 	for i := range items {
 		if api.Op(items[i].Op) == api.OpSessionDestroy {
 			return items[i : i+1]
 		}
 	}
 	return items
+}
+
+// untaken returns the items not in taken, and forgets the ids of taken
+// that items (the inbox's queued requests, as last seen) no longer holds:
+// a request that left the queue never comes back to it.
+func untaken(items []session.Item, taken map[string]bool) []session.Item {
+	in := make(map[string]bool, len(items))
+	var out []session.Item
+	for _, it := range items {
+		in[it.RequestID] = true
+		if !taken[it.RequestID] {
+			out = append(out, it)
+		}
+	}
+	for id := range taken {
+		if !in[id] {
+			delete(taken, id)
+		}
+	}
+	return out
 }
 
 // serve runs the session's inbox until the host is idle and may leave, or
@@ -148,17 +169,24 @@ func candidates(items []session.Item) []session.Item {
 // the queued ones: a process.kill, process.list or session.destroy must
 // not wait for the command it would stop, nor for what is queued behind
 // that command. mayStart has the rules.
+//
+// The loop starts requests from what the inbox listener sends (the queued
+// items with their versions), with no read of its own: Start is then one
+// conditioned commit. Only while the listener is down does it read the
+// inbox itself, every inboxRetry and after each request.
 func (h *Host) serve(ctx, parent context.Context) error {
-	wake := h.store.WatchQueued(ctx, h.cfg.SessionID)
+	queue := h.store.WatchQueued(ctx, h.cfg.SessionID)
 	done := make(chan finished)
 	f := &flight{ops: map[string]api.Op{}}
 	defer func() { h.destroyed = f.destroyed }()
 	idleSince := time.Now()
-	// reread is false when the loop woke for what it can decide from the
-	// queued items it read last (a command began): reading the inbox again
-	// would cost Firestore reads for nothing new.
+	// items are the queued requests the loop has not taken, in inbox order;
+	// taken holds the ids it started, or found started already, until the
+	// inbox is seen without them: a Queue sent before a Start landed still
+	// lists its request.
 	var items []session.Item
-	reread := true
+	taken := map[string]bool{}
+	listenerDown := false
 
 	// drain waits for every request in flight; ctx's end has told them to
 	// stop.
@@ -177,26 +205,28 @@ func (h *Host) serve(ctx, parent context.Context) error {
 		}
 		live := h.procs.LiveChanged()
 		// The inbox listener wakes the loop for each change; nothing
-		// polls. Only a failed read is retried on a timer.
+		// polls while it is up.
 		var retryC <-chan time.Time
-		if reread {
-			var err error
-			items, err = h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
-			if err != nil && ctx.Err() == nil {
+		if listenerDown {
+			read, err := h.store.Queued(ctx, h.cfg.SessionID, queueWindow)
+			switch {
+			case err == nil:
+				items = untaken(read, taken)
+			case ctx.Err() == nil:
 				h.logger.Warn("reading the inbox failed", "event", "host.inbox_failed", "error", err.Error())
-				retryC = time.After(inboxRetry)
 			}
+			retryC = time.After(inboxRetry)
 		}
-		reread = true
 		for _, it := range candidates(items) {
-			if _, started := f.ops[it.RequestID]; started || !f.mayStart(api.Op(it.Op)) {
+			if !f.mayStart(api.Op(it.Op)) {
 				continue
 			}
-			started, ok, err := h.store.Start(ctx, h.lease, it.RequestID)
+			started, ok, err := h.store.Start(ctx, h.lease, it)
 			if err != nil {
 				drain()
 				return err
 			}
+			taken[it.RequestID] = true
 			if !ok {
 				continue
 			}
@@ -206,6 +236,7 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			h.served++
 			go func() { done <- h.serveRequest(ctx, started, foreground, first, begun) }()
 		}
+		items = untaken(items, taken)
 
 		h.noteWork(len(f.ops) > 0 || len(items) > 0)
 
@@ -266,8 +297,16 @@ func (h *Host) serve(ctx, parent context.Context) error {
 		case <-f.begun:
 			// The foreground command began: control requests queued
 			// behind it may start.
-			f.begun, reread = nil, false
-		case <-wake:
+			f.begun = nil
+		case q := <-queue:
+			if q.Err != nil {
+				if !listenerDown && ctx.Err() == nil {
+					h.logger.Warn("inbox listener failed; reading the inbox until it is back", "event", "host.inbox_listener_failed", "error", q.Err.Error())
+				}
+				listenerDown = true
+				break
+			}
+			listenerDown, items = false, untaken(q.Items, taken)
 		case <-retryC:
 		case <-lifetimeC:
 		case <-live:
@@ -369,7 +408,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	}
 	fctx, fspan := telemetry.Start(rctx, "sandrun.record", trace.SpanKindInternal)
 	replaced := h.lease.Checkpoint
-	data, err := h.store.Finish(fctx, h.lease, c, keep, pending.checkpoint())
+	data, err := h.store.Finish(fctx, h.lease, item.Version, c, keep, pending.checkpoint())
 	telemetry.End(fspan, err)
 	if err != nil {
 		f.err = err

@@ -33,7 +33,7 @@ func TestReaperMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.store.Start(ctx, lease, "r1"); err != nil {
+	if _, _, err := e.store.Start(ctx, lease, session.Item{RequestID: "r1"}); err != nil {
 		t.Fatal(err)
 	}
 	e.enqueue(t, "lost", "r2", "true")
@@ -44,10 +44,10 @@ func TestReaperMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.store.Start(ctx, held, "r3"); err != nil {
+	if _, _, err := e.store.Start(ctx, held, session.Item{RequestID: "r3"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.Finish(ctx, held, &api.Completion{RequestID: "r3", SessionID: "unpublished", Op: api.OpExec, Status: api.StatusOK}, nil, nil); err != nil {
+	if _, err := e.store.Finish(ctx, held, time.Time{}, &api.Completion{RequestID: "r3", SessionID: "unpublished", Op: api.OpExec, Status: api.StatusOK}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	e.now = e.now.Add(11 * time.Second)

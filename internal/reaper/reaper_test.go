@@ -147,12 +147,12 @@ func TestReaperRepublishesLostCompletions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.store.Start(ctx, lease, "r1"); err != nil {
+	if _, _, err := e.store.Start(ctx, lease, session.Item{RequestID: "r1"}); err != nil {
 		t.Fatal(err)
 	}
 	// The host records the completion, then dies before publishing it.
 	c := &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec, Status: api.StatusOK}
-	if _, err := e.store.Finish(ctx, lease, c, nil, nil); err != nil {
+	if _, err := e.store.Finish(ctx, lease, time.Time{}, c, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.once(ctx); err != nil {
@@ -184,7 +184,7 @@ func runningHost(t *testing.T, e *env) *session.Lease {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.store.Start(ctx, lease, "r1"); err != nil {
+	if _, _, err := e.store.Start(ctx, lease, session.Item{RequestID: "r1"}); err != nil {
 		t.Fatal(err)
 	}
 	e.enqueue(t, "s1", "r2", "echo next")
@@ -210,7 +210,7 @@ func TestReaperRecoversLostHostAndRelaunches(t *testing.T) {
 		t.Fatalf("launched %v, want a host for s1 (r2 waits)", e.runner.launched)
 	}
 	// The old host, if it still ran, could write nothing.
-	if _, err := e.store.Finish(ctx, lease, &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec}, nil, nil); err == nil {
+	if _, err := e.store.Finish(ctx, lease, time.Time{}, &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec}, nil, nil); err == nil {
 		t.Fatal("the lost host could still record a completion")
 	}
 }

@@ -28,12 +28,12 @@ func TestFinishRecordsTheCheckpointWithTheAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range []string{"r1", "r2"} {
-		if _, ok, err := host.Start(ctx, lease, r); err != nil || !ok {
+		if _, ok, err := host.Start(ctx, lease, session.Item{RequestID: r}); err != nil || !ok {
 			t.Fatalf("start %s: %v %v", r, ok, err)
 		}
 	}
 	cp := &session.Checkpoint{Object: "sessions/s1/checkpoints/1.manifest.gz", Format: session.FormatManifest, Generation: 7}
-	if _, err := host.Finish(ctx, lease, &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec, Status: api.StatusOK}, nil, cp); err != nil {
+	if _, err := host.Finish(ctx, lease, time.Time{}, &api.Completion{RequestID: "r1", SessionID: "s1", Op: api.OpExec, Status: api.StatusOK}, nil, cp); err != nil {
 		t.Fatal(err)
 	}
 	if lease.Checkpoint != cp {
@@ -50,7 +50,7 @@ func TestFinishRecordsTheCheckpointWithTheAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := &session.Checkpoint{Object: "sessions/s1/checkpoints/2.manifest.gz", Format: session.FormatManifest}
-	if _, err := host.Finish(ctx, lease, &api.Completion{RequestID: "r2", SessionID: "s1", Op: api.OpExec, Status: api.StatusOK}, nil, stale); !errors.Is(err, session.ErrLeaseLost) {
+	if _, err := host.Finish(ctx, lease, time.Time{}, &api.Completion{RequestID: "r2", SessionID: "s1", Op: api.OpExec, Status: api.StatusOK}, nil, stale); !errors.Is(err, session.ErrLeaseLost) {
 		t.Fatalf("finish under a lost lease: %v, want ErrLeaseLost", err)
 	}
 	if next.Checkpoint == nil || next.Checkpoint.Object != cp.Object || next.Checkpoint.Format != session.FormatManifest || next.Checkpoint.Generation != 7 {

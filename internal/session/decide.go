@@ -297,7 +297,7 @@ func (r Rules) Acquire(sessionID, execution string, ttl time.Duration, doc *Doc,
 		next.Epoch = ld.Epoch
 	}
 	next.Epoch++
-	lease := &Lease{SessionID: sessionID, Execution: execution, Epoch: next.Epoch, Expires: next.LeaseExpires, Acquired: now,
+	lease := &Lease{SessionID: sessionID, Execution: execution, Epoch: next.Epoch, TTL: ttl, expires: next.LeaseExpires, Acquired: now,
 		Unreleased: ld != nil && (ld.Execution != "" || ld.Abandoned)}
 	if doc.Launch != nil {
 		next.LaunchID = doc.Launch.ID

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -20,8 +22,9 @@ type Lease struct {
 	SessionID string
 	Execution string
 	Epoch     int64
-	// Expires is when the lease lapses unless renewed.
-	Expires time.Time
+	// TTL is the lease of a busy host (what Acquire was given): a Start or
+	// Finish renews the lease for at least this long.
+	TTL time.Duration
 	// Acquired is when the host took the lease.
 	Acquired time.Time
 	// LaunchRequestedAt is when the launch this host answers was claimed
@@ -30,12 +33,80 @@ type Lease struct {
 	// Checkpoint and Shell are the session's state when the lease was taken.
 	Checkpoint *Checkpoint
 	Shell      Shell
-	// version is the lease document's update time after this lease's last
-	// renewal; zero until the first renewal, or when its outcome is unknown.
-	version time.Time
 	// Unreleased is true when the previous host never gave the lease up
 	// (it died or was taken away): it may have left uploads behind.
 	Unreleased bool
+
+	// turn is held by whoever writes the lease document under this lease
+	// (a renewal, a Start, a Finish): each write is conditioned on the
+	// version the previous one left, so two at once would fail each
+	// other. It is a channel so that waiting for it ends with the
+	// caller's context (a renewal must give up at its fence).
+	turnOnce sync.Once
+	turn     chan struct{}
+	// mu guards what the last write of the lease document left, below.
+	mu sync.Mutex
+	// version is the lease document's update time after this lease's last
+	// write; zero until the first, or when its outcome is unknown.
+	version time.Time
+	// expires is the lease_expires last written; sent is when that write
+	// was sent, on the local clock, and left how long the lease it wrote
+	// ran from then (see Renewed).
+	expires time.Time
+	sent    time.Time
+	left    time.Duration
+}
+
+// lock waits for the turn to write the lease document, or for ctx's end.
+func (l *Lease) lock(ctx context.Context) error {
+	l.turnOnce.Do(func() { l.turn = make(chan struct{}, 1) })
+	select {
+	case l.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *Lease) unlock() { <-l.turn }
+
+// Renewed reports the last renewal of the lease (a heartbeat's, a Start's
+// or a Finish's): when it was sent, on the local clock, and how long the
+// lease ran from then. Since the write landed after it was sent, the lease
+// lasts at least that long. It is zero until the first renewal.
+func (l *Lease) Renewed() (sent time.Time, left time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent, l.left
+}
+
+// NoteRenewal records a renewal of the lease that a store wrote: sent on
+// the local clock, at now on the store's clock, to expires.
+func (l *Lease) NoteRenewal(sent, now, expires time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.expires, l.sent, l.left = expires, sent, expires.Sub(now)
+}
+
+// WorkExpiry is the lease expiry that a Start or Finish at now writes: the
+// busy lease (TTL) from now, or the lease held when that runs longer, so
+// that such a write never shortens the lease the host's heartbeat counts
+// on. A lease already lapsed is not revived: only the heartbeat, which
+// fences the host before the lapse, renews.
+func (l *Lease) WorkExpiry(now time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.expires.After(now) {
+		return l.expires
+	}
+	return maxTime(l.expires, now.Add(l.TTL))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Acquire takes the session's lease for execution for ttl. It fails with
@@ -91,41 +162,32 @@ func (s *Store) fenced(ctx context.Context, lease *Lease, f func(tx *firestore.T
 	})
 }
 
-// Renew extends the lease to ttl from now, and returns the new expiry.
+// Renew extends the lease to ttl from now.
 //
 // It is one write with no read: the update is conditioned on the lease
-// document's update time as this lease last wrote it, so it fails if
-// anyone else wrote the document since (only a host taking over or the
-// session's destroy do, and both raise the epoch). Only the first renewal
-// of a lease, and one after a write whose outcome is unknown (a timeout),
-// read the document first to learn its update time, and check the epoch
-// there. Renew must not be called concurrently for the same lease.
+// document's update time as this lease last wrote it (see commitFenced),
+// so it fails if anyone else wrote the document since (only a change of
+// holder does, which raises the epoch or clears the host). Only the first
+// write of a lease, and one after a write whose outcome is unknown (a
+// timeout), read the document first to learn its update time, and check
+// the epoch there. Renewals, Starts and Finishes of one lease take turns.
 func (s *Store) Renew(ctx context.Context, lease *Lease, ttl time.Duration) error {
-	ref := s.leaseRef(lease.SessionID)
-	if lease.version.IsZero() {
-		snap, err := ref.Get(ctx)
-		if status.Code(err) == codes.NotFound {
-			return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, ErrLeaseLost)
-		}
-		if err != nil {
-			return fmt.Errorf("renew lease of session %s: read it: %w", lease.SessionID, err)
-		}
-		var ld LeaseDoc
-		if err := snap.DataTo(&ld); err != nil {
-			return fmt.Errorf("renew lease of session %s: decode it: %w", lease.SessionID, err)
-		}
-		if ld.Epoch != lease.Epoch || ld.Execution != lease.Execution {
-			return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, ErrLeaseLost)
-		}
-		lease.version = snap.UpdateTime
+	if err := lease.lock(ctx); err != nil {
+		return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, err)
 	}
-	now := s.now()
+	defer lease.unlock()
+	if lease.version.IsZero() {
+		if _, err := s.readLease(ctx, lease, nil); err != nil {
+			return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, err)
+		}
+	}
+	sent, now := time.Now(), s.now()
 	expires := now.Add(ttl)
-	wr, err := ref.Update(ctx, []firestore.Update{{Path: "lease_expires", Value: expires}, {Path: "expire_at", Value: now.Add(s.cfg.TTL)}},
-		firestore.LastUpdateTime(lease.version))
+	wr, err := s.leaseRef(lease.SessionID).Update(ctx, s.renewal(expires, now), firestore.LastUpdateTime(lease.version))
 	switch status.Code(err) {
 	case codes.OK:
-		lease.version, lease.Expires = wr.UpdateTime, expires
+		lease.version = wr.UpdateTime
+		lease.NoteRenewal(sent, now, expires)
 		return nil
 	case codes.FailedPrecondition, codes.NotFound:
 		// Someone else wrote the document, or our own last write landed
@@ -141,6 +203,113 @@ func (s *Store) Renew(ctx context.Context, lease *Lease, ttl time.Duration) erro
 		lease.version = time.Time{}
 		return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, err)
 	}
+}
+
+// renewal is the update of the lease document that renews it to expires.
+func (s *Store) renewal(expires, now time.Time) []firestore.Update {
+	return []firestore.Update{{Path: "lease_expires", Value: expires}, {Path: "expire_at", Value: now.Add(s.cfg.TTL)}}
+}
+
+// readLease reads the lease document, and the inbox item at iref when iref
+// is not nil, in one BatchGetDocuments: it fails with ErrLeaseLost unless
+// the lease document still names lease, and learns the document's version.
+// It returns the item with its Version, nil when missing. The caller holds
+// the lease's turn.
+func (s *Store) readLease(ctx context.Context, lease *Lease, iref *firestore.DocumentRef) (*Item, error) {
+	refs := []*firestore.DocumentRef{s.leaseRef(lease.SessionID)}
+	if iref != nil {
+		refs = append(refs, iref)
+	}
+	snaps, err := s.fs.GetAll(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("read the lease: %w", err)
+	}
+	if !snaps[0].Exists() {
+		return nil, ErrLeaseLost
+	}
+	var ld LeaseDoc
+	if err := snaps[0].DataTo(&ld); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", refs[0].Path, err)
+	}
+	if ld.Epoch != lease.Epoch || ld.Execution != lease.Execution {
+		return nil, ErrLeaseLost
+	}
+	lease.version = snaps[0].UpdateTime
+	if iref == nil || !snaps[1].Exists() {
+		return nil, nil
+	}
+	it := new(Item)
+	if err := snaps[1].DataTo(it); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", iref.Path, err)
+	}
+	it.Version = snaps[1].UpdateTime
+	return it, nil
+}
+
+// commitFenced commits b with the lease's renewal (Lease.WorkExpiry) as its
+// last write, and returns the results of b's own writes. The renewal is the
+// fence: it is conditioned on the lease document's update time as this
+// lease last wrote it, so the whole commit fails, writing nothing, once
+// anyone else wrote that document since. That is as strong as the fenced
+// transaction's read of the fence document, because:
+//   - every change of the session's holder writes the lease document in the
+//     same transaction as the fence document, with the same epoch and host:
+//     Acquire, Release, RecoverHost, and a destroy (Destroy, and Enqueue's
+//     destroy of a session with no host, both through Rules.Destroyed).
+//     Nothing writes the fence document without the lease document;
+//   - nothing else writes the lease document but this lease's own
+//     renewals, Starts and Finishes, which take turns (Lease.lock) and each
+//     keep the version they left (a write of unknown outcome forgets it, and
+//     the next one reads the document and checks its epoch and host);
+//   - a lease document deleted (by TTL) fails the condition too.
+//
+// So a lease document unchanged since this lease wrote it means a fence
+// unchanged since, when this lease held the session. The caller holds the
+// lease's turn. On a failure the lease's version is kept only when the
+// commit surely did not land (ABORTED, a lock waited for too long).
+func (s *Store) commitFenced(ctx context.Context, lease *Lease, b *firestore.WriteBatch, sent, now time.Time) ([]*firestore.WriteResult, error) {
+	expires := lease.WorkExpiry(now)
+	b.Update(s.leaseRef(lease.SessionID), s.renewal(expires, now), firestore.LastUpdateTime(lease.version))
+	wrs, err := b.Commit(ctx)
+	if err != nil {
+		if status.Code(err) != codes.Aborted {
+			lease.version = time.Time{}
+		}
+		return nil, err
+	}
+	lease.version = wrs[len(wrs)-1].UpdateTime
+	lease.NoteRenewal(sent, now, expires)
+	return wrs[:len(wrs)-1], nil
+}
+
+// maxConflicts is how many commits in a row underLease makes whose
+// conditions fail, before it gives up: each one read the documents just
+// before, so more means something keeps changing them.
+const maxConflicts = 3
+
+// underLease runs attempt, holding the lease's turn to write its document,
+// until it succeeds: again at once when its commit's conditions failed
+// (FailedPrecondition; the next attempt reads), after a backoff when it
+// failed transiently (retry.FirestoreTransaction, as the transactions it
+// replaces), and never after a permanent error such as ErrLeaseLost. The
+// turn is given up between attempts, so that a renewal is never held up
+// by a backoff.
+func (s *Store) underLease(ctx context.Context, lease *Lease, what string, attempt func(ctx context.Context) error) error {
+	return retry.Do(ctx, retry.FirestoreTransaction, nil, what, func(ctx context.Context) error {
+		if err := lease.lock(ctx); err != nil {
+			return err
+		}
+		defer lease.unlock()
+		for conflicts := 1; ; conflicts++ {
+			err := attempt(ctx)
+			if c := status.Code(err); c != codes.FailedPrecondition && c != codes.NotFound {
+				return err
+			}
+			if conflicts == maxConflicts {
+				return fmt.Errorf("the documents changed %d times in a row: %w", conflicts, err)
+			}
+		}
+	})
 }
 
 // errLeaseMoved says that a renewal found the lease document changed; a
@@ -178,83 +347,183 @@ func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 }
 
 // Queued returns up to limit of the session's queued items, in sequence
-// order.
+// order, each with its Version.
 func (s *Store) Queued(ctx context.Context, sessionID string, limit int) ([]Item, error) {
-	items, _, err := readAll[Item](s.queuedQuery(sessionID).Limit(limit).Documents(ctx), "inbox of session "+sessionID)
-	return items, err
+	it := s.queuedQuery(sessionID).Limit(limit).Documents(ctx)
+	defer it.Stop()
+	return queuedItems(it, sessionID)
 }
 
-// WatchQueued signals on the returned channel whenever the session's queued
-// items change, until ctx ends. A host waits on it instead of polling: a
-// listener that ends with an error is opened again (with backoff), and its
-// first snapshot signals, so that a change made while it was down is seen.
-func (s *Store) WatchQueued(ctx context.Context, sessionID string) <-chan struct{} {
-	ch := make(chan struct{}, 1)
+// queuedItems decodes the inbox items it yields, in order, with their
+// versions.
+func queuedItems(it *firestore.DocumentIterator, sessionID string) ([]Item, error) {
+	var out []Item
+	for {
+		snap, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list inbox of session %s: %w", sessionID, err)
+		}
+		var item Item
+		if err := snap.DataTo(&item); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
+		}
+		item.Version = snap.UpdateTime
+		out = append(out, item)
+	}
+}
+
+// Queue is what the inbox listener last saw (WatchQueued): the session's
+// queued items in sequence order, each with its Version; or, in Err, why
+// the listener failed, in which case it is being opened again and the
+// items last seen may be out of date until its next Queue.
+type Queue struct {
+	Items []Item
+	Err   error
+}
+
+// WatchQueued sends on the returned channel the session's queued items
+// each time they change, until ctx ends: the listener's own snapshot, so
+// that a host starts from it with no query after it. The channel holds
+// only the latest: a Queue not yet received is replaced by a newer one. A
+// listener that fails is opened again (with backoff), and sends a Queue
+// with Err first; its first snapshot is the whole queue, so that a change
+// made while it was down is seen.
+func (s *Store) WatchQueued(ctx context.Context, sessionID string) <-chan Queue {
+	ch := make(chan Queue, 1)
 	go retry.Restart(ctx, retry.Firestore, nil, "inbox listener of session "+sessionID, func(ctx context.Context) error {
 		it := s.queuedQuery(sessionID).Snapshots(ctx)
 		defer it.Stop()
 		for {
-			if _, err := it.Next(); err != nil {
+			snap, err := it.Next()
+			var items []Item
+			if err == nil {
+				items, err = queuedItems(snap.Documents, sessionID)
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					sendLatest(ch, Queue{Err: err})
+				}
 				return err
 			}
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
+			sendLatest(ch, Queue{Items: items})
 		}
 	})
 	return ch
 }
 
-// Start marks a queued item running under the lease. It returns the item as
-// stored, or ok=false when the item is no longer queued.
-func (s *Store) Start(ctx context.Context, lease *Lease, requestID string) (item *Item, ok bool, err error) {
-	iref := s.itemRef(lease.SessionID, requestID)
-	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
-		it, err := txGet[Item](tx, iref)
+// sendLatest puts v on ch (of capacity 1, with one sender), replacing a
+// value not yet received.
+func sendLatest[T any](ch chan T, v T) {
+	select {
+	case <-ch:
+	default:
+	}
+	ch <- v
+}
+
+// Start marks a queued item running under the lease, and returns it as
+// stored then (with its new Version), or ok=false when it is no longer
+// queued (missing, running or done). seen is the item as the caller saw it
+// queued (WatchQueued, Queued); one with only RequestID set is read first.
+//
+// It is one Commit, with no transaction and no read: the item's update,
+// conditioned on seen.Version, and the lease's renewal, which is the fence
+// (commitFenced). Only when a condition fails, or a version is unknown, is
+// the item read with the lease document (one BatchGetDocuments): a lease
+// document that no longer names this lease is ErrLeaseLost, an item no
+// longer queued is ok=false, and otherwise it commits again with what it
+// read. A commit whose outcome is unknown is recognised in that read by
+// the start time it wrote.
+func (s *Store) Start(ctx context.Context, lease *Lease, seen Item) (item *Item, ok bool, err error) {
+	iref := s.itemRef(lease.SessionID, seen.RequestID)
+	cur := &seen
+	var tried time.Time // the start time of the last commit, which may have landed
+	err = s.underLease(ctx, lease, "start request "+seen.RequestID, func(ctx context.Context) error {
+		item, ok = nil, false
+		if cur.Version.IsZero() || lease.version.IsZero() {
+			it, err := s.readLease(ctx, lease, iref)
+			switch {
+			case err != nil:
+				return err
+			case it != nil && !tried.IsZero() && it.Status == ItemRunning && it.Epoch == lease.Epoch && it.Execution == lease.Execution && it.StartedAt.Equal(tried):
+				item, ok = it, true // that commit landed
+				return nil
+			case it == nil || it.Status != ItemQueued:
+				item = it
+				return nil
+			}
+			cur = it
+		}
+		next := *cur
+		// Firestore keeps microseconds: the time read back must match.
+		sent, now := time.Now(), s.now().Truncate(time.Microsecond)
+		StartItem(&next, lease, now)
+		b := s.fs.Batch() // one Commit of several writes with no transaction
+		b.Update(iref, []firestore.Update{{Path: "status", Value: next.Status}, {Path: "started_at", Value: next.StartedAt},
+			{Path: "epoch", Value: next.Epoch}, {Path: "execution", Value: next.Execution}}, firestore.LastUpdateTime(cur.Version))
+		wrs, err := s.commitFenced(ctx, lease, b, sent, now)
 		if err != nil {
+			if status.Code(err) != codes.Aborted {
+				cur.Version, tried = time.Time{}, now
+			}
 			return err
 		}
-		item, ok = it, StartItem(it, lease, now)
-		if !ok {
-			return nil
-		}
-		return tx.Set(iref, *it)
+		next.Version = wrs[0].UpdateTime
+		item, ok = &next, true
+		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("start request %s of session %s: %w", requestID, lease.SessionID, err)
+		return nil, false, fmt.Errorf("start request %s of session %s: %w", seen.RequestID, lease.SessionID, err)
 	}
 	return item, ok, nil
 }
 
 // Finish records the completion of a running item under the lease, with the
 // shell state it left (nil keeps the session's) and the checkpoint of the
-// workspace it left (nil keeps the session's), in one transaction: the
-// answer is recorded only with the state it reports. It returns the
-// completion bytes to publish. A completion is recorded once: finishing an
-// item that is already done returns what was recorded.
+// workspace it left (nil keeps the session's), in one commit: the answer is
+// recorded only with the state it reports. It returns the completion bytes
+// to publish. A completion is recorded once: finishing an item that is
+// already done returns what was recorded. version is the item's Version as
+// Start returned it (zero: read it first).
+//
+// It is one Commit, as Start is: the item's completion conditioned on
+// version, the state, and the lease's renewal as the fence. When a
+// condition fails, or a version is unknown, it reads the item with the
+// lease document: a lease lost is ErrLeaseLost, an item done already
+// returns its completion, and otherwise it commits again.
 //
 // A completion whose JSON is over api.MaxCompletionBytes is stored whole
 // in its result object, and its Summary is recorded and published.
-func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, shell *Shell, cp *Checkpoint) ([]byte, error) {
+func (s *Store) Finish(ctx context.Context, lease *Lease, version time.Time, c *api.Completion, shell *Shell, cp *Checkpoint) ([]byte, error) {
 	b, err := s.fit(ctx, lease.SessionID, c)
 	if err != nil {
 		return nil, err
 	}
 	iref := s.itemRef(lease.SessionID, c.RequestID)
 	var recorded []byte
-	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
-		it, err := txGet[Item](tx, iref)
-		if err != nil {
-			return err
+	err = s.underLease(ctx, lease, "finish request "+c.RequestID, func(ctx context.Context) error {
+		if version.IsZero() || lease.version.IsZero() {
+			it, err := s.readLease(ctx, lease, iref)
+			switch {
+			case err != nil:
+				return err
+			case it == nil:
+				return fmt.Errorf("inbox item %s: %w", c.RequestID, ErrNotFound)
+			case it.Status == ItemDone:
+				// Recorded before: by an earlier Finish (this one's own
+				// commit of unknown outcome too), or a destroy's answer.
+				recorded = []byte(it.Completion)
+				return nil
+			}
+			version = it.Version
 		}
-		if it == nil {
-			return fmt.Errorf("inbox item %s: %w", c.RequestID, ErrNotFound)
-		}
-		var first bool
-		if recorded, first = FinishItem(it, b, now); !first {
-			return nil
-		}
+		sent, now := time.Now(), s.now()
+		batch := s.fs.Batch() // one Commit of several writes with no transaction
+		batch.Update(iref, []firestore.Update{{Path: "status", Value: ItemDone}, {Path: "completion", Value: string(b)}, {Path: "finished_at", Value: now}},
+			firestore.LastUpdateTime(version))
 		// Merge names whole fields: the shell replaces the old one (an unset
 		// variable goes), and so does the checkpoint; what is nil stays.
 		state := map[string]any{"expire_at": now.Add(s.cfg.TTL)}
@@ -269,11 +538,16 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, c *api.Completion, she
 			fields = append(fields, firestore.FieldPath{"checkpoint"})
 		}
 		if len(fields) > 1 {
-			if err := tx.Set(s.stateRef(lease.SessionID), state, firestore.Merge(fields...)); err != nil {
-				return err
-			}
+			batch.Set(s.stateRef(lease.SessionID), state, firestore.Merge(fields...))
 		}
-		return tx.Set(iref, *it)
+		if _, err := s.commitFenced(ctx, lease, batch, sent, now); err != nil {
+			if status.Code(err) != codes.Aborted {
+				version = time.Time{}
+			}
+			return err
+		}
+		recorded = b
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("finish request %s of session %s: %w", c.RequestID, lease.SessionID, err)

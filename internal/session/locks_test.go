@@ -124,7 +124,7 @@ func TestRecoverHostNotBlockedByEnqueueInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := host.Start(ctx, lease, "r1"); err != nil || !ok {
+	if _, ok, err := host.Start(ctx, lease, session.Item{RequestID: "r1"}); err != nil || !ok {
 		t.Fatalf("start: ok=%v, %v", ok, err)
 	}
 	time.Sleep(5 * time.Millisecond) // the lease lapses

@@ -222,4 +222,8 @@ type Item struct {
 	// ExpireAt lets Firestore's TTL remove the item once the session's
 	// retention has passed.
 	ExpireAt time.Time `firestore:"expire_at"`
+	// Version is the document's update time when it was read or last
+	// written by this process (not stored): Start and Finish condition
+	// their write on it. Zero when unknown.
+	Version time.Time `firestore:"-"`
 }

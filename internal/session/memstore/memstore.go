@@ -68,6 +68,9 @@ type Store struct {
 	// each change of a member.
 	members        map[string]*session.MemberDoc
 	memberWatchers map[string]map[chan *session.MemberDoc]bool
+	// writes counts the writes of inbox items: each write's count is the
+	// item's Version, as a Firestore document's update time is.
+	writes int64
 }
 
 // state is one session: what Firestore keeps under sessions/{id}.
@@ -149,7 +152,7 @@ func (st *state) changed() {
 
 // settle answers each item with what answer gives it (nil skips it) and
 // returns the completions to publish.
-func settle(items []*session.Item, now time.Time, answer func(*session.Item) *api.Completion) ([]session.Unpublished, error) {
+func (s *Store) settle(items []*session.Item, now time.Time, answer func(*session.Item) *api.Completion) ([]session.Unpublished, error) {
 	var out []session.Unpublished
 	for _, it := range items {
 		c := answer(it)
@@ -161,10 +164,17 @@ func settle(items []*session.Item, now time.Time, answer func(*session.Item) *ap
 		if err != nil {
 			return nil, err
 		}
+		next.Version = s.stamp()
 		*it = next
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// stamp returns the Version of an inbox item written now.
+func (s *Store) stamp() time.Time {
+	s.writes++
+	return time.Unix(0, s.writes).UTC()
 }
 
 func clone[T any](v *T) *T {
@@ -232,7 +242,7 @@ func (s *Store) enqueue(req *api.Request, raw []byte, traceparent string) (acc s
 		return session.Accepted{}, true, nil
 	}
 	if dec.Destroy {
-		acc.Aborted, err = settle(st.items(session.ItemQueued, session.ItemRunning), in.Now, func(it *session.Item) *api.Completion {
+		acc.Aborted, err = s.settle(st.items(session.ItemQueued, session.ItemRunning), in.Now, func(it *session.Item) *api.Completion {
 			return session.Aborted(it, req.SessionID, session.DestroyedBy(req.RequestID))
 		})
 		if err != nil {
@@ -245,6 +255,7 @@ func (s *Store) enqueue(req *api.Request, raw []byte, traceparent string) (acc s
 		st.doc = dec.Doc
 	}
 	item := dec.Item
+	item.Version = s.stamp()
 	st.inbox[req.RequestID] = &item
 	st.changed()
 	acc.Item, acc.Answer, acc.Launch = item, dec.Answer, dec.Launch
@@ -271,6 +282,7 @@ func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (sess
 	if err != nil {
 		return session.Item{}, false, fmt.Errorf("record rejection of request %s of session %s: %w", c.RequestID, c.SessionID, err)
 	}
+	item.Version = s.stamp()
 	st.inbox[c.RequestID] = &item
 	return item, false, nil
 }
@@ -283,7 +295,7 @@ func (s *Store) MarkPublished(ctx context.Context, sessionID, requestID string) 
 	if st == nil || st.inbox[requestID] == nil {
 		return fmt.Errorf("mark request %s of session %s published: %w", requestID, sessionID, session.ErrNotFound)
 	}
-	st.inbox[requestID].Published = true
+	st.inbox[requestID].Published, st.inbox[requestID].Version = true, s.stamp()
 	return nil
 }
 
@@ -381,10 +393,18 @@ func (s *Store) Renew(ctx context.Context, lease *session.Lease, ttl time.Durati
 	if st == nil || st.lease == nil || st.lease.Epoch != lease.Epoch || st.lease.Execution != lease.Execution {
 		return fmt.Errorf("renew lease of session %s: %w", lease.SessionID, session.ErrLeaseLost)
 	}
-	now := s.now()
+	sent, now := time.Now(), s.now()
 	st.lease.LeaseExpires, st.lease.ExpireAt = now.Add(ttl), now.Add(s.rules.TTL)
-	lease.Expires = st.lease.LeaseExpires
+	lease.NoteRenewal(sent, now, st.lease.LeaseExpires)
 	return nil
+}
+
+// renewWith renews the lease held (fenced) as a Start or Finish does
+// (session.Lease.WorkExpiry): the Firestore store's fence is that write.
+func (s *Store) renewWith(st *state, lease *session.Lease, sent, now time.Time) {
+	expires := lease.WorkExpiry(now)
+	st.lease.LeaseExpires, st.lease.ExpireAt = expires, now.Add(s.rules.TTL)
+	lease.NoteRenewal(sent, now, expires)
 }
 
 // Release gives the lease up, unless requests are queued and not force.
@@ -406,10 +426,16 @@ func (s *Store) Release(ctx context.Context, lease *session.Lease, force bool) e
 }
 
 // Queued returns up to limit of the session's queued items, in sequence
-// order.
+// order, each with its Version.
 func (s *Store) Queued(ctx context.Context, sessionID string, limit int) ([]session.Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.queuedOf(sessionID, limit), nil
+}
+
+// queuedOf copies up to limit (-1: all) of the session's queued items.
+// Callers hold s.mu.
+func (s *Store) queuedOf(sessionID string, limit int) []session.Item {
 	var out []session.Item
 	if st := s.sessions[sessionID]; st != nil {
 		for _, it := range st.queued() {
@@ -419,51 +445,78 @@ func (s *Store) Queued(ctx context.Context, sessionID string, limit int) ([]sess
 			out = append(out, *it)
 		}
 	}
-	return out, nil
+	return out
 }
 
-// WatchQueued signals on the returned channel at once and whenever the
-// session's queued items may have changed, until ctx ends.
-func (s *Store) WatchQueued(ctx context.Context, sessionID string) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	ch <- struct{}{}
+// WatchQueued sends the session's queued items at once and whenever they
+// may have changed, until ctx ends; the channel holds only the latest (see
+// session.Store.WatchQueued). It never fails.
+func (s *Store) WatchQueued(ctx context.Context, sessionID string) <-chan session.Queue {
+	out := make(chan session.Queue, 1)
+	wake := make(chan struct{}, 1)
+	wake <- struct{}{}
 	s.mu.Lock()
 	st := s.session(sessionID)
-	st.watchers[ch] = true
+	st.watchers[wake] = true
 	s.mu.Unlock()
 	go func() {
-		<-ctx.Done()
-		s.mu.Lock()
-		delete(st.watchers, ch)
-		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(st.watchers, wake)
+			s.mu.Unlock()
+		}()
+		for {
+			select {
+			case <-wake:
+			case <-ctx.Done():
+				return
+			}
+			s.mu.Lock()
+			q := session.Queue{Items: s.queuedOf(sessionID, -1)}
+			s.mu.Unlock()
+			select {
+			case <-out:
+			default:
+			}
+			out <- q
+		}
 	}()
-	return ch
+	return out
 }
 
-// Start marks a queued item running under the lease.
-func (s *Store) Start(ctx context.Context, lease *session.Lease, requestID string) (item *session.Item, ok bool, err error) {
+// Start marks a queued item running under the lease, and renews the lease
+// (see session.Store.Start). An item queued still starts whatever version
+// seen carries, as the Firestore store's does after reading it again; one
+// no longer queued answers ok=false.
+func (s *Store) Start(ctx context.Context, lease *session.Lease, seen session.Item) (item *session.Item, ok bool, err error) {
+	sent := time.Now()
 	err = s.fenced(lease, func(st *state, now time.Time) error {
-		it := clone(st.inbox[requestID])
+		it := clone(st.inbox[seen.RequestID])
 		if ok = session.StartItem(it, lease, now); ok {
-			st.inbox[requestID] = it
+			it.Version = s.stamp()
+			st.inbox[seen.RequestID] = it
+			s.renewWith(st, lease, sent, now)
 			st.changed()
 		}
 		item = clone(it)
 		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("start request %s of session %s: %w", requestID, lease.SessionID, err)
+		return nil, false, fmt.Errorf("start request %s of session %s: %w", seen.RequestID, lease.SessionID, err)
 	}
 	return item, ok, nil
 }
 
 // Finish records the completion of a running item under the lease, with
-// the shell state and checkpoint it left (see session.Store.Finish).
-func (s *Store) Finish(ctx context.Context, lease *session.Lease, c *api.Completion, shell *session.Shell, cp *session.Checkpoint) ([]byte, error) {
+// the shell state and checkpoint it left, and renews the lease (see
+// session.Store.Finish). Whatever version says, a completion is recorded
+// once, as the Firestore store's is after reading the item again.
+func (s *Store) Finish(ctx context.Context, lease *session.Lease, version time.Time, c *api.Completion, shell *session.Shell, cp *session.Checkpoint) ([]byte, error) {
 	b, err := session.Fit(ctx, s, lease.SessionID, c)
 	if err != nil {
 		return nil, err
 	}
+	sent := time.Now()
 	var recorded []byte
 	err = s.fenced(lease, func(st *state, now time.Time) error {
 		it := clone(st.inbox[c.RequestID])
@@ -474,6 +527,7 @@ func (s *Store) Finish(ctx context.Context, lease *session.Lease, c *api.Complet
 		if recorded, first = session.FinishItem(it, b, now); !first {
 			return nil
 		}
+		it.Version = s.stamp()
 		st.inbox[c.RequestID] = it
 		if shell != nil || cp != nil {
 			rt := clone(st.runtime)
@@ -490,6 +544,7 @@ func (s *Store) Finish(ctx context.Context, lease *session.Lease, c *api.Complet
 			rt.ExpireAt = now.Add(s.rules.TTL)
 			st.runtime = rt
 		}
+		s.renewWith(st, lease, sent, now)
 		st.changed()
 		return nil
 	})
@@ -506,7 +561,7 @@ func (s *Store) Finish(ctx context.Context, lease *session.Lease, c *api.Complet
 // that earlier hosts of the session left running.
 func (s *Store) FailOrphans(ctx context.Context, lease *session.Lease) (lost []session.Unpublished, err error) {
 	err = s.fenced(lease, func(st *state, now time.Time) error {
-		lost, err = settle(st.items(session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.HostLost(it, lease.Epoch) })
+		lost, err = s.settle(st.items(session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.HostLost(it, lease.Epoch) })
 		return err
 	})
 	if err != nil {
@@ -529,7 +584,7 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []sessi
 	if !ok {
 		return nil, false, nil
 	}
-	if lost, err = settle(st.items(session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.HostLost(it, next.Epoch) }); err != nil {
+	if lost, err = s.settle(st.items(session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.HostLost(it, next.Epoch) }); err != nil {
 		return nil, false, fmt.Errorf("recover session %s from its lost host: %w", sessionID, err)
 	}
 	st.lease, st.fence = &next, &fd
@@ -602,7 +657,7 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 	doc := clone(st.doc)
 	launch, attempts := session.Relaunch(doc, progressed, maxAttempts, now)
 	if launch == nil {
-		failed, err = settle(st.queued(), now, func(it *session.Item) *api.Completion { return session.GaveUp(it, sessionID, attempts) })
+		failed, err = s.settle(st.queued(), now, func(it *session.Item) *api.Completion { return session.GaveUp(it, sessionID, attempts) })
 		if err != nil {
 			return nil, nil, fmt.Errorf("relaunch session %s: %w", sessionID, err)
 		}
@@ -685,7 +740,7 @@ func (s *Store) Destroy(ctx context.Context, sessionID, reason string) (host str
 		return "", nil, nil
 	}
 	now := s.now()
-	answered, err = settle(st.items(session.ItemQueued, session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.Aborted(it, sessionID, reason) })
+	answered, err = s.settle(st.items(session.ItemQueued, session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.Aborted(it, sessionID, reason) })
 	if err != nil {
 		return "", nil, fmt.Errorf("destroy session %s: %w", sessionID, err)
 	}

@@ -163,7 +163,7 @@ func acquire(t *testing.T, s Store, sessionID, execution string, ttl time.Durati
 func finish(t *testing.T, s Store, lease *session.Lease, requestID string, stdout string) []byte {
 	t.Helper()
 	c := &api.Completion{RequestID: requestID, SessionID: lease.SessionID, Op: api.OpExec, Status: api.StatusOK, Stdout: stdout}
-	b, err := s.Finish(context.Background(), lease, c, nil, nil)
+	b, err := s.Finish(context.Background(), lease, time.Time{}, c, nil, nil)
 	if err != nil {
 		t.Fatalf("finish %s: %v", requestID, err)
 	}
@@ -325,7 +325,7 @@ func leaseIsFenced(t *testing.T, st Stores) {
 		t.Errorf("a host left with requests queued: %v", err)
 	}
 	for _, r := range []string{"r1", "r2"} {
-		if _, ok, err := s.Start(ctx, lease, r); err != nil || !ok {
+		if _, ok, err := s.Start(ctx, lease, session.Item{RequestID: r}); err != nil || !ok {
 			t.Fatalf("start %s: %v %v", r, ok, err)
 		}
 		finish(t, s, lease, r, r)
@@ -334,7 +334,7 @@ func leaseIsFenced(t *testing.T, st Stores) {
 		t.Fatalf("release with nothing queued: %v", err)
 	}
 	enqueue(t, s, id, "r3", api.OpExec)
-	if _, _, err := s.Start(ctx, lease, "r3"); !errors.Is(err, session.ErrLeaseLost) {
+	if _, _, err := s.Start(ctx, lease, session.Item{RequestID: "r3"}); !errors.Is(err, session.ErrLeaseLost) {
 		t.Errorf("a host that left started a request: %v", err)
 	}
 	next := acquire(t, s, id, "exec-2", time.Minute)
@@ -352,18 +352,18 @@ func startAndFinishOnce(t *testing.T, st Stores) {
 	ctx, s, id := context.Background(), st.Store, sid(t)
 	enqueue(t, s, id, "r1", api.OpExec)
 	lease := acquire(t, s, id, "exec-1", time.Minute)
-	it, ok, err := s.Start(ctx, lease, "r1")
+	it, ok, err := s.Start(ctx, lease, session.Item{RequestID: "r1"})
 	if err != nil || !ok || it.Status != session.ItemRunning || it.Epoch != lease.Epoch || it.Execution != "exec-1" {
 		t.Fatalf("start: %+v %v %v", it, ok, err)
 	}
-	if _, ok, err := s.Start(ctx, lease, "r1"); err != nil || ok {
+	if _, ok, err := s.Start(ctx, lease, session.Item{RequestID: "r1"}); err != nil || ok {
 		t.Errorf("a running request started again: %v %v", ok, err)
 	}
-	if _, ok, err := s.Start(ctx, lease, "missing"); err != nil || ok {
+	if _, ok, err := s.Start(ctx, lease, session.Item{RequestID: "missing"}); err != nil || ok {
 		t.Errorf("a missing request started: %v %v", ok, err)
 	}
 	shell := session.NewShell("/work/dir", map[string]string{"A": "1"})
-	first, err := s.Finish(ctx, lease, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK, Stdout: "one"}, &shell, nil)
+	first, err := s.Finish(ctx, lease, time.Time{}, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK, Stdout: "one"}, &shell, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func startAndFinishOnce(t *testing.T, st Stores) {
 	if it := item(t, s, id, "r1"); it.Status != session.ItemDone || it.Completion != string(first) || it.Published {
 		t.Errorf("finished item %+v", it)
 	}
-	if _, err := s.Finish(ctx, lease, &api.Completion{RequestID: "missing", SessionID: id}, nil, nil); !errors.Is(err, session.ErrNotFound) {
+	if _, err := s.Finish(ctx, lease, time.Time{}, &api.Completion{RequestID: "missing", SessionID: id}, nil, nil); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("finish of a missing request: %v", err)
 	}
 	if err := s.Release(ctx, lease, false); err != nil {
@@ -398,7 +398,7 @@ func lapsedHostIsRecoveredHostLost(t *testing.T, st Stores) {
 	enqueue(t, s, id, "r1", api.OpExec)
 	enqueue(t, s, id, "r2", api.OpExec)
 	lease := acquire(t, s, id, "exec-1", 10*time.Second)
-	if _, ok, err := s.Start(ctx, lease, "r1"); err != nil || !ok {
+	if _, ok, err := s.Start(ctx, lease, session.Item{RequestID: "r1"}); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	if _, recovered, err := s.RecoverHost(ctx, id); err != nil || recovered {
@@ -429,7 +429,7 @@ func lapsedHostIsRecoveredHostLost(t *testing.T, st Stores) {
 	if _, again, err := s.RecoverHost(ctx, id); err != nil || again {
 		t.Errorf("recovered twice: %v %v", again, err)
 	}
-	if _, err := s.Finish(ctx, lease, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK}, nil, nil); !errors.Is(err, session.ErrLeaseLost) {
+	if _, err := s.Finish(ctx, lease, time.Time{}, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK}, nil, nil); !errors.Is(err, session.ErrLeaseLost) {
 		t.Errorf("the lost host recorded a completion: %v", err)
 	}
 	if it := item(t, s, id, "r1"); code(completion(t, []byte(it.Completion))) != api.CodeHostLost {
@@ -546,7 +546,7 @@ func reaperDestroyFencesTheHost(t *testing.T, st Stores) {
 	enqueue(t, s, id, "r1", api.OpExec)
 	enqueue(t, s, id, "r2", api.OpExec)
 	lease := acquire(t, s, id, "exec-1", time.Minute)
-	if _, ok, err := s.Start(ctx, lease, "r1"); err != nil || !ok {
+	if _, ok, err := s.Start(ctx, lease, session.Item{RequestID: "r1"}); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	host, answered, err := s.Destroy(ctx, id, "stale")
@@ -558,7 +558,7 @@ func reaperDestroyFencesTheHost(t *testing.T, st Stores) {
 			t.Errorf("%s answered %+v", u.RequestID, c.Error)
 		}
 	}
-	if _, err := s.Finish(ctx, lease, &api.Completion{RequestID: "r1", SessionID: id}, nil, nil); !errors.Is(err, session.ErrLeaseLost) {
+	if _, err := s.Finish(ctx, lease, time.Time{}, &api.Completion{RequestID: "r1", SessionID: id}, nil, nil); !errors.Is(err, session.ErrLeaseLost) {
 		t.Errorf("the host of a destroyed session recorded a completion: %v", err)
 	}
 	for range 2 { // Firestore's renewal may first see only that the lease changed
