@@ -466,7 +466,11 @@ func (s *Store) Start(ctx context.Context, lease *Lease, seen Item) (item *Item,
 			{Path: "epoch", Value: next.Epoch}, {Path: "execution", Value: next.Execution}}, firestore.LastUpdateTime(cur.Version))
 		wrs, err := s.commitFenced(ctx, lease, b, sent, now)
 		if err != nil {
-			if status.Code(err) != codes.Aborted {
+			switch status.Code(err) {
+			case codes.Aborted: // it did not land; the versions hold
+			case codes.FailedPrecondition, codes.NotFound:
+				cur.Version = time.Time{}
+			default: // it may have landed
 				cur.Version, tried = time.Time{}, now
 			}
 			return err

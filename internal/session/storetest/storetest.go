@@ -69,6 +69,11 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"DestroyOfAHostedSessionWaitsItsTurn", destroyOfAHostedSessionWaitsItsTurn},
 		{"LeaseIsFenced", leaseIsFenced},
 		{"StartAndFinishOnce", startAndFinishOnce},
+		{"StartOfAStaleItemIsRefused", startOfAStaleItemIsRefused},
+		{"HostThatLostTheSessionWritesNothing", hostThatLostTheSessionWritesNothing},
+		{"FinishWithTheStartedVersionRecordsOnce", finishWithTheStartedVersionRecordsOnce},
+		{"RenewalsRacingStartsKeepTheLease", renewalsRacingStartsKeepTheLease},
+		{"WatchQueuedSendsTheQueue", watchQueuedSendsTheQueue},
 		{"LapsedHostIsRecoveredHostLost", lapsedHostIsRecoveredHostLost},
 		{"RelaunchClaimsAndGivesUp", relaunchClaimsAndGivesUp},
 		{"UnpublishedCompletionsAreFound", unpublishedCompletionsAreFound},
@@ -388,6 +393,223 @@ func startAndFinishOnce(t *testing.T, st Stores) {
 	if c := completion(t, []byte(acc.Item.Completion)); c.Session == nil || c.Session.Cwd != "/work/dir" || c.Session.Host != "exec-2" {
 		t.Errorf("get shows %+v", c.Session)
 	}
+}
+
+// queuedItem returns the session's queued item requestID as the inbox
+// lists it (with its Version).
+func queuedItem(t *testing.T, s Store, sessionID, requestID string) session.Item {
+	t.Helper()
+	queued, err := s.Queued(context.Background(), sessionID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range queued {
+		if it.RequestID == requestID {
+			if it.Version.IsZero() {
+				t.Fatalf("queued item %s has no version", requestID)
+			}
+			return it
+		}
+	}
+	t.Fatalf("%s is not queued: %v", requestID, ids(queued))
+	return session.Item{}
+}
+
+// A Start conditioned on an item version from before the item was started
+// (a listener's Queue sent before a Start landed) starts nothing: ok=false,
+// and the item stays as it is.
+func startOfAStaleItemIsRefused(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", time.Minute)
+	seen := queuedItem(t, s, id, "r1")
+	started, ok, err := s.Start(ctx, lease, seen)
+	if err != nil || !ok || started.Status != session.ItemRunning || started.Version.IsZero() || string(started.Request) != string(seen.Request) {
+		t.Fatalf("start: %+v %v %v", started, ok, err)
+	}
+	if it, ok, err := s.Start(ctx, lease, seen); err != nil || ok || it == nil || it.Status != session.ItemRunning {
+		t.Errorf("a start with the version from before the first: %+v %v %v, want ok=false and the item running", it, ok, err)
+	}
+	first, err := s.Finish(ctx, lease, started.Version, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK, Stdout: "one"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it, ok, err := s.Start(ctx, lease, seen); err != nil || ok || it == nil || it.Status != session.ItemDone {
+		t.Errorf("a start of a finished request: %+v %v %v, want ok=false and the item done", it, ok, err)
+	}
+	if it := item(t, s, id, "r1"); it.Status != session.ItemDone || it.Completion != string(first) {
+		t.Errorf("after the stale starts r1 is %+v", it)
+	}
+	// The lease is intact: the host goes on.
+	if err := s.Renew(ctx, lease, time.Minute); err != nil {
+		t.Errorf("renew after the stale starts: %v", err)
+	}
+}
+
+// Once another host took the session (the reaper recovered it from this
+// one, whose lease lapsed, and a new host acquired it), this host's Start
+// and Finish answer ErrLeaseLost and write nothing, whatever versions they
+// carry.
+func hostThatLostTheSessionWritesNothing(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	enqueue(t, s, id, "r2", api.OpExec)
+	old := acquire(t, s, id, "exec-1", 10*time.Second)
+	if err := s.Renew(ctx, old, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	started, ok, err := s.Start(ctx, old, queuedItem(t, s, id, "r1"))
+	if err != nil || !ok {
+		t.Fatalf("start r1: %v %v", ok, err)
+	}
+	seen2 := queuedItem(t, s, id, "r2")
+	st.Clock.Advance(20 * time.Second)
+	if _, recovered, err := s.RecoverHost(ctx, id); err != nil || !recovered {
+		t.Fatalf("recover: %v %v", recovered, err)
+	}
+	next := acquire(t, s, id, "exec-2", time.Minute)
+	if _, ok, err := s.Start(ctx, old, seen2); !errors.Is(err, session.ErrLeaseLost) || ok {
+		t.Errorf("the old host started r2: %v %v, want ErrLeaseLost", ok, err)
+	}
+	if _, err := s.Finish(ctx, old, started.Version, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK}, nil, nil); !errors.Is(err, session.ErrLeaseLost) {
+		t.Errorf("the old host recorded r1: %v, want ErrLeaseLost", err)
+	}
+	if it := item(t, s, id, "r2"); it.Status != session.ItemQueued || it.Epoch != 0 {
+		t.Errorf("r2 after the old host's start: %+v, want queued and untouched", it)
+	}
+	if it := item(t, s, id, "r1"); code(completion(t, []byte(it.Completion))) != api.CodeHostLost {
+		t.Errorf("r1 recorded %s, want the recovery's HOST_LOST", it.Completion)
+	}
+	// The new host holds the session: its own writes go through.
+	if err := s.Renew(ctx, next, time.Minute); err != nil {
+		t.Errorf("the new host's renewal: %v", err)
+	}
+	if _, ok, err := s.Start(ctx, next, seen2); err != nil || !ok {
+		t.Errorf("the new host's start of r2: %v %v", ok, err)
+	}
+}
+
+// Finishing a request twice with the version its Start returned records
+// the first completion only, and answers it both times.
+func finishWithTheStartedVersionRecordsOnce(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", time.Minute)
+	started, ok, err := s.Start(ctx, lease, queuedItem(t, s, id, "r1"))
+	if err != nil || !ok {
+		t.Fatalf("start: %v %v", ok, err)
+	}
+	shell := session.NewShell("/first", nil)
+	first, err := s.Finish(ctx, lease, started.Version, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK, Stdout: "one"}, &shell, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := session.NewShell("/second", nil)
+	again, err := s.Finish(ctx, lease, started.Version, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK, Stdout: "two"}, &other, nil)
+	if err != nil || string(again) != string(first) {
+		t.Errorf("the second finish answered %s, %v; want the first %s", again, err, first)
+	}
+	if it := item(t, s, id, "r1"); it.Completion != string(first) {
+		t.Errorf("recorded %s, want the first completion", it.Completion)
+	}
+	if err := s.Release(ctx, lease, false); err != nil {
+		t.Fatal(err)
+	}
+	if cwd, _ := acquire(t, s, id, "exec-2", time.Minute).Shell.Values(); cwd != "/first" {
+		t.Errorf("the session's shell is in %q, want the first finish's /first", cwd)
+	}
+}
+
+// The heartbeat's renewals and the serve loop's Starts and Finishes write
+// the lease document at the same time, each conditioned on the version the
+// last one left: none of them may fail the others, nor lose the lease.
+func renewalsRacingStartsKeepTheLease(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	const n = 6
+	for i := range n {
+		enqueue(t, s, id, "r"+string(rune('a'+i)), api.OpExec)
+	}
+	lease := acquire(t, s, id, "exec-1", time.Minute)
+	queued, err := s.Queued(ctx, id, n)
+	if err != nil || len(queued) != n {
+		t.Fatalf("queued %d, %v", len(queued), err)
+	}
+	// Renewals run, one after another as the heartbeat's do, until the
+	// starts and finishes are done.
+	stop, renewals := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				renewals <- nil
+				return
+			default:
+			}
+			// Time moves, so that each write changes the lease (a write
+			// that changes nothing leaves the document's version).
+			st.Clock.Advance(time.Millisecond)
+			if err := s.Renew(ctx, lease, time.Minute); err != nil {
+				renewals <- err
+				return
+			}
+		}
+	}()
+	for _, seen := range queued {
+		started, ok, err := s.Start(ctx, lease, seen)
+		if err != nil || !ok {
+			t.Fatalf("start %s beside renewals: %v %v", seen.RequestID, ok, err)
+		}
+		if _, err := s.Finish(ctx, lease, started.Version, &api.Completion{RequestID: seen.RequestID, SessionID: id, Op: api.OpExec, Status: api.StatusOK}, nil, nil); err != nil {
+			t.Fatalf("finish %s beside renewals: %v", seen.RequestID, err)
+		}
+	}
+	close(stop)
+	if err := <-renewals; err != nil {
+		t.Errorf("a renewal beside the starts: %v", err)
+	}
+	if sent, left := lease.Renewed(); sent.IsZero() || left <= 0 {
+		t.Errorf("the lease's last renewal: sent %v, for %v", sent, left)
+	}
+	if err := s.Release(ctx, lease, false); err != nil {
+		t.Errorf("release after the race: %v", err)
+	}
+}
+
+// The inbox listener sends the queued items in sequence order with their
+// versions, and again when one is started: a host starts from it.
+func watchQueuedSendsTheQueue(t *testing.T, st Stores) {
+	s, id := st.Store, sid(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	enqueue(t, s, id, "r1", api.OpExec)
+	enqueue(t, s, id, "r2", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", time.Minute)
+	queue := s.WatchQueued(ctx, id)
+	// next waits for a Queue listing want.
+	next := func(want ...string) []session.Item {
+		t.Helper()
+		for {
+			select {
+			case q := <-queue:
+				if q.Err != nil {
+					continue // the listener is opened again
+				}
+				if slices.Equal(ids(q.Items), want) {
+					return q.Items
+				}
+			case <-ctx.Done():
+				t.Fatalf("no Queue listed %v", want)
+			}
+		}
+	}
+	items := next("r1", "r2")
+	if items[0].Version.IsZero() || string(items[0].Request) == "" {
+		t.Fatalf("the listener's item %+v has no version or request", items[0])
+	}
+	if _, ok, err := s.Start(ctx, lease, items[0]); err != nil || !ok {
+		t.Fatalf("start from the listener's item: %v %v", ok, err)
+	}
+	next("r2")
 }
 
 // A host whose lease lapsed keeps the session until the reaper recovers
