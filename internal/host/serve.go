@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -140,9 +141,11 @@ func candidates(items []session.Item) []session.Item {
 	return items
 }
 
-// untaken returns the items not in taken, and forgets the ids of taken
-// that items (the inbox's queued requests, as last seen) no longer holds:
-// a request that left the queue never comes back to it.
+// untaken returns the items of a new view of the inbox's queued requests
+// (a listener's Queue, a read) that are not in taken, and forgets the ids
+// of taken that the view no longer holds: a request that left the queue
+// never comes back to it. (A view older than the one that made it forget
+// an id may list that id again: its Start then answers ok=false.)
 func untaken(items []session.Item, taken map[string]bool) []session.Item {
 	in := make(map[string]bool, len(items))
 	var out []session.Item
@@ -236,7 +239,7 @@ func (h *Host) serve(ctx, parent context.Context) error {
 			h.served++
 			go func() { done <- h.serveRequest(ctx, started, foreground, first, begun) }()
 		}
-		items = untaken(items, taken)
+		items = slices.DeleteFunc(items, func(it session.Item) bool { return taken[it.RequestID] })
 
 		h.noteWork(len(f.ops) > 0 || len(items) > 0)
 

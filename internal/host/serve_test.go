@@ -92,3 +92,28 @@ func TestServeOrder(t *testing.T) {
 		})
 	}
 }
+
+// The serve loop never starts again what it took while a listener's Queue
+// still lists it, and forgets it once a view of the inbox no longer does.
+func TestUntakenSkipsWhatTheLoopTook(t *testing.T) {
+	a, b, c := item("a", api.OpExec), item("b", api.OpExec), item("c", api.OpExec)
+	taken := map[string]bool{"a": true}
+	// A Queue sent before a's Start landed still lists it.
+	if got := ids(untaken([]session.Item{a, b}, taken)); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("untaken %v, want b", got)
+	}
+	if !taken["a"] {
+		t.Error("a was forgotten while the inbox still listed it")
+	}
+	if got := ids(untaken([]session.Item{b, c}, taken)); !slices.Equal(got, []string{"b", "c"}) || len(taken) != 0 {
+		t.Errorf("untaken %v with taken %v, want b c and nothing taken", got, taken)
+	}
+}
+
+func ids(items []session.Item) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, it.RequestID)
+	}
+	return out
+}
