@@ -156,7 +156,10 @@ type Host struct {
 	served         int
 	dirty          bool
 	lastCheckpoint time.Time
-	checkpoints    int
+	// shellSaved is when a Finish last recorded the shell state; only the
+	// foreground request's goroutine touches it, one request at a time.
+	shellSaved  time.Time
+	checkpoints int
 	// manifest is the session's checkpoint as this host last committed or
 	// restored it (nil before the first incremental one); uncommitted is
 	// true once a snapshot stored blobs that no checkpoint took up.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -324,6 +325,16 @@ func (h *Host) serve(ctx, parent context.Context) error {
 	}
 }
 
+// shellRefresh is how often a host records the session's shell state
+// even when no command changed it: far within the state document's TTL
+// (session.DefaultTTL, 7 days).
+const shellRefresh = time.Hour
+
+// sameShell reports whether two shell states are the same.
+func sameShell(a, b *shell.State) bool {
+	return a.Cwd == b.Cwd && maps.Equal(a.Env, b.Env)
+}
+
 // overtakable reports whether control requests may run beside a foreground
 // item: a command that runs for as long as it likes. Anything else is
 // quick, and later requests wait for it.
@@ -395,8 +406,12 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	if foreground && !f.destroyed && changesWorkspace(req.Op) {
 		pending = h.requestSnapshot(ctx, c)
 	}
+	// The shell state is recorded when the command changed it: a write
+	// less for most commands. It is recorded unchanged too once in a while
+	// (shellRefresh), so that the state document's TTL never runs out
+	// under a live session.
 	var keep *session.Shell
-	if f.state != nil {
+	if f.state != nil && (!sameShell(f.state, &h.state) || time.Since(h.shellSaved) > shellRefresh) {
 		sh := session.NewShell(f.state.Cwd, f.state.Env)
 		keep = &sh
 	}
@@ -416,6 +431,9 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	if err != nil {
 		f.err = err
 		return f
+	}
+	if keep != nil {
+		h.shellSaved = time.Now()
 	}
 	if pending != nil && h.lease.Checkpoint == &pending.cp {
 		h.committed(rctx, pending, replaced)
