@@ -8,8 +8,9 @@
 // a host writes only while the fence names its lease's epoch, a completion
 // is recorded once, requests are queued in sequence order and a request id
 // is accepted once. Each operation is one critical section, as each of the
-// Firestore store's is one transaction. The contract suite
-// (package storetest) runs the same assertions against both.
+// Firestore store's is one transaction or one conditioned commit; inbox
+// items carry versions, as Firestore documents carry update times. The
+// contract suite (package storetest) runs the same assertions against both.
 //
 // It keeps nothing on disk and takes its time from session.Config.Now (see
 // Clock).
