@@ -392,7 +392,7 @@ func (h *Host) heartbeat(ctx context.Context) {
 		if f := sent.Add(ttl - margin); f.Before(fenceAt) {
 			fenceAt = f
 		}
-		if !h.renew(ctx, ttl, fenceAt) {
+		if !h.renew(ctx, ttl, fenceAt, seen) {
 			return
 		}
 		// This renewal, or a Start's or Finish's that came after it and
@@ -403,8 +403,11 @@ func (h *Host) heartbeat(ctx context.Context) {
 
 // renew renews the lease for ttl, retrying until it succeeds or fenceAt
 // passes. It reports whether the host still holds its lease; when not, it
-// has fenced the host off.
-func (h *Host) renew(ctx context.Context, ttl time.Duration, fenceAt time.Time) bool {
+// has fenced the host off. seen is when the last renewal the heartbeat
+// counted was sent: a Start or Finish that renewed the lease since, while
+// this renewal failed or waited, moves the fence with the lease, and is
+// this renewal when it gave a lease no longer than ttl.
+func (h *Host) renew(ctx context.Context, ttl time.Duration, fenceAt, seen time.Time) bool {
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithDeadline(ctx, fenceAt)
@@ -418,6 +421,16 @@ func (h *Host) renew(ctx context.Context, ttl time.Duration, fenceAt time.Time) 
 		case errors.Is(err, session.ErrLeaseLost):
 			h.fence("the session's lease was taken from this host")
 			return false
+		}
+		if sent, left := h.lease.Renewed(); sent.After(seen) {
+			if left <= ttl {
+				return true
+			}
+			if f := sent.Add(left - fenceMargin(h.cfg.LeaseTTL)); f.After(fenceAt) {
+				fenceAt = f
+			}
+		}
+		switch {
 		case !time.Now().Before(fenceAt):
 			h.logger.Error("lease not renewed in time", "event", "host.lease_lapsed", "attempts", attempt, "error", err.Error())
 			h.fence("the lease could not be renewed before it lapsed")
