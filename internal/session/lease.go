@@ -44,11 +44,13 @@ type Lease struct {
 	// caller's context (a renewal must give up at its fence).
 	turnOnce sync.Once
 	turn     chan struct{}
-	// mu guards what the last write of the lease document left, below.
-	mu sync.Mutex
 	// version is the lease document's update time after this lease's last
-	// write; zero until the first, or when its outcome is unknown.
+	// write; zero until the first, or when its outcome is unknown. Only
+	// the holder of turn touches it.
 	version time.Time
+	// mu guards what the last renewal left, below, which the heartbeat
+	// reads without the turn.
+	mu sync.Mutex
 	// expires is the lease_expires last written; sent is when that write
 	// was sent, on the local clock, and left how long the lease it wrote
 	// ran from then (see Renewed).
