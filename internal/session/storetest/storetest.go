@@ -16,8 +16,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +66,8 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		run  func(t *testing.T, s Stores)
 	}{
 		{"EnqueueOrdersAndDeduplicates", enqueueOrdersAndDeduplicates},
+		{"RacingEnqueuesGetConsecutiveSequences", racingEnqueuesGetConsecutiveSequences},
+		{"RacingRedeliveriesAreAcceptedOnce", racingRedeliveriesAreAcceptedOnce},
 		{"ControlIsAnsweredWithoutAHost", controlIsAnsweredWithoutAHost},
 		{"DestroyWithoutAHostAbortsAndPurges", destroyWithoutAHostAbortsAndPurges},
 		{"DestroyOfAHostedSessionWaitsItsTurn", destroyOfAHostedSessionWaitsItsTurn},
@@ -206,6 +210,98 @@ func enqueueOrdersAndDeduplicates(t *testing.T, st Stores) {
 	if err != nil || doc.Status != session.StatusActive || doc.NextSeq != 3 {
 		t.Errorf("session %+v, %v; want active with next seq 3", doc, err)
 	}
+}
+
+// Enqueues of one session that race (two dispatchers, or a redelivery
+// beside a later request) each get their own sequence number, the numbers
+// are consecutive, and the session's one host launch is claimed once.
+func racingEnqueuesGetConsecutiveSequences(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	const n = 8
+	accs := enqueueAll(t, s, id, func(i int) string { return fmt.Sprintf("r%d", i) }, n)
+	var seqs []int64
+	launches := 0
+	for _, acc := range accs {
+		if acc.Duplicate || acc.Item.Status != session.ItemQueued {
+			t.Errorf("%s: accepted %+v, want queued", acc.Item.RequestID, acc)
+		}
+		seqs = append(seqs, acc.Item.Seq)
+		if acc.Launch != nil {
+			launches++
+		}
+	}
+	slices.Sort(seqs)
+	for i, seq := range seqs {
+		if seq != int64(i) {
+			t.Fatalf("sequence numbers %v, want 0 to %d once each", seqs, n-1)
+		}
+	}
+	if launches != 1 {
+		t.Errorf("%d launches claimed, want 1", launches)
+	}
+	queued, err := s.Queued(ctx, id, 2*n)
+	if err != nil || len(queued) != n {
+		t.Fatalf("queued %v, %v; want %d", ids(queued), err, n)
+	}
+	for i, it := range queued {
+		if it.Seq != int64(i) {
+			t.Errorf("queued item %d is %s with seq %d", i, it.RequestID, it.Seq)
+		}
+	}
+	doc, err := s.Session(ctx, id)
+	if err != nil || doc.NextSeq != n || doc.LaunchAttempts != 1 {
+		t.Errorf("session %+v, %v; want next seq %d and one launch attempt", doc, err, n)
+	}
+}
+
+// A request delivered to several dispatchers at once is accepted by one:
+// one item, one sequence number, the others told it is a duplicate of it.
+func racingRedeliveriesAreAcceptedOnce(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "first", api.OpExec)
+	const n = 6
+	accs := enqueueAll(t, s, id, func(int) string { return "again" }, n)
+	accepted := 0
+	for _, acc := range accs {
+		if !acc.Duplicate {
+			accepted++
+		}
+		if acc.Item.Seq != 1 || acc.Item.RequestID != "again" {
+			t.Errorf("answered %+v, want the item with seq 1", acc)
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("the request was accepted %d times, want once", accepted)
+	}
+	doc, err := s.Session(ctx, id)
+	if err != nil || doc.NextSeq != 2 {
+		t.Errorf("session %+v, %v; want next seq 2", doc, err)
+	}
+}
+
+// enqueueAll enqueues exec requests named name(0) ... name(n-1) of the
+// session at once, and returns what each was answered.
+func enqueueAll(t *testing.T, s Store, sessionID string, name func(int) string, n int) []session.Accepted {
+	t.Helper()
+	accs := make([]session.Accepted, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, raw := request(sessionID, name(i), api.OpExec)
+			<-start
+			accs[i], errs[i] = s.Enqueue(context.Background(), req, raw, "")
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("racing enqueues: %v", err)
+	}
+	return accs
 }
 
 // session.get and session.create are answered without a host, recorded
