@@ -2,9 +2,11 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/grpc/codes"
@@ -37,6 +39,9 @@ import (
 // before this: the race with a host that leaves meanwhile is closed after
 // the commit (hostAfterEnqueue).
 //
+// A hosted session's enqueue skips the read when the store remembers the
+// session (seenFor): it is then the commit alone.
+//
 // Conflicts are retried with the store's transaction policy: a plain
 // write also waits for, and may time out on, locks that a transaction of
 // the session's other writers holds (a destroy, the reaper's).
@@ -46,10 +51,56 @@ func (s *Store) appendItem(ctx context.Context, req *api.Request, raw []byte, tr
 	ctx = context.WithValue(ctx, inTxKey{}, true)
 	err := retry.Do(ctx, retry.FirestoreTransaction, nil, "append request "+req.RequestID, func(ctx context.Context) error {
 		var err error
-		acc, err = s.appendOnce(ctx, req, raw, traceparent)
+		if seen, ok := s.seenFor(req); ok {
+			acc, err = s.appendOnce(ctx, req, raw, traceparent, &seen)
+			if !errors.Is(err, errSessionChanged) {
+				return err
+			}
+			// What the store remembered is stale: read at once.
+		}
+		acc, err = s.appendOnce(ctx, req, raw, traceparent, nil)
 		return err
 	})
 	return acc, err
+}
+
+// seenFor returns what the store remembers of the request's session when
+// its enqueue may be decided on that instead of a read.
+//
+// Why a stale memory does no harm. The commit is conditioned on the
+// session document's update time as remembered, so the document, which
+// holds the sequence and every launch claim, is exactly as remembered or
+// the commit fails and the enqueue reads. Only the lease may be stale: it
+// is read after the last commit, and hosts write it without touching the
+// session document. So the memory is used only when it names a host
+// holding the lease (Held) and an active session, and the decision then
+// never claims a launch, whatever the lease's expiry says:
+//   - no wrong claim: with the remembered host, no launch is claimed; a
+//     fresh read would claim one only if the host had left since and no
+//     launch were in flight, and that is left to the check after the
+//     commit. A host launched since implies a claim since, which wrote the
+//     session document, so the commit fails and the enqueue reads.
+//   - no stranded request: the request is always checked after the commit
+//     as one queued for a live host (HostSeen, hostAfterEnqueue): a host
+//     that left before the commit is found gone by that read, which claims
+//     a launch (Relaunch, which decides on what it reads in a transaction);
+//     one that leaves after it finds the request queued and stays
+//     (Release). A host that lapsed without leaving is the reaper's, as
+//     after a fresh read.
+//
+// So the memory costs no guarantee, only, when stale, a failed commit and
+// a read, or a launch claimed by Relaunch rather than by the enqueue. The
+// check after the commit keeps the remembered lease fresh.
+func (s *Store) seenFor(req *api.Request) (seenSession, bool) {
+	if ShowsSession(req.Op) {
+		// Its answer describes the session: read it.
+		return seenSession{}, false
+	}
+	seen, ok := s.seen.get(req.SessionID)
+	if !ok || seen.doc.Status != StatusActive || !seen.lease.Held() {
+		return seenSession{}, false
+	}
+	return seen, true
 }
 
 // errSessionChanged: the session document changed between an append's read
@@ -57,28 +108,42 @@ func (s *Store) appendItem(ctx context.Context, req *api.Request, raw []byte, tr
 // that retry.Transient retries the append.
 var errSessionChanged = status.Error(codes.Aborted, "the session changed since it was read")
 
-func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, traceparent string) (Accepted, error) {
+// appendOnce makes one attempt of appendItem, on what seen remembers of
+// the session or, when seen is nil, on what it reads.
+func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, traceparent string, seen *seenSession) (Accepted, error) {
 	sref, iref := s.sessionRef(req.SessionID), s.itemRef(req.SessionID, req.RequestID)
-	snaps, err := s.fs.GetAll(ctx, []*firestore.DocumentRef{sref, s.leaseRef(req.SessionID)})
-	if err != nil {
-		return Accepted{}, fmt.Errorf("read session and lease: %w", err)
-	}
 	in := EnqueueInput{Req: req, Raw: raw, Traceparent: traceparent}
-	if in.Doc, err = decodeSnap[Doc](snaps[0]); err != nil {
-		return Accepted{}, err
-	}
-	if in.Lease, err = decodeSnap[LeaseDoc](snaps[1]); err != nil {
-		return Accepted{}, err
-	}
-	if ShowsSession(req.Op) && in.Doc != nil {
-		if in.Shown, err = s.shown(ctx, req.SessionID); err != nil {
+	var version time.Time // the session document's, zero when it is missing
+	if seen != nil {
+		in.Doc, in.Lease, version = &seen.doc, seen.lease, seen.version
+	} else {
+		snaps, err := s.fs.GetAll(ctx, []*firestore.DocumentRef{sref, s.leaseRef(req.SessionID)})
+		if err != nil {
+			return Accepted{}, fmt.Errorf("read session and lease: %w", err)
+		}
+		if in.Doc, err = decodeSnap[Doc](snaps[0]); err != nil {
 			return Accepted{}, err
+		}
+		if in.Lease, err = decodeSnap[LeaseDoc](snaps[1]); err != nil {
+			return Accepted{}, err
+		}
+		if in.Doc != nil {
+			version = snaps[0].UpdateTime
+		}
+		if ShowsSession(req.Op) && in.Doc != nil {
+			if in.Shown, err = s.shown(ctx, req.SessionID); err != nil {
+				return Accepted{}, err
+			}
 		}
 	}
 	in.Now = s.now()
 	dec, err := s.rules.Enqueue(in)
 	if err != nil {
 		return Accepted{}, err
+	}
+	if seen != nil {
+		// See seenFor.
+		dec.HostSeen = true
 	}
 	if dec.PurgeFirst {
 		// A redelivery changes nothing, not even by setting a purge off.
@@ -94,15 +159,21 @@ func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, tr
 	b := s.fs.Batch()
 	b.Create(iref, dec.Item)
 	if dec.Doc != nil {
-		if snaps[0].Exists() {
-			b.Update(sref, fieldUpdates(dec.Doc), firestore.LastUpdateTime(snaps[0].UpdateTime))
+		if in.Doc != nil {
+			b.Update(sref, fieldUpdates(dec.Doc), firestore.LastUpdateTime(version))
 		} else {
 			b.Create(sref, dec.Doc)
 		}
 	}
-	_, err = b.Commit(ctx)
+	results, err := b.Commit(ctx)
+	if err != nil {
+		s.seen.forget(req.SessionID)
+	}
 	switch status.Code(err) {
 	case codes.OK:
+		if dec.Doc != nil {
+			s.seen.put(seenSession{id: req.SessionID, doc: *dec.Doc, version: results[1].UpdateTime, lease: in.Lease})
+		}
 		return Accepted{Item: dec.Item, Answer: dec.Answer, Launch: dec.Launch, hostSeen: dec.HostSeen}, nil
 	case codes.AlreadyExists:
 		// The item exists (a redelivery), or the session document that was

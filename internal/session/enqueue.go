@@ -75,6 +75,7 @@ func (s *Store) hostAfterEnqueue(ctx context.Context, acc *Accepted) error {
 	if err != nil {
 		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
 	}
+	s.seen.seeLease(sessionID, lease)
 	if lease.Live(s.now()) {
 		return nil
 	}
@@ -116,6 +117,8 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte, traceparent string) (Accepted, error) {
 	var acc Accepted
 	sref, iref := s.sessionRef(req.SessionID), s.itemRef(req.SessionID, req.RequestID)
+	// The session changes here without appendItem's memory of it.
+	s.seen.forget(req.SessionID)
 	// A redelivered request is found without a transaction: one would lock
 	// its item, which its host writes when it finishes it, for as long as
 	// the dispatcher lives (60 s more if it dies inside the transaction).
