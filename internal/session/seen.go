@@ -33,8 +33,8 @@ type seenSession struct {
 // each): enough for the sessions one dispatcher serves at a time.
 const maxSeenSessions = 10000
 
-func newSeenSessions(max int) *seenSessions {
-	return &seenSessions{max: max, order: list.New(), byID: map[string]*list.Element{}}
+func newSeenSessions(limit int) *seenSessions {
+	return &seenSessions{max: limit, order: list.New(), byID: map[string]*list.Element{}}
 }
 
 // get returns a copy of what was seen of the session, if anything.
