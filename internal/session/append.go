@@ -70,9 +70,8 @@ func (s *Store) appendItem(ctx context.Context, req *api.Request, raw []byte, tr
 // Why a stale memory does no harm. The commit is conditioned on the
 // session document's update time as remembered, so the document, which
 // holds the sequence and every launch claim, is exactly as remembered or
-// the commit fails and the enqueue reads. Only the lease may be stale: it
-// is read after the last commit, and hosts write it without touching the
-// session document. So the memory is used only when it names a host
+// the commit fails and the enqueue reads. Only the lease may be stale:
+// hosts write it without touching the session document. So the memory is used only when it names a host
 // holding the lease (Held) and an active session, and the decision then
 // never claims a launch, whatever the lease's expiry says:
 //   - no wrong claim: with the remembered host, no launch is claimed; a
