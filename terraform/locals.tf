@@ -67,6 +67,7 @@ locals {
     SANDRUN_POOL_TARGET       = tostring(var.pool_target)
     SANDRUN_POOL_MAX          = tostring(var.pool_max)
     SANDRUN_POOL_IDLE_TIMEOUT = "${var.pool_idle_timeout_seconds}s"
+    SANDRUN_POOL_PEAK         = tostring(var.pool_peak)
   }
 
   # The host identity whose access tokens the dispatcher mints

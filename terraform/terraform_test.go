@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/sandrun/sandrun/internal/outbox"
+	"github.com/sandrun/sandrun/internal/system"
 	"github.com/sandrun/sandrun/terraform/tfcheck"
 )
 
@@ -925,5 +927,28 @@ func TestHostIdentityChecksCatchMistakes(t *testing.T) {
 			}
 			t.Errorf("no problem reported contains %q; got %q", tt.want, got)
 		})
+	}
+}
+
+// TestEnvIsSettings checks that every SANDRUN_ variable the deployment
+// sets is one the programs read (internal/system's settings table), so
+// that a misspelt or retired name cannot quietly leave a program on its
+// default.
+func TestEnvIsSettings(t *testing.T) {
+	known := map[string]bool{}
+	for _, s := range system.Table() {
+		known[s.Env] = true
+	}
+	set := regexp.MustCompile(`(?m)^\s*(SANDRUN_[A-Z0-9_]+)\s*=`)
+	for _, file := range []string{"locals.tf", "run.tf"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range set.FindAllStringSubmatch(string(b), -1) {
+			if !known[m[1]] {
+				t.Errorf("%s sets %s, which no program reads", file, m[1])
+			}
+		}
 	}
 }

@@ -218,6 +218,17 @@ variable "pool_max" {
   }
 }
 
+variable "pool_peak" {
+  type        = number
+  description = "The burst of new sessions the warm pool holds idle hosts for, as a multiple of the last minute's arrival rate beyond 1 (SANDRUN_POOL_PEAK): a burst at up to 1 + pool_peak times the rate, lasting about one host start, is served from the pool. Each unit costs rate x start-time idle hosts (6 at one new session a second and 6 s starts). 4 serves a burst of 20 at four a second after a steady one a second, with pool_max of at least 24."
+  default     = 0.5
+
+  validation {
+    condition     = var.pool_peak > 0 && var.pool_peak <= 100
+    error_message = "pool_peak must be above 0 and at most 100."
+  }
+}
+
 variable "pool_idle_timeout_seconds" {
   type        = number
   description = "Seconds a warm pool host waits unclaimed before it exits, and how long after the last new session the pool shrinks to pool_min (SANDRUN_POOL_IDLE_TIMEOUT)."

@@ -1,14 +1,16 @@
 // Package session owns a session's durable state: its document and inbox in
 // Firestore, and its objects in Cloud Storage (checkpoints and full outputs).
 //
-// Every state change is a Firestore transaction, so that the dispatcher, the
-// session's host and the reaper can race without losing or repeating a
-// request:
+// Every state change is a Firestore transaction or a commit conditioned on
+// what was read, so that the dispatcher, the session's host and the reaper
+// can race without losing or repeating a request:
 //
-//   - The dispatcher enqueues a request: one transaction de-duplicates it by
-//     request_id (the inbox document's id), gives it the session's next
-//     sequence number, and claims a host launch when the session has no live
-//     host and no launch in flight.
+//   - The dispatcher enqueues a request: one commit, conditioned on the
+//     session document it read and holding no lock, de-duplicates it by
+//     request_id (the inbox document's id, created only if missing), gives
+//     it the session's next sequence number, and claims a host launch when
+//     the session has no live host and no launch in flight (appendItem; a
+//     destroy is a transaction, which fences the host).
 //   - A host takes the session's lease, which raises the session's epoch.
 //     Every later write of that host checks that the epoch is still its own
 //     (fencing, against the fence document, which renewals do not touch): a

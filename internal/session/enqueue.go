@@ -8,8 +8,11 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/retry"
 )
 
 // Accepted is what Enqueue did with a request.
@@ -62,13 +65,17 @@ func (s *Store) Enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 // Enqueue saw live still has one. A host that leaves after the request's
 // commit sees it queued and stays (Release); one that left before the
 // commit is gone by the time of this read, which then claims a launch. A
-// host that dies is the reaper's (RecoverHost, Relaunch).
+// commit that comes while the host's Release is between its query of the
+// queued items and its commit waits for it (the query locks the items it
+// could match, new ones included), so it is one of the two. A host that
+// dies is the reaper's (RecoverHost, Relaunch).
 func (s *Store) hostAfterEnqueue(ctx context.Context, acc *Accepted) error {
 	sessionID := acc.Item.SessionID
 	lease, err := find[LeaseDoc](ctx, s.leaseRef(sessionID))
 	if err != nil {
 		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
 	}
+	s.seen.seeLease(sessionID, lease)
 	if lease.Live(s.now()) {
 		return nil
 	}
@@ -84,14 +91,40 @@ func (s *Store) hostAfterEnqueue(ctx context.Context, acc *Accepted) error {
 var errPurgeFirst = errors.New("purge the destroyed session first")
 
 func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, traceparent string) (Accepted, error) {
+	var (
+		acc Accepted
+		err error
+	)
+	if req.Op == api.OpSessionDestroy {
+		acc, err = s.enqueueDestroy(ctx, req, raw, traceparent)
+	} else {
+		acc, err = s.appendItem(ctx, req, raw, traceparent)
+	}
+	if err != nil {
+		if errors.Is(err, errPurgeFirst) {
+			return Accepted{}, err
+		}
+		return Accepted{}, fmt.Errorf("enqueue request %s of session %s: %w", req.RequestID, req.SessionID, err)
+	}
+	return acc, nil
+}
+
+// enqueueDestroy enqueues a session.destroy in a transaction: when no host
+// runs the session, the destroy ends its life at once and must fence off a
+// host that might come (Destroyed), which needs the lease read and locked.
+// Destroys are rare, so the locks a dispatcher killed inside one leaves
+// (60 s) are too.
+func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte, traceparent string) (Accepted, error) {
 	var acc Accepted
 	sref, iref := s.sessionRef(req.SessionID), s.itemRef(req.SessionID, req.RequestID)
+	// The session changes here without appendItem's memory of it.
+	s.seen.forget(req.SessionID)
 	// A redelivered request is found without a transaction: one would lock
 	// its item, which its host writes when it finishes it, for as long as
 	// the dispatcher lives (60 s more if it dies inside the transaction).
 	if prev, err := find[Item](ctx, iref); err != nil || prev != nil {
 		if err != nil {
-			return Accepted{}, fmt.Errorf("enqueue request %s of session %s: %w", req.RequestID, req.SessionID, err)
+			return Accepted{}, err
 		}
 		return Accepted{Item: *prev, Duplicate: true}, nil
 	}
@@ -109,22 +142,10 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		if in.Doc, err = txGet[Doc](tx, sref); err != nil {
 			return err
 		}
-		// Only a destroy, which fences the host off, reads the lease in the
-		// transaction. Firestore locks what a transaction reads until it
-		// ends, 60 s when its dispatcher dies inside it: a locked lease
-		// document would keep the host from renewing (its lease lasts
-		// 15 s) and the reaper from recovering it. A plain read locks
-		// nothing; the race it opens with a host that leaves is closed
-		// after the commit (see Enqueue).
-		if req.Op == api.OpSessionDestroy {
-			in.Lease, err = txGet[LeaseDoc](tx, s.leaseRef(req.SessionID))
-		} else {
-			in.Lease, err = find[LeaseDoc](ctx, s.leaseRef(req.SessionID))
-		}
-		if err != nil {
+		if in.Lease, err = txGet[LeaseDoc](tx, s.leaseRef(req.SessionID)); err != nil {
 			return err
 		}
-		if ShowsSession(req.Op) && in.Doc != nil {
+		if in.Doc != nil {
 			if in.Shown, err = s.shown(ctx, req.SessionID); err != nil {
 				return err
 			}
@@ -158,13 +179,7 @@ func (s *Store) enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 		acc.Item, acc.Answer, acc.Launch, acc.hostSeen = dec.Item, dec.Answer, dec.Launch, dec.HostSeen
 		return tx.Create(iref, dec.Item)
 	})
-	if err != nil {
-		if errors.Is(err, errPurgeFirst) {
-			return Accepted{}, err
-		}
-		return Accepted{}, fmt.Errorf("enqueue request %s of session %s: %w", req.RequestID, req.SessionID, err)
-	}
-	return acc, nil
+	return acc, err
 }
 
 // shown reads what an answer shows of the session besides its documents,
@@ -197,27 +212,27 @@ func (s *Store) shown(ctx context.Context, id string) (Shown, error) {
 // request over api.MaxRequestBytes it records only the ids and the size.
 func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (item Item, duplicate bool, err error) {
 	ref := s.itemRef(c.SessionID, c.RequestID)
-	// As in enqueue, a redelivery is found without locking its item.
-	if prev, err := find[Item](ctx, ref); err != nil || prev != nil {
-		if err != nil {
-			return Item{}, false, fmt.Errorf("record rejection of request %s of session %s: %w", c.RequestID, c.SessionID, err)
-		}
-		return *prev, true, nil
+	if item, err = s.rules.Reject(c, raw, s.now()); err != nil {
+		return Item{}, false, fmt.Errorf("record rejection of request %s of session %s: %w", c.RequestID, c.SessionID, err)
 	}
-	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		prev, err := txGet[Item](tx, ref)
-		if err != nil {
+	// One write, no transaction: the create's precondition (the item does
+	// not exist) de-duplicates, and nothing is locked. The attempt is
+	// retried whole (see runTx).
+	ctx = context.WithValue(ctx, inTxKey{}, true)
+	err = retry.Do(ctx, retry.Firestore, nil, "record rejection of request "+c.RequestID, func(ctx context.Context) error {
+		_, err := ref.Create(ctx, item)
+		if status.Code(err) != codes.AlreadyExists {
 			return err
 		}
-		if prev != nil {
+		// A redelivery, or our own earlier attempt whose outcome was lost.
+		prev, err := find[Item](ctx, ref)
+		if err == nil && prev == nil {
+			err = fmt.Errorf("%s: %w", ref.Path, ErrNotFound)
+		}
+		if err == nil {
 			item, duplicate = *prev, true
-			return nil
 		}
-		if item, err = s.rules.Reject(c, raw, s.now()); err != nil {
-			return err
-		}
-		duplicate = false
-		return tx.Create(ref, item)
+		return err
 	})
 	if err != nil {
 		return Item{}, false, fmt.Errorf("record rejection of request %s of session %s: %w", c.RequestID, c.SessionID, err)

@@ -55,6 +55,8 @@ type Store struct {
 	gcs   *storage.Client
 	cfg   Config
 	rules Rules
+	// seen is what Enqueue last saw of the sessions it served (appendItem).
+	seen *seenSessions
 }
 
 // NewStore returns a store over the given clients.
@@ -68,7 +70,7 @@ func NewStore(fs *firestore.Client, gcs *storage.Client, cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{fs: fs, gcs: gcs, cfg: cfg, rules: cfg.Rules()}
+	return &Store{fs: fs, gcs: gcs, cfg: cfg, rules: cfg.Rules(), seen: newSeenSessions(maxSeenSessions)}
 }
 
 // Bucket is the bucket that holds the sessions' objects.

@@ -16,8 +16,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +66,9 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		run  func(t *testing.T, s Stores)
 	}{
 		{"EnqueueOrdersAndDeduplicates", enqueueOrdersAndDeduplicates},
+		{"RacingEnqueuesGetConsecutiveSequences", racingEnqueuesGetConsecutiveSequences},
+		{"RacingRedeliveriesAreAcceptedOnce", racingRedeliveriesAreAcceptedOnce},
+		{"RequestAfterItsHostLeftGetsAHost", requestAfterItsHostLeftGetsAHost},
 		{"ControlIsAnsweredWithoutAHost", controlIsAnsweredWithoutAHost},
 		{"DestroyWithoutAHostAbortsAndPurges", destroyWithoutAHostAbortsAndPurges},
 		{"DestroyOfAHostedSessionWaitsItsTurn", destroyOfAHostedSessionWaitsItsTurn},
@@ -211,6 +216,137 @@ func enqueueOrdersAndDeduplicates(t *testing.T, st Stores) {
 	if err != nil || doc.Status != session.StatusActive || doc.NextSeq != 3 {
 		t.Errorf("session %+v, %v; want active with next seq 3", doc, err)
 	}
+}
+
+// Enqueues of one session that race (two dispatchers, or a redelivery
+// beside a later request) each get their own sequence number, the numbers
+// are consecutive, and the session's one host launch is claimed once; and
+// so once a host holds the session (when a store may enqueue without
+// reading first).
+func racingEnqueuesGetConsecutiveSequences(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	const n = 8
+	race := func(round string, first int64) (launches int) {
+		accs := enqueueAll(t, s, id, func(i int) string { return fmt.Sprintf("%s-%d", round, i) }, n)
+		var seqs []int64
+		for _, acc := range accs {
+			if acc.Duplicate || acc.Item.Status != session.ItemQueued {
+				t.Errorf("%s: accepted %+v, want queued", acc.Item.RequestID, acc)
+			}
+			seqs = append(seqs, acc.Item.Seq)
+			if acc.Launch != nil {
+				launches++
+			}
+		}
+		slices.Sort(seqs)
+		for i, seq := range seqs {
+			if seq != first+int64(i) {
+				t.Fatalf("%s: sequence numbers %v, want %d to %d once each", round, seqs, first, first+n-1)
+			}
+		}
+		return launches
+	}
+	if launches := race("unhosted", 0); launches != 1 {
+		t.Errorf("%d launches claimed, want 1", launches)
+	}
+	acquire(t, s, id, "exec-1", time.Minute)
+	enqueue(t, s, id, "seen", api.OpExec)
+	if launches := race("hosted", n+1); launches != 0 {
+		t.Errorf("%d launches claimed for a hosted session", launches)
+	}
+	queued, err := s.Queued(ctx, id, 4*n)
+	if err != nil || len(queued) != 2*n+1 {
+		t.Fatalf("queued %v, %v; want %d", ids(queued), err, 2*n+1)
+	}
+	for i, it := range queued {
+		if it.Seq != int64(i) {
+			t.Errorf("queued item %d is %s with seq %d", i, it.RequestID, it.Seq)
+		}
+	}
+	doc, err := s.Session(ctx, id)
+	if err != nil || doc.NextSeq != 2*n+1 || doc.LaunchAttempts != 1 {
+		t.Errorf("session %+v, %v; want next seq %d and one launch attempt", doc, err, 2*n+1)
+	}
+}
+
+// A request delivered to several dispatchers at once is accepted by one:
+// one item, one sequence number, the others told it is a duplicate of it.
+func racingRedeliveriesAreAcceptedOnce(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "first", api.OpExec)
+	const n = 6
+	accs := enqueueAll(t, s, id, func(int) string { return "again" }, n)
+	accepted := 0
+	for _, acc := range accs {
+		if !acc.Duplicate {
+			accepted++
+		}
+		if acc.Item.Seq != 1 || acc.Item.RequestID != "again" {
+			t.Errorf("answered %+v, want the item with seq 1", acc)
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("the request was accepted %d times, want once", accepted)
+	}
+	doc, err := s.Session(ctx, id)
+	if err != nil || doc.NextSeq != 2 {
+		t.Errorf("session %+v, %v; want next seq 2", doc, err)
+	}
+}
+
+// A request that comes after the session's host left (released its lease
+// with nothing queued) gets a new host, however recently the session was
+// served: it is not left queued for the host that is gone.
+func requestAfterItsHostLeftGetsAHost(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", time.Minute)
+	for _, r := range []string{"r2", "r3"} {
+		if acc := enqueue(t, s, id, r, api.OpExec); acc.Launch != nil {
+			t.Errorf("%s claimed a launch with a live host", r)
+		}
+	}
+	for _, r := range []string{"r1", "r2", "r3"} {
+		if _, ok, err := s.Start(ctx, lease, session.Item{RequestID: r}); err != nil || !ok {
+			t.Fatalf("start %s: %v %v", r, ok, err)
+		}
+		finish(t, s, lease, r, "")
+	}
+	if err := s.Release(ctx, lease, false); err != nil {
+		t.Fatal(err)
+	}
+	// Past the lease the host had: a store that remembers the host it saw
+	// must not take it for one that merely lapsed.
+	st.Clock.Advance(2 * time.Minute)
+	acc := enqueue(t, s, id, "r4", api.OpExec)
+	if acc.Launch == nil || acc.Item.Status != session.ItemQueued || acc.Item.Seq != 3 {
+		t.Errorf("after the host left: %+v, want queued with seq 3 and a launch", acc)
+	}
+}
+
+// enqueueAll enqueues exec requests named name(0) ... name(n-1) of the
+// session at once, and returns what each was answered.
+func enqueueAll(t *testing.T, s Store, sessionID string, name func(int) string, n int) []session.Accepted {
+	t.Helper()
+	accs := make([]session.Accepted, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, raw := request(sessionID, name(i), api.OpExec)
+			<-start
+			accs[i], errs[i] = s.Enqueue(context.Background(), req, raw, "")
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("racing enqueues: %v", err)
+	}
+	return accs
 }
 
 // session.get and session.create are answered without a host, recorded
