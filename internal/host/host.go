@@ -165,6 +165,10 @@ type Host struct {
 	// true once a snapshot stored blobs that no checkpoint took up.
 	manifest    *workspace.Manifest
 	uncommitted bool
+	// spareOutput are the last foreground command's output files, kept
+	// for the next one (see outputFiles); foreground requests, which run
+	// one after another, alone touch it.
+	spareOutput *outputFiles
 	// destroyed is set when the host destroyed its session: the destroy
 	// fenced it off, so the loss of its lease that follows is no failure.
 	destroyed bool

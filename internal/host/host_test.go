@@ -186,3 +186,24 @@ func TestRunDestroyOvertakesAndEndsTheSession(t *testing.T) {
 		t.Errorf("session %+v, want destroyed and purged", doc)
 	}
 }
+
+func TestEachCommandAnswersOnlyItsOwnOutput(t *testing.T) {
+	w := newHostWorld()
+	w.enqueue(t, exec("r1", "echo one; echo err >&2"))
+	w.enqueue(t, exec("r2", "printf two"))
+	w.enqueue(t, exec("r3", "true"))
+	// r4 leaves a process outside its process group, which this host
+	// (no subreaper) does not adopt, and which writes to r4's output
+	// while r5 runs.
+	w.enqueue(t, exec("r4", "setsid sh -c 'sleep 0.3; echo late' & sleep 0.1"))
+	w.enqueue(t, exec("r5", "sleep 1; echo five"))
+	if err := w.run(t, "s1", "exec-1"); err != nil {
+		t.Fatal(err)
+	}
+	got := w.pub.byRequest()
+	for id, want := range map[string][2]string{"r1": {"one\n", "err\n"}, "r2": {"two", ""}, "r3": {"", ""}, "r5": {"five\n", ""}} {
+		if c := got[id]; c.Status != api.StatusOK || c.Stdout != want[0] || c.Stderr != want[1] {
+			t.Errorf("%s answered stdout %q stderr %q (%s), want %q and %q", id, c.Stdout, c.Stderr, c.Status, want[0], want[1])
+		}
+	}
+}

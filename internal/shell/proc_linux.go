@@ -148,6 +148,31 @@ func awaitExit(pids []int, deadline time.Time) error {
 	return nil
 }
 
+// awaitChildExit returns once pid, a child of this process that is not
+// reaped yet (so the pid cannot name another process), has exited. It
+// waits through the runtime's poller on a pidfd, which becomes readable
+// when the process exits, so the goroutine is parked and no thread is
+// held. It returns at once when no pidfd can be had (a kernel before
+// 5.10): the caller's wait then blocks as it would have.
+func awaitChildExit(pid int) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return
+	}
+	// Non-blocking, so os registers it with the poller.
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p, 0)
+		return err != nil || n > 0 // an error: let the caller's wait decide
+	})
+}
+
 // queuedBytes returns how many bytes wait in a pipe to be read (FIONREAD,
 // which Linux names TIOCINQ).
 func queuedBytes(f *os.File) (int, error) {

@@ -697,3 +697,33 @@ func TestWrapperIsOneLine(t *testing.T) {
 		t.Fatal("the wrapper must be one line so that the command's LINENO starts at 1")
 	}
 }
+
+func TestOutputClosedOnceNoWriterIsLeft(t *testing.T) {
+	s := newSession(t)
+	stdout := s.outFile("stdout")
+	r, err := Start(context.Background(), s.spool, s.st, Command{Script: "sleep 30 & echo started", Stdout: stdout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Wait()
+	if err != nil || len(res.Leftovers) != 1 {
+		t.Fatalf("leftovers %v, %v: want the sleep", res.Leftovers, err)
+	}
+	// The sleep holds the output pipe: its copy goes on.
+	select {
+	case <-r.OutputClosed():
+		t.Fatal("output closed while a leftover holds the pipe")
+	default:
+	}
+	if err := syscall.Kill(res.Leftovers[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.OutputClosed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("output not closed 10 s after its last writer was killed")
+	}
+	if got := readFile(t, stdout.Name()); got != "started\n" {
+		t.Errorf("stdout %q", got)
+	}
+}
