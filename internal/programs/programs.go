@@ -22,7 +22,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -140,23 +139,6 @@ func Parse(fs *config.FlagSet, env *Env, args []string, p system.Program) (*syst
 	return s, logger, nil
 }
 
-// hostProcs runs the host's Go code on one thread at a time unless the
-// GOMAXPROCS environment variable says otherwise. A host serves one
-// session, one request at a time: its own work is waiting on RPCs and on
-// the shell, and with more than one P the Go scheduler hands each RPC's
-// goroutines (the caller, gRPC's writer and reader) between threads that
-// wake and park one another. One P cut the executor's CPU per warm `exec
-// true` by about a sixth on the 2-CPU development machine (9.3 to 7.8 ms
-// on average over 7 runs of 300 requests), and matches the host's default
-// of one vCPU, where Go's own default would be 2 (its minimum under a CPU
-// limit). Set GOMAXPROCS for a host given several CPUs to hash and upload
-// a large checkpoint's files on all of them.
-func hostProcs(env *Env) {
-	if env.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
-}
-
 // Executor runs the session host.
 func Executor(ctx context.Context, env *Env, args []string) error {
 	fs := FlagSet(env, "executor", `executor [flags]
@@ -168,7 +150,6 @@ host token, its traces and metrics go out under that identity.`+TelemetryHelp)
 	if err != nil {
 		return err
 	}
-	hostProcs(env)
 	// The launch's token leaves the environment at once, so that nothing
 	// the host starts could inherit it.
 	tok, _, err := hostcred.FromEnv(env.Getenv)
