@@ -347,8 +347,26 @@ func (r *Running) Signal(sig syscall.Signal) error {
 	if sig == syscall.SIGKILL {
 		r.killed.Store(true)
 	}
+	var before map[int]string
+	if sig != syscall.SIGKILL {
+		before = groupPrograms(r.pgid)
+	}
 	if err := syscall.Kill(-r.pgid, sig); err != nil {
 		return fmt.Errorf("signal process group %d: %w", r.pgid, err)
+	}
+	if sig != syscall.SIGKILL {
+		// As in stop: a command caught starting may miss the signal
+		// (procs' TestKill saw a background `sleep 600` outlive SIGTERM
+		// until SIGKILL). The caller may hold a lock: resend apart.
+		go func() {
+			t := time.NewTimer(lateSignalDelay)
+			defer t.Stop()
+			select {
+			case <-r.exited:
+			case <-t.C:
+				r.signalLate(before, sig)
+			}
+		}()
 	}
 	return nil
 }
@@ -431,7 +449,7 @@ func (r *Running) stop(reason stopReason) {
 	select {
 	case <-r.exited:
 	case <-late.C:
-		r.signalLate(before)
+		r.signalLate(before, syscall.SIGTERM)
 		select {
 		case <-r.exited:
 		case <-t.C:
@@ -459,8 +477,8 @@ func (r *Running) stop(reason stopReason) {
 // group that missed it.
 const lateSignalDelay = 100 * time.Millisecond
 
-// signalLate sends SIGTERM to the members of the group that missed the
-// first one: a process bash forked as the signal came (it did not exist
+// signalLate sends sig (SIGTERM from stop) to the members of the group
+// that missed the first one: a process bash forked as the signal came (it did not exist
 // yet, or it was still bash between fork and exec, whose handler only
 // noted the signal before the exec dropped it). bash itself noted the
 // signal but acts on it only when its child ends, so without this a
@@ -470,7 +488,7 @@ const lateSignalDelay = 100 * time.Millisecond
 // and only a command caught starting (nothing but bash in its group at
 // the first signal) is looked at, so that what a started command's own
 // TERM trap runs is left alone.
-func (r *Running) signalLate(before map[int]string) {
+func (r *Running) signalLate(before map[int]string, sig syscall.Signal) {
 	for _, program := range before {
 		if program != "bash" {
 			return
@@ -478,7 +496,7 @@ func (r *Running) signalLate(before map[int]string) {
 	}
 	for pid, program := range groupPrograms(r.pgid) {
 		if was, ok := before[pid]; !ok || was != program {
-			_ = syscall.Kill(pid, syscall.SIGTERM)
+			_ = syscall.Kill(pid, sig)
 		}
 	}
 }
