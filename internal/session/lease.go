@@ -226,26 +226,22 @@ func (s *Store) readLease(ctx context.Context, lease *Lease, iref *firestore.Doc
 	if err != nil {
 		return nil, fmt.Errorf("read the lease: %w", err)
 	}
-	if !snaps[0].Exists() {
-		return nil, ErrLeaseLost
+	ld, err := decodeSnap[LeaseDoc](snaps[0])
+	if err != nil {
+		return nil, err
 	}
-	var ld LeaseDoc
-	if err := snaps[0].DataTo(&ld); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", refs[0].Path, err)
-	}
-	if ld.Epoch != lease.Epoch || ld.Execution != lease.Execution {
+	if ld == nil || ld.Epoch != lease.Epoch || ld.Execution != lease.Execution {
 		return nil, ErrLeaseLost
 	}
 	lease.version = snaps[0].UpdateTime
-	if iref == nil || !snaps[1].Exists() {
+	if iref == nil {
 		return nil, nil
 	}
-	it := new(Item)
-	if err := snaps[1].DataTo(it); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", iref.Path, err)
+	it, err := decodeSnap[Item](snaps[1])
+	if it != nil {
+		it.Version = snaps[1].UpdateTime
 	}
-	it.Version = snaps[1].UpdateTime
-	return it, nil
+	return it, err
 }
 
 // commitFenced commits b with the lease's renewal (Lease.WorkExpiry) as its
