@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"DestroyWithoutAHostAbortsAndPurges", destroyWithoutAHostAbortsAndPurges},
 		{"DestroyOfAHostedSessionWaitsItsTurn", destroyOfAHostedSessionWaitsItsTurn},
 		{"LeaseIsFenced", leaseIsFenced},
+		{"RacingHostsAcquireOnce", racingHostsAcquireOnce},
 		{"StartAndFinishOnce", startAndFinishOnce},
 		{"StartOfAStaleItemIsRefused", startOfAStaleItemIsRefused},
 		{"HostThatLostTheSessionWritesNothing", hostThatLostTheSessionWritesNothing},
@@ -484,6 +485,70 @@ func leaseIsFenced(t *testing.T, st Stores) {
 	}
 	if err := s.Release(ctx, next, true); err != nil {
 		t.Errorf("forced release with r3 queued: %v", err)
+	}
+}
+
+// Hosts racing to take one session's lease: exactly one wins, the others
+// are told it is held, and the winner's lease is the one that writes. Both
+// when no host ever held the session (the lease document is created) and
+// after a host left (it is updated).
+func racingHostsAcquireOnce(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	const n = 4
+	race := func(round string) *session.Lease {
+		t.Helper()
+		leases := make([]*session.Lease, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				leases[i], errs[i] = s.Acquire(ctx, id, fmt.Sprintf("%s-exec-%d", round, i), time.Minute)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		var won *session.Lease
+		for i, err := range errs {
+			switch {
+			case err == nil && won == nil:
+				won = leases[i]
+			case err == nil:
+				t.Fatalf("%s: two hosts took the lease: %s and %s", round, won.Execution, leases[i].Execution)
+			case !errors.Is(err, session.ErrLeaseHeld):
+				t.Errorf("%s: host %d: %v, want the lease held", round, i, err)
+			}
+		}
+		if won == nil {
+			t.Fatalf("%s: no host took the lease", round)
+		}
+		return won
+	}
+	first := race("first")
+	if err := s.Renew(ctx, first, time.Minute); err != nil {
+		t.Fatalf("the winner renews: %v", err)
+	}
+	queued := queuedItem(t, s, id, "r1")
+	if _, ok, err := s.Start(ctx, first, queued); err != nil || !ok {
+		t.Fatalf("the winner starts r1: %v %v", ok, err)
+	}
+	finish(t, s, first, "r1", "out")
+	if err := s.Release(ctx, first, false); err != nil {
+		t.Fatal(err)
+	}
+	second := race("second")
+	if second.Epoch <= first.Epoch {
+		t.Errorf("second winner's epoch %d, after %d", second.Epoch, first.Epoch)
+	}
+	if err := s.Renew(ctx, first, time.Minute); !errors.Is(err, session.ErrLeaseLost) && !session.LeaseMoved(err) {
+		t.Errorf("the first winner renewed after the second took the session: %v", err)
+	}
+	if err := s.Renew(ctx, second, time.Minute); err != nil {
+		t.Errorf("the second winner renews: %v", err)
 	}
 }
 
