@@ -325,25 +325,34 @@ func requestAfterItsHostLeftGetsAHost(t *testing.T, st Stores) {
 	}
 }
 
-// enqueueAll enqueues exec requests named name(0) ... name(n-1) of the
-// session at once, and returns what each was answered.
-func enqueueAll(t *testing.T, s Store, sessionID string, name func(int) string, n int) []session.Accepted {
-	t.Helper()
-	accs := make([]session.Accepted, n)
-	errs := make([]error, n)
+// atOnce runs n goroutines, each prepared by prepare(i) and then released
+// together to run what it returned, and waits for them all.
+func atOnce(n int, prepare func(i int) func()) {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, raw := request(sessionID, name(i), api.OpExec)
+			run := prepare(i)
 			<-start
-			accs[i], errs[i] = s.Enqueue(context.Background(), req, raw, "")
+			run()
 		}()
 	}
 	close(start)
 	wg.Wait()
+}
+
+// enqueueAll enqueues exec requests named name(0) ... name(n-1) of the
+// session at once, and returns what each was answered.
+func enqueueAll(t *testing.T, s Store, sessionID string, name func(int) string, n int) []session.Accepted {
+	t.Helper()
+	accs := make([]session.Accepted, n)
+	errs := make([]error, n)
+	atOnce(n, func(i int) func() {
+		req, raw := request(sessionID, name(i), api.OpExec)
+		return func() { accs[i], errs[i] = s.Enqueue(context.Background(), req, raw, "") }
+	})
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("racing enqueues: %v", err)
 	}
@@ -500,18 +509,9 @@ func racingHostsAcquireOnce(t *testing.T, st Stores) {
 		t.Helper()
 		leases := make([]*session.Lease, n)
 		errs := make([]error, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				leases[i], errs[i] = s.Acquire(ctx, id, fmt.Sprintf("%s-exec-%d", round, i), time.Minute)
-			}()
-		}
-		close(start)
-		wg.Wait()
+		atOnce(n, func(i int) func() {
+			return func() { leases[i], errs[i] = s.Acquire(ctx, id, fmt.Sprintf("%s-exec-%d", round, i), time.Minute) }
+		})
 		var won *session.Lease
 		for i, err := range errs {
 			switch {
