@@ -81,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"RenewalsRacingStartsKeepTheLease", renewalsRacingStartsKeepTheLease},
 		{"WatchQueuedSendsTheQueue", watchQueuedSendsTheQueue},
 		{"LapsedHostIsRecoveredHostLost", lapsedHostIsRecoveredHostLost},
+		{"OrphanOfAForcedReleaseIsHostLost", orphanOfAForcedReleaseIsHostLost},
 		{"RelaunchClaimsAndGivesUp", relaunchClaimsAndGivesUp},
 		{"UnpublishedCompletionsAreFound", unpublishedCompletionsAreFound},
 		{"ReaperDestroyFencesTheHost", reaperDestroyFencesTheHost},
@@ -884,6 +885,32 @@ func lapsedHostIsRecoveredHostLost(t *testing.T, st Stores) {
 	}
 	if lost, err := s.FailOrphans(ctx, next); err != nil || len(lost) != 0 {
 		t.Errorf("orphans after a recovery: %v %v", lost, err)
+	}
+}
+
+// A request that a host left running when it was forced out (its
+// execution ending) is answered HOST_LOST by the next host, once; a host
+// that finds nothing running answers nothing.
+func orphanOfAForcedReleaseIsHostLost(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	first := acquire(t, s, id, "exec-1", time.Minute)
+	if lost, err := s.FailOrphans(ctx, first); err != nil || len(lost) != 0 {
+		t.Fatalf("orphans of a session never hosted: %v %v", lost, err)
+	}
+	if _, ok, err := s.Start(ctx, first, queuedItem(t, s, id, "r1")); err != nil || !ok {
+		t.Fatalf("start r1: %v %v", ok, err)
+	}
+	if err := s.Release(ctx, first, true); err != nil {
+		t.Fatal(err)
+	}
+	next := acquire(t, s, id, "exec-2", time.Minute)
+	lost, err := s.FailOrphans(ctx, next)
+	if err != nil || len(lost) != 1 || lost[0].RequestID != "r1" || code(completion(t, lost[0].Completion)) != api.CodeHostLost {
+		t.Fatalf("orphans after a forced release: %+v %v; want r1 HOST_LOST", lost, err)
+	}
+	if lost, err := s.FailOrphans(ctx, next); err != nil || len(lost) != 0 {
+		t.Errorf("orphans answered twice: %v %v", lost, err)
 	}
 }
 
