@@ -352,8 +352,9 @@ func (h *Host) heartbeat(ctx context.Context) {
 	short := h.cfg.LeaseTTL
 	margin := fenceMargin(short)
 	fenceAt := h.leaseSent.Add(short - margin)
-	// The first renewal comes at once: it reads the lease document's
-	// version, which the later writes are conditioned on without a read.
+	// The first turn of the loop times the next renewal from the one that
+	// Acquire's write counts as (session.Lease.Renewed), or renews at once
+	// when the store counted none.
 	renewAt := time.Now()
 	// seen is when the last renewal the heartbeat counted was sent.
 	var seen time.Time

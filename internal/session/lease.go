@@ -116,34 +116,106 @@ func maxTime(a, b time.Time) time.Time {
 // lapsed: such a host may still be running commands until the reaper has
 // made sure its execution ended (RecoverHost). It fails with ErrDestroyed
 // or ErrNotFound when there is no session to host.
+//
+// It is one read and one commit, with no transaction (see acquireOnce); a
+// commit whose condition failed reads and decides again.
 func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl time.Duration) (*Lease, error) {
 	var lease *Lease
-	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		doc, err := txGet[Doc](tx, s.sessionRef(sessionID))
-		if err != nil {
+	err := retry.Do(ctx, retry.FirestoreTransaction, nil, "acquire lease of session "+sessionID, func(ctx context.Context) error {
+		return againOnConflict(ctx, func(ctx context.Context) error {
+			var err error
+			lease, err = s.acquireOnce(ctx, sessionID, execution, ttl)
 			return err
-		}
-		ld, err := txGet[LeaseDoc](tx, s.leaseRef(sessionID))
-		if err != nil {
-			return err
-		}
-		st, err := txGet[StateDoc](tx, s.stateRef(sessionID))
-		if err != nil {
-			return err
-		}
-		next, fence, l, err := s.rules.Acquire(sessionID, execution, ttl, doc, ld, st, s.now())
-		if err != nil {
-			return err
-		}
-		lease = l
-		if err := tx.Set(s.fenceRef(sessionID), fence); err != nil {
-			return err
-		}
-		return tx.Set(s.leaseRef(sessionID), next)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("acquire lease of session %s for %s: %w", sessionID, execution, err)
 	}
+	return lease, nil
+}
+
+// acquireOnce reads the session document, the lease and the state in one
+// BatchGetDocuments, lets Rules.Acquire decide, and commits the new lease
+// and fence in one Commit whose only condition is on the lease document:
+// its update time as read (or, when it was missing, that it still is).
+//
+// Why that condition alone keeps the decision true at the commit:
+//   - the lease document: every change of holder writes it (Acquire,
+//     Release, RecoverHost, a destroy) and so do the holder's renewals,
+//     Starts and Finishes (see commitFenced). Any of them since the read
+//     fails the commit. So two hosts racing for the session cannot both
+//     win: the second commit finds the version the first one left.
+//   - the fence document is written only with the lease document, so it
+//     too is as read; it is overwritten, with the new epoch.
+//   - the state document (checkpoint and shell) is written only by the
+//     lease's holder, fenced (a Finish's commit is conditioned on the
+//     lease document, a checkpoint's transaction reads the fence), and
+//     deleted only by a destroy, which writes the lease document too. When
+//     the lease read names another host, the decision is ErrLeaseHeld and
+//     nothing is written; when it names none, no earlier holder can write
+//     the state any more; when it names this execution (an attempt whose
+//     commit landed unseen), that earlier lease was never handed out.
+//   - the session document: Rules.Acquire depends on its existence, its
+//     status and its launch claim. A destroy writes the lease document
+//     too, so it fails the commit. A creation, a revival or a new launch
+//     claim by an enqueue (which reads the lease without a lock) could
+//     land between the read and the commit without touching the lease;
+//     the decision is then the one a transaction ordered before that
+//     write would have made: ErrNotFound or ErrDestroyed for a session
+//     revived after the read (the host exits and the enqueue's launch
+//     brings another); for a new claim, a lease that names the claim read
+//     (LaunchID), so the new claim stays in flight and its host, finding
+//     the lease held, exits. The transaction this replaces behaved the
+//     same: the enqueue's read of the lease was never locked, and its
+//     commit only waited for the read lock on the session document.
+//     RecordLaunch, KeepClaim and WithdrawLaunch change only the claim's
+//     execution, times and attempts, which the lease copies only as the
+//     time the launch was requested (a timing shown in answers).
+//
+// So conditioning the session document as well (an update of it with no
+// change, conditioned on its update time) would buy nothing, and would
+// cost a write and a failed commit to every enqueue racing the host start.
+func (s *Store) acquireOnce(ctx context.Context, sessionID, execution string, ttl time.Duration) (*Lease, error) {
+	lref := s.leaseRef(sessionID)
+	snaps, err := s.fs.GetAll(ctx, []*firestore.DocumentRef{s.sessionRef(sessionID), lref, s.stateRef(sessionID)})
+	if err != nil {
+		return nil, fmt.Errorf("read session, lease and state: %w", err)
+	}
+	doc, err := decodeSnap[Doc](snaps[0])
+	if err != nil {
+		return nil, err
+	}
+	ld, err := decodeSnap[LeaseDoc](snaps[1])
+	if err != nil {
+		return nil, err
+	}
+	st, err := decodeSnap[StateDoc](snaps[2])
+	if err != nil {
+		return nil, err
+	}
+	sent, now := time.Now(), s.now()
+	next, fence, lease, err := s.rules.Acquire(sessionID, execution, ttl, doc, ld, st, now)
+	if err != nil {
+		return nil, err
+	}
+	b := s.fs.Batch()
+	if ld == nil {
+		b.Create(lref, next)
+	} else {
+		b.Update(lref, fieldUpdates(&next), firestore.LastUpdateTime(snaps[1].UpdateTime))
+	}
+	b.Set(s.fenceRef(sessionID), fence)
+	wrs, err := b.Commit(ctx)
+	if status.Code(err) == codes.AlreadyExists {
+		// The lease document was created since the read.
+		return nil, status.Error(codes.FailedPrecondition, "the lease document was created since it was read")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	// The first renewal is conditioned on this version, with no read.
+	lease.version = wrs[0].UpdateTime
+	lease.NoteRenewal(sent, now, next.LeaseExpires)
 	return lease, nil
 }
 
@@ -298,16 +370,24 @@ func (s *Store) underLease(ctx context.Context, lease *Lease, what string, attem
 			return err
 		}
 		defer lease.unlock()
-		for conflicts := 1; ; conflicts++ {
-			err := attempt(ctx)
-			if c := status.Code(err); c != codes.FailedPrecondition && c != codes.NotFound {
-				return err
-			}
-			if conflicts == maxConflicts {
-				return fmt.Errorf("the documents changed %d times in a row: %w", conflicts, err)
-			}
-		}
+		return againOnConflict(ctx, attempt)
 	})
+}
+
+// againOnConflict runs attempt again at once while its commit's conditions
+// fail (FailedPrecondition, or NotFound for a document deleted since it
+// was read): each attempt reads first, so it decides on what changed. It
+// gives up after maxConflicts in a row.
+func againOnConflict(ctx context.Context, attempt func(ctx context.Context) error) error {
+	for conflicts := 1; ; conflicts++ {
+		err := attempt(ctx)
+		if c := status.Code(err); c != codes.FailedPrecondition && c != codes.NotFound {
+			return err
+		}
+		if conflicts == maxConflicts {
+			return fmt.Errorf("the documents changed %d times in a row: %w", conflicts, err)
+		}
+	}
 }
 
 // errLeaseMoved says that a renewal found the lease document changed; a

@@ -9,8 +9,9 @@ import (
 	"github.com/sandrun/sandrun/internal/session"
 )
 
-// A renewal is one Firestore write with no read, once the first renewal
-// has learnt the lease document's version; a host that lost its lease
+// Taking the lease is one read and one commit, and every renewal after it
+// one Firestore write with no read (the commit's result is the lease
+// document's version that the first renewal is conditioned on); a host that lost its lease
 // cannot renew it, and a lapsed lease cannot be taken over until it is
 // recovered.
 func TestRenewIsOneWriteAndFenced(t *testing.T) {
@@ -19,14 +20,16 @@ func TestRenewIsOneWriteAndFenced(t *testing.T) {
 	if _, err := enqueue(ctx, dispatcher, "s1", "r1"); err != nil {
 		t.Fatal(err)
 	}
+	before := usage.Counts()
 	lease, err := host.Acquire(ctx, "s1", "exec-1", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := host.Renew(ctx, lease, time.Minute); err != nil {
-		t.Fatal(err)
+	got := usage.Counts().Sub(before)
+	if got.Calls["BatchGetDocuments"] != 1 || got.Calls["Commit"] != 1 || got.Calls["BeginTransaction"] != 0 || got.Writes != 2 {
+		t.Errorf("taking the lease made calls %v, %d writes; want one BatchGetDocuments and one Commit of 2 writes", got.Calls, got.Writes)
 	}
-	before := usage.Counts()
+	before = usage.Counts()
 	for range 3 {
 		if err := host.Renew(ctx, lease, time.Minute); err != nil {
 			t.Fatal(err)

@@ -54,9 +54,21 @@ func (s *Store) failRunning(tx *firestore.Transaction, sessionID string, epoch i
 
 // FailOrphans answers HOST_LOST, under a freshly taken lease, the requests
 // that earlier hosts of the session left running.
+//
+// It first looks for a running item with a plain query (one RunQuery, no
+// transaction): only a host of an earlier epoch can have left one, and
+// none can start one after this lease was taken (Start is fenced), so
+// finding none is final. The fenced transaction runs only when it finds
+// one (or the query failed).
 func (s *Store) FailOrphans(ctx context.Context, lease *Lease) ([]Unpublished, error) {
+	it := s.sessionRef(lease.SessionID).Collection(inboxCollection).Where("status", "==", ItemRunning).Limit(1).Documents(ctx)
+	_, err := it.Next()
+	it.Stop()
+	if errors.Is(err, iterator.Done) {
+		return nil, nil
+	}
 	var lost []Unpublished
-	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
+	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
 		var err error
 		lost, err = s.failRunning(tx, lease.SessionID, lease.Epoch, now)
 		return err

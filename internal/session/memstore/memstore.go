@@ -366,11 +366,14 @@ func (s *Store) Acquire(ctx context.Context, sessionID, execution string, ttl ti
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.session(sessionID)
-	ld, fd, lease, err := s.rules.Acquire(sessionID, execution, ttl, st.doc, st.lease, st.runtime, s.now())
+	sent, now := time.Now(), s.now()
+	ld, fd, lease, err := s.rules.Acquire(sessionID, execution, ttl, st.doc, st.lease, st.runtime, now)
 	if err != nil {
 		return nil, fmt.Errorf("acquire lease of session %s for %s: %w", sessionID, execution, err)
 	}
 	st.lease, st.fence = &ld, &fd
+	// Taking the lease is its first renewal, as in the Firestore store.
+	lease.NoteRenewal(sent, now, ld.LeaseExpires)
 	return lease, nil
 }
 

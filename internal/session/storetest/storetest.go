@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"DestroyWithoutAHostAbortsAndPurges", destroyWithoutAHostAbortsAndPurges},
 		{"DestroyOfAHostedSessionWaitsItsTurn", destroyOfAHostedSessionWaitsItsTurn},
 		{"LeaseIsFenced", leaseIsFenced},
+		{"RacingHostsAcquireOnce", racingHostsAcquireOnce},
 		{"StartAndFinishOnce", startAndFinishOnce},
 		{"StartOfAStaleItemIsRefused", startOfAStaleItemIsRefused},
 		{"HostThatLostTheSessionWritesNothing", hostThatLostTheSessionWritesNothing},
@@ -80,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"RenewalsRacingStartsKeepTheLease", renewalsRacingStartsKeepTheLease},
 		{"WatchQueuedSendsTheQueue", watchQueuedSendsTheQueue},
 		{"LapsedHostIsRecoveredHostLost", lapsedHostIsRecoveredHostLost},
+		{"OrphanOfAForcedReleaseIsHostLost", orphanOfAForcedReleaseIsHostLost},
 		{"RelaunchClaimsAndGivesUp", relaunchClaimsAndGivesUp},
 		{"UnpublishedCompletionsAreFound", unpublishedCompletionsAreFound},
 		{"ReaperDestroyFencesTheHost", reaperDestroyFencesTheHost},
@@ -324,25 +326,34 @@ func requestAfterItsHostLeftGetsAHost(t *testing.T, st Stores) {
 	}
 }
 
-// enqueueAll enqueues exec requests named name(0) ... name(n-1) of the
-// session at once, and returns what each was answered.
-func enqueueAll(t *testing.T, s Store, sessionID string, name func(int) string, n int) []session.Accepted {
-	t.Helper()
-	accs := make([]session.Accepted, n)
-	errs := make([]error, n)
+// atOnce runs n goroutines, each prepared by prepare(i) and then released
+// together to run what it returned, and waits for them all.
+func atOnce(n int, prepare func(i int) func()) {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, raw := request(sessionID, name(i), api.OpExec)
+			run := prepare(i)
 			<-start
-			accs[i], errs[i] = s.Enqueue(context.Background(), req, raw, "")
+			run()
 		}()
 	}
 	close(start)
 	wg.Wait()
+}
+
+// enqueueAll enqueues exec requests named name(0) ... name(n-1) of the
+// session at once, and returns what each was answered.
+func enqueueAll(t *testing.T, s Store, sessionID string, name func(int) string, n int) []session.Accepted {
+	t.Helper()
+	accs := make([]session.Accepted, n)
+	errs := make([]error, n)
+	atOnce(n, func(i int) func() {
+		req, raw := request(sessionID, name(i), api.OpExec)
+		return func() { accs[i], errs[i] = s.Enqueue(context.Background(), req, raw, "") }
+	})
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("racing enqueues: %v", err)
 	}
@@ -484,6 +495,61 @@ func leaseIsFenced(t *testing.T, st Stores) {
 	}
 	if err := s.Release(ctx, next, true); err != nil {
 		t.Errorf("forced release with r3 queued: %v", err)
+	}
+}
+
+// Hosts racing to take one session's lease: exactly one wins, the others
+// are told it is held, and the winner's lease is the one that writes. Both
+// when no host ever held the session (the lease document is created) and
+// after a host left (it is updated).
+func racingHostsAcquireOnce(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	const n = 4
+	race := func(round string) *session.Lease {
+		t.Helper()
+		leases := make([]*session.Lease, n)
+		errs := make([]error, n)
+		atOnce(n, func(i int) func() {
+			return func() { leases[i], errs[i] = s.Acquire(ctx, id, fmt.Sprintf("%s-exec-%d", round, i), time.Minute) }
+		})
+		var won *session.Lease
+		for i, err := range errs {
+			switch {
+			case err == nil && won == nil:
+				won = leases[i]
+			case err == nil:
+				t.Fatalf("%s: two hosts took the lease: %s and %s", round, won.Execution, leases[i].Execution)
+			case !errors.Is(err, session.ErrLeaseHeld):
+				t.Errorf("%s: host %d: %v, want the lease held", round, i, err)
+			}
+		}
+		if won == nil {
+			t.Fatalf("%s: no host took the lease", round)
+		}
+		return won
+	}
+	first := race("first")
+	if err := s.Renew(ctx, first, time.Minute); err != nil {
+		t.Fatalf("the winner renews: %v", err)
+	}
+	queued := queuedItem(t, s, id, "r1")
+	if _, ok, err := s.Start(ctx, first, queued); err != nil || !ok {
+		t.Fatalf("the winner starts r1: %v %v", ok, err)
+	}
+	finish(t, s, first, "r1", "out")
+	if err := s.Release(ctx, first, false); err != nil {
+		t.Fatal(err)
+	}
+	second := race("second")
+	if second.Epoch <= first.Epoch {
+		t.Errorf("second winner's epoch %d, after %d", second.Epoch, first.Epoch)
+	}
+	if err := s.Renew(ctx, first, time.Minute); !errors.Is(err, session.ErrLeaseLost) && !session.LeaseMoved(err) {
+		t.Errorf("the first winner renewed after the second took the session: %v", err)
+	}
+	if err := s.Renew(ctx, second, time.Minute); err != nil {
+		t.Errorf("the second winner renews: %v", err)
 	}
 }
 
@@ -819,6 +885,32 @@ func lapsedHostIsRecoveredHostLost(t *testing.T, st Stores) {
 	}
 	if lost, err := s.FailOrphans(ctx, next); err != nil || len(lost) != 0 {
 		t.Errorf("orphans after a recovery: %v %v", lost, err)
+	}
+}
+
+// A request that a host left running when it was forced out (its
+// execution ending) is answered HOST_LOST by the next host, once; a host
+// that finds nothing running answers nothing.
+func orphanOfAForcedReleaseIsHostLost(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	first := acquire(t, s, id, "exec-1", time.Minute)
+	if lost, err := s.FailOrphans(ctx, first); err != nil || len(lost) != 0 {
+		t.Fatalf("orphans of a session never hosted: %v %v", lost, err)
+	}
+	if _, ok, err := s.Start(ctx, first, queuedItem(t, s, id, "r1")); err != nil || !ok {
+		t.Fatalf("start r1: %v %v", ok, err)
+	}
+	if err := s.Release(ctx, first, true); err != nil {
+		t.Fatal(err)
+	}
+	next := acquire(t, s, id, "exec-2", time.Minute)
+	lost, err := s.FailOrphans(ctx, next)
+	if err != nil || len(lost) != 1 || lost[0].RequestID != "r1" || code(completion(t, lost[0].Completion)) != api.CodeHostLost {
+		t.Fatalf("orphans after a forced release: %+v %v; want r1 HOST_LOST", lost, err)
+	}
+	if lost, err := s.FailOrphans(ctx, next); err != nil || len(lost) != 0 {
+		t.Errorf("orphans answered twice: %v %v", lost, err)
 	}
 }
 
