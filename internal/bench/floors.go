@@ -17,6 +17,8 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/uuid"
+
+	"github.com/sandrun/sandrun/internal/procfs"
 )
 
 // echo is the Pub/Sub floor: a message published to one topic, received by
@@ -143,17 +145,21 @@ func (r *runner) pubsubFloor(ctx context.Context, n int, ordered bool) ([]time.D
 
 // pubsubThroughput measures round trips per second with workers senders,
 // each with one round trip in flight, for d, each round trip doing work (if
-// not nil) between its hops.
-func (r *runner) pubsubThroughput(ctx context.Context, workers int, d time.Duration, work func(ctx context.Context, key string) error) (float64, error) {
+// not nil) between its hops. It also returns the CPU this process and the
+// children it reaped (the floor's commands) spent per round trip: the
+// floor's CPU, to set beside sandrun's.
+func (r *runner) pubsubThroughput(ctx context.Context, workers int, d time.Duration, work func(ctx context.Context, key string) error) (rate float64, cpuPerTrip time.Duration, err error) {
 	e, err := r.newEcho(ctx, true, work)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer e.stop()
 	var done atomic.Int64
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
+	cpu, _ := procfs.CPUTime(os.Getpid(), true)
+	start := time.Now()
 	for i := range workers {
 		wg.Add(1)
 		go func() {
@@ -165,9 +171,14 @@ func (r *runner) pubsubThroughput(ctx context.Context, workers int, d time.Durat
 			}
 		}()
 	}
-	start := time.Now()
 	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds(), nil
+	elapsed := time.Since(start)
+	after, _ := procfs.CPUTime(os.Getpid(), true)
+	n := done.Load()
+	if n == 0 {
+		return 0, 0, fmt.Errorf("no round trip completed in %v with %d senders", d, workers)
+	}
+	return float64(n) / elapsed.Seconds(), (after - cpu) / time.Duration(n), nil
 }
 
 // commandRecord is the throughput floor's work on each request: the least

@@ -151,20 +151,20 @@ func (r *runner) throughput(ctx context.Context) error {
 		return err
 	}
 	for _, k := range sessions {
-		hops, err := r.pubsubThroughput(ctx, k, d, nil)
+		hops, hopsCPU, err := r.pubsubThroughput(ctx, k, d, nil)
 		if err != nil {
 			return err
 		}
 		hopsName := fmt.Sprintf("two Pub/Sub hops, ordered, %d senders", k)
 		r.add(Result{Name: fmt.Sprintf("floor: throughput, %d sessions, Pub/Sub hops only", k), Unit: "req/s", Value: hops,
-			Note: hopsName + ", nothing between them"})
-		floor, err := r.pubsubThroughput(ctx, k, d, work.do)
+			Note: fmt.Sprintf("%s, nothing between them; CPU per request (local cloud and echo) %.1f ms", hopsName, ms(hopsCPU))})
+		floor, floorCPU, err := r.pubsubThroughput(ctx, k, d, work.do)
 		if err != nil {
 			return err
 		}
 		floorName := fmt.Sprintf("two Pub/Sub hops, ordered, + bash -c true + one Firestore create, %d senders", k)
 		r.add(Result{Name: fmt.Sprintf("floor: throughput, %d sessions, the same work", k), Unit: "req/s", Value: floor,
-			Note: floorName + ": between the hops, the command run as a shell runs it and the request recorded once"})
+			Note: fmt.Sprintf("%s: between the hops, the command run as a shell runs it and the request recorded once; CPU per request (local cloud, echo and bash) %.1f ms", floorName, ms(floorCPU))})
 		ids := make([]string, k)
 		var wg sync.WaitGroup
 		errs := make(chan error, k)
