@@ -34,6 +34,22 @@ func localCloudRunner(t *testing.T, ctx context.Context) *runner {
 	return &runner{environment: &environment{suite: suite, sys: system.Config{Project: suite.Project}, clients: clients}}
 }
 
+// floorEcho is the throughput floor's echo running script, as the bench
+// makes it.
+func floorEcho(t *testing.T, ctx context.Context, r *runner, script, dir string) (*commandRecord, *echo) {
+	t.Helper()
+	work, err := r.newCommandRecord(script, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := r.newEcho(ctx, true, work.do)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.stop)
+	return work, e
+}
+
 // The throughput floor's requests do the work it claims: each round trip
 // runs the command once, through bash, and leaves one record in Firestore
 // under its request's key; a command that fails fails its round trip, so
@@ -45,15 +61,7 @@ func TestThroughputFloorRunsTheCommandAndRecordsEachRequest(t *testing.T) {
 	dir := t.TempDir()
 	ran := filepath.Join(dir, "ran")
 	// $BASH_VERSION is set by bash only: the floor runs what a host runs.
-	work, err := r.newCommandRecord(`echo "$BASH_VERSION" >> `+ran, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := r.newEcho(ctx, true, work.do)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.stop()
+	work, e := floorEcho(t, ctx, r, `echo "$BASH_VERSION" >> `+ran, dir)
 	const n = 3
 	for range n {
 		if _, err := e.roundTrip(ctx, "sender"); err != nil {
@@ -88,15 +96,7 @@ func TestThroughputFloorRunsTheCommandAndRecordsEachRequest(t *testing.T) {
 		t.Errorf("output files left behind: %v", left)
 	}
 
-	failing, err := r.newCommandRecord("exit 3", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fe, err := r.newEcho(ctx, true, failing.do)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fe.stop()
+	_, fe := floorEcho(t, ctx, r, "exit 3", dir)
 	if _, err := fe.roundTrip(ctx, "sender"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Fatalf("a failing command's round trip: %v", err)
 	}
