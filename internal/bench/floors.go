@@ -199,6 +199,12 @@ func (r *runner) pubsubThroughput(ctx context.Context, workers int, d time.Durat
 //     the request and written before the completion goes out; one create,
 //     which fails if the record exists, is the least that does it. Sandrun's
 //     several writes per request are its way of doing this; one is the floor.
+//
+// One limit of this floor: all its commands start from this one process,
+// whose forks Go serializes (syscall.ForkLock is held until the child has
+// exec'd), while sandrun's hosts fork in processes of their own. At 100
+// sessions on a loaded machine the floor can therefore fall below what the
+// work allows, even below sandrun; read its ratio there with that in mind.
 type commandRecord struct {
 	script  string
 	bash    string
