@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,11 +10,15 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/uuid"
+
+	"github.com/sandrun/sandrun/internal/procfs"
 )
 
 // echo is the Pub/Sub floor: a message published to one topic, received by
@@ -22,15 +27,21 @@ import (
 // same emulator, with nothing in between. When ordered, the first hop is
 // configured as sandrun's requests are: an ordered subscription, and the
 // same ordering key for the messages of one sender.
+//
+// When work is set, the echo runs it on each message between the two hops,
+// as a host runs a request between receiving it and publishing its
+// completion; a failure goes back in the second hop's message and fails
+// the round trip.
 type echo struct {
 	in, out *pubsub.Publisher
 	ordered bool
+	work    func(ctx context.Context, key string) error
 	mu      sync.Mutex
-	waiters map[string]chan struct{}
+	waiters map[string]chan error
 	stop    func()
 }
 
-func (r *runner) newEcho(ctx context.Context, ordered bool) (*echo, error) {
+func (r *runner) newEcho(ctx context.Context, ordered bool, work func(ctx context.Context, key string) error) (*echo, error) {
 	ps := r.clients.PubSub
 	id := "floor-" + uuid.NewString()[:8]
 	topic := func(s string) string { return fmt.Sprintf("projects/%s/topics/%s", r.sys.Project, s) }
@@ -44,7 +55,7 @@ func (r *runner) newEcho(ctx context.Context, ordered bool) (*echo, error) {
 			return nil, err
 		}
 	}
-	e := &echo{in: ps.Publisher(id + "-a"), out: ps.Publisher(id + "-b"), ordered: ordered, waiters: map[string]chan struct{}{}}
+	e := &echo{in: ps.Publisher(id + "-a"), out: ps.Publisher(id + "-b"), ordered: ordered, work: work, waiters: map[string]chan error{}}
 	e.in.EnableMessageOrdering = ordered
 	// The same publishing settings as sandrun's: no batching delay.
 	e.in.PublishSettings.DelayThreshold = time.Millisecond
@@ -56,7 +67,13 @@ func (r *runner) newEcho(ctx context.Context, ordered bool) (*echo, error) {
 		defer wg.Done()
 		ps.Subscriber(id+"-a").Receive(rctx, func(ctx context.Context, m *pubsub.Message) {
 			m.Ack()
-			e.out.Publish(ctx, &pubsub.Message{Data: m.Data, Attributes: m.Attributes})
+			out := &pubsub.Message{Data: m.Data, Attributes: m.Attributes}
+			if e.work != nil {
+				if err := e.work(ctx, string(m.Data)); err != nil {
+					out.Attributes = map[string]string{"error": err.Error()}
+				}
+			}
+			e.out.Publish(ctx, out)
 		})
 	}()
 	go func() {
@@ -68,6 +85,9 @@ func (r *runner) newEcho(ctx context.Context, ordered bool) (*echo, error) {
 			delete(e.waiters, string(m.Data))
 			e.mu.Unlock()
 			if w != nil {
+				if msg, failed := m.Attributes["error"]; failed {
+					w <- errors.New(msg)
+				}
 				close(w)
 			}
 		})
@@ -80,7 +100,7 @@ func (r *runner) newEcho(ctx context.Context, ordered bool) (*echo, error) {
 // ordered echo uses sender as the ordering key.
 func (e *echo) roundTrip(ctx context.Context, sender string) (time.Duration, error) {
 	key := uuid.NewString()
-	w := make(chan struct{})
+	w := make(chan error, 1)
 	e.mu.Lock()
 	e.waiters[key] = w
 	e.mu.Unlock()
@@ -93,7 +113,10 @@ func (e *echo) roundTrip(ctx context.Context, sender string) (time.Duration, err
 		return 0, err
 	}
 	select {
-	case <-w:
+	case err := <-w:
+		if err != nil {
+			return 0, err
+		}
 		return time.Since(start), nil
 	case <-ctx.Done():
 		return 0, ctx.Err()
@@ -102,7 +125,7 @@ func (e *echo) roundTrip(ctx context.Context, sender string) (time.Duration, err
 
 // pubsubFloor measures n sequential round trips.
 func (r *runner) pubsubFloor(ctx context.Context, n int, ordered bool) ([]time.Duration, error) {
-	e, err := r.newEcho(ctx, ordered)
+	e, err := r.newEcho(ctx, ordered, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -121,17 +144,22 @@ func (r *runner) pubsubFloor(ctx context.Context, n int, ordered bool) ([]time.D
 }
 
 // pubsubThroughput measures round trips per second with workers senders,
-// each with one round trip in flight, for d.
-func (r *runner) pubsubThroughput(ctx context.Context, workers int, d time.Duration) (float64, error) {
-	e, err := r.newEcho(ctx, true)
+// each with one round trip in flight, for d, each round trip doing work (if
+// not nil) between its hops. It also returns the CPU this process and the
+// children it reaped (the floor's commands) spent per round trip: the
+// floor's CPU, to set beside sandrun's.
+func (r *runner) pubsubThroughput(ctx context.Context, workers int, d time.Duration, work func(ctx context.Context, key string) error) (rate float64, cpuPerTrip time.Duration, err error) {
+	e, err := r.newEcho(ctx, true, work)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer e.stop()
 	var done atomic.Int64
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
+	cpu, _ := procfs.CPUTime(os.Getpid(), true)
+	start := time.Now()
 	for i := range workers {
 		wg.Add(1)
 		go func() {
@@ -143,9 +171,77 @@ func (r *runner) pubsubThroughput(ctx context.Context, workers int, d time.Durat
 			}
 		}()
 	}
-	start := time.Now()
 	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds(), nil
+	elapsed := time.Since(start)
+	after, _ := procfs.CPUTime(os.Getpid(), true)
+	n := done.Load()
+	if n == 0 {
+		return 0, 0, fmt.Errorf("no round trip completed in %v with %d senders", d, workers)
+	}
+	return float64(n) / elapsed.Seconds(), (after - cpu) / time.Duration(n), nil
+}
+
+// commandRecord is the throughput floor's work on each request: the least
+// any system that runs users' commands from a queue must do between taking
+// a request and publishing its completion, done as plainly as it can be.
+//
+//   - Run the command: fork and exec of bash -c with the script (a host runs
+//     bash, not sh), in a process group of its own as a host starts it,
+//     stdout and stderr going to a file created for the request, waited for,
+//     its exit status checked. What sandrun's package shell does on top (the
+//     wrapper that saves the session's cwd and environment, its exec of env,
+//     the state file, capped output pipes) is sandrun's feature, so its cost
+//     is counted against sandrun, not in the floor.
+//   - Record the request durably: one Firestore document created under the
+//     request's ID in the local Firestore, holding its exit status. Pub/Sub
+//     delivers at least once, so a system that promises each request exactly
+//     one outcome, also when its host is lost, must keep a record keyed by
+//     the request and written before the completion goes out; one create,
+//     which fails if the record exists, is the least that does it. Sandrun's
+//     several writes per request are its way of doing this; one is the floor.
+//
+// One limit of this floor: all its commands start from this one process,
+// whose forks Go serializes (syscall.ForkLock is held until the child has
+// exec'd), while sandrun's hosts fork in processes of their own. At 100
+// sessions on a loaded machine the floor can therefore fall below what the
+// work allows, even below sandrun; read its ratio there with that in mind.
+type commandRecord struct {
+	script  string
+	bash    string
+	outDir  string
+	records *firestore.CollectionRef
+}
+
+// newCommandRecord prepares the floor's work: script is run for every
+// request, with its output in a file under outDir, and recorded in a
+// collection of its own.
+func (r *runner) newCommandRecord(script, outDir string) (*commandRecord, error) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		return nil, fmt.Errorf("find bash for the throughput floor: %w", err)
+	}
+	return &commandRecord{script: script, bash: bash, outDir: outDir,
+		records: r.clients.Firestore.Collection("floor-" + uuid.NewString()[:8])}, nil
+}
+
+// do runs the command for the request key and records its outcome.
+func (c *commandRecord) do(ctx context.Context, key string) error {
+	out, err := os.CreateTemp(c.outDir, "out-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	cmd := exec.CommandContext(ctx, c.bash, "-c", c.script)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("bash -c %q: %w", c.script, err)
+	}
+	if _, err := c.records.Doc(key).Create(ctx, map[string]any{"exit_code": cmd.ProcessState.ExitCode(), "finished_at": time.Now()}); err != nil {
+		return fmt.Errorf("record request %s: %w", key, err)
+	}
+	return nil
 }
 
 // shellFloor runs script with a bare sh -c, output to a file as the host

@@ -129,19 +129,42 @@ func (r *runner) cold(ctx context.Context) error {
 }
 
 // throughput measures completed requests per second across many sessions,
-// each with one request in flight at a time, against the echo floor with as
-// many round trips in flight.
+// each with one request in flight at a time, against two floors with as
+// many round trips in flight: the echo alone (two ordered Pub/Sub hops,
+// the floor of the figures before issue 18's cuts, kept so that they stay
+// comparable), and the echo doing between its hops what every request
+// needs, the command run and its outcome recorded (see commandRecord). The
+// second is the headline: the same work without sandrun.
 func (r *runner) throughput(ctx context.Context) error {
 	sessions := []int{1, 10, 100}
 	d := 10 * time.Second
 	if r.cfg.Quick {
 		sessions, d = []int{1, 10}, 3*time.Second
 	}
+	outDir, err := os.MkdirTemp("", "sandrun-bench-floor-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(outDir)
+	work, err := r.newCommandRecord("true", outDir)
+	if err != nil {
+		return err
+	}
 	for _, k := range sessions {
-		floor, err := r.pubsubThroughput(ctx, k, d)
+		hops, hopsCPU, err := r.pubsubThroughput(ctx, k, d, nil)
 		if err != nil {
 			return err
 		}
+		hopsName := fmt.Sprintf("two Pub/Sub hops, ordered, %d senders", k)
+		r.add(Result{Name: fmt.Sprintf("floor: throughput, %d sessions, Pub/Sub hops only", k), Unit: "req/s", Value: hops,
+			Note: fmt.Sprintf("%s, nothing between them; CPU per request (local cloud and echo) %.1f ms", hopsName, ms(hopsCPU))})
+		floor, floorCPU, err := r.pubsubThroughput(ctx, k, d, work.do)
+		if err != nil {
+			return err
+		}
+		floorName := fmt.Sprintf("two Pub/Sub hops, ordered, + bash -c true + one Firestore create, %d senders", k)
+		r.add(Result{Name: fmt.Sprintf("floor: throughput, %d sessions, the same work", k), Unit: "req/s", Value: floor,
+			Note: fmt.Sprintf("%s: between the hops, the command run as a shell runs it and the request recorded once; CPU per request (local cloud, echo and bash) %.1f ms", floorName, ms(floorCPU))})
 		ids := make([]string, k)
 		var wg sync.WaitGroup
 		errs := make(chan error, k)
@@ -183,7 +206,7 @@ func (r *runner) throughput(ctx context.Context) error {
 		rate := float64(done.Load()) / elapsed.Seconds()
 		hostsCPU, selfCPU = r.hostsCPU()-hostsCPU, selfCPUTime()-selfCPU
 		res := Result{Name: fmt.Sprintf("throughput, %d sessions", k), Unit: "req/s", Value: rate,
-			Floor: floor, FloorName: fmt.Sprintf("two Pub/Sub hops, ordered, %d senders", k)}
+			Floor: floor, FloorName: floorName}
 		// Where the machine's CPU went: the hosts (and the commands they
 		// ran), and this process (the local cloud, dispatcher, reaper and
 		// client).
@@ -194,6 +217,8 @@ func (r *runner) throughput(ctx context.Context) error {
 			res.Note += fmt.Sprintf("; %d requests failed", failed.Load())
 		}
 		r.add(res)
+		r.add(Result{Name: fmt.Sprintf("throughput, %d sessions, against the hops only", k), Unit: "req/s", Value: rate,
+			Floor: hops, FloorName: hopsName, Note: "the ratio of the figures before issue 18's cuts"})
 	}
 	return nil
 }
