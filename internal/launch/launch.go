@@ -264,9 +264,9 @@ const idleWait = time.Minute
 // first, within the concurrency and the most running hosts, and returns how
 // long Run may wait before looking again.
 func (l *Launcher) dispatch(ctx context.Context) time.Duration {
-	room := -1 // no bound
+	room, counted := -1, false // -1: no bound
 	if l.cfg.MaxHosts > 0 && l.anyDue() {
-		room = l.room(ctx)
+		room, counted = l.room(ctx), true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -281,6 +281,11 @@ func (l *Launcher) dispatch(ctx context.Context) time.Duration {
 		default:
 			due = append(due, e)
 		}
+	}
+	if l.cfg.MaxHosts > 0 && !counted && len(due) > 0 {
+		// An attempt settled after anyDue looked: the room was not
+		// counted, and no bound is not the answer. Look again at once.
+		return 0
 	}
 	// First come, first served; but a session whose launch Cloud Run
 	// refused retries after those not refused yet, so that no new

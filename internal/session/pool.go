@@ -220,52 +220,48 @@ func (s *Store) WatchMember(ctx context.Context, id string) <-chan *MemberDoc {
 	return ch
 }
 
-// ClaimMember hands the session's launch to an idle pool member: one
-// transaction per candidate moves it from idle to assigned, so a member is
-// handed one session only, and a launch claims one member only. It returns
-// the member, or nil when none is idle.
+// ClaimMember hands the session's launch to an idle pool member, or
+// returns nil when none is idle. It reads the idle members with one query
+// and moves a candidate from idle to assigned with one write conditioned on
+// the update time the query saw: the member's renewal, its leaving and
+// another launch's claim all write the document, so the write fails if any
+// of them came between, and a member is handed one session only. The
+// caller stops at the first write that succeeds, so a launch claims one
+// member only. (A transaction per candidate did the same in three calls.)
 func (s *Store) ClaimMember(ctx context.Context, sessionID, launchID, traceparent string) (*Member, error) {
 	// A few candidates, tried in random order, so that dispatchers racing
 	// for the pool seldom collide on one document.
 	const candidates = 8
-	idle, refs, err := readAll[MemberDoc](s.fs.Collection(poolCollection).Where("status", "==", MemberIdle).Limit(candidates*4).Documents(ctx), "idle pool members")
+	snaps, err := s.fs.Collection(poolCollection).Where("status", "==", MemberIdle).Limit(candidates * 4).Documents(ctx).GetAll()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read idle pool members: %w", err)
 	}
-	var ids []string
 	now := s.now()
-	for i, m := range idle {
-		if m.Expires.After(now) {
-			ids = append(ids, refs[i].ID)
-		}
-	}
-	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
-	if len(ids) > candidates {
-		ids = ids[:candidates]
-	}
-	for _, id := range ids {
-		ref := s.memberRef(id)
-		var claimed *Member
-		err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-			claimed = nil
-			m, err := txGet[MemberDoc](tx, ref)
-			if err != nil || m == nil {
-				return err
-			}
-			now := s.now()
-			if m.Status != MemberIdle || !m.Expires.After(now) {
-				return nil
-			}
-			m.Status, m.SessionID, m.LaunchID, m.Traceparent, m.AssignedAt = MemberAssigned, sessionID, launchID, traceparent, now
-			m.ExpireAt = now.Add(poolRecordTTL)
-			claimed = &Member{ID: id, MemberDoc: *m}
-			return tx.Set(ref, *m)
-		})
+	var idle []*firestore.DocumentSnapshot
+	for _, snap := range snaps {
+		m, err := decodeSnap[MemberDoc](snap)
 		if err != nil {
-			return nil, fmt.Errorf("claim pool member %s for session %s: %w", id, sessionID, err)
+			return nil, err
 		}
-		if claimed != nil {
-			return claimed, nil
+		if m != nil && m.Status == MemberIdle && m.Expires.After(now) {
+			idle = append(idle, snap)
+		}
+	}
+	rand.Shuffle(len(idle), func(i, j int) { idle[i], idle[j] = idle[j], idle[i] })
+	for _, snap := range idle[:min(len(idle), candidates)] {
+		m, _ := decodeSnap[MemberDoc](snap)
+		m.Status, m.SessionID, m.LaunchID, m.Traceparent, m.AssignedAt = MemberAssigned, sessionID, launchID, traceparent, now
+		m.ExpireAt = now.Add(poolRecordTTL)
+		_, err := snap.Ref.Update(ctx, []firestore.Update{{Path: "status", Value: m.Status}, {Path: "session_id", Value: sessionID},
+			{Path: "launch_id", Value: launchID}, {Path: "traceparent", Value: traceparent}, {Path: "assigned_at", Value: now},
+			{Path: "expire_at", Value: m.ExpireAt}}, firestore.LastUpdateTime(snap.UpdateTime))
+		switch status.Code(err) {
+		case codes.OK:
+			return &Member{ID: snap.Ref.ID, MemberDoc: *m}, nil
+		case codes.FailedPrecondition, codes.NotFound:
+			// Renewed, left or claimed since the query: the next one.
+		default:
+			return nil, fmt.Errorf("claim pool member %s for session %s: %w", snap.Ref.ID, sessionID, err)
 		}
 	}
 	return nil, nil

@@ -1150,6 +1150,33 @@ func poolMembersAreClaimedOnce(t *testing.T, st Stores) {
 	if m, err := s.Member(ctx, m1); err != nil || m.Status != session.MemberAssigned || m.Traceparent != "tp" {
 		t.Errorf("assigned member %+v, %v", m, err)
 	}
+	// Launches racing for the one idle member: one gets it, the others
+	// are told none is idle, and none fails.
+	m5 := id + "-m5"
+	if err := s.RegisterMember(ctx, m5, "x5", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	const racers = 8
+	won := make([]*session.Member, racers)
+	errs := make([]error, racers)
+	atOnce(racers, func(i int) func() {
+		return func() { won[i], errs[i] = s.ClaimMember(ctx, fmt.Sprintf("%s-r%d", id, i), "race", "") }
+	})
+	var winners []string
+	for i, m := range won {
+		if errs[i] != nil {
+			t.Errorf("racing claim %d: %v", i, errs[i])
+		}
+		if m != nil {
+			winners = append(winners, m.SessionID)
+			if m.ID != m5 {
+				t.Errorf("racing claim %d got member %s, want %s", i, m.ID, m5)
+			}
+		}
+	}
+	if m, err := s.Member(ctx, m5); len(winners) != 1 || err != nil || m.Status != session.MemberAssigned || m.SessionID != winners[0] {
+		t.Errorf("racing claims won by %v; the member is %+v, %v; want one winner, recorded", winners, m, err)
+	}
 	// A member registers without a launching record, renews and leaves.
 	if err := s.RegisterMember(ctx, m2, "x2", time.Minute); err != nil {
 		t.Fatal(err)
@@ -1186,7 +1213,7 @@ func poolMembersAreClaimedOnce(t *testing.T, st Stores) {
 		}
 	}
 	assigned, err := s.PoolAssignments(ctx, st.Clock.Now().Add(-time.Hour))
-	if got := mine(assigned); err != nil || len(got) != 2 || got[m1] != session.MemberAssigned || got["miss-"+id] != session.MemberMissed {
-		t.Errorf("assignments %v, %v; want %s assigned and one miss", got, err, m1)
+	if got := mine(assigned); err != nil || len(got) != 3 || got[m1] != session.MemberAssigned || got[m5] != session.MemberAssigned || got["miss-"+id] != session.MemberMissed {
+		t.Errorf("assignments %v, %v; want %s and %s assigned and one miss", got, err, m1, m5)
 	}
 }
