@@ -75,7 +75,7 @@ func (r *runner) checkpointTree(ctx context.Context, tree benchTree) error {
 	// The first checkpoint stores everything; its floor is tar -cf of the
 	// tree into one object.
 	start := time.Now()
-	m, st, err := workspace.Snapshot(ctx, dir, nil, blobs)
+	m, st, err := workspace.Snapshot(ctx, dir, nil, blobs, nil)
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func (r *runner) checkpointTree(ctx context.Context, tree benchTree) error {
 			return err
 		}
 		start := time.Now()
-		next, st, err := workspace.Snapshot(ctx, dir, m, blobs)
+		next, st, err := workspace.Snapshot(ctx, dir, m, blobs, nil)
 		if err != nil {
 			return err
 		}
@@ -132,7 +132,7 @@ func (r *runner) checkpointTree(ctx context.Context, tree benchTree) error {
 
 	if written, err := changePercent(dir, 1); err == nil {
 		before := time.Now()
-		next, st, err := workspace.Snapshot(ctx, dir, m, blobs)
+		next, st, err := workspace.Snapshot(ctx, dir, m, blobs, nil)
 		if err != nil {
 			return err
 		}

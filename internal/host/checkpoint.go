@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -98,17 +99,54 @@ type pendingCheckpoint struct {
 const snapshotAttempts = 3
 
 // snapshot stores what changed in the workspace since the host's last
-// checkpoint and the manifest of the new one. It returns nil when nothing
-// changed. The caller makes it the session's checkpoint (Finish or
-// CommitCheckpoint) and then calls committed.
+// checkpoint and the manifest of the new one, in one round of uploads. It
+// returns nil when nothing changed. The caller makes it the session's
+// checkpoint (Finish or CommitCheckpoint) and then calls committed.
 func (h *Host) snapshot(ctx context.Context) (*pendingCheckpoint, error) {
 	dir, err := h.workspaceDir()
 	if err != nil {
 		return nil, err
 	}
+	if h.lease.Checkpoint == nil {
+		// A session with no checkpoint starts from an empty workspace
+		// (restore): while it is still empty there is nothing to store,
+		// which spares a new session's first requests their uploads.
+		if empty, err := emptyDir(dir); err == nil && empty {
+			return nil, nil
+		}
+	}
 	p := &pendingCheckpoint{start: time.Now()}
+	var stored *session.Checkpoint
+	storeManifest := func(ctx context.Context, m *workspace.Manifest) error {
+		if cur := h.lease.Checkpoint; cur != nil && cur.Format == session.FormatManifest && m.SameAs(h.manifest) {
+			return nil
+		}
+		data, err := m.Encode()
+		if err != nil {
+			return err
+		}
+		h.checkpoints++
+		name := session.ManifestObject(h.lease, h.checkpoints)
+		gen, err := h.store.PutNewObject(ctx, name, "application/gzip", data)
+		if err != nil {
+			return fmt.Errorf("write checkpoint manifest: %w", err)
+		}
+		stored = &session.Checkpoint{Object: name, Format: session.FormatManifest, Generation: gen, Bytes: int64(len(data))}
+		return nil
+	}
 	for attempt := 1; ; attempt++ {
-		p.manifest, p.stats, err = workspace.Snapshot(ctx, dir, h.manifest, h.blobs())
+		stored = nil
+		p.manifest, p.stats, err = workspace.Snapshot(ctx, dir, h.manifest, h.blobs(), storeManifest)
+		if err != nil && stored != nil {
+			// The manifest went up beside blobs that did not: nothing
+			// will ever point at it.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+			derr := h.store.DeleteObject(dctx, stored.Object)
+			cancel()
+			if derr != nil {
+				h.logger.Warn("deleting an unused checkpoint manifest failed", "event", "checkpoint.gc_failed", "error", derr.Error())
+			}
+		}
 		if err == nil || !errors.Is(err, workspace.ErrChanged) || attempt == snapshotAttempts {
 			break
 		}
@@ -120,22 +158,26 @@ func (h *Host) snapshot(ctx context.Context) (*pendingCheckpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot workspace: %w", err)
 	}
-	if cur := h.lease.Checkpoint; cur != nil && cur.Format == session.FormatManifest && p.manifest.SameAs(h.manifest) {
+	if stored == nil {
 		return nil, nil
 	}
-	data, err := p.manifest.Encode()
-	if err != nil {
-		return nil, err
-	}
-	h.checkpoints++
-	name := session.ManifestObject(h.lease, h.checkpoints)
-	gen, err := h.store.PutNewObject(ctx, name, "application/gzip", data)
-	if err != nil {
-		return nil, fmt.Errorf("write checkpoint manifest: %w", err)
-	}
-	p.stats.Uploaded += int64(len(data))
-	p.cp = session.Checkpoint{Object: name, Format: session.FormatManifest, Generation: gen, Bytes: int64(len(data))}
+	p.stats.Uploaded += stored.Bytes
+	p.cp = *stored
 	return p, nil
+}
+
+// emptyDir reports whether dir has no entries.
+func emptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
 }
 
 // changesWorkspace reports whether a request of op can change the

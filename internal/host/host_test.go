@@ -48,6 +48,9 @@ func (p *fakePublisher) byRequest() map[string]api.Completion {
 type hostWorld struct {
 	store *memstore.Store
 	pub   *fakePublisher
+	// workspace is every host's workspace, as on Cloud Run, where each
+	// execution has the image's; empty: a new directory for each host.
+	workspace string
 }
 
 func newHostWorld() *hostWorld {
@@ -68,7 +71,11 @@ func (w *hostWorld) run(t *testing.T, sessionID, execution string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg := Config{SessionID: sessionID, Execution: execution, Workspace: t.TempDir(), IdleTimeout: 50 * time.Millisecond,
+	ws := w.workspace
+	if ws == "" {
+		ws = t.TempDir()
+	}
+	cfg := Config{SessionID: sessionID, Execution: execution, Workspace: ws, IdleTimeout: 50 * time.Millisecond,
 		BaseEnv: map[string]string{"PATH": os.Getenv("PATH")}}
 	return Run(ctx, cfg, w.store, w.pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
@@ -206,4 +213,54 @@ func TestEachCommandAnswersOnlyItsOwnOutput(t *testing.T) {
 			t.Errorf("%s answered stdout %q stderr %q (%s), want %q and %q", id, c.Stdout, c.Stderr, c.Status, want[0], want[1])
 		}
 	}
+}
+
+// A session that has never had a file in its workspace has nothing to
+// checkpoint: its requests store no objects; the first file makes a
+// checkpoint, which the next host restores.
+func TestEmptyWorkspaceIsCheckpointedOnceItHoldsAFile(t *testing.T) {
+	w := newHostWorld()
+	w.workspace = t.TempDir()
+	w.enqueue(t, exec("r1", "true"))
+	w.enqueue(t, exec("r2", "echo out > /dev/null; cd /"))
+	if err := w.run(t, "s1", "exec-1"); err != nil {
+		t.Fatal(err)
+	}
+	if cp := w.checkpoint(t, "s1"); cp != nil {
+		t.Fatalf("checkpoint %+v: want none of an empty workspace", cp)
+	}
+	if got := w.pub.byRequest(); got["r1"].Status != api.StatusOK || got["r2"].Status != api.StatusOK {
+		t.Fatalf("published %+v", w.pub.published)
+	}
+	w.enqueue(t, exec("r3", "pwd; cd; echo hi > f"))
+	if err := w.run(t, "s1", "exec-2"); err != nil {
+		t.Fatal(err)
+	}
+	if w.checkpoint(t, "s1") == nil {
+		t.Fatal("no checkpoint: want the file checkpointed")
+	}
+	if c := w.pub.byRequest()["r3"]; c.Stdout != "/\n" {
+		t.Errorf("r3 answered %+v: want the working directory the first host left", c)
+	}
+	w.enqueue(t, exec("r4", "cat f"))
+	if err := w.run(t, "s1", "exec-3"); err != nil {
+		t.Fatal(err)
+	}
+	if c := w.pub.byRequest()["r4"]; c.Stdout != "hi\n" {
+		t.Errorf("the next host answered %+v, want the file the last one wrote", c)
+	}
+}
+
+// checkpoint is the session's checkpoint, read as the next host would
+// take it up (a lease taken and given back).
+func (w *hostWorld) checkpoint(t *testing.T, sessionID string) *session.Checkpoint {
+	t.Helper()
+	lease, err := w.store.Acquire(context.Background(), sessionID, "exec-look", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.store.Release(context.Background(), lease, true); err != nil {
+		t.Fatal(err)
+	}
+	return lease.Checkpoint
 }

@@ -155,7 +155,7 @@ func BenchmarkSnapshotOneChange(b *testing.B) {
 	dir := smallFilesTree(b, files)
 	ctx := context.Background()
 	blobs := newMemBlobs()
-	m, _, err := Snapshot(ctx, dir, nil, blobs)
+	m, _, err := Snapshot(ctx, dir, nil, blobs, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func BenchmarkSnapshotOneChange(b *testing.B) {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		next, st, err := Snapshot(ctx, dir, m, blobs)
+		next, st, err := Snapshot(ctx, dir, m, blobs, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -201,7 +202,15 @@ type SnapshotStats struct {
 //
 // A file that keeps changing while it is read (changeAttempts times) is
 // left out and reported in Stats.Changed and Stats.Skipped.
-func Snapshot(ctx context.Context, dir string, prev *Manifest, blobs Blobs) (*Manifest, SnapshotStats, error) {
+//
+// storeManifest, when not nil, is handed the new manifest as soon as its
+// pages are named and runs beside the uploads of the blobs and pages, so
+// that a caller that stores the manifest waits for one round of uploads,
+// not two; Snapshot returns once it and the uploads are done. It decides
+// itself whether the manifest needs storing (SameAs prev). Its object is
+// stored before all the blobs it names may be: it must not become the
+// session's checkpoint unless Snapshot succeeds.
+func Snapshot(ctx context.Context, dir string, prev *Manifest, blobs Blobs, storeManifest func(context.Context, *Manifest) error) (*Manifest, SnapshotStats, error) {
 	var st SnapshotStats
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -239,8 +248,15 @@ func Snapshot(ctx context.Context, dir string, prev *Manifest, blobs Blobs) (*Ma
 	if err == nil {
 		err = s.storePages(m, prev)
 	}
-	if werr := s.up.wait(); err == nil {
-		err = werr
+	var stored sync.WaitGroup
+	var storeErr error
+	if err == nil && storeManifest != nil {
+		stored.Go(func() { storeErr = storeManifest(ctx, m) })
+	}
+	werr := s.up.wait()
+	stored.Wait()
+	if err == nil {
+		err = cmp.Or(werr, storeErr)
 	}
 	if err != nil {
 		return nil, st, fmt.Errorf("snapshot %s: %w", dir, err)

@@ -52,7 +52,7 @@ func (m *memBlobs) Get(ctx context.Context, name string) (io.ReadCloser, error) 
 
 func takeSnapshot(t *testing.T, dir string, prev *Manifest, blobs Blobs) (*Manifest, SnapshotStats) {
 	t.Helper()
-	m, st, err := Snapshot(context.Background(), dir, prev, blobs)
+	m, st, err := Snapshot(context.Background(), dir, prev, blobs, nil)
 	if err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}
@@ -557,5 +557,41 @@ func TestSnapshotWalkOrder(t *testing.T) {
 	m2, st := takeSnapshot(t, src, m1, blobs)
 	if st.Hashed != 0 || !m2.SameAs(m1) {
 		t.Errorf("unchanged tree: read %d bytes again", st.Hashed)
+	}
+}
+
+// failingBlobs refuses every blob whose content is not name-checked yet:
+// all of them.
+type failingBlobs struct{ *memBlobs }
+
+func (f failingBlobs) Put(ctx context.Context, name string, size int64, r io.Reader) error {
+	return errors.New("storage unavailable")
+}
+
+// The caller's manifest store runs beside the uploads, sees the manifest
+// Snapshot returns, and a snapshot whose uploads failed fails even when the
+// manifest was stored (its caller must not commit it).
+func TestSnapshotStoresTheManifestBesideTheUploads(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "big"), bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var handed *Manifest
+	store := func(ctx context.Context, m *Manifest) error { handed = m; return nil }
+	m, _, err := Snapshot(context.Background(), dir, nil, newMemBlobs(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if handed == nil || !handed.SameAs(m) || handed.Files != 1 {
+		t.Fatalf("the store was handed %+v; Snapshot returned %+v", handed, m)
+	}
+
+	handed = nil
+	if _, _, err := Snapshot(context.Background(), dir, nil, failingBlobs{newMemBlobs()}, store); err == nil || handed == nil {
+		t.Fatalf("a snapshot whose uploads failed: %v (manifest handed: %v)", err, handed != nil)
+	}
+	refused := errors.New("manifest refused")
+	if _, _, err := Snapshot(context.Background(), dir, nil, newMemBlobs(), func(context.Context, *Manifest) error { return refused }); !errors.Is(err, refused) {
+		t.Fatalf("a snapshot whose manifest was not stored: %v", err)
 	}
 }
