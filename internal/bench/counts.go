@@ -256,6 +256,18 @@ func (r *runner) counts(ctx context.Context) error {
 	}
 	r.add(summarize("warm request (true)", samples).result())
 
+	// A request that changes a file: it is answered once the workspace's
+	// checkpoint holds the change (the uploads are on its path).
+	samples = nil
+	for range n {
+		s, err := env.countOne(ctx, warm, "date +%N > f", 300*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		samples = append(samples, s)
+	}
+	r.add(summarize("warm request writing a file", samples).result())
+
 	samples = nil
 	for i := range newN {
 		s, err := env.countOne(ctx, fmt.Sprintf("bench-count-new-%03d", i), "true", time.Second)

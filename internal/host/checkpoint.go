@@ -219,36 +219,40 @@ func (p *pendingCheckpoint) checkpoint() *session.Checkpoint {
 	return &p.cp
 }
 
-// committed takes up a snapshot that became the session's checkpoint and
-// deletes what only the checkpoint it replaced needed: its manifest object
-// and the blobs the new manifest no longer references. Failures cost
-// storage, not correctness, and are logged.
-func (h *Host) committed(ctx context.Context, p *pendingCheckpoint, replaced *session.Checkpoint) {
+// committed takes up a snapshot that became the session's checkpoint. It
+// returns collect, which deletes what only the checkpoint it replaced
+// needed: its manifest object and the blobs the new manifest no longer
+// references. A request's answer is published before collect runs, so
+// that the deletes are not on its path. Failures cost storage, not
+// correctness, and are logged.
+func (h *Host) committed(ctx context.Context, p *pendingCheckpoint, replaced *session.Checkpoint) (collect func()) {
 	old := h.manifest
 	h.manifest = p.manifest
 	h.lastCheckpoint = time.Now()
-	if replaced != nil && replaced.Object != p.cp.Object {
-		if err := h.store.DeleteObject(ctx, replaced.Object); err != nil {
-			h.logger.Warn("deleting a replaced checkpoint failed", "event", "checkpoint.gc_failed", "error", err.Error())
-		}
-	}
-	var gone []string
-	if old != nil {
-		live := p.manifest.Blobs()
-		for name := range old.Blobs() {
-			if !live[name] {
-				gone = append(gone, name)
+	h.metrics.checkpointed(ctx, p.start, p.stats.Uploaded, nil)
+	return func() {
+		if replaced != nil && replaced.Object != p.cp.Object {
+			if err := h.store.DeleteObject(ctx, replaced.Object); err != nil {
+				h.logger.Warn("deleting a replaced checkpoint failed", "event", "checkpoint.gc_failed", "error", err.Error())
 			}
 		}
+		var gone []string
+		if old != nil {
+			live := p.manifest.Blobs()
+			for name := range old.Blobs() {
+				if !live[name] {
+					gone = append(gone, name)
+				}
+			}
+		}
+		if err := h.store.DeleteBlobs(ctx, h.cfg.SessionID, gone); err != nil {
+			h.logger.Warn("deleting unreferenced blobs failed", "event", "checkpoint.gc_failed", "error", err.Error())
+		}
+		h.logger.InfoContext(ctx, "checkpoint written", "event", "checkpoint.written", "object", p.cp.Object,
+			"files", p.stats.Files, "bytes", p.stats.Bytes, "hashed_bytes", p.stats.Hashed, "uploaded_bytes", p.stats.Uploaded,
+			"uploaded_blobs", p.stats.UploadedBlobs, "deleted_blobs", len(gone), "skipped", p.stats.SkippedCount,
+			"duration_seconds", time.Since(p.start).Seconds())
 	}
-	if err := h.store.DeleteBlobs(ctx, h.cfg.SessionID, gone); err != nil {
-		h.logger.Warn("deleting unreferenced blobs failed", "event", "checkpoint.gc_failed", "error", err.Error())
-	}
-	h.metrics.checkpointed(ctx, p.start, p.stats.Uploaded, nil)
-	h.logger.InfoContext(ctx, "checkpoint written", "event", "checkpoint.written", "object", p.cp.Object,
-		"files", p.stats.Files, "bytes", p.stats.Bytes, "hashed_bytes", p.stats.Hashed, "uploaded_bytes", p.stats.Uploaded,
-		"uploaded_blobs", p.stats.UploadedBlobs, "deleted_blobs", len(gone), "skipped", p.stats.SkippedCount,
-		"duration_seconds", time.Since(p.start).Seconds())
 }
 
 // checkpoint makes the workspace as it is now the session's checkpoint,
@@ -274,7 +278,7 @@ func (h *Host) checkpoint(ctx context.Context) (err error) {
 		return err
 	}
 	h.dirty = false
-	h.committed(ctx, p, replaced)
+	h.committed(ctx, p, replaced)()
 	span.SetAttributes(attribute.Int64("sandrun.checkpoint.bytes", p.stats.Uploaded), attribute.Int64("sandrun.checkpoint.files", p.stats.Files))
 	return nil
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -236,18 +237,27 @@ func TestEmptyWorkspaceIsCheckpointedOnceItHoldsAFile(t *testing.T) {
 	if err := w.run(t, "s1", "exec-2"); err != nil {
 		t.Fatal(err)
 	}
-	if w.checkpoint(t, "s1") == nil {
+	first := w.checkpoint(t, "s1")
+	if first == nil {
 		t.Fatal("no checkpoint: want the file checkpointed")
 	}
 	if c := w.pub.byRequest()["r3"]; c.Stdout != "/\n" {
 		t.Errorf("r3 answered %+v: want the working directory the first host left", c)
 	}
 	w.enqueue(t, exec("r4", "cat f"))
+	w.enqueue(t, exec("r5", "echo bye > f"))
 	if err := w.run(t, "s1", "exec-3"); err != nil {
 		t.Fatal(err)
 	}
 	if c := w.pub.byRequest()["r4"]; c.Stdout != "hi\n" {
 		t.Errorf("the next host answered %+v, want the file the last one wrote", c)
+	}
+	// The checkpoint r5 made replaced the first, whose manifest went.
+	if now := w.checkpoint(t, "s1"); now == nil || now.Object == first.Object {
+		t.Fatalf("checkpoint %+v after a change, first %+v", now, first)
+	}
+	if _, err := w.store.OpenObject(context.Background(), first.Object); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("the replaced checkpoint's manifest: %v, want it deleted", err)
 	}
 }
 

@@ -435,8 +435,9 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	if keep != nil {
 		h.shellSaved = time.Now()
 	}
+	collect := func() {}
 	if pending != nil && h.lease.Checkpoint == &pending.cp {
-		h.committed(rctx, pending, replaced)
+		collect = h.committed(rctx, pending, replaced)
 	}
 	h.metrics.served(ctx, c)
 	var aborted []session.Unpublished
@@ -455,6 +456,7 @@ func (h *Host) serveRequest(ctx context.Context, item *session.Item, foreground,
 	pctx, pspan := telemetry.Start(rctx, "sandrun.publish completion", trace.SpanKindProducer)
 	h.publish(pctx, item.SessionID, item.RequestID, data, telemetry.Traceparent(pctx))
 	pspan.End()
+	collect()
 	h.logger.InfoContext(ctx, "request served", "event", "request.done", "request_id", item.RequestID, "op", item.Op,
 		"command", logging.Command(req.Command), "status", string(c.Status), "exit_code", c.ExitCode,
 		"duration_seconds", c.DurationSeconds, "total_seconds", c.Timing.TotalSeconds, "cold_start", c.ColdStart)
