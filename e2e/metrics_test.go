@@ -23,7 +23,7 @@ import (
 func TestMetrics(t *testing.T) {
 	rcv := telemetrytest.Start(t)
 	otel := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + rcv.Endpoint, "OTEL_EXPORTER_OTLP_INSECURE=true", "OTEL_METRIC_EXPORT_INTERVAL=200", "OTEL_TRACES_EXPORTER=none"}
-	// A checkpoint only when the host leaves, however slow the machine.
+	// No checkpoint on a timer, however slow the machine.
 	hostEnv := append([]string{"SANDRUN_CHECKPOINT_INTERVAL=1h"}, otel...)
 	w := start(t, options{ownDispatcher: true, idleTimeout: 3 * time.Second, hostEnv: hostEnv})
 	for _, kv := range otel {
@@ -44,7 +44,9 @@ func TestMetrics(t *testing.T) {
 		}
 		return c
 	}
-	if c := expect(&api.Request{Op: api.OpExec, Command: "echo one"}, api.StatusOK, ""); !c.ColdStart {
+	// The file is the session's one checkpoint (a workspace that never
+	// held a file has none).
+	if c := expect(&api.Request{Op: api.OpExec, Command: "echo one > one.txt"}, api.StatusOK, ""); !c.ColdStart {
 		t.Errorf("first request: cold_start false, want a cold start")
 	}
 	expect(&api.Request{Op: api.OpExec, Command: "pwd", Cwd: "/no/such/dir"}, api.StatusError, api.CodeNotFound)
