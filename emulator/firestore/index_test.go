@@ -60,6 +60,7 @@ func composite(or bool, fs ...*pb.StructuredQuery_Filter) *pb.StructuredQuery_Fi
 // and not, return the same documents at the same versions, at the latest
 // version and at older ones, with the equality indexes as without.
 func TestIndexedQueriesMatchTheScan(t *testing.T) {
+	skipOnOfficial(t, "compares the fake's indexes with its scan")
 	rng := rand.New(rand.NewPCG(1, 2))
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	srv := New(Options{Now: func() time.Time { return clock }, History: time.Minute})
@@ -177,6 +178,7 @@ func TestIndexedQueriesMatchTheScan(t *testing.T) {
 // the values only its dropped versions held, so that the index does not
 // grow with every value a document ever had.
 func TestIndexForgetsPrunedValues(t *testing.T) {
+	skipOnOfficial(t, "looks into the fake's indexes")
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	srv := New(Options{Now: func() time.Time { return clock }, History: time.Minute})
 	t.Cleanup(srv.Close)
