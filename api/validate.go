@@ -238,7 +238,9 @@ func (r *Request) validate(has func(field string) bool) error {
 		return r.fail(ReasonUnknownOp, CodeInvalidArgument, "unknown op %q (want %s)", op, servedOpsList())
 	}
 	for _, f := range requestFields {
-		if !takesField(r.Op, f.name) && has(f.name) {
+		// has first: a map lookup, false for most fields; takesField
+		// scans lists.
+		if has(f.name) && !takesField(r.Op, f.name) {
 			return r.invalid("%s does not take %s; %s", r.Op, f.name, fieldsSentence(r.Op))
 		}
 	}

@@ -202,7 +202,7 @@ func applyWrite(w *write, old *pb.Document, t time.Time) (*pb.Document, []*pb.Va
 		fields = cloneFields(old.GetFields())
 		for _, p := range w.mask {
 			if v, ok := getField(w.fields, p); ok {
-				setField(fields, p, proto.Clone(v).(*pb.Value))
+				setField(fields, p, cloneValue(v))
 			} else {
 				deleteField(fields, p)
 			}
@@ -224,7 +224,7 @@ func applyWrite(w *write, old *pb.Document, t time.Time) (*pb.Document, []*pb.Va
 			"Document '%s' cannot be written because its size (%s bytes) exceeds the maximum allowed size of %s bytes.",
 			w.name, commas(size), commas(maxDocumentBytes))
 	}
-	if old != nil && proto.Equal(&pb.MapValue{Fields: old.Fields}, &pb.MapValue{Fields: fields}) {
+	if old != nil && sameFields(old.Fields, fields) {
 		return old, results, nil
 	}
 	doc := &pb.Document{Name: w.name, Fields: fields, CreateTime: ts, UpdateTime: ts}
@@ -232,14 +232,6 @@ func applyWrite(w *write, old *pb.Document, t time.Time) (*pb.Document, []*pb.Va
 		doc.CreateTime = old.CreateTime
 	}
 	return doc, results, nil
-}
-
-func cloneFields(fields map[string]*pb.Value) map[string]*pb.Value {
-	out := make(map[string]*pb.Value, len(fields))
-	for k, v := range fields {
-		out[k] = proto.Clone(v).(*pb.Value)
-	}
-	return out
 }
 
 // applyTransform returns the field's new value and the transform result
@@ -268,7 +260,7 @@ func applyTransform(ft *pb.DocumentTransform_FieldTransform, cur *pb.Value, now 
 		}
 		for _, e := range t.AppendMissingElements.GetValues() {
 			if !containsValue(out, e) {
-				out = append(out, proto.Clone(e).(*pb.Value))
+				out = append(out, cloneValue(e))
 			}
 		}
 		return &pb.Value{ValueType: &pb.Value_ArrayValue{ArrayValue: &pb.ArrayValue{Values: out}}}, null
@@ -301,7 +293,7 @@ func containsValue(list []*pb.Value, v *pb.Value) bool {
 // limits; anything with a double is a double.
 func increment(cur, by *pb.Value) *pb.Value {
 	if typeRank(cur) != rankNumber {
-		return proto.Clone(by).(*pb.Value)
+		return cloneValue(by)
 	}
 	ci, cInt := cur.ValueType.(*pb.Value_IntegerValue)
 	bi, bInt := by.ValueType.(*pb.Value_IntegerValue)
@@ -325,15 +317,15 @@ func increment(cur, by *pb.Value) *pb.Value {
 func extreme(cur, operand *pb.Value, sign int) *pb.Value {
 	switch {
 	case typeRank(cur) != rankNumber:
-		return proto.Clone(operand).(*pb.Value)
+		return cloneValue(operand)
 	case isNaN(cur):
 		return cur
 	case isNaN(operand):
-		return proto.Clone(operand).(*pb.Value)
+		return cloneValue(operand)
 	case compareNumbers(cur, operand)*sign >= 0:
 		return cur
 	default:
-		return proto.Clone(operand).(*pb.Value)
+		return cloneValue(operand)
 	}
 }
 

@@ -36,15 +36,20 @@
 //   - queries: RunQuery and RunAggregationQuery (COUNT, SUM, AVG) with
 //     field, unary and composite (AND, OR) filters, orders with Firestore's
 //     implicit orders, cursors, offset, limit, projections and collection
-//     group queries, comparing values in Firestore's type order (query.go);
+//     group queries, comparing values in Firestore's type order (query.go).
+//     A query with an equality filter on a string, boolean or null reads
+//     only the documents an internal index lists under that value
+//     (index.go), not its whole collection or, for a collection group,
+//     the whole database; its result is the same either way;
 //   - Listen: the watch protocol for document and query targets, with
 //     resume tokens that name a store version so that a client whose stream
 //     broke gets exactly the changes it missed (listen.go).
 //
 // # What it does not emulate
 //
-// Security rules and authentication (every caller is the owner), indexes
-// (every query runs without one, so no query fails for a missing index),
+// Security rules and authentication (every caller is the owner), Firestore's
+// indexes (no query fails for a missing index: the internal ones are
+// created as queries need them),
 // per-document write rate limits, Firestore's index-range locks (a query
 // here locks what its filter matches), vector search (find_nearest), query explain,
 // pipelines (ExecutePipeline), PartitionQuery, the Write streaming RPC,

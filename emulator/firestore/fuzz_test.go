@@ -149,6 +149,8 @@ func val(v any) *pb.Value {
 	switch x := v.(type) {
 	case nil:
 		return &pb.Value{ValueType: &pb.Value_NullValue{}}
+	case bool:
+		return &pb.Value{ValueType: &pb.Value_BooleanValue{BooleanValue: x}}
 	case int:
 		return &pb.Value{ValueType: &pb.Value_IntegerValue{IntegerValue: int64(x)}}
 	case float64:

@@ -226,7 +226,7 @@ func (s *Server) addTarget(db string, t *pb.Target, targets map[int32]*watchTarg
 		if parentDB != db {
 			return reject(status.Errorf(codes.InvalidArgument, "parent %q is not in database %q", qt.GetParent(), db))
 		}
-		q, err := compileQuery(qt.GetParent(), qt.GetStructuredQuery())
+		q, err := s.compileQuery(qt.GetParent(), qt.GetStructuredQuery())
 		if err != nil {
 			return reject(err)
 		}

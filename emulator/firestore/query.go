@@ -129,6 +129,18 @@ func compileQuery(parent string, sq *pb.StructuredQuery) (*query, error) {
 	return q, nil
 }
 
+// compileQuery compiles a query that the server is about to run, and
+// creates the indexes it can use (see fieldIndex). Callers do not hold
+// s.store.mu.
+func (s *Server) compileQuery(parent string, sq *pb.StructuredQuery) (*query, error) {
+	q, err := compileQuery(parent, sq)
+	if err != nil {
+		return nil, err
+	}
+	s.store.prepare(q)
+	return q, nil
+}
+
 // addImplicitOrders appends what Firestore orders by implicitly: each
 // inequality field not already ordered (in field path order), then
 // __name__, both in the direction of the last explicit order.
@@ -457,7 +469,13 @@ func (q *query) run(st *store, v int64) []match {
 			out = append(out, match{doc: doc, version: ver})
 		}
 	}
-	if q.allDescendants {
+	if docs, ok := st.candidates(q); ok {
+		for _, h := range docs {
+			if doc, ver := h.at(v); doc != nil {
+				add(doc, ver)
+			}
+		}
+	} else if q.allDescendants {
 		st.scan(q.parent+"/", v, add)
 	} else {
 		st.scanCollection(q.parent+"/"+q.collection, v, add)
@@ -491,7 +509,7 @@ func (s *Server) RunQuery(req *pb.RunQueryRequest, stream pb.Firestore_RunQueryS
 	if err != nil {
 		return err
 	}
-	q, err := compileQuery(req.GetParent(), req.GetStructuredQuery())
+	q, err := s.compileQuery(req.GetParent(), req.GetStructuredQuery())
 	if err != nil {
 		return err
 	}
@@ -537,7 +555,7 @@ func (s *Server) RunAggregationQuery(req *pb.RunAggregationQueryRequest, stream 
 	if saq == nil {
 		return status.Error(codes.InvalidArgument, "structured aggregation query is missing")
 	}
-	q, err := compileQuery(req.GetParent(), saq.GetStructuredQuery())
+	q, err := s.compileQuery(req.GetParent(), saq.GetStructuredQuery())
 	if err != nil {
 		return err
 	}

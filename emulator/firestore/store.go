@@ -1,6 +1,7 @@
 package firestore
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,7 +29,10 @@ type store struct {
 	docs map[string]*history // by full document name
 	// colls indexes docs by collection path (a document's name up to its
 	// last '/'), so that a query reads only its own collection.
-	colls   map[string]map[string]*history
+	colls map[string]map[string]*history
+	// indexes are the equality indexes queries have asked for (see
+	// fieldIndex), by collection ID, then field path.
+	indexes map[string]map[string]*fieldIndex
 	version int64 // the latest committed version
 	// commits describes each retained version, consecutive from the floor:
 	// commits[i].version == commits[0].version+i. Versions before the
@@ -63,6 +67,7 @@ func newStore(now func() time.Time, retention time.Duration) *store {
 		retention: retention,
 		docs:      map[string]*history{},
 		colls:     map[string]map[string]*history{},
+		indexes:   map[string]map[string]*fieldIndex{},
 		commits:   []commitRecord{{version: 0, time: now().UTC().Truncate(time.Microsecond)}},
 		interests: map[string]map[*interest]struct{}{},
 		matchers:  map[*interest]struct{}{},
@@ -193,6 +198,11 @@ func (s *store) install(changes map[string]*pb.Document, t time.Time) int64 {
 			s.colls[coll][name] = h
 		}
 		h.versions = append(h.versions, docVersion{version: v, doc: doc})
+		for _, ix := range s.indexesOf(name) {
+			if k, ok := ix.keyOf(doc); ok {
+				ix.add(k, name, h)
+			}
+		}
 		names = append(names, name)
 	}
 	s.commits = append(s.commits, commitRecord{version: v, time: t, names: names})
@@ -222,7 +232,18 @@ func (s *store) prune(now time.Time) {
 			// Keep the newest version at or before the floor, and all later ones.
 			j := sort.Search(len(h.versions), func(j int) bool { return h.versions[j].version > floor })
 			if j > 1 {
+				old := h.versions
 				h.versions = append([]docVersion(nil), h.versions[j-1:]...)
+				// Unlist the document from the values only the dropped
+				// versions held.
+				for _, ix := range s.indexesOf(name) {
+					kept := ix.keys(h.versions)
+					for _, k := range ix.keys(old) {
+						if !slices.Contains(kept, k) {
+							ix.remove(k, name)
+						}
+					}
+				}
 			}
 			if len(h.versions) == 1 && h.versions[0].doc == nil && h.versions[0].version <= floor {
 				delete(s.docs, name)

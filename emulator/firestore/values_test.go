@@ -2,11 +2,13 @@ package firestore
 
 import (
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/genproto/googleapis/type/latlng"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -113,5 +115,74 @@ func TestDocumentSize(t *testing.T) {
 	}
 	if got := documentSize(name, fields); got != 147 {
 		t.Fatalf("document size %d, want 147", got)
+	}
+}
+
+// TestCloneAndSameMatchProto checks cloneValue and sameValue, the
+// commit's reflection-free copy and equality, against proto.Clone and
+// proto.Equal on random values of every type, NaN, -0, empty and nil
+// bytes, arrays and maps among them.
+func TestCloneAndSameMatchProto(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var random func(depth int) *pb.Value
+	random = func(depth int) *pb.Value {
+		kinds := 10
+		if depth > 2 {
+			kinds = 8 // no more nesting
+		}
+		switch rng.IntN(kinds) {
+		case 0:
+			return val(nil)
+		case 1:
+			return val(rng.IntN(2) == 0)
+		case 2:
+			return val(rng.IntN(3) - 1)
+		case 3:
+			return val([]float64{0, math.Copysign(0, -1), 1, math.NaN(), math.Inf(1)}[rng.IntN(5)])
+		case 4:
+			return val([]string{"", "a", "b"}[rng.IntN(3)])
+		case 5:
+			return &pb.Value{ValueType: &pb.Value_BytesValue{BytesValue: [][]byte{nil, {}, []byte("a")}[rng.IntN(3)]}}
+		case 6:
+			return &pb.Value{ValueType: &pb.Value_TimestampValue{TimestampValue: &timestamppb.Timestamp{Seconds: int64(rng.IntN(2)), Nanos: int32(rng.IntN(2))}}}
+		case 7:
+			return &pb.Value{ValueType: &pb.Value_GeoPointValue{GeoPointValue: &latlng.LatLng{Latitude: float64(rng.IntN(2)), Longitude: math.NaN()}}}
+		case 8:
+			var vs []*pb.Value
+			for range rng.IntN(3) {
+				vs = append(vs, random(depth+1))
+			}
+			return val(vs)
+		default:
+			fields := map[string]*pb.Value{}
+			for range rng.IntN(3) {
+				fields[[]string{"x", "y"}[rng.IntN(2)]] = random(depth + 1)
+			}
+			return &pb.Value{ValueType: &pb.Value_MapValue{MapValue: &pb.MapValue{Fields: fields}}}
+		}
+	}
+	same := 0
+	for range 20000 {
+		a, b := random(0), random(0)
+		if c := cloneValue(a); !proto.Equal(c, a) {
+			t.Fatalf("cloneValue(%v) = %v", a, c)
+		}
+		want := proto.Equal(a, b)
+		if got := sameValue(a, b); got != want {
+			t.Fatalf("sameValue(%v, %v) = %t, proto.Equal says %t", a, b, got, want)
+		}
+		if want {
+			same++
+		}
+	}
+	if same < 100 {
+		t.Errorf("only %d of the random pairs were equal: the test says little about equality", same)
+	}
+	// A clone shares nothing with its original.
+	orig := val([]*pb.Value{{ValueType: &pb.Value_TimestampValue{TimestampValue: &timestamppb.Timestamp{Nanos: 1500}}}})
+	c := cloneValue(orig)
+	truncateTimestamp(c)
+	if orig.GetArrayValue().Values[0].GetTimestampValue().Nanos != 1500 {
+		t.Error("truncating a clone's timestamps changed the original")
 	}
 }

@@ -221,21 +221,23 @@ const (
 // deliver handles a message, in its session's order when it has an
 // ordering key, and says what to do with it.
 func (d *Dispatcher) deliver(ctx context.Context, m *pubsub.Message) verdict {
-	log := d.messageLog(m)
 	if m.OrderingKey == "" {
-		return d.try(ctx, m, log)
+		return d.try(ctx, m)
 	}
-	return d.ordered(ctx, m, log)
+	return d.ordered(ctx, m)
 }
 
+// messageLog is the logger of what happens to m, built only when there is
+// something to log: With encodes its attributes at once, which cost every
+// message when the logger was built ahead.
 func (d *Dispatcher) messageLog(m *pubsub.Message) *slog.Logger {
 	return d.logger.With("message_id", m.ID, "session_id", m.Attributes[api.AttrSessionID], "request_id", m.Attributes[api.AttrRequestID])
 }
 
 // try handles a message and says whether it may be acknowledged.
-func (d *Dispatcher) try(ctx context.Context, m *pubsub.Message, log *slog.Logger) verdict {
+func (d *Dispatcher) try(ctx context.Context, m *pubsub.Message) verdict {
 	if err := d.handle(ctx, m); err != nil {
-		log.Error("request not handled; Pub/Sub will redeliver it", "event", "request.nacked", "error", err.Error())
+		d.messageLog(m).Error("request not handled; Pub/Sub will redeliver it", "event", "request.nacked", "error", err.Error())
 		return nack
 	}
 	return ack
@@ -270,10 +272,9 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 	if err != nil {
 		return err
 	}
-	log := d.logger.With("session_id", req.SessionID, "request_id", req.RequestID, "op", string(req.Op))
 	switch {
 	case acc.Duplicate:
-		log.Info("duplicate request ignored", "event", "request.duplicate", "status", acc.Item.Status)
+		d.requestLog(&req).Info("duplicate request ignored", "event", "request.duplicate", "status", acc.Item.Status)
 		if acc.Item.Status == session.ItemDone && !acc.Item.Published {
 			return d.publish(ctx, &acc.Item)
 		}
@@ -303,24 +304,36 @@ func (d *Dispatcher) Handle(ctx context.Context, m *pubsub.Message) (err error) 
 	if acc.Purge {
 		if err := d.store.Purge(ctx, req.SessionID); err != nil {
 			// The reaper purges what is left; the request is answered.
-			log.Warn("purge of destroyed session failed", "event", "session.purge_failed", "error", err.Error())
+			d.requestLog(&req).Warn("purge of destroyed session failed", "event", "session.purge_failed", "error", err.Error())
 		}
 	}
 	if acc.Launch != nil {
 		d.launches.Request(req.SessionID, acc.Launch, traceparent)
 	}
-	log.InfoContext(ctx, "request accepted", "event", "request.accepted", "seq", acc.Item.Seq, "status", acc.Item.Status,
-		"launch", acc.Launch != nil, "duration_seconds", time.Since(start).Seconds())
+	// The line every request logs, with the attributes requestLog gives
+	// the others, but without a logger built for it (see messageLog).
+	d.logger.LogAttrs(ctx, slog.LevelInfo, "request accepted",
+		slog.String("session_id", req.SessionID), slog.String("request_id", req.RequestID), slog.String("op", string(req.Op)),
+		slog.String("event", "request.accepted"), slog.Int64("seq", acc.Item.Seq), slog.String("status", acc.Item.Status),
+		slog.Bool("launch", acc.Launch != nil), slog.Float64("duration_seconds", time.Since(start).Seconds()))
 	return nil
+}
+
+// requestLog is the logger of what happens to req, built only to log
+// (see messageLog).
+func (d *Dispatcher) requestLog(req *api.Request) *slog.Logger {
+	return d.logger.With("session_id", req.SessionID, "request_id", req.RequestID, "op", string(req.Op))
 }
 
 // checkAttributes rejects a request whose attributes contradict its body:
 // ordering and routing rely on them agreeing.
 func checkAttributes(req *api.Request, m *pubsub.Message) error {
-	for attr, want := range map[string]string{api.AttrSessionID: req.SessionID, api.AttrRequestID: req.RequestID, api.AttrOp: string(req.Op)} {
-		if got, ok := m.Attributes[attr]; ok && got != want {
+	for _, a := range [...]struct{ attr, want string }{
+		{api.AttrSessionID, req.SessionID}, {api.AttrRequestID, req.RequestID}, {api.AttrOp, string(req.Op)},
+	} {
+		if got, ok := m.Attributes[a.attr]; ok && got != a.want {
 			return &api.RequestError{Reason: "attribute_mismatch", Code: api.CodeInvalidArgument, RequestID: req.RequestID, SessionID: req.SessionID, Op: req.Op,
-				Message: fmt.Sprintf("attribute %s differs from the request's %s", attr, attr)}
+				Message: fmt.Sprintf("attribute %s differs from the request's %s", a.attr, a.attr)}
 		}
 	}
 	if m.OrderingKey != "" && m.OrderingKey != req.SessionID {

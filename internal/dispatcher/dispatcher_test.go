@@ -90,7 +90,7 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func message(t *testing.T, req api.Request) *pubsub.Message {
+func message(t testing.TB, req api.Request) *pubsub.Message {
 	t.Helper()
 	data, err := json.Marshal(req)
 	if err != nil {

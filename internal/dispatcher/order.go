@@ -2,7 +2,6 @@ package dispatcher
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -162,28 +161,28 @@ func (g *orderGate) takeAllHeld(st *keyState) []*pubsub.Message {
 
 // ordered handles a message of an ordering key in its key's order and says
 // what to do with it.
-func (d *Dispatcher) ordered(ctx context.Context, m *pubsub.Message, log *slog.Logger) verdict {
+func (d *Dispatcher) ordered(ctx context.Context, m *pubsub.Message) verdict {
 	key := m.OrderingKey
 	st, err := d.order.enter(ctx, key)
 	if err != nil {
-		log.Error("request not handled: the session's earlier messages held it up; Pub/Sub will redeliver it", "event", "request.nacked", "error", err.Error())
+		d.messageLog(m).Error("request not handled: the session's earlier messages held it up; Pub/Sub will redeliver it", "event", "request.nacked", "error", err.Error())
 		return nack
 	}
 	defer d.order.leave(key, st)
 	d.order.see(st, m.ID)
 	first, gaveUp := d.order.first(st, m.ID)
 	if gaveUp != "" {
-		log.Warn("an earlier message of the session was not handled in time; going on without it", "event", "order.hold_expired",
+		d.messageLog(m).Warn("an earlier message of the session was not handled in time; going on without it", "event", "order.hold_expired",
 			"given_up_message_id", gaveUp, "order_hold", d.cfg.OrderHold.String())
 		d.handleHeld(ctx, key, st)
 		first, _ = d.order.first(st, m.ID)
 	}
 	if first != m.ID {
-		log.Info("request held until the session's earlier messages are handled", "event", "request.held", "waiting_for_message_id", first)
+		d.messageLog(m).Info("request held until the session's earlier messages are handled", "event", "request.held", "waiting_for_message_id", first)
 		d.order.holdCopy(key, st, m, d.nackHeld)
 		return held
 	}
-	if v := d.try(ctx, m, log); v != ack {
+	if v := d.try(ctx, m); v != ack {
 		d.order.failed(st)
 		return v
 	}
@@ -205,7 +204,7 @@ func (d *Dispatcher) handleHeld(ctx context.Context, key string, st *keyState) {
 		}
 		m := copies[0]
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.HandleTimeout)
-		v := d.try(hctx, m, d.messageLog(m))
+		v := d.try(hctx, m)
 		cancel()
 		if v != ack {
 			d.order.failed(st)
