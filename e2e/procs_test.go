@@ -127,11 +127,12 @@ func TestKillForegroundCommand(t *testing.T) {
 
 	// Control requests do not queue behind the running command. The inbox
 	// says running as the host starts the command, a moment before its
-	// process manager shows it.
+	// process manager shows it, and bash prints a moment later still: the
+	// kill waits for its output, which the command must have printed.
 	var view *api.Completion
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		view = ok(t, w.do(&api.Request{SessionID: s, Op: api.OpShellView}))
-		if view.Running != nil && strings.Contains(view.Running.Command, "sleep 600") {
+		if view.Running != nil && strings.Contains(view.Running.Command, "sleep 600") && view.Stdout == "started\n" {
 			break
 		}
 		if time.Now().After(deadline) {

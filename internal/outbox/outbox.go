@@ -82,9 +82,13 @@ type Publisher struct {
 func NewPublisher(client *pubsub.Client, names Names, logger *slog.Logger) *Publisher {
 	q := &Publisher{client: client, logger: logger,
 		completions: client.Publisher(names.Completions), deadLetters: client.Publisher(names.DeadLetters)}
-	// A completion is awaited by someone: send it at once, not after the
-	// default 10 ms batching delay.
-	q.completions.PublishSettings.DelayThreshold = time.Millisecond
+	// A completion is awaited by someone: send it at once. A bundle of
+	// one is handed to a sender as it is added; with more, each
+	// completion waits for the batching delay (DelayThreshold) on a timer
+	// whose goroutine wakes the sender, CPU a host pays per request. A
+	// host publishes one completion at a time and waits for it, so there
+	// is nothing to batch.
+	q.completions.PublishSettings.CountThreshold = 1
 	return q
 }
 

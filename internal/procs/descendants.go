@@ -22,7 +22,7 @@ import (
 //
 // The descendants are found before the signal, while their parents still
 // live (once a parent dies they are reparented and nothing ties them to
-// it), without the Manager's lock (a scan of /proc), and signalled under
+// it), without the Manager's lock (a walk of /proc), and signalled under
 // it. A process that forks between the scan and the signal, and that the
 // signal then ends at once, leaves that child unreached: closing that gap
 // would take freezing the tree first (SIGSTOP, a cgroup freezer), which the
@@ -44,15 +44,15 @@ type tree struct {
 }
 
 // prepareTrees finds the live descendants of roots, without the Manager's
-// lock: one scan of /proc for all of them, then, from each root down, a
-// pidfd of each child. A child counts only if it and its parent still
+// lock: one view of the process tree for all of them (procTree), then,
+// from each root down, a pidfd of each child. A child counts only if it and its parent still
 // run after its stat and command line were read: the pidfds pin both, so
 // the pids named them while they were read, and the parent was its parent.
 func (m *Manager) prepareTrees(roots []*proc) []tree {
 	if len(roots) == 0 {
 		return nil
 	}
-	children := liveChildren()
+	view := newProcTree()
 	trees := make([]tree, 0, len(roots))
 	for _, root := range roots {
 		t := tree{root: root}
@@ -73,7 +73,7 @@ func (m *Manager) prepareTrees(roots []*proc) []tree {
 		seen := map[int]bool{root.pid: true}
 		for queue := []node{{root.pid, rootFd, root}}; len(queue) > 0; queue = queue[1:] {
 			parent := queue[0]
-			for _, pid := range children[parent.pid] {
+			for _, pid := range view.children(parent.pid) {
 				if seen[pid] {
 					continue
 				}

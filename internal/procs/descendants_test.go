@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandrun/sandrun/internal/procfs"
 	"github.com/sandrun/sandrun/internal/shell"
 )
 
@@ -204,7 +205,7 @@ func TestKillReachesDescendantsOutsideTheGroup(t *testing.T) {
 		childFd := pinChild(t, child)
 		pids, err := m.Kill(ctx, KillRequest{Pid: p.Pid, Grace: 10 * time.Second})
 		if err != nil || !slices.Contains(pids, p.Pid) {
-			t.Fatalf("Kill = %v, %v", pids, err)
+			t.Fatalf("Kill = %v, %v; bash %d child %d list %+v", pids, err, p.Pid, child, m.List())
 		}
 		checkKilledDescendant(t, m, pids, child, childFd, "TERM")
 		if out := logs(t, m, child, LogRange{}); !strings.HasPrefix(string(out.Stdout), "started\n") {
@@ -254,4 +255,34 @@ func TestKillReachesDescendantsOutsideTheGroup(t *testing.T) {
 			t.Errorf("the command's output files were not moved into the manager's directory: %v", entries)
 		}
 	})
+}
+
+// A process signalled while still bash, whose signal bash's handler noted
+// and whose exec then dropped it (as a process found between bash's fork
+// and its exec may), is signalled again once it runs its program, not left
+// for the SIGKILL after the grace. The trap plays the exec that drops it.
+func TestKillReachesAProcessCaughtStarting(t *testing.T) {
+	t.Parallel()
+	m, _, _ := newManager(t, Config{})
+	ready := mkfifo(t)
+	arg := "602" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() {
+		for _, pid := range procfs.Running("sleep", arg) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	_, end := runForeground(t, m, `bash -c 'trap "exec sleep `+arg+`" TERM; echo > `+ready+`; sleep 600 & wait' &`)
+	readFifo(t, ready)
+	if len(end.Adopted) == 0 {
+		t.Fatalf("End = %+v, want the bash adopted", end)
+	}
+	pids, err := m.Kill(context.Background(), KillRequest{Pattern: `^bash -c trap`, Grace: 10 * time.Second})
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("Kill = %v, %v", pids, err)
+	}
+	for _, pid := range pids {
+		if got, _ := m.Get(pid); got.Status != StatusKilled || got.Signal != "TERM" {
+			t.Errorf("Get(%d) = %+v, want killed by SIGTERM", pid, got)
+		}
+	}
 }

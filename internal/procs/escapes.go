@@ -200,11 +200,7 @@ func (m *Manager) untrackedChild() bool {
 // tracked, pinned by pidfds, each with the tracked process (or the found
 // one) it descends from as its parent. It takes no lock.
 func (m *Manager) discover(roots []*proc, tracked map[int]bool, running, groups map[int]*proc, commands []*proc, orphans, owns, closing bool) []*proc {
-	stats := liveStats()
-	children := map[int][]int{}
-	for pid, st := range stats {
-		children[st.ppid] = append(children[st.ppid], pid)
-	}
+	view := newProcTree()
 	self := os.Getpid()
 	type node struct {
 		pid   int
@@ -226,7 +222,7 @@ func (m *Manager) discover(roots []*proc, tracked map[int]bool, running, groups 
 				continue
 			}
 			pins = append(pins, fd)
-			if st, ok := stats[r.pid]; !ok || st.start != r.ticks || exitedPidfd(fd) {
+			if st, ok := view.stat(r.pid); !ok || st.start != r.ticks || exitedPidfd(fd) {
 				continue // reaped, and the pid is another process's now
 			}
 		}
@@ -235,15 +231,16 @@ func (m *Manager) discover(roots []*proc, tracked map[int]bool, running, groups 
 	if orphans {
 		queue = append(queue, node{pid: self})
 	}
-	mySid := stats[self].sid
+	me, _ := view.stat(self)
+	mySid := me.sid
 	var found []*proc
 	for ; len(queue) > 0; queue = queue[1:] {
 		n := queue[0]
-		for _, pid := range children[n.pid] {
+		for _, pid := range view.children(n.pid) {
 			if tracked[pid] {
 				continue // walked from itself
 			}
-			st := stats[pid]
+			st, _ := view.stat(pid)
 			owner := n.owner
 			cmd := running[st.pgrp]
 			if n.pid == self {
@@ -440,20 +437,16 @@ func (m *Manager) KillAll(ctx context.Context, reason string) ([]int, error) {
 func (m *Manager) killStrays(ctx context.Context) {
 	self := os.Getpid()
 	for range 5 { // a stray can fork while it is being killed
-		stats := liveStats()
-		children := map[int][]int{}
-		for pid, st := range stats {
-			children[st.ppid] = append(children[st.ppid], pid)
-		}
+		view := newProcTree()
 		var fds []*os.File
-		for queue := children[self]; len(queue) > 0; queue = queue[1:] {
+		for queue := view.children(self); len(queue) > 0; queue = queue[1:] {
 			pid := queue[0]
-			queue = append(queue, children[pid]...)
+			queue = append(queue, view.children(pid)...)
 			fd, err := openPidfd(pid)
 			if err != nil {
 				continue
 			}
-			if startTicks(pid) != stats[pid].start {
+			if st, _ := view.stat(pid); startTicks(pid) != st.start {
 				fd.Close()
 				continue
 			}

@@ -11,7 +11,7 @@ import (
 )
 
 // BenchmarkSweep measures the sweep every command's end, list and kill
-// pays: one scan of /proc and the walk of this process's tree.
+// pays: the walk of this process's tree in /proc.
 func BenchmarkSweep(b *testing.B) {
 	m, err := New(Config{Dir: b.TempDir() + "/procs", OwnsOrphans: true})
 	if err != nil {
@@ -41,5 +41,23 @@ func BenchmarkSweepAfterCommand(b *testing.B) {
 	defer m.Close(context.Background())
 	for b.Loop() {
 		m.sweepAfterCommand(false)
+	}
+}
+
+// BenchmarkIdleTick measures what an idle host's housekeeping pays every
+// ShipInterval with OwnsOrphans, as the executor runs it: the reaping of
+// orphaned zombies and the sweep, with nothing running.
+func BenchmarkIdleTick(b *testing.B) {
+	if err := BecomeSubreaper(); err != nil {
+		b.Skip(err)
+	}
+	m, err := New(Config{Dir: b.TempDir() + "/procs", OwnsOrphans: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	for b.Loop() {
+		m.reapOrphans()
+		m.sweep(false)
 	}
 }

@@ -108,8 +108,13 @@ func (m *Manager) Kill(ctx context.Context, req KillRequest) ([]int, error) {
 			selected = append(selected, p)
 		}
 	}
-	m.mu.Unlock()
 	sortProcs(selected)
+	// A process is signalled before what was found below it: its start
+	// time, read in clock ticks, may put it after them, and signalled
+	// after them it may be gone already, ended by their end (bash that
+	// waits for them), and its kill reported as not sent.
+	slices.SortStableFunc(selected, func(a, b *proc) int { return cmp.Compare(depthLocked(a), depthLocked(b)) })
+	m.mu.Unlock()
 
 	// What the selected processes started is found without the lock, and
 	// signalled with them under it.
@@ -144,6 +149,15 @@ func (m *Manager) Kill(ctx context.Context, req KillRequest) ([]int, error) {
 	}
 	m.awaitOp(ctx, op, time.Now().Add(op.grace+killWait))
 	return pids, nil
+}
+
+// depthLocked returns how many processes p was found below.
+func depthLocked(p *proc) int {
+	n := 0
+	for a := p.parent; a != nil; a = a.parent {
+		n++
+	}
+	return n
 }
 
 // sortProcs sorts ps by start time, then pid, as List does.
@@ -182,6 +196,9 @@ func (m *Manager) signalLocked(p *proc, sig syscall.Signal) bool {
 	case kindForeground:
 		err = p.sig.Signal(sig)
 	case kindAdopted:
+		if sig != syscall.SIGKILL {
+			p.signalledAs = readComm(p.pid)
+		}
 		err = signalPidfd(p.pidfd, sig)
 	}
 	if err != nil {
@@ -203,6 +220,8 @@ func (m *Manager) escalate(op *killOp) {
 	}
 	t := time.NewTimer(op.grace)
 	defer t.Stop()
+	late := time.NewTimer(min(lateSignalDelay, op.grace))
+	defer late.Stop()
 	for {
 		p := m.firstRunning(op)
 		if p == nil {
@@ -210,6 +229,8 @@ func (m *Manager) escalate(op *killOp) {
 		}
 		select {
 		case <-p.done:
+		case <-late.C:
+			m.resignalStarted(op)
 		case <-t.C:
 			// What the members started during the grace goes too.
 			trees := m.prepareTrees(m.runningMembers(op))
@@ -228,6 +249,34 @@ func (m *Manager) escalate(op *killOp) {
 			return
 		case <-m.stop:
 			return
+		}
+	}
+}
+
+// lateSignalDelay is how long after a kill's signal resignalStarted looks
+// for adopted members that missed it.
+const lateSignalDelay = 100 * time.Millisecond
+
+// resignalStarted sends op's signal again to each adopted member that was
+// still bash when it was signalled and runs another program now: one
+// caught between bash's fork and its exec (`sleep 600 &` found by a sweep
+// before sleep ran) may have had the signal noted by bash's handler and
+// dropped by the exec, and would run until the SIGKILL after the grace.
+// The shell package does the same for the members of a command's group
+// (shell.Running.Signal); a member that ran its program at the signal,
+// and may be handling it, gets no second one.
+func (m *Manager) resignalStarted(op *killOp) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if op.escalated {
+		return
+	}
+	for _, p := range op.members {
+		if p.kind != kindAdopted || p.status != StatusRunning || p.kill != op || p.signalledAs != "bash" {
+			continue
+		}
+		if now := readComm(p.pid); now != "" && now != "bash" && !exitedPidfd(p.pidfd) {
+			signalPidfd(p.pidfd, op.sig)
 		}
 	}
 }

@@ -186,7 +186,7 @@ type shipMark struct {
 }
 
 // minSweepInterval bounds how often housekeep sweeps the process tree (a
-// scan of /proc) when Config.ShipInterval is shorter.
+// walk of /proc) when Config.ShipInterval is shorter.
 const minSweepInterval = time.Second
 
 // housekeep ships logs, every ShipInterval for the running processes and

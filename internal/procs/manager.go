@@ -132,6 +132,9 @@ type proc struct {
 	finished time.Time
 	kill     *killOp        // the latest kill that reached it
 	lastSig  syscall.Signal // the last signal sent to it
+	// signalledAs: kindAdopted, the program it ran (/proc/PID/comm)
+	// when a kill's first signal was sent (resignalStarted).
+	signalledAs string
 	// logsShared: kindForeground, processes found below it at a kill
 	// were adopted with its logs, which End must then keep.
 	logsShared bool

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -161,6 +162,17 @@ func readCommand(pid int) string {
 	return "[" + strings.TrimSpace(string(comm)) + "]"
 }
 
+// readComm returns the program pid runs (/proc/PID/comm), "" when it is
+// gone.
+func readComm(pid int) string {
+	var buf [64]byte
+	data, err := readSmallFile("/proc/"+strconv.Itoa(pid)+"/comm", buf[:0])
+	if err != nil {
+		return ""
+	}
+	return string(bytes.TrimSuffix(data, []byte("\n")))
+}
+
 // readArgv returns the command line of pid, nil when it has none (a
 // kernel thread, a zombie) or is gone.
 func readArgv(pid int) []string {
@@ -307,7 +319,7 @@ func orphanZombies(groups map[int]bool, owns bool) []int {
 	self := os.Getpid()
 	sid, _ := unix.Getsid(0)
 	var pids []int
-	scanProcs(func(pid int, st procStat) {
+	consider := func(pid int, st procStat) {
 		if st.state != 'Z' || st.ppid != self {
 			return
 		}
@@ -316,47 +328,122 @@ func orphanZombies(groups map[int]bool, owns bool) []int {
 		if member || orphan {
 			pids = append(pids, pid)
 		}
-	})
+	}
+	children, ok := ownChildren()
+	if !ok {
+		scanProcs(consider)
+		return pids
+	}
+	for _, pid := range children {
+		if st, err := readStat(pid); err == nil {
+			consider(pid, st)
+		}
+	}
 	return pids
 }
 
-// liveChildren returns the pids of the live (not zombie) processes by the
-// pid of their parent, from one scan of /proc. A zombie has no children:
-// they were reparented when it exited.
-func liveChildren() map[int][]int {
-	children := map[int][]int{}
-	scanProcs(func(pid int, st procStat) {
-		if st.state != 'Z' && st.state != 'X' {
-			children[st.ppid] = append(children[st.ppid], pid)
-		}
-	})
-	return children
+// ownChildren returns the pids of this process's children, live and
+// zombie, from its children files: far cheaper than a scan of /proc. ok
+// is false when the kernel does not offer the files.
+func ownChildren() (pids []int, ok bool) {
+	if !childrenFiles() {
+		return nil, false
+	}
+	return childPids(os.Getpid())
 }
 
-// ownChildren returns the pids of this process's children, from the
-// children file of each of its threads (an orphan is reparented to one of
-// them): far cheaper than a scan of /proc. ok is false when the kernel
-// does not offer the files.
-func ownChildren() (pids []int, ok bool) {
-	tasks, err := os.ReadDir("/proc/self/task")
+// childrenFiles reports whether the kernel offers the children files of
+// /proc/PID/task/TID (CONFIG_PROC_CHILDREN), unless tests pretend not.
+func childrenFiles() bool {
+	return !noChildrenFiles.Load() && haveChildrenFiles()
+}
+
+// haveChildrenFiles probes for the children file of this process's main
+// thread, which lives as long as the process.
+var haveChildrenFiles = sync.OnceValue(func() bool {
+	pid := strconv.Itoa(os.Getpid())
+	err := unix.Access("/proc/"+pid+"/task/"+pid+"/children", unix.R_OK)
+	return err == nil
+})
+
+// childPids returns the pids of pid's children, live and zombie, from the
+// children file of each of its threads: a child is listed under the
+// thread that forked it, an orphan under the thread it was reparented to.
+// ok is false when pid is gone or its files cannot be read.
+func childPids(pid int) (pids []int, ok bool) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	tids, err := readDirNames(dir)
 	if err != nil {
 		return nil, false
 	}
-	for _, t := range tasks {
-		data, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
-		if errors.Is(err, os.ErrNotExist) {
+	var buf [4096]byte
+	for _, tid := range tids {
+		data, err := readSmallFile(dir+tid+"/children", buf[:0])
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
 			continue // the thread ended
 		}
 		if err != nil {
 			return nil, false
 		}
-		for _, f := range strings.Fields(string(data)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, pid)
+		for _, f := range bytes.Fields(data) {
+			if child, err := strconv.Atoi(string(f)); err == nil {
+				pids = append(pids, child)
 			}
 		}
 	}
 	return pids, true
+}
+
+// readSmallFile appends the content of a /proc file to buf. Plain
+// syscalls, as in readStat: os.Open would register the file with the
+// poller.
+func readSmallFile(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// readDirNames returns the names in a /proc directory, without
+// registering it with the poller (see readSmallFile).
+func readDirNames(dir string) ([]string, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var names []string
+	var buf [4096]byte
+	for {
+		n, err := unix.Getdents(fd, buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
 }
 
 // liveStats returns the stat of every live (not zombie) process, by pid,

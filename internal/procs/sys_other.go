@@ -38,15 +38,17 @@ func readStat(pid int) (procStat, error)                   { return procStat{}, 
 func startedAt(ticks uint64) time.Time                     { return time.Now() }
 func readCommand(pid int) string                           { return "[?]" }
 func readArgv(pid int) []string                            { return nil }
+func readComm(pid int) string                              { return "" }
 func openPidfd(pid int) (*os.File, error)                  { return nil, errNoPidfd }
 func awaitPidfd(pidfd *os.File) error                      { return errNoPidfd }
 func exitedPidfd(pidfd *os.File) bool                      { return true }
 func signalPidfd(pidfd *os.File, sig syscall.Signal) error { return errNoPidfd }
 func reapPidfd(pidfd *os.File) (exit, bool)                { return exit{}, false }
 func orphanZombies(groups map[int]bool, owns bool) []int   { return nil }
-func liveChildren() map[int][]int                          { return nil }
 func liveStats() map[int]procStat                          { return nil }
 func ownChildren() ([]int, bool)                           { return nil, false }
+func childPids(pid int) ([]int, bool)                      { return nil, false }
+func childrenFiles() bool                                  { return false }
 
 // dupFile returns a new descriptor of f's open file.
 func dupFile(f *os.File) (*os.File, error) {
