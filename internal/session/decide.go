@@ -106,9 +106,6 @@ type EnqueueDecision struct {
 	// Destroy: end the session's life now (Destroyed), answering its
 	// unfinished requests Aborted; the caller purges its objects.
 	Destroy bool
-	// HostSeen: the request was queued for a host that was live when its
-	// lease was read, which Enqueue checks again after the write.
-	HostSeen bool
 }
 
 // Enqueue decides what a request does to its session: which ops are
@@ -195,7 +192,6 @@ func (r Rules) Enqueue(in EnqueueInput) (EnqueueDecision, error) {
 	if needHost {
 		dec.Launch = doc.claimLaunch(now)
 	}
-	dec.HostSeen = lease.Live(now)
 	return dec, nil
 }
 

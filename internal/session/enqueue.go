@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -35,9 +34,6 @@ type Accepted struct {
 	// Aborted are the session's earlier requests that the destroy answered
 	// ABORTED (it had no host to run them): the caller publishes them.
 	Aborted []Unpublished
-	// hostSeen: the request was queued for a host that was live when
-	// Enqueue read its lease outside the transaction.
-	hostSeen bool
 }
 
 // Enqueue accepts a valid request: de-duplicates it by request id, and
@@ -54,38 +50,8 @@ func (s *Store) Enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			}
 			continue
 		}
-		if err != nil || !acc.hostSeen {
-			return acc, err
-		}
-		return acc, s.hostAfterEnqueue(ctx, &acc)
+		return acc, err
 	}
-}
-
-// hostAfterEnqueue makes sure that a request queued for the host that
-// Enqueue saw live still has one. A host that leaves after the request's
-// commit sees it queued and stays (Release); one that left before the
-// commit is gone by the time of this read, which then claims a launch. A
-// commit that comes while the host's Release is between its query of the
-// queued items and its commit waits for it (the query locks the items it
-// could match, new ones included), so it is one of the two. A host that
-// dies is the reaper's (RecoverHost, Relaunch).
-func (s *Store) hostAfterEnqueue(ctx context.Context, acc *Accepted) error {
-	sessionID := acc.Item.SessionID
-	lease, err := find[LeaseDoc](ctx, s.leaseRef(sessionID))
-	if err != nil {
-		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
-	}
-	s.seen.seeLease(sessionID, lease)
-	if lease.Live(s.now()) {
-		return nil
-	}
-	// No give-up here: the reaper counts launch attempts and gives up.
-	launch, _, err := s.Relaunch(ctx, sessionID, math.MaxInt)
-	if err != nil {
-		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
-	}
-	acc.Launch = launch
-	return nil
 }
 
 var errPurgeFirst = errors.New("purge the destroyed session first")
@@ -176,7 +142,7 @@ func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte
 				return err
 			}
 		}
-		acc.Item, acc.Answer, acc.Launch, acc.hostSeen = dec.Item, dec.Answer, dec.Launch, dec.HostSeen
+		acc.Item, acc.Answer, acc.Launch = dec.Item, dec.Answer, dec.Launch
 		return tx.Create(iref, dec.Item)
 	})
 	return acc, err

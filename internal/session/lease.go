@@ -401,7 +401,9 @@ func LeaseMoved(err error) bool { return errors.Is(err, errLeaseMoved) }
 // Release gives the lease up, unless requests are queued (ErrWorkPending):
 // a host leaves only when no request would be stranded. With force it
 // leaves anyway (the execution is ending), and queued requests get a new
-// host from the reaper.
+// host from the reaper, or from an enqueue that comes first. It writes the
+// session document too (hostGone), so that an enqueue that saw this host
+// fails its commit and reads again (appendItem).
 func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
 		if !force {
@@ -413,7 +415,14 @@ func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 				return ErrWorkPending
 			}
 		}
+		doc, err := txGet[Doc](tx, s.sessionRef(lease.SessionID))
+		if err != nil {
+			return err
+		}
 		if err := s.setFence(tx, lease.SessionID, lease.Epoch, "", now); err != nil {
+			return err
+		}
+		if err := s.hostGone(tx, lease.SessionID, doc, now); err != nil {
 			return err
 		}
 		return tx.Update(s.leaseRef(lease.SessionID), []firestore.Update{{Path: "execution", Value: ""}, {Path: "lease_expires", Value: time.Time{}}})
@@ -422,6 +431,15 @@ func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 		return fmt.Errorf("release lease of session %s: %w", lease.SessionID, err)
 	}
 	return nil
+}
+
+// hostGone records, in tx, that the session lost its host at now
+// (Doc.HostGoneAt), unless its document doc, as tx read it, is missing.
+func (s *Store) hostGone(tx *firestore.Transaction, sessionID string, doc *Doc, now time.Time) error {
+	if doc == nil {
+		return nil
+	}
+	return tx.Update(s.sessionRef(sessionID), []firestore.Update{{Path: "host_gone_at", Value: now}})
 }
 
 // Queued returns up to limit of the session's queued items, in sequence

@@ -59,6 +59,12 @@ type Doc struct {
 	// PurgePending marks a destroyed session whose Cloud Storage objects
 	// may not all be deleted yet.
 	PurgePending bool `firestore:"purge_pending"`
+	// HostGoneAt is when the session last lost its host other than by a
+	// destroy: the host released its lease (Release), or the reaper took
+	// the session from a lapsed one (RecoverHost). Its write is what
+	// tells an enqueue that saw the host, and whose commit is conditioned
+	// on this document's update time, that the host is gone (appendItem).
+	HostGoneAt time.Time `firestore:"host_gone_at"`
 }
 
 // Launch is a host launch claimed by the dispatcher or the reaper.

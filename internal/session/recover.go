@@ -82,9 +82,10 @@ func (s *Store) FailOrphans(ctx context.Context, lease *Lease) ([]Unpublished, e
 // RecoverHost takes the session from a host whose lease lapsed: it raises
 // the epoch (so the old host, if it still runs, can write nothing), answers
 // its running requests HOST_LOST and leaves the session without a host, so
-// that queued requests get a new one (see Relaunch). It returns the
-// completions to publish, and recovered=false when the host turned out to be
-// live or gone already.
+// that queued requests get a new one (see Relaunch). It writes the session
+// document too (hostGone), as Release does. It returns the completions to
+// publish, and recovered=false when the host turned out to be live or gone
+// already.
 func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpublished, recovered bool, err error) {
 	ref := s.leaseRef(sessionID)
 	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -98,11 +99,18 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpub
 		if !ok {
 			return nil
 		}
+		doc, err := txGet[Doc](tx, s.sessionRef(sessionID))
+		if err != nil {
+			return err
+		}
 		if lost, err = s.failRunning(tx, sessionID, next.Epoch, now); err != nil {
 			return err
 		}
 		recovered = true
 		if err := tx.Set(s.fenceRef(sessionID), fence); err != nil {
+			return err
+		}
+		if err := s.hostGone(tx, sessionID, doc, now); err != nil {
 			return err
 		}
 		return tx.Set(ref, next)

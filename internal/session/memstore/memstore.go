@@ -421,6 +421,7 @@ func (s *Store) Release(ctx context.Context, lease *session.Lease, force bool) e
 		fd.Host = ""
 		st.fence = &fd
 		st.lease.Execution, st.lease.LeaseExpires = "", time.Time{}
+		st.hostGone(now)
 		return nil
 	})
 	if err != nil {
@@ -592,7 +593,18 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []sessi
 		return nil, false, fmt.Errorf("recover session %s from its lost host: %w", sessionID, err)
 	}
 	st.lease, st.fence = &next, &fd
+	st.hostGone(now)
 	return lost, true, nil
+}
+
+// hostGone records in the session document that the session lost its host
+// at now, as the Firestore store does (session.Doc.HostGoneAt).
+func (st *state) hostGone(now time.Time) {
+	if st.doc != nil {
+		d := *st.doc
+		d.HostGoneAt = now
+		st.doc = &d
+	}
 }
 
 // ExpiredHosts lists sessions whose host's lease lapsed before now.

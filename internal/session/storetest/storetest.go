@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"RacingEnqueuesGetConsecutiveSequences", racingEnqueuesGetConsecutiveSequences},
 		{"RacingRedeliveriesAreAcceptedOnce", racingRedeliveriesAreAcceptedOnce},
 		{"RequestAfterItsHostLeftGetsAHost", requestAfterItsHostLeftGetsAHost},
+		{"RequestAfterItsHostWasRecoveredGetsAHost", requestAfterItsHostWasRecoveredGetsAHost},
 		{"ControlIsAnsweredWithoutAHost", controlIsAnsweredWithoutAHost},
 		{"DestroyWithoutAHostAbortsAndPurges", destroyWithoutAHostAbortsAndPurges},
 		{"DestroyOfAHostedSessionWaitsItsTurn", destroyOfAHostedSessionWaitsItsTurn},
@@ -323,6 +324,37 @@ func requestAfterItsHostLeftGetsAHost(t *testing.T, st Stores) {
 	acc := enqueue(t, s, id, "r4", api.OpExec)
 	if acc.Launch == nil || acc.Item.Status != session.ItemQueued || acc.Item.Seq != 3 {
 		t.Errorf("after the host left: %+v, want queued with seq 3 and a launch", acc)
+	}
+}
+
+// A request that comes after the reaper took the session from its lapsed
+// host claims a launch itself, from a store that saw the host: nothing
+// after the enqueue's commit checks the host again, so the recovery must
+// make that commit fail and the enqueue read.
+func requestAfterItsHostWasRecoveredGetsAHost(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", 10*time.Second)
+	if acc := enqueue(t, s, id, "r2", api.OpExec); acc.Launch != nil {
+		t.Errorf("r2 claimed a launch with a live host")
+	}
+	if _, ok, err := s.Start(ctx, lease, session.Item{RequestID: "r1"}); err != nil || !ok {
+		t.Fatalf("start r1: %v %v", ok, err)
+	}
+	st.Clock.Advance(20 * time.Second)
+	// The lapsed host is not recovered yet: it may still run r1.
+	if acc := enqueue(t, s, id, "r3", api.OpExec); acc.Launch != nil {
+		t.Errorf("r3 claimed a launch before the lapsed host was recovered")
+	}
+	if _, recovered, err := s.RecoverHost(ctx, id); err != nil || !recovered {
+		t.Fatalf("recover: %v %v", recovered, err)
+	}
+	acc := enqueue(t, s, id, "r4", api.OpExec)
+	if acc.Launch == nil || acc.Item.Status != session.ItemQueued || acc.Item.Seq != 3 {
+		t.Errorf("after the host was recovered: %+v, want queued with seq 3 and a launch", acc)
+	}
+	if acc := enqueue(t, s, id, "r5", api.OpExec); acc.Launch != nil || acc.Item.Seq != 4 {
+		t.Errorf("r5: %+v, want seq 4 and the launch r4 claimed in flight", acc)
 	}
 }
 
