@@ -136,7 +136,7 @@ func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, tr
 			version = snaps[0].UpdateTime
 		}
 		if ShowsSession(req.Op) && in.Doc != nil {
-			if in.Shown, err = s.shown(ctx, req.SessionID); err != nil {
+			if in.Shown, err = s.shown(ctx, req.SessionID, in.Lease); err != nil {
 				return Accepted{}, err
 			}
 		}

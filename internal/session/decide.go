@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -291,10 +292,14 @@ func (r Rules) Acquire(sessionID, execution string, ttl time.Duration, doc *Doc,
 	next := LeaseDoc{Execution: execution, LeaseExpires: now.Add(ttl), StartedAt: now, ExpireAt: now.Add(r.TTL)}
 	if ld != nil {
 		next.Epoch = ld.Epoch
+		// The marks of earlier hosts stay until their requests are
+		// answered (FailOrphans): dropped, a request would look queued.
+		next.Running = maps.Clone(ld.Running)
 	}
 	next.Epoch++
 	lease := &Lease{SessionID: sessionID, Execution: execution, Epoch: next.Epoch, TTL: ttl, expires: next.LeaseExpires, Acquired: now,
-		Unreleased: ld != nil && (ld.Execution != "" || ld.Abandoned)}
+		Unreleased: ld != nil && (ld.Execution != "" || ld.Abandoned),
+		orphans:    maps.Clone(next.Running), running: maps.Clone(next.Running)}
 	if doc.Launch != nil {
 		next.LaunchID = doc.Launch.ID
 		lease.LaunchRequestedAt = doc.Launch.RequestedAt
@@ -318,6 +323,29 @@ func StartItem(it *Item, lease *Lease, now time.Time) bool {
 	}
 	it.Status, it.StartedAt, it.Epoch, it.Execution = ItemRunning, now, lease.Epoch, lease.Execution
 	return true
+}
+
+// Mark is the mark of LeaseDoc.Running that a Start of it under lease at
+// now records.
+func Mark(it *Item, lease *Lease, now time.Time) RunningItem {
+	return RunningItem{Seq: it.Seq, Epoch: lease.Epoch, Execution: lease.Execution, StartedAt: now}
+}
+
+// ApplyMark shows, in a queued item, the mark that running holds of it, if
+// any: the item is then running, as started by the mark's host. It reports
+// whether there was one.
+func ApplyMark(it *Item, running map[string]RunningItem) bool {
+	m, ok := running[it.RequestID]
+	if !ok || it.Status != ItemQueued {
+		return false
+	}
+	it.Status, it.StartedAt, it.Epoch, it.Execution = ItemRunning, m.StartedAt, m.Epoch, m.Execution
+	return true
+}
+
+func hasMark(running map[string]RunningItem, requestID string) bool {
+	_, ok := running[requestID]
+	return ok
 }
 
 // FinishItem records completion b in a running (or queued) item; an item

@@ -112,7 +112,7 @@ func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte
 			return err
 		}
 		if in.Doc != nil {
-			if in.Shown, err = s.shown(ctx, req.SessionID); err != nil {
+			if in.Shown, err = s.shown(ctx, req.SessionID, in.Lease); err != nil {
 				return err
 			}
 		}
@@ -152,7 +152,7 @@ func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte
 // outside the transaction: a description needs no lock, and locks on the
 // state document and the queued items would hold up the session's host
 // (Finish, Start) while the dispatcher lives.
-func (s *Store) shown(ctx context.Context, id string) (Shown, error) {
+func (s *Store) shown(ctx context.Context, id string, lease *LeaseDoc) (Shown, error) {
 	st, err := find[StateDoc](ctx, s.stateRef(id))
 	if err != nil {
 		return Shown{}, err
@@ -161,13 +161,18 @@ func (s *Store) shown(ctx context.Context, id string) (Shown, error) {
 	if st != nil {
 		sh.Cwd, _ = st.Shell.Values()
 	}
-	it := s.queuedQuery(id).Documents(ctx)
+	it := s.queuedQuery(id).Select().Documents(ctx)
 	defer it.Stop()
 	snaps, err := it.GetAll()
 	if err != nil {
 		return Shown{}, fmt.Errorf("count queued requests of session %s: %w", id, err)
 	}
-	sh.Queued = len(snaps)
+	for _, snap := range snaps {
+		// A request that runs is still queued in its item.
+		if lease == nil || !hasMark(lease.Running, snap.Ref.ID) {
+			sh.Queued++
+		}
+	}
 	return sh, nil
 }
 

@@ -29,8 +29,10 @@ const (
 	StatusDestroyed = "destroyed"
 )
 
-// Inbox item statuses: queued → running → done, or straight to done when the
-// request was answered without running (errors, session.get).
+// Inbox item statuses: queued → done. A request that runs stays queued in
+// its item while it runs: its Start marks it running in the lease document
+// (LeaseDoc.Running). Items that hosts before that change started say
+// running (they are still answered HOST_LOST when their host is lost).
 const (
 	ItemQueued  = "queued"
 	ItemRunning = "running"
@@ -105,8 +107,26 @@ type LeaseDoc struct {
 	// Abandoned is set when the reaper took the session from a host that
 	// never released it: that host may have left uploads that no
 	// checkpoint names, which the next host sweeps (Lease.Unreleased).
-	Abandoned bool      `firestore:"abandoned,omitempty"`
-	ExpireAt  time.Time `firestore:"expire_at"`
+	Abandoned bool `firestore:"abandoned,omitempty"`
+	// Running marks the requests that hosts of the session started and
+	// did not finish, by request id. A Start writes only this, with the
+	// lease's renewal that fences it, and not the inbox item, which stays
+	// queued until its Finish records the completion and drops the mark.
+	// A mark of an earlier epoch than the lease's is an orphan: its host
+	// is gone, and the request is answered HOST_LOST, never run again
+	// (RecoverHost, FailOrphans). Acquire and Release keep the marks; a
+	// recovery and a destroy, which answer the requests, clear them.
+	Running  map[string]RunningItem `firestore:"running,omitempty"`
+	ExpireAt time.Time              `firestore:"expire_at"`
+}
+
+// RunningItem is a mark of LeaseDoc.Running: who started the request and
+// when.
+type RunningItem struct {
+	Seq       int64     `firestore:"seq"`
+	Epoch     int64     `firestore:"epoch"`
+	Execution string    `firestore:"execution"`
+	StartedAt time.Time `firestore:"started_at"`
 }
 
 // FenceDoc is sessions/{session_id}/runtime/fence: the epoch and host that

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -141,6 +142,39 @@ func (st *state) items(statuses ...string) []*session.Item {
 	return out
 }
 
+// marks returns the lease document's marks of running requests (nil when
+// there is none).
+func (st *state) marks() map[string]session.RunningItem {
+	if st.lease == nil {
+		return nil
+	}
+	return st.lease.Running
+}
+
+// setMarks replaces the lease document's marks (copied on write: the lease
+// documents given out share the old map).
+func (st *state) setMarks(running map[string]session.RunningItem) {
+	ld := *st.lease
+	ld.Running = running
+	st.lease = &ld
+}
+
+// orphaned returns the session's requests that hosts of epochs before
+// epoch left running: those the lease document marks, shown running
+// (session.ApplyMark; the caller answers them), and those whose items say
+// running.
+func (st *state) orphaned(epoch int64) []*session.Item {
+	old := maps.Clone(st.marks())
+	maps.DeleteFunc(old, func(_ string, m session.RunningItem) bool { return m.Epoch >= epoch })
+	out := st.items(session.ItemRunning)
+	for _, it := range st.items(session.ItemQueued) {
+		if session.ApplyMark(it, old) {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
 // changed tells the session's watchers that its queue may have changed.
 func (st *state) changed() {
 	for ch := range st.watchers {
@@ -233,7 +267,12 @@ func (s *Store) enqueue(req *api.Request, raw []byte, traceparent string) (acc s
 		if st.runtime != nil {
 			in.Shown.Cwd, _ = st.runtime.Shell.Values()
 		}
-		in.Shown.Queued = len(st.queued())
+		for _, it := range st.queued() {
+			// A request that runs is still queued in its item.
+			if _, running := st.marks()[it.RequestID]; !running {
+				in.Shown.Queued++
+			}
+		}
 	}
 	dec, err := s.rules.Enqueue(in)
 	if err != nil {
@@ -497,11 +536,19 @@ func (s *Store) Start(ctx context.Context, lease *session.Lease, seen session.It
 	sent := time.Now()
 	err = s.fenced(lease, func(st *state, now time.Time) error {
 		it := clone(st.inbox[seen.RequestID])
+		if it != nil && session.ApplyMark(it, st.marks()) {
+			item = it // started already
+			return nil
+		}
+		// The item is not written: the lease document marks it running.
 		if ok = session.StartItem(it, lease, now); ok {
-			it.Version = s.stamp()
-			st.inbox[seen.RequestID] = it
+			running := maps.Clone(st.marks())
+			if running == nil {
+				running = map[string]session.RunningItem{}
+			}
+			running[it.RequestID] = session.Mark(it, lease, now)
+			st.setMarks(running)
 			s.renewWith(st, lease, sent, now)
-			st.changed()
 		}
 		item = clone(it)
 		return nil
@@ -531,6 +578,12 @@ func (s *Store) Finish(ctx context.Context, lease *session.Lease, version time.T
 		var first bool
 		if recorded, first = session.FinishItem(it, b, now); !first {
 			return nil
+		}
+		if m, ok := st.marks()[c.RequestID]; ok {
+			it.StartedAt, it.Epoch, it.Execution = m.StartedAt, m.Epoch, m.Execution
+			running := maps.Clone(st.marks())
+			delete(running, c.RequestID)
+			st.setMarks(running)
 		}
 		it.Version = s.stamp()
 		st.inbox[c.RequestID] = it
@@ -566,8 +619,14 @@ func (s *Store) Finish(ctx context.Context, lease *session.Lease, version time.T
 // that earlier hosts of the session left running.
 func (s *Store) FailOrphans(ctx context.Context, lease *session.Lease) (lost []session.Unpublished, err error) {
 	err = s.fenced(lease, func(st *state, now time.Time) error {
-		lost, err = s.settle(st.items(session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.HostLost(it, lease.Epoch) })
-		return err
+		lost, err = s.settle(st.orphaned(lease.Epoch), now, func(it *session.Item) *api.Completion { return session.HostLost(it, lease.Epoch) })
+		if err != nil {
+			return err
+		}
+		running := maps.Clone(st.marks())
+		maps.DeleteFunc(running, func(_ string, m session.RunningItem) bool { return m.Epoch < lease.Epoch })
+		st.setMarks(running)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fail orphaned requests of session %s: %w", lease.SessionID, err)
@@ -589,7 +648,7 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []sessi
 	if !ok {
 		return nil, false, nil
 	}
-	if lost, err = s.settle(st.items(session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.HostLost(it, next.Epoch) }); err != nil {
+	if lost, err = s.settle(st.orphaned(next.Epoch), now, func(it *session.Item) *api.Completion { return session.HostLost(it, next.Epoch) }); err != nil {
 		return nil, false, fmt.Errorf("recover session %s from its lost host: %w", sessionID, err)
 	}
 	st.lease, st.fence = &next, &fd
@@ -673,7 +732,13 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 	doc := clone(st.doc)
 	launch, attempts := session.Relaunch(doc, progressed, maxAttempts, now)
 	if launch == nil {
-		failed, err = s.settle(st.queued(), now, func(it *session.Item) *api.Completion { return session.GaveUp(it, sessionID, attempts) })
+		failed, err = s.settle(st.queued(), now, func(it *session.Item) *api.Completion {
+			if session.ApplyMark(it, st.marks()) {
+				// Its host left it running (a forced release).
+				return session.HostLost(it, st.lease.Epoch+1)
+			}
+			return session.GaveUp(it, sessionID, attempts)
+		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("relaunch session %s: %w", sessionID, err)
 		}

@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"LeaseIsFenced", leaseIsFenced},
 		{"RacingHostsAcquireOnce", racingHostsAcquireOnce},
 		{"StartAndFinishOnce", startAndFinishOnce},
+		{"StartMarksTheRequestInTheLease", startMarksTheRequestInTheLease},
 		{"StartOfAStaleItemIsRefused", startOfAStaleItemIsRefused},
 		{"HostThatLostTheSessionWritesNothing", hostThatLostTheSessionWritesNothing},
 		{"FinishWithTheStartedVersionRecordsOnce", finishWithTheStartedVersionRecordsOnce},
@@ -629,6 +630,61 @@ func startAndFinishOnce(t *testing.T, st Stores) {
 	}
 }
 
+// A Start marks its request running in the lease document and leaves the
+// inbox item queued: the request is not started twice, a description of
+// the session does not count it queued, and its Finish records in the item
+// who ran it. A request that its host left running when it was made to
+// leave (a forced release) and that no host could then be launched for is
+// answered HOST_LOST, not LAUNCH_FAILED: it had started.
+func startMarksTheRequestInTheLease(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	enqueue(t, s, id, "r2", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", time.Minute)
+	started, ok, err := s.Start(ctx, lease, queuedItem(t, s, id, "r1"))
+	if err != nil || !ok || started.Status != session.ItemRunning || started.Epoch != lease.Epoch {
+		t.Fatalf("start r1: %+v %v %v", started, ok, err)
+	}
+	if it := item(t, s, id, "r1"); it.Status != session.ItemQueued {
+		t.Errorf("the started item was written: %+v", it)
+	}
+	if _, ok, err := s.Start(ctx, lease, queuedItem(t, s, id, "r1")); err != nil || ok {
+		t.Errorf("r1 started twice: %v %v", ok, err)
+	}
+	acc := enqueue(t, s, id, "get", api.OpSessionGet)
+	if c := completion(t, []byte(acc.Item.Completion)); c.Session == nil || c.Session.Queued != 1 {
+		t.Errorf("get shows %+v, want 1 queued (r2; r1 runs)", c.Session)
+	}
+	if _, err := s.Finish(ctx, lease, started.Version, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, s, id, "r1"); it.Status != session.ItemDone || it.Epoch != lease.Epoch || it.Execution != "exec-1" || !it.StartedAt.Equal(started.StartedAt) {
+		t.Errorf("finished r1: %+v, want done, with the epoch, host and start time of its Start", it)
+	}
+
+	// r2 starts, and its host is made to leave before it finishes.
+	if _, ok, err := s.Start(ctx, lease, queuedItem(t, s, id, "r2")); err != nil || !ok {
+		t.Fatalf("start r2: %v %v", ok, err)
+	}
+	if err := s.Release(ctx, lease, true); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		st.Clock.Advance(2 * LaunchTimeout)
+		if _, _, err := s.Relaunch(ctx, id, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	it := item(t, s, id, "r2")
+	if it.Status != session.ItemDone || code(completion(t, []byte(it.Completion))) != api.CodeHostLost {
+		t.Errorf("r2 after its host left and no other came: %+v, want HOST_LOST", it)
+	}
+	next := acquire(t, s, id, "exec-2", time.Minute)
+	if lost, err := s.FailOrphans(ctx, next); err != nil || len(lost) != 0 {
+		t.Errorf("orphans answered twice: %v %v", lost, err)
+	}
+}
+
 // queuedItem returns the session's queued item requestID as the inbox
 // lists it (with its Version).
 func queuedItem(t *testing.T, s Store, sessionID, requestID string) session.Item {
@@ -668,8 +724,8 @@ func startOfAStaleItemIsRefused(t *testing.T, st Stores) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if it, ok, err := s.Start(ctx, lease, seen); err != nil || ok || it == nil || it.Status != session.ItemDone {
-		t.Errorf("a start of a finished request: %+v %v %v, want ok=false and the item done", it, ok, err)
+	if _, ok, err := s.Start(ctx, lease, seen); err != nil || ok {
+		t.Errorf("a start of a finished request: %v %v, want ok=false", ok, err)
 	}
 	if it := item(t, s, id, "r1"); it.Status != session.ItemDone || it.Completion != string(first) {
 		t.Errorf("after the stale starts r1 is %+v", it)
@@ -810,7 +866,8 @@ func renewalsRacingStartsKeepTheLease(t *testing.T, st Stores) {
 }
 
 // The inbox listener sends the queued items in sequence order with their
-// versions, and again when one is started: a host starts from it.
+// versions, and again when one is finished: a host starts from it. (A
+// request that runs stays queued in its item: its mark is in the lease.)
 func watchQueuedSendsTheQueue(t *testing.T, st Stores) {
 	s, id := st.Store, sid(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -840,8 +897,12 @@ func watchQueuedSendsTheQueue(t *testing.T, st Stores) {
 	if items[0].Version.IsZero() || string(items[0].Request) == "" {
 		t.Fatalf("the listener's item %+v has no version or request", items[0])
 	}
-	if _, ok, err := s.Start(ctx, lease, items[0]); err != nil || !ok {
+	started, ok, err := s.Start(ctx, lease, items[0])
+	if err != nil || !ok {
 		t.Fatalf("start from the listener's item: %v %v", ok, err)
+	}
+	if _, err := s.Finish(ctx, lease, started.Version, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK}, nil, nil); err != nil {
+		t.Fatal(err)
 	}
 	next("r2")
 }
