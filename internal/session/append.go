@@ -149,7 +149,7 @@ func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, tr
 	if dec.PurgeFirst {
 		// A redelivery changes nothing, not even by setting a purge off.
 		if prev, err := find[Item](ctx, iref); err != nil || prev != nil {
-			return duplicate(prev, err)
+			return s.duplicate(ctx, prev, err)
 		}
 		return Accepted{}, errPurgeFirst
 	}
@@ -181,7 +181,7 @@ func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, tr
 		// missing was created meanwhile.
 		prev, err := find[Item](ctx, iref)
 		if err != nil || prev != nil {
-			return duplicate(prev, err)
+			return s.duplicate(ctx, prev, err)
 		}
 		return Accepted{}, errSessionChanged
 	case codes.FailedPrecondition, codes.NotFound:
@@ -196,10 +196,20 @@ func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, tr
 }
 
 // duplicate is Enqueue's answer to a request whose item prev was found (or
-// the error of looking for it).
-func duplicate(prev *Item, err error) (Accepted, error) {
+// the error of looking for it). A completion whose publish a lease document
+// tracks (Item.PublishInLease) is Published unless that document still
+// lists it: one read, for a redelivery of a request a host finished.
+func (s *Store) duplicate(ctx context.Context, prev *Item, err error) (Accepted, error) {
 	if err != nil {
 		return Accepted{}, err
+	}
+	if prev.Status == ItemDone && prev.PublishInLease {
+		ld, err := find[LeaseDoc](ctx, s.leaseRef(prev.SessionID))
+		if err != nil {
+			return Accepted{}, err
+		}
+		_, listed := ld.publishing()[prev.RequestID]
+		prev.Published = !listed
 	}
 	return Accepted{Item: *prev, Duplicate: true}, nil
 }

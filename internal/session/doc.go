@@ -21,7 +21,9 @@
 //     (LeaseDoc.Running), the one write its Start makes, and records its
 //     completion in the inbox document before publishing it (outbox), so a
 //     lost publish is found and repeated, and a request that was running
-//     when its host died is answered HOST_LOST, never re-run.
+//     when its host died is answered HOST_LOST, never re-run. The lease
+//     document also tracks that publish (LeaseDoc.Publishing): the host's
+//     next write of it notes the completion published.
 //   - A host leaves only in a transaction that finds no queued request, so a
 //     request that arrives while it leaves is either served by it or sees no
 //     host and gets a new one.

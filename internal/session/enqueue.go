@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -89,10 +90,7 @@ func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte
 	// its item, which its host writes when it finishes it, for as long as
 	// the dispatcher lives (60 s more if it dies inside the transaction).
 	if prev, err := find[Item](ctx, iref); err != nil || prev != nil {
-		if err != nil {
-			return Accepted{}, err
-		}
-		return Accepted{Item: *prev, Duplicate: true}, nil
+		return s.duplicate(ctx, prev, err)
 	}
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		acc = Accepted{}
@@ -272,6 +270,50 @@ func (s *Store) WithdrawLaunch(ctx context.Context, sessionID, launchID string, 
 	})
 	if err != nil {
 		return fmt.Errorf("withdraw launch of session %s: %w", sessionID, err)
+	}
+	return nil
+}
+
+// Published notes that the completion of requestID, which a host holding
+// lease recorded or found recorded, reached Pub/Sub. A completion that the
+// lease's own Finish recorded is tracked by the lease document
+// (LeaseDoc.Publishing): noting it costs nothing now, and the lease's next
+// write (a Start, a Finish, a renewal) drops it. Any other (an orphan's
+// HOST_LOST, a destroy's answers) is marked in its item (MarkPublished).
+func (s *Store) Published(ctx context.Context, lease *Lease, requestID string) error {
+	if lease.notePublished(requestID) {
+		return nil
+	}
+	return s.MarkPublished(ctx, lease.SessionID, requestID)
+}
+
+// ClearPublishing drops from the session's lease document the completions
+// that the reaper republished (Unpublished's InLease), so that they are not
+// found again. It writes the lease document only when it holds one of them:
+// a live host's next write then reads it first (its version moved), and
+// goes on.
+func (s *Store) ClearPublishing(ctx context.Context, sessionID string, requestIDs []string) error {
+	ref := s.leaseRef(sessionID)
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		ld, err := txGet[LeaseDoc](tx, ref)
+		if err != nil || ld == nil {
+			return err
+		}
+		next := maps.Clone(ld.Publishing)
+		for _, id := range requestIDs {
+			delete(next, id)
+		}
+		if len(next) == len(ld.Publishing) {
+			return nil
+		}
+		var pub, due any = firestore.Delete, firestore.Delete
+		if len(next) > 0 {
+			pub, due = next, PublishDue(next)
+		}
+		return tx.Update(ref, []firestore.Update{{Path: "publishing", Value: pub}, {Path: "publish_due", Value: due}})
+	})
+	if err != nil {
+		return fmt.Errorf("clear republished completions of session %s: %w", sessionID, err)
 	}
 	return nil
 }

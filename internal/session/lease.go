@@ -61,6 +61,17 @@ type Lease struct {
 	// a view of the inbox from before one's Finish landed refuses it.
 	finished      map[string]bool
 	finishedOrder []string
+	// pubMu guards the three below: a request's goroutine notes its
+	// publish, and Release reads them, without waiting for the turn.
+	pubMu sync.Mutex
+	// publishing is the lease document's Publishing as of version (set by
+	// the holder of the turn).
+	publishing map[string]time.Time
+	// tracked holds the completions whose publish the lease document
+	// tracks (publishing, or added since by this lease's Finish);
+	// published those of them published since the last write of the
+	// lease, which its next write drops from Publishing.
+	tracked, published map[string]bool
 	// mu guards what the last renewal left, below, which the heartbeat
 	// reads without the turn.
 	mu sync.Mutex
@@ -91,6 +102,71 @@ func (l *Lease) noteFinished(requestID string) {
 	if len(l.finishedOrder) > maxFinished {
 		delete(l.finished, l.finishedOrder[0])
 		l.finishedOrder = l.finishedOrder[1:]
+	}
+}
+
+// notePublished records that the completion of requestID was published,
+// and reports whether the lease document tracks its publish (then the
+// next write of the lease drops it from Publishing).
+func (l *Lease) notePublished(requestID string) bool {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	if !l.tracked[requestID] {
+		return false
+	}
+	if l.published == nil {
+		l.published = map[string]bool{}
+	}
+	l.published[requestID] = true
+	return true
+}
+
+// publishingUpdate returns the lease document's Publishing that this
+// lease's next write leaves: what it holds now, less
+// what was published since, plus recorded (when not ""), recorded at now;
+// and the fields of the update that writes it.
+func (l *Lease) publishingUpdate(recorded string, now time.Time) (map[string]time.Time, []firestore.Update) {
+	l.pubMu.Lock()
+	// next is a copy: the map l.publishing names is never changed.
+	next := maps.Clone(l.publishing)
+	for id := range l.published {
+		delete(next, id)
+	}
+	l.pubMu.Unlock()
+	if recorded != "" {
+		if next == nil {
+			next = map[string]time.Time{}
+		}
+		next[recorded] = now
+	}
+	var due any = firestore.Delete
+	if t := PublishDue(next); !t.IsZero() {
+		due = t
+	}
+	var pub any = firestore.Delete
+	if len(next) > 0 {
+		pub = next
+	}
+	return next, []firestore.Update{{Path: "publishing", Value: pub}, {Path: "publish_due", Value: due}}
+}
+
+// setPublishing records, holding the turn, the lease document's Publishing
+// as a write of the lease left it (or a read found it).
+func (l *Lease) setPublishing(publishing map[string]time.Time) {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	l.publishing = publishing
+	for id := range l.published {
+		if _, ok := publishing[id]; !ok {
+			delete(l.published, id)
+			delete(l.tracked, id)
+		}
+	}
+	for id := range publishing {
+		if l.tracked == nil {
+			l.tracked = map[string]bool{}
+		}
+		l.tracked[id] = true
 	}
 }
 
@@ -292,10 +368,13 @@ func (s *Store) Renew(ctx context.Context, lease *Lease, ttl time.Duration) erro
 	}
 	sent, now := time.Now(), s.now()
 	expires := now.Add(ttl)
-	wr, err := s.leaseRef(lease.SessionID).Update(ctx, s.renewal(expires, now), firestore.LastUpdateTime(lease.version))
+	// The renewal carries what was published since the last write.
+	publishing, pups := lease.publishingUpdate("", now)
+	wr, err := s.leaseRef(lease.SessionID).Update(ctx, append(s.renewal(expires, now), pups...), firestore.LastUpdateTime(lease.version))
 	switch status.Code(err) {
 	case codes.OK:
 		lease.version = wr.UpdateTime
+		lease.setPublishing(publishing)
 		lease.NoteRenewal(sent, now, expires)
 		return nil
 	case codes.FailedPrecondition, codes.NotFound:
@@ -341,6 +420,7 @@ func (s *Store) readLease(ctx context.Context, lease *Lease, iref *firestore.Doc
 		return nil, ErrLeaseLost
 	}
 	lease.version, lease.running = snaps[0].UpdateTime, ld.Running
+	lease.setPublishing(ld.Publishing)
 	if iref == nil {
 		return nil, nil
 	}
@@ -353,8 +433,10 @@ func (s *Store) readLease(ctx context.Context, lease *Lease, iref *firestore.Doc
 
 // commitFenced commits b with the lease's renewal (Lease.WorkExpiry) as its
 // last write, which also writes the lease document's Running marks, whole,
-// as running (the lease's own with one added or dropped), and returns the
-// results of b's own writes. The renewal is the
+// as running (the lease's own with one added or dropped), and its
+// Publishing, less what was published since and with recorded (a request
+// whose completion b records; "" for none), and returns the results of b's
+// own writes. The renewal is the
 // fence: it is conditioned on the lease document's update time as this
 // lease last wrote it, so the whole commit fails, writing nothing, once
 // anyone else wrote that document since. That is as strong as the fenced
@@ -374,9 +456,11 @@ func (s *Store) readLease(ctx context.Context, lease *Lease, iref *firestore.Doc
 // unchanged since, when this lease held the session. The caller holds the
 // lease's turn. On a failure the lease's version is kept only when the
 // commit surely did not land (ABORTED, a lock waited for too long).
-func (s *Store) commitFenced(ctx context.Context, lease *Lease, b *firestore.WriteBatch, running map[string]RunningItem, sent, now time.Time) ([]*firestore.WriteResult, error) {
+func (s *Store) commitFenced(ctx context.Context, lease *Lease, b *firestore.WriteBatch, running map[string]RunningItem, recorded string, sent, now time.Time) ([]*firestore.WriteResult, error) {
 	expires := lease.WorkExpiry(now)
+	publishing, pups := lease.publishingUpdate(recorded, now)
 	ups := append(s.renewal(expires, now), firestore.Update{Path: "running", Value: running})
+	ups = append(ups, pups...)
 	b.Update(s.leaseRef(lease.SessionID), ups, firestore.LastUpdateTime(lease.version))
 	wrs, err := b.Commit(ctx)
 	if err != nil {
@@ -386,6 +470,7 @@ func (s *Store) commitFenced(ctx context.Context, lease *Lease, b *firestore.Wri
 		return nil, err
 	}
 	lease.version, lease.running = wrs[len(wrs)-1].UpdateTime, running
+	lease.setPublishing(publishing)
 	lease.NoteRenewal(sent, now, expires)
 	return wrs[:len(wrs)-1], nil
 }
@@ -463,7 +548,9 @@ func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 		if err := s.hostGone(tx, lease.SessionID, doc, now); err != nil {
 			return err
 		}
-		return tx.Update(s.leaseRef(lease.SessionID), []firestore.Update{{Path: "execution", Value: ""}, {Path: "lease_expires", Value: time.Time{}}})
+		// It carries what was published since the lease's last write.
+		_, pups := lease.publishingUpdate("", now)
+		return tx.Update(s.leaseRef(lease.SessionID), append([]firestore.Update{{Path: "execution", Value: ""}, {Path: "lease_expires", Value: time.Time{}}}, pups...))
 	})
 	if err != nil {
 		return fmt.Errorf("release lease of session %s: %w", lease.SessionID, err)
@@ -624,7 +711,7 @@ func (s *Store) Start(ctx context.Context, lease *Lease, seen Item) (item *Item,
 		}
 		running[next.RequestID] = Mark(&next, lease, now)
 		b := s.fs.Batch() // the lease's update alone
-		if _, err := s.commitFenced(ctx, lease, b, running, sent, now); err != nil {
+		if _, err := s.commitFenced(ctx, lease, b, running, "", sent, now); err != nil {
 			if c := status.Code(err); c != codes.Aborted && c != codes.FailedPrecondition && c != codes.NotFound {
 				tried = now // it may have landed
 			}
@@ -683,7 +770,11 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, version time.Time, c *
 		}
 		sent, now := time.Now(), s.now()
 		batch := s.fs.Batch() // one Commit of several writes with no transaction
-		ups := []firestore.Update{{Path: "status", Value: ItemDone}, {Path: "completion", Value: string(b)}, {Path: "finished_at", Value: now}}
+		// Its publish is tracked by the lease document, not by the item:
+		// with no published field, the item is not among those the reaper
+		// queries by it.
+		ups := []firestore.Update{{Path: "status", Value: ItemDone}, {Path: "completion", Value: string(b)}, {Path: "finished_at", Value: now},
+			{Path: "published", Value: firestore.Delete}, {Path: "publish_in_lease", Value: true}}
 		running := maps.Clone(lease.running)
 		if m, ok := running[c.RequestID]; ok {
 			// The item keeps who ran it, which only the mark said.
@@ -711,7 +802,7 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, version time.Time, c *
 		if len(fields) > 1 {
 			batch.Set(s.stateRef(lease.SessionID), state, firestore.Merge(fields...))
 		}
-		if _, err := s.commitFenced(ctx, lease, batch, running, sent, now); err != nil {
+		if _, err := s.commitFenced(ctx, lease, batch, running, c.RequestID, sent, now); err != nil {
 			if status.Code(err) != codes.Aborted {
 				version = time.Time{}
 			}

@@ -116,8 +116,19 @@ type LeaseDoc struct {
 	// is gone, and the request is answered HOST_LOST, never run again
 	// (RecoverHost, FailOrphans). Acquire and Release keep the marks; a
 	// recovery and a destroy, which answer the requests, clear them.
-	Running  map[string]RunningItem `firestore:"running,omitempty"`
-	ExpireAt time.Time              `firestore:"expire_at"`
+	Running map[string]RunningItem `firestore:"running,omitempty"`
+	// Publishing holds the completions that hosts of the session recorded
+	// and did not yet find published, by request id, with when each was
+	// recorded: a host's Finish adds its completion here, in the commit
+	// that records it, and a later write of the lease (its next Start,
+	// Finish or renewal) drops what it published since, so that a publish
+	// costs no write of its own. PublishDue is the earliest of those times,
+	// absent when there is none: the reaper republishes what is due past
+	// its cutoff (Unpublished, ClearPublishing). Every rewrite of the lease
+	// document (Acquire, RecoverHost, a destroy) keeps both.
+	Publishing map[string]time.Time `firestore:"publishing,omitempty"`
+	PublishDue time.Time            `firestore:"publish_due,omitempty"`
+	ExpireAt   time.Time            `firestore:"expire_at"`
 }
 
 // RunningItem is a mark of LeaseDoc.Running: who started the request and
@@ -244,7 +255,12 @@ type Item struct {
 	// Completion is the completion's JSON once the item is done; every
 	// publish of it sends these bytes.
 	Completion string `firestore:"completion"`
-	Published  bool   `firestore:"published"`
+	// Published marks the completion published. One that a host's Finish
+	// recorded has no published field but PublishInLease: the lease
+	// document tracks its publish (LeaseDoc.Publishing), and Enqueue's
+	// answer to its redelivery says Published from there.
+	Published      bool `firestore:"published"`
+	PublishInLease bool `firestore:"publish_in_lease,omitempty"`
 	// ExpireAt lets Firestore's TTL remove the item once the session's
 	// retention has passed.
 	ExpireAt time.Time `firestore:"expire_at"`

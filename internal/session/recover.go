@@ -19,6 +19,9 @@ type Unpublished struct {
 	SessionID, RequestID string
 	// Completion is the recorded JSON.
 	Completion []byte
+	// InLease: the lease document tracks its publish (LeaseDoc.Publishing),
+	// not the item: once it is published, ClearPublishing.
+	InLease bool
 }
 
 // answerAll records, in tx, the completion that answer gives each item the
@@ -323,17 +326,51 @@ func (s *Store) finishedSince(tx *firestore.Transaction, sessionID string, t tim
 	return true, nil
 }
 
-// Unpublished lists completions recorded before cutoff and not yet marked
-// published, across all sessions.
+// Unpublished lists completions recorded before cutoff and not yet found
+// published, across all sessions, up to limit of each kind: those whose
+// items are not marked published, and those that lease documents track
+// (LeaseDoc.Publishing, due before cutoff; InLease).
 func (s *Store) Unpublished(ctx context.Context, cutoff time.Time, limit int) ([]Unpublished, error) {
 	q := s.fs.CollectionGroup(inboxCollection).Where("status", "==", ItemDone).Where("published", "==", false).
 		Where("finished_at", "<", cutoff).Limit(limit)
 	items, _, err := readAll[Item](q.Documents(ctx), "unpublished completions")
+	if err != nil {
+		return nil, err
+	}
 	var out []Unpublished
 	for _, item := range items {
 		out = append(out, Unpublished{SessionID: item.SessionID, RequestID: item.RequestID, Completion: []byte(item.Completion)})
 	}
-	return out, err
+	lq := s.fs.CollectionGroup(runtimeCollection).Where("publish_due", "<", cutoff).Limit(limit)
+	leases, lrefs, err := readAll[LeaseDoc](lq.Select("publishing").Documents(ctx), "completions whose publish a lease tracks")
+	if err != nil {
+		return nil, err
+	}
+	var refs []*firestore.DocumentRef
+	for i, ld := range leases {
+		for _, id := range slices.Sorted(maps.Keys(ld.Publishing)) {
+			if ld.Publishing[id].Before(cutoff) && len(refs) < limit {
+				refs = append(refs, s.itemRef(sessionOf(lrefs[i]), id))
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return out, nil
+	}
+	snaps, err := s.fs.GetAll(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("read completions whose publish a lease tracks: %w", err)
+	}
+	for _, snap := range snaps {
+		item, err := decodeSnap[Item](snap)
+		if err != nil {
+			return nil, err
+		}
+		if item != nil && item.Status == ItemDone {
+			out = append(out, Unpublished{SessionID: item.SessionID, RequestID: item.RequestID, Completion: []byte(item.Completion), InLease: true})
+		}
+	}
+	return out, nil
 }
 
 // Stale lists active sessions without activity since cutoff.

@@ -159,6 +159,26 @@ func (st *state) setMarks(running map[string]session.RunningItem) {
 	st.lease = &ld
 }
 
+// publishing returns the lease document's Publishing (nil when there is
+// none).
+func (st *state) publishing() map[string]time.Time {
+	if st.lease == nil {
+		return nil
+	}
+	return st.lease.Publishing
+}
+
+// setPublishing replaces the lease document's Publishing and PublishDue
+// (copied on write, as setMarks).
+func (st *state) setPublishing(publishing map[string]time.Time) {
+	ld := *st.lease
+	if len(publishing) == 0 {
+		publishing = nil
+	}
+	ld.Publishing, ld.PublishDue = publishing, session.PublishDue(publishing)
+	st.lease = &ld
+}
+
 // orphaned returns the session's requests that hosts of epochs before
 // epoch left running: those the lease document marks, shown running
 // (session.ApplyMark; the caller answers them), and those whose items say
@@ -260,7 +280,12 @@ func (s *Store) enqueue(req *api.Request, raw []byte, traceparent string) (acc s
 	defer s.mu.Unlock()
 	st := s.session(req.SessionID)
 	if prev := st.inbox[req.RequestID]; prev != nil {
-		return session.Accepted{Item: *prev, Duplicate: true}, false, nil
+		item := *prev
+		if item.Status == session.ItemDone && item.PublishInLease {
+			_, listed := st.publishing()[item.RequestID]
+			item.Published = !listed
+		}
+		return session.Accepted{Item: item, Duplicate: true}, false, nil
 	}
 	in := session.EnqueueInput{Req: req, Raw: raw, Traceparent: traceparent, Doc: clone(st.doc), Lease: clone(st.lease), Now: s.now()}
 	if session.ShowsSession(req.Op) && st.doc != nil {
@@ -325,6 +350,42 @@ func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (sess
 	item.Version = s.stamp()
 	st.inbox[c.RequestID] = &item
 	return item, false, nil
+}
+
+// Published notes that a completion a host published reached Pub/Sub
+// (see session.Store.Published): one its Finish recorded leaves the lease
+// document's Publishing, any other is marked in its item.
+func (s *Store) Published(ctx context.Context, lease *session.Lease, requestID string) error {
+	s.mu.Lock()
+	st := s.sessions[lease.SessionID]
+	if st != nil && st.inbox[requestID] != nil && st.inbox[requestID].PublishInLease {
+		if _, listed := st.publishing()[requestID]; listed {
+			publishing := maps.Clone(st.publishing())
+			delete(publishing, requestID)
+			st.setPublishing(publishing)
+		}
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	return s.MarkPublished(ctx, lease.SessionID, requestID)
+}
+
+// ClearPublishing drops republished completions from the session's lease
+// document's Publishing.
+func (s *Store) ClearPublishing(ctx context.Context, sessionID string, requestIDs []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.sessions[sessionID]
+	if st == nil || len(st.publishing()) == 0 {
+		return nil
+	}
+	publishing := maps.Clone(st.publishing())
+	for _, id := range requestIDs {
+		delete(publishing, id)
+	}
+	st.setPublishing(publishing)
+	return nil
 }
 
 // MarkPublished notes that an item's completion reached Pub/Sub.
@@ -585,6 +646,14 @@ func (s *Store) Finish(ctx context.Context, lease *session.Lease, version time.T
 			delete(running, c.RequestID)
 			st.setMarks(running)
 		}
+		// The lease document tracks its publish.
+		it.Published, it.PublishInLease = false, true
+		publishing := maps.Clone(st.publishing())
+		if publishing == nil {
+			publishing = map[string]time.Time{}
+		}
+		publishing[c.RequestID] = now
+		st.setPublishing(publishing)
 		it.Version = s.stamp()
 		st.inbox[c.RequestID] = it
 		if shell != nil || cp != nil {
@@ -759,8 +828,19 @@ func (s *Store) Unpublished(ctx context.Context, cutoff time.Time, limit int) ([
 			if len(out) == limit {
 				return out, nil
 			}
-			if !it.Published && it.FinishedAt.Before(cutoff) {
+			if !it.Published && !it.PublishInLease && it.FinishedAt.Before(cutoff) {
 				out = append(out, session.Unpublished{SessionID: id, RequestID: it.RequestID, Completion: []byte(it.Completion)})
+			}
+		}
+	}
+	n := 0
+	for _, id := range s.ids() {
+		st := s.sessions[id]
+		for _, rid := range slices.Sorted(maps.Keys(st.publishing())) {
+			it := st.inbox[rid]
+			if n < limit && st.publishing()[rid].Before(cutoff) && it != nil && it.Status == session.ItemDone {
+				out = append(out, session.Unpublished{SessionID: id, RequestID: rid, Completion: []byte(it.Completion), InLease: true})
+				n++
 			}
 		}
 	}

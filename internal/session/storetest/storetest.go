@@ -86,6 +86,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"OrphanOfAForcedReleaseIsHostLost", orphanOfAForcedReleaseIsHostLost},
 		{"RelaunchClaimsAndGivesUp", relaunchClaimsAndGivesUp},
 		{"UnpublishedCompletionsAreFound", unpublishedCompletionsAreFound},
+		{"HostCompletionIsPublishedThroughTheLease", hostCompletionIsPublishedThroughTheLease},
 		{"ReaperDestroyFencesTheHost", reaperDestroyFencesTheHost},
 		{"ObjectsAndCheckpoints", objectsAndCheckpoints},
 		{"PoolMembersAreClaimedOnce", poolMembersAreClaimedOnce},
@@ -1078,6 +1079,86 @@ func unpublishedCompletionsAreFound(t *testing.T, st Stores) {
 	stale, err := s.Stale(ctx, st.Clock.Now().Add(time.Second))
 	if err != nil || !slices.Contains(stale, id) {
 		t.Errorf("stale %v does not name %s: %v", stale, id, err)
+	}
+}
+
+// A completion that a host's Finish recorded is tracked by the lease: the
+// reaper finds it until the host's note that it was published reaches the
+// lease document (its next write of it), a redelivery of its request is
+// answered as unpublished until then, and one whose host died before
+// publishing it is still found once the reaper took the session, until
+// the reaper clears it.
+func hostCompletionIsPublishedThroughTheLease(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	find := func() []string {
+		t.Helper()
+		us, err := s.Unpublished(ctx, st.Clock.Now().Add(time.Second), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mine []session.Unpublished
+		for _, u := range us {
+			if u.SessionID == id {
+				if !u.InLease || len(u.Completion) == 0 {
+					t.Errorf("unpublished %+v, want one the lease tracks, with its completion", u)
+				}
+				mine = append(mine, u)
+			}
+		}
+		return unpublishedIDs(mine)
+	}
+	redelivered := func(requestID string) bool {
+		t.Helper()
+		acc := enqueue(t, s, id, requestID, api.OpExec)
+		if !acc.Duplicate || acc.Item.Status != session.ItemDone {
+			t.Fatalf("redelivery of %s: %+v, want the done duplicate", requestID, acc)
+		}
+		return acc.Item.Published
+	}
+	enqueue(t, s, id, "r1", api.OpExec)
+	enqueue(t, s, id, "r2", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", 10*time.Second)
+	for _, r := range []string{"r1", "r2"} {
+		if _, ok, err := s.Start(ctx, lease, queuedItem(t, s, id, r)); err != nil || !ok {
+			t.Fatalf("start %s: %v %v", r, ok, err)
+		}
+		finish(t, s, lease, r, "")
+	}
+	if got := find(); !slices.Equal(got, []string{"r1", "r2"}) {
+		t.Errorf("unpublished %v, want r1 and r2", got)
+	}
+	if redelivered("r1") {
+		t.Errorf("r1 redelivered before its publish: answered as published")
+	}
+	if err := s.Published(ctx, lease, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Renew(ctx, lease, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(); !slices.Equal(got, []string{"r2"}) {
+		t.Errorf("unpublished after r1 was published and the lease renewed: %v, want r2", got)
+	}
+	if !redelivered("r1") {
+		t.Errorf("r1 redelivered after its publish: answered as unpublished")
+	}
+
+	// The host dies before publishing r2.
+	st.Clock.Advance(20 * time.Second)
+	if _, recovered, err := s.RecoverHost(ctx, id); err != nil || !recovered {
+		t.Fatalf("recover: %v %v", recovered, err)
+	}
+	if got := find(); !slices.Equal(got, []string{"r2"}) {
+		t.Errorf("unpublished after the host was lost: %v, want r2", got)
+	}
+	if err := s.MarkPublished(ctx, id, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClearPublishing(ctx, id, []string{"r2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(); len(got) != 0 {
+		t.Errorf("unpublished after the reaper republished r2: %v", got)
 	}
 }
 
