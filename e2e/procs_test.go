@@ -125,9 +125,9 @@ func TestKillForegroundCommand(t *testing.T) {
 	}()
 	w.waitRunning(s, reqID)
 
-	// Control requests do not queue behind the running command. The lease
-	// marks it running as the host starts the command, a moment before
-	// its process manager shows it.
+	// Control requests do not queue behind the running command. The inbox
+	// says running as the host starts the command, a moment before its
+	// process manager shows it.
 	var view *api.Completion
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		view = ok(t, w.do(&api.Request{SessionID: s, Op: api.OpShellView}))
