@@ -38,7 +38,7 @@ func newBacklog(t *testing.T, w *world, s string) *backlog {
 	w.exec(s, "rm -f order.txt") // the host is up: no launch in what follows
 	b := &backlog{w: w, tp: w.subscribe(w.sys.Names.Completions), s: s, long: uuid.NewString()}
 	b.send(t, &api.Request{RequestID: b.long, Op: api.OpExec, Command: "echo started; sleep 120"})
-	w.waitDoc("sessions/"+s+"/inbox/"+b.long, "run", time.Minute, func(d map[string]any) bool { return d["status"] == "running" })
+	w.waitRunning(s, b.long)
 	for i := 1; i <= 5; i++ {
 		id := uuid.NewString()
 		b.queued = append(b.queued, id)

@@ -64,7 +64,15 @@ func TestFirestoreUsagePerRequest(t *testing.T) {
 	// lease as its fence, a write more each, and reads nothing; a Finish
 	// records the shell state only when the command changed it (`true`
 	// does not), a write less. The sum bounds the billable operations.
-	const maxReads, maxWrites, maxOps = 2.5, 7.5, 9.5
+	// Then 1.1 reads and 7.0 writes: the dispatcher no longer reads the
+	// lease after its commit (a host that goes writes the session
+	// document, which fails the commit instead); the 0.1 is the second
+	// request's enqueue, whose dispatcher had seen no host yet. Then 1.1
+	// and 6.0: a Start writes only the lease document (the request's mark
+	// in it), not the inbox item. Then 1.1 and 5.0: a host's publish is
+	// noted in the lease document by its next write (the next Start), not
+	// by a write of the item.
+	const maxReads, maxWrites, maxOps = 1.5, 5.5, 6.5
 	if r, wr := float64(perWarm.Reads)/warm, float64(perWarm.Writes)/warm; r > maxReads || wr > maxWrites || r+wr > maxOps {
 		t.Errorf("a warm request costs %.1f reads and %.1f writes, more than %.1f and %.1f (%.1f together): update docs/cost.md and these bounds, or find the waste",
 			r, wr, maxReads, maxWrites, maxOps)

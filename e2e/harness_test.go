@@ -358,6 +358,18 @@ func (w *world) waitDoc(path, what string, timeout time.Duration, cond func(map[
 	}
 }
 
+// waitRunning waits until the session's host started the request: its
+// mark in the lease document (the inbox item stays queued until it
+// finishes).
+func (w *world) waitRunning(sessionID, requestID string) {
+	w.t.Helper()
+	w.waitDoc("sessions/"+sessionID+"/runtime/lease", "start "+requestID, time.Minute, func(d map[string]any) bool {
+		running, _ := d["running"].(map[string]any)
+		_, ok := running[requestID]
+		return ok
+	})
+}
+
 // waitNoHost waits until the session's host went idle and left.
 func (w *world) waitNoHost(sessionID string) {
 	w.t.Helper()

@@ -138,7 +138,7 @@ func TestMaxHostsQueuesNewSessionsInOrder(t *testing.T) {
 	if err := w.client.Send(ctx, long); err != nil {
 		t.Fatal(err)
 	}
-	w.waitDoc("sessions/"+s(2)+"/inbox/"+long.RequestID, "start", time.Minute, func(d map[string]any) bool { return d["status"] == session.ItemRunning })
+	w.waitRunning(s(2), long.RequestID)
 	third := &api.Request{RequestID: "third-" + run, SessionID: s(3), Op: api.OpExec, Command: "echo 3"}
 	fourth := &api.Request{RequestID: "fourth-" + run, SessionID: s(4), Op: api.OpExec, Command: "echo 4"}
 	for _, r := range []*api.Request{third, fourth} {

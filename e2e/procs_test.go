@@ -123,7 +123,7 @@ func TestKillForegroundCommand(t *testing.T) {
 		}
 		result <- done
 	}()
-	w.waitDoc("sessions/"+s+"/inbox/"+reqID, "start", time.Minute, func(d map[string]any) bool { return d["status"] == "running" })
+	w.waitRunning(s, reqID)
 
 	// Control requests do not queue behind the running command. The inbox
 	// says running as the host starts the command, a moment before its

@@ -168,7 +168,7 @@ func TestReaperOnceMakesOnePass(t *testing.T) {
 		t.Fatal(err)
 	}
 	item := "sessions/" + s + "/inbox/" + req.RequestID
-	w.waitDoc(item, "run", time.Minute, func(d map[string]any) bool { return d["status"] == session.ItemRunning })
+	w.waitRunning(s, req.RequestID)
 	if _, err := w.suite.KillExecution(w.sys.JobName() + "/executions/" + host); err != nil {
 		t.Fatal(err)
 	}

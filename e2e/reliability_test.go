@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sandrun/sandrun/api"
-	"github.com/sandrun/sandrun/internal/session"
 )
 
 func TestSameRequestIDRunsOnce(t *testing.T) {
@@ -140,9 +139,7 @@ func TestKilledHostAnswersHostLostAndSessionGoesOn(t *testing.T) {
 		result <- done
 	}()
 	// Kill the execution once the command is running.
-	w.waitDoc("sessions/"+s+"/inbox/"+reqID, "start the long command", time.Minute, func(d map[string]any) bool {
-		return d["status"] == session.ItemRunning
-	})
+	w.waitRunning(s, reqID)
 	killed := time.Now()
 	execution, err := w.suite.KillExecution("")
 	if err != nil {

@@ -39,7 +39,7 @@ func TestSessionListShowsActiveSessionsNewestFirst(t *testing.T) {
 		return req.RequestID
 	}
 	running := send("sleep 120")
-	w.waitDoc("sessions/list-newer/inbox/"+running, "run", time.Minute, func(d map[string]any) bool { return d["status"] == session.ItemRunning })
+	w.waitRunning("list-newer", running)
 	for range 2 {
 		id := send("true")
 		w.waitDoc("sessions/list-newer/inbox/"+id, "be queued", time.Minute, func(d map[string]any) bool { return d["status"] == session.ItemQueued })

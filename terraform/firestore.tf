@@ -59,6 +59,9 @@ locals {
     runtime_lease_expires = { collection = "runtime", field = "lease_expires" }
     # Live hosts, for orphaned executions: runtime where execution > "".
     runtime_execution = { collection = "runtime", field = "execution" }
+    # Completions whose publish a lease tracks, due: runtime where
+    # publish_due is past.
+    runtime_publish_due = { collection = "runtime", field = "publish_due" }
     # Processes whose host may be gone: processes where status == "running"
     # (SettleProcesses).
     processes_status = { collection = "processes", field = "status" }

@@ -115,7 +115,7 @@ type Store interface {
 	Queued(ctx context.Context, sessionID string, limit int) ([]session.Item, error)
 	Start(ctx context.Context, lease *session.Lease, seen session.Item) (item *session.Item, ok bool, err error)
 	Finish(ctx context.Context, lease *session.Lease, version time.Time, c *api.Completion, shell *session.Shell, cp *session.Checkpoint) ([]byte, error)
-	MarkPublished(ctx context.Context, sessionID, requestID string) error
+	Published(ctx context.Context, lease *session.Lease, requestID string) error
 	Destroy(ctx context.Context, sessionID, reason string) (host string, answered []session.Unpublished, err error)
 	Purge(ctx context.Context, sessionID string) error
 
@@ -222,10 +222,10 @@ func Run(ctx context.Context, cfg Config, store Store, pub Publisher, logger *sl
 	if cfg.MaxLifetime <= 0 {
 		cfg.MaxLifetime = DefaultMaxLifetime
 	}
-	// The relay names the session and the request itself.
-	relay := outbox.NewRelay(pub, store, logger.With("execution_id", cfg.Execution))
+	relayLogger := logger.With("execution_id", cfg.Execution) // the relay names the session and the request itself
 	logger = logger.With("session_id", cfg.SessionID, "execution_id", cfg.Execution)
-	h := &Host{cfg: cfg, store: store, relay: relay, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
+	h := &Host{cfg: cfg, store: store, logger: logger, leaseLost: make(chan struct{}), kick: make(chan struct{}, 1), metrics: newMetrics()}
+	h.relay = outbox.NewRelay(pub, h, relayLogger)
 	// A new host is busy: it was started for a request, or handed one.
 	h.lastWork.Store(time.Now().UnixNano())
 	return h.run(ctx)
@@ -578,6 +578,13 @@ func (h *Host) cleanUp(ctx context.Context, aborted []session.Unpublished) {
 // and the reaper publishes what stays unmarked.
 func (h *Host) publish(ctx context.Context, sessionID, requestID string, data []byte, traceparent string) {
 	_ = h.relay.Send(ctx, outbox.Recorded{SessionID: sessionID, RequestID: requestID, Completion: data, Traceparent: traceparent})
+}
+
+// MarkPublished notes, for the relay, that a completion the host published
+// reached Pub/Sub: through the lease (session.Store.Published), which costs
+// no write of its own for the completions the host's Finishes recorded.
+func (h *Host) MarkPublished(ctx context.Context, sessionID, requestID string) error {
+	return h.store.Published(ctx, h.lease, requestID)
 }
 
 // workspaceDir returns the workspace, created if missing.

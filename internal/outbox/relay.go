@@ -10,7 +10,8 @@ type Sender interface {
 	PublishCompletion(ctx context.Context, data []byte, traceparent string) error
 }
 
-// Marker records that a completion was published (the session store does).
+// Marker records that a completion was published (the session store does;
+// a host does through its lease, session.Store.Published).
 type Marker interface {
 	MarkPublished(ctx context.Context, sessionID, requestID string) error
 }

@@ -77,6 +77,9 @@ type Store interface {
 	Unpublished(ctx context.Context, cutoff time.Time, limit int) ([]session.Unpublished, error)
 	// MarkPublished marks a recorded completion published.
 	MarkPublished(ctx context.Context, sessionID, requestID string) error
+	// ClearPublishing drops republished completions from the lease
+	// document that tracks their publish (Unpublished's InLease).
+	ClearPublishing(ctx context.Context, sessionID string, requestIDs []string) error
 	// Stale lists the active sessions last used before cutoff.
 	Stale(ctx context.Context, cutoff time.Time) ([]string, error)
 	// Destroy destroys a session, answering its unfinished requests.
@@ -391,10 +394,21 @@ func (r *Reaper) republish(ctx context.Context, cut cutoffs, t *tally) error {
 	if err != nil {
 		return err
 	}
-	n := r.publishAll(ctx, us)
+	n := 0
+	var errs []error
+	for _, u := range us {
+		if r.relay.Send(ctx, outbox.Recorded{SessionID: u.SessionID, RequestID: u.RequestID, Completion: u.Completion}) != nil {
+			continue
+		}
+		n++
+		if u.InLease {
+			// One at a time: the lease documents of a few sessions at most.
+			errs = append(errs, r.store.ClearPublishing(ctx, u.SessionID, []string{u.RequestID}))
+		}
+	}
 	t.add(func(rep *Report) { rep.Republished += n })
 	r.republished.Add(ctx, int64(n))
-	return nil
+	return errors.Join(errs...)
 }
 
 // destroyStale destroys sessions idle past their TTL.

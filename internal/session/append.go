@@ -35,9 +35,16 @@ import (
 // So two racing enqueues of a session get consecutive sequence numbers,
 // and a launch is claimed once, as in a transaction; every enqueue that
 // queues a request writes the session document, so none can slip in
-// unseen. The lease is read without a lock, as the transaction read it
-// before this: the race with a host that leaves meanwhile is closed after
-// the commit (hostAfterEnqueue).
+// unseen. The lease is read without a lock, and not again after the
+// commit: the session document's condition covers it too, since every way
+// a session loses its host writes that document besides the lease (a
+// host's Release and the reaper's RecoverHost write HostGoneAt, a destroy
+// the status). So a host that left after the read fails the commit, and
+// the enqueue reads again and claims a launch; one that leaves after the
+// commit finds the request queued and stays (Release, unless forced: a
+// forced one leaves queued requests to the reaper). A host that dies
+// without leaving keeps its lease until the reaper recovers the session
+// (RecoverHost) and relaunches it (Relaunch), as with a fresh read.
 //
 // A hosted session's enqueue skips the read when the store remembers the
 // session (seenFor): it is then the commit alone.
@@ -71,25 +78,24 @@ func (s *Store) appendItem(ctx context.Context, req *api.Request, raw []byte, tr
 // session document's update time as remembered, so the document, which
 // holds the sequence and every launch claim, is exactly as remembered or
 // the commit fails and the enqueue reads. Only the lease may be stale:
-// hosts write it without touching the session document. So the memory is used only when it names a host
-// holding the lease (Held) and an active session, and the decision then
-// never claims a launch, whatever the lease's expiry says:
+// hosts renew it, start and finish requests without touching the session
+// document. So the memory is used only when it names a host holding the
+// lease (Held) and an active session, and the decision then never claims
+// a launch, whatever the lease's expiry says:
 //   - no wrong claim: with the remembered host, no launch is claimed; a
-//     fresh read would claim one only if the host had left since and no
-//     launch were in flight, and that is left to the check after the
-//     commit. A host launched since implies a claim since, which wrote the
-//     session document, so the commit fails and the enqueue reads.
-//   - no stranded request: the request is always checked after the commit
-//     as one queued for a live host (HostSeen, hostAfterEnqueue): a host
-//     that left before the commit is found gone by that read, which claims
-//     a launch (Relaunch, which decides on what it reads in a transaction);
-//     one that leaves after it finds the request queued and stays
-//     (Release). A host that lapsed without leaving is the reaper's, as
-//     after a fresh read.
+//     fresh read would claim one only if the host had gone since (and no
+//     launch were in flight), and every way of going wrote the session
+//     document (appendItem), so the commit fails and the enqueue reads. A
+//     host launched since implies a claim since, which wrote it too.
+//   - no stranded request: with the session document as remembered, the
+//     remembered host still holds the lease, live or lapsed; a live one
+//     finds the request queued (it leaves only with none queued), and a
+//     lapsed one is the reaper's, as after a fresh read.
 //
 // So the memory costs no guarantee, only, when stale, a failed commit and
-// a read, or a launch claimed by Relaunch rather than by the enqueue. The
-// check after the commit keeps the remembered lease fresh.
+// a read. What it remembers of the lease is as old as the last read of it;
+// only whether it names a host counts, and that changes only with a write
+// of the session document.
 func (s *Store) seenFor(req *api.Request) (seenSession, bool) {
 	if ShowsSession(req.Op) {
 		// Its answer describes the session: read it.
@@ -130,7 +136,7 @@ func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, tr
 			version = snaps[0].UpdateTime
 		}
 		if ShowsSession(req.Op) && in.Doc != nil {
-			if in.Shown, err = s.shown(ctx, req.SessionID); err != nil {
+			if in.Shown, err = s.shown(ctx, req.SessionID, in.Lease); err != nil {
 				return Accepted{}, err
 			}
 		}
@@ -140,14 +146,10 @@ func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, tr
 	if err != nil {
 		return Accepted{}, err
 	}
-	if seen != nil {
-		// See seenFor.
-		dec.HostSeen = true
-	}
 	if dec.PurgeFirst {
 		// A redelivery changes nothing, not even by setting a purge off.
 		if prev, err := find[Item](ctx, iref); err != nil || prev != nil {
-			return duplicate(prev, err)
+			return s.duplicate(ctx, prev, err)
 		}
 		return Accepted{}, errPurgeFirst
 	}
@@ -173,13 +175,13 @@ func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, tr
 		if dec.Doc != nil {
 			s.seen.put(seenSession{id: req.SessionID, doc: *dec.Doc, version: results[1].UpdateTime, lease: in.Lease})
 		}
-		return Accepted{Item: dec.Item, Answer: dec.Answer, Launch: dec.Launch, hostSeen: dec.HostSeen}, nil
+		return Accepted{Item: dec.Item, Answer: dec.Answer, Launch: dec.Launch}, nil
 	case codes.AlreadyExists:
 		// The item exists (a redelivery), or the session document that was
 		// missing was created meanwhile.
 		prev, err := find[Item](ctx, iref)
 		if err != nil || prev != nil {
-			return duplicate(prev, err)
+			return s.duplicate(ctx, prev, err)
 		}
 		return Accepted{}, errSessionChanged
 	case codes.FailedPrecondition, codes.NotFound:
@@ -194,10 +196,20 @@ func (s *Store) appendOnce(ctx context.Context, req *api.Request, raw []byte, tr
 }
 
 // duplicate is Enqueue's answer to a request whose item prev was found (or
-// the error of looking for it).
-func duplicate(prev *Item, err error) (Accepted, error) {
+// the error of looking for it). A completion whose publish a lease document
+// tracks (Item.PublishInLease) is Published unless that document still
+// lists it: one read, for a redelivery of a request a host finished.
+func (s *Store) duplicate(ctx context.Context, prev *Item, err error) (Accepted, error) {
 	if err != nil {
 		return Accepted{}, err
+	}
+	if prev.Status == ItemDone && prev.PublishInLease {
+		ld, err := find[LeaseDoc](ctx, s.leaseRef(prev.SessionID))
+		if err != nil {
+			return Accepted{}, err
+		}
+		_, listed := ld.publishing()[prev.RequestID]
+		prev.Published = !listed
 	}
 	return Accepted{Item: *prev, Duplicate: true}, nil
 }

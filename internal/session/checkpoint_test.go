@@ -42,6 +42,7 @@ func TestFinishRecordsTheCheckpointWithTheAnswer(t *testing.T) {
 	// The lease lapses, the reaper takes the session from its host, and
 	// another host takes it: the first host's next answer and checkpoint
 	// are both refused.
+	time.Sleep(5 * time.Millisecond) // past the 1 ms lease
 	if _, recovered, err := host.RecoverHost(ctx, "s1"); err != nil || !recovered {
 		t.Fatalf("recover the lapsed host: %v %v", recovered, err)
 	}

@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -106,9 +107,6 @@ type EnqueueDecision struct {
 	// Destroy: end the session's life now (Destroyed), answering its
 	// unfinished requests Aborted; the caller purges its objects.
 	Destroy bool
-	// HostSeen: the request was queued for a host that was live when its
-	// lease was read, which Enqueue checks again after the write.
-	HostSeen bool
 }
 
 // Enqueue decides what a request does to its session: which ops are
@@ -195,7 +193,6 @@ func (r Rules) Enqueue(in EnqueueInput) (EnqueueDecision, error) {
 	if needHost {
 		dec.Launch = doc.claimLaunch(now)
 	}
-	dec.HostSeen = lease.Live(now)
 	return dec, nil
 }
 
@@ -258,11 +255,13 @@ func (d *Doc) claimLaunch(now time.Time) *Launch {
 func (r Rules) Destroyed(d Doc, lease *LeaseDoc, now time.Time) (Doc, LeaseDoc, FenceDoc) {
 	d.Status, d.UpdatedAt, d.ExpireAt = StatusDestroyed, now, now.Add(r.TTL)
 	d.Launch, d.LaunchAttempts, d.PurgePending = nil, 0, true
-	var epoch int64
+	next := LeaseDoc{ExpireAt: now.Add(r.TTL)}
 	if lease != nil {
-		epoch = lease.Epoch
+		// What no host found published stays for the reaper.
+		next.Epoch, next.Publishing, next.PublishDue = lease.Epoch, lease.Publishing, lease.PublishDue
 	}
-	return d, LeaseDoc{Epoch: epoch + 1, ExpireAt: now.Add(r.TTL)}, r.fence(epoch+1, "", now)
+	next.Epoch++
+	return d, next, r.fence(next.Epoch, "", now)
 }
 
 // fence is the fence document for epoch and host.
@@ -295,10 +294,15 @@ func (r Rules) Acquire(sessionID, execution string, ttl time.Duration, doc *Doc,
 	next := LeaseDoc{Execution: execution, LeaseExpires: now.Add(ttl), StartedAt: now, ExpireAt: now.Add(r.TTL)}
 	if ld != nil {
 		next.Epoch = ld.Epoch
+		// The marks of earlier hosts stay until their requests are
+		// answered (FailOrphans): dropped, a request would look queued.
+		next.Running = maps.Clone(ld.Running)
+		next.Publishing, next.PublishDue = maps.Clone(ld.Publishing), ld.PublishDue
 	}
 	next.Epoch++
 	lease := &Lease{SessionID: sessionID, Execution: execution, Epoch: next.Epoch, TTL: ttl, expires: next.LeaseExpires, Acquired: now,
-		Unreleased: ld != nil && (ld.Execution != "" || ld.Abandoned)}
+		Unreleased: ld != nil && (ld.Execution != "" || ld.Abandoned),
+		orphans:    maps.Clone(next.Running), running: maps.Clone(next.Running), publishing: maps.Clone(next.Publishing)}
 	if doc.Launch != nil {
 		next.LaunchID = doc.Launch.ID
 		lease.LaunchRequestedAt = doc.Launch.RequestedAt
@@ -324,6 +328,49 @@ func StartItem(it *Item, lease *Lease, now time.Time) bool {
 	return true
 }
 
+// Mark is the mark of LeaseDoc.Running that a Start of it under lease at
+// now records.
+func Mark(it *Item, lease *Lease, now time.Time) RunningItem {
+	return RunningItem{Seq: it.Seq, Epoch: lease.Epoch, Execution: lease.Execution, StartedAt: now}
+}
+
+// ApplyMark shows, in a queued item, the mark that running holds of it, if
+// any: the item is then running, as started by the mark's host. It reports
+// whether there was one.
+func ApplyMark(it *Item, running map[string]RunningItem) bool {
+	m, ok := running[it.RequestID]
+	if !ok || it.Status != ItemQueued {
+		return false
+	}
+	it.Status, it.StartedAt, it.Epoch, it.Execution = ItemRunning, m.StartedAt, m.Epoch, m.Execution
+	return true
+}
+
+// publishing is the lease document's Publishing; nil for no document.
+func (l *LeaseDoc) publishing() map[string]time.Time {
+	if l == nil {
+		return nil
+	}
+	return l.Publishing
+}
+
+// PublishDue is the earliest time of publishing (LeaseDoc.PublishDue),
+// zero when it is empty.
+func PublishDue(publishing map[string]time.Time) time.Time {
+	var due time.Time
+	for _, t := range publishing {
+		if due.IsZero() || t.Before(due) {
+			due = t
+		}
+	}
+	return due
+}
+
+func hasMark(running map[string]RunningItem, requestID string) bool {
+	_, ok := running[requestID]
+	return ok
+}
+
 // FinishItem records completion b in a running (or queued) item; an item
 // already done keeps the completion it has, which is returned, and
 // recorded is false.
@@ -345,7 +392,9 @@ func (r Rules) Recover(ld *LeaseDoc, now time.Time) (next LeaseDoc, fence FenceD
 	epoch := ld.Epoch + 1
 	// LaunchID stays: the launch it names was answered, and is not in
 	// flight any more.
-	return LeaseDoc{Epoch: epoch, LaunchID: ld.LaunchID, Abandoned: true, ExpireAt: now.Add(r.TTL)}, r.fence(epoch, "", now), true
+	// What the lost host did not find published stays for the reaper.
+	return LeaseDoc{Epoch: epoch, LaunchID: ld.LaunchID, Abandoned: true, Publishing: ld.Publishing, PublishDue: ld.PublishDue, ExpireAt: now.Add(r.TTL)},
+		r.fence(epoch, "", now), true
 }
 
 // HostLost is the answer to an item that a host of an epoch before epoch

@@ -45,7 +45,6 @@ func TestEnqueueDecision(t *testing.T) {
 		launch     bool
 		destroy    bool
 		purgeFirst bool
-		hostSeen   bool
 		writesDoc  bool
 		sessionOut string // the status the answer shows, if it shows one
 	}
@@ -61,7 +60,7 @@ func TestEnqueueDecision(t *testing.T) {
 		{"exec of an active session without a host takes the next sequence and claims one", api.OpExec, active(), nil,
 			want{queuedSeq: 7, launch: true, writesDoc: true}},
 		{"exec of a hosted session is queued for its host", api.OpExec, active(), live,
-			want{queuedSeq: 7, hostSeen: true, writesDoc: true}},
+			want{queuedSeq: 7, writesDoc: true}},
 		{"exec of a session with a lapsed host waits for the reaper", api.OpExec, active(), lapsed,
 			want{queuedSeq: 7, writesDoc: true}},
 		{"exec while a launch is in flight claims no other", api.OpExec, launching(), nil,
@@ -91,7 +90,7 @@ func TestEnqueueDecision(t *testing.T) {
 		{"destroy of a session whose lapsed host is not recovered is done at once", api.OpSessionDestroy, active(), lapsed,
 			want{status: api.StatusOK, queuedSeq: -1, destroy: true, sessionOut: StatusDestroyed}},
 		{"destroy of a hosted session waits its turn in the inbox", api.OpSessionDestroy, active(), live,
-			want{queuedSeq: 7, hostSeen: true, writesDoc: true}},
+			want{queuedSeq: 7, writesDoc: true}},
 		{"destroy of a session whose host is starting waits its turn", api.OpSessionDestroy, launching(), nil,
 			want{queuedSeq: 7, writesDoc: true}},
 	} {
@@ -111,9 +110,9 @@ func TestEnqueueDecision(t *testing.T) {
 				t.Errorf("the decision changed the document it was given: %+v, was %+v", tc.doc, before)
 			}
 			w := tc.want
-			if dec.PurgeFirst != w.purgeFirst || dec.Destroy != w.destroy || dec.HostSeen != w.hostSeen || (dec.Launch != nil) != w.launch || (dec.Doc != nil) != w.writesDoc {
-				t.Fatalf("decision = purgeFirst %v destroy %v hostSeen %v launch %v writesDoc %v, want %+v",
-					dec.PurgeFirst, dec.Destroy, dec.HostSeen, dec.Launch != nil, dec.Doc != nil, w)
+			if dec.PurgeFirst != w.purgeFirst || dec.Destroy != w.destroy || (dec.Launch != nil) != w.launch || (dec.Doc != nil) != w.writesDoc {
+				t.Fatalf("decision = purgeFirst %v destroy %v launch %v writesDoc %v, want %+v",
+					dec.PurgeFirst, dec.Destroy, dec.Launch != nil, dec.Doc != nil, w)
 			}
 			if w.purgeFirst {
 				return

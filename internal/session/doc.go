@@ -17,9 +17,13 @@
 //     host that lost its lease cannot write anything. A renewal is one write
 //     to the lease document. A lapsed lease passes to no other host until
 //     the reaper recovered it (RecoverHost), after the old execution ended.
-//   - A host records a completion in the inbox document before publishing it
-//     (outbox), so a lost publish is found and repeated, and a request that
-//     was running when its host died is answered HOST_LOST, never re-run.
+//   - A host starts a request by marking it running in the lease document
+//     (LeaseDoc.Running), the one write its Start makes, and records its
+//     completion in the inbox document before publishing it (outbox), so a
+//     lost publish is found and repeated, and a request that was running
+//     when its host died is answered HOST_LOST, never re-run. The lease
+//     document also tracks that publish (LeaseDoc.Publishing): the host's
+//     next write of it notes the completion published.
 //   - A host leaves only in a transaction that finds no queued request, so a
 //     request that arrives while it leaves is either served by it or sees no
 //     host and gets a new one.

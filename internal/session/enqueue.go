@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
+	"maps"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -35,9 +35,6 @@ type Accepted struct {
 	// Aborted are the session's earlier requests that the destroy answered
 	// ABORTED (it had no host to run them): the caller publishes them.
 	Aborted []Unpublished
-	// hostSeen: the request was queued for a host that was live when
-	// Enqueue read its lease outside the transaction.
-	hostSeen bool
 }
 
 // Enqueue accepts a valid request: de-duplicates it by request id, and
@@ -54,38 +51,8 @@ func (s *Store) Enqueue(ctx context.Context, req *api.Request, raw []byte, trace
 			}
 			continue
 		}
-		if err != nil || !acc.hostSeen {
-			return acc, err
-		}
-		return acc, s.hostAfterEnqueue(ctx, &acc)
+		return acc, err
 	}
-}
-
-// hostAfterEnqueue makes sure that a request queued for the host that
-// Enqueue saw live still has one. A host that leaves after the request's
-// commit sees it queued and stays (Release); one that left before the
-// commit is gone by the time of this read, which then claims a launch. A
-// commit that comes while the host's Release is between its query of the
-// queued items and its commit waits for it (the query locks the items it
-// could match, new ones included), so it is one of the two. A host that
-// dies is the reaper's (RecoverHost, Relaunch).
-func (s *Store) hostAfterEnqueue(ctx context.Context, acc *Accepted) error {
-	sessionID := acc.Item.SessionID
-	lease, err := find[LeaseDoc](ctx, s.leaseRef(sessionID))
-	if err != nil {
-		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
-	}
-	s.seen.seeLease(sessionID, lease)
-	if lease.Live(s.now()) {
-		return nil
-	}
-	// No give-up here: the reaper counts launch attempts and gives up.
-	launch, _, err := s.Relaunch(ctx, sessionID, math.MaxInt)
-	if err != nil {
-		return fmt.Errorf("enqueue request %s of session %s: %w", acc.Item.RequestID, sessionID, err)
-	}
-	acc.Launch = launch
-	return nil
 }
 
 var errPurgeFirst = errors.New("purge the destroyed session first")
@@ -123,10 +90,7 @@ func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte
 	// its item, which its host writes when it finishes it, for as long as
 	// the dispatcher lives (60 s more if it dies inside the transaction).
 	if prev, err := find[Item](ctx, iref); err != nil || prev != nil {
-		if err != nil {
-			return Accepted{}, err
-		}
-		return Accepted{Item: *prev, Duplicate: true}, nil
+		return s.duplicate(ctx, prev, err)
 	}
 	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		acc = Accepted{}
@@ -146,7 +110,7 @@ func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte
 			return err
 		}
 		if in.Doc != nil {
-			if in.Shown, err = s.shown(ctx, req.SessionID); err != nil {
+			if in.Shown, err = s.shown(ctx, req.SessionID, in.Lease); err != nil {
 				return err
 			}
 		}
@@ -176,7 +140,7 @@ func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte
 				return err
 			}
 		}
-		acc.Item, acc.Answer, acc.Launch, acc.hostSeen = dec.Item, dec.Answer, dec.Launch, dec.HostSeen
+		acc.Item, acc.Answer, acc.Launch = dec.Item, dec.Answer, dec.Launch
 		return tx.Create(iref, dec.Item)
 	})
 	return acc, err
@@ -186,7 +150,7 @@ func (s *Store) enqueueDestroy(ctx context.Context, req *api.Request, raw []byte
 // outside the transaction: a description needs no lock, and locks on the
 // state document and the queued items would hold up the session's host
 // (Finish, Start) while the dispatcher lives.
-func (s *Store) shown(ctx context.Context, id string) (Shown, error) {
+func (s *Store) shown(ctx context.Context, id string, lease *LeaseDoc) (Shown, error) {
 	st, err := find[StateDoc](ctx, s.stateRef(id))
 	if err != nil {
 		return Shown{}, err
@@ -195,13 +159,18 @@ func (s *Store) shown(ctx context.Context, id string) (Shown, error) {
 	if st != nil {
 		sh.Cwd, _ = st.Shell.Values()
 	}
-	it := s.queuedQuery(id).Documents(ctx)
+	it := s.queuedQuery(id).Select().Documents(ctx)
 	defer it.Stop()
 	snaps, err := it.GetAll()
 	if err != nil {
 		return Shown{}, fmt.Errorf("count queued requests of session %s: %w", id, err)
 	}
-	sh.Queued = len(snaps)
+	for _, snap := range snaps {
+		// A request that runs is still queued in its item.
+		if lease == nil || !hasMark(lease.Running, snap.Ref.ID) {
+			sh.Queued++
+		}
+	}
 	return sh, nil
 }
 
@@ -301,6 +270,50 @@ func (s *Store) WithdrawLaunch(ctx context.Context, sessionID, launchID string, 
 	})
 	if err != nil {
 		return fmt.Errorf("withdraw launch of session %s: %w", sessionID, err)
+	}
+	return nil
+}
+
+// Published notes that the completion of requestID, which a host holding
+// lease recorded or found recorded, reached Pub/Sub. A completion that the
+// lease's own Finish recorded is tracked by the lease document
+// (LeaseDoc.Publishing): noting it costs nothing now, and the lease's next
+// write (a Start, a Finish, a renewal) drops it. Any other (an orphan's
+// HOST_LOST, a destroy's answers) is marked in its item (MarkPublished).
+func (s *Store) Published(ctx context.Context, lease *Lease, requestID string) error {
+	if lease.notePublished(requestID) {
+		return nil
+	}
+	return s.MarkPublished(ctx, lease.SessionID, requestID)
+}
+
+// ClearPublishing drops from the session's lease document the completions
+// that the reaper republished (Unpublished's InLease), so that they are not
+// found again. It writes the lease document only when it holds one of them:
+// a live host's next write then reads it first (its version moved), and
+// goes on.
+func (s *Store) ClearPublishing(ctx context.Context, sessionID string, requestIDs []string) error {
+	ref := s.leaseRef(sessionID)
+	err := s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		ld, err := txGet[LeaseDoc](tx, ref)
+		if err != nil || ld == nil {
+			return err
+		}
+		next := maps.Clone(ld.Publishing)
+		for _, id := range requestIDs {
+			delete(next, id)
+		}
+		if len(next) == len(ld.Publishing) {
+			return nil
+		}
+		var pub, due any = firestore.Delete, firestore.Delete
+		if len(next) > 0 {
+			pub, due = next, PublishDue(next)
+		}
+		return tx.Update(ref, []firestore.Update{{Path: "publishing", Value: pub}, {Path: "publish_due", Value: due}})
+	})
+	if err != nil {
+		return fmt.Errorf("clear republished completions of session %s: %w", sessionID, err)
 	}
 	return nil
 }

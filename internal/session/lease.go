@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -36,6 +37,10 @@ type Lease struct {
 	// Unreleased is true when the previous host never gave the lease up
 	// (it died or was taken away): it may have left uploads behind.
 	Unreleased bool
+	// orphans are the marks of requests that earlier hosts started and did
+	// not finish, as the lease document held them when the lease was
+	// taken (FailOrphans answers them).
+	orphans map[string]RunningItem
 
 	// turn is held by whoever writes the lease document under this lease
 	// (a renewal, a Start, a Finish): each write is conditioned on the
@@ -46,8 +51,27 @@ type Lease struct {
 	turn     chan struct{}
 	// version is the lease document's update time after this lease's last
 	// write; zero until the first, or when its outcome is unknown. Only
-	// the holder of turn touches it.
+	// the holder of turn touches it, and the two below.
 	version time.Time
+	// running is the lease document's Running as of version: a Start or a
+	// Finish writes it whole, with its mark added or dropped.
+	running map[string]RunningItem
+	// finished holds the ids of the requests this lease finished last
+	// (at most maxFinished, oldest first in finishedOrder): a Start given
+	// a view of the inbox from before one's Finish landed refuses it.
+	finished      map[string]bool
+	finishedOrder []string
+	// pubMu guards the three below: a request's goroutine notes its
+	// publish, and Release reads them, without waiting for the turn.
+	pubMu sync.Mutex
+	// publishing is the lease document's Publishing as of version (set by
+	// the holder of the turn).
+	publishing map[string]time.Time
+	// tracked holds the completions whose publish the lease document
+	// tracks (publishing, or added since by this lease's Finish);
+	// published those of them published since the last write of the
+	// lease, which its next write drops from Publishing.
+	tracked, published map[string]bool
 	// mu guards what the last renewal left, below, which the heartbeat
 	// reads without the turn.
 	mu sync.Mutex
@@ -57,6 +81,93 @@ type Lease struct {
 	expires time.Time
 	sent    time.Time
 	left    time.Duration
+}
+
+// maxFinished bounds Lease.finished: far more requests than a host's
+// views of its inbox can be behind by (they come in order, one listener at
+// a time, and a Finish's own change of the inbox follows it).
+const maxFinished = 4096
+
+// noteFinished records, holding the turn, that the lease finished the
+// request.
+func (l *Lease) noteFinished(requestID string) {
+	if l.finished == nil {
+		l.finished = map[string]bool{}
+	}
+	if l.finished[requestID] {
+		return
+	}
+	l.finished[requestID] = true
+	l.finishedOrder = append(l.finishedOrder, requestID)
+	if len(l.finishedOrder) > maxFinished {
+		delete(l.finished, l.finishedOrder[0])
+		l.finishedOrder = l.finishedOrder[1:]
+	}
+}
+
+// notePublished records that the completion of requestID was published,
+// and reports whether the lease document tracks its publish (then the
+// next write of the lease drops it from Publishing).
+func (l *Lease) notePublished(requestID string) bool {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	if !l.tracked[requestID] {
+		return false
+	}
+	if l.published == nil {
+		l.published = map[string]bool{}
+	}
+	l.published[requestID] = true
+	return true
+}
+
+// publishingUpdate returns the lease document's Publishing that this
+// lease's next write leaves: what it holds now, less
+// what was published since, plus recorded (when not ""), recorded at now;
+// and the fields of the update that writes it.
+func (l *Lease) publishingUpdate(recorded string, now time.Time) (map[string]time.Time, []firestore.Update) {
+	l.pubMu.Lock()
+	// next is a copy: the map l.publishing names is never changed.
+	next := maps.Clone(l.publishing)
+	for id := range l.published {
+		delete(next, id)
+	}
+	l.pubMu.Unlock()
+	if recorded != "" {
+		if next == nil {
+			next = map[string]time.Time{}
+		}
+		next[recorded] = now
+	}
+	var due any = firestore.Delete
+	if t := PublishDue(next); !t.IsZero() {
+		due = t
+	}
+	var pub any = firestore.Delete
+	if len(next) > 0 {
+		pub = next
+	}
+	return next, []firestore.Update{{Path: "publishing", Value: pub}, {Path: "publish_due", Value: due}}
+}
+
+// setPublishing records, holding the turn, the lease document's Publishing
+// as a write of the lease left it (or a read found it).
+func (l *Lease) setPublishing(publishing map[string]time.Time) {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	l.publishing = publishing
+	for id := range l.published {
+		if _, ok := publishing[id]; !ok {
+			delete(l.published, id)
+			delete(l.tracked, id)
+		}
+	}
+	for id := range publishing {
+		if l.tracked == nil {
+			l.tracked = map[string]bool{}
+		}
+		l.tracked[id] = true
+	}
 }
 
 // lock waits for the turn to write the lease document, or for ctx's end.
@@ -257,10 +368,13 @@ func (s *Store) Renew(ctx context.Context, lease *Lease, ttl time.Duration) erro
 	}
 	sent, now := time.Now(), s.now()
 	expires := now.Add(ttl)
-	wr, err := s.leaseRef(lease.SessionID).Update(ctx, s.renewal(expires, now), firestore.LastUpdateTime(lease.version))
+	// The renewal carries what was published since the last write.
+	publishing, pups := lease.publishingUpdate("", now)
+	wr, err := s.leaseRef(lease.SessionID).Update(ctx, append(s.renewal(expires, now), pups...), firestore.LastUpdateTime(lease.version))
 	switch status.Code(err) {
 	case codes.OK:
 		lease.version = wr.UpdateTime
+		lease.setPublishing(publishing)
 		lease.NoteRenewal(sent, now, expires)
 		return nil
 	case codes.FailedPrecondition, codes.NotFound:
@@ -305,7 +419,8 @@ func (s *Store) readLease(ctx context.Context, lease *Lease, iref *firestore.Doc
 	if ld == nil || ld.Epoch != lease.Epoch || ld.Execution != lease.Execution {
 		return nil, ErrLeaseLost
 	}
-	lease.version = snaps[0].UpdateTime
+	lease.version, lease.running = snaps[0].UpdateTime, ld.Running
+	lease.setPublishing(ld.Publishing)
 	if iref == nil {
 		return nil, nil
 	}
@@ -317,7 +432,11 @@ func (s *Store) readLease(ctx context.Context, lease *Lease, iref *firestore.Doc
 }
 
 // commitFenced commits b with the lease's renewal (Lease.WorkExpiry) as its
-// last write, and returns the results of b's own writes. The renewal is the
+// last write, which also writes the lease document's Running marks, whole,
+// as running (the lease's own with one added or dropped), and its
+// Publishing, less what was published since and with recorded (a request
+// whose completion b records; "" for none), and returns the results of b's
+// own writes. The renewal is the
 // fence: it is conditioned on the lease document's update time as this
 // lease last wrote it, so the whole commit fails, writing nothing, once
 // anyone else wrote that document since. That is as strong as the fenced
@@ -337,9 +456,12 @@ func (s *Store) readLease(ctx context.Context, lease *Lease, iref *firestore.Doc
 // unchanged since, when this lease held the session. The caller holds the
 // lease's turn. On a failure the lease's version is kept only when the
 // commit surely did not land (ABORTED, a lock waited for too long).
-func (s *Store) commitFenced(ctx context.Context, lease *Lease, b *firestore.WriteBatch, sent, now time.Time) ([]*firestore.WriteResult, error) {
+func (s *Store) commitFenced(ctx context.Context, lease *Lease, b *firestore.WriteBatch, running map[string]RunningItem, recorded string, sent, now time.Time) ([]*firestore.WriteResult, error) {
 	expires := lease.WorkExpiry(now)
-	b.Update(s.leaseRef(lease.SessionID), s.renewal(expires, now), firestore.LastUpdateTime(lease.version))
+	publishing, pups := lease.publishingUpdate(recorded, now)
+	ups := append(s.renewal(expires, now), firestore.Update{Path: "running", Value: running})
+	ups = append(ups, pups...)
+	b.Update(s.leaseRef(lease.SessionID), ups, firestore.LastUpdateTime(lease.version))
 	wrs, err := b.Commit(ctx)
 	if err != nil {
 		if status.Code(err) != codes.Aborted {
@@ -347,7 +469,8 @@ func (s *Store) commitFenced(ctx context.Context, lease *Lease, b *firestore.Wri
 		}
 		return nil, err
 	}
-	lease.version = wrs[len(wrs)-1].UpdateTime
+	lease.version, lease.running = wrs[len(wrs)-1].UpdateTime, running
+	lease.setPublishing(publishing)
 	lease.NoteRenewal(sent, now, expires)
 	return wrs[:len(wrs)-1], nil
 }
@@ -401,7 +524,9 @@ func LeaseMoved(err error) bool { return errors.Is(err, errLeaseMoved) }
 // Release gives the lease up, unless requests are queued (ErrWorkPending):
 // a host leaves only when no request would be stranded. With force it
 // leaves anyway (the execution is ending), and queued requests get a new
-// host from the reaper.
+// host from the reaper, or from an enqueue that comes first. It writes the
+// session document too (hostGone), so that an enqueue that saw this host
+// fails its commit and reads again (appendItem).
 func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
 		if !force {
@@ -413,15 +538,33 @@ func (s *Store) Release(ctx context.Context, lease *Lease, force bool) error {
 				return ErrWorkPending
 			}
 		}
+		doc, err := txGet[Doc](tx, s.sessionRef(lease.SessionID))
+		if err != nil {
+			return err
+		}
 		if err := s.setFence(tx, lease.SessionID, lease.Epoch, "", now); err != nil {
 			return err
 		}
-		return tx.Update(s.leaseRef(lease.SessionID), []firestore.Update{{Path: "execution", Value: ""}, {Path: "lease_expires", Value: time.Time{}}})
+		if err := s.hostGone(tx, lease.SessionID, doc, now); err != nil {
+			return err
+		}
+		// It carries what was published since the lease's last write.
+		_, pups := lease.publishingUpdate("", now)
+		return tx.Update(s.leaseRef(lease.SessionID), append([]firestore.Update{{Path: "execution", Value: ""}, {Path: "lease_expires", Value: time.Time{}}}, pups...))
 	})
 	if err != nil {
 		return fmt.Errorf("release lease of session %s: %w", lease.SessionID, err)
 	}
 	return nil
+}
+
+// hostGone records, in tx, that the session lost its host at now
+// (Doc.HostGoneAt), unless its document doc, as tx read it, is missing.
+func (s *Store) hostGone(tx *firestore.Transaction, sessionID string, doc *Doc, now time.Time) error {
+	if doc == nil {
+		return nil
+	}
+	return tx.Update(s.sessionRef(sessionID), []firestore.Update{{Path: "host_gone_at", Value: now}})
 }
 
 // Queued returns up to limit of the session's queued items, in sequence
@@ -503,57 +646,77 @@ func sendLatest[T any](ch chan T, v T) {
 }
 
 // Start marks a queued item running under the lease, and returns it as
-// stored then (with its new Version), or ok=false when it is no longer
-// queued (missing, running or done). seen is the item as the caller saw it
-// queued (WatchQueued, Queued); one with only RequestID set is read first.
+// running (its Version is the item's, which the Start does not change), or
+// ok=false when it is no longer queued: missing, done, marked running in
+// the lease document already, or finished by this lease (one a stale view
+// of the inbox still lists). seen is the item as the caller saw it queued
+// (WatchQueued, Queued); one with only RequestID set is read first.
 //
-// It is one Commit, with no transaction and no read: the item's update,
-// conditioned on seen.Version, and the lease's renewal, which is the fence
-// (commitFenced). Only when a condition fails, or a version is unknown, is
-// the item read with the lease document (one BatchGetDocuments): a lease
-// document that no longer names this lease is ErrLeaseLost, an item no
-// longer queued is ok=false, and otherwise it commits again with what it
-// read. A commit whose outcome is unknown is recognised in that read by
-// the start time it wrote.
+// It is one write with no read: the lease document's update, which adds
+// the item's mark to Running (LeaseDoc.Running) and renews the lease,
+// conditioned on the version this lease last wrote (commitFenced: the
+// fence). The inbox item is not written; it stays queued until its Finish.
+// Why the item needs no condition of its own: the lease's holder alone
+// starts and finishes items; everything else that answers a queued item
+// either writes the lease document in the same transaction (a destroy, the
+// reaper's recovery), which fails this commit, or does it while no host
+// holds the lease (the reaper's giving up, Relaunch), before any host's
+// view of the inbox. Only when the lease's version is unknown (its last
+// write's outcome was lost), or its condition fails, is the lease document
+// read (with the item when its version is unknown): one no longer naming
+// this lease is ErrLeaseLost, and a commit whose outcome was unknown is
+// recognised by the mark it wrote.
 func (s *Store) Start(ctx context.Context, lease *Lease, seen Item) (item *Item, ok bool, err error) {
 	iref := s.itemRef(lease.SessionID, seen.RequestID)
 	cur := &seen
 	var tried time.Time // the start time of the last commit, which may have landed
 	err = s.underLease(ctx, lease, "start request "+seen.RequestID, func(ctx context.Context) error {
 		item, ok = nil, false
-		if cur.Version.IsZero() || lease.version.IsZero() {
-			it, err := s.readLease(ctx, lease, iref)
-			switch {
-			case err != nil:
+		var read *firestore.DocumentRef
+		if cur.Version.IsZero() {
+			read = iref
+		}
+		if read != nil || lease.version.IsZero() {
+			it, err := s.readLease(ctx, lease, read)
+			if err != nil {
 				return err
-			case it != nil && !tried.IsZero() && it.Status == ItemRunning && it.Epoch == lease.Epoch && it.Execution == lease.Execution && it.StartedAt.Equal(tried):
-				item, ok = it, true // that commit landed
-				return nil
-			case it == nil || it.Status != ItemQueued:
-				item = it
-				return nil
 			}
-			cur = it
+			if read != nil {
+				if it == nil {
+					return nil
+				}
+				cur = it
+			}
+		}
+		if m, marked := lease.running[cur.RequestID]; marked {
+			// Started already: by this Start's own commit whose outcome was
+			// unknown when the mark is the one it wrote.
+			it := *cur
+			ApplyMark(&it, lease.running)
+			item, ok = &it, !tried.IsZero() && m.Epoch == lease.Epoch && m.Execution == lease.Execution && m.StartedAt.Equal(tried)
+			return nil
+		}
+		if cur.Status != ItemQueued || lease.finished[cur.RequestID] {
+			it := *cur
+			item = &it
+			return nil
 		}
 		next := *cur
 		// Firestore keeps microseconds: the time read back must match.
 		sent, now := time.Now(), s.now().Truncate(time.Microsecond)
 		StartItem(&next, lease, now)
-		b := s.fs.Batch() // one Commit of several writes with no transaction
-		b.Update(iref, []firestore.Update{{Path: "status", Value: next.Status}, {Path: "started_at", Value: next.StartedAt},
-			{Path: "epoch", Value: next.Epoch}, {Path: "execution", Value: next.Execution}}, firestore.LastUpdateTime(cur.Version))
-		wrs, err := s.commitFenced(ctx, lease, b, sent, now)
-		if err != nil {
-			switch status.Code(err) {
-			case codes.Aborted: // it did not land; the versions hold
-			case codes.FailedPrecondition, codes.NotFound:
-				cur.Version = time.Time{}
-			default: // it may have landed
-				cur.Version, tried = time.Time{}, now
+		running := maps.Clone(lease.running)
+		if running == nil {
+			running = map[string]RunningItem{}
+		}
+		running[next.RequestID] = Mark(&next, lease, now)
+		b := s.fs.Batch() // the lease's update alone
+		if _, err := s.commitFenced(ctx, lease, b, running, "", sent, now); err != nil {
+			if c := status.Code(err); c != codes.Aborted && c != codes.FailedPrecondition && c != codes.NotFound {
+				tried = now // it may have landed
 			}
 			return err
 		}
-		next.Version = wrs[0].UpdateTime
 		item, ok = &next, true
 		return nil
 	})
@@ -571,8 +734,10 @@ func (s *Store) Start(ctx context.Context, lease *Lease, seen Item) (item *Item,
 // already done returns what was recorded. version is the item's Version as
 // Start returned it (zero: read it first).
 //
-// It is one Commit, as Start is: the item's completion conditioned on
-// version, the state, and the lease's renewal as the fence. When a
+// It is one Commit: the item's completion conditioned on version (the
+// item's as queued: a Start does not write it), the state, and the lease's
+// renewal, which drops the item's mark (LeaseDoc.Running), as the fence.
+// When a
 // condition fails, or a version is unknown, it reads the item with the
 // lease document: a lease lost is ErrLeaseLost, an item done already
 // returns its completion, and otherwise it commits again.
@@ -598,14 +763,29 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, version time.Time, c *
 				// Recorded before: by an earlier Finish (this one's own
 				// commit of unknown outcome too), or a destroy's answer.
 				recorded = []byte(it.Completion)
+				lease.noteFinished(c.RequestID)
 				return nil
 			}
 			version = it.Version
 		}
 		sent, now := time.Now(), s.now()
 		batch := s.fs.Batch() // one Commit of several writes with no transaction
-		batch.Update(iref, []firestore.Update{{Path: "status", Value: ItemDone}, {Path: "completion", Value: string(b)}, {Path: "finished_at", Value: now}},
-			firestore.LastUpdateTime(version))
+		// Its publish is tracked by the lease document, not by the item:
+		// with no published field, the item is not among those the reaper
+		// queries by it.
+		ups := []firestore.Update{{Path: "status", Value: ItemDone}, {Path: "completion", Value: string(b)}, {Path: "finished_at", Value: now},
+			{Path: "published", Value: firestore.Delete}, {Path: "publish_in_lease", Value: true}}
+		running := maps.Clone(lease.running)
+		if m, ok := running[c.RequestID]; ok {
+			// The item keeps who ran it, which only the mark said.
+			ups = append(ups, firestore.Update{Path: "started_at", Value: m.StartedAt}, firestore.Update{Path: "epoch", Value: m.Epoch},
+				firestore.Update{Path: "execution", Value: m.Execution})
+			delete(running, c.RequestID)
+		}
+		if running == nil {
+			running = map[string]RunningItem{}
+		}
+		batch.Update(iref, ups, firestore.LastUpdateTime(version))
 		// Merge names whole fields: the shell replaces the old one (an unset
 		// variable goes), and so does the checkpoint; what is nil stays.
 		state := map[string]any{"expire_at": now.Add(s.cfg.TTL)}
@@ -622,13 +802,14 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, version time.Time, c *
 		if len(fields) > 1 {
 			batch.Set(s.stateRef(lease.SessionID), state, firestore.Merge(fields...))
 		}
-		if _, err := s.commitFenced(ctx, lease, batch, sent, now); err != nil {
+		if _, err := s.commitFenced(ctx, lease, batch, running, c.RequestID, sent, now); err != nil {
 			if status.Code(err) != codes.Aborted {
 				version = time.Time{}
 			}
 			return err
 		}
 		recorded = b
+		lease.noteFinished(c.RequestID)
 		return nil
 	})
 	if err != nil {

@@ -101,6 +101,12 @@ func (s *Store) List(ctx context.Context, opts ListOptions) ([]SessionSummary, e
 			if sum.Queued, err = s.countQueued(ctx, ids[i]); err != nil {
 				return nil, err
 			}
+			if ld != nil {
+				// A request that runs is still queued in its item. (A mark
+				// of an answered orphan, until the next Start or Finish
+				// drops it, is counted off too: hence the floor.)
+				sum.Queued = max(0, sum.Queued-len(ld.Running))
+			}
 		}
 		out[i] = sum
 	}

@@ -29,8 +29,10 @@ const (
 	StatusDestroyed = "destroyed"
 )
 
-// Inbox item statuses: queued → running → done, or straight to done when the
-// request was answered without running (errors, session.get).
+// Inbox item statuses: queued → done. A request that runs stays queued in
+// its item while it runs: its Start marks it running in the lease document
+// (LeaseDoc.Running). Items that hosts before that change started say
+// running (they are still answered HOST_LOST when their host is lost).
 const (
 	ItemQueued  = "queued"
 	ItemRunning = "running"
@@ -59,6 +61,12 @@ type Doc struct {
 	// PurgePending marks a destroyed session whose Cloud Storage objects
 	// may not all be deleted yet.
 	PurgePending bool `firestore:"purge_pending"`
+	// HostGoneAt is when the session last lost its host other than by a
+	// destroy: the host released its lease (Release), or the reaper took
+	// the session from a lapsed one (RecoverHost). Its write is what
+	// tells an enqueue that saw the host, and whose commit is conditioned
+	// on this document's update time, that the host is gone (appendItem).
+	HostGoneAt time.Time `firestore:"host_gone_at"`
 }
 
 // Launch is a host launch claimed by the dispatcher or the reaper.
@@ -99,8 +107,37 @@ type LeaseDoc struct {
 	// Abandoned is set when the reaper took the session from a host that
 	// never released it: that host may have left uploads that no
 	// checkpoint names, which the next host sweeps (Lease.Unreleased).
-	Abandoned bool      `firestore:"abandoned,omitempty"`
-	ExpireAt  time.Time `firestore:"expire_at"`
+	Abandoned bool `firestore:"abandoned,omitempty"`
+	// Running marks the requests that hosts of the session started and
+	// did not finish, by request id. A Start writes only this, with the
+	// lease's renewal that fences it, and not the inbox item, which stays
+	// queued until its Finish records the completion and drops the mark.
+	// A mark of an earlier epoch than the lease's is an orphan: its host
+	// is gone, and the request is answered HOST_LOST, never run again
+	// (RecoverHost, FailOrphans). Acquire and Release keep the marks; a
+	// recovery and a destroy, which answer the requests, clear them.
+	Running map[string]RunningItem `firestore:"running,omitempty"`
+	// Publishing holds the completions that hosts of the session recorded
+	// and did not yet find published, by request id, with when each was
+	// recorded: a host's Finish adds its completion here, in the commit
+	// that records it, and a later write of the lease (its next Start,
+	// Finish or renewal) drops what it published since, so that a publish
+	// costs no write of its own. PublishDue is the earliest of those times,
+	// absent when there is none: the reaper republishes what is due past
+	// its cutoff (Unpublished, ClearPublishing). Every rewrite of the lease
+	// document (Acquire, RecoverHost, a destroy) keeps both.
+	Publishing map[string]time.Time `firestore:"publishing,omitempty"`
+	PublishDue time.Time            `firestore:"publish_due,omitempty"`
+	ExpireAt   time.Time            `firestore:"expire_at"`
+}
+
+// RunningItem is a mark of LeaseDoc.Running: who started the request and
+// when.
+type RunningItem struct {
+	Seq       int64     `firestore:"seq"`
+	Epoch     int64     `firestore:"epoch"`
+	Execution string    `firestore:"execution"`
+	StartedAt time.Time `firestore:"started_at"`
 }
 
 // FenceDoc is sessions/{session_id}/runtime/fence: the epoch and host that
@@ -218,7 +255,12 @@ type Item struct {
 	// Completion is the completion's JSON once the item is done; every
 	// publish of it sends these bytes.
 	Completion string `firestore:"completion"`
-	Published  bool   `firestore:"published"`
+	// Published marks the completion published. One that a host's Finish
+	// recorded has no published field but PublishInLease: the lease
+	// document tracks its publish (LeaseDoc.Publishing), and Enqueue's
+	// answer to its redelivery says Published from there.
+	Published      bool `firestore:"published"`
+	PublishInLease bool `firestore:"publish_in_lease,omitempty"`
 	// ExpireAt lets Firestore's TTL remove the item once the session's
 	// retention has passed.
 	ExpireAt time.Time `firestore:"expire_at"`

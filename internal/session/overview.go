@@ -35,6 +35,17 @@ func (s *Store) Overview(ctx context.Context, since time.Time, limit int) (*Over
 	if o.Queued, err = count(ctx, s.fs.CollectionGroup(inboxCollection).Where("status", "==", ItemQueued), "queued requests"); err != nil {
 		return nil, err
 	}
+	// A request that runs is still queued in its item: its mark is in its
+	// host's lease (one read per live host).
+	live := s.fs.CollectionGroup(runtimeCollection).Where("lease_expires", ">", s.now()).Select("running")
+	leases, _, err := readAll[LeaseDoc](live.Documents(ctx), "live hosts' running requests")
+	if err != nil {
+		return nil, err
+	}
+	for _, ld := range leases {
+		o.Queued -= len(ld.Running)
+	}
+	o.Queued = max(0, o.Queued)
 	q := s.fs.CollectionGroup(inboxCollection).Where("finished_at", ">", since).OrderBy("finished_at", firestore.Desc).Limit(limit)
 	if o.Recent, _, err = readAll[Item](q.Documents(ctx), "recent requests"); err != nil {
 		return nil, err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -17,6 +19,9 @@ type Unpublished struct {
 	SessionID, RequestID string
 	// Completion is the recorded JSON.
 	Completion []byte
+	// InLease: the lease document tracks its publish (LeaseDoc.Publishing),
+	// not the item: once it is published, ClearPublishing.
+	InLease bool
 }
 
 // answerAll records, in tx, the completion that answer gives each item the
@@ -27,6 +32,12 @@ func answerAll(tx *firestore.Transaction, q firestore.Query, now time.Time, answ
 	if err != nil {
 		return nil, err
 	}
+	return answerItems(tx, items, refs, now, answer)
+}
+
+// answerItems records, in tx, the completion that answer gives each of
+// items (at refs; nil skips the item), and returns them to publish.
+func answerItems(tx *firestore.Transaction, items []Item, refs []*firestore.DocumentRef, now time.Time, answer func(*Item) *api.Completion) ([]Unpublished, error) {
 	var out []Unpublished
 	for i := range items {
 		c := answer(&items[i])
@@ -45,46 +56,84 @@ func answerAll(tx *firestore.Transaction, q firestore.Query, now time.Time, answ
 	return out, nil
 }
 
-// failRunning answers HOST_LOST, in tx, every item of the session that is
-// running under an epoch older than epoch.
-func (s *Store) failRunning(tx *firestore.Transaction, sessionID string, epoch int64, now time.Time) ([]Unpublished, error) {
+// failRunning answers HOST_LOST, in tx, every request of the session that a
+// host of an epoch older than epoch left running: those that running marks
+// (LeaseDoc.Running, read in tx) and not done, and those whose items say
+// running (as hosts before the marks wrote them).
+func (s *Store) failRunning(tx *firestore.Transaction, sessionID string, running map[string]RunningItem, epoch int64, now time.Time) ([]Unpublished, error) {
 	q := s.sessionRef(sessionID).Collection(inboxCollection).Where("status", "==", ItemRunning)
-	return answerAll(tx, q, now, func(it *Item) *api.Completion { return HostLost(it, epoch) })
+	items, refs, err := readAll[Item](tx.Documents(q), "running requests")
+	if err != nil {
+		return nil, err
+	}
+	var marked []*firestore.DocumentRef
+	for _, id := range slices.Sorted(maps.Keys(running)) {
+		marked = append(marked, s.itemRef(sessionID, id))
+	}
+	if len(marked) > 0 {
+		snaps, err := tx.GetAll(marked)
+		if err != nil {
+			return nil, fmt.Errorf("read requests marked running: %w", err)
+		}
+		for _, snap := range snaps {
+			it, err := decodeSnap[Item](snap)
+			if err != nil {
+				return nil, err
+			}
+			if it != nil && ApplyMark(it, running) {
+				items, refs = append(items, *it), append(refs, snap.Ref)
+			}
+		}
+	}
+	return answerItems(tx, items, refs, now, func(it *Item) *api.Completion { return HostLost(it, epoch) })
 }
 
 // FailOrphans answers HOST_LOST, under a freshly taken lease, the requests
-// that earlier hosts of the session left running.
+// that earlier hosts of the session left running: those their marks in
+// the lease document name (as Acquire read it), and those whose items say
+// running (hosts before the marks).
 //
-// It first looks for a running item with a plain query (one RunQuery, no
+// It looks for the latter with a plain query (one RunQuery, no
 // transaction): only a host of an earlier epoch can have left one, and
 // none can start one after this lease was taken (Start is fenced), so
-// finding none is final. The fenced transaction runs only when it finds
-// one (or the query failed).
+// finding none, with no marks, is final. The fenced transaction runs only
+// when there is something to answer (or the query failed). The answered
+// marks are dropped from the lease document by its next Start or Finish.
 func (s *Store) FailOrphans(ctx context.Context, lease *Lease) ([]Unpublished, error) {
 	it := s.sessionRef(lease.SessionID).Collection(inboxCollection).Where("status", "==", ItemRunning).Limit(1).Documents(ctx)
 	_, err := it.Next()
 	it.Stop()
-	if errors.Is(err, iterator.Done) {
+	if errors.Is(err, iterator.Done) && len(lease.orphans) == 0 {
 		return nil, nil
 	}
 	var lost []Unpublished
 	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
 		var err error
-		lost, err = s.failRunning(tx, lease.SessionID, lease.Epoch, now)
+		lost, err = s.failRunning(tx, lease.SessionID, lease.orphans, lease.Epoch, now)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fail orphaned requests of session %s: %w", lease.SessionID, err)
 	}
+	if err := lease.lock(ctx); err != nil {
+		return nil, fmt.Errorf("fail orphaned requests of session %s: %w", lease.SessionID, err)
+	}
+	defer lease.unlock()
+	running := maps.Clone(lease.running)
+	for id := range lease.orphans {
+		delete(running, id)
+	}
+	lease.running, lease.orphans = running, nil
 	return lost, nil
 }
 
 // RecoverHost takes the session from a host whose lease lapsed: it raises
 // the epoch (so the old host, if it still runs, can write nothing), answers
 // its running requests HOST_LOST and leaves the session without a host, so
-// that queued requests get a new one (see Relaunch). It returns the
-// completions to publish, and recovered=false when the host turned out to be
-// live or gone already.
+// that queued requests get a new one (see Relaunch). It writes the session
+// document too (hostGone), as Release does. It returns the completions to
+// publish, and recovered=false when the host turned out to be live or gone
+// already.
 func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpublished, recovered bool, err error) {
 	ref := s.leaseRef(sessionID)
 	err = s.runTx(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -98,11 +147,19 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []Unpub
 		if !ok {
 			return nil
 		}
-		if lost, err = s.failRunning(tx, sessionID, next.Epoch, now); err != nil {
+		doc, err := txGet[Doc](tx, s.sessionRef(sessionID))
+		if err != nil {
+			return err
+		}
+		// The new lease document has no marks: their requests are answered.
+		if lost, err = s.failRunning(tx, sessionID, ld.Running, next.Epoch, now); err != nil {
 			return err
 		}
 		recovered = true
 		if err := tx.Set(s.fenceRef(sessionID), fence); err != nil {
+			return err
+		}
+		if err := s.hostGone(tx, sessionID, doc, now); err != nil {
 			return err
 		}
 		return tx.Set(ref, next)
@@ -234,7 +291,13 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 		var attempts int
 		if launch, attempts = Relaunch(doc, progressed, maxAttempts, now); launch == nil {
 			// Give up: every queued request gets its one outcome.
-			failed, err = answerAll(tx, s.queuedQuery(sessionID), now, func(it *Item) *api.Completion { return GaveUp(it, sessionID, attempts) })
+			failed, err = answerAll(tx, s.queuedQuery(sessionID), now, func(it *Item) *api.Completion {
+				if ld != nil && ApplyMark(it, ld.Running) {
+					// Its host left it running (a forced release).
+					return HostLost(it, ld.Epoch+1)
+				}
+				return GaveUp(it, sessionID, attempts)
+			})
 			if err != nil {
 				return err
 			}
@@ -263,17 +326,51 @@ func (s *Store) finishedSince(tx *firestore.Transaction, sessionID string, t tim
 	return true, nil
 }
 
-// Unpublished lists completions recorded before cutoff and not yet marked
-// published, across all sessions.
+// Unpublished lists completions recorded before cutoff and not yet found
+// published, across all sessions, up to limit of each kind: those whose
+// items are not marked published, and those that lease documents track
+// (LeaseDoc.Publishing, due before cutoff; InLease).
 func (s *Store) Unpublished(ctx context.Context, cutoff time.Time, limit int) ([]Unpublished, error) {
 	q := s.fs.CollectionGroup(inboxCollection).Where("status", "==", ItemDone).Where("published", "==", false).
 		Where("finished_at", "<", cutoff).Limit(limit)
 	items, _, err := readAll[Item](q.Documents(ctx), "unpublished completions")
+	if err != nil {
+		return nil, err
+	}
 	var out []Unpublished
 	for _, item := range items {
 		out = append(out, Unpublished{SessionID: item.SessionID, RequestID: item.RequestID, Completion: []byte(item.Completion)})
 	}
-	return out, err
+	lq := s.fs.CollectionGroup(runtimeCollection).Where("publish_due", "<", cutoff).Limit(limit)
+	leases, lrefs, err := readAll[LeaseDoc](lq.Select("publishing").Documents(ctx), "completions whose publish a lease tracks")
+	if err != nil {
+		return nil, err
+	}
+	var refs []*firestore.DocumentRef
+	for i, ld := range leases {
+		for _, id := range slices.Sorted(maps.Keys(ld.Publishing)) {
+			if ld.Publishing[id].Before(cutoff) && len(refs) < limit {
+				refs = append(refs, s.itemRef(sessionOf(lrefs[i]), id))
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return out, nil
+	}
+	snaps, err := s.fs.GetAll(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("read completions whose publish a lease tracks: %w", err)
+	}
+	for _, snap := range snaps {
+		item, err := decodeSnap[Item](snap)
+		if err != nil {
+			return nil, err
+		}
+		if item != nil && item.Status == ItemDone {
+			out = append(out, Unpublished{SessionID: item.SessionID, RequestID: item.RequestID, Completion: []byte(item.Completion), InLease: true})
+		}
+	}
+	return out, nil
 }
 
 // Stale lists active sessions without activity since cutoff.

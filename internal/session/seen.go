@@ -24,7 +24,8 @@ type seenSession struct {
 	// doc is the session document whose update time is version.
 	doc     Doc
 	version time.Time
-	// lease is the lease document as read at or after version, nil when
+	// lease is the lease document as read with the session document that
+	// the commit leaving version was conditioned on (appendItem), nil when
 	// it was missing.
 	lease *LeaseDoc
 }
@@ -64,16 +65,6 @@ func (c *seenSessions) put(s seenSession) {
 		last := c.order.Back()
 		c.order.Remove(last)
 		delete(c.byID, last.Value.(*seenSession).id)
-	}
-}
-
-// seeLease records the session's lease as read now, if the session is
-// remembered.
-func (c *seenSessions) seeLease(id string, lease *LeaseDoc) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byID[id]; ok {
-		e.Value.(*seenSession).lease = cloneLease(lease)
 	}
 }
 

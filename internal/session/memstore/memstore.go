@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -141,6 +142,59 @@ func (st *state) items(statuses ...string) []*session.Item {
 	return out
 }
 
+// marks returns the lease document's marks of running requests (nil when
+// there is none).
+func (st *state) marks() map[string]session.RunningItem {
+	if st.lease == nil {
+		return nil
+	}
+	return st.lease.Running
+}
+
+// setMarks replaces the lease document's marks (copied on write: the lease
+// documents given out share the old map).
+func (st *state) setMarks(running map[string]session.RunningItem) {
+	ld := *st.lease
+	ld.Running = running
+	st.lease = &ld
+}
+
+// publishing returns the lease document's Publishing (nil when there is
+// none).
+func (st *state) publishing() map[string]time.Time {
+	if st.lease == nil {
+		return nil
+	}
+	return st.lease.Publishing
+}
+
+// setPublishing replaces the lease document's Publishing and PublishDue
+// (copied on write, as setMarks).
+func (st *state) setPublishing(publishing map[string]time.Time) {
+	ld := *st.lease
+	if len(publishing) == 0 {
+		publishing = nil
+	}
+	ld.Publishing, ld.PublishDue = publishing, session.PublishDue(publishing)
+	st.lease = &ld
+}
+
+// orphaned returns the session's requests that hosts of epochs before
+// epoch left running: those the lease document marks, shown running
+// (session.ApplyMark; the caller answers them), and those whose items say
+// running.
+func (st *state) orphaned(epoch int64) []*session.Item {
+	old := maps.Clone(st.marks())
+	maps.DeleteFunc(old, func(_ string, m session.RunningItem) bool { return m.Epoch >= epoch })
+	out := st.items(session.ItemRunning)
+	for _, it := range st.items(session.ItemQueued) {
+		if session.ApplyMark(it, old) {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
 // changed tells the session's watchers that its queue may have changed.
 func (st *state) changed() {
 	for ch := range st.watchers {
@@ -226,14 +280,24 @@ func (s *Store) enqueue(req *api.Request, raw []byte, traceparent string) (acc s
 	defer s.mu.Unlock()
 	st := s.session(req.SessionID)
 	if prev := st.inbox[req.RequestID]; prev != nil {
-		return session.Accepted{Item: *prev, Duplicate: true}, false, nil
+		item := *prev
+		if item.Status == session.ItemDone && item.PublishInLease {
+			_, listed := st.publishing()[item.RequestID]
+			item.Published = !listed
+		}
+		return session.Accepted{Item: item, Duplicate: true}, false, nil
 	}
 	in := session.EnqueueInput{Req: req, Raw: raw, Traceparent: traceparent, Doc: clone(st.doc), Lease: clone(st.lease), Now: s.now()}
 	if session.ShowsSession(req.Op) && st.doc != nil {
 		if st.runtime != nil {
 			in.Shown.Cwd, _ = st.runtime.Shell.Values()
 		}
-		in.Shown.Queued = len(st.queued())
+		for _, it := range st.queued() {
+			// A request that runs is still queued in its item.
+			if _, running := st.marks()[it.RequestID]; !running {
+				in.Shown.Queued++
+			}
+		}
 	}
 	dec, err := s.rules.Enqueue(in)
 	if err != nil {
@@ -286,6 +350,42 @@ func (s *Store) Reject(ctx context.Context, c *api.Completion, raw []byte) (sess
 	item.Version = s.stamp()
 	st.inbox[c.RequestID] = &item
 	return item, false, nil
+}
+
+// Published notes that a completion a host published reached Pub/Sub
+// (see session.Store.Published): one its Finish recorded leaves the lease
+// document's Publishing, any other is marked in its item.
+func (s *Store) Published(ctx context.Context, lease *session.Lease, requestID string) error {
+	s.mu.Lock()
+	st := s.sessions[lease.SessionID]
+	if st != nil && st.inbox[requestID] != nil && st.inbox[requestID].PublishInLease {
+		if _, listed := st.publishing()[requestID]; listed {
+			publishing := maps.Clone(st.publishing())
+			delete(publishing, requestID)
+			st.setPublishing(publishing)
+		}
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	return s.MarkPublished(ctx, lease.SessionID, requestID)
+}
+
+// ClearPublishing drops republished completions from the session's lease
+// document's Publishing.
+func (s *Store) ClearPublishing(ctx context.Context, sessionID string, requestIDs []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.sessions[sessionID]
+	if st == nil || len(st.publishing()) == 0 {
+		return nil
+	}
+	publishing := maps.Clone(st.publishing())
+	for _, id := range requestIDs {
+		delete(publishing, id)
+	}
+	st.setPublishing(publishing)
+	return nil
 }
 
 // MarkPublished notes that an item's completion reached Pub/Sub.
@@ -421,6 +521,7 @@ func (s *Store) Release(ctx context.Context, lease *session.Lease, force bool) e
 		fd.Host = ""
 		st.fence = &fd
 		st.lease.Execution, st.lease.LeaseExpires = "", time.Time{}
+		st.hostGone(now)
 		return nil
 	})
 	if err != nil {
@@ -496,11 +597,19 @@ func (s *Store) Start(ctx context.Context, lease *session.Lease, seen session.It
 	sent := time.Now()
 	err = s.fenced(lease, func(st *state, now time.Time) error {
 		it := clone(st.inbox[seen.RequestID])
+		if it != nil && session.ApplyMark(it, st.marks()) {
+			item = it // started already
+			return nil
+		}
+		// The item is not written: the lease document marks it running.
 		if ok = session.StartItem(it, lease, now); ok {
-			it.Version = s.stamp()
-			st.inbox[seen.RequestID] = it
+			running := maps.Clone(st.marks())
+			if running == nil {
+				running = map[string]session.RunningItem{}
+			}
+			running[it.RequestID] = session.Mark(it, lease, now)
+			st.setMarks(running)
 			s.renewWith(st, lease, sent, now)
-			st.changed()
 		}
 		item = clone(it)
 		return nil
@@ -531,6 +640,20 @@ func (s *Store) Finish(ctx context.Context, lease *session.Lease, version time.T
 		if recorded, first = session.FinishItem(it, b, now); !first {
 			return nil
 		}
+		if m, ok := st.marks()[c.RequestID]; ok {
+			it.StartedAt, it.Epoch, it.Execution = m.StartedAt, m.Epoch, m.Execution
+			running := maps.Clone(st.marks())
+			delete(running, c.RequestID)
+			st.setMarks(running)
+		}
+		// The lease document tracks its publish.
+		it.Published, it.PublishInLease = false, true
+		publishing := maps.Clone(st.publishing())
+		if publishing == nil {
+			publishing = map[string]time.Time{}
+		}
+		publishing[c.RequestID] = now
+		st.setPublishing(publishing)
 		it.Version = s.stamp()
 		st.inbox[c.RequestID] = it
 		if shell != nil || cp != nil {
@@ -565,8 +688,14 @@ func (s *Store) Finish(ctx context.Context, lease *session.Lease, version time.T
 // that earlier hosts of the session left running.
 func (s *Store) FailOrphans(ctx context.Context, lease *session.Lease) (lost []session.Unpublished, err error) {
 	err = s.fenced(lease, func(st *state, now time.Time) error {
-		lost, err = s.settle(st.items(session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.HostLost(it, lease.Epoch) })
-		return err
+		lost, err = s.settle(st.orphaned(lease.Epoch), now, func(it *session.Item) *api.Completion { return session.HostLost(it, lease.Epoch) })
+		if err != nil {
+			return err
+		}
+		running := maps.Clone(st.marks())
+		maps.DeleteFunc(running, func(_ string, m session.RunningItem) bool { return m.Epoch < lease.Epoch })
+		st.setMarks(running)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fail orphaned requests of session %s: %w", lease.SessionID, err)
@@ -588,11 +717,22 @@ func (s *Store) RecoverHost(ctx context.Context, sessionID string) (lost []sessi
 	if !ok {
 		return nil, false, nil
 	}
-	if lost, err = s.settle(st.items(session.ItemRunning), now, func(it *session.Item) *api.Completion { return session.HostLost(it, next.Epoch) }); err != nil {
+	if lost, err = s.settle(st.orphaned(next.Epoch), now, func(it *session.Item) *api.Completion { return session.HostLost(it, next.Epoch) }); err != nil {
 		return nil, false, fmt.Errorf("recover session %s from its lost host: %w", sessionID, err)
 	}
 	st.lease, st.fence = &next, &fd
+	st.hostGone(now)
 	return lost, true, nil
+}
+
+// hostGone records in the session document that the session lost its host
+// at now, as the Firestore store does (session.Doc.HostGoneAt).
+func (st *state) hostGone(now time.Time) {
+	if st.doc != nil {
+		d := *st.doc
+		d.HostGoneAt = now
+		st.doc = &d
+	}
 }
 
 // ExpiredHosts lists sessions whose host's lease lapsed before now.
@@ -661,7 +801,13 @@ func (s *Store) Relaunch(ctx context.Context, sessionID string, maxAttempts int)
 	doc := clone(st.doc)
 	launch, attempts := session.Relaunch(doc, progressed, maxAttempts, now)
 	if launch == nil {
-		failed, err = s.settle(st.queued(), now, func(it *session.Item) *api.Completion { return session.GaveUp(it, sessionID, attempts) })
+		failed, err = s.settle(st.queued(), now, func(it *session.Item) *api.Completion {
+			if session.ApplyMark(it, st.marks()) {
+				// Its host left it running (a forced release).
+				return session.HostLost(it, st.lease.Epoch+1)
+			}
+			return session.GaveUp(it, sessionID, attempts)
+		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("relaunch session %s: %w", sessionID, err)
 		}
@@ -682,8 +828,19 @@ func (s *Store) Unpublished(ctx context.Context, cutoff time.Time, limit int) ([
 			if len(out) == limit {
 				return out, nil
 			}
-			if !it.Published && it.FinishedAt.Before(cutoff) {
+			if !it.Published && !it.PublishInLease && it.FinishedAt.Before(cutoff) {
 				out = append(out, session.Unpublished{SessionID: id, RequestID: it.RequestID, Completion: []byte(it.Completion)})
+			}
+		}
+	}
+	n := 0
+	for _, id := range s.ids() {
+		st := s.sessions[id]
+		for _, rid := range slices.Sorted(maps.Keys(st.publishing())) {
+			it := st.inbox[rid]
+			if n < limit && st.publishing()[rid].Before(cutoff) && it != nil && it.Status == session.ItemDone {
+				out = append(out, session.Unpublished{SessionID: id, RequestID: rid, Completion: []byte(it.Completion), InLease: true})
+				n++
 			}
 		}
 	}

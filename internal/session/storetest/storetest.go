@@ -69,12 +69,14 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"RacingEnqueuesGetConsecutiveSequences", racingEnqueuesGetConsecutiveSequences},
 		{"RacingRedeliveriesAreAcceptedOnce", racingRedeliveriesAreAcceptedOnce},
 		{"RequestAfterItsHostLeftGetsAHost", requestAfterItsHostLeftGetsAHost},
+		{"RequestAfterItsHostWasRecoveredGetsAHost", requestAfterItsHostWasRecoveredGetsAHost},
 		{"ControlIsAnsweredWithoutAHost", controlIsAnsweredWithoutAHost},
 		{"DestroyWithoutAHostAbortsAndPurges", destroyWithoutAHostAbortsAndPurges},
 		{"DestroyOfAHostedSessionWaitsItsTurn", destroyOfAHostedSessionWaitsItsTurn},
 		{"LeaseIsFenced", leaseIsFenced},
 		{"RacingHostsAcquireOnce", racingHostsAcquireOnce},
 		{"StartAndFinishOnce", startAndFinishOnce},
+		{"StartMarksTheRequestInTheLease", startMarksTheRequestInTheLease},
 		{"StartOfAStaleItemIsRefused", startOfAStaleItemIsRefused},
 		{"HostThatLostTheSessionWritesNothing", hostThatLostTheSessionWritesNothing},
 		{"FinishWithTheStartedVersionRecordsOnce", finishWithTheStartedVersionRecordsOnce},
@@ -84,6 +86,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"OrphanOfAForcedReleaseIsHostLost", orphanOfAForcedReleaseIsHostLost},
 		{"RelaunchClaimsAndGivesUp", relaunchClaimsAndGivesUp},
 		{"UnpublishedCompletionsAreFound", unpublishedCompletionsAreFound},
+		{"HostCompletionIsPublishedThroughTheLease", hostCompletionIsPublishedThroughTheLease},
 		{"ReaperDestroyFencesTheHost", reaperDestroyFencesTheHost},
 		{"ObjectsAndCheckpoints", objectsAndCheckpoints},
 		{"PoolMembersAreClaimedOnce", poolMembersAreClaimedOnce},
@@ -323,6 +326,37 @@ func requestAfterItsHostLeftGetsAHost(t *testing.T, st Stores) {
 	acc := enqueue(t, s, id, "r4", api.OpExec)
 	if acc.Launch == nil || acc.Item.Status != session.ItemQueued || acc.Item.Seq != 3 {
 		t.Errorf("after the host left: %+v, want queued with seq 3 and a launch", acc)
+	}
+}
+
+// A request that comes after the reaper took the session from its lapsed
+// host claims a launch itself, from a store that saw the host: nothing
+// after the enqueue's commit checks the host again, so the recovery must
+// make that commit fail and the enqueue read.
+func requestAfterItsHostWasRecoveredGetsAHost(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", 10*time.Second)
+	if acc := enqueue(t, s, id, "r2", api.OpExec); acc.Launch != nil {
+		t.Errorf("r2 claimed a launch with a live host")
+	}
+	if _, ok, err := s.Start(ctx, lease, session.Item{RequestID: "r1"}); err != nil || !ok {
+		t.Fatalf("start r1: %v %v", ok, err)
+	}
+	st.Clock.Advance(20 * time.Second)
+	// The lapsed host is not recovered yet: it may still run r1.
+	if acc := enqueue(t, s, id, "r3", api.OpExec); acc.Launch != nil {
+		t.Errorf("r3 claimed a launch before the lapsed host was recovered")
+	}
+	if _, recovered, err := s.RecoverHost(ctx, id); err != nil || !recovered {
+		t.Fatalf("recover: %v %v", recovered, err)
+	}
+	acc := enqueue(t, s, id, "r4", api.OpExec)
+	if acc.Launch == nil || acc.Item.Status != session.ItemQueued || acc.Item.Seq != 3 {
+		t.Errorf("after the host was recovered: %+v, want queued with seq 3 and a launch", acc)
+	}
+	if acc := enqueue(t, s, id, "r5", api.OpExec); acc.Launch != nil || acc.Item.Seq != 4 {
+		t.Errorf("r5: %+v, want seq 4 and the launch r4 claimed in flight", acc)
 	}
 }
 
@@ -597,6 +631,61 @@ func startAndFinishOnce(t *testing.T, st Stores) {
 	}
 }
 
+// A Start marks its request running in the lease document and leaves the
+// inbox item queued: the request is not started twice, a description of
+// the session does not count it queued, and its Finish records in the item
+// who ran it. A request that its host left running when it was made to
+// leave (a forced release) and that no host could then be launched for is
+// answered HOST_LOST, not LAUNCH_FAILED: it had started.
+func startMarksTheRequestInTheLease(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	enqueue(t, s, id, "r1", api.OpExec)
+	enqueue(t, s, id, "r2", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", time.Minute)
+	started, ok, err := s.Start(ctx, lease, queuedItem(t, s, id, "r1"))
+	if err != nil || !ok || started.Status != session.ItemRunning || started.Epoch != lease.Epoch {
+		t.Fatalf("start r1: %+v %v %v", started, ok, err)
+	}
+	if it := item(t, s, id, "r1"); it.Status != session.ItemQueued {
+		t.Errorf("the started item was written: %+v", it)
+	}
+	if _, ok, err := s.Start(ctx, lease, queuedItem(t, s, id, "r1")); err != nil || ok {
+		t.Errorf("r1 started twice: %v %v", ok, err)
+	}
+	acc := enqueue(t, s, id, "get", api.OpSessionGet)
+	if c := completion(t, []byte(acc.Item.Completion)); c.Session == nil || c.Session.Queued != 1 {
+		t.Errorf("get shows %+v, want 1 queued (r2; r1 runs)", c.Session)
+	}
+	if _, err := s.Finish(ctx, lease, started.Version, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, s, id, "r1"); it.Status != session.ItemDone || it.Epoch != lease.Epoch || it.Execution != "exec-1" || !it.StartedAt.Equal(started.StartedAt) {
+		t.Errorf("finished r1: %+v, want done, with the epoch, host and start time of its Start", it)
+	}
+
+	// r2 starts, and its host is made to leave before it finishes.
+	if _, ok, err := s.Start(ctx, lease, queuedItem(t, s, id, "r2")); err != nil || !ok {
+		t.Fatalf("start r2: %v %v", ok, err)
+	}
+	if err := s.Release(ctx, lease, true); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		st.Clock.Advance(2 * LaunchTimeout)
+		if _, _, err := s.Relaunch(ctx, id, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	it := item(t, s, id, "r2")
+	if it.Status != session.ItemDone || code(completion(t, []byte(it.Completion))) != api.CodeHostLost {
+		t.Errorf("r2 after its host left and no other came: %+v, want HOST_LOST", it)
+	}
+	next := acquire(t, s, id, "exec-2", time.Minute)
+	if lost, err := s.FailOrphans(ctx, next); err != nil || len(lost) != 0 {
+		t.Errorf("orphans answered twice: %v %v", lost, err)
+	}
+}
+
 // queuedItem returns the session's queued item requestID as the inbox
 // lists it (with its Version).
 func queuedItem(t *testing.T, s Store, sessionID, requestID string) session.Item {
@@ -636,8 +725,8 @@ func startOfAStaleItemIsRefused(t *testing.T, st Stores) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if it, ok, err := s.Start(ctx, lease, seen); err != nil || ok || it == nil || it.Status != session.ItemDone {
-		t.Errorf("a start of a finished request: %+v %v %v, want ok=false and the item done", it, ok, err)
+	if _, ok, err := s.Start(ctx, lease, seen); err != nil || ok {
+		t.Errorf("a start of a finished request: %v %v, want ok=false", ok, err)
 	}
 	if it := item(t, s, id, "r1"); it.Status != session.ItemDone || it.Completion != string(first) {
 		t.Errorf("after the stale starts r1 is %+v", it)
@@ -778,7 +867,8 @@ func renewalsRacingStartsKeepTheLease(t *testing.T, st Stores) {
 }
 
 // The inbox listener sends the queued items in sequence order with their
-// versions, and again when one is started: a host starts from it.
+// versions, and again when one is finished: a host starts from it. (A
+// request that runs stays queued in its item: its mark is in the lease.)
 func watchQueuedSendsTheQueue(t *testing.T, st Stores) {
 	s, id := st.Store, sid(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -808,8 +898,12 @@ func watchQueuedSendsTheQueue(t *testing.T, st Stores) {
 	if items[0].Version.IsZero() || string(items[0].Request) == "" {
 		t.Fatalf("the listener's item %+v has no version or request", items[0])
 	}
-	if _, ok, err := s.Start(ctx, lease, items[0]); err != nil || !ok {
+	started, ok, err := s.Start(ctx, lease, items[0])
+	if err != nil || !ok {
 		t.Fatalf("start from the listener's item: %v %v", ok, err)
+	}
+	if _, err := s.Finish(ctx, lease, started.Version, &api.Completion{RequestID: "r1", SessionID: id, Op: api.OpExec, Status: api.StatusOK}, nil, nil); err != nil {
+		t.Fatal(err)
 	}
 	next("r2")
 }
@@ -985,6 +1079,86 @@ func unpublishedCompletionsAreFound(t *testing.T, st Stores) {
 	stale, err := s.Stale(ctx, st.Clock.Now().Add(time.Second))
 	if err != nil || !slices.Contains(stale, id) {
 		t.Errorf("stale %v does not name %s: %v", stale, id, err)
+	}
+}
+
+// A completion that a host's Finish recorded is tracked by the lease: the
+// reaper finds it until the host's note that it was published reaches the
+// lease document (its next write of it), a redelivery of its request is
+// answered as unpublished until then, and one whose host died before
+// publishing it is still found once the reaper took the session, until
+// the reaper clears it.
+func hostCompletionIsPublishedThroughTheLease(t *testing.T, st Stores) {
+	ctx, s, id := context.Background(), st.Store, sid(t)
+	find := func() []string {
+		t.Helper()
+		us, err := s.Unpublished(ctx, st.Clock.Now().Add(time.Second), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mine []session.Unpublished
+		for _, u := range us {
+			if u.SessionID == id {
+				if !u.InLease || len(u.Completion) == 0 {
+					t.Errorf("unpublished %+v, want one the lease tracks, with its completion", u)
+				}
+				mine = append(mine, u)
+			}
+		}
+		return unpublishedIDs(mine)
+	}
+	redelivered := func(requestID string) bool {
+		t.Helper()
+		acc := enqueue(t, s, id, requestID, api.OpExec)
+		if !acc.Duplicate || acc.Item.Status != session.ItemDone {
+			t.Fatalf("redelivery of %s: %+v, want the done duplicate", requestID, acc)
+		}
+		return acc.Item.Published
+	}
+	enqueue(t, s, id, "r1", api.OpExec)
+	enqueue(t, s, id, "r2", api.OpExec)
+	lease := acquire(t, s, id, "exec-1", 10*time.Second)
+	for _, r := range []string{"r1", "r2"} {
+		if _, ok, err := s.Start(ctx, lease, queuedItem(t, s, id, r)); err != nil || !ok {
+			t.Fatalf("start %s: %v %v", r, ok, err)
+		}
+		finish(t, s, lease, r, "")
+	}
+	if got := find(); !slices.Equal(got, []string{"r1", "r2"}) {
+		t.Errorf("unpublished %v, want r1 and r2", got)
+	}
+	if redelivered("r1") {
+		t.Errorf("r1 redelivered before its publish: answered as published")
+	}
+	if err := s.Published(ctx, lease, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Renew(ctx, lease, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(); !slices.Equal(got, []string{"r2"}) {
+		t.Errorf("unpublished after r1 was published and the lease renewed: %v, want r2", got)
+	}
+	if !redelivered("r1") {
+		t.Errorf("r1 redelivered after its publish: answered as unpublished")
+	}
+
+	// The host dies before publishing r2.
+	st.Clock.Advance(20 * time.Second)
+	if _, recovered, err := s.RecoverHost(ctx, id); err != nil || !recovered {
+		t.Fatalf("recover: %v %v", recovered, err)
+	}
+	if got := find(); !slices.Equal(got, []string{"r2"}) {
+		t.Errorf("unpublished after the host was lost: %v, want r2", got)
+	}
+	if err := s.MarkPublished(ctx, id, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClearPublishing(ctx, id, []string{"r2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(); len(got) != 0 {
+		t.Errorf("unpublished after the reaper republished r2: %v", got)
 	}
 }
 
