@@ -125,8 +125,8 @@ func TestKillForegroundCommand(t *testing.T) {
 	}()
 	w.waitRunning(s, reqID)
 
-	// Control requests do not queue behind the running command. The inbox
-	// says running as the host starts the command, a moment before its
+	// Control requests do not queue behind the running command. The lease
+	// marks it running as the host starts the command, a moment before its
 	// process manager shows it, and bash prints a moment later still: the
 	// kill waits for its output, which the command must have printed.
 	var view *api.Completion
