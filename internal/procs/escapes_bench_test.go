@@ -31,14 +31,7 @@ func BenchmarkSweep(b *testing.B) {
 // BenchmarkSweepAfterCommand measures what a command's end pays when
 // nothing escaped it.
 func BenchmarkSweepAfterCommand(b *testing.B) {
-	if err := BecomeSubreaper(); err != nil {
-		b.Skip(err)
-	}
-	m, err := New(Config{Dir: b.TempDir() + "/procs", OwnsOrphans: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close(context.Background())
+	m := subreaperManager(b)
 	for b.Loop() {
 		m.sweepAfterCommand(false)
 	}
@@ -48,6 +41,16 @@ func BenchmarkSweepAfterCommand(b *testing.B) {
 // ShipInterval with OwnsOrphans, as the executor runs it: the reaping of
 // orphaned zombies and the sweep, with nothing running.
 func BenchmarkIdleTick(b *testing.B) {
+	m := subreaperManager(b)
+	for b.Loop() {
+		m.reapOrphans()
+		m.sweep(false)
+	}
+}
+
+// subreaperManager is a manager owning orphans, as the executor runs it,
+// in a process that became a subreaper; closed when the benchmark ends.
+func subreaperManager(b *testing.B) *Manager {
 	if err := BecomeSubreaper(); err != nil {
 		b.Skip(err)
 	}
@@ -55,9 +58,6 @@ func BenchmarkIdleTick(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer m.Close(context.Background())
-	for b.Loop() {
-		m.reapOrphans()
-		m.sweep(false)
-	}
+	b.Cleanup(func() { m.Close(context.Background()) })
+	return m
 }

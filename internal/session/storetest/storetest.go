@@ -148,6 +148,23 @@ func ids(items []session.Item) []string {
 	return out
 }
 
+// unpublishedOf is what the reaper would find unpublished of the session
+// (cut off a second from now).
+func unpublishedOf(t *testing.T, st Stores, sessionID string) []session.Unpublished {
+	t.Helper()
+	us, err := st.Store.Unpublished(context.Background(), st.Clock.Now().Add(time.Second), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []session.Unpublished
+	for _, u := range us {
+		if u.SessionID == sessionID {
+			mine = append(mine, u)
+		}
+	}
+	return mine
+}
+
 func unpublishedIDs(us []session.Unpublished) []string {
 	var out []string
 	for _, u := range us {
@@ -1055,17 +1072,7 @@ func unpublishedCompletionsAreFound(t *testing.T, st Stores) {
 	enqueue(t, s, id, "get", api.OpSessionGet)
 	find := func() []string {
 		t.Helper()
-		us, err := s.Unpublished(ctx, st.Clock.Now().Add(time.Second), 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var mine []session.Unpublished
-		for _, u := range us {
-			if u.SessionID == id {
-				mine = append(mine, u)
-			}
-		}
-		return unpublishedIDs(mine)
+		return unpublishedIDs(unpublishedOf(t, st, id))
 	}
 	if got := find(); !slices.Equal(got, []string{"create", "get"}) {
 		t.Errorf("unpublished %v, want create and get", got)
@@ -1092,17 +1099,10 @@ func hostCompletionIsPublishedThroughTheLease(t *testing.T, st Stores) {
 	ctx, s, id := context.Background(), st.Store, sid(t)
 	find := func() []string {
 		t.Helper()
-		us, err := s.Unpublished(ctx, st.Clock.Now().Add(time.Second), 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var mine []session.Unpublished
-		for _, u := range us {
-			if u.SessionID == id {
-				if !u.InLease || len(u.Completion) == 0 {
-					t.Errorf("unpublished %+v, want one the lease tracks, with its completion", u)
-				}
-				mine = append(mine, u)
+		mine := unpublishedOf(t, st, id)
+		for _, u := range mine {
+			if !u.InLease || len(u.Completion) == 0 {
+				t.Errorf("unpublished %+v, want one the lease tracks, with its completion", u)
 			}
 		}
 		return unpublishedIDs(mine)
