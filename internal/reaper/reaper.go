@@ -292,15 +292,23 @@ func (r *Reaper) countAnswers(ctx context.Context, us []session.Unpublished) {
 
 // publishAll publishes recorded completions and marks them published, and
 // returns how many it published; one that fails stays unmarked, and a later
-// pass publishes it (the relay logs the failure).
-func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) int {
+// pass publishes it (the relay logs the failure). One whose publish a
+// lease document tracks (InLease) is dropped from it too; the error is
+// that of those drops.
+func (r *Reaper) publishAll(ctx context.Context, us []session.Unpublished) (int, error) {
 	n := 0
+	var errs []error
 	for _, u := range us {
-		if r.relay.Send(ctx, outbox.Recorded{SessionID: u.SessionID, RequestID: u.RequestID, Completion: u.Completion}) == nil {
-			n++
+		if r.relay.Send(ctx, outbox.Recorded{SessionID: u.SessionID, RequestID: u.RequestID, Completion: u.Completion}) != nil {
+			continue
+		}
+		n++
+		if u.InLease {
+			// One at a time: the lease documents of a few sessions at most.
+			errs = append(errs, r.store.ClearPublishing(ctx, u.SessionID, []string{u.RequestID}))
 		}
 	}
-	return n
+	return n, errors.Join(errs...)
 }
 
 // recoverHosts takes sessions from hosts whose lease lapsed; the
@@ -394,21 +402,10 @@ func (r *Reaper) republish(ctx context.Context, cut cutoffs, t *tally) error {
 	if err != nil {
 		return err
 	}
-	n := 0
-	var errs []error
-	for _, u := range us {
-		if r.relay.Send(ctx, outbox.Recorded{SessionID: u.SessionID, RequestID: u.RequestID, Completion: u.Completion}) != nil {
-			continue
-		}
-		n++
-		if u.InLease {
-			// One at a time: the lease documents of a few sessions at most.
-			errs = append(errs, r.store.ClearPublishing(ctx, u.SessionID, []string{u.RequestID}))
-		}
-	}
+	n, err := r.publishAll(ctx, us)
 	t.add(func(rep *Report) { rep.Republished += n })
 	r.republished.Add(ctx, int64(n))
-	return errors.Join(errs...)
+	return err
 }
 
 // destroyStale destroys sessions idle past their TTL.

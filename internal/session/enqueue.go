@@ -306,11 +306,7 @@ func (s *Store) ClearPublishing(ctx context.Context, sessionID string, requestID
 		if len(next) == len(ld.Publishing) {
 			return nil
 		}
-		var pub, due any = firestore.Delete, firestore.Delete
-		if len(next) > 0 {
-			pub, due = next, PublishDue(next)
-		}
-		return tx.Update(ref, []firestore.Update{{Path: "publishing", Value: pub}, {Path: "publish_due", Value: due}})
+		return tx.Update(ref, publishingFields(next))
 	})
 	if err != nil {
 		return fmt.Errorf("clear republished completions of session %s: %w", sessionID, err)

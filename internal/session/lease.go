@@ -139,15 +139,17 @@ func (l *Lease) publishingUpdate(recorded string, now time.Time) (map[string]tim
 		}
 		next[recorded] = now
 	}
-	var due any = firestore.Delete
-	if t := PublishDue(next); !t.IsZero() {
-		due = t
+	return next, publishingFields(next)
+}
+
+// publishingFields is the update that leaves the lease document's
+// Publishing as publishing, with its PublishDue; both go when it is empty.
+func publishingFields(publishing map[string]time.Time) []firestore.Update {
+	var pub, due any = firestore.Delete, firestore.Delete
+	if len(publishing) > 0 {
+		pub, due = publishing, PublishDue(publishing)
 	}
-	var pub any = firestore.Delete
-	if len(next) > 0 {
-		pub = next
-	}
-	return next, []firestore.Update{{Path: "publishing", Value: pub}, {Path: "publish_due", Value: due}}
+	return []firestore.Update{{Path: "publishing", Value: pub}, {Path: "publish_due", Value: due}}
 }
 
 // setPublishing records, holding the turn, the lease document's Publishing
@@ -459,6 +461,9 @@ func (s *Store) readLease(ctx context.Context, lease *Lease, iref *firestore.Doc
 func (s *Store) commitFenced(ctx context.Context, lease *Lease, b *firestore.WriteBatch, running map[string]RunningItem, recorded string, sent, now time.Time) ([]*firestore.WriteResult, error) {
 	expires := lease.WorkExpiry(now)
 	publishing, pups := lease.publishingUpdate(recorded, now)
+	if running == nil {
+		running = map[string]RunningItem{}
+	}
 	ups := append(s.renewal(expires, now), firestore.Update{Path: "running", Value: running})
 	ups = append(ups, pups...)
 	b.Update(s.leaseRef(lease.SessionID), ups, firestore.LastUpdateTime(lease.version))
@@ -781,9 +786,6 @@ func (s *Store) Finish(ctx context.Context, lease *Lease, version time.Time, c *
 			ups = append(ups, firestore.Update{Path: "started_at", Value: m.StartedAt}, firestore.Update{Path: "epoch", Value: m.Epoch},
 				firestore.Update{Path: "execution", Value: m.Execution})
 			delete(running, c.RequestID)
-		}
-		if running == nil {
-			running = map[string]RunningItem{}
 		}
 		batch.Update(iref, ups, firestore.LastUpdateTime(version))
 		// Merge names whole fields: the shell replaces the old one (an unset

@@ -96,18 +96,20 @@ func (s *Store) failRunning(tx *firestore.Transaction, sessionID string, running
 // It looks for the latter with a plain query (one RunQuery, no
 // transaction): only a host of an earlier epoch can have left one, and
 // none can start one after this lease was taken (Start is fenced), so
-// finding none, with no marks, is final. The fenced transaction runs only
-// when there is something to answer (or the query failed). The answered
+// finding none, with no marks, is final. With marks, or when the query
+// finds one (or fails), the fenced transaction runs, and queries again. The answered
 // marks are dropped from the lease document by its next Start or Finish.
 func (s *Store) FailOrphans(ctx context.Context, lease *Lease) ([]Unpublished, error) {
-	it := s.sessionRef(lease.SessionID).Collection(inboxCollection).Where("status", "==", ItemRunning).Limit(1).Documents(ctx)
-	_, err := it.Next()
-	it.Stop()
-	if errors.Is(err, iterator.Done) && len(lease.orphans) == 0 {
-		return nil, nil
+	if len(lease.orphans) == 0 {
+		it := s.sessionRef(lease.SessionID).Collection(inboxCollection).Where("status", "==", ItemRunning).Limit(1).Documents(ctx)
+		_, err := it.Next()
+		it.Stop()
+		if errors.Is(err, iterator.Done) {
+			return nil, nil
+		}
 	}
 	var lost []Unpublished
-	err = s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
+	err := s.fenced(ctx, lease, func(tx *firestore.Transaction, now time.Time) error {
 		var err error
 		lost, err = s.failRunning(tx, lease.SessionID, lease.orphans, lease.Epoch, now)
 		return err

@@ -179,6 +179,18 @@ func (st *state) setPublishing(publishing map[string]time.Time) {
 	st.lease = &ld
 }
 
+// dropPublishing drops requestIDs from the lease document's Publishing,
+// writing it only when it lists one of them.
+func (st *state) dropPublishing(requestIDs ...string) {
+	publishing := maps.Clone(st.publishing())
+	for _, id := range requestIDs {
+		delete(publishing, id)
+	}
+	if len(publishing) != len(st.publishing()) {
+		st.setPublishing(publishing)
+	}
+}
+
 // orphaned returns the session's requests that hosts of epochs before
 // epoch left running: those the lease document marks, shown running
 // (session.ApplyMark; the caller answers them), and those whose items say
@@ -359,11 +371,7 @@ func (s *Store) Published(ctx context.Context, lease *session.Lease, requestID s
 	s.mu.Lock()
 	st := s.sessions[lease.SessionID]
 	if st != nil && st.inbox[requestID] != nil && st.inbox[requestID].PublishInLease {
-		if _, listed := st.publishing()[requestID]; listed {
-			publishing := maps.Clone(st.publishing())
-			delete(publishing, requestID)
-			st.setPublishing(publishing)
-		}
+		st.dropPublishing(requestID)
 		s.mu.Unlock()
 		return nil
 	}
@@ -376,15 +384,9 @@ func (s *Store) Published(ctx context.Context, lease *session.Lease, requestID s
 func (s *Store) ClearPublishing(ctx context.Context, sessionID string, requestIDs []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.sessions[sessionID]
-	if st == nil || len(st.publishing()) == 0 {
-		return nil
+	if st := s.sessions[sessionID]; st != nil {
+		st.dropPublishing(requestIDs...)
 	}
-	publishing := maps.Clone(st.publishing())
-	for _, id := range requestIDs {
-		delete(publishing, id)
-	}
-	st.setPublishing(publishing)
 	return nil
 }
 
