@@ -246,37 +246,31 @@ func (r *runner) counts(ctx context.Context) error {
 		return err
 	}
 	time.Sleep(time.Second)
-	var samples []sample
-	for range n {
-		s, err := env.countOne(ctx, warm, "true", 300*time.Millisecond)
-		if err != nil {
-			return err
-		}
-		samples = append(samples, s)
+	// Each kind: n samples of command, the i-th in session(i).
+	kinds := []struct {
+		kind, command string
+		n             int
+		session       func(i int) string
+		wait          time.Duration
+	}{
+		{"warm request (true)", "true", n, func(int) string { return warm }, 300 * time.Millisecond},
+		// A request that changes a file: it is answered once the
+		// workspace's checkpoint holds the change (the uploads are on its
+		// path).
+		{"warm request writing a file", "date +%N > f", n, func(int) string { return warm }, 300 * time.Millisecond},
+		{"new session, no pool", "true", newN, func(i int) string { return fmt.Sprintf("bench-count-new-%03d", i) }, time.Second},
 	}
-	r.add(summarize("warm request (true)", samples).result())
-
-	// A request that changes a file: it is answered once the workspace's
-	// checkpoint holds the change (the uploads are on its path).
-	samples = nil
-	for range n {
-		s, err := env.countOne(ctx, warm, "date +%N > f", 300*time.Millisecond)
-		if err != nil {
-			return err
+	for _, k := range kinds {
+		var samples []sample
+		for i := range k.n {
+			s, err := env.countOne(ctx, k.session(i), k.command, k.wait)
+			if err != nil {
+				return err
+			}
+			samples = append(samples, s)
 		}
-		samples = append(samples, s)
+		r.add(summarize(k.kind, samples).result())
 	}
-	r.add(summarize("warm request writing a file", samples).result())
-
-	samples = nil
-	for i := range newN {
-		s, err := env.countOne(ctx, fmt.Sprintf("bench-count-new-%03d", i), "true", time.Second)
-		if err != nil {
-			return err
-		}
-		samples = append(samples, s)
-	}
-	r.add(summarize("new session, no pool", samples).result())
 
 	if err := r.countIdle(ctx, env, warm, first.ExecutionID, idleWindow); err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -111,7 +110,7 @@ func (h *Host) snapshot(ctx context.Context) (*pendingCheckpoint, error) {
 		// A session with no checkpoint starts from an empty workspace
 		// (restore): while it is still empty there is nothing to store,
 		// which spares a new session's first requests their uploads.
-		if empty, err := emptyDir(dir); err == nil && empty {
+		if empty, err := workspace.Empty(dir); err == nil && empty {
 			return nil, nil
 		}
 	}
@@ -164,20 +163,6 @@ func (h *Host) snapshot(ctx context.Context) (*pendingCheckpoint, error) {
 	p.stats.Uploaded += stored.Bytes
 	p.cp = *stored
 	return p, nil
-}
-
-// emptyDir reports whether dir has no entries.
-func emptyDir(dir string) (bool, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if errors.Is(err, io.EOF) {
-		return true, nil
-	}
-	return len(names) == 0, err
 }
 
 // changesWorkspace reports whether a request of op can change the

@@ -112,7 +112,7 @@ func openTarget(dir string) (*os.Root, error) {
 // prepareTarget makes sure dir is an empty directory, creating it if it
 // does not exist.
 func prepareTarget(dir string) error {
-	f, err := os.Open(dir)
+	empty, err := Empty(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return fmt.Errorf("create restore target: %w", err)
@@ -120,17 +120,26 @@ func prepareTarget(dir string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("open restore target: %w", err)
+		return fmt.Errorf("restore target: %w", err)
+	}
+	if !empty {
+		return fmt.Errorf("restore target %s: %w", dir, ErrNotEmpty)
+	}
+	return nil
+}
+
+// Empty reports whether the directory dir has no entries.
+func Empty(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
 	}
 	defer f.Close()
 	names, err := f.Readdirnames(1)
 	if err != nil && err != io.EOF {
-		return fmt.Errorf("list restore target %s: %w", dir, err)
+		return false, fmt.Errorf("list %s: %w", dir, err)
 	}
-	if len(names) > 0 {
-		return fmt.Errorf("restore target %s: %w", dir, ErrNotEmpty)
-	}
-	return nil
+	return len(names) == 0, nil
 }
 
 type restorer struct {
