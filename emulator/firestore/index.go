@@ -126,7 +126,7 @@ func equalities(f filter) []fieldFilter {
 // indexable reports whether q can read through an index: it names one
 // collection ID and has an equality filter on an indexable value.
 func (q *query) indexable() bool {
-	return q.collection != "" && len(equalities(q.where)) > 0
+	return q.collection != "" && len(q.equalities) > 0
 }
 
 // prepare creates the indexes q can use that do not exist yet. It takes
@@ -136,7 +136,7 @@ func (s *store) prepare(q *query) {
 		return
 	}
 	missing := func() bool {
-		for _, f := range equalities(q.where) {
+		for _, f := range q.equalities {
 			if s.indexes[q.collection][f.path.String()] == nil {
 				return true
 			}
@@ -151,7 +151,7 @@ func (s *store) prepare(q *query) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, f := range equalities(q.where) {
+	for _, f := range q.equalities {
 		s.createIndex(q.collection, f.path)
 	}
 }
@@ -202,7 +202,7 @@ func (s *store) candidates(q *query) (map[string]*history, bool) {
 	}
 	var best map[string]*history
 	found := false
-	for _, f := range equalities(q.where) {
+	for _, f := range q.equalities {
 		ix := byPath[f.path.String()]
 		if ix == nil {
 			continue

@@ -22,6 +22,9 @@ type query struct {
 	limit          int // -1: no limit
 	hasProjection  bool
 	projection     []fieldPath
+	// equalities are where's equality filters that an index can serve
+	// (see equalities), found once as the query is compiled.
+	equalities []fieldFilter
 }
 
 type order struct {
@@ -126,6 +129,7 @@ func compileQuery(parent string, sq *pb.StructuredQuery) (*query, error) {
 			q.projection = append(q.projection, p)
 		}
 	}
+	q.equalities = equalities(q.where)
 	return q, nil
 }
 
