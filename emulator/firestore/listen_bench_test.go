@@ -3,12 +3,12 @@ package firestore
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/sandrun/sandrun/internal/procfs"
 )
 
 // benchStream is a Listen stream that sends one request, then waits for
@@ -41,12 +41,6 @@ func (b *benchStream) SendHeader(metadata.MD) error { return nil }
 func (b *benchStream) SetTrailer(metadata.MD)       {}
 func (b *benchStream) SendMsg(any) error            { return nil }
 func (b *benchStream) RecvMsg(any) error            { return nil }
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkListen measures what a commit costs the Listen path, as
 // sandrun's session hosts use it: one listener per session on the
@@ -110,7 +104,7 @@ func benchListen(b *testing.B, listeners, inbox, elsewhere int) {
 		<-st.snapshot
 	}
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := procfs.OwnCPU(false)
 	for n := range b.N {
 		// Each item is queued, then done: every commit changes the results.
 		s, id, status := n%listeners, n/listeners/2%10, "queued"
@@ -122,5 +116,5 @@ func benchListen(b *testing.B, listeners, inbox, elsewhere int) {
 		}
 		<-streams[s].snapshot
 	}
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64((procfs.OwnCPU(false)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }

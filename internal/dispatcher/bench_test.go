@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/sandrun/sandrun/emulator/emulatortest"
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/logging"
+	"github.com/sandrun/sandrun/internal/procfs"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/session/memstore"
 )
@@ -63,18 +63,12 @@ func benchHandle(b *testing.B, store warmStore) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
-	cpu0 := processCPU()
+	cpu0 := procfs.OwnCPU(false)
 	for i := 0; b.Loop(); i++ {
 		m := message(b, api.Request{RequestID: fmt.Sprintf("r%d", i), SessionID: sessionID, Op: api.OpExec, Command: "true"})
 		if v := d.deliver(ctx, m); v != ack {
 			b.Fatalf("request %s not acknowledged: %d", m.ID, v)
 		}
 	}
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((procfs.OwnCPU(false)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }

@@ -10,11 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/procfs"
 	"github.com/sandrun/sandrun/internal/procs"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/session/memstore"
@@ -89,11 +89,11 @@ func BenchmarkTrivialRequest(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i += round {
 		k := min(round, b.N-i)
-		before := cpuNow()
+		before := procfs.OwnCPU(true)
 		for j := range k {
 			send(fmt.Sprintf("r%d", i+j))
 		}
-		host += cpuNow() - before
+		host += procfs.OwnCPU(true) - before
 		floor += fl.run(b, k)
 	}
 	b.StopTimer()
@@ -133,31 +133,19 @@ func newFloor(b *testing.B) *floorRunner {
 
 // run runs the command n times and returns the CPU that took.
 func (f *floorRunner) run(b *testing.B, n int) time.Duration {
-	before := cpuNow()
+	before := procfs.OwnCPU(true)
 	for range n {
 		res, err := shell.Run(context.Background(), f.dir, f.st, shell.Command{Script: "true", Stdout: f.stdout, Stderr: f.stderr, MaxOutput: api.MaxOutputBytes})
 		if err != nil || !res.StateSaved {
 			b.Fatalf("floor: %+v, %v", res, err)
 		}
 	}
-	return cpuNow() - before
+	return procfs.OwnCPU(true) - before
 }
 
 func (f *floorRunner) close() {
 	f.stdout.Close()
 	f.stderr.Close()
-}
-
-// cpuNow is the CPU this process and its reaped children have used.
-func cpuNow() time.Duration {
-	var self, children syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
-	total := time.Duration(0)
-	for _, ru := range []syscall.Rusage{self, children} {
-		total += time.Duration(ru.Utime.Nano()) + time.Duration(ru.Stime.Nano())
-	}
-	return total
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/sandrun/sandrun/emulator"
 	"github.com/sandrun/sandrun/emulator/emulatortest"
 	"github.com/sandrun/sandrun/internal/gcp"
+	"github.com/sandrun/sandrun/internal/procfs"
 )
 
 // BenchmarkPublishCompletion publishes completions one after another, as a
@@ -51,20 +51,13 @@ func BenchmarkPublishCompletion(b *testing.B) {
 			if err := q.PublishCompletion(ctx, data, ""); err != nil { // the stream opens
 				b.Fatal(err)
 			}
-			before := cpu()
+			before := procfs.OwnCPU(false)
 			for i := 0; b.Loop(); i++ {
 				if err := q.PublishCompletion(ctx, data, fmt.Sprint(i)); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(cpu()-before)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(procfs.OwnCPU(false)-before)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 		})
 	}
-}
-
-// cpu is the CPU this process has used.
-func cpu() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

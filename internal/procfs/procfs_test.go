@@ -4,6 +4,7 @@ import (
 	"os/exec"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestRunningFindsACommandLineUntilItEnds(t *testing.T) {
@@ -51,5 +52,24 @@ func TestStartTimeTellsProcessesApart(t *testing.T) {
 	a.Wait()
 	if _, err := StartTime(a.Process.Pid); err == nil {
 		t.Errorf("StartTime of a reaped process: no error")
+	}
+}
+
+// OwnCPU grows with the work this process does, and counts a reaped
+// child's only when asked to.
+func TestOwnCPUCountsThisProcessAndItsReapedChildren(t *testing.T) {
+	before, beforeAll := OwnCPU(false), OwnCPU(true)
+	for spin := OwnCPU(false); OwnCPU(false)-spin < 20*time.Millisecond; {
+	}
+	if got := OwnCPU(false) - before; got < 20*time.Millisecond {
+		t.Errorf("OwnCPU grew %v over 20 ms of spinning", got)
+	}
+	child := exec.Command("sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	own, all := OwnCPU(false)-before, OwnCPU(true)-beforeAll
+	if all-own < 20*time.Millisecond {
+		t.Errorf("with children %v, without %v: want the reaped child's CPU counted", all, own)
 	}
 }
