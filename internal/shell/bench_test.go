@@ -47,7 +47,7 @@ func BenchmarkRunCPU(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer stderr.Close()
-	tools, err := findTools()
+	bash, err := findBash()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func BenchmarkRunCPU(b *testing.B) {
 		})
 		floor.measure(func() {
 			c := &exec.Cmd{
-				Path: tools.bash, Args: []string{"bash", "-c", "true"},
+				Path: bash, Args: []string{"bash", "-c", "true"},
 				Env: floorEnv, Dir: root, Stdout: stdout, Stderr: stderr,
 				SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 			}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -204,7 +205,7 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 	if err := validateEnv("command env", cmd.Env); err != nil {
 		return nil, err
 	}
-	tools, err := findTools()
+	bash, err := findBash()
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +230,7 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 		startDir = filepath.Clean(dir)
 	}
 
-	stateFile, err := os.CreateTemp(spoolDir, "state-*")
+	stateFile, err := os.CreateTemp(spoolDir, stateFilePattern)
 	if err != nil {
 		return nil, fmt.Errorf("create state file: %w", err)
 	}
@@ -258,9 +259,8 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 	}
 
 	c := &exec.Cmd{
-		Path: tools.bash,
-		Args: []string{"bash", "-c", wrapperScript, "bash",
-			stateFile.Name(), tools.env, startDir, fallback, cmd.Script},
+		Path: bash,
+		Args: wrapperArgs(stateFile.Name(), startDir, fallback, cmd.Script),
 		// Never nil: a nil Env would make os/exec pass the caller's own
 		// environment, credentials included.
 		Env: commandEnv(st.Env, cmd.Env),
@@ -536,20 +536,26 @@ func (r *Running) result() (Result, error) {
 		return res, fmt.Errorf("read state file %s: %w", r.stateFile.Name(), err)
 	}
 	if len(data) > maxStateSize {
-		return res, fmt.Errorf("state file %s: larger than %d bytes: %w", r.stateFile.Name(), maxStateSize, ErrMalformedState)
+		res.StateError = fmt.Errorf("save shell state: state file over %d bytes: %w", maxStateSize, ErrStateTooLarge)
+		return res, nil
 	}
 	after, err := parseState(data)
-	var failed *envFailed
 	switch {
 	case errors.Is(err, errIncomplete):
-		return res, nil
-	case errors.As(err, &failed):
-		res.StateError = fmt.Errorf("save shell state: %w", failed)
 		return res, nil
 	case err != nil:
 		return res, fmt.Errorf("state file %s: %w", r.stateFile.Name(), err)
 	}
-	res.State, res.StateSaved = r.forgetCommandOnly(after), true
+	after = r.forgetCommandOnly(after)
+	// The shell wrote its variables with builtins, which no size limits:
+	// the state is kept only if the next command's bash can be started
+	// with it, given a script of its own that fits in what is left.
+	next := wrapperArgs(nextStateFile(r.stateFile.Name()), after.Cwd, fallbackDir(after), "")
+	if err := execFits(r.cmd.Path, next, commandEnv(after.Env, nil)); err != nil {
+		res.StateError = fmt.Errorf("save shell state: %w", err)
+		return res, nil
+	}
+	res.State, res.StateSaved = after, true
 	return res, nil
 }
 
@@ -591,6 +597,16 @@ func commandEnv(session, command map[string]string) []string {
 	return env
 }
 
+// stateFilePattern names the state files in the spool directory: os.CreateTemp
+// puts a random number of at most 10 digits (a uint32) in place of the *.
+const stateFilePattern = "state-*"
+
+// nextStateFile is the longest name the next command's state file can have,
+// for a state file named current.
+func nextStateFile(current string) string {
+	return filepath.Join(filepath.Dir(current), strings.Replace(stateFilePattern, "*", "4294967295", 1))
+}
+
 func fallbackDir(st State) string {
 	if home := st.Env["HOME"]; filepath.IsAbs(home) && isDir(home) {
 		return filepath.Clean(home)
@@ -606,21 +622,15 @@ func isDir(path string) bool {
 	return err == nil && fi.IsDir()
 }
 
-type tools struct{ bash, env string }
-
-// findTools locates bash and env in the system directories once. The
-// session's PATH is not used: it is the command's to change, and the
-// caller's is not the sandbox's.
-var findTools = sync.OnceValues(func() (tools, error) {
+// findBash locates bash in the system directories once. The session's
+// PATH is not used: it is the command's to change, and the caller's is not
+// the sandbox's.
+var findBash = sync.OnceValues(func() (string, error) {
 	bash, err := firstExecutable("/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash")
 	if err != nil {
-		return tools{}, fmt.Errorf("find bash: %w", err)
+		return "", fmt.Errorf("find bash: %w", err)
 	}
-	env, err := firstExecutable("/usr/bin/env", "/bin/env")
-	if err != nil {
-		return tools{}, fmt.Errorf("find env: %w", err)
-	}
-	return tools{bash: bash, env: env}, nil
+	return bash, nil
 })
 
 func firstExecutable(paths ...string) (string, error) {

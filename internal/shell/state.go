@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
+	"syscall"
+	"unsafe"
 )
 
 // State is what a session keeps between its commands, as a terminal would:
@@ -38,43 +41,22 @@ var ErrInvalid = errors.New("invalid")
 // file the command's shell wrote cannot be parsed.
 var ErrMalformedState = errors.New("malformed state file")
 
-// ErrStateTooLarge is wrapped by Result.StateError when the command's
-// exported environment could not be passed to a program (a variable over
-// 128 KiB, or more than the system takes in all), so its shell could not
-// save its state.
+// ErrStateTooLarge is wrapped by Result.StateError when the command left
+// an exported environment that the next command's bash could not be
+// started with (a variable over 128 KiB, or more than exec takes in all),
+// so its state is not kept.
 var ErrStateTooLarge = errors.New("exported environment too large to pass to a program")
 
-// envFailedMarker takes the trailer's place when env failed; its exit
-// status follows, then NUL.
-const envFailedMarker = "\x00sandrun-env-failed\x00"
-
-// errEnvFailed is wrapped by the error of parseState for a state file
-// with the env failure marker.
-var errEnvFailed = errors.New("env failed")
-
-// envFailed is that error: env's exit status, as bash reported it.
-type envFailed struct{ status string }
-
-func (e *envFailed) Error() string { return "env exited with status " + e.status }
-
-func (e *envFailed) Unwrap() []error {
-	if e.status == "126" { // found but could not be run: E2BIG
-		return []error{errEnvFailed, ErrStateTooLarge}
-	}
-	return []error{errEnvFailed}
-}
-
 // errIncomplete means the EXIT trap started writing the state file but did
-// not finish: it was killed, or env could not run (an environment too large
-// for exec). It is not an error of the command: the state is reported as not
-// saved.
+// not finish (it was killed), or never wrote it. It is not an error of the
+// command: the state is reported as not saved.
 var errIncomplete = errors.New("state file incomplete")
 
 // The state file is a sequence of NUL-terminated records, written by the
 // wrapper's EXIT trap:
 //
-//	"sandrun-state-v1" NUL, cwd NUL, then `env -0` (NAME=VALUE NUL ...),
-//	then "end" NUL.
+//	"sandrun-state-v1" NUL, cwd NUL, NAME=VALUE NUL for each exported
+//	variable, then "end" NUL.
 //
 // The trailer is written last and only if everything before it succeeded,
 // so a file that lacks it was cut short. An env record always contains '=',
@@ -83,7 +65,8 @@ const (
 	stateMagic   = "sandrun-state-v1"
 	stateTrailer = "end"
 	// maxStateSize bounds what Wait reads. Linux refuses to exec with more
-	// than a few MiB of environment, so a real state is far smaller.
+	// than 6 MiB of arguments and environment (see execFits), so a larger
+	// file holds a state too large to keep.
 	maxStateSize = 16 << 20
 )
 
@@ -96,17 +79,10 @@ const reservedPrefix = "__sandrun_"
 // SHLVL would grow). OLDPWD is kept so that `cd -` works across commands.
 var dropped = map[string]bool{"PWD": true, "SHLVL": true, "_": true}
 
-// parseState parses a state file strictly. A file whose save failed at
-// env yields an *envFailed (errEnvFailed). An empty file or one without
+// parseState parses a state file strictly. An empty file or one without
 // the trailer yields errIncomplete; anything else that is not exactly the
 // format above is an error wrapping ErrMalformedState.
 func parseState(data []byte) (State, error) {
-	if i := bytes.LastIndex(data, []byte(envFailedMarker)); i >= 0 && bytes.HasPrefix(data, []byte(stateMagic+"\x00")) {
-		status, ok := bytes.CutSuffix(data[i+len(envFailedMarker):], []byte{0})
-		if _, err := strconv.ParseUint(string(status), 10, 8); ok && err == nil {
-			return State{}, &envFailed{status: string(status)}
-		}
-	}
 	if len(data) == 0 || !bytes.HasSuffix(data, []byte("\x00"+stateTrailer+"\x00")) {
 		return State{}, errIncomplete
 	}
@@ -126,11 +102,6 @@ func parseState(data []byte) (State, error) {
 		name, value, ok := strings.Cut(rec, "=")
 		if !ok {
 			return State{}, fmt.Errorf("%w: env record %d has no '='", ErrMalformedState, i)
-		}
-		if isExportedFunction(name) {
-			// `export -f` functions are not part of State: fresh shells
-			// do not keep functions, exported or not.
-			continue
 		}
 		if !isIdentifier(name) {
 			return State{}, fmt.Errorf("%w: env record %d: %q is not a shell identifier", ErrMalformedState, i, name)
@@ -164,12 +135,6 @@ func appendState(b []byte, s State) []byte {
 	return append(b, stateTrailer+"\x00"...)
 }
 
-// isExportedFunction reports whether name is how bash exports a function
-// into the environment (BASH_FUNC_name%%).
-func isExportedFunction(name string) bool {
-	return strings.HasPrefix(name, "BASH_FUNC_") && strings.HasSuffix(name, "%%")
-}
-
 // isIdentifier reports whether name is a shell variable name:
 // [A-Za-z_][A-Za-z0-9_]*.
 func isIdentifier(name string) bool {
@@ -201,6 +166,55 @@ func validateEnv(what string, env map[string]string) error {
 		if strings.IndexByte(value, 0) >= 0 {
 			return fmt.Errorf("%s: value of %s contains NUL: %w", what, name, ErrInvalid)
 		}
+	}
+	return nil
+}
+
+// Linux's limits on the strings an exec takes, from fs/exec.c and the
+// headers it uses (include/uapi/linux/binfmts.h, limits.h, resource.h):
+//
+//   - each string, its NUL included, is at most MAX_ARG_STRLEN, 32 pages
+//     (valid_arg_len, called by copy_strings for argv and envp and by
+//     copy_string_kernel for the program's path);
+//   - all the strings together (the path, argv and envp, each with its NUL)
+//     fit in a limit that bprm_stack_limits derives from RLIMIT_STACK: a
+//     quarter of its soft value, at most 3/4 of _STK_LIM (8 MiB), at least
+//     ARG_MAX (128 KiB); from which it first takes one pointer for each
+//     string of argv (at least one) and envp. copy_strings fails with
+//     E2BIG once the strings go past what is left (bprm->argmin).
+const (
+	argMax         = 128 << 10 // ARG_MAX
+	defaultStkLim  = 8 << 20   // _STK_LIM
+	argStrlenPages = 32        // MAX_ARG_STRLEN / PAGE_SIZE
+)
+
+// execFits returns nil if the kernel would accept the strings of
+// execve(path, argv, env), and an error wrapping ErrStateTooLarge (as the
+// state is what grows) with the rule that refuses them if not. The limit
+// comes from this process's RLIMIT_STACK, which a child inherits.
+func execFits(path string, argv, env []string) error {
+	maxString := argStrlenPages * os.Getpagesize()
+	total := 0
+	for i, s := range slices.Concat([]string{path}, argv, env) {
+		if len(s)+1 > maxString {
+			what := "an argument"
+			if i > len(argv) {
+				name, _, _ := strings.Cut(s, "=")
+				what = "variable " + name
+			}
+			return fmt.Errorf("%s of %d bytes: over the %d that exec takes for one string: %w", what, len(s), maxString-1, ErrStateTooLarge)
+		}
+		total += len(s) + 1
+	}
+	limit := uint64(defaultStkLim / 4 * 3)
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_STACK, &rl); err == nil {
+		limit = min(limit, rl.Cur/4)
+	}
+	limit = max(limit, argMax)
+	pointers := uint64(max(len(argv), 1)+len(env)) * uint64(unsafe.Sizeof(uintptr(0)))
+	if limit <= pointers || uint64(total) > limit-pointers {
+		return fmt.Errorf("%d strings of %d bytes in all: over the %d bytes that exec takes with their pointers: %w", len(argv)+len(env)+1, total, limit, ErrStateTooLarge)
 	}
 	return nil
 }
