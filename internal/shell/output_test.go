@@ -5,6 +5,7 @@ package shell
 import (
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,22 +84,30 @@ func TestOutputPastMaxOutputIsCountedNotKept(t *testing.T) {
 	}
 }
 
-// TestStateTooLargeToSaveIsReported: a variable over what exec takes for
-// one string (128 KiB) stops the shell from saving its state; Wait says
-// so, and the session keeps the state it started from.
+// TestStateTooLargeToSaveIsReported: a state that the next command's bash
+// could not be started with is not kept, whether one variable is over what
+// exec takes for one string (128 KiB) or all of them together are over
+// what it takes in all (at most 6 MiB); Wait says so, and the session
+// keeps the state it started from.
 func TestStateTooLargeToSaveIsReported(t *testing.T) {
 	t.Parallel()
-	s := newSession(t)
-	before := s.st.Clone()
-	res, _ := s.run(`export ONE=$(head -c 140000 /dev/zero | tr '\0' a); cd /`, Command{})
-	if res.StateSaved || !errors.Is(res.StateError, ErrStateTooLarge) {
-		t.Fatalf("StateSaved %v, StateError %v; want not saved, ErrStateTooLarge", res.StateSaved, res.StateError)
-	}
-	if res.State.Cwd != before.Cwd || res.State.Env["ONE"] != "" {
-		t.Fatalf("State %q, want the one it started from (%q)", res.State.Cwd, before.Cwd)
+	for _, script := range []string{
+		`export ONE=$(head -c 140000 /dev/zero | tr '\0' a); cd /`,
+		`x=$(head -c 100000 /dev/zero | tr '\0' a); for i in {1..70}; do export V$i=$x; done; cd /`,
+	} {
+		s := newSession(t)
+		before := s.st.Clone()
+		res, _ := s.run(script, Command{})
+		if res.StateSaved || !errors.Is(res.StateError, ErrStateTooLarge) {
+			t.Fatalf("%s: StateSaved %v, StateError %v; want not saved, ErrStateTooLarge", script, res.StateSaved, res.StateError)
+		}
+		if res.State.Cwd != before.Cwd || !maps.Equal(res.State.Env, before.Env) {
+			t.Fatalf("%s: State %+v, want the one it started from", script, res.State)
+		}
 	}
 	// A state that fits is saved as before.
-	res, _ = s.run(`export ONE=$(head -c 100000 /dev/zero | tr '\0' a); cd /`, Command{})
+	s := newSession(t)
+	res, _ := s.run(`export ONE=$(head -c 100000 /dev/zero | tr '\0' a); cd /`, Command{})
 	if !res.StateSaved || res.StateError != nil || len(s.st.Env["ONE"]) != 100000 || s.st.Cwd != "/" {
 		t.Fatalf("StateSaved %v, StateError %v, cwd %q", res.StateSaved, res.StateError, s.st.Cwd)
 	}

@@ -5,7 +5,9 @@ package shell
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -725,5 +727,147 @@ func TestOutputClosedOnceNoWriterIsLeft(t *testing.T) {
 	}
 	if got := readFile(t, stdout.Name()); got != "started\n" {
 		t.Errorf("stdout %q", got)
+	}
+}
+
+// TestSavedEnvIsWhatAProgramWouldGet: the state keeps each exported
+// variable with the value a program started at the end of the command
+// would find in its environment (what `env` prints), whatever kind of
+// variable the command made: namerefs, arrays, integer or case attributes,
+// exported without a value, exported locals when the shell exits in a
+// function.
+func TestSavedEnvIsWhatAProgramWouldGet(t *testing.T) {
+	t.Parallel()
+	scripts := []string{
+		`A=1; declare -nx REF=A`,
+		`declare -nx DANGLING=nosuchvar`,
+		`export T=target; declare -n R=T; export R; T=changed`,
+		`declare -ax ARR=(1 2); declare -Ax ASSOC=([k]=v); declare -x EMPTYARR=()`,
+		`ARR=(a b); export ARR`,
+		`export SCALAR=x; SCALAR[1]=y`,
+		`declare -ix I=3+4; declare -lx L=ABC; declare -ux U=abc`,
+		`export FOO; declare -x BAR; export EMPTY=`,
+		`export N=1; export -n N; export G=1; unset G`,
+		`export RO=1; readonly RO`,
+		`f() { local -x LOC=1; export OUT=2; exit 3; }; f`,
+		`g() { echo hi; }; export -f g; export AFTER=1`,
+		"export NL=$'a\\nb' EQ='x=y' Q=\"'\\\"\"",
+		`unset OLDPWD; export OLDPWD`,
+		`cd /usr; cd /`,
+		`unset PATH HOME LANG`,
+	}
+	for _, script := range scripts {
+		t.Run(script, func(t *testing.T) {
+			t.Parallel()
+			s := newSession(t)
+			res, out := s.run(script, Command{})
+			if !res.StateSaved {
+				t.Fatalf("state not saved; stderr %q", out.stderr)
+			}
+			if want := envAtExit(t, s, script); !maps.Equal(s.st.Env, want) {
+				t.Fatalf("saved env %q\nwant      %q", s.st.Env, want)
+			}
+		})
+	}
+}
+
+// envAtExit runs script in a plain bash that starts in the session's
+// state, and returns what `env -0` prints when that bash exits, as a State
+// keeps it: without bash's bookkeeping and exported functions.
+func envAtExit(t *testing.T, s *session, script string) map[string]string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "env")
+	c := exec.Command("/bin/bash", "-c", `trap '/usr/bin/env -0 >"$0"' EXIT; `+script, out)
+	c.Dir, c.Env = s.st.Cwd, commandEnv(s.st.Env, nil)
+	_ = c.Run() // its status is the script's
+	env := map[string]string{}
+	for _, rec := range strings.Split(strings.TrimSuffix(readFile(t, out), "\x00"), "\x00") {
+		name, value, _ := strings.Cut(rec, "=")
+		if !dropped[name] && !strings.HasPrefix(name, "BASH_FUNC_") {
+			env[name] = value
+		}
+	}
+	return env
+}
+
+// TestExecFitsAgreesWithTheKernel starts bash with environments just
+// within and just past each of the kernel's limits as execFits computes
+// them, under a few stack limits, and checks that the kernel accepts and
+// refuses the same ones.
+func TestExecFitsAgreesWithTheKernel(t *testing.T) {
+	// Not parallel: it changes the stack limit of the whole test process.
+	bash, err := findBash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := []string{"bash", "-c", ":"}
+	kernelAccepts := func(env []string) bool {
+		t.Helper()
+		c := &exec.Cmd{Path: bash, Args: argv, Env: env}
+		err := c.Run()
+		if err != nil && !errors.Is(err, syscall.E2BIG) {
+			t.Fatalf("exec with %d variables: %v", len(env), err)
+		}
+		return err == nil
+	}
+	check := func(what string, fits, over []string) {
+		t.Helper()
+		if err := execFits(bash, argv, fits); err != nil {
+			t.Fatalf("%s: execFits refuses what it should take: %v", what, err)
+		}
+		if err := execFits(bash, argv, over); !errors.Is(err, ErrStateTooLarge) {
+			t.Fatalf("%s: execFits = %v for one byte more, want ErrStateTooLarge", what, err)
+		}
+		if !kernelAccepts(fits) {
+			t.Errorf("%s: the kernel refuses what execFits takes", what)
+		}
+		if kernelAccepts(over) {
+			t.Errorf("%s: the kernel takes what execFits refuses", what)
+		}
+	}
+	pad := func(name string, n int) string { return name + "=" + strings.Repeat("x", n) }
+
+	// One string: its bytes and NUL fill 32 pages exactly.
+	longest := 32*os.Getpagesize() - len("V=") - 1
+	check("one string", []string{pad("V", longest)}, []string{pad("V", longest+1)})
+
+	var orig syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_STACK, &orig); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_STACK, &orig); err != nil {
+			t.Errorf("restore stack limit: %v", err)
+		}
+	})
+	// The total: as many strings as fit, and one whose size makes it fit
+	// exactly, found by execFits; the kernel must agree at that edge.
+	for _, stack := range []uint64{orig.Cur, 32 << 20, 1 << 20, 256 << 10} {
+		if stack > orig.Max {
+			continue
+		}
+		if err := syscall.Setrlimit(syscall.RLIMIT_STACK, &syscall.Rlimit{Cur: stack, Max: orig.Max}); err != nil {
+			t.Fatal(err)
+		}
+		var env []string
+		lastMax := longest - len("LAST") + len("V") // its own string's limit
+		for execFits(bash, argv, append(env, pad("LAST", lastMax))) == nil {
+			env = append(env, pad("V"+strconv.Itoa(len(env)), 100000))
+		}
+		lo, hi := 0, lastMax // lo fits, hi does not
+		if execFits(bash, argv, append(env, pad("LAST", lo))) != nil {
+			t.Fatalf("stack limit %d: %d strings fit, but not one more empty one", stack, len(env))
+		}
+		for hi-lo > 1 {
+			mid := (lo + hi) / 2
+			if execFits(bash, argv, append(env, pad("LAST", mid))) == nil {
+				lo = mid
+			} else {
+				hi = mid
+			}
+		}
+		t.Logf("stack %d: %d strings, last %d", stack, len(env), lo)
+		check(fmt.Sprintf("stack limit %d", stack),
+			append(slices.Clip(env), pad("LAST", lo)), append(slices.Clip(env), pad("LAST", hi)))
 	}
 }
