@@ -1,7 +1,9 @@
 package shell
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -34,5 +36,24 @@ func TestCommandsRunBelowTheirHost(t *testing.T) {
 	}
 	if after := hostNice(); after != before {
 		t.Fatalf("the host ran at nice %d and now runs at %d", before, after)
+	}
+	// Where a thread that started a command was given its value back, it
+	// went on running the host's goroutines: every thread must be back.
+	if canRenice() {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			stat, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+			if err != nil {
+				continue // the thread ended
+			}
+			// The nice value is the 19th field; comm, the 2nd, may hold spaces.
+			fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+			if nice := fields[19-3]; nice != fmt.Sprint(before) {
+				t.Errorf("thread %s runs at nice %s, want the host's %d", task.Name(), nice, before)
+			}
+		}
 	}
 }
