@@ -187,3 +187,16 @@ func queuedBytes(f *os.File) (int, error) {
 	}
 	return n, ierr
 }
+
+// memStateFile makes a memfd for a state file, and the path by which a
+// child of this process running as the same user opens it (and, with
+// O_TRUNC, empties it).
+func memStateFile() (*os.File, string, error) {
+	fd, err := unix.MemfdCreate("sandrun-state", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, "", fmt.Errorf("memfd_create: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "sandrun-state"), memStatePath(strconv.Itoa(os.Getpid()), strconv.Itoa(fd)), nil
+}
+
+func memStatePath(pid, fd string) string { return "/proc/" + pid + "/fd/" + fd }

@@ -3,6 +3,7 @@
 package shell
 
 import (
+	"errors"
 	"os"
 	"syscall"
 	"time"
@@ -29,3 +30,11 @@ func queuedBytes(f *os.File) (int, error) { return 0, nil }
 
 // awaitChildExit has no pidfd to wait on: the caller's wait blocks.
 func awaitChildExit(pid int) {}
+
+// memStateFile has no memfd to make: state files go to the spool
+// directory.
+func memStateFile() (*os.File, string, error) {
+	return nil, "", errors.ErrUnsupported
+}
+
+func memStatePath(pid, fd string) string { return "" }
