@@ -17,12 +17,24 @@
 // the script cannot leak into the saved environment. The wrapper installs
 // an EXIT trap, cd's to the start directory and evals the script in the
 // same shell, so that cd, export and unset act on the shell whose state is
-// saved. The trap writes $PWD and the output of `env -0` to the state file,
-// NUL-separated, which is exact for values holding newlines, '=' or quotes.
+// saved. The trap writes $PWD and each exported variable as NAME=VALUE to
+// the state file, NUL-separated, which is exact for values holding
+// newlines, '=' or quotes. It uses bash builtins only (compgen -e for the
+// names, ${!name} for the values), so saving starts no process, and writes
+// what `env` would have printed then (a nameref as the name it refers to;
+// no arrays, no variable exported without a value, no exported function).
+// The state file is a memfd that bash opens by its /proc path, so that
+// no file system is involved, or a file in the spool directory for a
+// command that runs as another user.
 // An EXIT trap runs whichever way the shell ends: end of script, exit N, a
 // syntax error, set -e, an error in a sourced file, or a fatal signal such
 // as the SIGTERM of a timeout. The wrapper writes nothing to the command's
 // stdout or stderr and exits with the command's exact status.
+//
+// Builtins know no size limit, but exec does: Wait keeps the state only if
+// the next command's bash could be started with it, by the kernel's rules
+// for the strings of an exec (see execFits); otherwise Result.StateError
+// wraps ErrStateTooLarge and the session keeps the state it started from.
 //
 // Two traces of the eval show: bash names "eval" instead of "-c" in a
 // syntax error, and set -x prefixes the command's trace with "++" instead
@@ -41,6 +53,11 @@
 // the session keeps the state the command started from. bash's own
 // bookkeeping (PWD, SHLVL, _) and exported functions are not saved; OLDPWD
 // is, so `cd -` works across commands.
+//
+// A command gets, in $__sandrun_state, the path of its state file; the
+// /proc path of a memfd names one of this process's descriptors, which
+// may name another file once the command has ended. Like the rest of the
+// reserved prefix, it is not for commands to use.
 //
 // # Processes
 //
@@ -75,7 +92,7 @@
 // It never passes the caller's environment to a command (the executor's
 // holds credentials): a command's environment is exactly State.Env plus
 // Command.Env. It never runs a command through the session's PATH to find
-// bash or env. It never keeps a process alive between commands, never kills
+// bash, and the wrapper calls every builtin as such. It never keeps a process alive between commands, never kills
 // leftovers of a command that ended by itself, and never stores State
 // anywhere: persisting it is the caller's job.
 //

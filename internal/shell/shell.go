@@ -56,9 +56,9 @@ type Command struct {
 	// (Result.StdoutBytes, StderrBytes), so the command neither blocks nor
 	// fails, but dropped.
 	MaxOutput int64
-	// Credential, if set, runs the command as this user and group. The
-	// state file is then chowned to it, and spoolDir must be searchable
-	// by it.
+	// Credential, if set, runs the command as this user and group. Its
+	// state file is then one in spoolDir chowned to it (it may not open
+	// this process's memfd), and spoolDir must be searchable by it.
 	Credential *syscall.Credential
 }
 
@@ -83,12 +83,13 @@ type Result struct {
 	// does not when the shell could not run its EXIT trap: the command
 	// exec'd another program, bash was killed by SIGKILL, or the command
 	// replaced the EXIT trap and then left with exit or an error. Also when
-	// the command exported more environment than exec accepts (StateError
-	// says so).
+	// the command exported more environment than the next command's bash
+	// could be started with (StateError says so).
 	StateSaved bool
 	// StateError says why the shell failed to save its state when it
 	// tried (StateSaved is then false): it wraps ErrStateTooLarge when
-	// the command exported more than a program's environment can hold.
+	// the command exported more than the next command's bash could be
+	// started with.
 	// The command ran; its state change is not kept.
 	StateError error
 	// CwdFallback reports that the session cwd no longer existed and the
@@ -185,9 +186,10 @@ func Run(ctx context.Context, spoolDir string, st State, cmd Command) (Result, e
 // If st.Cwd is empty or no longer a directory, the command starts in the
 // fallback directory: st.Env["HOME"] if that is a directory, else "/".
 //
-// spoolDir holds the command's state file for as long as it runs; Wait
-// removes it. Canceling ctx (or its deadline) ends the command as a timeout
-// does.
+// spoolDir holds the command's state file for as long as it runs, where
+// the state file is not a memfd (see stateFile): with a Credential, or
+// where memfds are missing; Wait removes it. Canceling ctx (or its
+// deadline) ends the command as a timeout does.
 //
 // Start returns an error wrapping ErrInvalid for a State or Command it
 // refuses, one wrapping fs.ErrNotExist for a Dir that does not exist, and
