@@ -302,6 +302,9 @@ func TestStateSavedWhicheverWayTheShellEnds(t *testing.T) {
 		{"empty PATH", `cd /usr; export V=x PATH=`},
 		{"aliases over builtins", `shopt -s expand_aliases; alias builtin=false set=false printf=false; \cd /usr; export V=x`},
 		{"functions named like tools", `env() { echo fake; }; pwd() { echo /fake; }; cd /usr; export V=x`},
+		{"functions named like the save's builtins", `compgen() { :; }; mapfile() { :; }; printf() { :; }; eval() { :; }; set() { :; }; cd /usr; export V=x`},
+		{"posix mode, odd shopts and IFS", `set -o posix; shopt -s nocasematch nullglob failglob extglob; IFS=x; cd /usr; export V=x`},
+		{"ERR and DEBUG traps", `trap 'false' ERR; trap 'false' DEBUG; set -ET; cd /usr; export V=x`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
