@@ -45,10 +45,11 @@ import (
 // latest command started before it. That guess is the one imprecision:
 // a process that left its group and whose parent died before any sweep
 // saw them, while several commands ran, may be grouped under the wrong
-// one (and so killed with that one's timeout). One case is left to Close:
-// a subshell that `set -m` made a job of and whose bash ended looks, by
-// its ids and command line, like a command's bash the host is starting,
-// which must not be taken (mayBeStarting).
+// one (and so killed with that one's timeout). A job that `set -m` made
+// and whose bash ended looks, by its ids and command line until it execs,
+// like a command's bash the host is starting, which must not be taken:
+// package shell tells them apart (mayBeStarting), except while a command
+// is being started, when the job is left to a later sweep or to Close.
 //
 // A command that ends by its timeout takes what it started with it
 // (endDescendantsLocked); one that ends by itself leaves it running, as
@@ -292,17 +293,21 @@ func (m *Manager) discover(roots []*proc, tracked map[int]bool, running, groups 
 // mayBeStarting reports whether pid, a child of this process, may be the
 // bash of a command being started, which the Manager is told of only once
 // it runs: a leader of its own group in this process's session (Setpgid)
-// that runs sandrun's wrapper, or still this program (os/exec forked it and
-// it has not exec'd bash yet). A job that `set -m` made and whose bash
-// ended looks the same by its ids, but runs its own program; a subshell job
-// (`set -m; ( … ) &`) does not, and is taken only by Close.
+// that runs sandrun's wrapper and that package shell started or may be
+// starting (shell.MayBeCommandBash), or still this program (os/exec forked
+// it and it has not exec'd bash yet). A job that `set -m` made and whose
+// bash ended looks the same by its ids, and by its command line until it
+// execs (a subshell job, `set -m; ( … ) &`, for as long as it runs): shell
+// tells it apart, except while another command is being started.
 func mayBeStarting(pid int, st procStat, sid int) bool {
 	if st.pgrp != pid || st.sid != sid {
 		return false
 	}
 	argv := readArgv(pid)
 	if _, ok := shell.CommandScript(argv); ok {
-		return true
+		// A job or subshell that a command's bash forked runs its
+		// command line too until it execs: shell knows its own bashes.
+		return shell.MayBeCommandBash(pid)
 	}
 	return slices.Equal(argv, readArgv(os.Getpid()))
 }

@@ -287,7 +287,17 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 		outputClosed: make(chan struct{}),
 	}
 	r.started = time.Now()
-	if err := startNiced(c); err != nil {
+	bashes.Lock()
+	bashes.starting++
+	bashes.Unlock()
+	err = startNiced(c)
+	bashes.Lock()
+	bashes.starting--
+	if err == nil {
+		bashes.pids[c.Process.Pid] = true
+	}
+	bashes.Unlock()
+	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("start bash: %w", err)
 	}
@@ -311,6 +321,28 @@ func Start(ctx context.Context, spoolDir string, st State, cmd Command) (*Runnin
 	go r.reap()
 	go r.supervise(ctx, cmd.Timeout)
 	return r, nil
+}
+
+// bashes knows the bash processes of this process's commands: the pids of
+// those started and not reaped yet, and how many Starts are under way,
+// whose pid is not known until the fork returns.
+var bashes = struct {
+	sync.Mutex
+	pids     map[int]bool
+	starting int
+}{pids: map[int]bool{}}
+
+// MayBeCommandBash reports whether pid, a process that runs a command's
+// command line (CommandScript), may be the bash of a command that Start
+// started or is starting in this process. A subshell or job that such a
+// bash forked runs the same command line until it execs, and after the
+// bash exited it is a child of this process too (an orphan given to a
+// subreaper): it is the one that MayBeCommandBash answers false for,
+// unless a Start is under way, as the pid of its bash is not known yet.
+func MayBeCommandBash(pid int) bool {
+	bashes.Lock()
+	defer bashes.Unlock()
+	return bashes.pids[pid] || bashes.starting > 0
 }
 
 // Pid returns bash's pid, which is also the command's process group id.
@@ -379,6 +411,9 @@ func (r *Running) reap() {
 	// until bash exits, and Wait then returns at once.
 	awaitChildExit(r.cmd.Process.Pid)
 	r.waitErr = r.cmd.Wait()
+	bashes.Lock()
+	delete(bashes.pids, r.cmd.Process.Pid)
+	bashes.Unlock()
 	r.exitedAt = time.Now()
 	close(r.exited)
 }

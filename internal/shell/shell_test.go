@@ -874,3 +874,50 @@ func TestExecFitsAgreesWithTheKernel(t *testing.T) {
 			append(slices.Clip(env), pad("LAST", lo)), append(slices.Clip(env), pad("LAST", hi)))
 	}
 }
+
+// TestMayBeCommandBash: a command's bash is known as one while it runs,
+// and not once reaped; a subshell it forked, which runs the same command
+// line, is not one.
+func TestMayBeCommandBash(t *testing.T) {
+	// Not parallel: a Start under way elsewhere makes every answer true.
+	s := newSession(t)
+	stdout := s.outFile("stdout")
+	r, err := Start(context.Background(), s.spool, s.st, Command{Script: `( sleep 30; true ) & echo $!; wait`, Stdout: stdout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub int
+	for deadline := time.Now().Add(10 * time.Second); sub == 0; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the command did not print its subshell's pid in 10 s")
+		}
+		sub, _ = strconv.Atoi(strings.TrimSpace(readFile(t, stdout.Name())))
+	}
+	if argv := procArgv(t, sub); !slices.Equal(argv[:2], []string{"bash", "-c"}) {
+		t.Fatalf("subshell %d runs %q, not the command line of its bash", sub, argv)
+	}
+	if !MayBeCommandBash(r.Pid()) {
+		t.Error("the bash of a running command is not known as one")
+	}
+	if MayBeCommandBash(sub) {
+		t.Error("a subshell is taken for a command's bash")
+	}
+	if err := r.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if MayBeCommandBash(r.Pid()) {
+		t.Error("a reaped bash is still known as a command's")
+	}
+}
+
+func procArgv(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+}
