@@ -631,7 +631,10 @@ func commandEnv(session, command map[string]string) []string {
 // random and removed by Wait, cost about 100 µs more CPU per command on
 // the development machine's ext4 (in this process and in bash together).
 // It is still what a command that runs as another user gets, as that user
-// may not open this process's descriptors, and where memfds are missing.
+// may not open this process's descriptors, and where a bash of this
+// process's own could not open one (checked once, see memStateFilesWork):
+// no memfds, no /proc, or a process that others of its user may not look
+// into (not dumpable, or with capabilities that bash would not have).
 type stateFile struct {
 	f    *os.File
 	path string // what bash opens
@@ -645,7 +648,7 @@ type stateFile struct {
 const stateFilePattern = "state-*"
 
 func newStateFile(spoolDir string, cred *syscall.Credential) (*stateFile, error) {
-	if cred == nil {
+	if cred == nil && memStateFilesWork() {
 		if f, path, err := memStateFile(); err == nil {
 			return &stateFile{f: f, path: path}, nil
 		}
@@ -663,6 +666,30 @@ func newStateFile(spoolDir string, cred *syscall.Credential) (*stateFile, error)
 	}
 	return s, nil
 }
+
+// memStateFilesWork reports whether a bash started as Start starts one
+// (without a Credential) can write a memfd state file: tried once, as the
+// rules that decide it (ptrace access to this process) are many.
+var memStateFilesWork = sync.OnceValue(func() bool {
+	bash, err := findBash()
+	if err != nil {
+		return false
+	}
+	f, path, err := memStateFile()
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	c := &exec.Cmd{
+		Path: bash, Args: []string{"bash", "-c", `builtin printf ok >"$1"`, "bash", path},
+		Env: []string{}, Dir: "/", SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if err := c.Run(); err != nil {
+		return false
+	}
+	got, err := io.ReadAll(io.NewSectionReader(f, 0, 3))
+	return err == nil && string(got) == "ok"
+})
 
 func (s *stateFile) close() {
 	s.f.Close()
