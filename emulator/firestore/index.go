@@ -96,6 +96,16 @@ func (ix *fieldIndex) keys(versions []docVersion) []indexValue {
 	return out
 }
 
+// holds reports whether one of versions is listed under k.
+func (ix *fieldIndex) holds(versions []docVersion, k indexValue) bool {
+	for _, dv := range versions {
+		if got, ok := ix.keyOf(dv.doc); ok && got == k {
+			return true
+		}
+	}
+	return false
+}
+
 // equalities returns the equality filters on indexable values that every
 // document a filter matches must pass: f itself, or the conjuncts of an
 // AND, recursively. Other filters (OR, ranges, IN) give none.

@@ -1,7 +1,6 @@
 package firestore
 
 import (
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -232,18 +231,24 @@ func (s *store) prune(now time.Time) {
 			// Keep the newest version at or before the floor, and all later ones.
 			j := sort.Search(len(h.versions), func(j int) bool { return h.versions[j].version > floor })
 			if j > 1 {
-				old := h.versions
-				h.versions = append([]docVersion(nil), h.versions[j-1:]...)
+				gone := h.versions[:j-1]
+				h.versions = h.versions[j-1:]
 				// Unlist the document from the values only the dropped
-				// versions held.
+				// versions held. A document written by every commit keeps
+				// thousands of versions: looking at the dropped ones, and
+				// at the kept ones only until one holds the value, keeps
+				// this in proportion to what is dropped.
 				for _, ix := range s.indexesOf(name) {
-					kept := ix.keys(h.versions)
-					for _, k := range ix.keys(old) {
-						if !slices.Contains(kept, k) {
+					for _, k := range ix.keys(gone) {
+						if !ix.holds(h.versions, k) {
 							ix.remove(k, name)
 						}
 					}
 				}
+				// Reslicing, as for commits below: clear the dropped
+				// versions so that their documents can be freed before
+				// append reallocates the array.
+				clear(gone)
 			}
 			if len(h.versions) == 1 && h.versions[0].doc == nil && h.versions[0].version <= floor {
 				delete(s.docs, name)
