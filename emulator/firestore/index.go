@@ -25,8 +25,12 @@ import (
 // it too. install adds the new version's value; prune removes the values
 // that no retained version holds any more.
 type fieldIndex struct {
-	path    fieldPath
-	entries map[indexValue]map[string]*history // by value, then document name
+	path fieldPath
+	// entries lists documents by value, then collection path, then name,
+	// so that a query of one collection (a host's of its session's inbox)
+	// reads that collection's documents with the value, not every
+	// session's.
+	entries map[indexValue]map[string]map[string]*history
 }
 
 // indexValue is a value an index can key by: one whose equality is plain
@@ -69,20 +73,51 @@ func (ix *fieldIndex) keyOf(doc *pb.Document) (indexValue, bool) {
 }
 
 func (ix *fieldIndex) add(k indexValue, name string, h *history) {
-	e := ix.entries[k]
+	byColl := ix.entries[k]
+	if byColl == nil {
+		byColl = map[string]map[string]*history{}
+		ix.entries[k] = byColl
+	}
+	coll := collectionOf(name)
+	e := byColl[coll]
 	if e == nil {
 		e = map[string]*history{}
-		ix.entries[k] = e
+		byColl[coll] = e
 	}
 	e[name] = h
 }
 
 func (ix *fieldIndex) remove(k indexValue, name string) {
-	e := ix.entries[k]
+	byColl := ix.entries[k]
+	coll := collectionOf(name)
+	e := byColl[coll]
 	delete(e, name)
 	if len(e) == 0 {
+		delete(byColl, coll)
+	}
+	if len(byColl) == 0 {
 		delete(ix.entries, k)
 	}
+}
+
+// lookup returns the documents listed under k in q's scope, by
+// collection (its own collection, or for a collection group query each
+// collection below its parent), and how many they are.
+func (ix *fieldIndex) lookup(k indexValue, q *query) ([]map[string]*history, int) {
+	byColl := ix.entries[k]
+	if !q.allDescendants {
+		e := byColl[q.parent+"/"+q.collection]
+		return []map[string]*history{e}, len(e)
+	}
+	var out []map[string]*history
+	n := 0
+	for coll, e := range byColl {
+		if _, ok := cutSegments(coll, q.parent); ok {
+			out = append(out, e)
+			n += len(e)
+		}
+	}
+	return out, n
 }
 
 // keys returns the keys of versions, each once.
@@ -177,7 +212,7 @@ func (s *store) createIndex(coll string, path fieldPath) {
 	if byPath[path.String()] != nil {
 		return
 	}
-	ix := &fieldIndex{path: path, entries: map[indexValue]map[string]*history{}}
+	ix := &fieldIndex{path: path, entries: map[indexValue]map[string]map[string]*history{}}
 	byPath[path.String()] = ix
 	for name, h := range s.docs {
 		if _, c := parentAndCollection(name); c != coll {
@@ -199,10 +234,11 @@ func (s *store) indexesOf(name string) map[string]*fieldIndex {
 	return s.indexes[coll]
 }
 
-// candidates returns the documents q needs to read at most, from its
-// smallest index entry, and false when no index applies or the scan
-// reads fewer (a collection smaller than the entry). Callers hold s.mu.
-func (s *store) candidates(q *query) (map[string]*history, bool) {
+// candidates returns the documents q needs to read at most, by
+// collection, from its smallest index entry, and false when no index
+// applies or the scan reads fewer (a collection smaller than the entry).
+// Callers hold s.mu.
+func (s *store) candidates(q *query) ([]map[string]*history, bool) {
 	if q.collection == "" {
 		return nil, false
 	}
@@ -210,23 +246,22 @@ func (s *store) candidates(q *query) (map[string]*history, bool) {
 	if byPath == nil {
 		return nil, false
 	}
-	var best map[string]*history
-	found := false
+	var best []map[string]*history
+	size, found := 0, false
 	for _, f := range q.equalities {
 		ix := byPath[f.path.String()]
 		if ix == nil {
 			continue
 		}
 		k, _ := indexValueOf(f.value)
-		e := ix.entries[k] // nil: no document has the value
-		if !found || len(e) < len(best) {
-			best, found = e, true
+		if docs, n := ix.lookup(k, q); !found || n < size {
+			best, size, found = docs, n, true
 		}
 	}
 	if !found {
 		return nil, false
 	}
-	if !q.allDescendants && len(s.colls[q.parent+"/"+q.collection]) <= len(best) {
+	if !q.allDescendants && len(s.colls[q.parent+"/"+q.collection]) <= size {
 		return nil, false
 	}
 	return best, true

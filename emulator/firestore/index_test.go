@@ -229,8 +229,12 @@ func TestIndexForgetsPrunedValues(t *testing.T) {
 		srv.store.mu.RLock()
 		defer srv.store.mu.RUnlock()
 		var out []string
-		for k, e := range srv.store.indexes["inbox"]["status"].entries {
-			out = append(out, fmt.Sprintf("%s:%d", k.s, len(e)))
+		for k, byColl := range srv.store.indexes["inbox"]["status"].entries {
+			n := 0
+			for _, e := range byColl {
+				n += len(e)
+			}
+			out = append(out, fmt.Sprintf("%s:%d", k.s, n))
 		}
 		slices.Sort(out)
 		return strings.Join(out, " ")
@@ -344,6 +348,47 @@ func BenchmarkSmallCollectionGroupQuery(b *testing.B) {
 		srv.store.mu.RUnlock()
 		if got != 10 {
 			b.Fatalf("query returned %d documents, want 10", got)
+		}
+	}
+}
+
+// BenchmarkInboxQuery runs a host's query of its session's queued
+// requests while a hundred sessions each have two queued among many done.
+func BenchmarkInboxQuery(b *testing.B) {
+	srv := New(Options{})
+	b.Cleanup(srv.Close)
+	ctx := context.Background()
+	queued := &pb.StructuredQuery{From: []*pb.StructuredQuery_CollectionSelector{{CollectionId: "inbox"}},
+		Where:   eq("status", val("queued")),
+		OrderBy: []*pb.StructuredQuery_Order{{Field: &pb.StructuredQuery_FieldReference{FieldPath: "seq"}}}}
+	if _, err := srv.compileQuery(dbPath+"/documents/sessions/s7", queued); err != nil {
+		b.Fatal(err)
+	}
+	var ws []*write
+	for i := range 10000 {
+		status := "done"
+		if i/100%100 >= 98 {
+			status = "queued"
+		}
+		ws = append(ws, &write{name: fmt.Sprintf("%s/documents/sessions/s%d/inbox/r%d", dbPath, i%100, i), update: true,
+			fields: map[string]*pb.Value{"status": val(status), "seq": val(i)}})
+		if len(ws) == 500 {
+			if _, _, err := srv.commit(ctx, dbPath, ws, nil); err != nil {
+				b.Fatal(err)
+			}
+			ws = nil
+		}
+	}
+	for b.Loop() {
+		q, err := srv.compileQuery(dbPath+"/documents/sessions/s7", queued)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv.store.mu.RLock()
+		got := len(q.run(srv.store, srv.store.version))
+		srv.store.mu.RUnlock()
+		if got != 2 {
+			b.Fatalf("query returned %d documents, want 2", got)
 		}
 	}
 }

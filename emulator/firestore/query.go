@@ -484,10 +484,12 @@ func (q *query) run(st *store, v int64) []match {
 			out = append(out, match{doc: doc, version: ver})
 		}
 	}
-	if docs, ok := st.candidates(q); ok {
-		for _, h := range docs {
-			if doc, ver := h.at(v); doc != nil {
-				add(doc, ver)
+	if colls, ok := st.candidates(q); ok {
+		for _, docs := range colls {
+			for _, h := range docs {
+				if doc, ver := h.at(v); doc != nil {
+					add(doc, ver)
+				}
 			}
 		}
 	} else if q.allDescendants && q.collection != "" {
