@@ -19,19 +19,25 @@ import (
 // its whole filter to each document it reads, so a result is the same
 // with and without them.
 //
-// An index covers every retained version, not only the latest: a document
-// is listed under the value of each of its retained versions, so that a
-// read at an older version (a transaction's snapshot, a read_time) finds
-// it too. install adds the new version's value; prune removes the values
-// that no retained version holds any more.
+// An index has two listings. entries covers every retained version: a
+// document is listed under the value of each of its retained versions, so
+// that a read at an older version (a transaction's snapshot, a read_time)
+// finds it too; install adds the new version's value, prune removes the
+// values that no retained version holds any more. latest lists each
+// document under its latest version's value only, for reads at the latest
+// version, most of them: in entries, every request of the history's last
+// minute stays under "queued", which a query of the queued requests then
+// reads.
 type fieldIndex struct {
-	path fieldPath
-	// entries lists documents by value, then collection path, then name,
-	// so that a query of one collection (a host's of its session's inbox)
-	// reads that collection's documents with the value, not every
-	// session's.
-	entries map[indexValue]map[string]map[string]*history
+	path    fieldPath
+	entries listing
+	latest  listing
 }
+
+// A listing holds documents by value, then collection path, then name, so
+// that a query of one collection (a host's of its session's inbox) reads
+// that collection's documents with the value, not every session's.
+type listing map[indexValue]map[string]map[string]*history
 
 // indexValue is a value an index can key by: one whose equality is plain
 // equality of (type, content), so that a map lookup finds exactly the
@@ -72,11 +78,24 @@ func (ix *fieldIndex) keyOf(doc *pb.Document) (indexValue, bool) {
 	return indexValueOf(v)
 }
 
-func (ix *fieldIndex) add(k indexValue, name string, h *history) {
-	byColl := ix.entries[k]
+// add lists a new version of document name (h its history): under its
+// value k in entries, and in latest in place of the previous version's
+// value prev (ok and prevOK tell whether each has one).
+func (ix *fieldIndex) add(name string, h *history, prev indexValue, prevOK bool, k indexValue, ok bool) {
+	if prevOK && (!ok || prev != k) {
+		ix.latest.remove(prev, name)
+	}
+	if ok {
+		ix.entries.add(k, name, h)
+		ix.latest.add(k, name, h)
+	}
+}
+
+func (l listing) add(k indexValue, name string, h *history) {
+	byColl := l[k]
 	if byColl == nil {
 		byColl = map[string]map[string]*history{}
-		ix.entries[k] = byColl
+		l[k] = byColl
 	}
 	coll := collectionOf(name)
 	e := byColl[coll]
@@ -87,8 +106,8 @@ func (ix *fieldIndex) add(k indexValue, name string, h *history) {
 	e[name] = h
 }
 
-func (ix *fieldIndex) remove(k indexValue, name string) {
-	byColl := ix.entries[k]
+func (l listing) remove(k indexValue, name string) {
+	byColl := l[k]
 	coll := collectionOf(name)
 	e := byColl[coll]
 	delete(e, name)
@@ -96,15 +115,15 @@ func (ix *fieldIndex) remove(k indexValue, name string) {
 		delete(byColl, coll)
 	}
 	if len(byColl) == 0 {
-		delete(ix.entries, k)
+		delete(l, k)
 	}
 }
 
 // lookup returns the documents listed under k in q's scope, by
 // collection (its own collection, or for a collection group query each
 // collection below its parent), and how many they are.
-func (ix *fieldIndex) lookup(k indexValue, q *query) ([]map[string]*history, int) {
-	byColl := ix.entries[k]
+func (l listing) lookup(k indexValue, q *query) ([]map[string]*history, int) {
+	byColl := l[k]
 	if !q.allDescendants {
 		e := byColl[q.parent+"/"+q.collection]
 		return []map[string]*history{e}, len(e)
@@ -212,14 +231,17 @@ func (s *store) createIndex(coll string, path fieldPath) {
 	if byPath[path.String()] != nil {
 		return
 	}
-	ix := &fieldIndex{path: path, entries: map[indexValue]map[string]map[string]*history{}}
+	ix := &fieldIndex{path: path, entries: listing{}, latest: listing{}}
 	byPath[path.String()] = ix
 	for name, h := range s.docs {
 		if _, c := parentAndCollection(name); c != coll {
 			continue
 		}
 		for _, k := range ix.keys(h.versions) {
-			ix.add(k, name, h)
+			ix.entries.add(k, name, h)
+		}
+		if k, ok := ix.keyOf(h.versions[len(h.versions)-1].doc); ok {
+			ix.latest.add(k, name, h)
 		}
 	}
 }
@@ -234,11 +256,11 @@ func (s *store) indexesOf(name string) map[string]*fieldIndex {
 	return s.indexes[coll]
 }
 
-// candidates returns the documents q needs to read at most, by
-// collection, from its smallest index entry, and false when no index
+// candidates returns the documents q needs to read at most at version v,
+// by collection, from its smallest index entry, and false when no index
 // applies or the scan reads fewer (a collection smaller than the entry).
 // Callers hold s.mu.
-func (s *store) candidates(q *query) ([]map[string]*history, bool) {
+func (s *store) candidates(q *query, v int64) ([]map[string]*history, bool) {
 	if q.collection == "" {
 		return nil, false
 	}
@@ -253,8 +275,12 @@ func (s *store) candidates(q *query) ([]map[string]*history, bool) {
 		if ix == nil {
 			continue
 		}
+		l := ix.entries
+		if v == s.version {
+			l = ix.latest
+		}
 		k, _ := indexValueOf(f.value)
-		if docs, n := ix.lookup(k, q); !found || n < size {
+		if docs, n := l.lookup(k, q); !found || n < size {
 			best, size, found = docs, n, true
 		}
 	}

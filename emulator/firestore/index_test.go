@@ -225,11 +225,11 @@ func TestIndexForgetsPrunedValues(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	listed := func() string {
+	listedIn := func(pick func(*fieldIndex) listing) string {
 		srv.store.mu.RLock()
 		defer srv.store.mu.RUnlock()
 		var out []string
-		for k, byColl := range srv.store.indexes["inbox"]["status"].entries {
+		for k, byColl := range pick(srv.store.indexes["inbox"]["status"]) {
 			n := 0
 			for _, e := range byColl {
 				n += len(e)
@@ -239,12 +239,23 @@ func TestIndexForgetsPrunedValues(t *testing.T) {
 		slices.Sort(out)
 		return strings.Join(out, " ")
 	}
+	listed := func() string { return listedIn(func(ix *fieldIndex) listing { return ix.entries }) }
+	latest := func() string { return listedIn(func(ix *fieldIndex) listing { return ix.latest }) }
+	if got := latest(); got != "queued:1" {
+		t.Errorf("after queued: latest lists %q, want queued:1", got)
+	}
 	set("running")
 	set("done") // "queued" is older than the history now
 	if got := listed(); got != "done:1 running:1" {
 		t.Errorf("after queued, running, done: index lists %q, want done:1 running:1", got)
 	}
+	if got := latest(); got != "done:1" {
+		t.Errorf("after queued, running, done: latest lists %q, want done:1", got)
+	}
 	set("")
+	if got := latest(); got != "" {
+		t.Errorf("after the deletion: latest lists %q, want nothing", got)
+	}
 	set("") // the deletion is older than the history: forgotten
 	if got := listed(); got != "" {
 		t.Errorf("after the deletion left the history: index lists %q, want nothing", got)
@@ -353,7 +364,8 @@ func BenchmarkSmallCollectionGroupQuery(b *testing.B) {
 }
 
 // BenchmarkInboxQuery runs a host's query of its session's queued
-// requests while a hundred sessions each have two queued among many done.
+// requests while a hundred sessions each have two queued among many done,
+// each of which was queued a moment ago (within the history).
 func BenchmarkInboxQuery(b *testing.B) {
 	srv := New(Options{})
 	b.Cleanup(srv.Close)
@@ -370,14 +382,16 @@ func BenchmarkInboxQuery(b *testing.B) {
 		if i/100%100 >= 98 {
 			status = "queued"
 		}
-		ws = append(ws, &write{name: fmt.Sprintf("%s/documents/sessions/s%d/inbox/r%d", dbPath, i%100, i), update: true,
-			fields: map[string]*pb.Value{"status": val(status), "seq": val(i)}})
-		if len(ws) == 500 {
-			if _, _, err := srv.commit(ctx, dbPath, ws, nil); err != nil {
-				b.Fatal(err)
-			}
-			ws = nil
+		name := fmt.Sprintf("%s/documents/sessions/s%d/inbox/r%d", dbPath, i%100, i)
+		ws = append(ws, &write{name: name, update: true, fields: map[string]*pb.Value{"status": val("queued"), "seq": val(i)}})
+		if _, _, err := srv.commit(ctx, dbPath, ws, nil); err != nil {
+			b.Fatal(err)
 		}
+		ws = []*write{{name: name, update: true, fields: map[string]*pb.Value{"status": val(status), "seq": val(i)}}}
+		if _, _, err := srv.commit(ctx, dbPath, ws, nil); err != nil {
+			b.Fatal(err)
+		}
+		ws = nil
 	}
 	for b.Loop() {
 		q, err := srv.compileQuery(dbPath+"/documents/sessions/s7", queued)

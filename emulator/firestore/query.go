@@ -484,7 +484,7 @@ func (q *query) run(st *store, v int64) []match {
 			out = append(out, match{doc: doc, version: ver})
 		}
 	}
-	if colls, ok := st.candidates(q); ok {
+	if colls, ok := st.candidates(q, v); ok {
 		for _, docs := range colls {
 			for _, h := range docs {
 				if doc, ver := h.at(v); doc != nil {

@@ -225,11 +225,15 @@ func (s *store) install(changes map[string]*pb.Document, t time.Time) int64 {
 			}
 			s.colls[coll][name] = h
 		}
+		var prev *pb.Document
+		if n := len(h.versions); n > 0 {
+			prev = h.versions[n-1].doc
+		}
 		h.versions = append(h.versions, docVersion{version: v, doc: doc})
 		for _, ix := range s.indexesOf(name) {
-			if k, ok := ix.keyOf(doc); ok {
-				ix.add(k, name, h)
-			}
+			pk, pok := ix.keyOf(prev)
+			k, ok := ix.keyOf(doc)
+			ix.add(name, h, pk, pok, k, ok)
 		}
 		names = append(names, name)
 	}
@@ -270,7 +274,7 @@ func (s *store) prune(now time.Time) {
 				for _, ix := range s.indexesOf(name) {
 					for _, k := range ix.keys(gone) {
 						if !ix.holds(h.versions, k) {
-							ix.remove(k, name)
+							ix.entries.remove(k, name)
 						}
 					}
 				}
