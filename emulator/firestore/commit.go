@@ -199,7 +199,7 @@ func applyWrite(w *write, old *pb.Document, t time.Time) (*pb.Document, []*pb.Va
 	case w.update && !w.hasMask:
 		fields = cloneFields(w.fields)
 	case w.update:
-		fields = cloneFields(old.GetFields())
+		fields = shareFields(old.GetFields())
 		for _, p := range w.mask {
 			if v, ok := getField(w.fields, p); ok {
 				setField(fields, p, cloneValue(v))
@@ -208,7 +208,7 @@ func applyWrite(w *write, old *pb.Document, t time.Time) (*pb.Document, []*pb.Va
 			}
 		}
 	default: // transform only
-		fields = cloneFields(old.GetFields())
+		fields = shareFields(old.GetFields())
 	}
 	ts := timestamppb.New(t)
 	results := make([]*pb.Value, 0, len(w.transforms))

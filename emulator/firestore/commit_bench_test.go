@@ -52,3 +52,40 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCommitSteady measures a commit once the history is full, as in
+// a long throughput run: the session's document is updated by every
+// commit (its next sequence), indexed by its status as the reaper's
+// queries make it, and each commit lets the oldest version out of the
+// history window, which then holds a few thousand of its versions.
+func BenchmarkCommitSteady(b *testing.B) {
+	clock := time.Now()
+	srv := New(Options{Now: func() time.Time {
+		clock = clock.Add(20 * time.Millisecond) // 3,000 commits a minute of history
+		return clock
+	}})
+	b.Cleanup(srv.Close)
+	ctx := context.Background()
+	sessions := &pb.StructuredQuery{From: []*pb.StructuredQuery_CollectionSelector{{CollectionId: "sessions"}},
+		Where: eq("status", val("active"))}
+	if _, err := srv.compileQuery(dbPath+"/documents", sessions); err != nil {
+		b.Fatal(err)
+	}
+	name := dbPath + "/documents/sessions/s"
+	commit := func(i int) {
+		w := &write{name: name, update: true, hasMask: true, mask: []fieldPath{{"next_seq"}},
+			fields: map[string]*pb.Value{"status": val("active"), "next_seq": val(i)}}
+		if i == 0 {
+			w.hasMask = false
+		}
+		if _, _, err := srv.commit(ctx, dbPath, []*write{w}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range 4000 { // fill the history
+		commit(i)
+	}
+	for i := 4000; b.Loop(); i++ {
+		commit(i)
+	}
+}

@@ -380,6 +380,43 @@ func TestBulkWriter(t *testing.T) {
 	}
 }
 
+// TestUpdatesLeaveEarlierVersions checks that updates of nested fields,
+// deletes of nested fields and transforms change the document's new
+// version only: a read at the earlier version still finds every field as
+// it was (the fake's versions share what a write leaves alone).
+func TestUpdatesLeaveEarlierVersions(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	d := e.client.Doc("versions/d")
+	first := map[string]any{"m": map[string]any{"a": int64(1), "b": int64(2), "deep": map[string]any{"x": "y"}}, "n": int64(1), "keep": "k"}
+	wr1, err := d.Set(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Update(ctx, []fs.Update{{Path: "m.a", Value: 5}, {Path: "m.b", Value: fs.Delete},
+		{Path: "m.deep.x", Value: "z"}, {Path: "n", Value: fs.Increment(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Set(ctx, map[string]any{"m": map[string]any{"deep": map[string]any{"w": true}}}, fs.MergeAll); err != nil {
+		t.Fatal(err)
+	}
+	now, err := d.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"m": map[string]any{"a": int64(5), "deep": map[string]any{"x": "z", "w": true}}, "n": int64(2), "keep": "k"}
+	if got := now.Data(); !reflect.DeepEqual(got, want) {
+		t.Errorf("latest version %v, want %v", got, want)
+	}
+	old, err := d.WithReadOptions(fs.ReadTime(wr1.UpdateTime)).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := old.Data(); !reflect.DeepEqual(got, first) {
+		t.Errorf("first version read after the updates %v, want %v", got, first)
+	}
+}
+
 func TestReadTime(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := ctxT(t)

@@ -37,10 +37,11 @@
 //     field, unary and composite (AND, OR) filters, orders with Firestore's
 //     implicit orders, cursors, offset, limit, projections and collection
 //     group queries, comparing values in Firestore's type order (query.go).
-//     A query with an equality filter on a string, boolean or null reads
-//     only the documents an internal index lists under that value
-//     (index.go), not its whole collection or, for a collection group,
-//     the whole database; its result is the same either way;
+//     A collection group query reads the collections with its ID, not the
+//     whole database; a query with an equality filter on a string, boolean
+//     or null reads only the documents of its scope that an internal index
+//     lists under that value (index.go), not its whole collection or
+//     collection group; its result is the same either way;
 //   - Listen: the watch protocol for document and query targets, with
 //     resume tokens that name a store version so that a client whose stream
 //     broke gets exactly the changes it missed (listen.go).

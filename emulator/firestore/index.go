@@ -19,15 +19,25 @@ import (
 // its whole filter to each document it reads, so a result is the same
 // with and without them.
 //
-// An index covers every retained version, not only the latest: a document
-// is listed under the value of each of its retained versions, so that a
-// read at an older version (a transaction's snapshot, a read_time) finds
-// it too. install adds the new version's value; prune removes the values
-// that no retained version holds any more.
+// An index has two listings. entries covers every retained version: a
+// document is listed under the value of each of its retained versions, so
+// that a read at an older version (a transaction's snapshot, a read_time)
+// finds it too; install adds the new version's value, prune removes the
+// values that no retained version holds any more. latest lists each
+// document under its latest version's value only, for reads at the latest
+// version, most of them: in entries, every request of the history's last
+// minute stays under "queued", which a query of the queued requests then
+// reads.
 type fieldIndex struct {
 	path    fieldPath
-	entries map[indexValue]map[string]*history // by value, then document name
+	entries listing
+	latest  listing
 }
+
+// A listing holds documents by value, then collection path, then name, so
+// that a query of one collection (a host's of its session's inbox) reads
+// that collection's documents with the value, not every session's.
+type listing map[indexValue]map[string]map[string]*history
 
 // indexValue is a value an index can key by: one whose equality is plain
 // equality of (type, content), so that a map lookup finds exactly the
@@ -68,21 +78,65 @@ func (ix *fieldIndex) keyOf(doc *pb.Document) (indexValue, bool) {
 	return indexValueOf(v)
 }
 
-func (ix *fieldIndex) add(k indexValue, name string, h *history) {
-	e := ix.entries[k]
+// add lists a new version of document name (h its history): under its
+// value k in entries, and in latest in place of the previous version's
+// value prev (ok and prevOK tell whether each has one).
+func (ix *fieldIndex) add(name string, h *history, prev indexValue, prevOK bool, k indexValue, ok bool) {
+	if prevOK && (!ok || prev != k) {
+		ix.latest.remove(prev, name)
+	}
+	if ok {
+		ix.entries.add(k, name, h)
+		ix.latest.add(k, name, h)
+	}
+}
+
+func (l listing) add(k indexValue, name string, h *history) {
+	byColl := l[k]
+	if byColl == nil {
+		byColl = map[string]map[string]*history{}
+		l[k] = byColl
+	}
+	coll := collectionOf(name)
+	e := byColl[coll]
 	if e == nil {
 		e = map[string]*history{}
-		ix.entries[k] = e
+		byColl[coll] = e
 	}
 	e[name] = h
 }
 
-func (ix *fieldIndex) remove(k indexValue, name string) {
-	e := ix.entries[k]
+func (l listing) remove(k indexValue, name string) {
+	byColl := l[k]
+	coll := collectionOf(name)
+	e := byColl[coll]
 	delete(e, name)
 	if len(e) == 0 {
-		delete(ix.entries, k)
+		delete(byColl, coll)
 	}
+	if len(byColl) == 0 {
+		delete(l, k)
+	}
+}
+
+// lookup returns the documents listed under k in q's scope, by
+// collection (its own collection, or for a collection group query each
+// collection below its parent), and how many they are.
+func (l listing) lookup(k indexValue, q *query) ([]map[string]*history, int) {
+	byColl := l[k]
+	if !q.allDescendants {
+		e := byColl[q.parent+"/"+q.collection]
+		return []map[string]*history{e}, len(e)
+	}
+	var out []map[string]*history
+	n := 0
+	for coll, e := range byColl {
+		if _, ok := cutSegments(coll, q.parent); ok {
+			out = append(out, e)
+			n += len(e)
+		}
+	}
+	return out, n
 }
 
 // keys returns the keys of versions, each once.
@@ -94,6 +148,16 @@ func (ix *fieldIndex) keys(versions []docVersion) []indexValue {
 		}
 	}
 	return out
+}
+
+// holds reports whether one of versions is listed under k.
+func (ix *fieldIndex) holds(versions []docVersion, k indexValue) bool {
+	for _, dv := range versions {
+		if got, ok := ix.keyOf(dv.doc); ok && got == k {
+			return true
+		}
+	}
+	return false
 }
 
 // equalities returns the equality filters on indexable values that every
@@ -167,14 +231,17 @@ func (s *store) createIndex(coll string, path fieldPath) {
 	if byPath[path.String()] != nil {
 		return
 	}
-	ix := &fieldIndex{path: path, entries: map[indexValue]map[string]*history{}}
+	ix := &fieldIndex{path: path, entries: listing{}, latest: listing{}}
 	byPath[path.String()] = ix
 	for name, h := range s.docs {
 		if _, c := parentAndCollection(name); c != coll {
 			continue
 		}
 		for _, k := range ix.keys(h.versions) {
-			ix.add(k, name, h)
+			ix.entries.add(k, name, h)
+		}
+		if k, ok := ix.keyOf(h.versions[len(h.versions)-1].doc); ok {
+			ix.latest.add(k, name, h)
 		}
 	}
 }
@@ -189,10 +256,11 @@ func (s *store) indexesOf(name string) map[string]*fieldIndex {
 	return s.indexes[coll]
 }
 
-// candidates returns the documents q needs to read at most, from its
-// smallest index entry, and false when no index applies or the scan
-// reads fewer (a collection smaller than the entry). Callers hold s.mu.
-func (s *store) candidates(q *query) (map[string]*history, bool) {
+// candidates returns the documents q needs to read at most at version v,
+// by collection, from its smallest index entry, and false when no index
+// applies or the scan reads fewer (a collection smaller than the entry).
+// Callers hold s.mu.
+func (s *store) candidates(q *query, v int64) ([]map[string]*history, bool) {
 	if q.collection == "" {
 		return nil, false
 	}
@@ -200,23 +268,26 @@ func (s *store) candidates(q *query) (map[string]*history, bool) {
 	if byPath == nil {
 		return nil, false
 	}
-	var best map[string]*history
-	found := false
+	var best []map[string]*history
+	size, found := 0, false
 	for _, f := range q.equalities {
 		ix := byPath[f.path.String()]
 		if ix == nil {
 			continue
 		}
+		l := ix.entries
+		if v == s.version {
+			l = ix.latest
+		}
 		k, _ := indexValueOf(f.value)
-		e := ix.entries[k] // nil: no document has the value
-		if !found || len(e) < len(best) {
-			best, found = e, true
+		if docs, n := l.lookup(k, q); !found || n < size {
+			best, size, found = docs, n, true
 		}
 	}
 	if !found {
 		return nil, false
 	}
-	if !q.allDescendants && len(s.colls[q.parent+"/"+q.collection]) <= len(best) {
+	if !q.allDescendants && len(s.colls[q.parent+"/"+q.collection]) <= size {
 		return nil, false
 	}
 	return best, true

@@ -41,6 +41,23 @@ func runBoth(t testing.TB, srv *Server, parent string, sq *pb.StructuredQuery, v
 	return indexed, scanned
 }
 
+// scanBoth returns the names of the documents in collections with ID id
+// below parent at version v, found through the store's list of
+// collections by ID and by scanning every document.
+func scanBoth(st *store, parent, id string, v int64) (grouped, scanned []string) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	st.scanGroup(parent, id, v, func(doc *pb.Document, _ int64) { grouped = append(grouped, doc.Name) })
+	st.scan(parent+"/", v, func(doc *pb.Document, _ int64) {
+		if _, coll := parentAndCollection(doc.Name); coll == id {
+			scanned = append(scanned, doc.Name)
+		}
+	})
+	slices.Sort(grouped)
+	slices.Sort(scanned)
+	return grouped, scanned
+}
+
 func eq(path string, v *pb.Value) *pb.StructuredQuery_Filter {
 	return &pb.StructuredQuery_Filter{FilterType: &pb.StructuredQuery_Filter_FieldFilter{FieldFilter: &pb.StructuredQuery_FieldFilter{
 		Field: &pb.StructuredQuery_FieldReference{FieldPath: path}, Op: pb.StructuredQuery_FieldFilter_EQUAL, Value: v}}}
@@ -159,6 +176,13 @@ func TestIndexedQueriesMatchTheScan(t *testing.T) {
 		if round%10 != 9 {
 			continue
 		}
+		for _, parent := range parents {
+			for _, id := range []string{"inbox", "log"} {
+				if grouped, scanned := scanBoth(srv.store, parent, id, floor); !slices.Equal(grouped, scanned) {
+					t.Fatalf("round %d: collection group %s under %s at version %d:\nby group %v\nscanned %v", round, id, parent, floor, grouped, scanned)
+				}
+			}
+		}
 		for _, sq := range queries() {
 			parent := parents[rng.IntN(len(parents))]
 			for _, v := range []int64{versions[len(versions)-1], max(floor, versions[rng.IntN(len(versions))])} {
@@ -201,22 +225,37 @@ func TestIndexForgetsPrunedValues(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	listed := func() string {
+	listedIn := func(pick func(*fieldIndex) listing) string {
 		srv.store.mu.RLock()
 		defer srv.store.mu.RUnlock()
 		var out []string
-		for k, e := range srv.store.indexes["inbox"]["status"].entries {
-			out = append(out, fmt.Sprintf("%s:%d", k.s, len(e)))
+		for k, byColl := range pick(srv.store.indexes["inbox"]["status"]) {
+			n := 0
+			for _, e := range byColl {
+				n += len(e)
+			}
+			out = append(out, fmt.Sprintf("%s:%d", k.s, n))
 		}
 		slices.Sort(out)
 		return strings.Join(out, " ")
+	}
+	listed := func() string { return listedIn(func(ix *fieldIndex) listing { return ix.entries }) }
+	latest := func() string { return listedIn(func(ix *fieldIndex) listing { return ix.latest }) }
+	if got := latest(); got != "queued:1" {
+		t.Errorf("after queued: latest lists %q, want queued:1", got)
 	}
 	set("running")
 	set("done") // "queued" is older than the history now
 	if got := listed(); got != "done:1 running:1" {
 		t.Errorf("after queued, running, done: index lists %q, want done:1 running:1", got)
 	}
+	if got := latest(); got != "done:1" {
+		t.Errorf("after queued, running, done: latest lists %q, want done:1", got)
+	}
 	set("")
+	if got := latest(); got != "" {
+		t.Errorf("after the deletion: latest lists %q, want nothing", got)
+	}
 	set("") // the deletion is older than the history: forgotten
 	if got := listed(); got != "" {
 		t.Errorf("after the deletion left the history: index lists %q, want nothing", got)
@@ -281,6 +320,89 @@ func benchGroupQuery(b *testing.B, n int, indexed bool) {
 			if want := max(n/1000, 1); got != want {
 				b.Fatalf("query returned %d documents, want %d", got, want)
 			}
+		}
+	}
+}
+
+// BenchmarkSmallCollectionGroupQuery runs the reaper's queries on its
+// hosts' leases, a collection group of one document per session, with a
+// range filter no index serves, while the inboxes hold many requests.
+func BenchmarkSmallCollectionGroupQuery(b *testing.B) {
+	srv := New(Options{})
+	b.Cleanup(srv.Close)
+	ctx := context.Background()
+	var ws []*write
+	for i := range 10000 {
+		ws = append(ws, &write{name: fmt.Sprintf("%s/documents/sessions/s%d/inbox/r%d", dbPath, i%100, i), update: true,
+			fields: map[string]*pb.Value{"status": val("done"), "published": val(true), "finished_at": val(i)}})
+		if i%100 == 0 {
+			ws = append(ws, &write{name: fmt.Sprintf("%s/documents/sessions/s%d/runtime/lease", dbPath, i/100), update: true,
+				fields: map[string]*pb.Value{"lease_expires": val(i / 100)}})
+		}
+		if len(ws) >= 500 {
+			if _, _, err := srv.commit(ctx, dbPath, ws, nil); err != nil {
+				b.Fatal(err)
+			}
+			ws = nil
+		}
+	}
+	expired := &pb.StructuredQuery{From: []*pb.StructuredQuery_CollectionSelector{{CollectionId: "runtime", AllDescendants: true}},
+		Where: &pb.StructuredQuery_Filter{FilterType: &pb.StructuredQuery_Filter_FieldFilter{FieldFilter: &pb.StructuredQuery_FieldFilter{
+			Field: &pb.StructuredQuery_FieldReference{FieldPath: "lease_expires"}, Op: pb.StructuredQuery_FieldFilter_LESS_THAN, Value: val(10)}}}}
+	for b.Loop() {
+		q, err := srv.compileQuery(dbPath+"/documents", expired)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv.store.mu.RLock()
+		got := len(q.run(srv.store, srv.store.version))
+		srv.store.mu.RUnlock()
+		if got != 10 {
+			b.Fatalf("query returned %d documents, want 10", got)
+		}
+	}
+}
+
+// BenchmarkInboxQuery runs a host's query of its session's queued
+// requests while a hundred sessions each have two queued among many done,
+// each of which was queued a moment ago (within the history).
+func BenchmarkInboxQuery(b *testing.B) {
+	srv := New(Options{})
+	b.Cleanup(srv.Close)
+	ctx := context.Background()
+	queued := &pb.StructuredQuery{From: []*pb.StructuredQuery_CollectionSelector{{CollectionId: "inbox"}},
+		Where:   eq("status", val("queued")),
+		OrderBy: []*pb.StructuredQuery_Order{{Field: &pb.StructuredQuery_FieldReference{FieldPath: "seq"}}}}
+	if _, err := srv.compileQuery(dbPath+"/documents/sessions/s7", queued); err != nil {
+		b.Fatal(err)
+	}
+	var ws []*write
+	for i := range 10000 {
+		status := "done"
+		if i/100%100 >= 98 {
+			status = "queued"
+		}
+		name := fmt.Sprintf("%s/documents/sessions/s%d/inbox/r%d", dbPath, i%100, i)
+		ws = append(ws, &write{name: name, update: true, fields: map[string]*pb.Value{"status": val("queued"), "seq": val(i)}})
+		if _, _, err := srv.commit(ctx, dbPath, ws, nil); err != nil {
+			b.Fatal(err)
+		}
+		ws = []*write{{name: name, update: true, fields: map[string]*pb.Value{"status": val(status), "seq": val(i)}}}
+		if _, _, err := srv.commit(ctx, dbPath, ws, nil); err != nil {
+			b.Fatal(err)
+		}
+		ws = nil
+	}
+	for b.Loop() {
+		q, err := srv.compileQuery(dbPath+"/documents/sessions/s7", queued)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv.store.mu.RLock()
+		got := len(q.run(srv.store, srv.store.version))
+		srv.store.mu.RUnlock()
+		if got != 2 {
+			b.Fatalf("query returned %d documents, want 2", got)
 		}
 	}
 }

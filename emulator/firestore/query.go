@@ -385,19 +385,30 @@ func (f unaryFilter) matches(doc *pb.Document) bool {
 // (or, for all-descendants queries, in any collection of that ID below
 // the parent).
 func (q *query) inScope(name string) bool {
-	prefix := q.parent + "/"
-	if !strings.HasPrefix(name, prefix) {
+	// Cut, not concatenated: a query checks every document it reads, and
+	// every change a collection group listener hears of.
+	rest, ok := cutSegments(name, q.parent)
+	if !ok {
 		return false
 	}
 	if !q.allDescendants {
-		rest, ok := strings.CutPrefix(name[len(prefix):], q.collection+"/")
-		return ok && !strings.Contains(rest, "/")
+		id, ok := cutSegments(rest, q.collection)
+		return ok && !strings.Contains(id, "/")
 	}
 	if q.collection == "" {
 		return true
 	}
 	_, coll := parentAndCollection(name)
 	return coll == q.collection
+}
+
+// cutSegments returns what follows prefix and a '/' in name, and false
+// when name does not start so.
+func cutSegments(name, prefix string) (string, bool) {
+	if len(name) <= len(prefix) || name[len(prefix)] != '/' || !strings.HasPrefix(name, prefix) {
+		return "", false
+	}
+	return name[len(prefix)+1:], true
 }
 
 // matchesDoc reports whether doc passes the query's filter and has every
@@ -473,12 +484,16 @@ func (q *query) run(st *store, v int64) []match {
 			out = append(out, match{doc: doc, version: ver})
 		}
 	}
-	if docs, ok := st.candidates(q); ok {
-		for _, h := range docs {
-			if doc, ver := h.at(v); doc != nil {
-				add(doc, ver)
+	if colls, ok := st.candidates(q, v); ok {
+		for _, docs := range colls {
+			for _, h := range docs {
+				if doc, ver := h.at(v); doc != nil {
+					add(doc, ver)
+				}
 			}
 		}
+	} else if q.allDescendants && q.collection != "" {
+		st.scanGroup(q.parent, q.collection, v, add)
 	} else if q.allDescendants {
 		st.scan(q.parent+"/", v, add)
 	} else {

@@ -1,7 +1,6 @@
 package firestore
 
 import (
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -30,6 +29,11 @@ type store struct {
 	// colls indexes docs by collection path (a document's name up to its
 	// last '/'), so that a query reads only its own collection.
 	colls map[string]map[string]*history
+	// groups lists the paths in colls by collection ID, so that a
+	// collection group query reads its own collections, not every
+	// document of the database (every session's inbox, for the reaper's
+	// queries on its hosts' leases).
+	groups map[string]map[string]struct{}
 	// indexes are the equality indexes queries have asked for (see
 	// fieldIndex), by collection ID, then field path.
 	indexes map[string]map[string]*fieldIndex
@@ -67,6 +71,7 @@ func newStore(now func() time.Time, retention time.Duration) *store {
 		retention: retention,
 		docs:      map[string]*history{},
 		colls:     map[string]map[string]*history{},
+		groups:    map[string]map[string]struct{}{},
 		indexes:   map[string]map[string]*fieldIndex{},
 		commits:   []commitRecord{{version: 0, time: now().UTC().Truncate(time.Microsecond)}},
 		interests: map[string]map[*interest]struct{}{},
@@ -151,6 +156,24 @@ func (s *store) scanCollection(coll string, v int64, fn func(doc *pb.Document, v
 	}
 }
 
+// scanGroup calls fn for every document that exists at version v in a
+// collection with ID id below parent (a document name or the documents
+// root). Callers hold s.mu. Order is unspecified.
+func (s *store) scanGroup(parent, id string, v int64, fn func(doc *pb.Document, version int64)) {
+	for coll := range s.groups[id] {
+		// A collection below parent has a path that starts with parent
+		// and a '/'.
+		if len(coll) > len(parent) && coll[len(parent)] == '/' && strings.HasPrefix(coll, parent) {
+			s.scanCollection(coll, v, fn)
+		}
+	}
+}
+
+// collectionID returns the last segment of a collection path.
+func collectionID(coll string) string {
+	return coll[strings.LastIndexByte(coll, '/')+1:]
+}
+
 // collectionOf returns the path of the collection that holds document
 // name.
 func collectionOf(name string) string {
@@ -194,14 +217,23 @@ func (s *store) install(changes map[string]*pb.Document, t time.Time) int64 {
 			coll := collectionOf(name)
 			if s.colls[coll] == nil {
 				s.colls[coll] = map[string]*history{}
+				id := collectionID(coll)
+				if s.groups[id] == nil {
+					s.groups[id] = map[string]struct{}{}
+				}
+				s.groups[id][coll] = struct{}{}
 			}
 			s.colls[coll][name] = h
 		}
+		var prev *pb.Document
+		if n := len(h.versions); n > 0 {
+			prev = h.versions[n-1].doc
+		}
 		h.versions = append(h.versions, docVersion{version: v, doc: doc})
 		for _, ix := range s.indexesOf(name) {
-			if k, ok := ix.keyOf(doc); ok {
-				ix.add(k, name, h)
-			}
+			pk, pok := ix.keyOf(prev)
+			k, ok := ix.keyOf(doc)
+			ix.add(name, h, pk, pok, k, ok)
 		}
 		names = append(names, name)
 	}
@@ -232,18 +264,24 @@ func (s *store) prune(now time.Time) {
 			// Keep the newest version at or before the floor, and all later ones.
 			j := sort.Search(len(h.versions), func(j int) bool { return h.versions[j].version > floor })
 			if j > 1 {
-				old := h.versions
-				h.versions = append([]docVersion(nil), h.versions[j-1:]...)
+				gone := h.versions[:j-1]
+				h.versions = h.versions[j-1:]
 				// Unlist the document from the values only the dropped
-				// versions held.
+				// versions held. A document written by every commit keeps
+				// thousands of versions: looking at the dropped ones, and
+				// at the kept ones only until one holds the value, keeps
+				// this in proportion to what is dropped.
 				for _, ix := range s.indexesOf(name) {
-					kept := ix.keys(h.versions)
-					for _, k := range ix.keys(old) {
-						if !slices.Contains(kept, k) {
-							ix.remove(k, name)
+					for _, k := range ix.keys(gone) {
+						if !ix.holds(h.versions, k) {
+							ix.entries.remove(k, name)
 						}
 					}
 				}
+				// Reslicing, as for commits below: clear the dropped
+				// versions so that their documents can be freed before
+				// append reallocates the array.
+				clear(gone)
 			}
 			if len(h.versions) == 1 && h.versions[0].doc == nil && h.versions[0].version <= floor {
 				delete(s.docs, name)
@@ -251,6 +289,11 @@ func (s *store) prune(now time.Time) {
 				delete(s.colls[coll], name)
 				if len(s.colls[coll]) == 0 {
 					delete(s.colls, coll)
+					id := collectionID(coll)
+					delete(s.groups[id], coll)
+					if len(s.groups[id]) == 0 {
+						delete(s.groups, id)
+					}
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package firestore
 import (
 	"bytes"
 	"cmp"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -331,7 +332,11 @@ func truncateTimestamps(fields map[string]*pb.Value) {
 func truncateTimestamp(v *pb.Value) {
 	switch x := v.GetValueType().(type) {
 	case *pb.Value_TimestampValue:
-		x.TimestampValue.Nanos -= x.TimestampValue.Nanos % 1000
+		// Only a value that needs it is written to: the others may be
+		// shared with stored versions, which readers marshal unlocked.
+		if r := x.TimestampValue.GetNanos() % 1000; r != 0 {
+			x.TimestampValue.Nanos -= r
+		}
 	case *pb.Value_ArrayValue:
 		for _, e := range x.ArrayValue.GetValues() {
 			truncateTimestamp(e)
@@ -426,33 +431,49 @@ func docField(doc *pb.Document, path fieldPath) (*pb.Value, bool) {
 
 // setField stores v at path in fields, creating maps on the way and
 // replacing any non-map value in the way. fields must be owned by the
-// caller: setField mutates it and the maps below it.
+// caller: setField mutates it. The maps below it may be shared with stored
+// versions (see shareFields): those on the way are copied, not mutated.
 func setField(fields map[string]*pb.Value, path fieldPath, v *pb.Value) {
 	for _, seg := range path[:len(path)-1] {
-		next, ok := fields[seg].GetValueType().(*pb.Value_MapValue)
-		if !ok || next.MapValue == nil {
-			next = &pb.Value_MapValue{MapValue: &pb.MapValue{}}
-			fields[seg] = &pb.Value{ValueType: next}
-		}
-		if next.MapValue.Fields == nil {
-			next.MapValue.Fields = map[string]*pb.Value{}
-		}
-		fields = next.MapValue.Fields
+		fields = ownMap(fields, seg)
 	}
 	fields[path[len(path)-1]] = v
 }
 
 // deleteField removes the value at path, if present. Like setField it
-// mutates fields.
+// mutates fields and copies the maps on the way.
 func deleteField(fields map[string]*pb.Value, path fieldPath) {
 	for _, seg := range path[:len(path)-1] {
-		next, ok := fields[seg].GetValueType().(*pb.Value_MapValue)
-		if !ok || next.MapValue == nil {
+		if m, ok := fields[seg].GetValueType().(*pb.Value_MapValue); !ok || m.MapValue == nil {
 			return
 		}
-		fields = next.MapValue.Fields
+		fields = ownMap(fields, seg)
 	}
 	delete(fields, path[len(path)-1])
+}
+
+// ownMap replaces fields[seg] with a map value of its own, a copy of the
+// map there (its values shared) or an empty one when there is none, and
+// returns its map for the caller to change.
+func ownMap(fields map[string]*pb.Value, seg string) map[string]*pb.Value {
+	var m map[string]*pb.Value
+	if cur, ok := fields[seg].GetValueType().(*pb.Value_MapValue); ok {
+		m = shareFields(cur.MapValue.GetFields())
+	} else {
+		m = map[string]*pb.Value{}
+	}
+	fields[seg] = &pb.Value{ValueType: &pb.Value_MapValue{MapValue: &pb.MapValue{Fields: m}}}
+	return m
+}
+
+// shareFields returns a new map of the values of fields, themselves
+// shared, not copied: stored values are never mutated, and setField and
+// deleteField copy the maps they change below the top. A write on a
+// stored document thus copies what it changes, not the whole document.
+func shareFields(fields map[string]*pb.Value) map[string]*pb.Value {
+	out := make(map[string]*pb.Value, len(fields)+1)
+	maps.Copy(out, fields)
+	return out
 }
 
 // project returns the fields of a document restricted to paths. The result

@@ -210,7 +210,7 @@ func (r *runner) throughput(ctx context.Context) error {
 		// Where the machine's CPU went: the hosts (and the commands they
 		// ran), and this process (the local cloud, dispatcher, reaper and
 		// client).
-		res.Note = fmt.Sprintf("CPU per request: hosts %.1f ms, local cloud + dispatcher + reaper + client %.1f ms; %.0f%% of the machine's %d CPUs busy with them",
+		res.Note = fmt.Sprintf("CPU per request: hosts %.2f ms, local cloud + dispatcher + reaper + client %.2f ms; %.0f%% of the machine's %d CPUs busy with them",
 			ms(hostsCPU)/float64(done.Load()), ms(selfCPU)/float64(done.Load()),
 			100*(hostsCPU+selfCPU).Seconds()/elapsed.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
 		if failed.Load() > 0 {

@@ -37,6 +37,7 @@ and writes the results as JSON.`)
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
 	}
+	tuneLocalCloudGC(env)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

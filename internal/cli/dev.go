@@ -41,6 +41,7 @@ it started ends.`)
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
 	}
+	tuneLocalCloudGC(env)
 	logger, err := programs.NewLogger(env, s.LogLevel, ec.project)
 	if err != nil {
 		return err
