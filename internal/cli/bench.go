@@ -34,8 +34,19 @@ and writes the results as JSON.`)
 	fs.Env("python", "SANDRUN_BENCH_PYTHON")
 	pythonPath := fs.String("python-sdk", "python", "the Python SDK's directory, put on PYTHONPATH for the python measurement (empty: none, the SDK is installed)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the local cloud, the dispatcher, the reaper and the client; not the hosts) to this file")
+	hostProfile := fs.String("host-cpuprofile", "", "write a CPU profile of each host (the executor process, not its commands) to this directory, as executor-<session>-<pid>.pprof, when it ends; merge them with go tool pprof")
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
+	}
+	if *hostProfile != "" {
+		dir, err := filepath.Abs(*hostProfile)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		*hostProfile = dir
+		if err != nil {
+			return fmt.Errorf("host CPU profile directory: %w", err)
+		}
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -53,7 +64,7 @@ and writes the results as JSON.`)
 		return fmt.Errorf("find the sandrun program to run as executor: %w", err)
 	}
 	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, LargeCheckpoints: *large, StartDelay: *startDelay, PoolStartDelay: *poolDelay,
-		Python: *python, Out: env.Stderr}
+		Python: *python, HostCPUProfileDir: *hostProfile, Out: env.Stderr}
 	if *pythonPath != "" {
 		if cfg.PythonPath, err = filepath.Abs(*pythonPath); err != nil {
 			return err

@@ -22,6 +22,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sync"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -145,10 +148,21 @@ func Executor(ctx context.Context, env *Env, args []string) error {
 
 The session host: the entrypoint of the Cloud Run job. One execution hosts
 the session named by SANDRUN_SESSION_ID until it is idle. With a launch's
-host token, its traces and metrics go out under that identity.`+TelemetryHelp)
+host token, its traces and metrics go out under that identity.
+
+With `+EnvCPUProfileDir+` set to a directory, the host writes a CPU profile
+of itself (not of its commands) there, as executor-<session>-<pid>.pprof,
+when it ends or is told to stop: sandrun bench -host-cpuprofile sets it.`+TelemetryHelp)
 	s, logger, err := Parse(fs, env, args, system.Executor)
 	if err != nil {
 		return err
+	}
+	if dir := env.Getenv(EnvCPUProfileDir); dir != "" {
+		stopProfile, err := startCPUProfile(ctx, dir, s.Executor.SessionID)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	// The launch's token leaves the environment at once, so that nothing
 	// the host starts could inherit it.
@@ -173,4 +187,36 @@ host token, its traces and metrics go out under that identity.`+TelemetryHelp)
 	}
 	defer stop()
 	return system.RunHost(ctx, &s.Config, hc, logger)
+}
+
+// EnvCPUProfileDir names the variable that makes the executor profile its
+// own CPU (a directory to write the profile to). Off by default; the bench
+// sets it to see where the hosts' CPU goes, which its own profile misses.
+const EnvCPUProfileDir = "SANDRUN_EXECUTOR_CPUPROFILE"
+
+// startCPUProfile profiles this process's CPU into dir until the returned
+// stop is called or ctx ends, whichever is first: a host told to stop may
+// be killed before it returns, and what it does then is not what the
+// profile is for.
+func startCPUProfile(ctx context.Context, dir, sessionID string) (stop func(), err error) {
+	if sessionID == "" {
+		sessionID = "pool"
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("executor-%s-%d.pprof", sessionID, os.Getpid())))
+	if err != nil {
+		return nil, fmt.Errorf("create the executor's CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start the executor's CPU profile: %w", err)
+	}
+	var once sync.Once
+	write := func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
+	unregister := context.AfterFunc(ctx, write)
+	return func() { unregister(); write() }, nil
 }
