@@ -55,6 +55,9 @@ type Config struct {
 	// directory, python/, when it is not installed).
 	Python     string
 	PythonPath string
+	// ThroughputSessions, when set, are the session counts the throughput
+	// measurement runs (default 1, 10 and 100; 1 and 10 when Quick).
+	ThroughputSessions []int
 	// HostCPUProfileDir, when set, makes every host write a CPU profile
 	// of itself to this directory when it ends (see
 	// programs.EnvCPUProfileDir).

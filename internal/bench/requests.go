@@ -141,6 +141,9 @@ func (r *runner) throughput(ctx context.Context) error {
 	if r.cfg.Quick {
 		sessions, d = []int{1, 10}, 3*time.Second
 	}
+	if len(r.cfg.ThroughputSessions) > 0 {
+		sessions = r.cfg.ThroughputSessions
+	}
 	outDir, err := os.MkdirTemp("", "sandrun-bench-floor-")
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ and writes the results as JSON.`)
 	fs.Env("python", "SANDRUN_BENCH_PYTHON")
 	pythonPath := fs.String("python-sdk", "python", "the Python SDK's directory, put on PYTHONPATH for the python measurement (empty: none, the SDK is installed)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the local cloud, the dispatcher, the reaper and the client; not the hosts) to this file")
+	tputSessions := fs.String("throughput-sessions", "", "comma-separated session counts the throughput measurement runs (default 1,10,100; 1,10 with -quick)")
 	hostProfile := fs.String("host-cpuprofile", "", "write a CPU profile of each host (the executor process, not its commands) to this directory, as executor-<session>-<pid>.pprof, when it ends; merge them with go tool pprof")
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
@@ -69,6 +71,16 @@ and writes the results as JSON.`)
 		if cfg.PythonPath, err = filepath.Abs(*pythonPath); err != nil {
 			return err
 		}
+	}
+	for _, n := range strings.Split(*tputSessions, ",") {
+		if n == "" {
+			continue
+		}
+		k, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil || k < 1 {
+			return fmt.Errorf("-throughput-sessions: %q is not a session count", n)
+		}
+		cfg.ThroughputSessions = append(cfg.ThroughputSessions, k)
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
