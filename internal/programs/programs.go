@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"time"
@@ -148,7 +149,8 @@ func Executor(ctx context.Context, env *Env, args []string) error {
 
 The session host: the entrypoint of the Cloud Run job. One execution hosts
 the session named by SANDRUN_SESSION_ID until it is idle. With a launch's
-host token, its traces and metrics go out under that identity.
+host token, its traces and metrics go out under that identity. Its own Go
+code runs on one CPU (GOMAXPROCS=1) unless GOMAXPROCS is set.
 
 With `+EnvCPUProfileDir+` set to a directory, the host writes a CPU profile
 of itself (not of its commands) there, as executor-<session>-<pid>.pprof,
@@ -156,6 +158,16 @@ when it ends or is told to stop: sandrun bench -host-cpuprofile sets it.`+Teleme
 	s, logger, err := Parse(fs, env, args, system.Executor)
 	if err != nil {
 		return err
+	}
+	// The host's own work is waiting: on the inbox, on its commands, on
+	// Firestore, Pub/Sub and Cloud Storage. A second P does not make it
+	// faster (a checkpoint's walk and hashing neither, measured), but
+	// under load it costs CPU in the sandbox the commands share: the
+	// scheduler wakes and spins the idle P's thread for every goroutine
+	// that becomes runnable. The environment's GOMAXPROCS, when set,
+	// stands.
+	if env.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 	if dir := env.Getenv(EnvCPUProfileDir); dir != "" {
 		stopProfile, err := startCPUProfile(ctx, dir, s.Executor.SessionID)
