@@ -215,12 +215,14 @@ func (r *runner) throughput(ctx context.Context) error {
 		// Where the machine's CPU went: the hosts (and the commands they
 		// ran), and this process (the local cloud, dispatcher, reaper and
 		// client).
-		res.Note = fmt.Sprintf("CPU per request: hosts %.1f ms (the host processes themselves %.1f ms, their commands the rest), local cloud + dispatcher + reaper + client %.1f ms; %.0f%% of the machine's %d CPUs busy with them",
-			ms(hostsCPU)/float64(done.Load()), ms(hostsOwn)/float64(done.Load()), ms(selfCPU)/float64(done.Load()),
+		res.Note = fmt.Sprintf("CPU per request: hosts %.1f ms, local cloud + dispatcher + reaper + client %.1f ms; %.0f%% of the machine's %d CPUs busy with them",
+			ms(hostsCPU)/float64(done.Load()), ms(selfCPU)/float64(done.Load()),
 			100*(hostsCPU+selfCPU).Seconds()/elapsed.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
 		if failed.Load() > 0 {
 			res.Note += fmt.Sprintf("; %d requests failed", failed.Load())
 		}
+		// Of the hosts' CPU, the host processes' own, without the commands.
+		res.Note += fmt.Sprintf("; of the hosts' CPU per request, the host processes' own %.2f ms", ms(hostsOwn)/float64(done.Load()))
 		r.add(res)
 		r.add(Result{Name: fmt.Sprintf("throughput, %d sessions, against the hops only", k), Unit: "req/s", Value: rate,
 			Floor: hops, FloorName: hopsName, Note: "the ratio of the figures before issue 18's cuts"})

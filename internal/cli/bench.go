@@ -40,16 +40,6 @@ and writes the results as JSON.`)
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
 	}
-	if *hostProfile != "" {
-		dir, err := filepath.Abs(*hostProfile)
-		if err == nil {
-			err = os.MkdirAll(dir, 0o755)
-		}
-		*hostProfile = dir
-		if err != nil {
-			return fmt.Errorf("host CPU profile directory: %w", err)
-		}
-	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -60,6 +50,16 @@ and writes the results as JSON.`)
 			return fmt.Errorf("start CPU profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *hostProfile != "" {
+		dir, err := filepath.Abs(*hostProfile)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		*hostProfile = dir
+		if err != nil {
+			return fmt.Errorf("host CPU profile directory: %w", err)
+		}
 	}
 	executor, err := os.Executable()
 	if err != nil {
