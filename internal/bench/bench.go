@@ -26,6 +26,7 @@ import (
 	"github.com/sandrun/sandrun/internal/gcp"
 	"github.com/sandrun/sandrun/internal/outbox"
 	"github.com/sandrun/sandrun/internal/pool"
+	progs "github.com/sandrun/sandrun/internal/programs"
 	"github.com/sandrun/sandrun/internal/session"
 	"github.com/sandrun/sandrun/internal/system"
 )
@@ -54,6 +55,13 @@ type Config struct {
 	// directory, python/, when it is not installed).
 	Python     string
 	PythonPath string
+	// ThroughputSessions, when set, are the session counts the throughput
+	// measurement runs (default 1, 10 and 100; 1 and 10 when Quick).
+	ThroughputSessions []int
+	// HostCPUProfileDir, when set, makes every host write a CPU profile
+	// of itself to this directory when it ends (see
+	// programs.EnvCPUProfileDir).
+	HostCPUProfileDir string
 	// Out receives progress lines; Logger the system's own logs.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -134,10 +142,14 @@ func startEnvironment(ctx context.Context, cfg Config, spec envSpec) (_ *environ
 		return nil, err
 	}
 	e.closers = append(e.closers, func() { os.RemoveAll(e.state) })
+	hostEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	if cfg.HostCPUProfileDir != "" {
+		hostEnv = append(hostEnv, progs.EnvCPUProfileDir+"="+cfg.HostCPUProfileDir)
+	}
 	suite, err := emulator.Start(ctx, emulator.Config{
 		Logger: cfg.Logger,
 		CloudRun: cloudrun.Config{
-			Env:       []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
+			Env:       hostEnv,
 			StopGrace: 2 * time.Second,
 			Logger:    cfg.Logger,
 		},

@@ -141,6 +141,9 @@ func (r *runner) throughput(ctx context.Context) error {
 	if r.cfg.Quick {
 		sessions, d = []int{1, 10}, 3*time.Second
 	}
+	if len(r.cfg.ThroughputSessions) > 0 {
+		sessions = r.cfg.ThroughputSessions
+	}
 	outDir, err := os.MkdirTemp("", "sandrun-bench-floor-")
 	if err != nil {
 		return err
@@ -185,7 +188,8 @@ func (r *runner) throughput(ctx context.Context) error {
 		}
 		var done, failed atomic.Int64
 		rctx, cancel := context.WithTimeout(ctx, d)
-		hostsCPU, selfCPU := r.hostsCPU(), selfCPUTime()
+		hostsOwn, hostsCPU := r.hostsCPU()
+		selfCPU := selfCPUTime()
 		start := time.Now()
 		for _, id := range ids {
 			wg.Add(1)
@@ -204,7 +208,8 @@ func (r *runner) throughput(ctx context.Context) error {
 		cancel()
 		elapsed := time.Since(start)
 		rate := float64(done.Load()) / elapsed.Seconds()
-		hostsCPU, selfCPU = r.hostsCPU()-hostsCPU, selfCPUTime()-selfCPU
+		hostsOwnAfter, hostsCPUAfter := r.hostsCPU()
+		hostsOwn, hostsCPU, selfCPU = hostsOwnAfter-hostsOwn, hostsCPUAfter-hostsCPU, selfCPUTime()-selfCPU
 		res := Result{Name: fmt.Sprintf("throughput, %d sessions", k), Unit: "req/s", Value: rate,
 			Floor: floor, FloorName: floorName}
 		// Where the machine's CPU went: the hosts (and the commands they
@@ -216,6 +221,8 @@ func (r *runner) throughput(ctx context.Context) error {
 		if failed.Load() > 0 {
 			res.Note += fmt.Sprintf("; %d requests failed", failed.Load())
 		}
+		// Of the hosts' CPU, the host processes' own, without the commands.
+		res.Note += fmt.Sprintf("; of the hosts' CPU per request, the host processes' own %.2f ms", ms(hostsOwn)/float64(done.Load()))
 		r.add(res)
 		r.add(Result{Name: fmt.Sprintf("throughput, %d sessions, against the hops only", k), Unit: "req/s", Value: rate,
 			Floor: hops, FloorName: hopsName, Note: "the ratio of the figures before issue 18's cuts"})
@@ -227,18 +234,23 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// hostsCPU sums the CPU time the run's hosts, and what they ran, have
-// used so far (children's time counts once they are reaped by a host).
-func (r *runner) hostsCPU() time.Duration {
-	var total time.Duration
+// hostsCPU sums the CPU time the run's hosts have used so far: own, the
+// host processes' alone, and total, with what they ran (children's time
+// counts once they are reaped by a host).
+func (r *runner) hostsCPU() (own, total time.Duration) {
 	for _, execution := range r.suite.CloudRun.RunningExecutions() {
 		for _, pid := range r.suite.CloudRun.TaskPIDs(execution) {
+			o, err := procfs.CPUTime(pid, false)
+			if err != nil {
+				continue
+			}
 			if t, err := procfs.CPUTime(pid, true); err == nil {
+				own += o
 				total += t
 			}
 		}
 	}
-	return total
+	return own, total
 }
 
 // selfCPUTime is this process's CPU time, without its children: the

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ and writes the results as JSON.`)
 	fs.Env("python", "SANDRUN_BENCH_PYTHON")
 	pythonPath := fs.String("python-sdk", "python", "the Python SDK's directory, put on PYTHONPATH for the python measurement (empty: none, the SDK is installed)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the local cloud, the dispatcher, the reaper and the client; not the hosts) to this file")
+	tputSessions := fs.String("throughput-sessions", "", "comma-separated session counts the throughput measurement runs (default 1,10,100; 1,10 with -quick)")
+	hostProfile := fs.String("host-cpuprofile", "", "write a CPU profile of each host (the executor process, not its commands) to this directory, as executor-<session>-<pid>.pprof, when it ends; merge them with go tool pprof")
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
 	}
@@ -49,16 +52,36 @@ and writes the results as JSON.`)
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *hostProfile != "" {
+		dir, err := filepath.Abs(*hostProfile)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		*hostProfile = dir
+		if err != nil {
+			return fmt.Errorf("host CPU profile directory: %w", err)
+		}
+	}
 	executor, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the sandrun program to run as executor: %w", err)
 	}
 	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, LargeCheckpoints: *large, StartDelay: *startDelay, PoolStartDelay: *poolDelay,
-		Python: *python, Out: env.Stderr}
+		Python: *python, HostCPUProfileDir: *hostProfile, Out: env.Stderr}
 	if *pythonPath != "" {
 		if cfg.PythonPath, err = filepath.Abs(*pythonPath); err != nil {
 			return err
 		}
+	}
+	for _, n := range strings.Split(*tputSessions, ",") {
+		if n == "" {
+			continue
+		}
+		k, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil || k < 1 {
+			return fmt.Errorf("-throughput-sessions: %q is not a session count", n)
+		}
+		cfg.ThroughputSessions = append(cfg.ThroughputSessions, k)
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")

@@ -22,6 +22,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sync"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -145,10 +149,32 @@ func Executor(ctx context.Context, env *Env, args []string) error {
 
 The session host: the entrypoint of the Cloud Run job. One execution hosts
 the session named by SANDRUN_SESSION_ID until it is idle. With a launch's
-host token, its traces and metrics go out under that identity.`+TelemetryHelp)
+host token, its traces and metrics go out under that identity. Its own Go
+code runs on one CPU (GOMAXPROCS=1) unless GOMAXPROCS is set.
+
+With `+EnvCPUProfileDir+` set to a directory, the host writes a CPU profile
+of itself (not of its commands) there, as executor-<session>-<pid>.pprof,
+when it ends or is told to stop: sandrun bench -host-cpuprofile sets it.`+TelemetryHelp)
 	s, logger, err := Parse(fs, env, args, system.Executor)
 	if err != nil {
 		return err
+	}
+	// The host's own work is waiting: on the inbox, on its commands, on
+	// Firestore, Pub/Sub and Cloud Storage. A second P does not make it
+	// faster (a checkpoint's walk and hashing neither, measured), but
+	// under load it costs CPU in the sandbox the commands share: the
+	// scheduler wakes and spins the idle P's thread for every goroutine
+	// that becomes runnable. The environment's GOMAXPROCS, when set,
+	// stands.
+	if env.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+	if dir := env.Getenv(EnvCPUProfileDir); dir != "" {
+		stopProfile, err := startCPUProfile(ctx, dir, s.Executor.SessionID)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	// The launch's token leaves the environment at once, so that nothing
 	// the host starts could inherit it.
@@ -173,4 +199,36 @@ host token, its traces and metrics go out under that identity.`+TelemetryHelp)
 	}
 	defer stop()
 	return system.RunHost(ctx, &s.Config, hc, logger)
+}
+
+// EnvCPUProfileDir names the variable that makes the executor profile its
+// own CPU (a directory to write the profile to). Off by default; the bench
+// sets it to see where the hosts' CPU goes, which its own profile misses.
+const EnvCPUProfileDir = "SANDRUN_EXECUTOR_CPUPROFILE"
+
+// startCPUProfile profiles this process's CPU into dir until the returned
+// stop is called or ctx ends, whichever is first: a host told to stop may
+// be killed before it returns, and what it does then is not what the
+// profile is for.
+func startCPUProfile(ctx context.Context, dir, sessionID string) (stop func(), err error) {
+	if sessionID == "" {
+		sessionID = "pool"
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("executor-%s-%d.pprof", sessionID, os.Getpid())))
+	if err != nil {
+		return nil, fmt.Errorf("create the executor's CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start the executor's CPU profile: %w", err)
+	}
+	var once sync.Once
+	write := func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
+	unregister := context.AfterFunc(ctx, write)
+	return func() { unregister(); write() }, nil
 }
