@@ -225,6 +225,11 @@ func (c Counted) result() Result {
 	return Result{Name: "counted: " + c.Kind, Unit: "serial", Value: float64(c.SerialRPCs), Samples: c.Samples, Note: note, Counted: &cc}
 }
 
+// warmSettle is how long a warm request's sample waits after the
+// completion for what the request set off (its acknowledgements, a
+// renewal), and the floor's round trip after each of its own.
+const warmSettle = 300 * time.Millisecond
+
 // counts counts, on a system of its own with no reaper passes in the way,
 // what a warm request, a new session's first request (without a pool, and
 // with one: a hit and a miss) and an idle host-minute cost, one request at
@@ -253,11 +258,11 @@ func (r *runner) counts(ctx context.Context) error {
 		session       func(i int) string
 		wait          time.Duration
 	}{
-		{"warm request (true)", "true", n, func(int) string { return warm }, 300 * time.Millisecond},
+		{"warm request (true)", "true", n, func(int) string { return warm }, warmSettle},
 		// A request that changes a file: it is answered once the
 		// workspace's checkpoint holds the change (the uploads are on its
 		// path).
-		{"warm request writing a file", "date +%N > f", n, func(int) string { return warm }, 300 * time.Millisecond},
+		{"warm request writing a file", "date +%N > f", n, func(int) string { return warm }, warmSettle},
 		{"new session, no pool", "true", newN, func(i int) string { return fmt.Sprintf("bench-count-new-%03d", i) }, time.Second},
 	}
 	for _, k := range kinds {
@@ -272,10 +277,75 @@ func (r *runner) counts(ctx context.Context) error {
 		r.add(summarize(k.kind, samples).result())
 	}
 
+	if err := r.countFloor(ctx, env, n); err != nil {
+		return err
+	}
 	if err := r.countIdle(ctx, env, warm, first.ExecutionID, idleWindow); err != nil {
 		return err
 	}
 	return r.countPool(ctx, rounds)
+}
+
+// countFloor counts the throughput floor's round trip (see commandRecord:
+// two ordered Pub/Sub hops, bash -c true and one Firestore create between
+// them) as the requests are counted, from the local cloud's record of
+// every call: n round trips one after another, each followed by the
+// settle a warm request's sample waits (so that acknowledgements go out
+// one by one, as a request's do, not batched), per round trip. It puts
+// what a request costs beside what the same work costs without sandrun,
+// through the same clients and the same local cloud. The floor's calls
+// name no session; calls that name one, or that a host made, are the
+// idle system's and are left out.
+func (r *runner) countFloor(ctx context.Context, env *environment, n int) error {
+	dir, err := os.MkdirTemp("", "sandrun-bench-floor-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	work, err := env.newCommandRecord("true", dir)
+	if err != nil {
+		return err
+	}
+	e, err := env.newEcho(ctx, true, work.do)
+	if err != nil {
+		return err
+	}
+	defer e.stop()
+	for range 3 { // the first round trips open the streams
+		if _, err := e.roundTrip(ctx, "sender"); err != nil {
+			return err
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	cpu0, _ := procfs.CPUTime(os.Getpid(), true)
+	env.suite.Calls.Keep()
+	for range n {
+		if _, err := e.roundTrip(ctx, "sender"); err != nil {
+			env.suite.Calls.Stop()
+			return err
+		}
+		time.Sleep(warmSettle)
+	}
+	kept := env.suite.Calls.Stop()
+	cpu1, _ := procfs.CPUTime(os.Getpid(), true)
+	program, err := programs()
+	if err != nil {
+		return err
+	}
+	var floor []calls.Call
+	for _, c := range kept {
+		if program(c.Peer) == "hosts" || slices.ContainsFunc(c.Keys, func(k string) bool { return keySession(k) != "" }) {
+			continue
+		}
+		floor = append(floor, c)
+	}
+	t := tally(floor)
+	per := float64(n)
+	r.add(Result{Name: "counted: floor round trip (the same work)", Unit: "RPCs", Value: float64(t.RPCs) / per, Samples: n,
+		Note: fmt.Sprintf("%d round trips of the throughput floor, per round trip: %.1f RPCs and %.1f pushes (over the %d: %s); Firestore %.1f reads, %.1f writes, %.1f deletes; Pub/Sub %.1f published, %.1f delivered. CPU per round trip: this process (local cloud, echo) and its bash %.1f ms",
+			n, float64(t.RPCs)/per, float64(t.Pushes)/per, n, methodsLine(t.ByMethod), float64(t.Reads)/per, float64(t.Writes)/per, float64(t.Deletes)/per,
+			float64(t.Published)/per, float64(t.Delivered)/per, ms(cpu1-cpu0)/per)})
+	return nil
 }
 
 // countIdle counts what the warm session's host costs while it idles, per

@@ -41,11 +41,11 @@ type echo struct {
 	stop    func()
 }
 
-func (r *runner) newEcho(ctx context.Context, ordered bool, work func(ctx context.Context, key string) error) (*echo, error) {
-	ps := r.clients.PubSub
+func (env *environment) newEcho(ctx context.Context, ordered bool, work func(ctx context.Context, key string) error) (*echo, error) {
+	ps := env.clients.PubSub
 	id := "floor-" + uuid.NewString()[:8]
-	topic := func(s string) string { return fmt.Sprintf("projects/%s/topics/%s", r.sys.Project, s) }
-	sub := func(s string) string { return fmt.Sprintf("projects/%s/subscriptions/%s", r.sys.Project, s) }
+	topic := func(s string) string { return fmt.Sprintf("projects/%s/topics/%s", env.sys.Project, s) }
+	sub := func(s string) string { return fmt.Sprintf("projects/%s/subscriptions/%s", env.sys.Project, s) }
 	for _, t := range []string{id + "-a", id + "-b"} {
 		if _, err := ps.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic(t)}); err != nil {
 			return nil, err
@@ -215,13 +215,13 @@ type commandRecord struct {
 // newCommandRecord prepares the floor's work: script is run for every
 // request, with its output in a file under outDir, and recorded in a
 // collection of its own.
-func (r *runner) newCommandRecord(script, outDir string) (*commandRecord, error) {
+func (env *environment) newCommandRecord(script, outDir string) (*commandRecord, error) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
 		return nil, fmt.Errorf("find bash for the throughput floor: %w", err)
 	}
 	return &commandRecord{script: script, bash: bash, outDir: outDir,
-		records: r.clients.Firestore.Collection("floor-" + uuid.NewString()[:8])}, nil
+		records: env.clients.Firestore.Collection("floor-" + uuid.NewString()[:8])}, nil
 }
 
 // do runs the command for the request key and records its outcome.
