@@ -297,15 +297,11 @@ func (r *runner) counts(ctx context.Context) error {
 // name no session; calls that name one, or that a host made, are the
 // idle system's and are left out.
 func (r *runner) countFloor(ctx context.Context, env *environment, n int) error {
-	dir, err := os.MkdirTemp("", "sandrun-bench-floor-")
+	work, cleanup, err := env.newFloorWork("true")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	work, err := env.newCommandRecord("true", dir)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	e, err := env.newEcho(ctx, true, work.do)
 	if err != nil {
 		return err

@@ -224,6 +224,21 @@ func (env *environment) newCommandRecord(script, outDir string) (*commandRecord,
 		records: env.clients.Firestore.Collection("floor-" + uuid.NewString()[:8])}, nil
 }
 
+// newFloorWork is newCommandRecord with its output in a directory of its
+// own, which the returned function removes.
+func (env *environment) newFloorWork(script string) (*commandRecord, func(), error) {
+	dir, err := os.MkdirTemp("", "sandrun-bench-floor-")
+	if err != nil {
+		return nil, nil, err
+	}
+	work, err := env.newCommandRecord(script, dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return work, func() { os.RemoveAll(dir) }, nil
+}
+
 // do runs the command for the request key and records its outcome.
 func (c *commandRecord) do(ctx context.Context, key string) error {
 	out, err := os.CreateTemp(c.outDir, "out-")

@@ -144,15 +144,11 @@ func (r *runner) throughput(ctx context.Context) error {
 	if len(r.cfg.ThroughputSessions) > 0 {
 		sessions = r.cfg.ThroughputSessions
 	}
-	outDir, err := os.MkdirTemp("", "sandrun-bench-floor-")
+	work, cleanup, err := r.newFloorWork("true")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(outDir)
-	work, err := r.newCommandRecord("true", outDir)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	for _, k := range sessions {
 		hops, hopsCPU, err := r.pubsubThroughput(ctx, k, d, nil)
 		if err != nil {
