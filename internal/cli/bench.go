@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sandrun/sandrun/internal/bench"
+	"github.com/sandrun/sandrun/internal/programs"
 )
 
 func runBench(ctx context.Context, env *Env, args []string) error {
@@ -42,15 +42,11 @@ and writes the results as JSON.`)
 	}
 	tuneLocalCloudGC(env)
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+		stop, err := programs.StartCPUProfile(context.Background(), *cpuProfile)
 		if err != nil {
-			return fmt.Errorf("create CPU profile: %w", err)
+			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("start CPU profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	if *hostProfile != "" {
 		dir, err := filepath.Abs(*hostProfile)

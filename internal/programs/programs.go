@@ -170,7 +170,14 @@ when it ends or is told to stop: sandrun bench -host-cpuprofile sets it.`+Teleme
 		runtime.GOMAXPROCS(1)
 	}
 	if dir := env.Getenv(EnvCPUProfileDir); dir != "" {
-		stopProfile, err := startCPUProfile(ctx, dir, s.Executor.SessionID)
+		name := s.Executor.SessionID
+		if name == "" {
+			name = "pool"
+		}
+		// Stopped when ctx ends too: a host told to stop may be killed
+		// before it returns, and what it does then is not what the
+		// profile is for.
+		stopProfile, err := StartCPUProfile(ctx, filepath.Join(dir, fmt.Sprintf("executor-%s-%d.pprof", name, os.Getpid())))
 		if err != nil {
 			return err
 		}
@@ -206,21 +213,16 @@ when it ends or is told to stop: sandrun bench -host-cpuprofile sets it.`+Teleme
 // sets it to see where the hosts' CPU goes, which its own profile misses.
 const EnvCPUProfileDir = "SANDRUN_EXECUTOR_CPUPROFILE"
 
-// startCPUProfile profiles this process's CPU into dir until the returned
-// stop is called or ctx ends, whichever is first: a host told to stop may
-// be killed before it returns, and what it does then is not what the
-// profile is for.
-func startCPUProfile(ctx context.Context, dir, sessionID string) (stop func(), err error) {
-	if sessionID == "" {
-		sessionID = "pool"
-	}
-	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("executor-%s-%d.pprof", sessionID, os.Getpid())))
+// StartCPUProfile profiles this process's CPU into the file at path until
+// the returned stop is called or ctx ends, whichever is first.
+func StartCPUProfile(ctx context.Context, path string) (stop func(), err error) {
+	f, err := os.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("create the executor's CPU profile: %w", err)
+		return nil, fmt.Errorf("create CPU profile: %w", err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("start the executor's CPU profile: %w", err)
+		return nil, fmt.Errorf("start CPU profile: %w", err)
 	}
 	var once sync.Once
 	write := func() {
