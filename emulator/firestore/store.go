@@ -161,9 +161,7 @@ func (s *store) scanCollection(coll string, v int64, fn func(doc *pb.Document, v
 // root). Callers hold s.mu. Order is unspecified.
 func (s *store) scanGroup(parent, id string, v int64, fn func(doc *pb.Document, version int64)) {
 	for coll := range s.groups[id] {
-		// A collection below parent has a path that starts with parent
-		// and a '/'.
-		if len(coll) > len(parent) && coll[len(parent)] == '/' && strings.HasPrefix(coll, parent) {
+		if _, below := cutSegments(coll, parent); below {
 			s.scanCollection(coll, v, fn)
 		}
 	}
