@@ -77,6 +77,17 @@ func (e *environment) cpuNow() cpuSnapshot {
 	return snap
 }
 
+// hosts sums the CPU of the running executions' tasks: own, the host
+// processes' alone, and total, with what they ran (children's time counts
+// once a host has reaped them).
+func (s cpuSnapshot) hosts() (own, total time.Duration) {
+	for _, t := range s.executions {
+		own += t[0]
+		total += t[0] + t[1]
+	}
+	return own, total
+}
+
 // since returns the CPU used since earlier by this process and by the tasks
 // of execution (its full name, or the last segment of it, as a host names
 // it in its completions; a host that started meanwhile counts from zero).

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sandrun/sandrun/api"
-	"github.com/sandrun/sandrun/internal/procfs"
 )
 
 // megabyteCommand prints 1 MB.
@@ -184,8 +182,7 @@ func (r *runner) throughput(ctx context.Context) error {
 		}
 		var done, failed atomic.Int64
 		rctx, cancel := context.WithTimeout(ctx, d)
-		hostsOwn, hostsCPU := r.hostsCPU()
-		selfCPU := selfCPUTime()
+		cpu0 := r.cpuNow()
 		start := time.Now()
 		for _, id := range ids {
 			wg.Add(1)
@@ -204,8 +201,10 @@ func (r *runner) throughput(ctx context.Context) error {
 		cancel()
 		elapsed := time.Since(start)
 		rate := float64(done.Load()) / elapsed.Seconds()
-		hostsOwnAfter, hostsCPUAfter := r.hostsCPU()
-		hostsOwn, hostsCPU, selfCPU = hostsOwnAfter-hostsOwn, hostsCPUAfter-hostsCPU, selfCPUTime()-selfCPU
+		cpu1 := r.cpuNow()
+		own0, total0 := cpu0.hosts()
+		own1, total1 := cpu1.hosts()
+		hostsOwn, hostsCPU, selfCPU := own1-own0, total1-total0, cpu1.self-cpu0.self
 		res := Result{Name: fmt.Sprintf("throughput, %d sessions", k), Unit: "req/s", Value: rate,
 			Floor: floor, FloorName: floorName}
 		// Where the machine's CPU went: the hosts (and the commands they
@@ -229,29 +228,3 @@ func (r *runner) throughput(ctx context.Context) error {
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// hostsCPU sums the CPU time the run's hosts have used so far: own, the
-// host processes' alone, and total, with what they ran (children's time
-// counts once they are reaped by a host).
-func (r *runner) hostsCPU() (own, total time.Duration) {
-	for _, execution := range r.suite.CloudRun.RunningExecutions() {
-		for _, pid := range r.suite.CloudRun.TaskPIDs(execution) {
-			o, err := procfs.CPUTime(pid, false)
-			if err != nil {
-				continue
-			}
-			if t, err := procfs.CPUTime(pid, true); err == nil {
-				own += o
-				total += t
-			}
-		}
-	}
-	return own, total
-}
-
-// selfCPUTime is this process's CPU time, without its children: the
-// hosts are its children on the local cloud.
-func selfCPUTime() time.Duration {
-	t, _ := procfs.CPUTime(os.Getpid(), false)
-	return t
-}
