@@ -612,7 +612,7 @@ func TestRegistryOrder(t *testing.T) {
 		}
 	}
 	if len(seen) != len(want) {
-		t.Errorf("registry saw %v, want %v (the foreground command is not registered)", seen, want)
+		t.Errorf("registry saw %v, want %v (the foreground command is not registered); a=%d b=%d calls %+v", seen, want, a.Pid, b.Pid, calls)
 	}
 	for _, c := range calls {
 		if c.ended && c.info.Pid == b.Pid && (c.info.Status != StatusKilled || c.info.Reason != "test") {
