@@ -94,9 +94,12 @@ func (f *Foreground) End(res shell.Result) ForegroundEnd {
 
 func (m *Manager) endForeground(p *proc, res shell.Result) ForegroundEnd {
 	// What escaped its group is found while p is still the foreground
-	// command, before its logs are settled: it may share them.
-	m.sweepAfterCommand(res.TimedOut)
+	// command, before its logs are settled: it may share them. The sweep
+	// comes after the leftovers are read, so that one that left the group
+	// since bash exited (`setsid -f`, between its fork and its setsid) is
+	// found by the sweep, not missed by both.
 	adoptees := m.prepareAdoptees(p, res.Leftovers)
+	m.sweepAfterCommand(res.TimedOut)
 	// Bash exited (End comes after), so no kill adopts more processes
 	// sharing its logs: its signal, which such an adoption needs, fails.
 	m.mu.Lock()

@@ -281,9 +281,10 @@ func (m *Manager) awaitBackground(p *proc) {
 		m.log.Debug("background process state unreadable", "event", "procs.state_unreadable", "pid", p.pid, "error", err.Error())
 	}
 	m.closeStdin(p)
-	// What escaped its group is found while p still counts as running.
-	m.sweepAfterCommand(res.TimedOut)
+	// What escaped its group is found while p still counts as running,
+	// after the leftovers are read (see endForeground).
 	adoptees := m.prepareAdoptees(p, res.Leftovers)
+	m.sweepAfterCommand(res.TimedOut)
 	reason := ""
 	if res.TimedOut {
 		reason = ReasonTimeout
