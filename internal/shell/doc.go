@@ -24,8 +24,9 @@
 // what `env` would have printed then (a nameref as the name it refers to;
 // no arrays, no variable exported without a value, no exported function).
 // The state file is a memfd that bash opens by its /proc path, so that
-// no file system is involved, or a file in the spool directory for a
-// command that runs as another user.
+// no file system is involved, where bash may open it: not for a command
+// that runs as another user, nor in a process that is not dumpable (the
+// executor in production), which get a file in the spool directory.
 // An EXIT trap runs whichever way the shell ends: end of script, exit N, a
 // syntax error, set -e, an error in a sourced file, or a fatal signal such
 // as the SIGTERM of a timeout. The wrapper writes nothing to the command's

@@ -20,9 +20,10 @@ const CommandNice = 10
 //
 // Where the process may raise a thread's priority back (root, or
 // CAP_SYS_NICE), that is the caller's own thread, locked to its goroutine
-// for the while and given its value back after. Elsewhere it is a thread
-// of its own that takes the value first and then ends with its goroutine
-// (it is never unlocked), so that no other goroutine runs on it. The
+// for the while and given its value back after. Elsewhere (production's
+// executor: uid 1000, without CAP_SYS_NICE) it is a thread of its own
+// that takes the value first and then ends with its goroutine (it is
+// never unlocked), so that no other goroutine runs on it. The
 // second way cost about 50 µs more of the host's CPU per command on the
 // development machine: a thread made and ended, and two hand-offs between
 // threads (one thread kept for all starts saved little of it: the

@@ -187,8 +187,9 @@ func Run(ctx context.Context, spoolDir string, st State, cmd Command) (Result, e
 // fallback directory: st.Env["HOME"] if that is a directory, else "/".
 //
 // spoolDir holds the command's state file for as long as it runs, where
-// the state file is not a memfd (see stateFile): with a Credential, or
-// where memfds are missing; Wait removes it. Canceling ctx (or its
+// the state file is not a memfd (see stateFile): with a Credential, where
+// memfds are missing, and in a process that is not dumpable, as the
+// executor is in production; Wait removes it. Canceling ctx (or its
 // deadline) ends the command as a timeout does.
 //
 // Start returns an error wrapping ErrInvalid for a State or Command it
@@ -635,6 +636,13 @@ func commandEnv(session, command map[string]string) []string {
 // process's own could not open one (checked once, see memStateFilesWork):
 // no memfds, no /proc, or a process that others of its user may not look
 // into (not dumpable, or with capabilities that bash would not have).
+//
+// That last case is production's: the executor makes itself not dumpable
+// before its first command, to keep its token from its commands, and runs
+// as uid 1000, so its commands get spool files. Only a bash that runs as
+// root (a host run as root, the benchmarks, most tests) may open a memfd
+// of a process that is not dumpable. TestAsTheImagesUser runs this
+// package's tests as uid 1000, dumpable and not, to check both paths.
 type stateFile struct {
 	f    *os.File
 	path string // what bash opens
