@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sandrun/sandrun/api"
+	"github.com/sandrun/sandrun/internal/imageuser"
 	"github.com/sandrun/sandrun/internal/procfs"
 )
 
@@ -72,7 +73,7 @@ func TestSetsidProcessEndsWithTheHost(t *testing.T) {
 		user             *syscall.Credential
 	}{
 		{"escape-leaves", "1009", nil},
-		{"escape-leaves-uid", "1029", &syscall.Credential{Uid: 1000, Gid: 1000}},
+		{"escape-leaves-uid", "1029", imageuser.Credential()},
 	} {
 		t.Run(c.session, func(t *testing.T) {
 			if c.user != nil && os.Geteuid() != 0 {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sandrun/sandrun/api"
 	"github.com/sandrun/sandrun/internal/hostcred"
+	"github.com/sandrun/sandrun/internal/imageuser"
 )
 
 // A host works with the token minted for its launch, never shows it to
@@ -76,7 +76,7 @@ func TestCommandsCannotInspectTheirHost(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("runs the hosts as uid 1000, which needs root")
 	}
-	w := start(t, options{hostUser: &syscall.Credential{Uid: 1000, Gid: 1000}})
+	w := start(t, options{hostUser: imageuser.Credential()})
 	c := w.do(&api.Request{SessionID: "inspect", Op: api.OpExec, Command: `
 		id -u
 		tr '\0' ' ' < /proc/$PPID/cmdline; echo

@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/sandrun/sandrun/internal/imageuser"
 )
 
 // The test binary runs itself as a process holding a secret in its
@@ -35,40 +36,24 @@ func init() {
 	os.Exit(0)
 }
 
-// asUnprivileged runs cmd as uid and gid 1000 when the test runs as root,
-// whose CAP_SYS_PTRACE would see through any protection; otherwise as the
-// test's own user. Either way holder and inspector share a uid, as the
-// host and its commands do.
+// asUnprivileged runs cmd as the image's user when the test runs as
+// root, whose CAP_SYS_PTRACE would see through any protection; otherwise
+// as the test's own user. Either way holder and inspector share a uid, as
+// the host and its commands do.
 func asUnprivileged(cmd *exec.Cmd) {
 	if os.Geteuid() == 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: imageuser.Credential()}
 	}
 }
 
-// holderBinary is a copy of the test binary that uid 1000 can run (go
-// test builds it in a directory only its user can enter).
+// holderBinary is the test binary, or as root a copy of it that the
+// image's user can run.
 func holderBinary(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		return os.Args[0]
 	}
-	dir, err := os.MkdirTemp("", "inspection-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	data, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "holder")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return imageuser.TestBinary(t)
 }
 
 func startHolder(t *testing.T, bin, mode string) int {

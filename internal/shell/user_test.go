@@ -3,7 +3,6 @@
 package shell
 
 import (
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,12 +12,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-)
 
-// imageUID is the user the executor image runs as (USER 1000:1000 in
-// deploy/executor.Dockerfile): the user whose commands take the paths
-// that a root test process never takes.
-const imageUID = 1000
+	"github.com/sandrun/sandrun/internal/imageuser"
+)
 
 // notDumpableEnv, set in the environment of this package's test binary,
 // makes the process not dumpable before any test runs: then no bash of
@@ -49,23 +45,15 @@ func TestAsTheImagesUser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the package's tests twice more")
 	}
-	// The test binary and the child's temporary files, where the user can
-	// reach them: t.TempDir is root's alone.
-	dir, err := os.MkdirTemp("", "sandrun-shell-as-user-")
+	binary := imageuser.TestBinary(t)
+	// The child's temporary files, where the user can reach them:
+	// t.TempDir is root's alone.
+	tmp, err := os.MkdirTemp("", "sandrun-shell-as-image-user-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	binary := filepath.Join(dir, "shell.test")
-	copyFile(t, os.Args[0], binary, 0o755)
-	tmp := filepath.Join(dir, "tmp")
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(tmp, imageUID, imageUID); err != nil {
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chown(tmp, imageuser.UID, imageuser.GID); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -81,14 +69,14 @@ func TestAsTheImagesUser(t *testing.T) {
 			if tc.notDumpable {
 				c.Env = append(c.Env, notDumpableEnv+"=1")
 			}
-			c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: imageUID, Gid: imageUID}}
+			c.SysProcAttr = &syscall.SysProcAttr{Credential: imageuser.Credential()}
 			out, err := c.CombinedOutput()
 			if err != nil {
-				t.Fatalf("the tests as uid %d: %v\n%s", imageUID, err, out)
+				t.Fatalf("the tests as uid %d: %v\n%s", imageuser.UID, err, out)
 			}
 			// It must have run what it is for, not skipped it.
 			if !strings.Contains(string(out), "--- PASS: TestUnprivilegedPaths") {
-				t.Fatalf("TestUnprivilegedPaths did not pass as uid %d:\n%s", imageUID, out)
+				t.Fatalf("TestUnprivilegedPaths did not pass as uid %d:\n%s", imageuser.UID, out)
 			}
 		})
 	}
@@ -130,25 +118,5 @@ func TestUnprivilegedPaths(t *testing.T) {
 	}
 	if s.st.Cwd != "/" || s.st.Env["X"] != "1" {
 		t.Errorf("state not saved: %+v", s.st)
-	}
-}
-
-func copyFile(t *testing.T, from, to string, perm os.FileMode) {
-	t.Helper()
-	src, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
