@@ -286,3 +286,36 @@ func TestKillReachesAProcessCaughtStarting(t *testing.T) {
 		}
 	}
 }
+
+// A sweep or kill that found a process before another one tracked it and
+// saw it end must not track it again: it would be listed a second time,
+// ended with no known cause, in place of how it ended.
+func TestEndedProcessIsNotAdoptedAgain(t *testing.T) {
+	t.Parallel()
+	m, reg, _ := newManager(t, Config{})
+	_, end := runForeground(t, m, `sleep 600 &`)
+	if len(end.Adopted) != 1 {
+		t.Fatalf("End = %+v, want the sleep adopted", end)
+	}
+	pid := end.Adopted[0]
+	// What a scan that began before the kill holds: the process, pinned
+	// (admitLocked closes the pidfd of what it does not admit).
+	pidfd, err := openPidfd(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := &proc{pid: pid, kind: kindAdopted, ticks: startTicks(pid), pidfd: pidfd, status: StatusRunning}
+	if _, err := m.Kill(context.Background(), KillRequest{Pid: pid, Grace: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	reg.awaitEnded(t, pid)
+	m.mu.Lock()
+	admit, tracked := m.admitLocked(stale)
+	m.mu.Unlock()
+	if admit || tracked {
+		t.Errorf("admitLocked of the killed process = %v, %v; want neither admitted nor tracked", admit, tracked)
+	}
+	if got, _ := m.Get(pid); got.Status != StatusKilled || got.Reason != ReasonKilled {
+		t.Errorf("Get(%d) = %+v, want killed", pid, got)
+	}
+}

@@ -144,17 +144,29 @@ func (m *Manager) refreshCommands() {
 	}
 	m.mu.Unlock()
 	for _, p := range ps {
-		command := readCommand(p.pid)
-		// Read while the pidfd's process ran: the pid was still its.
-		if exitedPidfd(p.pidfd) {
-			continue
-		}
-		m.mu.Lock()
-		if p.status == StatusRunning {
-			p.command = command
-		}
-		m.mu.Unlock()
+		m.refreshCommand(p)
 	}
+}
+
+// refreshCommand reads again the command line of p, if it is a running
+// adopted process.
+func (m *Manager) refreshCommand(p *proc) {
+	m.mu.Lock()
+	adopted := p.kind == kindAdopted && p.status == StatusRunning
+	m.mu.Unlock()
+	if !adopted {
+		return
+	}
+	command := readCommand(p.pid)
+	// Read while the pidfd's process ran: the pid was still its.
+	if exitedPidfd(p.pidfd) {
+		return
+	}
+	m.mu.Lock()
+	if p.status == StatusRunning {
+		p.command = command
+	}
+	m.mu.Unlock()
 }
 
 // sweepAfterCommand sweeps once a command's bash exited, when something
@@ -349,18 +361,22 @@ func latestBefore(commands []*proc, ticks uint64) *proc {
 }
 
 // admitLocked decides whether p, pinned for adoption, becomes tracked:
-// not after Close (it is SIGKILLed), nor when it is tracked already
-// (another sweep, a kill or its command's end found it first; tracked
-// says so). Whatever is not admitted has its pidfd closed.
+// not after Close (it is SIGKILLed), nor when it is, or was, tracked
+// already (another sweep, a kill or its command's end found it first;
+// tracked says whether it still runs). A process that was tracked and
+// ended meanwhile, killed say, must keep that end: admitted again, it
+// would be listed a second time, ended with no known cause. Whatever is
+// not admitted has its pidfd closed.
 func (m *Manager) admitLocked(p *proc) (admit, tracked bool) {
 	if m.closed {
 		signalPidfd(p.pidfd, syscall.SIGKILL)
 		p.pidfd.Close()
 		return false, false
 	}
-	if q := m.procs[p.pid]; q != nil && q.status == StatusRunning && q.ticks == p.ticks {
+	// The pid and its start time name one process.
+	if q := m.procs[p.pid]; q != nil && q.ticks == p.ticks {
 		p.pidfd.Close()
-		return false, true
+		return false, q.status == StatusRunning
 	}
 	return true, false
 }

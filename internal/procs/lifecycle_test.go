@@ -199,15 +199,21 @@ func TestSubreaperLearnsExitStatus(t *testing.T) {
 	if len(end.Adopted) != 3 {
 		t.Fatalf("End = %+v, want 3 adopted", end)
 	}
-	byCmd := map[string]ProcessInfo{}
+	// Until it execs, a sleep runs the command's script, as the subshell
+	// does for good.
+	var byCmd map[string]ProcessInfo
 	var subshell ProcessInfo
-	for _, pid := range end.Adopted {
-		info, _ := m.Get(pid)
-		byCmd[info.Command] = info
-		if !strings.HasPrefix(info.Command, "sleep") {
-			subshell = info
+	eventually(t, "both sleeps exec'd", func() bool {
+		byCmd = map[string]ProcessInfo{}
+		for _, pid := range end.Adopted {
+			info, _ := m.Get(pid)
+			byCmd[info.Command] = info
+			if !strings.HasPrefix(info.Command, "sleep") {
+				subshell = info
+			}
 		}
-	}
+		return byCmd["sleep 300"].Pid != 0 && byCmd["sleep 301"].Pid != 0
+	})
 
 	if err := os.WriteFile(fifo, []byte("x\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -419,14 +419,16 @@ func sortInfos(infos []ProcessInfo) {
 	})
 }
 
-// Get returns one process, or ErrNotFound.
+// Get returns one process, or ErrNotFound. An adopted process shows what
+// it runs now, as List shows it.
 func (m *Manager) Get(pid int) (ProcessInfo, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, err := m.lookupLocked(pid)
+	p, err := m.lookup(pid)
 	if err != nil {
 		return ProcessInfo{}, err
 	}
+	m.refreshCommand(p)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return m.infoLocked(p), nil
 }
 

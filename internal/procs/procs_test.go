@@ -415,8 +415,13 @@ func TestForegroundHTTPServerLeftover(t *testing.T) {
 	if len(end.Adopted) != 1 {
 		t.Fatalf("End = %+v, want one adopted server", end)
 	}
-	server, _ := m.Get(end.Adopted[0])
-	if !strings.HasSuffix(server.Command, "-m http.server 0 --bind 127.0.0.1") || server.Status != StatusRunning {
+	// Until it execs, the server runs the command's script.
+	var server ProcessInfo
+	eventually(t, "the server exec'd", func() bool {
+		server, _ = m.Get(end.Adopted[0])
+		return strings.HasSuffix(server.Command, "-m http.server 0 --bind 127.0.0.1")
+	})
+	if server.Status != StatusRunning {
 		t.Fatalf("server = %+v", server)
 	}
 	pids, err := m.Kill(context.Background(), KillRequest{Pattern: `http\.server`, Grace: 10 * time.Second})

@@ -93,8 +93,8 @@ type ProcessInfo struct {
 	Parent int
 	// Command is the script of a background process or foreground
 	// command, and the command line (/proc/PID/cmdline, arguments joined
-	// by spaces, as of the last List or Kill while it runs) of an adopted
-	// process; for a subshell of a command, the command's script.
+	// by spaces, as of the last Get, List or Kill while it runs) of an
+	// adopted process; for a subshell of a command, the command's script.
 	Command string
 	Status  Status
 	// ExitCode is nil while the process runs and when its exit status is
