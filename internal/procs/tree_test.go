@@ -37,15 +37,19 @@ func TestProcTreeMatchesAScan(t *testing.T) {
 	})
 	self := os.Getpid()
 	var orphan int
-	eventually(t, "the command's child and the orphan", func() bool {
-		kids := newProcTree().children(self)
+	// The orphan is compared once it has left for its own session: the
+	// two views are taken one after the other, and a setsid between them
+	// would show as a difference.
+	eventually(t, "the command's child and the orphan in its own session", func() bool {
+		tree := newProcTree()
 		orphan = 0
-		for _, pid := range kids {
+		for _, pid := range tree.children(self) {
 			if pid != cmd.Process.Pid {
 				orphan = pid
 			}
 		}
-		return len(newProcTree().children(cmd.Process.Pid)) == 1 && orphan != 0
+		st, ok := tree.stat(orphan)
+		return len(tree.children(cmd.Process.Pid)) == 1 && orphan != 0 && ok && st.sid == orphan
 	})
 	t.Cleanup(func() {
 		syscall.Kill(orphan, syscall.SIGKILL)

@@ -21,15 +21,19 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// tracer makes sandrun's spans. It follows the global tracer provider,
-// the no-op one unless Setup installed another.
-var tracer = otel.Tracer("github.com/sandrun/sandrun")
+// instrumentation names the tracer of sandrun's spans.
+const instrumentation = "github.com/sandrun/sandrun"
 
 // Start starts a span of kind named name under ctx's span. With tracing
 // off the span records nothing but carries ctx's span context on, so that
 // trace context still flows from the request to the completion.
+//
+// The tracer is asked of the global provider each time, the no-op one
+// unless Setup installed another: a tracer kept from before follows only
+// the first provider ever installed, so after a second Setup in one
+// process (a test run twice) its spans would go to the first, shut down.
 func Start(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	return tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	return otel.Tracer(instrumentation).Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 }
 
 // End ends span, marking it failed when err is not nil.
