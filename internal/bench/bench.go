@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -62,6 +63,12 @@ type Config struct {
 	// of itself to this directory when it ends (see
 	// programs.EnvCPUProfileDir).
 	HostCPUProfileDir string
+	// HostUser, when set, is the user every host runs as, as the
+	// executor's image makes it run (uid 1000): it then takes production's
+	// code paths, which a host run as root does not (see package shell's
+	// stateFile and startNiced). The bench must run as root. Nil runs the
+	// hosts as this process's user.
+	HostUser *syscall.Credential
 	// Out receives progress lines; Logger the system's own logs.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -142,6 +149,18 @@ func startEnvironment(ctx context.Context, cfg Config, spec envSpec) (_ *environ
 		return nil, err
 	}
 	e.closers = append(e.closers, func() { os.RemoveAll(e.state) })
+	if u := cfg.HostUser; u != nil {
+		// The hosts make their workspaces in the state directory, and
+		// their profiles in theirs.
+		for _, dir := range []string{e.state, cfg.HostCPUProfileDir} {
+			if dir == "" {
+				continue
+			}
+			if err := os.Chown(dir, int(u.Uid), int(u.Gid)); err != nil {
+				return nil, fmt.Errorf("hand %s to the hosts' user: %w", dir, err)
+			}
+		}
+	}
 	hostEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	if cfg.HostCPUProfileDir != "" {
 		hostEnv = append(hostEnv, progs.EnvCPUProfileDir+"="+cfg.HostCPUProfileDir)
@@ -152,6 +171,7 @@ func startEnvironment(ctx context.Context, cfg Config, spec envSpec) (_ *environ
 			Env:       hostEnv,
 			StopGrace: 2 * time.Second,
 			Logger:    cfg.Logger,
+			User:      cfg.HostUser,
 		},
 	})
 	if err != nil {

@@ -36,6 +36,8 @@ and writes the results as JSON.`)
 	pythonPath := fs.String("python-sdk", "python", "the Python SDK's directory, put on PYTHONPATH for the python measurement (empty: none, the SDK is installed)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the local cloud, the dispatcher, the reaper and the client; not the hosts) to this file")
 	tputSessions := fs.String("throughput-sessions", "", "comma-separated session counts the throughput measurement runs (default 1,10,100; 1,10 with -quick)")
+	hostUser := fs.String("host-user", "", "UID:GID every host runs as, as production's executor image runs it (1000:1000), so that the figures are those of its code paths; needs root, and this program where that user can run it (empty: this program's user, as the recorded figures were measured)")
+	fs.Env("host-user", "SANDRUN_BENCH_HOST_USER")
 	hostProfile := fs.String("host-cpuprofile", "", "write a CPU profile of each host (the executor process, not its commands) to this directory, as executor-<session>-<pid>.pprof, when it ends; merge them with go tool pprof")
 	if err := fs.Parse(env.Getenv, args); err != nil {
 		return err
@@ -62,8 +64,12 @@ and writes the results as JSON.`)
 	if err != nil {
 		return fmt.Errorf("find the sandrun program to run as executor: %w", err)
 	}
+	user, err := parseHostUser(*hostUser)
+	if err != nil {
+		return err
+	}
 	cfg := bench.Config{Executor: executor, ExecutorArgs: []string{"executor"}, Quick: *quick, LargeCheckpoints: *large, StartDelay: *startDelay, PoolStartDelay: *poolDelay,
-		Python: *python, HostCPUProfileDir: *hostProfile, Out: env.Stderr}
+		Python: *python, HostCPUProfileDir: *hostProfile, HostUser: user, Out: env.Stderr}
 	if *pythonPath != "" {
 		if cfg.PythonPath, err = filepath.Abs(*pythonPath); err != nil {
 			return err

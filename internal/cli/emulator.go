@@ -81,14 +81,19 @@ func (c *emulatorConfig) defineTasks(fs *config.FlagSet, user, workspace string)
 
 // taskUser parses --host-user: nil when empty.
 func (c *emulatorConfig) taskUser() (*syscall.Credential, error) {
-	if c.hostUser == "" {
+	return parseHostUser(c.hostUser)
+}
+
+// parseHostUser parses a --host-user value, UID:GID: nil when empty.
+func parseHostUser(s string) (*syscall.Credential, error) {
+	if s == "" {
 		return nil, nil
 	}
-	uid, gid, ok := strings.Cut(c.hostUser, ":")
+	uid, gid, ok := strings.Cut(s, ":")
 	u, err1 := strconv.ParseUint(uid, 10, 32)
 	g, err2 := strconv.ParseUint(gid, 10, 32)
 	if !ok || err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("--host-user %q: want UID:GID, such as 1000:1000", c.hostUser)
+		return nil, fmt.Errorf("--host-user %q: want UID:GID, such as 1000:1000", s)
 	}
 	return &syscall.Credential{Uid: uint32(u), Gid: uint32(g)}, nil
 }
