@@ -200,3 +200,12 @@ func memStateFile() (*os.File, string, error) {
 }
 
 func memStatePath(pid, fd string) string { return "/proc/" + pid + "/fd/" + fd }
+
+// othersMayOpenOwnFds reports whether a bash of this process's user, as
+// Start starts one, may be allowed to open this process's descriptors
+// through /proc: not when this process is not dumpable, unless bash runs
+// as root (whose CAP_SYS_PTRACE overrides that).
+func othersMayOpenOwnFds() bool {
+	dumpable, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	return err != nil || dumpable == 1 || os.Geteuid() == 0
+}

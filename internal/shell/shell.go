@@ -677,8 +677,14 @@ func newStateFile(spoolDir string, cred *syscall.Credential) (*stateFile, error)
 
 // memStateFilesWork reports whether a bash started as Start starts one
 // (without a Credential) can write a memfd state file: tried once, as the
-// rules that decide it (ptrace access to this process) are many.
+// rules that decide it (ptrace access to this process) are many. Where
+// one rule alone already says no, as in production's executor (not
+// dumpable, not root), no bash is started to try: the try would sit on
+// the first command's path, a new session's.
 var memStateFilesWork = sync.OnceValue(func() bool {
+	if !othersMayOpenOwnFds() {
+		return false
+	}
 	bash, err := findBash()
 	if err != nil {
 		return false
