@@ -124,7 +124,7 @@ func TestKilledHostAnswersHostLostAndSessionGoesOn(t *testing.T) {
 	const s = "crash"
 	w.exec(s, "cd /tmp && export KEPT=yes && echo saved > ~/before")
 	w.waitNoHost(s) // idle exit: the checkpoint holds the file
-	w.exec(s, "true")
+	host := w.exec(s, "true").ExecutionID
 
 	// A command that will not finish; its host dies under it.
 	reqID := uuid.NewString()
@@ -138,10 +138,11 @@ func TestKilledHostAnswersHostLostAndSessionGoesOn(t *testing.T) {
 		}
 		result <- done
 	}()
-	// Kill the execution once the command is running.
+	// Kill the session's host once the command is running. Not any running
+	// execution: the first host, gone idle, may still be on its way out.
 	w.waitRunning(s, reqID)
 	killed := time.Now()
-	execution, err := w.suite.KillExecution("")
+	execution, err := w.suite.KillExecution(w.sys.JobName() + "/executions/" + host)
 	if err != nil {
 		t.Fatal(err)
 	}
