@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 //	DELETE /faults[?service=S]     remove the rules of S, or all
 //	GET    /executions             running Cloud Run executions
 //	POST   /executions/kill        SIGKILL an execution ({"name": N}, full or its id, or a random running one)
+//	POST   /executions/migrate     a maintenance event ({"name": N, "notice": "10s", "pause": "5s"}); answers once it runs again
 //	GET    /health                 200 while the suite serves
 func (s *Suite) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -67,6 +69,29 @@ func (s *Suite) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, killRequest{Name: name})
 	})
+	mux.HandleFunc("POST /executions/migrate", func(w http.ResponseWriter, r *http.Request) {
+		var req migrateRequest
+		if err := decodeJSON(r, &req); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		notice, err := time.ParseDuration(cmp.Or(req.Notice, DefaultMigrationNotice.String()))
+		if err != nil || notice < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("notice %q: want a duration such as 10s", req.Notice))
+			return
+		}
+		pause, err := time.ParseDuration(cmp.Or(req.Pause, DefaultMigrationPause.String()))
+		if err != nil || pause < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("pause %q: want a duration such as 5s", req.Pause))
+			return
+		}
+		name, err := s.MigrateExecution(r.Context(), req.Name, notice, pause)
+		if err != nil {
+			writeError(w, http.StatusNotFound, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, migrateRequest{Name: name, Notice: notice.String(), Pause: pause.String()})
+	})
 	return mux
 }
 
@@ -76,24 +101,9 @@ func (s *Suite) adminHandler() http.Handler {
 // id that sandrun's completions and `session get` show). It returns the
 // full name of the execution it killed.
 func (s *Suite) KillExecution(name string) (string, error) {
-	running := s.CloudRun.RunningExecutions()
-	switch {
-	case name == "":
-		if len(running) == 0 {
-			return "", errors.New("kill execution: no execution is running")
-		}
-		name = running[rand.IntN(len(running))]
-	case !strings.Contains(name, "/"):
-		var found []string
-		for _, full := range running {
-			if path.Base(full) == name {
-				found = append(found, full)
-			}
-		}
-		if len(found) != 1 {
-			return "", fmt.Errorf("kill execution %s: %d running executions have that id", name, len(found))
-		}
-		name = found[0]
+	name, err := s.runningExecution(name)
+	if err != nil {
+		return "", fmt.Errorf("kill execution: %w", err)
 	}
 	if err := s.CloudRun.KillExecution(name); err != nil {
 		return "", fmt.Errorf("kill execution %s: %w", name, err)
@@ -102,8 +112,63 @@ func (s *Suite) KillExecution(name string) (string, error) {
 	return name, nil
 }
 
+// MigrateExecution puts the named execution (as KillExecution names it)
+// through a maintenance event (cloudrun.Server.MigrateExecution): SIGTSTP,
+// notice later a pause of every process for pause, then SIGCONT. It
+// returns the execution's full name once it runs again.
+func (s *Suite) MigrateExecution(ctx context.Context, name string, notice, pause time.Duration) (string, error) {
+	name, err := s.runningExecution(name)
+	if err != nil {
+		return "", fmt.Errorf("migrate execution: %w", err)
+	}
+	if err := s.CloudRun.MigrateExecution(ctx, name, notice, pause); err != nil {
+		return "", fmt.Errorf("migrate execution %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// runningExecution is the full name of the running execution name names:
+// its full name, its last segment, or, when empty, one picked at random.
+func (s *Suite) runningExecution(name string) (string, error) {
+	running := s.CloudRun.RunningExecutions()
+	switch {
+	case name == "":
+		if len(running) == 0 {
+			return "", errors.New("no execution is running")
+		}
+		return running[rand.IntN(len(running))], nil
+	case !strings.Contains(name, "/"):
+		var found []string
+		for _, full := range running {
+			if path.Base(full) == name {
+				found = append(found, full)
+			}
+		}
+		if len(found) != 1 {
+			return "", fmt.Errorf("%d running executions have the id %s", len(found), name)
+		}
+		return found[0], nil
+	}
+	return name, nil
+}
+
+// Cloud Run warns of a maintenance event 10 s ahead; the pause, which it
+// calls brief, is not documented: 5 s stands for it unless asked.
+const (
+	DefaultMigrationNotice = 10 * time.Second
+	DefaultMigrationPause  = 5 * time.Second
+)
+
 type killRequest struct {
 	Name string `json:"name,omitempty"`
+}
+
+// migrateRequest asks for a maintenance event; the durations are Go
+// durations ("10s").
+type migrateRequest struct {
+	Name   string `json:"name,omitempty"`
+	Notice string `json:"notice,omitempty"`
+	Pause  string `json:"pause,omitempty"`
 }
 
 func decodeJSON(r *http.Request, v any) error {
@@ -158,6 +223,15 @@ func (c *AdminClient) ClearFaults(ctx context.Context, service string) error {
 func (c *AdminClient) KillExecution(ctx context.Context, name string) (string, error) {
 	var out killRequest
 	err := c.do(ctx, http.MethodPost, "/executions/kill", killRequest{Name: name}, &out)
+	return out.Name, err
+}
+
+// MigrateExecution puts the named execution, or a random running one when
+// name is empty, through a maintenance event (Suite.MigrateExecution); it
+// returns the execution's full name once it runs again.
+func (c *AdminClient) MigrateExecution(ctx context.Context, name string, notice, pause time.Duration) (string, error) {
+	var out migrateRequest
+	err := c.do(ctx, http.MethodPost, "/executions/migrate", migrateRequest{Name: name, Notice: notice.String(), Pause: pause.String()}, &out)
 	return out.Name, err
 }
 

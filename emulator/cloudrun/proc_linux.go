@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
+
+	"github.com/sandrun/sandrun/internal/procfs"
 )
 
 // sysProcAttr puts a task process in a session (and process group) of its
@@ -59,6 +61,36 @@ func signalTask(pid int, sig syscall.Signal) {
 	_ = syscall.Kill(-pid, sig)
 	for _, p := range found {
 		_ = syscall.Kill(p, sig)
+	}
+}
+
+// freezeTask stops every process of the task whose main process is pid, as
+// a paused machine stops them all, and returns those it stopped, for
+// thawTask. A process stopped already is left out: continuing the task
+// must not continue it. It looks again until it finds no process it has
+// not stopped, since one may fork just before it is stopped.
+func freezeTask(pid int) []int {
+	var stopped []int
+	for range 5 {
+		var more []int
+		for _, p := range taskProcesses(pid) {
+			if !slices.Contains(stopped, p) && !slices.Contains(more, p) && !procfs.Stopped(p) {
+				_ = syscall.Kill(p, syscall.SIGSTOP)
+				more = append(more, p)
+			}
+		}
+		if len(more) == 0 {
+			break
+		}
+		stopped = append(stopped, more...)
+	}
+	return stopped
+}
+
+// thawTask continues the processes freezeTask stopped.
+func thawTask(pids []int) {
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGCONT)
 	}
 }
 

@@ -25,3 +25,19 @@ func signalTask(pid int, sig syscall.Signal) {
 func taskAlive(pid int) bool {
 	return !errors.Is(syscall.Kill(-pid, 0), syscall.ESRCH)
 }
+
+// freezeTask stops the process group of the task whose main process is pid
+// and returns it (negated) for thawTask. Processes it moved into other
+// process groups are not reached, and one stopped already is continued
+// with the rest.
+func freezeTask(pid int) []int {
+	_ = syscall.Kill(-pid, syscall.SIGSTOP)
+	return []int{-pid}
+}
+
+// thawTask continues what freezeTask stopped.
+func thawTask(pids []int) {
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGCONT)
+	}
+}

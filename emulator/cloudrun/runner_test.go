@@ -359,3 +359,62 @@ func waitRunning(t *testing.T, srv *Server, name string) {
 	t.Helper()
 	eventually(t, 5*time.Second, name+" is running", func() bool { return slices.Contains(srv.RunningExecutions(), name) })
 }
+
+// TestMigrateExecutionWarnsPausesAndResumesTheTask: a maintenance event
+// warns the task's main process (SIGTSTP), then pauses every process of
+// the task, then continues them and tells the main process (SIGCONT). A
+// process the task had stopped itself stays stopped.
+func TestMigrateExecutionWarnsPausesAndResumesTheTask(t *testing.T) {
+	h := newHarness(t, Config{})
+	dir := t.TempDir()
+	signals := filepath.Join(dir, "signals")
+	script := fmt.Sprintf(`trap 'echo tstp >> %[1]s/signals' TSTP
+trap 'echo cont >> %[1]s/signals' CONT
+sleep 600 & echo $! > %[1]s/stopped.tmp; kill -STOP $!; mv %[1]s/stopped.tmp %[1]s/stopped
+(sleep 600 & echo $! > %[1]s/grandchild.tmp; mv %[1]s/grandchild.tmp %[1]s/grandchild; wait) &
+echo $! > %[1]s/child
+echo $$ > %[1]s/main
+while :; do sleep 0.05; done`, dir)
+	h.createJob(t, "moved", shellJob(script))
+	op := h.runJob(t, "moved", nil)
+	name := mustMetadata(t, op).GetName()
+	pids := family(t, dir)
+	stopped := readPID(t, filepath.Join(dir, "stopped"))
+	waitRunning(t, h.srv, name)
+
+	const notice, pause = 300 * time.Millisecond, time.Second
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- h.srv.MigrateExecution(t.Context(), name, notice, pause) }()
+	eventually(t, 5*time.Second, "the main process is warned", func() bool {
+		b, _ := os.ReadFile(signals)
+		return string(b) == "tstp\n"
+	})
+	for _, pid := range pids {
+		eventually(t, 5*time.Second, fmt.Sprintf("process %d is paused", pid), func() bool { return procfs.Stopped(pid) })
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < notice+pause {
+		t.Errorf("the event took %v, want at least the notice and the pause (%v)", took, notice+pause)
+	}
+	for _, pid := range pids {
+		if procfs.Stopped(pid) || procfs.Gone(pid) {
+			t.Errorf("process %d is not running after the event", pid)
+		}
+	}
+	if !procfs.Stopped(stopped) {
+		t.Errorf("process %d, stopped before the event, was continued by it", stopped)
+	}
+	eventually(t, 5*time.Second, "the main process is told it runs again", func() bool {
+		b, _ := os.ReadFile(signals)
+		return string(b) == "tstp\ncont\n"
+	})
+	if got := h.srv.RunningExecutions(); !slices.Contains(got, name) {
+		t.Errorf("running executions %v after the event, want %s among them", got, name)
+	}
+
+	wantCode(t, h.srv.MigrateExecution(t.Context(), testParent+"/jobs/moved/executions/moved-zzzzz", 0, 0), codes.NotFound, "migrate a missing execution")
+	wantCode(t, h.srv.MigrateExecution(t.Context(), "nonsense", 0, 0), codes.InvalidArgument, "migrate a malformed name")
+}

@@ -180,6 +180,57 @@ func (s *Server) KillExecution(name string) error {
 	return nil
 }
 
+// MigrateExecution puts every running task of the named execution through
+// a maintenance event, as Cloud Run does when it moves a task to another
+// machine: SIGTSTP to the task's main process (the container's
+// entrypoint), notice later every process of the task paused (SIGSTOP) for
+// pause, then every process it paused continued and SIGCONT to the main
+// process. Processes stopped already stay stopped. It returns when the
+// tasks run again, or when ctx ends, which resumes them at once. Cloud Run
+// gives a 10 s notice and a pause it calls brief; the test chooses both.
+// Not reproduced: the move itself (outbound connections that break) and
+// the wall clock, which goes on during the pause here as there.
+func (s *Server) MigrateExecution(ctx context.Context, name string, notice, pause time.Duration) error {
+	if _, err := parseExecution(name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	e := s.executions[name]
+	pids := e.taskPIDs()
+	s.mu.Unlock()
+	switch {
+	case e == nil:
+		return status.Errorf(codes.NotFound, "execution %s not found", name)
+	case len(pids) == 0:
+		return status.Errorf(codes.FailedPrecondition, "execution %s has no running task to migrate", name)
+	}
+	wait := func(d time.Duration) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	s.log.Info("maintenance event: task will be migrated", "event", "cloudrun.execution.migrating", "execution", name,
+		"notice_seconds", notice.Seconds(), "pause_seconds", pause.Seconds())
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGTSTP)
+	}
+	wait(notice)
+	var paused []int
+	for _, pid := range pids {
+		paused = append(paused, freezeTask(pid)...)
+	}
+	wait(pause)
+	thawTask(paused)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+	s.log.Info("maintenance event: task migrated", "event", "cloudrun.execution.migrated", "execution", name, "processes_paused", len(paused))
+	return ctx.Err()
+}
+
 // TaskPIDs returns the process ids of the named execution's running tasks:
 // each task's main process, the container's entrypoint. Tests and
 // benchmarks measure an execution's processes with it.

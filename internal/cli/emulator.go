@@ -158,11 +158,14 @@ func runEmulator(ctx context.Context, env *Env, args []string) error {
 			return runEmulatorFault(ctx, env, args[1:])
 		case "kill":
 			return runEmulatorKill(ctx, env, args[1:])
+		case "migrate":
+			return runEmulatorMigrate(ctx, env, args[1:])
 		}
 	}
 	fs := newFlagSet(env, "emulator", `emulator [flags]
        sandrun emulator fault add|list|clear [flags]
        sandrun emulator kill [EXECUTION]
+       sandrun emulator migrate [--notice D] [--pause D] [EXECUTION]
 
 Serves Pub/Sub, Cloud Storage, Firestore and the Cloud Run Admin API v2 on
 loopback until interrupted, and prints the environment that points the
@@ -304,6 +307,36 @@ SANDRUN_EMULATOR_ADMIN or, while `+"`sandrun dev`"+` runs, its dev.env.`)
 		return err
 	}
 	fmt.Fprintln(env.Stdout, killed)
+	return nil
+}
+
+func runEmulatorMigrate(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "emulator migrate", `emulator migrate [--notice D] [--pause D] [EXECUTION]
+
+Puts a running execution of the local cloud through a maintenance event,
+as Cloud Run does when it moves a task to another machine: SIGTSTP to its
+main process, --notice later every process of the task paused for
+--pause, then continued, and SIGCONT to its main process. Returns once the
+task runs again. EXECUTION is named as for `+"`sandrun emulator kill`"+`;
+without it, a running execution picked at random.`)
+	notice := fs.Duration("notice", emulator.DefaultMigrationNotice, "time from the warning (SIGTSTP) to the pause (Cloud Run: 10 s)")
+	pause := fs.Duration("pause", emulator.DefaultMigrationPause, "how long every process of the task stays paused")
+	if err := fs.Parse(env.Getenv, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintln(env.Stderr, "Usage: sandrun emulator migrate [--notice D] [--pause D] [EXECUTION]  (no name: a random running execution)")
+		return errUsage
+	}
+	admin, err := adminClient(env)
+	if err != nil {
+		return err
+	}
+	migrated, err := admin.MigrateExecution(ctx, fs.Arg(0), *notice, *pause)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, migrated)
 	return nil
 }
 

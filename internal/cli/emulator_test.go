@@ -124,6 +124,9 @@ func TestEmulatorCommand(t *testing.T) {
 	if code, _, errOut := runCLI(t, exports, "emulator", "kill"); code != 1 || !strings.Contains(errOut, "no execution is running") {
 		t.Fatalf("kill with nothing running exited %d: %s", code, errOut)
 	}
+	if code, _, errOut := runCLI(t, exports, "emulator", "migrate", "--pause", "1s"); code != 1 || !strings.Contains(errOut, "no execution is running") {
+		t.Fatalf("migrate with nothing running exited %d: %s", code, errOut)
+	}
 
 	if code := stop(); code != 0 {
 		t.Fatalf("sandrun emulator exited %d after interrupt: %s", code, stderr.String())

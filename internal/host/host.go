@@ -47,6 +47,15 @@ type Config struct {
 	// found lost this long after its last renewal. It is never shorter
 	// than LeaseTTL.
 	IdleLeaseTTL time.Duration
+	// MaintenanceLease is the lease a host takes when Cloud Run warns it
+	// (Maintenance) that its task is about to be paused and moved to
+	// another machine: the pause must end within it, counted from the
+	// warning, or the host fences itself off when it runs again. A host
+	// that dies during it is found lost this long after the warning.
+	MaintenanceLease time.Duration
+	// Maintenance brings Cloud Run's maintenance events
+	// (MaintenanceSignals); nil when none can come.
+	Maintenance <-chan Maintenance
 	// CheckpointInterval is how often a busy host checkpoints between
 	// requests, so that a crash loses at most that much work.
 	CheckpointInterval time.Duration
@@ -94,6 +103,7 @@ const (
 	DefaultIdleTimeout        = 2 * time.Minute
 	DefaultLeaseTTL           = 15 * time.Second
 	DefaultIdleLeaseTTL       = 75 * time.Second
+	DefaultMaintenanceLease   = 2 * time.Minute
 	DefaultCheckpointInterval = time.Minute
 	DefaultMaxLifetime        = time.Hour
 )
@@ -219,6 +229,10 @@ func Run(ctx context.Context, cfg Config, store Store, pub Publisher, logger *sl
 		cfg.IdleLeaseTTL = DefaultIdleLeaseTTL
 	}
 	cfg.IdleLeaseTTL = max(cfg.IdleLeaseTTL, cfg.LeaseTTL)
+	if cfg.MaintenanceLease <= 0 {
+		cfg.MaintenanceLease = DefaultMaintenanceLease
+	}
+	cfg.MaintenanceLease = max(cfg.MaintenanceLease, cfg.IdleLeaseTTL)
 	if cfg.MaxLifetime <= 0 {
 		cfg.MaxLifetime = DefaultMaxLifetime
 	}
@@ -365,7 +379,21 @@ func (h *Host) heartbeat(ctx context.Context) {
 		fenceAt, renewAt = sent.Add(left-margin), sent.Add(left-renewSlack(short))
 		h.longLease.Store(left > short)
 	}
+	// noticed is when Cloud Run last warned of a pause (maintenance),
+	// zero when none is coming or the task runs again since. Until the
+	// host runs again, or for MaintenanceLease at most, it keeps the
+	// maintenance lease, busy or not.
+	var noticed time.Time
+	pausing := func() bool {
+		if !noticed.IsZero() && time.Since(noticed) >= h.cfg.MaintenanceLease {
+			noticed = time.Time{}
+		}
+		return !noticed.IsZero()
+	}
 	for {
+		// now: a maintenance event wants the lease renewed at once,
+		// lengthened for a pause or given its usual length after one.
+		now := false
 		t := time.NewTimer(time.Until(renewAt))
 		select {
 		case <-ctx.Done():
@@ -374,7 +402,12 @@ func (h *Host) heartbeat(ctx context.Context) {
 		case <-t.C:
 		case <-h.kick:
 			t.Stop()
-			if !h.longLease.Load() {
+			if !h.longLease.Load() || pausing() {
+				continue
+			}
+		case m := <-h.cfg.Maintenance:
+			t.Stop()
+			if now = h.maintenance(m, &noticed); !now {
 				continue
 			}
 		}
@@ -383,13 +416,16 @@ func (h *Host) heartbeat(ctx context.Context) {
 			// renewal, unless work came to a long idle lease (kick), which
 			// must be shortened now.
 			count()
-			if time.Now().Before(renewAt) && !(h.busy() && h.longLease.Load()) {
+			if !now && time.Now().Before(renewAt) && (pausing() || !(h.busy() && h.longLease.Load())) {
 				continue
 			}
 		}
 		ttl := h.cfg.IdleLeaseTTL
 		if h.busy() {
 			ttl = short
+		}
+		if pausing() {
+			ttl = h.cfg.MaintenanceLease
 		}
 		sent := time.Now()
 		// A shorter lease than the one held makes the fence earlier before
@@ -404,6 +440,30 @@ func (h *Host) heartbeat(ctx context.Context) {
 		// only lengthened the lease.
 		count()
 	}
+}
+
+// maintenance notes Cloud Run's maintenance event m in noticed (see
+// heartbeat) and reports whether the lease must be renewed at once for
+// it: lengthened before a pause, or given its usual length after one. A
+// SIGCONT with no pause announced (someone else's SIGSTOP) changes
+// nothing.
+func (h *Host) maintenance(m Maintenance, noticed *time.Time) bool {
+	switch m {
+	case MaintenanceNotice:
+		*noticed = time.Now()
+		h.logger.Info("Cloud Run will pause this host to move it to another machine: its lease lasts through the pause",
+			"event", "host.maintenance_notice", "lease_seconds", h.cfg.MaintenanceLease.Seconds())
+		return true
+	case MaintenanceResumed:
+		if noticed.IsZero() {
+			return false
+		}
+		h.logger.Info("host runs again after a maintenance pause", "event", "host.maintenance_resumed",
+			"seconds_since_notice", time.Since(*noticed).Seconds())
+		*noticed = time.Time{}
+		return true
+	}
+	return false
 }
 
 // renew renews the lease for ttl, retrying until it succeeds or fenceAt

@@ -81,6 +81,13 @@ func Gone(pid int) bool {
 	return len(f) > 0 && string(f[0]) == "Z"
 }
 
+// Stopped reports whether process pid is stopped, by a signal or by a
+// tracer.
+func Stopped(pid int) bool {
+	f, err := statFields(pid, 1)
+	return err == nil && (string(f[0]) == "T" || string(f[0]) == "t")
+}
+
 // StartTime returns when process pid started, in clock ticks after boot.
 // With the pid it names one process across pid reuse: a process seen
 // again under the same pid with another start time is another process.

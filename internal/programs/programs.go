@@ -32,6 +32,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/sandrun/sandrun/internal/config"
+	"github.com/sandrun/sandrun/internal/host"
 	"github.com/sandrun/sandrun/internal/hostcred"
 	"github.com/sandrun/sandrun/internal/logging"
 	"github.com/sandrun/sandrun/internal/system"
@@ -195,6 +196,9 @@ when it ends or is told to stop: sandrun bench -host-cpuprofile sets it.`+Teleme
 	// the host identity too, never the job's own (sandbox) account; the
 	// host renews the one source both use.
 	hc := s.Executor
+	// Cloud Run warns of a maintenance pause with SIGTSTP and resumes
+	// with SIGCONT: the host keeps its lease through the pause.
+	hc.Maintenance = host.MaintenanceSignals(ctx)
 	var google []option.ClientOption
 	if tok.Value != "" {
 		hc.Tokens = hostcred.NewSource(tok, s.Host.RenewBefore)

@@ -210,6 +210,8 @@ func Table() []Setting {
 			func(s *Settings) *time.Duration { return &s.Executor.LeaseTTL }), 10*time.Second),
 		setting("idle-lease-ttl", "SANDRUN_IDLE_LEASE_TTL", host.DefaultIdleLeaseTTL, Executor, Own, "how long the lease of a host idle for a lease-ttl lasts unrenewed (renewed when 70 % of lease-ttl is left: about once a minute by default); a host that dies idle is replaced after it",
 			func(s *Settings) *time.Duration { return &s.Executor.IdleLeaseTTL }),
+		setting("maintenance-lease", "SANDRUN_MAINTENANCE_LEASE", host.DefaultMaintenanceLease, Executor, Own, "the lease a host takes when Cloud Run warns (SIGTSTP) that it will pause the task to move it to another machine: the pause must end within it, counted from the warning, or the host is found lost",
+			func(s *Settings) *time.Duration { return &s.Executor.MaintenanceLease }),
 		setting("max-lifetime", "SANDRUN_MAX_LIFETIME", host.DefaultMaxLifetime, Executor, Own, "how long a host stays up for its session's background processes alone",
 			func(s *Settings) *time.Duration { return &s.Executor.MaxLifetime }),
 		setting("checkpoint-interval", "SANDRUN_CHECKPOINT_INTERVAL", host.DefaultCheckpointInterval, Executor, Own, "how often a busy host checkpoints between requests",
