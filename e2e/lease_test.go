@@ -260,3 +260,62 @@ func TestIdleHostHoldsALongLeaseAndShortensItForWork(t *testing.T) {
 		t.Fatalf("the command ended %s on %s, want ok on %s", done.Status, done.ExecutionID, host)
 	}
 }
+
+// TestMaintenancePauseLosesNothing: Cloud Run moves a task to another
+// machine with a warning (SIGTSTP), a pause of every process, and SIGCONT.
+// A pause three times the lease, long enough for the reaper to take a
+// host that said nothing for lost, loses nothing: the command running
+// through it finishes, the background process lives on, and the session
+// stays on its host. The host lengthened its lease for the pause, and
+// shortened it again after.
+func TestMaintenancePauseLosesNothing(t *testing.T) {
+	const lease, maintenanceLease = 2 * time.Second, 30 * time.Second
+	w := start(t, options{leaseTTL: lease, hostEnv: []string{"SANDRUN_MAINTENANCE_LEASE=" + maintenanceLease.String()}})
+	const s = "maintenance"
+	sleeper := ok(t, w.do(&api.Request{SessionID: s, Op: api.OpExec, Command: "sleep 600", Background: true}))
+	host := sleeper.ExecutionID
+
+	reqID := uuid.NewString()
+	result := make(chan *api.Completion, 1)
+	go func() {
+		result <- w.do(&api.Request{RequestID: reqID, SessionID: s, Op: api.OpExec, Command: "sleep 3; echo through"})
+	}()
+	w.waitRunning(s, reqID)
+	leaseDoc := "sessions/" + s + "/runtime/lease"
+	left := func(d map[string]any) time.Duration {
+		expires, _ := d["lease_expires"].(time.Time)
+		return time.Until(expires)
+	}
+	migrated := make(chan error, 1)
+	go func() {
+		_, err := w.suite.MigrateExecution(context.Background(), w.sys.JobName()+"/executions/"+host, time.Second, 3*lease)
+		migrated <- err
+	}()
+	w.waitDoc(leaseDoc, "lengthen its lease for the pause", time.Minute, func(d map[string]any) bool { return left(d) > lease })
+	if err := <-migrated; err != nil {
+		t.Fatal(err)
+	}
+	w.waitDoc(leaseDoc, "shorten its lease after the pause", time.Minute, func(d map[string]any) bool { return left(d) <= lease })
+
+	if done := <-result; done.Status != api.StatusOK || done.Stdout != "through\n" || done.ExecutionID != host {
+		t.Fatalf("the command running through the pause ended %s %+v with %q on %s, want ok on %s", done.Status, done.Error, done.Stdout, done.ExecutionID, host)
+	}
+	if next := ok(t, w.do(&api.Request{SessionID: s, Op: api.OpExec, Command: "echo after"})); next.ExecutionID != host {
+		t.Errorf("after the pause the session ran on %s, want its host %s", next.ExecutionID, host)
+	}
+	list := ok(t, w.do(&api.Request{SessionID: s, Op: api.OpProcessList}))
+	found := false
+	for _, p := range list.Processes {
+		if p.PID == sleeper.PID {
+			found = p.Status == api.ProcessRunning
+		}
+	}
+	if !found {
+		t.Errorf("the background process %d does not run after the pause: %+v", sleeper.PID, list.Processes)
+	}
+	for _, event := range []string{"host.maintenance_notice", "host.maintenance_resumed"} {
+		if !strings.Contains(w.logs.String(), `"event":"`+event+`"`) {
+			t.Errorf("the host did not log %s", event)
+		}
+	}
+}
