@@ -53,7 +53,7 @@ type Config struct {
 	// warning, or the host fences itself off when it runs again. A host
 	// that dies during it is found lost this long after the warning.
 	MaintenanceLease time.Duration
-	// Maintenance brings Cloud Run's maintenance events
+	// Maintenance brings Cloud Run's maintenance signals
 	// (MaintenanceSignals); nil when none can come.
 	Maintenance <-chan Maintenance
 	// CheckpointInterval is how often a busy host checkpoints between
@@ -442,24 +442,21 @@ func (h *Host) heartbeat(ctx context.Context) {
 	}
 }
 
-// maintenance notes Cloud Run's maintenance event m in noticed (see
+// maintenance notes Cloud Run's maintenance signal m in noticed (see
 // heartbeat) and reports whether the lease must be renewed at once for
 // it: lengthened before a pause, or given its usual length after one. A
 // SIGCONT with no pause announced (someone else's SIGSTOP) changes
-// nothing.
+// nothing, and neither does a warning older than the maintenance lease.
 func (h *Host) maintenance(m Maintenance, noticed *time.Time) bool {
-	switch m {
-	case MaintenanceNotice:
-		*noticed = time.Now()
+	switch {
+	case !m.Resumed && time.Since(m.At) < h.cfg.MaintenanceLease:
+		*noticed = m.At
 		h.logger.Info("Cloud Run will pause this host to move it to another machine: its lease lasts through the pause",
 			"event", "host.maintenance_notice", "lease_seconds", h.cfg.MaintenanceLease.Seconds())
 		return true
-	case MaintenanceResumed:
-		if noticed.IsZero() {
-			return false
-		}
+	case m.Resumed && !noticed.IsZero():
 		h.logger.Info("host runs again after a maintenance pause", "event", "host.maintenance_resumed",
-			"seconds_since_notice", time.Since(*noticed).Seconds())
+			"seconds_since_notice", m.At.Sub(*noticed).Seconds())
 		*noticed = time.Time{}
 		return true
 	}

@@ -5,31 +5,22 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
-// Maintenance is what Cloud Run tells a task of a maintenance event: the
-// task is paused, moved to another machine with everything it holds, and
-// resumed there. Its processes, files and memory survive; its time does
-// not stop, so a lease that lapses during the pause would make the host
-// fence itself off when it runs again, killing the session's processes,
-// and the reaper cancel it meanwhile.
-type Maintenance int
-
-const (
-	// MaintenanceNotice: the task will be paused in about 10 s (SIGTSTP).
-	MaintenanceNotice Maintenance = iota + 1
-	// MaintenanceResumed: the task runs again (SIGCONT).
-	MaintenanceResumed
-)
-
-func (m Maintenance) String() string {
-	switch m {
-	case MaintenanceNotice:
-		return "notice"
-	case MaintenanceResumed:
-		return "resumed"
-	}
-	return "unknown"
+// Maintenance is a signal Cloud Run sends a task around a maintenance
+// event: the task is paused, moved to another machine with everything it
+// holds, and resumed there. Its processes, files and memory survive; its
+// time does not stop, so a lease that lapses during the pause would make
+// the reaper cancel the paused host, or the host fence itself off when it
+// runs again, killing the session's processes.
+type Maintenance struct {
+	// Resumed: the task runs again (SIGCONT). Otherwise this is the
+	// warning (SIGTSTP): the task is paused in about 10 s.
+	Resumed bool
+	// At is when the signal came: a warning that came while the host
+	// waited for a session (in the warm pool) may be over when it reads it.
+	At time.Time
 }
 
 // MaintenanceSignals turns the signals Cloud Run sends a task around a
@@ -50,10 +41,7 @@ func MaintenanceSignals(ctx context.Context) <-chan Maintenance {
 			case <-ctx.Done():
 				return
 			case sig := <-sigs:
-				m = MaintenanceResumed
-				if sig == syscall.SIGTSTP {
-					m = MaintenanceNotice
-				}
+				m = Maintenance{Resumed: sig != syscall.SIGTSTP, At: time.Now()}
 			}
 			for {
 				select {
