@@ -26,7 +26,10 @@
 // after Config.StopGrace; when the main process exits, whatever it left
 // behind is killed, as Cloud Run tears down a container. On Linux the
 // processes also die with the emulator (parent-death signal). KillExecution
-// kills a running execution's processes at once, as a crashed host would.
+// kills a running execution's processes at once, as a crashed host would;
+// MigrateExecution puts them through a maintenance event (a SIGTSTP to the
+// main process, a pause of every process of the task, a SIGCONT), as Cloud
+// Run does when it moves a task to another machine.
 //
 // # Cloud Run behaviour it follows
 //
