@@ -14,7 +14,7 @@ var onGoogleEmulators bool
 // TestOnGoogleEmulators runs a few end-to-end tests again with Firestore and
 // Pub/Sub served by Google's own emulators (package emulator/official):
 // stateful exec across hosts, a background server that later requests
-// reach, and a killed host. They must pass on both, which shows that
+// reach, a killed host, and a host paused for maintenance. They must pass on both, which shows that
 // sandrun relies on nothing the local cloud does differently. (The
 // reliability scenario of redeliveries and streams ended with UNKNOWN does
 // not run here: Google's Pub/Sub emulator breaks on the cancelled streams
@@ -27,4 +27,5 @@ func TestOnGoogleEmulators(t *testing.T) {
 	t.Run("StatefulExec", TestShellStatePersistsAcrossRequestsAndHosts)
 	t.Run("BackgroundProcess", TestBackgroundServerAnswersLaterRequests)
 	t.Run("HostKilled", TestKilledHostAnswersHostLostAndSessionGoesOn)
+	t.Run("MaintenancePause", TestMaintenancePauseLosesNothing)
 }
