@@ -362,6 +362,11 @@ func fenceMargin(busyTTL time.Duration) time.Duration { return busyTTL / 30 }
 // last renewal, whoever made it (session.Lease.Renewed), so that it need
 // not renew again soon after one. The timing above is kept, counted from
 // that renewal.
+//
+// Cloud Run's warning of a maintenance pause (Config.Maintenance) has it
+// renew at once for the maintenance lease, which it keeps until the host
+// runs again (or for that long at most); it then renews at once with the
+// usual lease.
 func (h *Host) heartbeat(ctx context.Context) {
 	short := h.cfg.LeaseTTL
 	margin := fenceMargin(short)
