@@ -160,18 +160,9 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 // job allows it. It fails when the execution does not exist or has no
 // running task.
 func (s *Server) KillExecution(name string) error {
-	if _, err := parseExecution(name); err != nil {
+	pids, err := s.runningTasks(name, "kill")
+	if err != nil {
 		return err
-	}
-	s.mu.Lock()
-	e := s.executions[name]
-	pids := e.taskPIDs()
-	s.mu.Unlock()
-	switch {
-	case e == nil:
-		return status.Errorf(codes.NotFound, "execution %s not found", name)
-	case len(pids) == 0:
-		return status.Errorf(codes.FailedPrecondition, "execution %s has no running task to kill", name)
 	}
 	for _, pid := range pids {
 		signalTask(pid, syscall.SIGKILL)
@@ -187,22 +178,13 @@ func (s *Server) KillExecution(name string) error {
 // pause, then every process it paused continued and SIGCONT to the main
 // process. Processes stopped already stay stopped. It returns when the
 // tasks run again, or when ctx ends, which resumes them at once. Cloud Run
-// gives a 10 s notice and a pause it calls brief; the test chooses both.
-// Not reproduced: the move itself (outbound connections that break) and
-// the wall clock, which goes on during the pause here as there.
+// gives a 10 s notice and a pause it calls brief; the caller chooses both.
+// The wall clock goes on during the pause, here as there. Not reproduced:
+// the move itself (the outbound connections it breaks).
 func (s *Server) MigrateExecution(ctx context.Context, name string, notice, pause time.Duration) error {
-	if _, err := parseExecution(name); err != nil {
+	pids, err := s.runningTasks(name, "migrate")
+	if err != nil {
 		return err
-	}
-	s.mu.Lock()
-	e := s.executions[name]
-	pids := e.taskPIDs()
-	s.mu.Unlock()
-	switch {
-	case e == nil:
-		return status.Errorf(codes.NotFound, "execution %s not found", name)
-	case len(pids) == 0:
-		return status.Errorf(codes.FailedPrecondition, "execution %s has no running task to migrate", name)
 	}
 	wait := func(d time.Duration) {
 		t := time.NewTimer(d)
@@ -229,6 +211,26 @@ func (s *Server) MigrateExecution(ctx context.Context, name string, notice, paus
 	}
 	s.log.Info("maintenance event: task migrated", "event", "cloudrun.execution.migrated", "execution", name, "processes_paused", len(paused))
 	return ctx.Err()
+}
+
+// runningTasks returns the main processes of the named execution's running
+// tasks, for an action (verb) on them: an error when the name is not an
+// execution's, or it has none.
+func (s *Server) runningTasks(name, verb string) ([]int, error) {
+	if _, err := parseExecution(name); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	e := s.executions[name]
+	pids := e.taskPIDs()
+	s.mu.Unlock()
+	switch {
+	case e == nil:
+		return nil, status.Errorf(codes.NotFound, "execution %s not found", name)
+	case len(pids) == 0:
+		return nil, status.Errorf(codes.FailedPrecondition, "execution %s has no running task to %s", name, verb)
+	}
+	return pids, nil
 }
 
 // TaskPIDs returns the process ids of the named execution's running tasks:
